@@ -1,0 +1,8 @@
+//! Bytes to commands and back; no I/O and no store.
+
+pub mod number;
+pub mod reply;
+pub mod text;
+
+pub use reply::ErrorReply;
+pub use text::{Command, Keys, Limits, ParseError, Parsed, StatsGroup, StoreMode};

@@ -1,0 +1,814 @@
+//! memcached's classic text protocol: bytes in, [`Command`]s out, with no I/O.
+//!
+//! The parser borrows from the caller's read buffer and reports how many bytes a
+//! command used; "not enough bytes yet" is a normal outcome ([`ParseError::Incomplete`]).
+//! Tokenising follows memcached's `tokenize_command` (proto_text.c) exactly, because
+//! clients can observe its quirks: only the space character separates tokens, a line
+//! is cut at its first NUL byte, at most 23 tokens are seen (the 24th slot holds the
+//! rest of the line), and `noreply` is recognised only as the last token.
+
+use super::number::{parse_i32, parse_u32, parse_u64};
+use super::reply::ErrorReply;
+
+/// Longest key, in bytes (memcached.h `KEY_MAX_LENGTH`).
+pub const KEY_MAX_LENGTH: usize = 250;
+
+/// A line without a newline after this many bytes closes the connection, unless it
+/// is a multi-get, which may keep growing (proto_text.c `try_read_command_ascii`).
+pub const LINE_LIMIT: usize = 2048;
+
+/// How far a multi-get line may grow before we give up on it. memcached lets it grow
+/// without bound; we cap it so one client cannot take all memory.
+pub const MULTIGET_LINE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// memcached's `MAX_TOKENS`: the tokenizer fills at most 23 tokens plus a terminal.
+const MAX_TOKENS: usize = 24;
+
+/// Byte size memcached charges for an item, used to decide "object too large" at the
+/// same boundary as memcached does (items.c `item_make_header` + `item_size_ok`):
+/// the 48-byte `struct _stritem` on 64-bit, the key and its NUL, 4 bytes of client
+/// flags when they are non-zero, the value with its `\r\n`, and 8 bytes of CAS.
+pub fn memcached_item_size(
+    key_len: usize,
+    flags: u32,
+    value_len: usize,
+    cas_enabled: bool,
+) -> usize {
+    const ITEM_HEADER: usize = 48;
+    let flags_len = if flags != 0 { 4 } else { 0 };
+    let cas_len = if cas_enabled { 8 } else { 0 };
+    ITEM_HEADER + key_len + 1 + flags_len + value_len + 2 + cas_len
+}
+
+/// What the parser needs to know about the server's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `-I`: largest item, counted as memcached counts it ([`memcached_item_size`]).
+    pub item_size_max: usize,
+    /// `-C` turns CAS off, which changes the item size accounting.
+    pub cas_enabled: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // memcached's defaults: -I 1m, CAS on.
+        Limits {
+            item_size_max: 1024 * 1024,
+            cas_enabled: true,
+        }
+    }
+}
+
+/// The storage commands; `Cas` carries its unique in [`Command::Store`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// The `stats` sub-commands we answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsGroup {
+    General,
+    Settings,
+    Items,
+    Slabs,
+    Sizes,
+    Conns,
+    Reset,
+    DetailOn,
+    DetailOff,
+    DetailDump,
+    DetailUsage,
+    Unknown,
+}
+
+/// The keys of a multi-key get, split lazily on spaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys<'a>(pub &'a [u8]);
+
+impl<'a> Keys<'a> {
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0.split(|&b| b == b' ').filter(|k| !k.is_empty())
+    }
+}
+
+/// One request, borrowing its key and data from the read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `get`/`gets`/`bget`, and `gat`/`gats` when `touch` holds the exptime.
+    Get {
+        keys: Keys<'a>,
+        with_cas: bool,
+        touch: Option<i32>,
+    },
+    /// A storage command with its complete, well-terminated data block.
+    Store {
+        mode: StoreMode,
+        key: &'a [u8],
+        flags: u32,
+        exptime: i32,
+        data: &'a [u8],
+        cas_unique: u64,
+        noreply: bool,
+    },
+    /// A storage command whose value exceeds `-I`; the data is swallowed
+    /// ([`Parsed::swallow`]) and a `set` removes the old item (memcached F6).
+    StoreTooLarge {
+        mode: StoreMode,
+        key: &'a [u8],
+        noreply: bool,
+    },
+    /// A data block that does not end in `\r\n`.
+    BadDataChunk {
+        noreply: bool,
+    },
+    Delete {
+        key: &'a [u8],
+        noreply: bool,
+    },
+    Arithmetic {
+        incr: bool,
+        key: &'a [u8],
+        delta: u64,
+        noreply: bool,
+    },
+    Touch {
+        key: &'a [u8],
+        exptime: i32,
+        noreply: bool,
+    },
+    /// `flush_all [delay]`; a delay of 0 or less means now.
+    FlushAll {
+        delay: i32,
+        noreply: bool,
+    },
+    Version,
+    Verbosity {
+        noreply: bool,
+    },
+    Quit,
+    Stats(StatsGroup),
+    Shutdown,
+    /// `mn`: the meta no-op, answered `MN`.
+    MetaNoop,
+    /// A line that earns an error reply (or silence, with `noreply`).
+    Error {
+        reply: ErrorReply,
+        noreply: bool,
+    },
+}
+
+/// A parsed command and how many bytes of the buffer it used.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub cmd: Command<'a>,
+    pub consumed: usize,
+    /// Bytes after `consumed` to discard as they arrive (a rejected data block).
+    pub swallow: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// More bytes are needed. `need` is the total buffer length that will complete
+    /// the command, when known (a storage command waiting for its data).
+    Incomplete { need: Option<usize> },
+    /// The line is too long to be a command: close the connection, as memcached does.
+    Close,
+}
+
+/// Tokens of one line, as `tokenize_command` makes them.
+struct Tokens<'a> {
+    tokens: [&'a [u8]; MAX_TOKENS - 1],
+    /// Real tokens seen (at most 23).
+    count: usize,
+    /// What follows the 23rd token, if anything.
+    rest: &'a [u8],
+}
+
+impl<'a> Tokens<'a> {
+    fn new(line: &'a [u8]) -> Self {
+        let mut tokens: [&'a [u8]; MAX_TOKENS - 1] = [&[]; MAX_TOKENS - 1];
+        let mut count = 0;
+        let mut start = 0;
+        let mut i = 0;
+        while i < line.len() {
+            if line[i] == b' ' {
+                if start != i {
+                    tokens[count] = &line[start..i];
+                    count += 1;
+                    if count == MAX_TOKENS - 1 {
+                        return Tokens {
+                            tokens,
+                            count,
+                            rest: &line[i + 1..],
+                        };
+                    }
+                }
+                start = i + 1;
+            }
+            i += 1;
+        }
+        if start != i {
+            tokens[count] = &line[start..i];
+            count += 1;
+        }
+        Tokens {
+            tokens,
+            count,
+            rest: &[],
+        }
+    }
+
+    /// memcached's `ntokens`: real tokens plus the terminal one.
+    fn ntokens(&self) -> usize {
+        self.count + 1
+    }
+
+    /// Token `i`, or the empty terminal token past the end.
+    fn get(&self, i: usize) -> &'a [u8] {
+        if i < self.count { self.tokens[i] } else { &[] }
+    }
+
+    /// memcached `set_noreply_maybe`: the last real token is exactly `noreply`.
+    fn noreply(&self) -> bool {
+        self.count >= 1 && self.tokens[self.count - 1] == b"noreply"
+    }
+}
+
+/// Parses one command from the front of `buf`.
+pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseError> {
+    let Some(newline) = memchr(b'\n', buf) else {
+        return Err(incomplete_line(buf));
+    };
+    let mut line = &buf[..newline];
+    // memcached strips a '\r' before the '\n' only when the line has another byte.
+    if line.len() > 1 && line[line.len() - 1] == b'\r' {
+        line = &line[..line.len() - 1];
+    }
+    // The C code treats the line as a string: it ends at the first NUL.
+    if let Some(nul) = memchr(0, line) {
+        line = &line[..nul];
+    }
+    let line_len = newline + 1;
+    let toks = Tokens::new(line);
+    let simple = |cmd| {
+        Ok(Parsed {
+            cmd,
+            consumed: line_len,
+            swallow: 0,
+        })
+    };
+    let error = |reply, noreply| simple(Command::Error { reply, noreply });
+
+    let nt = toks.ntokens();
+    let verb = toks.get(0);
+    if nt < 2 || verb.len() < 2 {
+        return error(ErrorReply::Error, false);
+    }
+    let want = |ok: bool, cmd: Command<'a>| {
+        if ok {
+            simple(cmd)
+        } else {
+            error(ErrorReply::Error, false)
+        }
+    };
+
+    match verb {
+        b"get" | b"bget" => want(nt >= 3, get_command(line, &toks, false, None)),
+        b"gets" => want(nt >= 3, get_command(line, &toks, true, None)),
+        b"gat" | b"gats" => {
+            if nt < 3 {
+                return error(ErrorReply::Error, false);
+            }
+            match parse_i32(toks.get(1)) {
+                Some(exptime) => simple(get_command(line, &toks, verb == b"gats", Some(exptime))),
+                None => error(ErrorReply::InvalidExptime, false),
+            }
+        }
+        b"set" | b"add" | b"replace" | b"append" | b"prepend" => {
+            if nt != 6 && nt != 7 {
+                return error(ErrorReply::Error, false);
+            }
+            let mode = match verb {
+                b"set" => StoreMode::Set,
+                b"add" => StoreMode::Add,
+                b"replace" => StoreMode::Replace,
+                b"append" => StoreMode::Append,
+                _ => StoreMode::Prepend,
+            };
+            storage_command(buf, line_len, &toks, mode, limits)
+        }
+        b"cas" => {
+            if nt != 7 && nt != 8 {
+                return error(ErrorReply::Error, false);
+            }
+            storage_command(buf, line_len, &toks, StoreMode::Cas, limits)
+        }
+        b"delete" => {
+            if !(3..=5).contains(&nt) {
+                return error(ErrorReply::Error, false);
+            }
+            let mut noreply = false;
+            if nt > 3 {
+                let hold_is_zero = toks.get(2) == b"0";
+                noreply = toks.noreply();
+                let valid =
+                    (nt == 4 && (hold_is_zero || noreply)) || (nt == 5 && hold_is_zero && noreply);
+                if !valid {
+                    return error(ErrorReply::DeleteUsage, noreply);
+                }
+            }
+            let key = toks.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return error(ErrorReply::BadCommandLineFormat, noreply);
+            }
+            simple(Command::Delete { key, noreply })
+        }
+        b"incr" | b"decr" => {
+            if nt != 4 && nt != 5 {
+                return error(ErrorReply::Error, false);
+            }
+            let noreply = toks.noreply();
+            let key = toks.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return error(ErrorReply::BadCommandLineFormat, noreply);
+            }
+            match parse_u64(toks.get(2)) {
+                Some(delta) => simple(Command::Arithmetic {
+                    incr: verb == b"incr",
+                    key,
+                    delta,
+                    noreply,
+                }),
+                None => error(ErrorReply::InvalidDelta, noreply),
+            }
+        }
+        b"touch" => {
+            if nt != 4 && nt != 5 {
+                return error(ErrorReply::Error, false);
+            }
+            let noreply = toks.noreply();
+            let key = toks.get(1);
+            if key.len() > KEY_MAX_LENGTH {
+                return error(ErrorReply::BadCommandLineFormat, noreply);
+            }
+            match parse_i32(toks.get(2)) {
+                Some(exptime) => simple(Command::Touch {
+                    key,
+                    exptime,
+                    noreply,
+                }),
+                None => error(ErrorReply::InvalidExptime, noreply),
+            }
+        }
+        b"flush_all" => {
+            if !(2..=4).contains(&nt) {
+                return error(ErrorReply::Error, false);
+            }
+            let noreply = toks.noreply();
+            let mut delay = 0;
+            if nt != if noreply { 3 } else { 2 } {
+                match parse_i32(toks.get(1)) {
+                    Some(d) => delay = d,
+                    None => return error(ErrorReply::InvalidExptime, noreply),
+                }
+            }
+            simple(Command::FlushAll { delay, noreply })
+        }
+        b"verbosity" => {
+            if nt != 3 && nt != 4 {
+                return error(ErrorReply::Error, false);
+            }
+            let noreply = toks.noreply();
+            match parse_u32(toks.get(1)) {
+                Some(_) => simple(Command::Verbosity { noreply }),
+                None => error(ErrorReply::BadCommandLineFormat, noreply),
+            }
+        }
+        b"version" => simple(Command::Version),
+        b"quit" => simple(Command::Quit),
+        b"stats" => simple(Command::Stats(stats_group(&toks))),
+        b"shutdown" => simple(Command::Shutdown),
+        b"mn" => simple(Command::MetaNoop),
+        _ => {
+            // memcached closes connections that look like HTTP requests.
+            if toks.get(nt - 2).starts_with(b"HTTP/") {
+                return Err(ParseError::Close);
+            }
+            error(ErrorReply::Error, false)
+        }
+    }
+}
+
+/// No newline yet: wait, or close when the line is too long to be a command.
+fn incomplete_line(buf: &[u8]) -> ParseError {
+    if buf.len() <= LINE_LIMIT {
+        return ParseError::Incomplete { need: None };
+    }
+    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
+    let rest = &buf[spaces..];
+    let is_multiget = rest.starts_with(b"get ") || rest.starts_with(b"gets ");
+    if spaces > 100 || !is_multiget || buf.len() > MULTIGET_LINE_LIMIT {
+        ParseError::Close
+    } else {
+        ParseError::Incomplete { need: None }
+    }
+}
+
+fn get_command<'a>(
+    line: &'a [u8],
+    toks: &Tokens<'a>,
+    with_cas: bool,
+    touch: Option<i32>,
+) -> Command<'a> {
+    let first_key = if touch.is_some() { 2 } else { 1 };
+    // Keys run from the first key token to the end of the line.
+    let keys = match toks.count > first_key {
+        true => {
+            let start = toks.get(first_key).as_ptr() as usize - line.as_ptr() as usize;
+            &line[start..]
+        }
+        false => &[][..],
+    };
+    let _ = toks.rest;
+    Command::Get {
+        keys: Keys(keys),
+        with_cas,
+        touch,
+    }
+}
+
+fn storage_command<'a>(
+    buf: &'a [u8],
+    line_len: usize,
+    toks: &Tokens<'a>,
+    mode: StoreMode,
+    limits: &Limits,
+) -> Result<Parsed<'a>, ParseError> {
+    let noreply = toks.noreply();
+    let error = |reply| {
+        Ok(Parsed {
+            cmd: Command::Error { reply, noreply },
+            consumed: line_len,
+            swallow: 0,
+        })
+    };
+    let key = toks.get(1);
+    if key.len() > KEY_MAX_LENGTH {
+        return error(ErrorReply::BadCommandLineFormat);
+    }
+    let (Some(flags), Some(exptime), Some(vlen)) = (
+        parse_u32(toks.get(2)),
+        parse_i32(toks.get(3)),
+        parse_i32(toks.get(4)),
+    ) else {
+        return error(ErrorReply::BadCommandLineFormat);
+    };
+    let mut cas_unique = 0;
+    if mode == StoreMode::Cas {
+        match parse_u64(toks.get(5)) {
+            Some(c) => cas_unique = c,
+            None => return error(ErrorReply::BadCommandLineFormat),
+        }
+    }
+    // memcached rejects lengths that would overflow once the "\r\n" is added.
+    if vlen < 0 || vlen > i32::MAX - 2 {
+        return error(ErrorReply::BadCommandLineFormat);
+    }
+    let vlen = vlen as usize;
+    let block = vlen + 2;
+    if memcached_item_size(key.len(), flags, vlen, limits.cas_enabled) > limits.item_size_max {
+        return Ok(Parsed {
+            cmd: Command::StoreTooLarge { mode, key, noreply },
+            consumed: line_len,
+            swallow: block,
+        });
+    }
+    let total = line_len + block;
+    if buf.len() < total {
+        return Err(ParseError::Incomplete { need: Some(total) });
+    }
+    let consumed = total;
+    if &buf[line_len + vlen..total] != b"\r\n" {
+        return Ok(Parsed {
+            cmd: Command::BadDataChunk { noreply },
+            consumed,
+            swallow: 0,
+        });
+    }
+    let data = &buf[line_len..line_len + vlen];
+    Ok(Parsed {
+        cmd: Command::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            data,
+            cas_unique,
+            noreply,
+        },
+        consumed,
+        swallow: 0,
+    })
+}
+
+fn stats_group(toks: &Tokens<'_>) -> StatsGroup {
+    if toks.ntokens() == 2 {
+        return StatsGroup::General;
+    }
+    match toks.get(1) {
+        b"reset" => StatsGroup::Reset,
+        b"settings" => StatsGroup::Settings,
+        b"items" => StatsGroup::Items,
+        b"slabs" => StatsGroup::Slabs,
+        b"sizes" => StatsGroup::Sizes,
+        b"conns" => StatsGroup::Conns,
+        b"detail" => match toks.get(2) {
+            b"on" => StatsGroup::DetailOn,
+            b"off" => StatsGroup::DetailOff,
+            b"dump" => StatsGroup::DetailDump,
+            _ => StatsGroup::DetailUsage,
+        },
+        _ => StatsGroup::Unknown,
+    }
+}
+
+#[inline]
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(input: &[u8]) -> Result<Parsed<'_>, ParseError> {
+        parse(input, &Limits::default())
+    }
+
+    fn cmd(input: &[u8]) -> Command<'_> {
+        p(input).expect("complete").cmd
+    }
+
+    fn err(reply: ErrorReply, noreply: bool) -> Command<'static> {
+        Command::Error { reply, noreply }
+    }
+
+    #[test]
+    fn storage_commands() {
+        let parsed = p(b"set k 5 100 3\r\nabc\r\nget k\r\n").unwrap();
+        assert_eq!(parsed.consumed, 20);
+        assert_eq!(
+            parsed.cmd,
+            Command::Store {
+                mode: StoreMode::Set,
+                key: b"k",
+                flags: 5,
+                exptime: 100,
+                data: b"abc",
+                cas_unique: 0,
+                noreply: false
+            }
+        );
+        assert!(matches!(
+            cmd(b"cas k 0 0 1 77 noreply\r\nx\r\n"),
+            Command::Store {
+                mode: StoreMode::Cas,
+                cas_unique: 77,
+                noreply: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(b"append k 0 0 1\r\nx\r\n"),
+            Command::Store {
+                mode: StoreMode::Append,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(b"prepend k 0 0 1\r\nx\r\n"),
+            Command::Store {
+                mode: StoreMode::Prepend,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(b"add k 0 0 1\r\nx\r\n"),
+            Command::Store {
+                mode: StoreMode::Add,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cmd(b"replace k 0 0 1\r\nx\r\n"),
+            Command::Store {
+                mode: StoreMode::Replace,
+                ..
+            }
+        ));
+        // A trailing token that is not noreply is ignored, as in memcached.
+        assert!(matches!(
+            cmd(b"set k 0 0 1 junk\r\nx\r\n"),
+            Command::Store { noreply: false, .. }
+        ));
+    }
+
+    #[test]
+    fn storage_errors() {
+        assert_eq!(cmd(b"set k 0 0\r\n"), err(ErrorReply::Error, false));
+        assert_eq!(
+            cmd(b"set k x 0 1\r\n"),
+            err(ErrorReply::BadCommandLineFormat, false)
+        );
+        assert_eq!(
+            cmd(b"set k 0 0 -1\r\n"),
+            err(ErrorReply::BadCommandLineFormat, false)
+        );
+        assert_eq!(
+            cmd(b"set k 0 0 -1 noreply\r\n"),
+            err(ErrorReply::BadCommandLineFormat, true)
+        );
+        let long_key = [b'a'; 251];
+        let line = [b"set ".as_slice(), &long_key, b" 0 0 1\r\n"].concat();
+        assert_eq!(cmd(&line), err(ErrorReply::BadCommandLineFormat, false));
+        assert_eq!(
+            cmd(b"set k 0 0 3\r\nabcde\r\n"),
+            Command::BadDataChunk { noreply: false }
+        );
+        let too_big = p(b"set k 0 0 2000000\r\n").unwrap();
+        assert_eq!(
+            too_big.cmd,
+            Command::StoreTooLarge {
+                mode: StoreMode::Set,
+                key: b"k",
+                noreply: false
+            }
+        );
+        assert_eq!((too_big.consumed, too_big.swallow), (19, 2000002));
+    }
+
+    #[test]
+    fn too_large_boundary_matches_memcached_accounting() {
+        let limits = Limits::default();
+        // 1 MiB minus header (48), key "k" + NUL (2), "\r\n" (2) and CAS (8).
+        let max = 1024 * 1024 - 60;
+        let ok = format!("set k 0 0 {max}\r\n");
+        assert_eq!(
+            parse(ok.as_bytes(), &limits),
+            Err(ParseError::Incomplete {
+                need: Some(ok.len() + max + 2)
+            })
+        );
+        let over = format!("set k 0 0 {}\r\n", max + 1);
+        assert!(matches!(
+            parse(over.as_bytes(), &limits).unwrap().cmd,
+            Command::StoreTooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn retrieval() {
+        assert_eq!(
+            cmd(b"get a b  c\r\n"),
+            Command::Get {
+                keys: Keys(b"a b  c"),
+                with_cas: false,
+                touch: None
+            }
+        );
+        assert_eq!(
+            Keys(b"a b  c").iter().collect::<Vec<_>>(),
+            vec![&b"a"[..], b"b", b"c"]
+        );
+        assert!(matches!(
+            cmd(b"gets a\r\n"),
+            Command::Get { with_cas: true, .. }
+        ));
+        assert!(matches!(
+            cmd(b"gats 10 a\r\n"),
+            Command::Get {
+                with_cas: true,
+                touch: Some(10),
+                ..
+            }
+        ));
+        assert_eq!(cmd(b"gat x a\r\n"), err(ErrorReply::InvalidExptime, false));
+        assert_eq!(cmd(b"get\r\n"), err(ErrorReply::Error, false));
+        assert_eq!(
+            cmd(b"gat 10\r\n"),
+            Command::Get {
+                keys: Keys(b""),
+                with_cas: false,
+                touch: Some(10)
+            }
+        );
+    }
+
+    #[test]
+    fn line_endings_and_junk() {
+        assert_eq!(cmd(b"version\n"), Command::Version);
+        assert_eq!(cmd(b"\r\n"), err(ErrorReply::Error, false));
+        assert_eq!(cmd(b"\n"), err(ErrorReply::Error, false));
+        assert_eq!(cmd(b"GET a\r\n"), err(ErrorReply::Error, false));
+        assert_eq!(cmd(b"version\0junk\r\n"), Command::Version);
+        assert_eq!(p(b"GET / HTTP/1.1\r\n"), Err(ParseError::Close));
+        assert_eq!(p(b"get a"), Err(ParseError::Incomplete { need: None }));
+        assert_eq!(p(&[b'x'; 2049]), Err(ParseError::Close));
+        let mut multiget = b"get ".to_vec();
+        multiget.extend(std::iter::repeat_n(b'k', 3000));
+        assert_eq!(p(&multiget), Err(ParseError::Incomplete { need: None }));
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(
+            cmd(b"delete k\r\n"),
+            Command::Delete {
+                key: b"k",
+                noreply: false
+            }
+        );
+        assert_eq!(
+            cmd(b"delete k 0\r\n"),
+            Command::Delete {
+                key: b"k",
+                noreply: false
+            }
+        );
+        assert_eq!(
+            cmd(b"delete k 0 noreply\r\n"),
+            Command::Delete {
+                key: b"k",
+                noreply: true
+            }
+        );
+        assert_eq!(cmd(b"delete k 1\r\n"), err(ErrorReply::DeleteUsage, false));
+        assert_eq!(
+            cmd(b"incr k 5\r\n"),
+            Command::Arithmetic {
+                incr: true,
+                key: b"k",
+                delta: 5,
+                noreply: false
+            }
+        );
+        assert_eq!(cmd(b"decr k -1\r\n"), err(ErrorReply::InvalidDelta, false));
+        assert_eq!(
+            cmd(b"touch k 10 noreply\r\n"),
+            Command::Touch {
+                key: b"k",
+                exptime: 10,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            cmd(b"flush_all\r\n"),
+            Command::FlushAll {
+                delay: 0,
+                noreply: false
+            }
+        );
+        assert_eq!(
+            cmd(b"flush_all 5 noreply\r\n"),
+            Command::FlushAll {
+                delay: 5,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            cmd(b"flush_all noreply\r\n"),
+            Command::FlushAll {
+                delay: 0,
+                noreply: true
+            }
+        );
+        assert_eq!(
+            cmd(b"flush_all x\r\n"),
+            err(ErrorReply::InvalidExptime, false)
+        );
+        assert_eq!(
+            cmd(b"verbosity 1\r\n"),
+            Command::Verbosity { noreply: false }
+        );
+        assert_eq!(cmd(b"verbosity\r\n"), err(ErrorReply::Error, false));
+        assert_eq!(cmd(b"stats\r\n"), Command::Stats(StatsGroup::General));
+        assert_eq!(cmd(b"stats items\r\n"), Command::Stats(StatsGroup::Items));
+        assert_eq!(cmd(b"stats bogus\r\n"), Command::Stats(StatsGroup::Unknown));
+        assert_eq!(cmd(b"quit\r\n"), Command::Quit);
+        assert_eq!(cmd(b"mn\r\n"), Command::MetaNoop);
+    }
+
+    #[test]
+    fn incomplete_data_reports_needed_length() {
+        assert_eq!(
+            p(b"set k 0 0 10\r\nabc"),
+            Err(ParseError::Incomplete { need: Some(26) })
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! One cache item in one heap block: a 26-byte header, the key, then the value.
+//!
+//! A single allocation per item keeps memory per item low (the table stores only a
+//! pointer) and keeps key and value on the same cache lines. This is the only module
+//! of the store with `unsafe`, and all of it serves this layout.
+
+use std::alloc::{Layout, alloc, dealloc};
+use std::ptr::NonNull;
+
+/// The item's metadata. `packed(2)` keeps it at 26 bytes instead of 32; fields are
+/// only ever copied in and out, never borrowed.
+#[repr(C, packed(2))]
+#[derive(Clone, Copy)]
+struct Header {
+    cas: u64,
+    /// Unix seconds after which the item is gone; 0 = never.
+    expires_at: u32,
+    flags: u32,
+    value_len: u32,
+    /// Unix seconds of the last store or fetch (memcached's `it->time`).
+    last_access: u32,
+    key_len: u8,
+    bits: u8,
+}
+
+const HEADER_LEN: usize = std::mem::size_of::<Header>();
+const _: () = assert!(HEADER_LEN == 26);
+
+/// Bits of [`Header::bits`].
+pub const BIT_REFERENCED: u8 = 1 << 0;
+pub const BIT_FETCHED: u8 = 1 << 1;
+
+/// glibc malloc rounds each block up to a 16-byte multiple and adds an 8-byte size
+/// word (malloc/malloc.c `request2size`); we charge that, so the memory limit counts
+/// what the allocator really takes.
+pub fn allocated_size(requested: usize) -> usize {
+    (requested + 8).div_ceil(16) * 16
+}
+
+/// An owned item. Dropping it frees the block.
+pub struct Item {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: an `Item` uniquely owns its heap block (like a `Box<[u8]>`); nothing else
+// aliases it, so it may move to and be shared with other threads.
+unsafe impl Send for Item {}
+// SAFETY: shared access only reads the block; mutation needs `&mut Item`.
+unsafe impl Sync for Item {}
+
+/// What is needed to create an item, apart from its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemMeta {
+    pub flags: u32,
+    pub expires_at: u32,
+    pub cas: u64,
+    pub now: u32,
+}
+
+impl Item {
+    /// Block size for a key and value of these lengths.
+    pub fn block_len(key_len: usize, value_len: usize) -> usize {
+        HEADER_LEN + key_len + value_len
+    }
+
+    fn layout(block_len: usize) -> Layout {
+        // Alignment 2 matches the packed header; sizes are bounded by -I (≤ 1 GiB).
+        Layout::from_size_align(block_len, 2).expect("item size fits a Layout")
+    }
+
+    /// Allocates an item with `value_len` bytes of value, filled by `fill`.
+    /// Returns `None` when the allocator fails. Keys are at most 250 bytes.
+    pub fn new(
+        key: &[u8],
+        value_len: usize,
+        meta: ItemMeta,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<Item> {
+        assert!(key.len() <= u8::MAX as usize, "keys are at most 250 bytes");
+        let value_len_u32 = u32::try_from(value_len).ok()?;
+        let block_len = Self::block_len(key.len(), value_len);
+        // SAFETY: the layout has a non-zero size (the header alone is 26 bytes).
+        let raw = unsafe { alloc(Self::layout(block_len)) };
+        let ptr = NonNull::new(raw)?;
+        let header = Header {
+            cas: meta.cas,
+            expires_at: meta.expires_at,
+            flags: meta.flags,
+            value_len: value_len_u32,
+            last_access: meta.now,
+            key_len: key.len() as u8,
+            bits: 0,
+        };
+        // SAFETY: the block is `block_len` bytes: the header, then `key.len()` bytes
+        // for the key; both writes stay inside it, and the header type has
+        // alignment 1-2 which the layout provides.
+        unsafe {
+            ptr.as_ptr().cast::<Header>().write(header);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), ptr.as_ptr().add(HEADER_LEN), key.len());
+        }
+        let mut item = Item { ptr };
+        // The value bytes are uninitialised until `fill` runs; zero them first so
+        // `value_mut` never exposes uninitialised memory, even if `fill` panics.
+        item.value_mut().fill(0);
+        fill(item.value_mut());
+        Some(item)
+    }
+
+    #[inline]
+    fn header(&self) -> Header {
+        // SAFETY: every item starts with an initialised header (see `new`).
+        unsafe { self.ptr.as_ptr().cast::<Header>().read() }
+    }
+
+    #[inline]
+    fn update(&mut self, f: impl FnOnce(&mut Header)) {
+        let mut h = self.header();
+        f(&mut h);
+        // SAFETY: as in `header`; `&mut self` guarantees exclusive access.
+        unsafe { self.ptr.as_ptr().cast::<Header>().write(h) }
+    }
+
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        let len = self.header().key_len as usize;
+        // SAFETY: the key is `key_len` initialised bytes right after the header.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(HEADER_LEN), len) }
+    }
+
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        let h = self.header();
+        // SAFETY: the value is `value_len` initialised bytes after the key.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize),
+                h.value_len as usize,
+            )
+        }
+    }
+
+    #[inline]
+    pub fn value_mut(&mut self) -> &mut [u8] {
+        let h = self.header();
+        // SAFETY: as in `value`; `&mut self` makes this the only reference.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize),
+                h.value_len as usize,
+            )
+        }
+    }
+
+    #[inline]
+    pub fn cas(&self) -> u64 {
+        self.header().cas
+    }
+    #[inline]
+    pub fn flags(&self) -> u32 {
+        self.header().flags
+    }
+    #[inline]
+    pub fn expires_at(&self) -> u32 {
+        self.header().expires_at
+    }
+    #[inline]
+    pub fn last_access(&self) -> u32 {
+        self.header().last_access
+    }
+    #[inline]
+    pub fn has_bit(&self, bit: u8) -> bool {
+        self.header().bits & bit != 0
+    }
+
+    pub fn set_cas(&mut self, cas: u64) {
+        self.update(|h| h.cas = cas);
+    }
+    pub fn set_expires_at(&mut self, expires_at: u32) {
+        self.update(|h| h.expires_at = expires_at);
+    }
+    /// Marks a fetch: referenced for CLOCK, fetched for the `*_unfetched` counters.
+    #[inline]
+    pub fn touch_access(&mut self, now: u32) {
+        self.update(|h| {
+            h.last_access = now;
+            h.bits |= BIT_REFERENCED | BIT_FETCHED;
+        });
+    }
+    pub fn clear_bit(&mut self, bit: u8) {
+        self.update(|h| h.bits &= !bit);
+    }
+
+    /// Bytes this item's block costs (the table's own memory is counted separately).
+    pub fn charge(&self) -> usize {
+        let h = self.header();
+        Self::charge_for(h.key_len as usize, h.value_len as usize)
+    }
+
+    pub fn charge_for(key_len: usize, value_len: usize) -> usize {
+        allocated_size(Self::block_len(key_len, value_len))
+    }
+}
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        let h = self.header();
+        let block_len = Self::block_len(h.key_len as usize, h.value_len as usize);
+        // SAFETY: `ptr` came from `alloc` with exactly this layout (lengths never
+        // change after allocation) and is freed only here, once.
+        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(block_len)) }
+    }
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Item")
+            .field("key", &String::from_utf8_lossy(self.key()))
+            .field("value_len", &self.value().len())
+            .field("cas", &self.cas())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_fields_and_bytes() {
+        let meta = ItemMeta {
+            flags: 7,
+            expires_at: 99,
+            cas: 1 << 40,
+            now: 5,
+        };
+        let mut item = Item::new(b"key", 5, meta, |v| v.copy_from_slice(b"hello")).unwrap();
+        assert_eq!(item.key(), b"key");
+        assert_eq!(item.value(), b"hello");
+        assert_eq!(
+            (
+                item.flags(),
+                item.expires_at(),
+                item.cas(),
+                item.last_access()
+            ),
+            (7, 99, 1 << 40, 5)
+        );
+        item.value_mut()[0] = b'j';
+        item.set_cas(3);
+        item.touch_access(8);
+        assert!(item.has_bit(BIT_FETCHED) && item.has_bit(BIT_REFERENCED));
+        item.clear_bit(BIT_REFERENCED);
+        assert!(!item.has_bit(BIT_REFERENCED));
+        assert_eq!(
+            (item.value(), item.cas(), item.last_access()),
+            (&b"jello"[..], 3, 8)
+        );
+    }
+
+    #[test]
+    fn empty_value_and_charge() {
+        let meta = ItemMeta {
+            flags: 0,
+            expires_at: 0,
+            cas: 1,
+            now: 0,
+        };
+        let item = Item::new(b"k", 0, meta, |_| {}).unwrap();
+        assert_eq!(item.value(), b"");
+        // A 26 + 1 byte block takes a 48-byte malloc chunk.
+        assert_eq!(item.charge(), 48);
+    }
+}

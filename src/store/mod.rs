@@ -1,0 +1,689 @@
+//! The striped, expiring table: no I/O and no protocol.
+//!
+//! Keys hash once with ahash; the shard comes from the high bits of that hash and the
+//! same hash probes the shard's hashbrown table (as dashmap's `determine_shard` and
+//! memcached's `item_lock(hv)` do). Each shard is a `Mutex` on its own cache line:
+//! critical sections are a table operation and a copy, never I/O, logging or a
+//! blocking send, so a plain mutex beats a reader-writer lock (a get also writes the
+//! item's access bits).
+//!
+//! Expired and flushed items are removed lazily when touched, by the CLOCK hand while
+//! it looks for room, and by a bounded background sweep ([`Store::sweep_step`]).
+//! Memory is bounded by `-m`: every item is charged its real malloc block and every
+//! table its real allocation; when a store would go over, a CLOCK sweep over the
+//! shard's buckets evicts an item that has not been read since the hand last passed.
+
+mod clock;
+pub mod expiry;
+mod item;
+
+pub use clock::{Clock, ManualClock};
+pub use item::{Item, ItemMeta, allocated_size};
+
+use crossbeam_utils::CachePadded;
+use hashbrown::HashTable;
+use item::{BIT_FETCHED, BIT_REFERENCED};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Settings of a store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// `-m`: bytes the items and tables may use.
+    pub memory_limit: usize,
+    /// False with `-M`: refuse a store instead of evicting.
+    pub evict: bool,
+    /// Number of shards; rounded up to a power of two.
+    pub shards: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            memory_limit: 64 * 1024 * 1024,
+            evict: true,
+            shards: DEFAULT_SHARDS,
+        }
+    }
+}
+
+/// 64 shards keep the chance that two of 4 workers want the same lock under 10 %
+/// while the per-shard tables stay large enough to amortise their growth.
+pub const DEFAULT_SHARDS: usize = 64;
+
+/// How many buckets the CLOCK hand may look at in one call before giving up the lock.
+const CLOCK_MAX_STEPS: usize = 1024;
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Hit,
+    Miss,
+}
+
+/// The result of a storage command (memcached's `store_item_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored { cas: u64 },
+    NotStored,
+    Exists,
+    NotFound,
+    NoMemory,
+}
+
+/// The result of incr/decr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    Value(u64),
+    NotFound,
+    NonNumeric,
+    NoMemory,
+}
+
+/// The storage commands (memcached's `NREAD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// A storage request.
+#[derive(Clone, Copy)]
+pub struct StoreRequest<'a> {
+    pub mode: StoreMode,
+    pub key: &'a [u8],
+    pub flags: u32,
+    pub exptime: i32,
+    pub data: &'a [u8],
+    /// For `Cas`: the unique the client read.
+    pub cas_unique: u64,
+    /// For append and prepend: whether an item with these flags and this value
+    /// length is within the item size limit; a longer result is `NotStored`, as in
+    /// memcached, whose concatenation allocates a new item of the joined size.
+    pub fits: Option<&'a dyn Fn(u32, usize) -> bool>,
+}
+
+/// Counters kept by the store (the protocol's own counters live in the server).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub curr_items: u64,
+    pub total_items: u64,
+    /// Bytes of item blocks.
+    pub item_bytes: u64,
+    /// Bytes of item blocks and hash tables: what `-m` limits.
+    pub memory_used: u64,
+    pub memory_limit: u64,
+    pub table_bytes: u64,
+    pub evictions: u64,
+    pub reclaimed: u64,
+    pub expired_unfetched: u64,
+    pub evicted_unfetched: u64,
+    pub get_expired: u64,
+    pub get_flushed: u64,
+}
+
+#[derive(Default)]
+struct ShardCounters {
+    total_items: u64,
+    item_bytes: usize,
+    evictions: u64,
+    reclaimed: u64,
+    expired_unfetched: u64,
+    evicted_unfetched: u64,
+    get_expired: u64,
+    get_flushed: u64,
+}
+
+#[derive(Default)]
+struct Shard {
+    table: HashTable<Item>,
+    table_bytes: usize,
+    clock_hand: usize,
+    sweep_cursor: usize,
+    counters: ShardCounters,
+}
+
+/// Why an item is no longer visible.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    Live,
+    Expired,
+    Flushed,
+}
+
+/// A consistent reading of the clock and the flush marks for one operation.
+#[derive(Clone, Copy)]
+struct Now {
+    secs: u32,
+    flush_cas: u64,
+    flush_at: u32,
+}
+
+impl Now {
+    fn liveness(&self, item: &Item) -> Liveness {
+        if item.cas() <= self.flush_cas
+            || (self.flush_at != 0
+                && self.secs >= self.flush_at
+                && item.last_access() < self.flush_at)
+        {
+            Liveness::Flushed
+        } else if expiry::is_expired(item.expires_at(), self.secs) {
+            Liveness::Expired
+        } else {
+            Liveness::Live
+        }
+    }
+}
+
+/// The store. Share it between threads by reference or `Arc`.
+pub struct Store {
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    shard_shift: u32,
+    hasher: ahash::RandomState,
+    clock: Clock,
+    memory_limit: AtomicUsize,
+    evict: bool,
+    used: AtomicUsize,
+    last_cas: AtomicU64,
+    /// Items with a CAS at or below this were flushed by `flush_all`.
+    flush_cas: AtomicU64,
+    /// A delayed `flush_all`: from this Unix second on, items last stored or read
+    /// before it are gone. 0 = none.
+    flush_at: AtomicU32,
+    sweep_shard: AtomicUsize,
+}
+
+impl Store {
+    pub fn new(config: StoreConfig, clock: Clock) -> Store {
+        let shards = config.shards.max(1).next_power_of_two();
+        Store {
+            shards: (0..shards)
+                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
+                .collect(),
+            shard_shift: 64 - shards.trailing_zeros(),
+            hasher: ahash::RandomState::new(),
+            clock,
+            memory_limit: AtomicUsize::new(config.memory_limit),
+            evict: config.evict,
+            used: AtomicUsize::new(0),
+            last_cas: AtomicU64::new(0),
+            flush_cas: AtomicU64::new(0),
+            flush_at: AtomicU32::new(0),
+            sweep_shard: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard for a hash. hashbrown uses the top 7 bits as its tag, so the shard
+    /// index comes from the bits just below them.
+    #[inline]
+    fn shard_index(&self, hash: u64) -> usize {
+        if self.shards.len() == 1 {
+            0
+        } else {
+            ((hash << 7) >> self.shard_shift) as usize
+        }
+    }
+
+    /// Locks a shard. A poisoned shard (a panic while it was held) may be half
+    /// updated, so it is emptied rather than trusted.
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        match self.shards[index].lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                let freed = guard.counters.item_bytes;
+                guard.table.clear();
+                guard.counters.item_bytes = 0;
+                self.used.fetch_sub(freed, Ordering::Relaxed);
+                self.shards[index].clear_poison();
+                log::error!("store shard {index} was poisoned by a panic and has been emptied");
+                guard
+            }
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            secs: self.clock.now_secs(),
+            flush_cas: self.flush_cas.load(Ordering::Acquire),
+            flush_at: self.flush_at.load(Ordering::Acquire),
+        }
+    }
+
+    fn next_cas(&self) -> u64 {
+        self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Looks up a live item, removing it if it turns out dead. Returns the bucket.
+    fn find_live(&self, shard: &mut Shard, hash: u64, key: &[u8], now: &Now) -> Option<usize> {
+        let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key)?;
+        let item = shard.table.get_bucket(bucket).expect("bucket just found");
+        match now.liveness(item) {
+            Liveness::Live => Some(bucket),
+            dead => {
+                if dead == Liveness::Expired {
+                    shard.counters.get_expired += 1;
+                } else {
+                    shard.counters.get_flushed += 1;
+                }
+                self.remove_bucket(shard, bucket, dead);
+                None
+            }
+        }
+    }
+
+    /// Removes the item in `bucket`, counting why.
+    fn remove_bucket(&self, shard: &mut Shard, bucket: usize, why: Liveness) -> usize {
+        let Ok(entry) = shard.table.get_bucket_entry(bucket) else {
+            return 0;
+        };
+        let (item, _) = entry.remove();
+        let charge = item.charge();
+        if why != Liveness::Live {
+            shard.counters.reclaimed += 1;
+            if why == Liveness::Expired && !item.has_bit(BIT_FETCHED) {
+                shard.counters.expired_unfetched += 1;
+            }
+        }
+        shard.counters.item_bytes -= charge;
+        self.used.fetch_sub(charge, Ordering::Relaxed);
+        charge
+    }
+
+    /// Reads a live item under the shard lock: marks it fetched, optionally sets a new
+    /// exptime (gat), then hands it to `read` (which copies what it needs).
+    pub fn get(&self, key: &[u8], touch: Option<i32>, read: impl FnOnce(&Item)) -> Found {
+        let hash = self.hash(key);
+        let mut shard = self.lock(self.shard_index(hash));
+        let now = self.now();
+        let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
+            return Found::Miss;
+        };
+        let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        item.touch_access(now.secs);
+        if let Some(exptime) = touch {
+            item.set_expires_at(expiry::deadline(exptime, now.secs));
+        }
+        read(item);
+        Found::Hit
+    }
+
+    /// `touch`: a new exptime for a live item.
+    pub fn touch(&self, key: &[u8], exptime: i32) -> Found {
+        self.get(key, Some(exptime), |_| {})
+    }
+
+    /// `delete`.
+    pub fn delete(&self, key: &[u8]) -> Found {
+        let hash = self.hash(key);
+        let mut shard = self.lock(self.shard_index(hash));
+        let now = self.now();
+        match self.find_live(&mut shard, hash, key, &now) {
+            Some(bucket) => {
+                self.remove_bucket(&mut shard, bucket, Liveness::Live);
+                Found::Hit
+            }
+            None => Found::Miss,
+        }
+    }
+
+    /// Makes room for `bytes` more, evicting while over the limit (unless `-M`).
+    /// Must be called without holding any shard lock.
+    fn reserve(&self, home_shard: usize, bytes: usize) -> bool {
+        let limit = self.memory_limit();
+        let mut shard = home_shard;
+        let mut barren = 0;
+        while self.used.load(Ordering::Relaxed) + bytes > limit {
+            let freed = self.evict_from(shard, self.evict);
+            if freed == 0 {
+                barren += 1;
+                if barren > self.shards.len() {
+                    return false;
+                }
+                shard = (shard + 1) & (self.shards.len() - 1);
+            }
+        }
+        true
+    }
+
+    /// Runs the CLOCK hand over one shard: dead items met on the way are reclaimed;
+    /// a live item not referenced since the last pass is evicted when `evict_live`.
+    /// Returns the bytes freed.
+    fn evict_from(&self, index: usize, evict_live: bool) -> usize {
+        let mut guard = self.lock(index);
+        let shard = &mut *guard;
+        if shard.table.is_empty() {
+            return 0;
+        }
+        let now = self.now();
+        let buckets = shard.table.num_buckets();
+        let mut freed = 0;
+        for _ in 0..CLOCK_MAX_STEPS.min(2 * buckets) {
+            let bucket = shard.clock_hand % buckets;
+            shard.clock_hand = (bucket + 1) % buckets;
+            let Some(item) = shard.table.get_bucket_mut(bucket) else {
+                continue;
+            };
+            match now.liveness(item) {
+                Liveness::Live => {
+                    if item.has_bit(BIT_REFERENCED) {
+                        item.clear_bit(BIT_REFERENCED);
+                        continue;
+                    }
+                    if !evict_live {
+                        continue;
+                    }
+                    let unfetched = !item.has_bit(BIT_FETCHED);
+                    freed += self.remove_bucket(shard, bucket, Liveness::Live);
+                    shard.counters.evictions += 1;
+                    if unfetched {
+                        shard.counters.evicted_unfetched += 1;
+                    }
+                    return freed;
+                }
+                dead => freed += self.remove_bucket(shard, bucket, dead),
+            }
+        }
+        freed
+    }
+
+    /// Inserts or replaces `item` in its bucket (or a new one), keeping the
+    /// accounting; returns the new item's CAS.
+    fn put(&self, shard: &mut Shard, hash: u64, bucket: Option<usize>, mut item: Item) -> u64 {
+        let cas = self.next_cas();
+        item.set_cas(cas);
+        let charge = item.charge();
+        shard.counters.total_items += 1;
+        shard.counters.item_bytes += charge;
+        self.used.fetch_add(charge, Ordering::Relaxed);
+        match bucket {
+            Some(bucket) => {
+                let slot = shard.table.get_bucket_mut(bucket).expect("live bucket");
+                let old = std::mem::replace(slot, item);
+                shard.counters.item_bytes -= old.charge();
+                self.used.fetch_sub(old.charge(), Ordering::Relaxed);
+            }
+            None => {
+                let hasher = &self.hasher;
+                shard
+                    .table
+                    .insert_unique(hash, item, |it| hasher.hash_one(it.key()));
+                let table_bytes = shard.table.allocation_size();
+                if table_bytes != shard.table_bytes {
+                    self.used
+                        .fetch_add(table_bytes - shard.table_bytes, Ordering::Relaxed);
+                    shard.table_bytes = table_bytes;
+                }
+            }
+        }
+        cas
+    }
+
+    /// set, add, replace, append, prepend and cas, with memcached's semantics
+    /// (memcached.c `do_store_item`).
+    pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+        let hash = self.hash(req.key);
+        let index = self.shard_index(hash);
+        let concatenate = matches!(req.mode, StoreMode::Append | StoreMode::Prepend);
+        // Room is made before taking the lock, since eviction may lock other shards.
+        // Append and prepend grow the item by the new data; the rest replace it.
+        if !self.reserve(index, Item::charge_for(req.key.len(), req.data.len())) {
+            return StoreOutcome::NoMemory;
+        }
+        let now_secs = self.clock.now_secs();
+        let meta = ItemMeta {
+            flags: req.flags,
+            expires_at: expiry::deadline(req.exptime, now_secs),
+            cas: 0,
+            now: now_secs,
+        };
+        // A replacing item is built outside the lock: only concatenation needs the old value.
+        let fresh = if concatenate {
+            None
+        } else {
+            match Item::new(req.key, req.data.len(), meta, |v| {
+                v.copy_from_slice(req.data)
+            }) {
+                Some(item) => Some(item),
+                None => return StoreOutcome::NoMemory,
+            }
+        };
+        let mut shard = self.lock(index);
+        let now = self.now();
+        let existing = self.find_live(&mut shard, hash, req.key, &now);
+        let item = match (req.mode, existing) {
+            (StoreMode::Set, _) => fresh,
+            (StoreMode::Add, None) | (StoreMode::Replace, Some(_)) => fresh,
+            (StoreMode::Add, Some(bucket)) => {
+                // memcached bumps an item that `add` found (do_store_item).
+                let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+                item.touch_access(now.secs);
+                return StoreOutcome::NotStored;
+            }
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return StoreOutcome::NotStored;
+            }
+            (StoreMode::Cas, None) => return StoreOutcome::NotFound,
+            (StoreMode::Cas, Some(bucket)) => {
+                let current = shard.table.get_bucket(bucket).expect("live bucket").cas();
+                if current != req.cas_unique {
+                    return StoreOutcome::Exists;
+                }
+                fresh
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(bucket)) => {
+                let old = shard.table.get_bucket(bucket).expect("live bucket");
+                let (old_value, new) = (old.value(), req.data);
+                if req
+                    .fits
+                    .is_some_and(|fits| !fits(old.flags(), old_value.len() + new.len()))
+                {
+                    return StoreOutcome::NotStored;
+                }
+                let meta = ItemMeta {
+                    flags: old.flags(),
+                    expires_at: old.expires_at(),
+                    cas: 0,
+                    now: now.secs,
+                };
+                let joined = Item::new(req.key, old_value.len() + new.len(), meta, |v| {
+                    let (first, second) = if req.mode == StoreMode::Append {
+                        (old_value, new)
+                    } else {
+                        (new, old_value)
+                    };
+                    v[..first.len()].copy_from_slice(first);
+                    v[first.len()..].copy_from_slice(second);
+                });
+                match joined {
+                    Some(item) => Some(item),
+                    None => return StoreOutcome::NotStored,
+                }
+            }
+        };
+        let item = item.expect("a replacing item was built before locking");
+        let cas = self.put(&mut shard, hash, existing, item);
+        drop(shard);
+        // A table that just doubled may have pushed usage over the limit.
+        self.reserve(index, 0);
+        StoreOutcome::Stored { cas }
+    }
+
+    /// Removes a key without counting it as a delete: a `set` that failed must not
+    /// leave the old value behind (memcached proto_text.c `process_update_command`).
+    pub fn discard(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        let mut shard = self.lock(self.shard_index(hash));
+        if let Some(bucket) = shard.table.find_bucket_index(hash, |it| it.key() == key) {
+            self.remove_bucket(&mut shard, bucket, Liveness::Live);
+        }
+    }
+
+    /// incr/decr on an unsigned 64-bit decimal value: incr wraps at 2^64, decr stops
+    /// at 0. As memcached does (`do_add_delta`), a result no longer than the old value
+    /// is written in place, padded with spaces; a longer one makes a new item.
+    pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> DeltaOutcome {
+        let hash = self.hash(key);
+        let index = self.shard_index(hash);
+        // The largest possible growth: a 20-digit number.
+        if !self.reserve(index, Item::charge_for(key.len(), 20)) {
+            return DeltaOutcome::NoMemory;
+        }
+        let mut shard = self.lock(index);
+        let now = self.now();
+        let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
+            return DeltaOutcome::NotFound;
+        };
+        let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        let value = item.value();
+        let old_len = value.len();
+        if value.is_empty() {
+            return DeltaOutcome::NonNumeric;
+        }
+        let Some(current) = crate::protocol::number::parse_u64(value) else {
+            return DeltaOutcome::NonNumeric;
+        };
+        let updated = if incr {
+            current.wrapping_add(delta)
+        } else {
+            current.saturating_sub(delta)
+        };
+        let mut digits = Vec::with_capacity(20);
+        crate::protocol::number::write_u64(&mut digits, updated);
+        item.touch_access(now.secs);
+        if digits.len() <= old_len {
+            let slot = item.value_mut();
+            slot[..digits.len()].copy_from_slice(&digits);
+            slot[digits.len()..].fill(b' ');
+            let cas = self.next_cas();
+            item.set_cas(cas);
+            return DeltaOutcome::Value(updated);
+        }
+        let meta = ItemMeta {
+            flags: item.flags(),
+            expires_at: item.expires_at(),
+            cas: 0,
+            now: now.secs,
+        };
+        let Some(grown) = Item::new(key, digits.len(), meta, |v| v.copy_from_slice(&digits)) else {
+            return DeltaOutcome::NoMemory;
+        };
+        self.put(&mut shard, hash, Some(bucket), grown);
+        DeltaOutcome::Value(updated)
+    }
+
+    /// `flush_all [delay]`: every item stored before the flush takes effect becomes
+    /// invisible; memory comes back lazily, through the sweep and the CLOCK hand.
+    pub fn flush_all(&self, delay: i32) {
+        let now = self.clock.now_secs();
+        let at = if delay > 0 {
+            expiry::deadline(delay, now)
+        } else {
+            0
+        };
+        if at > now {
+            self.flush_at.store(at, Ordering::Release);
+        } else {
+            // A flush now cancels a delayed one, as memcached's single `oldest_live` does.
+            self.flush_at.store(0, Ordering::Release);
+            let mark = self.next_cas();
+            self.flush_cas.fetch_max(mark, Ordering::AcqRel);
+        }
+    }
+
+    /// Looks at up to `max_buckets` buckets of the next shard and removes the dead
+    /// items there. Returns how many were removed. The background sweeper calls this
+    /// on a timer; each call holds one shard lock for a bounded time.
+    pub fn sweep_step(&self, max_buckets: usize) -> usize {
+        let index = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
+        let mut guard = self.lock(index);
+        let shard = &mut *guard;
+        let buckets = shard.table.num_buckets();
+        if shard.table.is_empty() {
+            return 0;
+        }
+        let now = self.now();
+        let mut removed = 0;
+        for _ in 0..max_buckets.min(buckets) {
+            let bucket = shard.sweep_cursor % buckets;
+            shard.sweep_cursor = (bucket + 1) % buckets;
+            let Some(item) = shard.table.get_bucket(bucket) else {
+                continue;
+            };
+            let liveness = now.liveness(item);
+            if liveness != Liveness::Live {
+                self.remove_bucket(shard, bucket, liveness);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Number of shards (a sweep of every shard takes this many `sweep_step`s).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Changes the memory limit (`cache_memlimit`); eviction catches up on later stores.
+    pub fn set_memory_limit(&self, bytes: usize) {
+        self.memory_limit.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let mut s = StoreStats {
+            memory_limit: self.memory_limit() as u64,
+            ..Default::default()
+        };
+        for index in 0..self.shards.len() {
+            let shard = self.lock(index);
+            let c = &shard.counters;
+            s.curr_items += shard.table.len() as u64;
+            s.total_items += c.total_items;
+            s.item_bytes += c.item_bytes as u64;
+            s.table_bytes += shard.table_bytes as u64;
+            s.evictions += c.evictions;
+            s.reclaimed += c.reclaimed;
+            s.expired_unfetched += c.expired_unfetched;
+            s.evicted_unfetched += c.evicted_unfetched;
+            s.get_expired += c.get_expired;
+            s.get_flushed += c.get_flushed;
+        }
+        s.memory_used = self.used.load(Ordering::Relaxed) as u64;
+        s
+    }
+
+    /// Zeroes the counters that `stats reset` resets.
+    pub fn reset_stats(&self) {
+        for index in 0..self.shards.len() {
+            let mut shard = self.lock(index);
+            let c = &mut shard.counters;
+            c.total_items = 0;
+            c.evictions = 0;
+            c.reclaimed = 0;
+            c.expired_unfetched = 0;
+            c.evicted_unfetched = 0;
+            c.get_expired = 0;
+            c.get_flushed = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
