@@ -15,4 +15,5 @@
 //! ```
 
 pub mod protocol;
+pub mod server;
 pub mod store;

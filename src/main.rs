@@ -1,1 +1,69 @@
-fn main() {}
+//! The `stickless` daemon: `stickless -p 11211 -m 64` behaves as `memcached -p 11211 -m 64`.
+
+use stickless::server::{Invocation, Server, USAGE, VERSION, log_filter, parse_args};
+
+fn main() {
+    let config = match parse_args(std::env::args().skip(1)) {
+        Ok(Invocation::Run(config)) => *config,
+        Ok(Invocation::Help) => {
+            print!("{USAGE}");
+            return;
+        }
+        Ok(Invocation::Version) => {
+            println!("stickless {VERSION}");
+            return;
+        }
+        Err(message) => {
+            eprintln!("stickless: {message}");
+            std::process::exit(64); // EX_USAGE
+        }
+    };
+    env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        .parse_default_env()
+        .format_timestamp_millis()
+        .init();
+    log::set_max_level(log_filter(config.verbosity));
+
+    // SIGINT and SIGTERM are blocked before any thread starts, so every thread
+    // inherits the mask and only `wait_for_stop_signal` below receives them.
+    let signals = stop_signals();
+    // SAFETY: `signals` is an initialised sigset; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "pthread_sigmask");
+
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("stickless: {e}");
+            std::process::exit(71); // EX_OSERR
+        }
+    };
+    for addr in server.local_addrs() {
+        log::info!("listening on {addr}");
+    }
+    let signal = wait_for_stop_signal(&signals);
+    log::info!("signal {signal}: no longer accepting, finishing replies in flight");
+    server.shutdown();
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset adds valid signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+fn wait_for_stop_signal(signals: &libc::sigset_t) -> i32 {
+    loop {
+        let mut signal = 0;
+        // SAFETY: `signals` is an initialised set blocked in this thread; `signal` is writable.
+        if unsafe { libc::sigwait(signals, &mut signal) } == 0 {
+            return signal;
+        }
+    }
+}

@@ -36,9 +36,7 @@ fn scan(token: &[u8]) -> Option<(u64, bool, usize)> {
     let digits_start = i;
     let mut value: u64 = 0;
     while i < token.len() && token[i].is_ascii_digit() {
-        value = value
-            .checked_mul(10)?
-            .checked_add(u64::from(token[i] - b'0'))?;
+        value = value.checked_mul(10)?.checked_add(u64::from(token[i] - b'0'))?;
         i += 1;
     }
     if i == digits_start {
@@ -59,11 +57,7 @@ pub fn parse_u64(token: &[u8]) -> Option<u64> {
     if !ends_cleanly(token, end) {
         return None;
     }
-    let value = if negative {
-        magnitude.wrapping_neg()
-    } else {
-        magnitude
-    };
+    let value = if negative { magnitude.wrapping_neg() } else { magnitude };
     if (value as i64) < 0 && token.contains(&b'-') {
         return None;
     }
@@ -137,12 +131,7 @@ mod tests {
             (b"-9223372036854775809", Some(9223372036854775807)),
         ];
         for (input, expected) in table {
-            assert_eq!(
-                parse_u64(input),
-                *expected,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(parse_u64(input), *expected, "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -169,12 +158,7 @@ mod tests {
             (b"x", None),
         ];
         for (input, expected) in table {
-            assert_eq!(
-                parse_i32(input),
-                *expected,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(parse_i32(input), *expected, "{:?}", String::from_utf8_lossy(input));
         }
     }
 

@@ -30,13 +30,9 @@ impl ErrorReply {
             ErrorReply::BadCommandLineFormat => b"CLIENT_ERROR bad command line format\r\n",
             ErrorReply::InvalidExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
             ErrorReply::InvalidDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
-            ErrorReply::NonNumeric => {
-                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-            }
+            ErrorReply::NonNumeric => b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
             ErrorReply::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
-            ErrorReply::DeleteUsage => {
-                b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
-            }
+            ErrorReply::DeleteUsage => b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n",
             ErrorReply::TooLarge => b"SERVER_ERROR object too large for cache\r\n",
             ErrorReply::OutOfMemoryStoring => b"SERVER_ERROR out of memory storing object\r\n",
             ErrorReply::OutOfMemory => b"SERVER_ERROR out of memory\r\n",

@@ -28,12 +28,7 @@ const MAX_TOKENS: usize = 24;
 /// same boundary as memcached does (items.c `item_make_header` + `item_size_ok`):
 /// the 48-byte `struct _stritem` on 64-bit, the key and its NUL, 4 bytes of client
 /// flags when they are non-zero, the value with its `\r\n`, and 8 bytes of CAS.
-pub fn memcached_item_size(
-    key_len: usize,
-    flags: u32,
-    value_len: usize,
-    cas_enabled: bool,
-) -> usize {
+pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas_enabled: bool) -> usize {
     const ITEM_HEADER: usize = 48;
     let flags_len = if flags != 0 { 4 } else { 0 };
     let cas_len = if cas_enabled { 8 } else { 0 };
@@ -52,10 +47,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // memcached's defaults: -I 1m, CAS on.
-        Limits {
-            item_size_max: 1024 * 1024,
-            cas_enabled: true,
-        }
+        Limits { item_size_max: 1024 * 1024, cas_enabled: true }
     }
 }
 
@@ -149,6 +141,7 @@ pub enum Command<'a> {
     },
     Version,
     Verbosity {
+        level: u32,
         noreply: bool,
     },
     Quit,
@@ -202,11 +195,7 @@ impl<'a> Tokens<'a> {
                     tokens[count] = &line[start..i];
                     count += 1;
                     if count == MAX_TOKENS - 1 {
-                        return Tokens {
-                            tokens,
-                            count,
-                            rest: &line[i + 1..],
-                        };
+                        return Tokens { tokens, count, rest: &line[i + 1..] };
                     }
                 }
                 start = i + 1;
@@ -217,11 +206,7 @@ impl<'a> Tokens<'a> {
             tokens[count] = &line[start..i];
             count += 1;
         }
-        Tokens {
-            tokens,
-            count,
-            rest: &[],
-        }
+        Tokens { tokens, count, rest: &[] }
     }
 
     /// memcached's `ntokens`: real tokens plus the terminal one.
@@ -256,13 +241,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
     }
     let line_len = newline + 1;
     let toks = Tokens::new(line);
-    let simple = |cmd| {
-        Ok(Parsed {
-            cmd,
-            consumed: line_len,
-            swallow: 0,
-        })
-    };
+    let simple = |cmd| Ok(Parsed { cmd, consumed: line_len, swallow: 0 });
     let error = |reply, noreply| simple(Command::Error { reply, noreply });
 
     let nt = toks.ntokens();
@@ -271,11 +250,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
         return error(ErrorReply::Error, false);
     }
     let want = |ok: bool, cmd: Command<'a>| {
-        if ok {
-            simple(cmd)
-        } else {
-            error(ErrorReply::Error, false)
-        }
+        if ok { simple(cmd) } else { error(ErrorReply::Error, false) }
     };
 
     match verb {
@@ -317,8 +292,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             if nt > 3 {
                 let hold_is_zero = toks.get(2) == b"0";
                 noreply = toks.noreply();
-                let valid =
-                    (nt == 4 && (hold_is_zero || noreply)) || (nt == 5 && hold_is_zero && noreply);
+                let valid = (nt == 4 && (hold_is_zero || noreply)) || (nt == 5 && hold_is_zero && noreply);
                 if !valid {
                     return error(ErrorReply::DeleteUsage, noreply);
                 }
@@ -339,12 +313,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
                 return error(ErrorReply::BadCommandLineFormat, noreply);
             }
             match parse_u64(toks.get(2)) {
-                Some(delta) => simple(Command::Arithmetic {
-                    incr: verb == b"incr",
-                    key,
-                    delta,
-                    noreply,
-                }),
+                Some(delta) => simple(Command::Arithmetic { incr: verb == b"incr", key, delta, noreply }),
                 None => error(ErrorReply::InvalidDelta, noreply),
             }
         }
@@ -358,11 +327,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
                 return error(ErrorReply::BadCommandLineFormat, noreply);
             }
             match parse_i32(toks.get(2)) {
-                Some(exptime) => simple(Command::Touch {
-                    key,
-                    exptime,
-                    noreply,
-                }),
+                Some(exptime) => simple(Command::Touch { key, exptime, noreply }),
                 None => error(ErrorReply::InvalidExptime, noreply),
             }
         }
@@ -386,7 +351,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             }
             let noreply = toks.noreply();
             match parse_u32(toks.get(1)) {
-                Some(_) => simple(Command::Verbosity { noreply }),
+                Some(level) => simple(Command::Verbosity { level, noreply }),
                 None => error(ErrorReply::BadCommandLineFormat, noreply),
             }
         }
@@ -420,12 +385,7 @@ fn incomplete_line(buf: &[u8]) -> ParseError {
     }
 }
 
-fn get_command<'a>(
-    line: &'a [u8],
-    toks: &Tokens<'a>,
-    with_cas: bool,
-    touch: Option<i32>,
-) -> Command<'a> {
+fn get_command<'a>(line: &'a [u8], toks: &Tokens<'a>, with_cas: bool, touch: Option<i32>) -> Command<'a> {
     let first_key = if touch.is_some() { 2 } else { 1 };
     // Keys run from the first key token to the end of the line.
     let keys = match toks.count > first_key {
@@ -436,11 +396,7 @@ fn get_command<'a>(
         false => &[][..],
     };
     let _ = toks.rest;
-    Command::Get {
-        keys: Keys(keys),
-        with_cas,
-        touch,
-    }
+    Command::Get { keys: Keys(keys), with_cas, touch }
 }
 
 fn storage_command<'a>(
@@ -451,22 +407,14 @@ fn storage_command<'a>(
     limits: &Limits,
 ) -> Result<Parsed<'a>, ParseError> {
     let noreply = toks.noreply();
-    let error = |reply| {
-        Ok(Parsed {
-            cmd: Command::Error { reply, noreply },
-            consumed: line_len,
-            swallow: 0,
-        })
-    };
+    let error = |reply| Ok(Parsed { cmd: Command::Error { reply, noreply }, consumed: line_len, swallow: 0 });
     let key = toks.get(1);
     if key.len() > KEY_MAX_LENGTH {
         return error(ErrorReply::BadCommandLineFormat);
     }
-    let (Some(flags), Some(exptime), Some(vlen)) = (
-        parse_u32(toks.get(2)),
-        parse_i32(toks.get(3)),
-        parse_i32(toks.get(4)),
-    ) else {
+    let (Some(flags), Some(exptime), Some(vlen)) =
+        (parse_u32(toks.get(2)), parse_i32(toks.get(3)), parse_i32(toks.get(4)))
+    else {
         return error(ErrorReply::BadCommandLineFormat);
     };
     let mut cas_unique = 0;
@@ -477,17 +425,13 @@ fn storage_command<'a>(
         }
     }
     // memcached rejects lengths that would overflow once the "\r\n" is added.
-    if vlen < 0 || vlen > i32::MAX - 2 {
+    if !(0..=i32::MAX - 2).contains(&vlen) {
         return error(ErrorReply::BadCommandLineFormat);
     }
     let vlen = vlen as usize;
     let block = vlen + 2;
     if memcached_item_size(key.len(), flags, vlen, limits.cas_enabled) > limits.item_size_max {
-        return Ok(Parsed {
-            cmd: Command::StoreTooLarge { mode, key, noreply },
-            consumed: line_len,
-            swallow: block,
-        });
+        return Ok(Parsed { cmd: Command::StoreTooLarge { mode, key, noreply }, consumed: line_len, swallow: block });
     }
     let total = line_len + block;
     if buf.len() < total {
@@ -495,26 +439,10 @@ fn storage_command<'a>(
     }
     let consumed = total;
     if &buf[line_len + vlen..total] != b"\r\n" {
-        return Ok(Parsed {
-            cmd: Command::BadDataChunk { noreply },
-            consumed,
-            swallow: 0,
-        });
+        return Ok(Parsed { cmd: Command::BadDataChunk { noreply }, consumed, swallow: 0 });
     }
     let data = &buf[line_len..line_len + vlen];
-    Ok(Parsed {
-        cmd: Command::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            data,
-            cas_unique,
-            noreply,
-        },
-        consumed,
-        swallow: 0,
-    })
+    Ok(Parsed { cmd: Command::Store { mode, key, flags, exptime, data, cas_unique, noreply }, consumed, swallow: 0 })
 }
 
 fn stats_group(toks: &Tokens<'_>) -> StatsGroup {
@@ -577,79 +505,28 @@ mod tests {
         );
         assert!(matches!(
             cmd(b"cas k 0 0 1 77 noreply\r\nx\r\n"),
-            Command::Store {
-                mode: StoreMode::Cas,
-                cas_unique: 77,
-                noreply: true,
-                ..
-            }
+            Command::Store { mode: StoreMode::Cas, cas_unique: 77, noreply: true, .. }
         ));
-        assert!(matches!(
-            cmd(b"append k 0 0 1\r\nx\r\n"),
-            Command::Store {
-                mode: StoreMode::Append,
-                ..
-            }
-        ));
-        assert!(matches!(
-            cmd(b"prepend k 0 0 1\r\nx\r\n"),
-            Command::Store {
-                mode: StoreMode::Prepend,
-                ..
-            }
-        ));
-        assert!(matches!(
-            cmd(b"add k 0 0 1\r\nx\r\n"),
-            Command::Store {
-                mode: StoreMode::Add,
-                ..
-            }
-        ));
-        assert!(matches!(
-            cmd(b"replace k 0 0 1\r\nx\r\n"),
-            Command::Store {
-                mode: StoreMode::Replace,
-                ..
-            }
-        ));
+        assert!(matches!(cmd(b"append k 0 0 1\r\nx\r\n"), Command::Store { mode: StoreMode::Append, .. }));
+        assert!(matches!(cmd(b"prepend k 0 0 1\r\nx\r\n"), Command::Store { mode: StoreMode::Prepend, .. }));
+        assert!(matches!(cmd(b"add k 0 0 1\r\nx\r\n"), Command::Store { mode: StoreMode::Add, .. }));
+        assert!(matches!(cmd(b"replace k 0 0 1\r\nx\r\n"), Command::Store { mode: StoreMode::Replace, .. }));
         // A trailing token that is not noreply is ignored, as in memcached.
-        assert!(matches!(
-            cmd(b"set k 0 0 1 junk\r\nx\r\n"),
-            Command::Store { noreply: false, .. }
-        ));
+        assert!(matches!(cmd(b"set k 0 0 1 junk\r\nx\r\n"), Command::Store { noreply: false, .. }));
     }
 
     #[test]
     fn storage_errors() {
         assert_eq!(cmd(b"set k 0 0\r\n"), err(ErrorReply::Error, false));
-        assert_eq!(
-            cmd(b"set k x 0 1\r\n"),
-            err(ErrorReply::BadCommandLineFormat, false)
-        );
-        assert_eq!(
-            cmd(b"set k 0 0 -1\r\n"),
-            err(ErrorReply::BadCommandLineFormat, false)
-        );
-        assert_eq!(
-            cmd(b"set k 0 0 -1 noreply\r\n"),
-            err(ErrorReply::BadCommandLineFormat, true)
-        );
+        assert_eq!(cmd(b"set k x 0 1\r\n"), err(ErrorReply::BadCommandLineFormat, false));
+        assert_eq!(cmd(b"set k 0 0 -1\r\n"), err(ErrorReply::BadCommandLineFormat, false));
+        assert_eq!(cmd(b"set k 0 0 -1 noreply\r\n"), err(ErrorReply::BadCommandLineFormat, true));
         let long_key = [b'a'; 251];
         let line = [b"set ".as_slice(), &long_key, b" 0 0 1\r\n"].concat();
         assert_eq!(cmd(&line), err(ErrorReply::BadCommandLineFormat, false));
-        assert_eq!(
-            cmd(b"set k 0 0 3\r\nabcde\r\n"),
-            Command::BadDataChunk { noreply: false }
-        );
+        assert_eq!(cmd(b"set k 0 0 3\r\nabcde\r\n"), Command::BadDataChunk { noreply: false });
         let too_big = p(b"set k 0 0 2000000\r\n").unwrap();
-        assert_eq!(
-            too_big.cmd,
-            Command::StoreTooLarge {
-                mode: StoreMode::Set,
-                key: b"k",
-                noreply: false
-            }
-        );
+        assert_eq!(too_big.cmd, Command::StoreTooLarge { mode: StoreMode::Set, key: b"k", noreply: false });
         assert_eq!((too_big.consumed, too_big.swallow), (19, 2000002));
     }
 
@@ -659,55 +536,20 @@ mod tests {
         // 1 MiB minus header (48), key "k" + NUL (2), "\r\n" (2) and CAS (8).
         let max = 1024 * 1024 - 60;
         let ok = format!("set k 0 0 {max}\r\n");
-        assert_eq!(
-            parse(ok.as_bytes(), &limits),
-            Err(ParseError::Incomplete {
-                need: Some(ok.len() + max + 2)
-            })
-        );
+        assert_eq!(parse(ok.as_bytes(), &limits), Err(ParseError::Incomplete { need: Some(ok.len() + max + 2) }));
         let over = format!("set k 0 0 {}\r\n", max + 1);
-        assert!(matches!(
-            parse(over.as_bytes(), &limits).unwrap().cmd,
-            Command::StoreTooLarge { .. }
-        ));
+        assert!(matches!(parse(over.as_bytes(), &limits).unwrap().cmd, Command::StoreTooLarge { .. }));
     }
 
     #[test]
     fn retrieval() {
-        assert_eq!(
-            cmd(b"get a b  c\r\n"),
-            Command::Get {
-                keys: Keys(b"a b  c"),
-                with_cas: false,
-                touch: None
-            }
-        );
-        assert_eq!(
-            Keys(b"a b  c").iter().collect::<Vec<_>>(),
-            vec![&b"a"[..], b"b", b"c"]
-        );
-        assert!(matches!(
-            cmd(b"gets a\r\n"),
-            Command::Get { with_cas: true, .. }
-        ));
-        assert!(matches!(
-            cmd(b"gats 10 a\r\n"),
-            Command::Get {
-                with_cas: true,
-                touch: Some(10),
-                ..
-            }
-        ));
+        assert_eq!(cmd(b"get a b  c\r\n"), Command::Get { keys: Keys(b"a b  c"), with_cas: false, touch: None });
+        assert_eq!(Keys(b"a b  c").iter().collect::<Vec<_>>(), vec![&b"a"[..], b"b", b"c"]);
+        assert!(matches!(cmd(b"gets a\r\n"), Command::Get { with_cas: true, .. }));
+        assert!(matches!(cmd(b"gats 10 a\r\n"), Command::Get { with_cas: true, touch: Some(10), .. }));
         assert_eq!(cmd(b"gat x a\r\n"), err(ErrorReply::InvalidExptime, false));
         assert_eq!(cmd(b"get\r\n"), err(ErrorReply::Error, false));
-        assert_eq!(
-            cmd(b"gat 10\r\n"),
-            Command::Get {
-                keys: Keys(b""),
-                with_cas: false,
-                touch: Some(10)
-            }
-        );
+        assert_eq!(cmd(b"gat 10\r\n"), Command::Get { keys: Keys(b""), with_cas: false, touch: Some(10) });
     }
 
     #[test]
@@ -727,75 +569,18 @@ mod tests {
 
     #[test]
     fn other_commands() {
-        assert_eq!(
-            cmd(b"delete k\r\n"),
-            Command::Delete {
-                key: b"k",
-                noreply: false
-            }
-        );
-        assert_eq!(
-            cmd(b"delete k 0\r\n"),
-            Command::Delete {
-                key: b"k",
-                noreply: false
-            }
-        );
-        assert_eq!(
-            cmd(b"delete k 0 noreply\r\n"),
-            Command::Delete {
-                key: b"k",
-                noreply: true
-            }
-        );
+        assert_eq!(cmd(b"delete k\r\n"), Command::Delete { key: b"k", noreply: false });
+        assert_eq!(cmd(b"delete k 0\r\n"), Command::Delete { key: b"k", noreply: false });
+        assert_eq!(cmd(b"delete k 0 noreply\r\n"), Command::Delete { key: b"k", noreply: true });
         assert_eq!(cmd(b"delete k 1\r\n"), err(ErrorReply::DeleteUsage, false));
-        assert_eq!(
-            cmd(b"incr k 5\r\n"),
-            Command::Arithmetic {
-                incr: true,
-                key: b"k",
-                delta: 5,
-                noreply: false
-            }
-        );
+        assert_eq!(cmd(b"incr k 5\r\n"), Command::Arithmetic { incr: true, key: b"k", delta: 5, noreply: false });
         assert_eq!(cmd(b"decr k -1\r\n"), err(ErrorReply::InvalidDelta, false));
-        assert_eq!(
-            cmd(b"touch k 10 noreply\r\n"),
-            Command::Touch {
-                key: b"k",
-                exptime: 10,
-                noreply: true
-            }
-        );
-        assert_eq!(
-            cmd(b"flush_all\r\n"),
-            Command::FlushAll {
-                delay: 0,
-                noreply: false
-            }
-        );
-        assert_eq!(
-            cmd(b"flush_all 5 noreply\r\n"),
-            Command::FlushAll {
-                delay: 5,
-                noreply: true
-            }
-        );
-        assert_eq!(
-            cmd(b"flush_all noreply\r\n"),
-            Command::FlushAll {
-                delay: 0,
-                noreply: true
-            }
-        );
-        assert_eq!(
-            cmd(b"flush_all x\r\n"),
-            err(ErrorReply::InvalidExptime, false)
-        );
-        assert_eq!(
-            cmd(b"verbosity 1\r\n"),
-            Command::Verbosity { noreply: false }
-        );
+        assert_eq!(cmd(b"touch k 10 noreply\r\n"), Command::Touch { key: b"k", exptime: 10, noreply: true });
+        assert_eq!(cmd(b"flush_all\r\n"), Command::FlushAll { delay: 0, noreply: false });
+        assert_eq!(cmd(b"flush_all 5 noreply\r\n"), Command::FlushAll { delay: 5, noreply: true });
+        assert_eq!(cmd(b"flush_all noreply\r\n"), Command::FlushAll { delay: 0, noreply: true });
+        assert_eq!(cmd(b"flush_all x\r\n"), err(ErrorReply::InvalidExptime, false));
+        assert_eq!(cmd(b"verbosity 1\r\n"), Command::Verbosity { level: 1, noreply: false });
         assert_eq!(cmd(b"verbosity\r\n"), err(ErrorReply::Error, false));
         assert_eq!(cmd(b"stats\r\n"), Command::Stats(StatsGroup::General));
         assert_eq!(cmd(b"stats items\r\n"), Command::Stats(StatsGroup::Items));
@@ -806,9 +591,6 @@ mod tests {
 
     #[test]
     fn incomplete_data_reports_needed_length() {
-        assert_eq!(
-            p(b"set k 0 0 10\r\nabc"),
-            Err(ParseError::Incomplete { need: Some(26) })
-        );
+        assert_eq!(p(b"set k 0 0 10\r\nabc"), Err(ParseError::Incomplete { need: Some(26) }));
     }
 }

@@ -52,10 +52,7 @@ impl ManualClock {
 /// the precise clock; its resolution (one scheduler tick, 1-4 ms) is far finer than
 /// the one-second resolution of memcached's exptimes.
 fn system_now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; the call only writes to it.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     debug_assert_eq!(rc, 0);
@@ -77,10 +74,7 @@ mod tests {
 
     #[test]
     fn system_clock_is_near_real_time() {
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let real = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
         assert!(Clock::System.now_ms().abs_diff(real) < 1_000);
     }
 }

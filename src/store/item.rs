@@ -70,12 +70,7 @@ impl Item {
 
     /// Allocates an item with `value_len` bytes of value, filled by `fill`.
     /// Returns `None` when the allocator fails. Keys are at most 250 bytes.
-    pub fn new(
-        key: &[u8],
-        value_len: usize,
-        meta: ItemMeta,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Option<Item> {
+    pub fn new(key: &[u8], value_len: usize, meta: ItemMeta, fill: impl FnOnce(&mut [u8])) -> Option<Item> {
         assert!(key.len() <= u8::MAX as usize, "keys are at most 250 bytes");
         let value_len_u32 = u32::try_from(value_len).ok()?;
         let block_len = Self::block_len(key.len(), value_len);
@@ -132,10 +127,7 @@ impl Item {
         let h = self.header();
         // SAFETY: the value is `value_len` initialised bytes after the key.
         unsafe {
-            std::slice::from_raw_parts(
-                self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize),
-                h.value_len as usize,
-            )
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize), h.value_len as usize)
         }
     }
 
@@ -144,10 +136,7 @@ impl Item {
         let h = self.header();
         // SAFETY: as in `value`; `&mut self` makes this the only reference.
         unsafe {
-            std::slice::from_raw_parts_mut(
-                self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize),
-                h.value_len as usize,
-            )
+            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(HEADER_LEN + h.key_len as usize), h.value_len as usize)
         }
     }
 
@@ -227,44 +216,23 @@ mod tests {
 
     #[test]
     fn round_trips_fields_and_bytes() {
-        let meta = ItemMeta {
-            flags: 7,
-            expires_at: 99,
-            cas: 1 << 40,
-            now: 5,
-        };
+        let meta = ItemMeta { flags: 7, expires_at: 99, cas: 1 << 40, now: 5 };
         let mut item = Item::new(b"key", 5, meta, |v| v.copy_from_slice(b"hello")).unwrap();
         assert_eq!(item.key(), b"key");
         assert_eq!(item.value(), b"hello");
-        assert_eq!(
-            (
-                item.flags(),
-                item.expires_at(),
-                item.cas(),
-                item.last_access()
-            ),
-            (7, 99, 1 << 40, 5)
-        );
+        assert_eq!((item.flags(), item.expires_at(), item.cas(), item.last_access()), (7, 99, 1 << 40, 5));
         item.value_mut()[0] = b'j';
         item.set_cas(3);
         item.touch_access(8);
         assert!(item.has_bit(BIT_FETCHED) && item.has_bit(BIT_REFERENCED));
         item.clear_bit(BIT_REFERENCED);
         assert!(!item.has_bit(BIT_REFERENCED));
-        assert_eq!(
-            (item.value(), item.cas(), item.last_access()),
-            (&b"jello"[..], 3, 8)
-        );
+        assert_eq!((item.value(), item.cas(), item.last_access()), (&b"jello"[..], 3, 8));
     }
 
     #[test]
     fn empty_value_and_charge() {
-        let meta = ItemMeta {
-            flags: 0,
-            expires_at: 0,
-            cas: 1,
-            now: 0,
-        };
+        let meta = ItemMeta { flags: 0, expires_at: 0, cas: 1, now: 0 };
         let item = Item::new(b"k", 0, meta, |_| {}).unwrap();
         assert_eq!(item.value(), b"");
         // A 26 + 1 byte block takes a 48-byte malloc chunk.

@@ -39,11 +39,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            memory_limit: 64 * 1024 * 1024,
-            evict: true,
-            shards: DEFAULT_SHARDS,
-        }
+        StoreConfig { memory_limit: 64 * 1024 * 1024, evict: true, shards: DEFAULT_SHARDS }
     }
 }
 
@@ -166,9 +162,7 @@ struct Now {
 impl Now {
     fn liveness(&self, item: &Item) -> Liveness {
         if item.cas() <= self.flush_cas
-            || (self.flush_at != 0
-                && self.secs >= self.flush_at
-                && item.last_access() < self.flush_at)
+            || (self.flush_at != 0 && self.secs >= self.flush_at && item.last_access() < self.flush_at)
         {
             Liveness::Flushed
         } else if expiry::is_expired(item.expires_at(), self.secs) {
@@ -201,9 +195,7 @@ impl Store {
     pub fn new(config: StoreConfig, clock: Clock) -> Store {
         let shards = config.shards.max(1).next_power_of_two();
         Store {
-            shards: (0..shards)
-                .map(|_| CachePadded::new(Mutex::new(Shard::default())))
-                .collect(),
+            shards: (0..shards).map(|_| CachePadded::new(Mutex::new(Shard::default()))).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
             hasher: ahash::RandomState::new(),
             clock,
@@ -234,11 +226,7 @@ impl Store {
     /// index comes from the bits just below them.
     #[inline]
     fn shard_index(&self, hash: u64) -> usize {
-        if self.shards.len() == 1 {
-            0
-        } else {
-            ((hash << 7) >> self.shard_shift) as usize
-        }
+        if self.shards.len() == 1 { 0 } else { ((hash << 7) >> self.shard_shift) as usize }
     }
 
     /// Locks a shard. A poisoned shard (a panic while it was held) may be half
@@ -422,13 +410,10 @@ impl Store {
             }
             None => {
                 let hasher = &self.hasher;
-                shard
-                    .table
-                    .insert_unique(hash, item, |it| hasher.hash_one(it.key()));
+                shard.table.insert_unique(hash, item, |it| hasher.hash_one(it.key()));
                 let table_bytes = shard.table.allocation_size();
                 if table_bytes != shard.table_bytes {
-                    self.used
-                        .fetch_add(table_bytes - shard.table_bytes, Ordering::Relaxed);
+                    self.used.fetch_add(table_bytes - shard.table_bytes, Ordering::Relaxed);
                     shard.table_bytes = table_bytes;
                 }
             }
@@ -448,19 +433,13 @@ impl Store {
             return StoreOutcome::NoMemory;
         }
         let now_secs = self.clock.now_secs();
-        let meta = ItemMeta {
-            flags: req.flags,
-            expires_at: expiry::deadline(req.exptime, now_secs),
-            cas: 0,
-            now: now_secs,
-        };
+        let meta =
+            ItemMeta { flags: req.flags, expires_at: expiry::deadline(req.exptime, now_secs), cas: 0, now: now_secs };
         // A replacing item is built outside the lock: only concatenation needs the old value.
         let fresh = if concatenate {
             None
         } else {
-            match Item::new(req.key, req.data.len(), meta, |v| {
-                v.copy_from_slice(req.data)
-            }) {
+            match Item::new(req.key, req.data.len(), meta, |v| v.copy_from_slice(req.data)) {
                 Some(item) => Some(item),
                 None => return StoreOutcome::NoMemory,
             }
@@ -491,24 +470,13 @@ impl Store {
             (StoreMode::Append | StoreMode::Prepend, Some(bucket)) => {
                 let old = shard.table.get_bucket(bucket).expect("live bucket");
                 let (old_value, new) = (old.value(), req.data);
-                if req
-                    .fits
-                    .is_some_and(|fits| !fits(old.flags(), old_value.len() + new.len()))
-                {
+                if req.fits.is_some_and(|fits| !fits(old.flags(), old_value.len() + new.len())) {
                     return StoreOutcome::NotStored;
                 }
-                let meta = ItemMeta {
-                    flags: old.flags(),
-                    expires_at: old.expires_at(),
-                    cas: 0,
-                    now: now.secs,
-                };
+                let meta = ItemMeta { flags: old.flags(), expires_at: old.expires_at(), cas: 0, now: now.secs };
                 let joined = Item::new(req.key, old_value.len() + new.len(), meta, |v| {
-                    let (first, second) = if req.mode == StoreMode::Append {
-                        (old_value, new)
-                    } else {
-                        (new, old_value)
-                    };
+                    let (first, second) =
+                        if req.mode == StoreMode::Append { (old_value, new) } else { (new, old_value) };
                     v[..first.len()].copy_from_slice(first);
                     v[first.len()..].copy_from_slice(second);
                 });
@@ -560,11 +528,7 @@ impl Store {
         let Some(current) = crate::protocol::number::parse_u64(value) else {
             return DeltaOutcome::NonNumeric;
         };
-        let updated = if incr {
-            current.wrapping_add(delta)
-        } else {
-            current.saturating_sub(delta)
-        };
+        let updated = if incr { current.wrapping_add(delta) } else { current.saturating_sub(delta) };
         let mut digits = Vec::with_capacity(20);
         crate::protocol::number::write_u64(&mut digits, updated);
         item.touch_access(now.secs);
@@ -576,12 +540,7 @@ impl Store {
             item.set_cas(cas);
             return DeltaOutcome::Value(updated);
         }
-        let meta = ItemMeta {
-            flags: item.flags(),
-            expires_at: item.expires_at(),
-            cas: 0,
-            now: now.secs,
-        };
+        let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
         let Some(grown) = Item::new(key, digits.len(), meta, |v| v.copy_from_slice(&digits)) else {
             return DeltaOutcome::NoMemory;
         };
@@ -593,11 +552,7 @@ impl Store {
     /// invisible; memory comes back lazily, through the sweep and the CLOCK hand.
     pub fn flush_all(&self, delay: i32) {
         let now = self.clock.now_secs();
-        let at = if delay > 0 {
-            expiry::deadline(delay, now)
-        } else {
-            0
-        };
+        let at = if delay > 0 { expiry::deadline(delay, now) } else { 0 };
         if at > now {
             self.flush_at.store(at, Ordering::Release);
         } else {
@@ -647,10 +602,7 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let mut s = StoreStats {
-            memory_limit: self.memory_limit() as u64,
-            ..Default::default()
-        };
+        let mut s = StoreStats { memory_limit: self.memory_limit() as u64, ..Default::default() };
         for index in 0..self.shards.len() {
             let shard = self.lock(index);
             let c = &shard.counters;

@@ -14,15 +14,7 @@ fn store() -> (Store, ManualClock) {
 }
 
 fn req<'a>(mode: StoreMode, key: &'a [u8], data: &'a [u8], exptime: i32) -> StoreRequest<'a> {
-    StoreRequest {
-        mode,
-        key,
-        flags: 3,
-        exptime,
-        data,
-        cas_unique: 0,
-        fits: None,
-    }
+    StoreRequest { mode, key, flags: 3, exptime, data, cas_unique: 0, fits: None }
 }
 
 fn set(store: &Store, key: &[u8], data: &[u8], exptime: i32) -> u64 {
@@ -41,63 +33,30 @@ fn read(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
 #[test]
 fn storage_modes_follow_memcached() {
     let (s, _) = store();
-    assert_eq!(
-        s.store(&req(StoreMode::Replace, b"k", b"x", 0)),
-        StoreOutcome::NotStored
-    );
-    assert_eq!(
-        s.store(&req(StoreMode::Append, b"k", b"x", 0)),
-        StoreOutcome::NotStored
-    );
-    assert!(matches!(
-        s.store(&req(StoreMode::Add, b"k", b"mid", 0)),
-        StoreOutcome::Stored { .. }
-    ));
-    assert_eq!(
-        s.store(&req(StoreMode::Add, b"k", b"other", 0)),
-        StoreOutcome::NotStored
-    );
-    assert!(matches!(
-        s.store(&req(StoreMode::Append, b"k", b">", 0)),
-        StoreOutcome::Stored { .. }
-    ));
-    assert!(matches!(
-        s.store(&req(StoreMode::Prepend, b"k", b"<", 0)),
-        StoreOutcome::Stored { .. }
-    ));
+    assert_eq!(s.store(&req(StoreMode::Replace, b"k", b"x", 0)), StoreOutcome::NotStored);
+    assert_eq!(s.store(&req(StoreMode::Append, b"k", b"x", 0)), StoreOutcome::NotStored);
+    assert!(matches!(s.store(&req(StoreMode::Add, b"k", b"mid", 0)), StoreOutcome::Stored { .. }));
+    assert_eq!(s.store(&req(StoreMode::Add, b"k", b"other", 0)), StoreOutcome::NotStored);
+    assert!(matches!(s.store(&req(StoreMode::Append, b"k", b">", 0)), StoreOutcome::Stored { .. }));
+    assert!(matches!(s.store(&req(StoreMode::Prepend, b"k", b"<", 0)), StoreOutcome::Stored { .. }));
     assert_eq!(read(&s, b"k").unwrap(), b"<mid>");
     let too_long = |_flags: u32, len: usize| len <= 5;
-    let append = StoreRequest {
-        fits: Some(&too_long),
-        ..req(StoreMode::Append, b"k", b"!", 0)
-    };
+    let append = StoreRequest { fits: Some(&too_long), ..req(StoreMode::Append, b"k", b"!", 0) };
     assert_eq!(s.store(&append), StoreOutcome::NotStored);
-    assert!(matches!(
-        s.store(&req(StoreMode::Replace, b"k", b"new", 0)),
-        StoreOutcome::Stored { .. }
-    ));
+    assert!(matches!(s.store(&req(StoreMode::Replace, b"k", b"new", 0)), StoreOutcome::Stored { .. }));
     assert_eq!(read(&s, b"k").unwrap(), b"new");
 }
 
 #[test]
 fn cas_compares_uniques() {
     let (s, _) = store();
-    let cas_req = |unique| StoreRequest {
-        cas_unique: unique,
-        ..req(StoreMode::Cas, b"k", b"v2", 0)
-    };
+    let cas_req = |unique| StoreRequest { cas_unique: unique, ..req(StoreMode::Cas, b"k", b"v2", 0) };
     assert_eq!(s.store(&cas_req(1)), StoreOutcome::NotFound);
     let unique = set(&s, b"k", b"v1", 0);
     assert_eq!(s.store(&cas_req(unique + 1000)), StoreOutcome::Exists);
-    let StoreOutcome::Stored { cas } = s.store(&cas_req(unique)) else {
-        panic!("cas with current unique")
-    };
+    let StoreOutcome::Stored { cas } = s.store(&cas_req(unique)) else { panic!("cas with current unique") };
     assert!(cas > unique);
-    assert_eq!(
-        s.store(&cas_req(unique)),
-        StoreOutcome::Exists,
-        "a stale unique fails"
-    );
+    assert_eq!(s.store(&cas_req(unique)), StoreOutcome::Exists, "a stale unique fails");
     let mut seen = 0;
     s.get(b"k", None, |it| seen = it.cas());
     assert_eq!(seen, cas);
@@ -126,11 +85,7 @@ fn touch_and_gat_move_the_deadline() {
     assert_eq!(s.touch(b"k", 100), Found::Hit);
     clock.advance_secs(50);
     assert!(read(&s, b"k").is_some());
-    assert_eq!(
-        s.get(b"k", Some(-1), |_| {}),
-        Found::Hit,
-        "gat returns the item, then expires it"
-    );
+    assert_eq!(s.get(b"k", Some(-1), |_| {}), Found::Hit, "gat returns the item, then expires it");
     assert_eq!(read(&s, b"k"), None);
     assert_eq!(s.touch(b"missing", 1), Found::Miss);
 }
@@ -144,11 +99,7 @@ fn arithmetic_wraps_floors_and_pads() {
     set(&s, b"n", b"5", 0);
     assert_eq!(s.arithmetic(b"n", false, 10), DeltaOutcome::Value(0));
     assert_eq!(s.arithmetic(b"n", true, 99), DeltaOutcome::Value(99));
-    assert_eq!(
-        read(&s, b"n").unwrap(),
-        b"99",
-        "a longer result makes a new item"
-    );
+    assert_eq!(read(&s, b"n").unwrap(), b"99", "a longer result makes a new item");
     set(&s, b"t", b"abc", 0);
     assert_eq!(s.arithmetic(b"t", true, 1), DeltaOutcome::NonNumeric);
     set(&s, b"e", b"", 0);
@@ -171,26 +122,15 @@ fn flush_now_and_later() {
     clock.advance_secs(5);
     assert_eq!((read(&s, b"b"), read(&s, b"c")), (None, None));
     set(&s, b"d", b"4", 0);
-    assert!(
-        read(&s, b"d").is_some(),
-        "items stored after the delayed flush live"
-    );
+    assert!(read(&s, b"d").is_some(), "items stored after the delayed flush live");
     assert_eq!(s.stats().get_flushed, 3);
 }
 
 #[test]
 fn sweep_reclaims_expired_items_without_access() {
-    let (s, clock) = store_with(StoreConfig {
-        shards: 4,
-        ..Default::default()
-    });
+    let (s, clock) = store_with(StoreConfig { shards: 4, ..Default::default() });
     for i in 0..1000 {
-        set(
-            &s,
-            format!("k{i}").as_bytes(),
-            b"value",
-            if i % 2 == 0 { 10 } else { 0 },
-        );
+        set(&s, format!("k{i}").as_bytes(), b"value", if i % 2 == 0 { 10 } else { 0 });
     }
     clock.advance_secs(11);
     let mut removed = 0;
@@ -205,22 +145,14 @@ fn sweep_reclaims_expired_items_without_access() {
 #[test]
 fn memory_limit_evicts_least_recently_read() {
     let limit = 256 * 1024;
-    let (s, _) = store_with(StoreConfig {
-        memory_limit: limit,
-        shards: 1,
-        ..Default::default()
-    });
+    let (s, _) = store_with(StoreConfig { memory_limit: limit, shards: 1, ..Default::default() });
     set(&s, b"hot", &[b'h'; 100], 0);
     for i in 0..10_000 {
         set(&s, format!("key{i}").as_bytes(), &[b'x'; 100], 0);
         // Reading "hot" now and then keeps its CLOCK bit set.
         read(&s, b"hot").expect("a hot key survives eviction");
         let st = s.stats();
-        assert!(
-            st.memory_used <= limit as u64,
-            "{} > {limit}",
-            st.memory_used
-        );
+        assert!(st.memory_used <= limit as u64, "{} > {limit}", st.memory_used);
     }
     let st = s.stats();
     assert!(st.evictions > 8_000, "evictions {}", st.evictions);
@@ -229,19 +161,10 @@ fn memory_limit_evicts_least_recently_read() {
 
 #[test]
 fn without_eviction_a_full_store_refuses() {
-    let (s, _) = store_with(StoreConfig {
-        memory_limit: 64 * 1024,
-        evict: false,
-        shards: 2,
-    });
+    let (s, _) = store_with(StoreConfig { memory_limit: 64 * 1024, evict: false, shards: 2 });
     let mut stored = 0;
     loop {
-        match s.store(&req(
-            StoreMode::Set,
-            format!("k{stored}").as_bytes(),
-            &[0; 100],
-            0,
-        )) {
+        match s.store(&req(StoreMode::Set, format!("k{stored}").as_bytes(), &[0; 100], 0)) {
             StoreOutcome::Stored { .. } => stored += 1,
             StoreOutcome::NoMemory => break,
             other => panic!("{other:?}"),

@@ -1,0 +1,242 @@
+//! One client connection: reused read and write buffers and the loop that reads,
+//! runs commands and writes their replies.
+//!
+//! Per readiness event a connection reads what the socket holds, runs up to `-R`
+//! complete commands, and writes all their replies with one `write` (memcached writes
+//! each reply with its own syscall). A read that returns less than the space offered
+//! means the socket is drained, which saves the `EAGAIN` read that would confirm it;
+//! with edge-triggered epoll any later data raises a new event.
+
+use super::dispatch::{Dispatch, Flow};
+use crate::protocol::text::{self, Limits, ParseError};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+
+/// memcached's `READ_BUFFER_SIZE`.
+const READ_BUFFER: usize = 16 * 1024;
+/// A read buffer grown past this (for a large value) is given back once empty.
+const READ_BUFFER_KEEP: usize = 64 * 1024;
+/// Stop running commands while this many reply bytes wait for the socket, so a
+/// client that pipelines gets without reading cannot grow our memory without bound.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// A write buffer grown past this is given back once flushed.
+const WRITE_BUFFER_KEEP: usize = 1024 * 1024;
+
+/// Bytes read but not yet parsed. The vector stays fully initialised, so reads go
+/// straight into it with no zeroing.
+struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    fn new() -> Self {
+        ReadBuf { buf: vec![0; READ_BUFFER], start: 0, end: 0 }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > READ_BUFFER_KEEP {
+                self.buf = vec![0; READ_BUFFER];
+            }
+        }
+    }
+
+    /// Makes room for `total` bytes of unparsed data (a value announced by its header).
+    fn reserve_total(&mut self, total: usize) {
+        if self.buf.len() - self.start >= total {
+            return;
+        }
+        self.compact();
+        if self.buf.len() < total {
+            self.buf.resize(total, 0);
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Reads once; returns the bytes read and the space that was offered.
+    fn read_from(&mut self, stream: &mut TcpStream) -> io::Result<(usize, usize)> {
+        if self.end == self.buf.len() {
+            self.compact();
+            if self.end == self.buf.len() {
+                let grown = self.buf.len() * 2;
+                self.buf.resize(grown, 0);
+            }
+        }
+        let space = self.buf.len() - self.end;
+        let n = stream.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok((n, space))
+    }
+}
+
+/// What the worker should do with a connection after driving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for the socket (readable, or writable for a blocked reply).
+    Idle,
+    /// Used its `-R` budget with complete commands left: run it again soon.
+    Yielded,
+    /// Done; drop it.
+    Closed,
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    written: usize,
+    /// Bytes of a rejected data block still to discard as they arrive.
+    swallow: usize,
+    /// Close once the pending replies are written (`quit`, framing lost, or EOF).
+    closing: bool,
+    /// Queued on the worker's yield list.
+    pub queued: bool,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            rbuf: ReadBuf::new(),
+            wbuf: Vec::with_capacity(READ_BUFFER),
+            written: 0,
+            swallow: 0,
+            closing: false,
+            queued: false,
+        }
+    }
+
+    fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.written
+    }
+
+    /// Writes pending replies; true when all are out.
+    fn flush(&mut self, dispatch: &Dispatch<'_>) -> io::Result<bool> {
+        while self.written < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    dispatch.counters.bytes_written.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.written = 0;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
+            self.wbuf = Vec::with_capacity(READ_BUFFER);
+        }
+        Ok(true)
+    }
+
+    /// Runs buffered commands until input runs out, the budget is spent, or output
+    /// backs up. Returns whether the budget ran out with work left.
+    fn run_commands(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> bool {
+        loop {
+            if self.swallow > 0 {
+                let n = self.swallow.min(self.rbuf.data().len());
+                self.rbuf.consume(n);
+                self.swallow -= n;
+                if self.swallow > 0 {
+                    return false;
+                }
+            }
+            if self.closing || self.pending_output() > WRITE_HIGH_WATER || self.rbuf.data().is_empty() {
+                return false;
+            }
+            if *budget == 0 {
+                return true;
+            }
+            let (consumed, swallow, flow) = match text::parse(self.rbuf.data(), limits) {
+                Ok(parsed) => {
+                    if log::log_enabled!(log::Level::Trace) {
+                        log::trace!("<{:?}", parsed.cmd);
+                    }
+                    let flow = dispatch.execute(parsed.cmd, &mut self.wbuf);
+                    (parsed.consumed, parsed.swallow, flow)
+                }
+                Err(ParseError::Incomplete { need }) => {
+                    if let Some(total) = need {
+                        self.rbuf.reserve_total(total);
+                    }
+                    return false;
+                }
+                Err(ParseError::Close) => {
+                    self.closing = true;
+                    return false;
+                }
+            };
+            *budget -= 1;
+            self.rbuf.consume(consumed);
+            self.swallow = swallow;
+            if flow == Flow::Close {
+                self.closing = true;
+            }
+        }
+    }
+
+    /// Serves the connection after a readiness event (or a yield).
+    pub fn drive(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, reqs_per_event: usize) -> Status {
+        let mut budget = reqs_per_event;
+        let mut drained = false;
+        loop {
+            let exhausted = self.run_commands(dispatch, limits, &mut budget);
+            let flushed = match self.flush(dispatch) {
+                Ok(flushed) => flushed,
+                Err(_) => return Status::Closed,
+            };
+            if !flushed {
+                // The writable event resumes us; with `closing` we finish the write first.
+                return Status::Idle;
+            }
+            if self.closing {
+                return Status::Closed;
+            }
+            if exhausted {
+                dispatch.counters.conn_yields.inc();
+                return Status::Yielded;
+            }
+            if drained {
+                return Status::Idle;
+            }
+            match self.rbuf.read_from(&mut self.stream) {
+                Ok((0, _)) => {
+                    // End of input: replies to what was received have been written.
+                    return Status::Closed;
+                }
+                Ok((n, space)) => {
+                    dispatch.counters.bytes_read.add(n as u64);
+                    drained = n < space;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Status::Closed,
+            }
+        }
+    }
+
+    /// At shutdown: try to write what is pending, without reading anything new.
+    pub fn finish(&mut self, dispatch: &Dispatch<'_>) -> bool {
+        matches!(self.flush(dispatch), Ok(true) | Err(_))
+    }
+}

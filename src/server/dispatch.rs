@@ -1,0 +1,221 @@
+//! The one place where the protocol meets the store: a parsed [`Command`] runs
+//! against the store and its reply is appended to the connection's write buffer.
+
+use super::Shared;
+use super::stats::Counters;
+use crate::protocol::reply::{self, ErrorReply};
+use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
+use crate::protocol::{Command, Keys, StatsGroup, StoreMode};
+use crate::store::{self, DeltaOutcome, Found, StoreOutcome, StoreRequest};
+
+/// What the connection does after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `quit`: send what is pending, then close.
+    Close,
+}
+
+/// A worker's view of the server while it runs commands.
+pub struct Dispatch<'a> {
+    pub shared: &'a Shared,
+    pub counters: &'a Counters,
+}
+
+fn store_mode(mode: StoreMode) -> store::StoreMode {
+    match mode {
+        StoreMode::Set => store::StoreMode::Set,
+        StoreMode::Add => store::StoreMode::Add,
+        StoreMode::Replace => store::StoreMode::Replace,
+        StoreMode::Append => store::StoreMode::Append,
+        StoreMode::Prepend => store::StoreMode::Prepend,
+        StoreMode::Cas => store::StoreMode::Cas,
+    }
+}
+
+/// Appends `line` unless the client asked for silence.
+#[inline]
+fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
+    if !noreply {
+        out.extend_from_slice(line);
+    }
+}
+
+impl Dispatch<'_> {
+    pub fn execute(&self, cmd: Command<'_>, out: &mut Vec<u8>) -> Flow {
+        let c = self.counters;
+        let store = &*self.shared.store;
+        match cmd {
+            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, out),
+            Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
+                c.cmd_set.inc();
+                let limits = self.shared.limits;
+                let fits = |flags: u32, len: usize| {
+                    memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
+                };
+                let req =
+                    StoreRequest { mode: store_mode(mode), key, flags, exptime, data, cas_unique, fits: Some(&fits) };
+                let line = match store.store(&req) {
+                    StoreOutcome::Stored { .. } => {
+                        if mode == StoreMode::Cas {
+                            c.cas_hits.inc();
+                        }
+                        reply::STORED
+                    }
+                    StoreOutcome::NotStored => reply::NOT_STORED,
+                    StoreOutcome::Exists => {
+                        c.cas_badval.inc();
+                        reply::EXISTS
+                    }
+                    StoreOutcome::NotFound => {
+                        c.cas_misses.inc();
+                        reply::NOT_FOUND
+                    }
+                    StoreOutcome::NoMemory => {
+                        c.store_no_memory.inc();
+                        if mode == StoreMode::Set {
+                            store.discard(key);
+                        }
+                        ErrorReply::OutOfMemoryStoring.line()
+                    }
+                };
+                answer(out, noreply, line);
+            }
+            Command::StoreTooLarge { mode, key, noreply } => {
+                c.store_too_large.inc();
+                // A set that fails must not leave the old value readable (memcached F6).
+                if mode == StoreMode::Set {
+                    store.discard(key);
+                }
+                answer(out, noreply, ErrorReply::TooLarge.line());
+            }
+            Command::BadDataChunk { noreply } => {
+                c.cmd_set.inc();
+                answer(out, noreply, ErrorReply::BadDataChunk.line());
+            }
+            Command::Delete { key, noreply } => {
+                let line = match store.delete(key) {
+                    Found::Hit => {
+                        c.delete_hits.inc();
+                        reply::DELETED
+                    }
+                    Found::Miss => {
+                        c.delete_misses.inc();
+                        reply::NOT_FOUND
+                    }
+                };
+                answer(out, noreply, line);
+            }
+            Command::Arithmetic { incr, key, delta, noreply } => {
+                let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
+                match store.arithmetic(key, incr, delta) {
+                    DeltaOutcome::Value(value) => {
+                        hits.inc();
+                        if !noreply {
+                            reply::write_number_line(out, value);
+                        }
+                    }
+                    DeltaOutcome::NotFound => {
+                        misses.inc();
+                        answer(out, noreply, reply::NOT_FOUND);
+                    }
+                    DeltaOutcome::NonNumeric => answer(out, noreply, ErrorReply::NonNumeric.line()),
+                    DeltaOutcome::NoMemory => answer(out, noreply, ErrorReply::OutOfMemory.line()),
+                }
+            }
+            Command::Touch { key, exptime, noreply } => {
+                c.cmd_touch.inc();
+                let line = match store.touch(key, exptime) {
+                    Found::Hit => {
+                        c.touch_hits.inc();
+                        reply::TOUCHED
+                    }
+                    Found::Miss => {
+                        c.touch_misses.inc();
+                        reply::NOT_FOUND
+                    }
+                };
+                answer(out, noreply, line);
+            }
+            Command::FlushAll { delay, noreply } => {
+                c.cmd_flush.inc();
+                store.flush_all(delay);
+                answer(out, noreply, reply::OK);
+            }
+            Command::Version => {
+                out.extend_from_slice(b"VERSION ");
+                out.extend_from_slice(super::VERSION.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Command::Verbosity { level, noreply } => {
+                self.shared.set_verbosity(level);
+                answer(out, noreply, reply::OK);
+            }
+            Command::Quit => return Flow::Close,
+            Command::Stats(group) => self.stats(group, out),
+            Command::Shutdown => out.extend_from_slice(ErrorReply::ShutdownNotEnabled.line()),
+            Command::MetaNoop => out.extend_from_slice(reply::MN),
+            Command::Error { reply, noreply } => answer(out, noreply, reply.line()),
+        }
+        Flow::Continue
+    }
+
+    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Vec<u8>) {
+        let c = self.counters;
+        let start = out.len();
+        for key in keys.iter() {
+            if key.len() > KEY_MAX_LENGTH {
+                // memcached drops the values it had queued for this command.
+                out.truncate(start);
+                out.extend_from_slice(ErrorReply::BadCommandLineFormat.line());
+                return;
+            }
+            let found = self.shared.store.get(key, touch, |item| {
+                reply::write_value(out, key, item.flags(), item.value(), with_cas.then(|| item.cas()));
+            });
+            match (touch.is_some(), found) {
+                (false, Found::Hit) => {
+                    c.cmd_get.inc();
+                    c.get_hits.inc();
+                }
+                (false, Found::Miss) => {
+                    c.cmd_get.inc();
+                    c.get_misses.inc();
+                }
+                (true, Found::Hit) => {
+                    c.cmd_touch.inc();
+                    c.touch_hits.inc();
+                }
+                (true, Found::Miss) => {
+                    c.cmd_touch.inc();
+                    c.touch_misses.inc();
+                }
+            }
+        }
+        out.extend_from_slice(reply::END);
+    }
+
+    fn stats(&self, group: StatsGroup, out: &mut Vec<u8>) {
+        let shared = self.shared;
+        match group {
+            StatsGroup::General => shared.write_general_stats(out),
+            StatsGroup::Settings => shared.write_settings_stats(out),
+            StatsGroup::Items => shared.write_items_stats(out),
+            StatsGroup::Slabs => shared.write_slabs_stats(out),
+            StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
+            StatsGroup::Conns => {
+                let conns = shared.connections.current();
+                reply::write_stat(out, "curr_connections", format_args!("{conns}"));
+                out.extend_from_slice(reply::END);
+            }
+            StatsGroup::Reset => {
+                shared.reset_stats();
+                out.extend_from_slice(reply::RESET);
+            }
+            StatsGroup::DetailOn | StatsGroup::DetailOff => out.extend_from_slice(reply::OK),
+            StatsGroup::DetailDump => out.extend_from_slice(reply::END),
+            StatsGroup::DetailUsage => out.extend_from_slice(ErrorReply::DetailUsage.line()),
+            StatsGroup::Unknown => out.extend_from_slice(ErrorReply::Error.line()),
+        }
+    }
+}

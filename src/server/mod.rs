@@ -1,0 +1,184 @@
+//! The daemon: a listener thread that accepts, worker threads that each run a mio
+//! event loop over their connections, and a sweeper that reclaims expired items.
+//!
+//! ```text
+//!   acceptor ──(channel + Waker, round robin)──► worker 0 .. worker t-1
+//!   sweeper  ──(every tick)──► Store::sweep_step
+//! ```
+//! `dispatch.rs` is the one place where protocol meets store.
+
+mod config;
+mod conn;
+pub mod dispatch;
+mod listener;
+pub mod stats;
+mod worker;
+
+pub use config::{Config, Invocation, USAGE, parse_args};
+
+use crate::protocol::Limits;
+use crate::store::{Store, StoreConfig};
+use crossbeam_channel::{Sender, bounded};
+use crossbeam_utils::CachePadded;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Version reported by `version` and `stats`: memcached's protocol level first, since
+/// clients parse it to pick features, then ours.
+pub const VERSION: &str = concat!("1.6.18-stickless-", env!("CARGO_PKG_VERSION"));
+
+/// Connection counters shared by the acceptor and the workers.
+#[derive(Default, Debug)]
+pub struct ConnectionStats {
+    current: AtomicUsize,
+    pub total: AtomicU64,
+    pub rejected: AtomicU64,
+    pub peak: AtomicUsize,
+    pub accepting: AtomicBool,
+    pub listen_disabled: AtomicU64,
+}
+
+impl ConnectionStats {
+    pub fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+    /// Counts a new connection unless `max` are open; false means refuse it.
+    fn try_open(&self, max: usize) -> bool {
+        let opened = self
+            .current
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| if n < max { Some(n + 1) } else { None })
+            .is_ok();
+        if opened {
+            self.total.fetch_add(1, Ordering::Relaxed);
+            self.peak.fetch_max(self.current(), Ordering::Relaxed);
+        } else {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        opened
+    }
+    pub fn closed(&self) {
+        self.current.fetch_sub(1, Ordering::AcqRel);
+    }
+    fn reset(&self) {
+        self.total.store(0, Ordering::Relaxed);
+        self.rejected.store(0, Ordering::Relaxed);
+    }
+}
+
+/// State every thread of the server sees.
+pub struct Shared {
+    pub config: Config,
+    pub limits: Limits,
+    pub store: Arc<Store>,
+    pub counters: Box<[CachePadded<stats::Counters>]>,
+    pub connections: ConnectionStats,
+    pub started: Instant,
+    pub verbosity: AtomicU8,
+    pub shutting_down: AtomicBool,
+}
+
+impl Shared {
+    /// `verbosity <n>`: 0 warnings and errors, 1 info, 2 and up every command.
+    pub fn set_verbosity(&self, level: u32) {
+        let level = level.min(2) as u8;
+        self.verbosity.store(level, Ordering::Relaxed);
+        log::set_max_level(log_filter(level));
+    }
+}
+
+/// The log level for a memcached verbosity.
+pub fn log_filter(verbosity: u8) -> log::LevelFilter {
+    match verbosity {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+/// A running server. Dropping it without `shutdown` leaves the threads running.
+pub struct Server {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    acceptor_waker: Arc<mio::Waker>,
+    sweeper_stop: Sender<()>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners and starts every thread.
+    pub fn start(config: Config) -> io::Result<Server> {
+        let store = Arc::new(Store::new(
+            StoreConfig { memory_limit: config.memory_limit, evict: !config.no_evict, shards: config.shards },
+            config.clock.clone(),
+        ));
+        Self::start_with_store(config, store)
+    }
+
+    /// Starts a server over an existing store (an embedding host's, or a test's).
+    pub fn start_with_store(config: Config, store: Arc<Store>) -> io::Result<Server> {
+        let listeners = listener::bind(&config)?;
+        let addrs = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let shared = Arc::new(Shared {
+            limits: Limits { item_size_max: config.item_size_max, cas_enabled: true },
+            store,
+            counters: (0..config.threads).map(|_| CachePadded::new(stats::Counters::default())).collect(),
+            connections: ConnectionStats { accepting: AtomicBool::new(true), ..Default::default() },
+            started: Instant::now(),
+            verbosity: AtomicU8::new(config.verbosity),
+            shutting_down: AtomicBool::new(false),
+            config,
+        });
+        let mut threads = Vec::new();
+        let mut handoffs = Vec::new();
+        for index in 0..shared.config.threads {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (worker, waker) = worker::Worker::new(index, rx, Arc::clone(&shared))?;
+            handoffs.push((tx, waker));
+            threads.push(std::thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker.run())?);
+        }
+        let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
+        let acceptor_waker = acceptor.waker();
+        threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
+        let (sweeper_stop, stop_rx) = bounded::<()>(1);
+        let sweep_shared = Arc::clone(&shared);
+        threads.push(std::thread::Builder::new().name("sweeper".into()).spawn(move || {
+            let interval = sweep_shared.config.sweep_interval;
+            let buckets = sweep_shared.config.sweep_buckets;
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                sweep_shared.store.sweep_step(buckets);
+            }
+        })?);
+        Ok(Server { shared, addrs, acceptor_waker, sweeper_stop, threads })
+    }
+
+    /// The bound addresses (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets workers write the replies in flight, and joins every thread.
+    pub fn shutdown(self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        let _ = self.acceptor_waker.wake();
+        let _ = self.sweeper_stop.send(());
+        for handle in self.threads {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Counters and the `stats` replies.
+//!
+//! Each worker owns a set of counters that only it writes, so an increment is a
+//! plain load and store rather than a locked read-modify-write; `stats` sums all
+//! workers' sets (memcached keeps per-thread stats the same way, `threadlocal_stats`).
+
+use super::Shared;
+use crate::protocol::reply::write_stat;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter with a single writer.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // Only the owning worker writes, so load + store loses nothing (except a
+        // racing `stats reset`, which memcached tolerates as well).
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn reset(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// One worker's protocol counters (memcached's names).
+        #[derive(Default, Debug)]
+        pub struct Counters { $(pub $name: Counter,)* }
+
+        /// The sum of all workers' counters.
+        #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct CounterTotals { $(pub $name: u64,)* }
+
+        impl Counters {
+            pub fn add_to(&self, totals: &mut CounterTotals) {
+                $(totals.$name += self.$name.get();)*
+            }
+            pub fn reset(&self) {
+                $(self.$name.reset();)*
+            }
+        }
+    };
+}
+
+counters!(
+    cmd_get,
+    cmd_set,
+    cmd_flush,
+    cmd_touch,
+    get_hits,
+    get_misses,
+    delete_hits,
+    delete_misses,
+    incr_hits,
+    incr_misses,
+    decr_hits,
+    decr_misses,
+    cas_hits,
+    cas_misses,
+    cas_badval,
+    touch_hits,
+    touch_misses,
+    store_too_large,
+    store_no_memory,
+    auth_cmds,
+    auth_errors,
+    bytes_read,
+    bytes_written,
+    conn_yields,
+);
+
+/// CPU time of this process, user and system, as `seconds.micros` strings.
+fn rusage() -> (String, String) {
+    // SAFETY: an all-zero `rusage` is a valid value for this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is valid and writable; getrusage only writes to it.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let fmt = |tv: libc::timeval| format!("{}.{:06}", tv.tv_sec, tv.tv_usec);
+    (fmt(usage.ru_utime), fmt(usage.ru_stime))
+}
+
+impl Shared {
+    pub fn counter_totals(&self) -> CounterTotals {
+        let mut totals = CounterTotals::default();
+        for counters in self.counters.iter() {
+            counters.add_to(&mut totals);
+        }
+        totals
+    }
+
+    pub fn reset_stats(&self) {
+        for counters in self.counters.iter() {
+            counters.reset();
+        }
+        self.store.reset_stats();
+        self.connections.reset();
+    }
+
+    /// `stats`: the general statistics, in memcached 1.6's order and names.
+    pub fn write_general_stats(&self, out: &mut Vec<u8>) {
+        let c = self.counter_totals();
+        let s = self.store.stats();
+        let now = self.store.clock().now_secs();
+        let (user, system) = rusage();
+        let conns = &self.connections;
+        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+        stat("pid", format_args!("{}", std::process::id()));
+        stat("uptime", format_args!("{}", self.started.elapsed().as_secs()));
+        stat("time", format_args!("{now}"));
+        stat("version", format_args!("{}", super::VERSION));
+        stat("pointer_size", format_args!("{}", usize::BITS));
+        stat("rusage_user", format_args!("{user}"));
+        stat("rusage_system", format_args!("{system}"));
+        stat("max_connections", format_args!("{}", self.config.max_connections));
+        stat("curr_connections", format_args!("{}", conns.current()));
+        stat("total_connections", format_args!("{}", conns.total.load(Ordering::Relaxed)));
+        stat("rejected_connections", format_args!("{}", conns.rejected.load(Ordering::Relaxed)));
+        stat("connection_structures", format_args!("{}", conns.peak.load(Ordering::Relaxed)));
+        stat("cmd_get", format_args!("{}", c.cmd_get));
+        stat("cmd_set", format_args!("{}", c.cmd_set));
+        stat("cmd_flush", format_args!("{}", c.cmd_flush));
+        stat("cmd_touch", format_args!("{}", c.cmd_touch));
+        stat("get_hits", format_args!("{}", c.get_hits));
+        stat("get_misses", format_args!("{}", c.get_misses));
+        stat("get_expired", format_args!("{}", s.get_expired));
+        stat("get_flushed", format_args!("{}", s.get_flushed));
+        stat("delete_misses", format_args!("{}", c.delete_misses));
+        stat("delete_hits", format_args!("{}", c.delete_hits));
+        stat("incr_misses", format_args!("{}", c.incr_misses));
+        stat("incr_hits", format_args!("{}", c.incr_hits));
+        stat("decr_misses", format_args!("{}", c.decr_misses));
+        stat("decr_hits", format_args!("{}", c.decr_hits));
+        stat("cas_misses", format_args!("{}", c.cas_misses));
+        stat("cas_hits", format_args!("{}", c.cas_hits));
+        stat("cas_badval", format_args!("{}", c.cas_badval));
+        stat("touch_hits", format_args!("{}", c.touch_hits));
+        stat("touch_misses", format_args!("{}", c.touch_misses));
+        stat("store_too_large", format_args!("{}", c.store_too_large));
+        stat("store_no_memory", format_args!("{}", c.store_no_memory));
+        stat("auth_cmds", format_args!("{}", c.auth_cmds));
+        stat("auth_errors", format_args!("{}", c.auth_errors));
+        stat("bytes_read", format_args!("{}", c.bytes_read));
+        stat("bytes_written", format_args!("{}", c.bytes_written));
+        stat("limit_maxbytes", format_args!("{}", s.memory_limit));
+        stat("accepting_conns", format_args!("{}", u8::from(conns.accepting.load(Ordering::Relaxed))));
+        stat("listen_disabled_num", format_args!("{}", conns.listen_disabled.load(Ordering::Relaxed)));
+        stat("threads", format_args!("{}", self.config.threads));
+        stat("conn_yields", format_args!("{}", c.conn_yields));
+        // memcached's hash table is one power-of-two table; ours is striped, so
+        // report the total bucket memory and the power of its item count.
+        let power = (s.curr_items.max(1).next_power_of_two().trailing_zeros()).max(16);
+        stat("hash_power_level", format_args!("{power}"));
+        stat("hash_bytes", format_args!("{}", s.table_bytes));
+        stat("hash_is_expanding", format_args!("0"));
+        stat("bytes", format_args!("{}", s.item_bytes));
+        stat("curr_items", format_args!("{}", s.curr_items));
+        stat("total_items", format_args!("{}", s.total_items));
+        stat("expired_unfetched", format_args!("{}", s.expired_unfetched));
+        stat("evicted_unfetched", format_args!("{}", s.evicted_unfetched));
+        stat("evictions", format_args!("{}", s.evictions));
+        stat("reclaimed", format_args!("{}", s.reclaimed));
+        stat("memory_used", format_args!("{}", s.memory_used));
+        out.extend_from_slice(b"END\r\n");
+    }
+
+    /// `stats settings`.
+    pub fn write_settings_stats(&self, out: &mut Vec<u8>) {
+        let cfg = &self.config;
+        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+        stat("maxbytes", format_args!("{}", self.store.memory_limit()));
+        stat("maxconns", format_args!("{}", cfg.max_connections));
+        stat("tcpport", format_args!("{}", cfg.port));
+        stat("udpport", format_args!("0"));
+        let inter = if cfg.listen.is_empty() { "NULL".to_string() } else { cfg.listen.join(",") };
+        stat("inter", format_args!("{inter}"));
+        stat("verbosity", format_args!("{}", self.verbosity.load(Ordering::Relaxed)));
+        stat("evictions", format_args!("{}", if cfg.no_evict { "off" } else { "on" }));
+        stat("domain_socket", format_args!("NULL"));
+        stat("shutdown_command", format_args!("no"));
+        stat("num_threads", format_args!("{}", cfg.threads));
+        stat("reqs_per_event", format_args!("{}", cfg.reqs_per_event));
+        stat("cas_enabled", format_args!("yes"));
+        stat("tcp_backlog", format_args!("{}", cfg.backlog));
+        stat("binding_protocol", format_args!("ascii"));
+        stat("auth_enabled_sasl", format_args!("no"));
+        stat("auth_enabled_ascii", format_args!("no"));
+        stat("item_size_max", format_args!("{}", cfg.item_size_max));
+        stat("flush_enabled", format_args!("yes"));
+        stat("hash_algorithm", format_args!("ahash"));
+        stat("store_shards", format_args!("{}", self.store.shard_count()));
+        out.extend_from_slice(b"END\r\n");
+    }
+
+    /// `stats items`: stickless has no slab classes, so everything is class 1.
+    pub fn write_items_stats(&self, out: &mut Vec<u8>) {
+        let s = self.store.stats();
+        if s.curr_items > 0 {
+            let mut stat =
+                |name: &str, value: u64| write_stat(out, &format!("items:1:{name}"), format_args!("{value}"));
+            stat("number", s.curr_items);
+            stat("mem_requested", s.item_bytes);
+            stat("evicted", s.evictions);
+            stat("outofmemory", self.counter_totals().store_no_memory);
+            stat("reclaimed", s.reclaimed);
+            stat("expired_unfetched", s.expired_unfetched);
+            stat("evicted_unfetched", s.evicted_unfetched);
+        }
+        out.extend_from_slice(b"END\r\n");
+    }
+
+    /// `stats slabs`: one pseudo-class holding every item.
+    pub fn write_slabs_stats(&self, out: &mut Vec<u8>) {
+        let s = self.store.stats();
+        let c = self.counter_totals();
+        let active = u64::from(s.curr_items > 0);
+        let mut stat = |name: &str, value: u64| write_stat(out, name, format_args!("{value}"));
+        if active == 1 {
+            stat("1:used_chunks", s.curr_items);
+            stat("1:get_hits", c.get_hits);
+            stat("1:cmd_set", c.cmd_set);
+            stat("1:delete_hits", c.delete_hits);
+            stat("1:incr_hits", c.incr_hits);
+            stat("1:decr_hits", c.decr_hits);
+            stat("1:cas_hits", c.cas_hits);
+            stat("1:cas_badval", c.cas_badval);
+            stat("1:touch_hits", c.touch_hits);
+        }
+        stat("active_slabs", active);
+        stat("total_malloced", s.memory_used);
+        out.extend_from_slice(b"END\r\n");
+    }
+}

@@ -1,0 +1,136 @@
+//! A worker thread: one mio `Poll`, the connections the acceptor handed it, and a
+//! list of connections that yielded after `-R` requests (memcached `reqs_per_event`,
+//! pelikan's `pending` list with a zero poll timeout).
+
+use super::Shared;
+use super::conn::{Conn, Status};
+use super::dispatch::Dispatch;
+use crossbeam_channel::Receiver;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+pub const WAKER: Token = Token(usize::MAX);
+
+/// How long shutdown waits for replies in flight to reach slow clients.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Worker {
+    pub index: usize,
+    pub poll: Poll,
+    pub incoming: Receiver<TcpStream>,
+    pub shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Creates the poll and its waker; the waker goes to the acceptor.
+    pub fn new(index: usize, incoming: Receiver<TcpStream>, shared: Arc<Shared>) -> std::io::Result<(Worker, Waker)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok((Worker { index, poll, incoming, shared }, waker))
+    }
+
+    pub fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        let dispatch = Dispatch { shared: &shared, counters: &shared.counters[self.index] };
+        let limits = shared.limits;
+        let reqs_per_event = shared.config.reqs_per_event;
+        let mut conns: Slab<Conn> = Slab::new();
+        let mut yielded: Vec<usize> = Vec::new();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("worker {}: poll failed: {e}", self.index);
+                break;
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    self.adopt(&mut conns);
+                    continue;
+                }
+                let key = event.token().0;
+                if let Some(conn) = conns.get_mut(key) {
+                    let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                    settle(&mut conns, &mut yielded, key, status, &shared);
+                }
+            }
+            // Connections that yielded run again now, after everyone else had a turn.
+            for key in std::mem::take(&mut yielded) {
+                if let Some(conn) = conns.get_mut(key) {
+                    conn.queued = false;
+                    let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                    settle(&mut conns, &mut yielded, key, status, &shared);
+                }
+            }
+            if shared.shutting_down.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        self.finish(&mut conns, &dispatch);
+    }
+
+    /// Registers the connections the acceptor sent.
+    fn adopt(&mut self, conns: &mut Slab<Conn>) {
+        while let Ok(stream) = self.incoming.try_recv() {
+            let entry = conns.vacant_entry();
+            let token = Token(entry.key());
+            let mut conn = Conn::new(stream);
+            match self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
+                Ok(()) => {
+                    entry.insert(conn);
+                }
+                Err(e) => {
+                    log::warn!("worker {}: cannot register a connection: {e}", self.index);
+                    self.shared.connections.closed();
+                }
+            }
+        }
+    }
+
+    /// Writes the replies already produced, for a bounded time, then closes everything.
+    fn finish(&mut self, conns: &mut Slab<Conn>, dispatch: &Dispatch<'_>) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut events = Events::with_capacity(256);
+        loop {
+            conns.retain(|_, conn| {
+                let done = conn.finish(dispatch);
+                if done {
+                    self.shared.connections.closed();
+                }
+                !done
+            });
+            let now = Instant::now();
+            if conns.is_empty() || now >= deadline {
+                break;
+            }
+            let _ = self.poll.poll(&mut events, Some(deadline - now));
+        }
+        for _ in conns.drain() {
+            self.shared.connections.closed();
+        }
+    }
+}
+
+fn settle(conns: &mut Slab<Conn>, yielded: &mut Vec<usize>, key: usize, status: Status, shared: &Shared) {
+    match status {
+        Status::Idle => {}
+        Status::Yielded => {
+            let conn = &mut conns[key];
+            if !conn.queued {
+                conn.queued = true;
+                yielded.push(key);
+            }
+        }
+        Status::Closed => {
+            conns.remove(key);
+            shared.connections.closed();
+        }
+    }
+}
