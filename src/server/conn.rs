@@ -86,6 +86,19 @@ impl ReadBuf {
     }
 }
 
+/// Why `run_commands` stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The buffer holds no complete command (or a swallow is waiting for bytes).
+    NeedInput,
+    /// The `-R` budget is spent with input left.
+    Budget,
+    /// Too many reply bytes are waiting for the socket.
+    Backpressure,
+    /// The connection is to close.
+    Closing,
+}
+
 /// What the worker should do with a connection after driving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -150,22 +163,28 @@ impl Conn {
     }
 
     /// Runs buffered commands until input runs out, the budget is spent, or output
-    /// backs up. Returns whether the budget ran out with work left.
-    fn run_commands(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> bool {
+    /// backs up, and says which.
+    fn run_commands(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> Stop {
         loop {
             if self.swallow > 0 {
                 let n = self.swallow.min(self.rbuf.data().len());
                 self.rbuf.consume(n);
                 self.swallow -= n;
                 if self.swallow > 0 {
-                    return false;
+                    return Stop::NeedInput;
                 }
             }
-            if self.closing || self.pending_output() > WRITE_HIGH_WATER || self.rbuf.data().is_empty() {
-                return false;
+            if self.closing {
+                return Stop::Closing;
+            }
+            if self.rbuf.data().is_empty() {
+                return Stop::NeedInput;
+            }
+            if self.pending_output() > WRITE_HIGH_WATER {
+                return Stop::Backpressure;
             }
             if *budget == 0 {
-                return true;
+                return Stop::Budget;
             }
             let (consumed, swallow, flow) = match text::parse(self.rbuf.data(), limits) {
                 Ok(parsed) => {
@@ -179,11 +198,11 @@ impl Conn {
                     if let Some(total) = need {
                         self.rbuf.reserve_total(total);
                     }
-                    return false;
+                    return Stop::NeedInput;
                 }
                 Err(ParseError::Close) => {
                     self.closing = true;
-                    return false;
+                    return Stop::Closing;
                 }
             };
             *budget -= 1;
@@ -200,7 +219,7 @@ impl Conn {
         let mut budget = reqs_per_event;
         let mut drained = false;
         loop {
-            let exhausted = self.run_commands(dispatch, limits, &mut budget);
+            let stop = self.run_commands(dispatch, limits, &mut budget);
             let flushed = match self.flush(dispatch) {
                 Ok(flushed) => flushed,
                 Err(_) => return Status::Closed,
@@ -209,15 +228,15 @@ impl Conn {
                 // The writable event resumes us; with `closing` we finish the write first.
                 return Status::Idle;
             }
-            if self.closing {
-                return Status::Closed;
-            }
-            if exhausted {
-                dispatch.counters.conn_yields.inc();
-                return Status::Yielded;
-            }
-            if drained {
-                return Status::Idle;
+            match stop {
+                Stop::Closing => return Status::Closed,
+                Stop::Budget => {
+                    dispatch.counters.conn_yields.inc();
+                    return Status::Yielded;
+                }
+                Stop::Backpressure => continue,
+                Stop::NeedInput if drained => return Status::Idle,
+                Stop::NeedInput => {}
             }
             match self.rbuf.read_from(&mut self.stream) {
                 Ok((0, _)) => {

@@ -79,7 +79,7 @@ pub struct Acceptor {
     poll: Poll,
     waker: Arc<Waker>,
     listeners: Vec<TcpListener>,
-    handoffs: Vec<(Sender<TcpStream>, Waker)>,
+    handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
     shared: Arc<Shared>,
     next_worker: usize,
 }
@@ -87,7 +87,7 @@ pub struct Acceptor {
 impl Acceptor {
     pub fn new(
         mut listeners: Vec<TcpListener>,
-        handoffs: Vec<(Sender<TcpStream>, Waker)>,
+        handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
@@ -129,12 +129,9 @@ impl Acceptor {
                 }
             }
         }
-        // Stop accepting: dropping the listeners closes them. Then wake the workers.
+        // Stop accepting: dropping the listeners closes them.
         self.shared.connections.accepting.store(false, Ordering::Relaxed);
         self.listeners.clear();
-        for (_, waker) in &self.handoffs {
-            let _ = waker.wake();
-        }
     }
 
     /// Accepts until the listener would block. False when out of file descriptors.

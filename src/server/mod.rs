@@ -103,7 +103,9 @@ pub fn log_filter(verbosity: u8) -> log::LevelFilter {
 pub struct Server {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
-    acceptor_waker: Arc<mio::Waker>,
+    /// Kept here so that no waker is dropped (closing its eventfd) before the
+    /// thread it wakes has seen the wake.
+    wakers: Vec<Arc<mio::Waker>>,
     sweeper_stop: Sender<()>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -137,11 +139,12 @@ impl Server {
         for index in 0..shared.config.threads {
             let (tx, rx) = crossbeam_channel::unbounded();
             let (worker, waker) = worker::Worker::new(index, rx, Arc::clone(&shared))?;
-            handoffs.push((tx, waker));
+            handoffs.push((tx, Arc::new(waker)));
             threads.push(std::thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker.run())?);
         }
+        let mut wakers: Vec<Arc<mio::Waker>> = handoffs.iter().map(|(_, w)| Arc::clone(w)).collect();
         let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
-        let acceptor_waker = acceptor.waker();
+        wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
         let (sweeper_stop, stop_rx) = bounded::<()>(1);
         let sweep_shared = Arc::clone(&shared);
@@ -152,7 +155,7 @@ impl Server {
                 sweep_shared.store.sweep_step(buckets);
             }
         })?);
-        Ok(Server { shared, addrs, acceptor_waker, sweeper_stop, threads })
+        Ok(Server { shared, addrs, wakers, sweeper_stop, threads })
     }
 
     /// The bound addresses (useful with port 0).
@@ -175,7 +178,9 @@ impl Server {
     /// Stops accepting, lets workers write the replies in flight, and joins every thread.
     pub fn shutdown(self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        let _ = self.acceptor_waker.wake();
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
         let _ = self.sweeper_stop.send(());
         for handle in self.threads {
             let _ = handle.join();

@@ -162,7 +162,7 @@ struct Now {
 impl Now {
     fn liveness(&self, item: &Item) -> Liveness {
         if item.cas() <= self.flush_cas
-            || (self.flush_at != 0 && self.secs >= self.flush_at && item.last_access() < self.flush_at)
+            || (self.flush_at != 0 && self.secs >= self.flush_at && item.last_access() <= self.flush_at)
         {
             Liveness::Flushed
         } else if expiry::is_expired(item.expires_at(), self.secs) {
@@ -186,9 +186,11 @@ pub struct Store {
     /// Items with a CAS at or below this were flushed by `flush_all`.
     flush_cas: AtomicU64,
     /// A delayed `flush_all`: from this Unix second on, items last stored or read
-    /// before it are gone. 0 = none.
+    /// in it or before it are gone (memcached's `oldest_live`). 0 = none.
     flush_at: AtomicU32,
     sweep_shard: AtomicUsize,
+    /// Unix second the store was created (memcached's `process_started`).
+    created: u32,
 }
 
 impl Store {
@@ -198,7 +200,6 @@ impl Store {
             shards: (0..shards).map(|_| CachePadded::new(Mutex::new(Shard::default()))).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
             hasher: ahash::RandomState::new(),
-            clock,
             memory_limit: AtomicUsize::new(config.memory_limit),
             evict: config.evict,
             used: AtomicUsize::new(0),
@@ -206,6 +207,8 @@ impl Store {
             flush_cas: AtomicU64::new(0),
             flush_at: AtomicU32::new(0),
             sweep_shard: AtomicUsize::new(0),
+            created: clock.now_secs(),
+            clock,
         }
     }
 
@@ -550,17 +553,23 @@ impl Store {
 
     /// `flush_all [delay]`: every item stored before the flush takes effect becomes
     /// invisible; memory comes back lazily, through the sweep and the CLOCK hand.
+    ///
+    /// The delay follows memcached's `process_flush_all_command`, quirks included:
+    /// the flush covers items last touched up to one second before the deadline, so
+    /// `flush_all 1` also hides what is stored in the current second, and an absolute
+    /// time before the store started cancels any pending flush and flushes nothing.
     pub fn flush_all(&self, delay: i32) {
         let now = self.clock.now_secs();
-        let at = if delay > 0 { expiry::deadline(delay, now) } else { 0 };
-        if at > now {
-            self.flush_at.store(at, Ordering::Release);
-        } else {
+        if delay <= 0 {
             // A flush now cancels a delayed one, as memcached's single `oldest_live` does.
             self.flush_at.store(0, Ordering::Release);
             let mark = self.next_cas();
             self.flush_cas.fetch_max(mark, Ordering::AcqRel);
+            return;
         }
+        let deadline = expiry::deadline(delay, now);
+        let oldest_live = if deadline <= self.created { 0 } else { deadline - 1 };
+        self.flush_at.store(oldest_live, Ordering::Release);
     }
 
     /// Looks at up to `max_buckets` buckets of the next shard and removes the dead

@@ -187,3 +187,19 @@ fn delete_and_discard() {
     let st = s.stats();
     assert_eq!((st.curr_items, st.item_bytes), (0, 0));
 }
+
+#[test]
+fn flush_quirks_follow_memcached() {
+    let (s, clock) = store();
+    set(&s, b"a", b"1", 0);
+    s.flush_all(1);
+    set(&s, b"b", b"2", 0);
+    assert_eq!((read(&s, b"a"), read(&s, b"b")), (None, None), "flush_all 1 covers the current second");
+    clock.advance_secs(1);
+    set(&s, b"c", b"3", 0);
+    assert!(read(&s, b"c").is_some());
+    s.flush_all(100);
+    s.flush_all(1_000_000_000);
+    clock.advance_secs(200);
+    assert!(read(&s, b"c").is_some(), "an absolute time before the start cancels the pending flush");
+}

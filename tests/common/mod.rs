@@ -1,0 +1,194 @@
+//! Helpers shared by the integration tests: servers on port 0, a reference memcached,
+//! raw-byte exchanges, and the request corpus.
+#![allow(dead_code)]
+
+pub mod corpus;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use stickless::server::{Config, Server};
+
+/// How long any single exchange may take before the test fails.
+pub const EXCHANGE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A stickless server on 127.0.0.1 and a free port.
+pub fn start_stickless(threads: usize, adjust: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config { port: 0, listen: vec!["127.0.0.1".into()], threads, ..Config::default() };
+    adjust(&mut config);
+    Server::start(config).expect("start stickless")
+}
+
+/// Debian's memcached, started by this test and stopped (by its PID) on drop.
+pub struct Memcached {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Memcached {
+    /// Starts `memcached` with the given extra arguments on a free loopback port.
+    pub fn start(extra: &[&str]) -> Memcached {
+        let port = free_port();
+        let mut cmd = Command::new("memcached");
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]).args(extra);
+        // memcached refuses to run as root unless told which user to be.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.args(["-u", "root"]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached must be installed (scripts/test installs Debian's package)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + EXCHANGE_DEADLINE;
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "memcached did not start listening on {addr}");
+            std::thread::yield_now();
+        }
+        Memcached { child, addr }
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (memcached cannot be told to pick one).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// How long a step waits for its sentinel before sending another one.
+const RESENTINEL_AFTER: Duration = Duration::from_millis(500);
+const TIMEOUT_MARK: &[u8] = b"<timeout>";
+
+/// A raw connection that sends bytes and reads replies up to a sentinel.
+pub struct Client {
+    stream: TcpStream,
+}
+
+/// Sent after each step so the reader knows where the step's replies end: `mn`
+/// (meta no-op) is answered `MN` by memcached and by stickless.
+pub const SENTINEL: &[u8] = b"mn\r\n";
+pub const SENTINEL_REPLY: &[u8] = b"MN\r\n";
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        Client { stream }
+    }
+
+    /// Sends bytes without waiting for anything.
+    pub fn send(&mut self, bytes: &[u8]) {
+        // A writer thread keeps large requests from deadlocking against replies.
+        let mut writer = self.stream.try_clone().unwrap();
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = writer.write_all(&bytes);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Sends `bytes` then the sentinel, and returns the replies before the sentinel's.
+    /// A closed connection ends the reply with `<closed>`.
+    pub fn step(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut request = bytes.to_vec();
+        request.extend_from_slice(SENTINEL);
+        let mut writer = self.stream.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(&request);
+        });
+        // A request that is short of its data eats the sentinel as data; if no answer
+        // comes soon, one more sentinel completes the data block and ends the step.
+        let mut out = self.read_until_within(SENTINEL_REPLY, RESENTINEL_AFTER);
+        if out.ends_with(TIMEOUT_MARK) {
+            out.truncate(out.len() - TIMEOUT_MARK.len());
+            self.stream.write_all(SENTINEL).unwrap();
+            out.extend(self.read_until(SENTINEL_REPLY));
+        }
+        let _ = sender.join();
+        out
+    }
+
+    /// Reads until the output ends with `end` (which is removed) or the peer closes;
+    /// after [`EXCHANGE_DEADLINE`] the output ends with `<timeout>`.
+    pub fn read_until(&mut self, end: &[u8]) -> Vec<u8> {
+        self.read_until_within(end, EXCHANGE_DEADLINE)
+    }
+
+    fn read_until_within(&mut self, end: &[u8], limit: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if out.ends_with(end) {
+                out.truncate(out.len() - end.len());
+                return out;
+            }
+            if Instant::now() >= deadline {
+                // Reported as part of the reply, so a comparison shows where it hung.
+                out.extend_from_slice(TIMEOUT_MARK);
+                return out;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    out.extend_from_slice(b"<closed>");
+                    return out;
+                }
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    out.extend_from_slice(b"<closed>");
+                    return out;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Reads exactly until `end`, for replies that need no sentinel.
+    pub fn request(&mut self, bytes: &[u8], end: &[u8]) -> Vec<u8> {
+        self.send(bytes);
+        let mut out = self.read_until(end);
+        out.extend_from_slice(end);
+        out
+    }
+}
+
+/// Bytes as a readable string: printable ASCII as is, the rest escaped; long runs cut.
+pub fn show(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in bytes.iter().take(600) {
+        match b {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if bytes.len() > 600 {
+        s.push_str(&format!("...({} bytes)", bytes.len()));
+    }
+    s
+}
+
+/// Parses `STAT name value` lines.
+pub fn parse_stats(reply: &[u8]) -> std::collections::BTreeMap<String, String> {
+    String::from_utf8_lossy(reply)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("STAT ")?.splitn(2, ' ');
+            Some((parts.next()?.to_string(), parts.next().unwrap_or("").to_string()))
+        })
+        .collect()
+}

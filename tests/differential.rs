@@ -1,0 +1,135 @@
+//! The differential test: every case of the corpus goes to Debian's memcached and to
+//! stickless, and the replies must be byte-identical after [`normalize`].
+
+mod common;
+
+use common::corpus::{self, Case, Wait};
+use common::{Client, Memcached, show, start_stickless};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// The one place that says what may legitimately differ between the two servers:
+/// - the version string after `VERSION `;
+/// - CAS uniques: each distinct unique becomes `#n`, numbered by first appearance in
+///   the case, so equal uniques stay equal and different ones stay different.
+/// Everything else (values, flags, lengths, errors, order) must match exactly.
+fn normalize(reply: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(reply.len());
+    let mut rest = reply;
+    while !rest.is_empty() {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").map_or(rest.len(), |p| p + 2);
+        let line = &rest[..line_end];
+        rest = &rest[line_end..];
+        if line.starts_with(b"VERSION ") {
+            out.extend_from_slice(b"VERSION <version>\r\n");
+            continue;
+        }
+        if let Some(header) = line.strip_prefix(b"VALUE ").and_then(|h| h.strip_suffix(b"\r\n")) {
+            let fields: Vec<&[u8]> = header.split(|&b| b == b' ').collect();
+            let bytes: usize =
+                std::str::from_utf8(fields[fields.len().min(3) - 1]).ok().and_then(|b| b.parse().ok()).unwrap_or(0);
+            out.extend_from_slice(b"VALUE ");
+            if fields.len() == 4 {
+                let next = uniques.len();
+                let id = *uniques.entry(fields[3].to_vec()).or_insert(next);
+                out.extend_from_slice(&[fields[0], fields[1], fields[2]].join(&b' '));
+                out.extend_from_slice(format!(" #{id}\r\n").as_bytes());
+            } else {
+                out.extend_from_slice(header);
+                out.extend_from_slice(b"\r\n");
+            }
+            // The data block is copied verbatim, whatever it contains.
+            let data_len = (bytes + 2).min(rest.len());
+            out.extend_from_slice(&rest[..data_len]);
+            rest = &rest[data_len..];
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// The last CAS unique in `VALUE` lines of a raw reply.
+fn last_unique(reply: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(reply);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("VALUE "))
+        .filter_map(|h| {
+            let fields: Vec<&str> = h.split(' ').collect();
+            (fields.len() == 4).then(|| fields[3].parse().ok()).flatten()
+        })
+        .last()
+}
+
+/// Runs one case on a fresh connection after a flush; returns the normalized replies.
+fn run_case(addr: SocketAddr, case: &Case) -> Vec<u8> {
+    let mut client = Client::connect(addr);
+    assert_eq!(client.step(b"flush_all\r\n"), b"OK\r\n", "flush before {}", case.name);
+    let mut uniques = HashMap::new();
+    let mut cas = 0;
+    let mut out = Vec::new();
+    for step in &case.steps {
+        let bytes = step.render(cas);
+        let reply = match step.wait {
+            Wait::Nothing => {
+                client.send(&bytes);
+                continue;
+            }
+            Wait::Sentinel => client.step(&bytes),
+            Wait::Close => {
+                client.send(&bytes);
+                client.read_until(b"<never>")
+            }
+        };
+        if let Some(unique) = last_unique(&reply) {
+            cas = unique;
+        }
+        out.extend_from_slice(&normalize(&reply, &mut uniques));
+        out.extend_from_slice(b"|");
+        if reply.ends_with(b"<closed>") || reply.ends_with(b"<timeout>") {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn replies_match_memcached_byte_for_byte() {
+    let cases = corpus::all();
+    assert!(cases.len() >= 300, "the corpus has {} cases; at least 300 are required", cases.len());
+    let memcached = Memcached::start(&["-t", "4", "-m", "64"]);
+    let stickless = start_stickless(4, |_| {});
+    let mut failures = Vec::new();
+    let only = std::env::var("STICKLESS_CASE").ok();
+    for case in cases.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))) {
+        let started = std::time::Instant::now();
+        let expected = run_case(memcached.addr, case);
+        let middle = started.elapsed();
+        let actual = run_case(stickless.local_addr(), case);
+        if started.elapsed() > std::time::Duration::from_secs(1) {
+            eprintln!("slow case '{}': memcached {middle:?}, total {:?}", case.name, started.elapsed());
+        }
+        if expected != actual {
+            failures.push(format!(
+                "case '{}'\n  request:   {}\n  memcached: {}\n  stickless: {}",
+                case.name,
+                show(&case.bytes()),
+                show(&expected),
+                show(&actual)
+            ));
+        }
+    }
+    stickless.shutdown();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn normalization_keeps_what_matters() {
+    let mut uniques = HashMap::new();
+    let reply = b"VALUE a 0 3 17\r\nEND\r\nVALUE b 1 1 18\r\nx\r\nVALUE c 0 1 17\r\ny\r\nEND\r\nVERSION 1.6.18\r\n";
+    assert_eq!(
+        normalize(reply, &mut uniques),
+        b"VALUE a 0 3 #0\r\nEND\r\nVALUE b 1 1 #1\r\nx\r\nVALUE c 0 1 #0\r\ny\r\nEND\r\nVERSION <version>\r\n"
+    );
+    assert_eq!(last_unique(reply), Some(17));
+}
