@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 /// - the version string after `VERSION `;
 /// - CAS uniques: each distinct unique becomes `#n`, numbered by first appearance in
 ///   the case, so equal uniques stay equal and different ones stay different.
+///
 /// Everything else (values, flags, lengths, errors, order) must match exactly.
 fn normalize(reply: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
     let mut out = Vec::with_capacity(reply.len());
@@ -53,12 +54,13 @@ fn normalize(reply: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
 fn last_unique(reply: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(reply);
     text.lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("VALUE "))
         .filter_map(|h| {
             let fields: Vec<&str> = h.split(' ').collect();
             (fields.len() == 4).then(|| fields[3].parse().ok()).flatten()
         })
-        .last()
+        .next()
 }
 
 /// Runs one case on a fresh connection after a flush; returns the normalized replies.
