@@ -1,0 +1,73 @@
+//! The memory limit holds in a real process: the daemon is filled with ten times its
+//! `-m`, and its resident memory stays within the limit plus a documented overhead,
+//! while `evictions` accounts for every item that left.
+
+mod common;
+
+use common::{Client, parse_stats};
+use std::process::{Command, Stdio};
+
+/// What a running daemon holds besides items and hash tables: code and libraries,
+/// thread stacks, connection buffers and allocator slack. Measured at 3-6 MiB with
+/// 4 KiB values; the bound leaves room for allocator fragmentation.
+const OVERHEAD_BYTES: u64 = 12 * 1024 * 1024;
+
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+#[test]
+fn a_fill_of_ten_times_the_limit_stays_within_it() {
+    const LIMIT_MB: u64 = 16;
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
+        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-m", &LIMIT_MB.to_string(), "-t", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + common::EXCHANGE_DEADLINE;
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "daemon did not start");
+        std::thread::yield_now();
+    }
+    let mut client = Client::connect(addr);
+    let value = vec![b'v'; 4096];
+    let items = (LIMIT_MB * 10 * 1024 * 1024) / value.len() as u64;
+    let mut peak = 0;
+    for batch in 0..items / 64 {
+        let mut request = Vec::with_capacity(64 * (value.len() + 40));
+        for i in 0..64 {
+            request.extend_from_slice(format!("set key:{}:{i} 0 0 {}\r\n", batch, value.len()).as_bytes());
+            request.extend_from_slice(&value);
+            request.extend_from_slice(b"\r\n");
+        }
+        let reply = client.step(&request);
+        assert_eq!(reply, b"STORED\r\n".repeat(64));
+        if batch % 16 == 0 {
+            peak = peak.max(resident_bytes(child.id()));
+        }
+    }
+    peak = peak.max(resident_bytes(child.id()));
+    let stats = parse_stats(&client.step(b"stats\r\n"));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let limit = LIMIT_MB * 1024 * 1024;
+    eprintln!("limit {limit} B, accounted {} B, peak resident {peak} B", stats["memory_used"]);
+    let used: u64 = stats["memory_used"].parse().unwrap();
+    assert!(used <= limit, "accounted memory {used} over the limit {limit}");
+    assert!(peak <= limit + OVERHEAD_BYTES, "resident {peak} bytes over {limit} + {OVERHEAD_BYTES}");
+    let stored = items / 64 * 64;
+    let evictions: u64 = stats["evictions"].parse().unwrap();
+    let current: u64 = stats["curr_items"].parse().unwrap();
+    assert_eq!(current + evictions, stored, "every item is either present or counted as evicted");
+    assert!(evictions > stored * 8 / 10, "most of a tenfold fill must have been evicted");
+}
