@@ -20,11 +20,15 @@ fn parse_all(buf: &[u8], limits: &Limits, swallow: &mut usize, out: &mut Vec<Str
         }
         match parse(&buf[pos..], limits) {
             Ok(parsed) => {
+                assert!(parsed.consumed > 0 && parsed.consumed <= buf.len() - pos, "progress within the buffer");
                 out.push(format!("{:?}", parsed.cmd));
                 pos += parsed.consumed;
                 *swallow = parsed.swallow;
             }
-            Err(ParseError::Incomplete { .. }) => return pos,
+            Err(ParseError::Incomplete { need }) => {
+                assert!(need.is_none_or(|total| total > buf.len() - pos), "asks for more only when short");
+                return pos;
+            }
             Err(ParseError::Close) => {
                 out.push("<close>".into());
                 return buf.len();
@@ -64,4 +68,49 @@ fn every_cut_parses_the_same() {
         checked += 1;
     }
     assert!(checked > 300, "only {checked} cases were small enough to cut");
+}
+
+/// The in-suite share of fuzzing: deterministic mutations of every corpus case (byte
+/// flips, insertions of protocol-significant bytes, truncations) must parse without
+/// panicking and with progress. `scripts/fuzz` runs the coverage-guided fuzzer.
+#[test]
+fn mutated_corpus_parses_safely() {
+    let limits = Limits { item_size_max: 4096, cas_enabled: true };
+    let interesting = [b' ', b'\r', b'\n', 0, b'0', b'9', b'-', 0xff];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    for case in common::corpus::all() {
+        let original = case.bytes();
+        if original.len() > 4096 {
+            continue;
+        }
+        for _ in 0..40 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len() + 1);
+                match next(3) {
+                    0 if at < bytes.len() => bytes[at] = interesting[next(interesting.len())],
+                    1 => bytes.insert(at, interesting[next(interesting.len())]),
+                    _ => bytes.truncate(at),
+                }
+            }
+            parse_all(&bytes, &limits, &mut 0, &mut Vec::new());
+        }
+    }
+}
+
+/// Writes every corpus case to `$STICKLESS_SEED_DIR` as a fuzzing seed
+/// (`scripts/fuzz` runs it); does nothing without the variable.
+#[test]
+fn export_fuzz_seeds() {
+    let Ok(dir) = std::env::var("STICKLESS_SEED_DIR") else { return };
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, case) in common::corpus::all().iter().enumerate() {
+        std::fs::write(format!("{dir}/case-{i:04}"), case.bytes()).unwrap();
+    }
 }
