@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::Client;
-use std::process::{Command, Stdio};
+use common::{Client, Daemon};
+use std::process::Command;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stickless"))
@@ -21,24 +21,13 @@ fn help_and_bad_flags() {
 }
 
 fn stop_with(signal: i32) {
-    let port = common::free_port();
-    let mut child = bin()
-        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-t", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + common::EXCHANGE_DEADLINE;
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        std::thread::yield_now();
-    }
+    let mut daemon = Daemon::start(&["-t", "2"]);
+    let addr = daemon.addr;
     let mut client = Client::connect(addr);
     assert_eq!(client.step(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n");
     // SAFETY: kill with a valid signal on the PID of a child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let status = child.wait().unwrap();
+    assert_eq!(unsafe { libc::kill(daemon.child.id() as i32, signal) }, 0);
+    let status = daemon.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(client.read_until(b"<never>"), b"<closed>");
 }

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{Client, parse_stats};
-use std::process::{Command, Stdio};
+use common::{Client, Daemon, parse_stats};
 
 /// What a running daemon holds besides items and hash tables: code and libraries,
 /// thread stacks, connection buffers and allocator slack. Measured at 3-6 MiB with
@@ -25,20 +24,9 @@ fn resident_bytes(pid: u32) -> u64 {
 #[test]
 fn a_fill_of_ten_times_the_limit_stays_within_it() {
     const LIMIT_MB: u64 = 16;
-    let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
-        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-m", &LIMIT_MB.to_string(), "-t", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the daemon");
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + common::EXCHANGE_DEADLINE;
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "daemon did not start");
-        std::thread::yield_now();
-    }
-    let mut client = Client::connect(addr);
+    let daemon = Daemon::start(&["-m", &LIMIT_MB.to_string(), "-t", "2"]);
+    let pid = daemon.child.id();
+    let mut client = Client::connect(daemon.addr);
     let value = vec![b'v'; 4096];
     let items = (LIMIT_MB * 10 * 1024 * 1024) / value.len() as u64;
     let mut peak = 0;
@@ -52,13 +40,12 @@ fn a_fill_of_ten_times_the_limit_stays_within_it() {
         let reply = client.step(&request);
         assert_eq!(reply, b"STORED\r\n".repeat(64));
         if batch % 16 == 0 {
-            peak = peak.max(resident_bytes(child.id()));
+            peak = peak.max(resident_bytes(pid));
         }
     }
-    peak = peak.max(resident_bytes(child.id()));
+    peak = peak.max(resident_bytes(pid));
     let stats = parse_stats(&client.step(b"stats\r\n"));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 
     let limit = LIMIT_MB * 1024 * 1024;
     eprintln!("limit {limit} B, accounted {} B, peak resident {peak} B", stats["memory_used"]);

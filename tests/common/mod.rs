@@ -28,27 +28,74 @@ pub struct Memcached {
 
 impl Memcached {
     /// Starts `memcached` with the given extra arguments on a free loopback port.
+    /// memcached cannot report a port it picked, so a port another test took in the
+    /// meantime is retried with a new one.
     pub fn start(extra: &[&str]) -> Memcached {
-        let port = free_port();
-        let mut cmd = Command::new("memcached");
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]).args(extra);
-        // memcached refuses to run as root unless told which user to be.
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.args(["-u", "root"]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached must be installed (scripts/test installs Debian's package)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + EXCHANGE_DEADLINE;
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start listening on {addr}");
-            std::thread::yield_now();
+        loop {
+            let port = free_port();
+            let mut cmd = Command::new("memcached");
+            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]).args(extra);
+            // memcached refuses to run as root unless told which user to be.
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                cmd.args(["-u", "root"]);
+            }
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("memcached must be installed (scripts/test installs Debian's package)");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            loop {
+                assert!(Instant::now() < deadline, "memcached did not start listening");
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken: try another
+                }
+                if TcpStream::connect(addr).is_ok() {
+                    return Memcached { child, addr };
+                }
+                std::thread::yield_now();
+            }
         }
-        Memcached { child, addr }
+    }
+}
+
+/// The `stickless` binary started by a test on a port it picks itself (`-p 0`); the
+/// address is read from its `-v` log. Stopped by PID on drop unless waited for.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
+            .args(["-l", "127.0.0.1", "-p", "0", "-v"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        let addr = loop {
+            let line = lines.next().expect("the daemon exited before listening").unwrap();
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                break addr.trim().parse().expect("listen address");
+            }
+        };
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Daemon { child, addr }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
