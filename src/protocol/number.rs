@@ -88,10 +88,9 @@ pub fn parse_i32(token: &[u8]) -> Option<i32> {
     Some(value as i32)
 }
 
-/// Writes `value` in decimal into `out` (no allocation).
+/// Formats `value` in decimal into `buf` and returns the digits (no allocation).
 #[inline]
-pub fn write_u64(out: &mut Vec<u8>, value: u64) {
-    let mut buf = [0u8; 20];
+pub fn format_u64(buf: &mut [u8; 20], value: u64) -> &[u8] {
     let mut i = buf.len();
     let mut v = value;
     loop {
@@ -102,7 +101,14 @@ pub fn write_u64(out: &mut Vec<u8>, value: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
+}
+
+/// Appends `value` in decimal to `out`.
+#[inline]
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(format_u64(&mut buf, value));
 }
 
 #[cfg(test)]

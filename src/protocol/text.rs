@@ -4,8 +4,9 @@
 //! command used; "not enough bytes yet" is a normal outcome ([`ParseError::Incomplete`]).
 //! Tokenising follows memcached's `tokenize_command` (proto_text.c) exactly, because
 //! clients can observe its quirks: only the space character separates tokens, a line
-//! is cut at its first NUL byte, at most 23 tokens are seen (the 24th slot holds the
-//! rest of the line), and `noreply` is recognised only as the last token.
+//! is cut at its first NUL byte, at most 23 tokens count towards a command's arity (a
+//! multi-get takes its keys from the whole line), and `noreply` is recognised only as
+//! the last token.
 
 use super::number::{parse_i32, parse_u32, parse_u64};
 use super::reply::ErrorReply;
@@ -179,8 +180,6 @@ struct Tokens<'a> {
     tokens: [&'a [u8]; MAX_TOKENS - 1],
     /// Real tokens seen (at most 23).
     count: usize,
-    /// What follows the 23rd token, if anything.
-    rest: &'a [u8],
 }
 
 impl<'a> Tokens<'a> {
@@ -195,7 +194,7 @@ impl<'a> Tokens<'a> {
                     tokens[count] = &line[start..i];
                     count += 1;
                     if count == MAX_TOKENS - 1 {
-                        return Tokens { tokens, count, rest: &line[i + 1..] };
+                        return Tokens { tokens, count };
                     }
                 }
                 start = i + 1;
@@ -206,7 +205,7 @@ impl<'a> Tokens<'a> {
             tokens[count] = &line[start..i];
             count += 1;
         }
-        Tokens { tokens, count, rest: &[] }
+        Tokens { tokens, count }
     }
 
     /// memcached's `ntokens`: real tokens plus the terminal one.
@@ -395,7 +394,6 @@ fn get_command<'a>(line: &'a [u8], toks: &Tokens<'a>, with_cas: bool, touch: Opt
         }
         false => &[][..],
     };
-    let _ = toks.rest;
     Command::Get { keys: Keys(keys), with_cas, touch }
 }
 

@@ -68,10 +68,11 @@ impl Item {
         Layout::from_size_align(block_len, 2).expect("item size fits a Layout")
     }
 
-    /// Allocates an item with `value_len` bytes of value, filled by `fill`.
+    /// Allocates an item whose value is the concatenation of `parts`.
     /// Returns `None` when the allocator fails. Keys are at most 250 bytes.
-    pub fn new(key: &[u8], value_len: usize, meta: ItemMeta, fill: impl FnOnce(&mut [u8])) -> Option<Item> {
+    pub fn new(key: &[u8], parts: &[&[u8]], meta: ItemMeta) -> Option<Item> {
         assert!(key.len() <= u8::MAX as usize, "keys are at most 250 bytes");
+        let value_len: usize = parts.iter().map(|p| p.len()).sum();
         let value_len_u32 = u32::try_from(value_len).ok()?;
         let block_len = Self::block_len(key.len(), value_len);
         // SAFETY: the layout has a non-zero size (the header alone is 26 bytes).
@@ -86,19 +87,21 @@ impl Item {
             key_len: key.len() as u8,
             bits: 0,
         };
-        // SAFETY: the block is `block_len` bytes: the header, then `key.len()` bytes
-        // for the key; both writes stay inside it, and the header type has
-        // alignment 1-2 which the layout provides.
+        // SAFETY: the block is `block_len` bytes: the header, the key, then exactly
+        // `value_len` bytes that the parts fill completely, so every byte is
+        // initialised before an `Item` exists; the header type has alignment 2,
+        // which the layout provides.
         unsafe {
             ptr.as_ptr().cast::<Header>().write(header);
-            std::ptr::copy_nonoverlapping(key.as_ptr(), ptr.as_ptr().add(HEADER_LEN), key.len());
+            let mut at = ptr.as_ptr().add(HEADER_LEN);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), at, key.len());
+            at = at.add(key.len());
+            for part in parts {
+                std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+                at = at.add(part.len());
+            }
         }
-        let mut item = Item { ptr };
-        // The value bytes are uninitialised until `fill` runs; zero them first so
-        // `value_mut` never exposes uninitialised memory, even if `fill` panics.
-        item.value_mut().fill(0);
-        fill(item.value_mut());
-        Some(item)
+        Some(Item { ptr })
     }
 
     #[inline]
@@ -217,7 +220,7 @@ mod tests {
     #[test]
     fn round_trips_fields_and_bytes() {
         let meta = ItemMeta { flags: 7, expires_at: 99, cas: 1 << 40, now: 5 };
-        let mut item = Item::new(b"key", 5, meta, |v| v.copy_from_slice(b"hello")).unwrap();
+        let mut item = Item::new(b"key", &[b"hel", b"lo"], meta).unwrap();
         assert_eq!(item.key(), b"key");
         assert_eq!(item.value(), b"hello");
         assert_eq!((item.flags(), item.expires_at(), item.cas(), item.last_access()), (7, 99, 1 << 40, 5));
@@ -233,7 +236,7 @@ mod tests {
     #[test]
     fn empty_value_and_charge() {
         let meta = ItemMeta { flags: 0, expires_at: 0, cas: 1, now: 0 };
-        let item = Item::new(b"k", 0, meta, |_| {}).unwrap();
+        let item = Item::new(b"k", &[], meta).unwrap();
         assert_eq!(item.value(), b"");
         // A 26 + 1 byte block takes a 48-byte malloc chunk.
         assert_eq!(item.charge(), 48);

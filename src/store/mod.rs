@@ -442,7 +442,7 @@ impl Store {
         let fresh = if concatenate {
             None
         } else {
-            match Item::new(req.key, req.data.len(), meta, |v| v.copy_from_slice(req.data)) {
+            match Item::new(req.key, &[req.data], meta) {
                 Some(item) => Some(item),
                 None => return StoreOutcome::NoMemory,
             }
@@ -477,12 +477,8 @@ impl Store {
                     return StoreOutcome::NotStored;
                 }
                 let meta = ItemMeta { flags: old.flags(), expires_at: old.expires_at(), cas: 0, now: now.secs };
-                let joined = Item::new(req.key, old_value.len() + new.len(), meta, |v| {
-                    let (first, second) =
-                        if req.mode == StoreMode::Append { (old_value, new) } else { (new, old_value) };
-                    v[..first.len()].copy_from_slice(first);
-                    v[first.len()..].copy_from_slice(second);
-                });
+                let parts: [&[u8]; 2] = if req.mode == StoreMode::Append { [old_value, new] } else { [new, old_value] };
+                let joined = Item::new(req.key, &parts, meta);
                 match joined {
                     Some(item) => Some(item),
                     None => return StoreOutcome::NotStored,
@@ -532,19 +528,19 @@ impl Store {
             return DeltaOutcome::NonNumeric;
         };
         let updated = if incr { current.wrapping_add(delta) } else { current.saturating_sub(delta) };
-        let mut digits = Vec::with_capacity(20);
-        crate::protocol::number::write_u64(&mut digits, updated);
+        let mut buf = [0u8; 20];
+        let digits = crate::protocol::number::format_u64(&mut buf, updated);
         item.touch_access(now.secs);
         if digits.len() <= old_len {
             let slot = item.value_mut();
-            slot[..digits.len()].copy_from_slice(&digits);
+            slot[..digits.len()].copy_from_slice(digits);
             slot[digits.len()..].fill(b' ');
             let cas = self.next_cas();
             item.set_cas(cas);
             return DeltaOutcome::Value(updated);
         }
         let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
-        let Some(grown) = Item::new(key, digits.len(), meta, |v| v.copy_from_slice(&digits)) else {
+        let Some(grown) = Item::new(key, &[digits], meta) else {
             return DeltaOutcome::NoMemory;
         };
         self.put(&mut shard, hash, Some(bucket), grown);

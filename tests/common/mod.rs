@@ -135,14 +135,7 @@ impl Client {
 
     /// Sends bytes without waiting for anything.
     pub fn send(&mut self, bytes: &[u8]) {
-        // A writer thread keeps large requests from deadlocking against replies.
-        let mut writer = self.stream.try_clone().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            let _ = writer.write_all(&bytes);
-        })
-        .join()
-        .unwrap();
+        let _ = self.stream.write_all(bytes);
     }
 
     /// Sends `bytes` then the sentinel, and returns the replies before the sentinel's.
