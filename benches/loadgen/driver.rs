@@ -1,0 +1,441 @@
+//! The load engine: connections driven from one thread, each keeping `pipeline`
+//! requests in flight the way memtier_benchmark's clients do, every reply checked
+//! against the request it answers, and latencies recorded in an HDR histogram.
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// memtier_benchmark's default `--key-prefix`.
+pub const KEY_PREFIX: &[u8] = b"memtier-";
+
+/// Pipeline depth used to load the key space (memtier's load runs use deep pipelines too).
+const LOAD_PIPELINE: usize = 64;
+
+/// Latencies above this are clamped; a minute is far past any sane reply.
+const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
+
+/// How keys are drawn, as memtier's `--key-pattern`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPattern {
+    /// `R`: uniform over `1..=key_maximum`.
+    Uniform,
+    /// `G`: normal around the middle of the key space with a sixth of the range as
+    /// standard deviation (memtier's defaults for `--key-median`/`--key-stddev`).
+    Gaussian,
+}
+
+/// One workload, with memtier_benchmark's knobs.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub connections: usize,
+    pub pipeline: usize,
+    /// `--ratio SETS:GETS`.
+    pub sets: u32,
+    pub gets: u32,
+    pub key_pattern: KeyPattern,
+    pub key_maximum: u64,
+    pub data_size: usize,
+}
+
+/// What one thread's share of a run produced.
+pub struct Outcome {
+    pub sets: u64,
+    pub gets: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Error replies (`SERVER_ERROR ...`, `ERROR`) and values that were not the ones stored.
+    pub errors: u64,
+    /// Latency of every completed request, in nanoseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            sets: 0,
+            gets: 0,
+            hits: 0,
+            misses: 0,
+            errors: 0,
+            latency: Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3).expect("valid histogram bounds"),
+        }
+    }
+
+    pub fn ops(&self) -> u64 {
+        self.sets + self.gets
+    }
+
+    pub fn merge(&mut self, other: &Outcome) {
+        self.sets += other.sets;
+        self.gets += other.gets;
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.errors += other.errors;
+        self.latency.add(&other.latency).expect("histograms with the same bounds");
+    }
+
+    fn count(&mut self, reply: Reply, latency_ns: u64) {
+        match reply {
+            Reply::Stored => self.sets += 1,
+            Reply::Hit => {
+                self.gets += 1;
+                self.hits += 1;
+            }
+            Reply::Miss => {
+                self.gets += 1;
+                self.misses += 1;
+            }
+            Reply::Error => self.errors += 1,
+        }
+        self.latency.saturating_record(latency_ns.max(1));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Set,
+    Get,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reply {
+    Stored,
+    Hit,
+    Miss,
+    Error,
+}
+
+struct Pending {
+    op: Op,
+    key: u64,
+    sent: Instant,
+}
+
+/// Writes `memtier-<key>` into `buf` and returns it.
+fn key_bytes(key: u64, buf: &mut [u8; 32]) -> &[u8] {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(key).as_bytes();
+    let len = KEY_PREFIX.len() + digits.len();
+    buf[..KEY_PREFIX.len()].copy_from_slice(KEY_PREFIX);
+    buf[KEY_PREFIX.len()..len].copy_from_slice(digits);
+    &buf[..len]
+}
+
+/// Where the next request's key and kind come from.
+enum Source {
+    /// The load phase: every key once, in order, spread over the connections.
+    Sequential { next: u64, step: u64, last: u64 },
+    /// The measured workload.
+    Random { rng: SmallRng, normal: Option<Normal<f64>>, issued: u64 },
+}
+
+impl Source {
+    fn next(&mut self, workload: &Workload) -> Option<(Op, u64)> {
+        match self {
+            Source::Sequential { next, step, last } => {
+                if *next > *last {
+                    return None;
+                }
+                let key = *next;
+                *next += *step;
+                Some((Op::Set, key))
+            }
+            Source::Random { rng, normal, issued } => {
+                let cycle = u64::from(workload.sets + workload.gets);
+                let op = if *issued % cycle < u64::from(workload.sets) { Op::Set } else { Op::Get };
+                *issued += 1;
+                let key = match normal {
+                    None => rng.random_range(1..=workload.key_maximum),
+                    Some(normal) => (normal.sample(rng).round() as i64).clamp(1, workload.key_maximum as i64) as u64,
+                };
+                Some((op, key))
+            }
+        }
+    }
+}
+
+/// Parses the reply at the head of `buf` for `pending`; `None` until it is complete.
+fn parse_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Option<(usize, Reply)>> {
+    let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+        return Ok(None);
+    };
+    let line = &buf[..eol];
+    let line_len = eol + 2;
+    match pending.op {
+        Op::Set if line == b"STORED" => Ok(Some((line_len, Reply::Stored))),
+        Op::Get if line == b"END" => Ok(Some((line_len, Reply::Miss))),
+        Op::Get if line.starts_with(b"VALUE ") => {
+            let mut fields = line[6..].split(|&b| b == b' ');
+            let (Some(key), Some(_flags), Some(bytes)) = (fields.next(), fields.next(), fields.next()) else {
+                return Err(desync("a VALUE line without its fields", line));
+            };
+            let mut expected = [0u8; 32];
+            if key != key_bytes(pending.key, &mut expected) {
+                return Err(desync("a value for another key", line));
+            }
+            let bytes: usize = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|b| b.parse().ok())
+                .ok_or_else(|| desync("a VALUE line with a bad length", line))?;
+            let total = line_len + bytes + b"\r\nEND\r\n".len();
+            if buf.len() < total {
+                return Ok(None);
+            }
+            if &buf[line_len + bytes..total] != b"\r\nEND\r\n" {
+                return Err(desync("a value not followed by END", line));
+            }
+            let reply = if bytes == data_size { Reply::Hit } else { Reply::Error };
+            Ok(Some((total, reply)))
+        }
+        // An error line answers the request and keeps the stream in step.
+        _ if line.starts_with(b"SERVER_ERROR") || line.starts_with(b"CLIENT_ERROR") || line == b"ERROR" => {
+            Ok(Some((line_len, Reply::Error)))
+        }
+        _ => Err(desync("an unexpected reply", line)),
+    }
+}
+
+fn desync(what: &str, line: &[u8]) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {:?}", String::from_utf8_lossy(line)))
+}
+
+struct Connection {
+    stream: TcpStream,
+    source: Source,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    in_flight: VecDeque<Pending>,
+    /// The source is spent and every reply is in.
+    done: bool,
+}
+
+impl Connection {
+    fn new(addr: SocketAddr, source: Source, workload: &Workload) -> io::Result<Connection> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        // Room for a full pipeline of replies, so a read rarely stops short.
+        let reply_size = workload.data_size + 64;
+        Ok(Connection {
+            stream: TcpStream::from_std(stream),
+            source,
+            rbuf: vec![0; (reply_size * workload.pipeline).max(64 * 1024)],
+            rstart: 0,
+            rend: 0,
+            wbuf: Vec::with_capacity(64 * 1024),
+            wpos: 0,
+            in_flight: VecDeque::with_capacity(workload.pipeline),
+            done: false,
+        })
+    }
+
+    /// Queues requests until `pipeline` are in flight or the source runs dry.
+    fn refill(&mut self, workload: &Workload, pipeline: usize, value: &[u8], now: Instant) {
+        let mut key_buf = [0u8; 32];
+        while self.in_flight.len() < pipeline {
+            let Some((op, key)) = self.source.next(workload) else {
+                break;
+            };
+            let key_text = key_bytes(key, &mut key_buf);
+            match op {
+                Op::Get => {
+                    self.wbuf.extend_from_slice(b"get ");
+                    self.wbuf.extend_from_slice(key_text);
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+                Op::Set => {
+                    self.wbuf.extend_from_slice(b"set ");
+                    self.wbuf.extend_from_slice(key_text);
+                    self.wbuf.extend_from_slice(b" 0 0 ");
+                    self.wbuf.extend_from_slice(itoa::Buffer::new().format(value.len()).as_bytes());
+                    self.wbuf.extend_from_slice(b"\r\n");
+                    self.wbuf.extend_from_slice(value);
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+            }
+            self.in_flight.push_back(Pending { op, key, sent: now });
+        }
+        if self.in_flight.is_empty() {
+            self.done = true;
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    /// Reads what the socket holds and settles every complete reply.
+    fn receive(&mut self, workload: &Workload, outcome: Option<&mut Outcome>, now: Instant) -> io::Result<()> {
+        let mut outcome = outcome;
+        loop {
+            if self.rend == self.rbuf.len() {
+                self.rbuf.copy_within(self.rstart..self.rend, 0);
+                self.rend -= self.rstart;
+                self.rstart = 0;
+                if self.rend == self.rbuf.len() {
+                    let grown = self.rbuf.len() * 2;
+                    self.rbuf.resize(grown, 0);
+                }
+            }
+            let space = self.rbuf.len() - self.rend;
+            let n = match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.rend += n;
+            while let Some(pending) = self.in_flight.front() {
+                let Some((consumed, reply)) =
+                    parse_reply(&self.rbuf[self.rstart..self.rend], pending, workload.data_size)?
+                else {
+                    break;
+                };
+                if let Some(outcome) = outcome.as_deref_mut() {
+                    outcome.count(reply, now.saturating_duration_since(pending.sent).as_nanos() as u64);
+                }
+                self.rstart += consumed;
+                self.in_flight.pop_front();
+            }
+            if self.rstart == self.rend {
+                self.rstart = 0;
+                self.rend = 0;
+            }
+            // A read that did not fill the space drained the socket (edge-triggered
+            // epoll raises a new event for anything that arrives later).
+            if n < space {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A value of `size` bytes, as memtier sends by default (not random data).
+fn value_of(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// Runs connections until each is done or `until` passes, counting replies settled
+/// between `count_from` and `until`.
+fn drive(
+    conns: &mut [Connection],
+    workload: &Workload,
+    pipeline: usize,
+    count_from: Instant,
+    until: Option<Instant>,
+) -> io::Result<Outcome> {
+    let value = value_of(workload.data_size);
+    let mut poll = Poll::new()?;
+    let now = Instant::now();
+    for (index, conn) in conns.iter_mut().enumerate() {
+        poll.registry().register(&mut conn.stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
+        conn.refill(workload, pipeline, &value, now);
+        conn.flush()?;
+    }
+    let mut outcome = Outcome::new();
+    let mut events = Events::with_capacity(1024);
+    let mut open = conns.iter().filter(|c| !c.done).count();
+    while open > 0 {
+        let timeout = until.map(|until| until.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            break;
+        }
+        match poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        if until.is_some_and(|until| now >= until) {
+            break;
+        }
+        let counting = now >= count_from;
+        for event in events.iter() {
+            let conn = &mut conns[event.token().0];
+            if conn.done {
+                continue;
+            }
+            if event.is_readable() {
+                conn.receive(workload, counting.then_some(&mut outcome), now)?;
+                conn.refill(workload, pipeline, &value, now);
+                if conn.done {
+                    open -= 1;
+                    continue;
+                }
+            }
+            conn.flush()?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Stores every key `1..=key_maximum` once, as memtier's `--ratio=1:0
+/// --key-pattern=P:P --requests=allkeys` does, and checks each was stored.
+pub fn load(addr: SocketAddr, workload: &Workload) -> io::Result<Outcome> {
+    let connections = workload.connections.max(1) as u64;
+    let mut conns = (0..connections)
+        .map(|index| {
+            let source = Source::Sequential { next: index + 1, step: connections, last: workload.key_maximum };
+            Connection::new(addr, source, workload)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let outcome = drive(&mut conns, workload, LOAD_PIPELINE, Instant::now(), None)?;
+    if outcome.sets != workload.key_maximum || outcome.errors != 0 {
+        return Err(io::Error::other(format!(
+            "load stored {} of {} keys ({} errors)",
+            outcome.sets, workload.key_maximum, outcome.errors
+        )));
+    }
+    Ok(outcome)
+}
+
+/// Runs the workload on `connections` from this thread; replies settled between
+/// `measure_from` and `until` are counted.
+pub fn run(
+    addr: SocketAddr,
+    workload: &Workload,
+    connections: usize,
+    seed: u64,
+    measure_from: Instant,
+    until: Instant,
+) -> io::Result<Outcome> {
+    let mut conns = (0..connections as u64)
+        .map(|index| {
+            let rng = SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(index));
+            let normal = match workload.key_pattern {
+                KeyPattern::Uniform => None,
+                KeyPattern::Gaussian => {
+                    let range = workload.key_maximum as f64;
+                    Some(Normal::new(range / 2.0, range / 6.0).expect("a finite, positive deviation"))
+                }
+            };
+            // Stagger the set:get cycle so connections do not set in lockstep.
+            Connection::new(addr, Source::Random { rng, normal, issued: index }, workload)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    drive(&mut conns, workload, workload.pipeline, measure_from, Some(until))
+}

@@ -1,0 +1,552 @@
+//! stickless against memcached, side by side, with memtier_benchmark's workloads.
+//!
+//! `cargo bench --bench loadgen` runs every row of BENCHMARKS.md: for each run and
+//! each server, a fresh server (same `-t` and `-m`) is started on its own core, its
+//! key space is loaded, the workload warms up and is then measured. Each figure is
+//! the median over the runs, and the ratio stickless/memcached is printed beside it.
+//! Server CPU time per operation comes from /proc/PID/stat: with two cores the load
+//! generator often saturates first, and CPU per operation shows the server's own cost.
+//!
+//! Run without `--bench` (as `cargo test --all-targets` does) it makes a short smoke
+//! run against both servers and fails on any wrong reply.
+
+mod driver;
+mod server;
+
+use driver::{KeyPattern, Outcome, Workload};
+use server::{CpuTime, Kind, Server};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
+
+rows: a b c d e memory (default: all of them), or custom with the workload options
+
+options:
+  --runs N              runs per server and row, figures are medians (default 3)
+  --test-time SECONDS   measured time of each run (default 5)
+  --warmup SECONDS      unmeasured time before it (default 1)
+  --server-threads N    -t of both servers (default 1)
+  --memory MB           -m of both servers (default 1024)
+  --servers LIST        stickless,memcached (default both)
+  --threads N           load generator threads (default 1)
+  --no-pin              do not pin the servers and the load generator to CPUs
+  --items N             items loaded by the memory row (default 1000000)
+workload options (for custom, defaults of row a):
+  --connections N --pipeline N --ratio SETS:GETS --data-size BYTES
+  --key-maximum N --key-pattern R|G
+";
+
+struct Settings {
+    runs: usize,
+    test_time: Duration,
+    warmup: Duration,
+    server_threads: usize,
+    memory_mb: usize,
+    servers: Vec<Kind>,
+    loadgen_threads: usize,
+    pin: bool,
+    memory_items: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            runs: 3,
+            test_time: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            server_threads: 1,
+            memory_mb: 1024,
+            servers: vec![Kind::Stickless, Kind::Memcached],
+            loadgen_threads: 1,
+            pin: true,
+            memory_items: 1_000_000,
+        }
+    }
+}
+
+/// A throughput row of BENCHMARKS.md.
+struct Row {
+    name: String,
+    title: String,
+    workload: Workload,
+}
+
+/// Row (a): memtier-like defaults for a session cache's traffic.
+fn base_workload() -> Workload {
+    Workload {
+        connections: 50,
+        pipeline: 1,
+        sets: 1,
+        gets: 10,
+        key_pattern: KeyPattern::Uniform,
+        key_maximum: 100_000,
+        data_size: 100,
+    }
+}
+
+fn standard_row(name: &str) -> Option<Row> {
+    let mut workload = base_workload();
+    let title = match name {
+        "a" => "50 connections, pipeline 1, 1:10 set:get, 100-byte values, 100,000 keys",
+        "b" => {
+            workload.pipeline = 16;
+            "as (a) with pipeline 16"
+        }
+        "c" => {
+            workload.data_size = 4096;
+            "as (a) with 4 KiB values (session-sized)"
+        }
+        "d" => {
+            workload.sets = 1;
+            workload.gets = 1;
+            "as (a) with 1:1 set:get"
+        }
+        "e" => {
+            workload.connections = 1;
+            "one connection, pipeline 1: latency"
+        }
+        _ => return None,
+    };
+    Some(Row { name: name.to_string(), title: title.to_string(), workload })
+}
+
+fn describe(w: &Workload) -> String {
+    format!(
+        "{} connections, pipeline {}, {}:{} set:get, {}-byte values, {} keys, {} keys",
+        w.connections,
+        w.pipeline,
+        w.sets,
+        w.gets,
+        w.data_size,
+        w.key_maximum,
+        match w.key_pattern {
+            KeyPattern::Uniform => "uniform",
+            KeyPattern::Gaussian => "gaussian",
+        }
+    )
+}
+
+/// The memtier_benchmark command a user would run for the same workload.
+fn memtier_command(w: &Workload, settings: &Settings) -> String {
+    let pattern = match w.key_pattern {
+        KeyPattern::Uniform => "R:R",
+        KeyPattern::Gaussian => "G:G",
+    };
+    format!(
+        "memtier_benchmark --protocol=memcache_text -s 127.0.0.1 -p 11211 -t 1 -c {} --pipeline={} \
+         --ratio={}:{} --data-size={} --key-maximum={} --key-pattern={} --test-time={} --hide-histogram",
+        w.connections,
+        w.pipeline,
+        w.sets,
+        w.gets,
+        w.data_size,
+        w.key_maximum,
+        pattern,
+        settings.test_time.as_secs()
+    )
+}
+
+/// How the CPUs are shared between the servers and the load generator.
+struct Placement {
+    server: Option<Vec<usize>>,
+    loadgen: Option<Vec<usize>>,
+}
+
+impl Placement {
+    fn choose(pin: bool) -> Placement {
+        let cpus = server::allowed_cpus();
+        if !pin || cpus.len() < 2 {
+            return Placement { server: None, loadgen: None };
+        }
+        // The server gets the last CPU, the load generator the others.
+        let (loadgen, server) = cpus.split_at(cpus.len() - 1);
+        Placement { server: Some(server.to_vec()), loadgen: Some(loadgen.to_vec()) }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.server, &self.loadgen) {
+            (Some(server), Some(loadgen)) => {
+                format!("servers pinned to CPU {server:?}, load generator to CPU {loadgen:?}")
+            }
+            _ => "not pinned (fewer than 2 CPUs, or --no-pin)".to_string(),
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Figures {
+    ops_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// Server CPU (user + system) per operation, in microseconds.
+    cpu_us_per_op: f64,
+    /// The system share of it.
+    sys_us_per_op: f64,
+    /// Load generator CPU per operation, in microseconds.
+    loadgen_us_per_op: f64,
+}
+
+fn measure(
+    kind: Kind,
+    workload: &Workload,
+    settings: &Settings,
+    placement: &Placement,
+    seed: u64,
+) -> (Figures, Outcome) {
+    let server = Server::start(kind, settings.server_threads, settings.memory_mb, placement.server.clone())
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
+    driver::load(server.addr, workload).unwrap_or_else(|e| panic!("loading {}: {e}", kind.name()));
+
+    let threads = settings.loadgen_threads.clamp(1, workload.connections);
+    // Connections are set up during the warm-up, which therefore lasts at least this long.
+    let warmup = settings.warmup.max(Duration::from_millis(200));
+    let measure_from = Instant::now() + warmup;
+    let until = measure_from + settings.test_time;
+    let (outcomes, server_used, loadgen_used) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|thread| {
+                let connections = workload.connections / threads + usize::from(thread < workload.connections % threads);
+                let addr = server.addr;
+                scope.spawn(move || {
+                    driver::run(addr, workload, connections, seed + thread as u64, measure_from, until)
+                        .unwrap_or_else(|e| panic!("{}: {e}", kind.name()))
+                })
+            })
+            .collect();
+        std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+        let server_start = CpuTime::of(server.pid()).expect("server CPU time");
+        let loadgen_start = CpuTime::of(std::process::id()).expect("own CPU time");
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        let server_used = CpuTime::of(server.pid()).expect("server CPU time").since(server_start);
+        let loadgen_used = CpuTime::of(std::process::id()).expect("own CPU time").since(loadgen_start);
+        let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().expect("load thread")).collect();
+        (outcomes, server_used, loadgen_used)
+    });
+    let outcome = outcomes
+        .into_iter()
+        .reduce(|mut a, b| {
+            a.merge(&b);
+            a
+        })
+        .expect("at least one load thread");
+    let ops = outcome.ops().max(1) as f64;
+    let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1e6;
+    let figures = Figures {
+        ops_per_sec: outcome.ops() as f64 / settings.test_time.as_secs_f64(),
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        cpu_us_per_op: server_used.total().as_secs_f64() * 1e6 / ops,
+        sys_us_per_op: server_used.system.as_secs_f64() * 1e6 / ops,
+        loadgen_us_per_op: loadgen_used.total().as_secs_f64() * 1e6 / ops,
+    };
+    (figures, outcome)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+}
+
+fn median_of(runs: &[Figures], pick: impl Fn(&Figures) -> f64) -> f64 {
+    median(runs.iter().map(pick).collect())
+}
+
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs a throughput row on every server, alternating servers run by run, and prints
+/// its table. Returns each server's runs, in `settings.servers` order.
+fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<Figures>, Vec<Outcome>)> {
+    let mut results: Vec<(Kind, Vec<Figures>, Vec<Outcome>)> =
+        settings.servers.iter().map(|&k| (k, Vec::new(), Vec::new())).collect();
+    for run in 0..settings.runs {
+        for (kind, figures, outcomes) in &mut results {
+            let (f, o) = measure(*kind, &row.workload, settings, placement, 42 + run as u64);
+            eprintln!(
+                "  ({}) run {} {}: {} ops/s, p99 {:.3} ms, server CPU {:.2} µs/op",
+                row.name,
+                run + 1,
+                kind.name(),
+                thousands(f.ops_per_sec),
+                f.p99_ms,
+                f.cpu_us_per_op
+            );
+            figures.push(f);
+            outcomes.push(o);
+        }
+    }
+    println!("### ({}) {}\n", row.name, row.title);
+    println!("Workload: {}.", describe(&row.workload));
+    println!("memtier_benchmark equivalent: `{}`\n", memtier_command(&row.workload, settings));
+    println!("| server | ops/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/op (sys) | load generator CPU µs/op |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (kind, figures, _) in &results {
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.2} ({:.2}) | {:.2} |",
+            kind.name(),
+            thousands(median_of(figures, |f| f.ops_per_sec)),
+            median_of(figures, |f| f.p50_ms),
+            median_of(figures, |f| f.p99_ms),
+            median_of(figures, |f| f.p999_ms),
+            median_of(figures, |f| f.cpu_us_per_op),
+            median_of(figures, |f| f.sys_us_per_op),
+            median_of(figures, |f| f.loadgen_us_per_op),
+        );
+    }
+    if let [(Kind::Stickless, ours, _), (Kind::Memcached, theirs, _)] = &results[..] {
+        let ratio = |pick: fn(&Figures) -> f64| median_of(ours, pick) / median_of(theirs, pick);
+        println!(
+            "| **stickless/memcached** | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | |",
+            ratio(|f| f.ops_per_sec),
+            ratio(|f| f.p50_ms),
+            ratio(|f| f.p99_ms),
+            ratio(|f| f.p999_ms),
+            ratio(|f| f.cpu_us_per_op),
+        );
+    }
+    println!();
+    for (kind, figures, _) in &results {
+        let runs: Vec<String> = figures.iter().map(|f| thousands(f.ops_per_sec)).collect();
+        println!("{} runs (ops/s): {}  ", kind.name(), runs.join(", "));
+    }
+    println!();
+    results
+}
+
+/// Bytes per item: resident memory grown by loading `items` values of 100 bytes.
+fn memory_row(settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<(f64, u64, u64)>)> {
+    let workload = Workload { key_maximum: settings.memory_items, ..base_workload() };
+    let mut results: Vec<(Kind, Vec<(f64, u64, u64)>)> = settings.servers.iter().map(|&k| (k, Vec::new())).collect();
+    for run in 0..settings.runs {
+        for (kind, samples) in &mut results {
+            let server = Server::start(*kind, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
+            let before = server::resident_bytes(server.pid()).expect("RSS");
+            driver::load(server.addr, &workload).unwrap_or_else(|e| panic!("loading {}: {e}", kind.name()));
+            let after = server::resident_bytes(server.pid()).expect("RSS");
+            let items = server.stat("curr_items").expect("curr_items");
+            let evictions = server.stat("evictions").expect("evictions");
+            assert_eq!(evictions, 0, "{} evicted while loading; raise --memory", kind.name());
+            let per_item = after.saturating_sub(before) as f64 / items.max(1) as f64;
+            eprintln!("  (memory) run {} {}: {per_item:.1} B/item, RSS {after} B, {items} items", run + 1, kind.name());
+            samples.push((per_item, after, items));
+        }
+    }
+    println!("### (memory) {} items of 100 bytes\n", thousands(settings.memory_items as f64));
+    println!(
+        "Resident memory (VmRSS) grown by loading the items, divided by `curr_items`; both servers with `-m {}`.\n",
+        settings.memory_mb
+    );
+    println!(
+        "memtier_benchmark equivalent: `memtier_benchmark --protocol=memcache_text -s 127.0.0.1 -p 11211 \
+         --ratio=1:0 --data-size=100 --key-pattern=P:P --key-minimum=1 --key-maximum={} --requests=allkeys`\n",
+        settings.memory_items
+    );
+    println!("| server | bytes per item | RSS after load, MiB | items |");
+    println!("|---|---:|---:|---:|");
+    for (kind, samples) in &results {
+        println!(
+            "| {} | {:.1} | {:.1} | {} |",
+            kind.name(),
+            median(samples.iter().map(|s| s.0).collect()),
+            median(samples.iter().map(|s| s.1 as f64).collect()) / 1048576.0,
+            samples.last().map_or(0, |s| s.2)
+        );
+    }
+    if let [(Kind::Stickless, ours), (Kind::Memcached, theirs)] = &results[..] {
+        let ours = median(ours.iter().map(|s| s.0).collect());
+        let theirs = median(theirs.iter().map(|s| s.0).collect());
+        println!("| **stickless/memcached** | **{:.2}×** | | |", ours / theirs);
+    }
+    println!();
+    results
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, value: Option<String>) -> T {
+    value.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage_error(&format!("{flag} needs a number")))
+}
+
+fn usage_error(message: &str) -> ! {
+    eprintln!("loadgen: {message}\n\n{USAGE}");
+    std::process::exit(64);
+}
+
+fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
+    let mut settings = Settings::default();
+    let mut rows = Vec::new();
+    let mut custom: Option<Workload> = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--runs" => settings.runs = parse_number(&arg, args.next()),
+            "--test-time" => settings.test_time = Duration::from_secs_f64(parse_number(&arg, args.next())),
+            "--warmup" => settings.warmup = Duration::from_secs_f64(parse_number(&arg, args.next())),
+            "--server-threads" => settings.server_threads = parse_number(&arg, args.next()),
+            "--memory" => settings.memory_mb = parse_number(&arg, args.next()),
+            "--threads" => settings.loadgen_threads = parse_number(&arg, args.next()),
+            "--items" => settings.memory_items = parse_number(&arg, args.next()),
+            "--no-pin" => settings.pin = false,
+            "--servers" => {
+                let list = args.next().unwrap_or_default();
+                settings.servers = list
+                    .split(',')
+                    .map(|name| match name {
+                        "stickless" => Kind::Stickless,
+                        "memcached" => Kind::Memcached,
+                        other => usage_error(&format!("unknown server {other:?}")),
+                    })
+                    .collect();
+            }
+            "--connections" => custom.get_or_insert_with(base_workload).connections = parse_number(&arg, args.next()),
+            "--pipeline" => custom.get_or_insert_with(base_workload).pipeline = parse_number(&arg, args.next()),
+            "--data-size" => custom.get_or_insert_with(base_workload).data_size = parse_number(&arg, args.next()),
+            "--key-maximum" => custom.get_or_insert_with(base_workload).key_maximum = parse_number(&arg, args.next()),
+            "--ratio" => {
+                let value = args.next().unwrap_or_default();
+                let (sets, gets) = value
+                    .split_once(':')
+                    .and_then(|(s, g)| Some((s.parse().ok()?, g.parse().ok()?)))
+                    .filter(|&(s, g): &(u32, u32)| s + g > 0)
+                    .unwrap_or_else(|| usage_error("--ratio needs SETS:GETS"));
+                let w = custom.get_or_insert_with(base_workload);
+                w.sets = sets;
+                w.gets = gets;
+            }
+            "--key-pattern" => {
+                custom.get_or_insert_with(base_workload).key_pattern = match args.next().as_deref() {
+                    Some("R") => KeyPattern::Uniform,
+                    Some("G") => KeyPattern::Gaussian,
+                    _ => usage_error("--key-pattern is R or G"),
+                }
+            }
+            row if !row.starts_with('-') => rows.push(row.to_string()),
+            other => usage_error(&format!("unknown option {other}")),
+        }
+    }
+    if settings.runs == 0 || settings.server_threads == 0 || settings.loadgen_threads == 0 {
+        usage_error("--runs, --server-threads and --threads must be positive");
+    }
+    if let Some(w) = &custom
+        && (w.connections == 0 || w.pipeline == 0 || w.key_maximum == 0)
+    {
+        usage_error("--connections, --pipeline and --key-maximum must be positive");
+    }
+    (settings, rows, custom)
+}
+
+fn header(settings: &Settings, placement: &Placement) {
+    // Online CPUs of the machine, not of this (possibly pinned) process.
+    // SAFETY: sysconf has no preconditions.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let memcached = std::process::Command::new("memcached")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "memcached not found".into());
+    println!(
+        "Machine: {cores} CPUs; {}. Servers: `-t {} -m {}`, stickless {} against {memcached}. \
+         {} run(s) of {} s after {} s of warm-up; figures are medians.\n",
+        placement.describe(),
+        settings.server_threads,
+        settings.memory_mb,
+        env!("CARGO_PKG_VERSION"),
+        settings.runs,
+        settings.test_time.as_secs_f64(),
+        settings.warmup.as_secs_f64(),
+    );
+}
+
+/// The short run made by `cargo test`: both servers, every reply checked.
+fn smoke() {
+    let settings = Settings {
+        runs: 1,
+        test_time: Duration::from_millis(1500),
+        warmup: Duration::from_millis(300),
+        memory_mb: 64,
+        memory_items: 20_000,
+        ..Settings::default()
+    };
+    let placement = Placement::choose(true);
+    if let Some(loadgen) = &placement.loadgen {
+        server::pin_current(loadgen).expect("pin the load generator");
+    }
+    header(&settings, &placement);
+    let workload = Workload {
+        connections: 8,
+        pipeline: 4,
+        key_maximum: 2_000,
+        key_pattern: KeyPattern::Gaussian,
+        ..base_workload()
+    };
+    let row = Row { name: "smoke".into(), title: describe(&workload), workload };
+    for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
+        let outcome = &outcomes[0];
+        assert!(outcome.sets > 0 && outcome.gets > 0, "{}: no traffic", kind.name());
+        assert_eq!(outcome.errors, 0, "{}: wrong replies", kind.name());
+        assert_eq!(outcome.misses, 0, "{}: a loaded key was missing", kind.name());
+    }
+    for (kind, samples) in memory_row(&settings, &placement) {
+        assert_eq!(samples[0].2, settings.memory_items, "{}: items after load", kind.name());
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes --bench; `cargo test` does not, and gets the smoke run.
+    if !args.iter().any(|a| a == "--bench") {
+        smoke();
+        return;
+    }
+    let (settings, mut rows, custom) = parse_args(args.into_iter().filter(|a| a != "--bench").collect());
+    let placement = Placement::choose(settings.pin);
+    if let Some(loadgen) = &placement.loadgen {
+        server::pin_current(loadgen).expect("pin the load generator");
+    }
+    if rows.is_empty() {
+        rows = if custom.is_some() {
+            vec!["custom".into()]
+        } else {
+            ["a", "b", "c", "d", "e", "memory"].map(String::from).to_vec()
+        };
+    }
+    header(&settings, &placement);
+    for name in &rows {
+        match name.as_str() {
+            "memory" => {
+                memory_row(&settings, &placement);
+            }
+            "custom" => {
+                let workload = custom.clone().unwrap_or_else(base_workload);
+                let row = Row { name: "custom".into(), title: describe(&workload), workload };
+                throughput_row(&row, &settings, &placement);
+            }
+            other => match standard_row(other) {
+                Some(row) => {
+                    throughput_row(&row, &settings, &placement);
+                }
+                None => usage_error(&format!("unknown row {other:?}")),
+            },
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The servers under test: started on a free loopback port, pinned to their own
+//! cores, read through /proc while they run, and stopped by PID.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Stickless,
+    Memcached,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Stickless => "stickless",
+            Kind::Memcached => "memcached",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Kind::Stickless => env!("CARGO_BIN_EXE_stickless"),
+            Kind::Memcached => "memcached",
+        }
+    }
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity writes
+    // at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+/// Restricts the calling thread (pid 0) to `cpus`.
+pub fn pin_current(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: as in allowed_cpus; CPU_SET only writes inside the set for cpu < CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running server, killed by PID when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `kind` with `-t threads -m memory_mb` on a free port, on `cpus` when given.
+    pub fn start(kind: Kind, threads: usize, memory_mb: usize, cpus: Option<Vec<usize>>) -> io::Result<Server> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let port = free_port()?;
+            let mut cmd = Command::new(kind.program());
+            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if kind == Kind::Memcached {
+                cmd.args(["-U", "0"]);
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    // memcached refuses to run as root unless told which user to be.
+                    cmd.args(["-u", "root"]);
+                }
+            } else {
+                cmd.env_remove("RUST_LOG");
+            }
+            if let Some(cpus) = cpus.clone() {
+                // SAFETY: the closure runs in the forked child before exec and only
+                // calls sched_setaffinity, which is async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(move || pin_current(&cpus));
+                }
+            }
+            let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", kind.program())))?;
+            let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+            loop {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{} did not start", kind.name())));
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken in the meantime: try another
+                }
+                if TcpStream::connect(addr).is_ok() {
+                    return Ok(Server { addr, child });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `stats` and returns the named general statistic.
+    pub fn stat(&self, name: &str) -> io::Result<u64> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(START_DEADLINE))?;
+        stream.write_all(b"stats\r\n")?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        let mut found = None;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 || line == "END\r\n" {
+                break;
+            }
+            let mut fields = line.trim_end().split(' ');
+            if let (Some("STAT"), Some(key), Some(value)) = (fields.next(), fields.next(), fields.next())
+                && key == name
+            {
+                found = value.parse().ok();
+            }
+        }
+        found.ok_or_else(|| io::Error::other(format!("no stat {name}")))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time a process has used, user and system, from /proc/PID/stat.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTime {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl CpuTime {
+    pub fn of(pid: u32) -> io::Result<CpuTime> {
+        let mut stat = String::new();
+        std::fs::File::open(format!("/proc/{pid}/stat"))?.read_to_string(&mut stat)?;
+        // Fields after the command name, which is in parentheses and may hold spaces;
+        // utime and stime are fields 14 and 15 of proc(5), so the 12th and 13th here.
+        let after_name = &stat[stat.rfind(')').ok_or_else(|| io::Error::other("bad /proc stat"))? + 2..];
+        let mut fields = after_name.split(' ').skip(11);
+        let mut ticks = || -> io::Result<u64> {
+            fields.next().and_then(|f| f.parse().ok()).ok_or_else(|| io::Error::other("bad /proc stat"))
+        };
+        let (user, system) = (ticks()?, ticks()?);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let to_duration = |t: u64| Duration::from_nanos(t * 1_000_000_000 / hz);
+        Ok(CpuTime { user: to_duration(user), system: to_duration(system) })
+    }
+
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime { user: self.user - earlier.user, system: self.system - earlier.system }
+    }
+
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+}
+
+/// Resident memory of a process in bytes (VmRSS of /proc/PID/status).
+pub fn resident_bytes(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| io::Error::other("no VmRSS"))
+}
