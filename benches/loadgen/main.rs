@@ -440,7 +440,12 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                     _ => usage_error("--key-pattern is R or G"),
                 }
             }
-            row if !row.starts_with('-') => rows.push(row.to_string()),
+            row if !row.starts_with('-') => {
+                if !matches!(row, "memory" | "custom") && standard_row(row).is_none() {
+                    usage_error(&format!("unknown row {row:?}"));
+                }
+                rows.push(row.to_string());
+            }
             other => usage_error(&format!("unknown option {other}")),
         }
     }
@@ -541,12 +546,10 @@ fn main() {
                 let row = Row { name: "custom".into(), title: describe(&workload), workload };
                 throughput_row(&row, &settings, &placement);
             }
-            other => match standard_row(other) {
-                Some(row) => {
-                    throughput_row(&row, &settings, &placement);
-                }
-                None => usage_error(&format!("unknown row {other:?}")),
-            },
+            other => {
+                let row = standard_row(other).expect("rows are checked while parsing");
+                throughput_row(&row, &settings, &placement);
+            }
         }
     }
 }

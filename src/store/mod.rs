@@ -432,7 +432,7 @@ impl Store {
         let concatenate = matches!(req.mode, StoreMode::Append | StoreMode::Prepend);
         // Room is made before taking the lock, since eviction may lock other shards.
         // Append and prepend grow the item by the new data; the rest replace it.
-        if !self.reserve(index, Item::charge_for(req.key.len(), req.data.len())) {
+        if !self.reserve(index, Item::charge_for(req.key.len(), req.data.len(), req.flags)) {
             return StoreOutcome::NoMemory;
         }
         let now_secs = self.clock.now_secs();
@@ -510,7 +510,7 @@ impl Store {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         // The largest possible growth: a 20-digit number.
-        if !self.reserve(index, Item::charge_for(key.len(), 20)) {
+        if !self.reserve(index, Item::charge_for(key.len(), 20, u32::MAX)) {
             return DeltaOutcome::NoMemory;
         }
         let mut shard = self.lock(index);
