@@ -330,10 +330,17 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
     results
 }
 
+/// One memory run of one server.
+struct MemorySample {
+    bytes_per_item: f64,
+    resident: u64,
+    items: u64,
+}
+
 /// Bytes per item: resident memory grown by loading `items` values of 100 bytes.
-fn memory_row(settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<(f64, u64, u64)>)> {
+fn memory_row(settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<MemorySample>)> {
     let workload = Workload { key_maximum: settings.memory_items, ..base_workload() };
-    let mut results: Vec<(Kind, Vec<(f64, u64, u64)>)> = settings.servers.iter().map(|&k| (k, Vec::new())).collect();
+    let mut results: Vec<(Kind, Vec<MemorySample>)> = settings.servers.iter().map(|&k| (k, Vec::new())).collect();
     for run in 0..settings.runs {
         for (kind, samples) in &mut results {
             let server = Server::start(*kind, settings.server_threads, settings.memory_mb, placement.server.clone())
@@ -346,7 +353,7 @@ fn memory_row(settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<(f64
             assert_eq!(evictions, 0, "{} evicted while loading; raise --memory", kind.name());
             let per_item = after.saturating_sub(before) as f64 / items.max(1) as f64;
             eprintln!("  (memory) run {} {}: {per_item:.1} B/item, RSS {after} B, {items} items", run + 1, kind.name());
-            samples.push((per_item, after, items));
+            samples.push(MemorySample { bytes_per_item: per_item, resident: after, items });
         }
     }
     println!("### (memory) {} items of 100 bytes\n", thousands(settings.memory_items as f64));
@@ -365,14 +372,14 @@ fn memory_row(settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<(f64
         println!(
             "| {} | {:.1} | {:.1} | {} |",
             kind.name(),
-            median(samples.iter().map(|s| s.0).collect()),
-            median(samples.iter().map(|s| s.1 as f64).collect()) / 1048576.0,
-            samples.last().map_or(0, |s| s.2)
+            median(samples.iter().map(|s| s.bytes_per_item).collect()),
+            median(samples.iter().map(|s| s.resident as f64).collect()) / 1048576.0,
+            samples.last().map_or(0, |s| s.items)
         );
     }
     if let [(Kind::Stickless, ours), (Kind::Memcached, theirs)] = &results[..] {
-        let ours = median(ours.iter().map(|s| s.0).collect());
-        let theirs = median(theirs.iter().map(|s| s.0).collect());
+        let ours = median(ours.iter().map(|s| s.bytes_per_item).collect());
+        let theirs = median(theirs.iter().map(|s| s.bytes_per_item).collect());
         println!("| **stickless/memcached** | **{:.2}×** | | |", ours / theirs);
     }
     println!();
@@ -512,7 +519,7 @@ fn smoke() {
         assert_eq!(outcome.misses, 0, "{}: a loaded key was missing", kind.name());
     }
     for (kind, samples) in memory_row(&settings, &placement) {
-        assert_eq!(samples[0].2, settings.memory_items, "{}: items after load", kind.name());
+        assert_eq!(samples[0].items, settings.memory_items, "{}: items after load", kind.name());
     }
 }
 
