@@ -57,18 +57,24 @@ pub const MN: &[u8] = b"MN\r\n";
 #[inline]
 pub fn write_value(out: &mut Vec<u8>, key: &[u8], flags: u32, data: &[u8], cas: Option<u64>) {
     out.reserve(key.len() + data.len() + 48);
+    write_value_line(out, key, flags, data.len(), cas);
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `VALUE <key> <flags> <bytes>[ <cas>]\r\n`: what precedes a value sent separately;
+/// the value and its `\r\n` follow.
+pub fn write_value_line(out: &mut Vec<u8>, key: &[u8], flags: u32, len: usize, cas: Option<u64>) {
     out.extend_from_slice(b"VALUE ");
     out.extend_from_slice(key);
     out.push(b' ');
     write_u64(out, u64::from(flags));
     out.push(b' ');
-    write_u64(out, data.len() as u64);
+    write_u64(out, len as u64);
     if let Some(cas) = cas {
         out.push(b' ');
         write_u64(out, cas);
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -8,9 +8,10 @@
 //! with edge-triggered epoll any later data raises a new event.
 
 use super::dispatch::{Dispatch, Flow};
+use super::output::Output;
 use crate::protocol::text::{self, Limits, ParseError};
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// memcached's `READ_BUFFER_SIZE`.
 const READ_BUFFER: usize = 16 * 1024;
@@ -19,8 +20,6 @@ const READ_BUFFER_KEEP: usize = 64 * 1024;
 /// Stop running commands while this many reply bytes wait for the socket, so a
 /// client that pipelines gets without reading cannot grow our memory without bound.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
-/// A write buffer grown past this is given back once flushed.
-const WRITE_BUFFER_KEEP: usize = 1024 * 1024;
 
 /// Bytes read but not yet parsed. The vector stays fully initialised, so reads go
 /// straight into it with no zeroing.
@@ -113,8 +112,7 @@ pub enum Status {
 pub struct Conn {
     pub stream: TcpStream,
     rbuf: ReadBuf,
-    wbuf: Vec<u8>,
-    written: usize,
+    output: Output,
     /// Bytes of a rejected data block still to discard as they arrive.
     swallow: usize,
     /// Close once the pending replies are written (`quit`, framing lost, or EOF).
@@ -128,8 +126,7 @@ impl Conn {
         Conn {
             stream,
             rbuf: ReadBuf::new(),
-            wbuf: Vec::with_capacity(READ_BUFFER),
-            written: 0,
+            output: Output::with_capacity(READ_BUFFER),
             swallow: 0,
             closing: false,
             queued: false,
@@ -137,28 +134,21 @@ impl Conn {
     }
 
     fn pending_output(&self) -> usize {
-        self.wbuf.len() - self.written
+        self.output.pending()
     }
 
     /// Writes pending replies; true when all are out.
     fn flush(&mut self, dispatch: &Dispatch<'_>) -> io::Result<bool> {
-        while self.written < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.written..]) {
+        while self.output.pending() > 0 {
+            match self.output.write_to(&mut self.stream) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.written += n;
-                    dispatch.counters.bytes_written.add(n as u64);
-                }
+                Ok(n) => dispatch.counters.bytes_written.add(n as u64),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.written = 0;
-        self.wbuf.clear();
-        if self.wbuf.capacity() > WRITE_BUFFER_KEEP {
-            self.wbuf = Vec::with_capacity(READ_BUFFER);
-        }
+        self.output.reset();
         Ok(true)
     }
 
@@ -191,7 +181,7 @@ impl Conn {
                     if log::log_enabled!(log::Level::Trace) {
                         log::trace!("<{:?}", parsed.cmd);
                     }
-                    let flow = dispatch.execute(parsed.cmd, &mut self.wbuf);
+                    let flow = dispatch.execute(parsed.cmd, &mut self.output);
                     (parsed.consumed, parsed.swallow, flow)
                 }
                 Err(ParseError::Incomplete { need }) => {

@@ -2,6 +2,7 @@
 //! against the store and its reply is appended to the connection's write buffer.
 
 use super::Shared;
+use super::output::Output;
 use super::stats::Counters;
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
@@ -42,11 +43,16 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
 }
 
 impl Dispatch<'_> {
-    pub fn execute(&self, cmd: Command<'_>, out: &mut Vec<u8>) -> Flow {
+    pub fn execute(&self, cmd: Command<'_>, output: &mut Output) -> Flow {
+        if let Command::Get { keys, with_cas, touch } = cmd {
+            self.get(keys, with_cas, touch, output);
+            return Flow::Continue;
+        }
+        let out = output.bytes();
         let c = self.counters;
         let store = &*self.shared.store;
         match cmd {
-            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, out),
+            Command::Get { .. } => unreachable!("handled above"),
             Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
                 c.cmd_set.inc();
                 let limits = self.shared.limits;
@@ -160,18 +166,27 @@ impl Dispatch<'_> {
         Flow::Continue
     }
 
-    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Vec<u8>) {
+    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Output) {
         let c = self.counters;
-        let start = out.len();
+        let start = out.mark();
         for key in keys.iter() {
             if key.len() > KEY_MAX_LENGTH {
                 // memcached drops the values it had queued for this command.
-                out.truncate(start);
-                out.extend_from_slice(ErrorReply::BadCommandLineFormat.line());
+                out.rewind(start);
+                out.bytes().extend_from_slice(ErrorReply::BadCommandLineFormat.line());
                 return;
             }
             let found = self.shared.store.get(key, touch, |item| {
-                reply::write_value(out, key, item.flags(), item.value(), with_cas.then(|| item.cas()));
+                let cas = with_cas.then(|| item.cas());
+                match item.share() {
+                    // A long value goes to the socket from the item, not through a copy.
+                    Some(value) => {
+                        reply::write_value_line(out.bytes(), key, item.flags(), value.value().len(), cas);
+                        out.push_shared(value);
+                        out.bytes().extend_from_slice(b"\r\n");
+                    }
+                    None => reply::write_value(out.bytes(), key, item.flags(), item.value(), cas),
+                }
             });
             match (touch.is_some(), found) {
                 (false, Found::Hit) => {
@@ -192,7 +207,7 @@ impl Dispatch<'_> {
                 }
             }
         }
-        out.extend_from_slice(reply::END);
+        out.bytes().extend_from_slice(reply::END);
     }
 
     fn stats(&self, group: StatsGroup, out: &mut Vec<u8>) {

@@ -1,5 +1,12 @@
-//! One cache item in one heap block: a 22-byte header, the client flags when they are
-//! not zero, the key, then the value.
+//! One cache item in one heap block: a 22-byte header, a reference count for large
+//! values, the client flags when they are not zero, the key, then the value.
+//!
+//! A value of [`SHARED_VALUE_MIN`] bytes or more is sent to clients straight from
+//! its item (memcached does the same with an iovec and `it->refcount`): a reader
+//! takes an [`ItemRef`] under the shard lock, the connection writes the value from
+//! it with `writev`, and the block is freed when the table and every reader have let
+//! go. Smaller values are copied into the write buffer, which costs less than the
+//! two atomic operations and the extra iovec.
 //!
 //! A single allocation per item keeps memory per item low (the table stores only a
 //! pointer) and keeps key and value on the same cache lines. Flags of zero take no
@@ -9,6 +16,7 @@
 
 use std::alloc::{Layout, alloc, dealloc};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The item's metadata. `packed(2)` keeps it at 22 bytes instead of 24; fields are
 /// only ever copied in and out, never borrowed.
@@ -29,12 +37,22 @@ const HEADER_LEN: usize = std::mem::size_of::<Header>();
 const _: () = assert!(HEADER_LEN == 22);
 /// Bytes of the client flags, present when [`BIT_HAS_FLAGS`] is set.
 const FLAGS_LEN: usize = 4;
+/// Values this long or longer are shared with readers instead of copied: a 1 KiB
+/// copy costs about as much as the reference counting that replaces it.
+pub const SHARED_VALUE_MIN: usize = 1024;
+/// A shared item keeps its `AtomicU32` reference count at this offset: the first
+/// 4-aligned offset after the header (malloc blocks are 16-aligned).
+const REFS_OFFSET: usize = 24;
+/// Bytes a shared item spends on its count, padding included.
+const REFS_LEN: usize = REFS_OFFSET + 4 - HEADER_LEN;
 
 /// Bits of [`Header::bits`].
 pub const BIT_REFERENCED: u8 = 1 << 0;
 pub const BIT_FETCHED: u8 = 1 << 1;
-/// The four bytes after the header hold non-zero client flags.
+/// The four bytes before the key hold non-zero client flags.
 const BIT_HAS_FLAGS: u8 = 1 << 2;
+/// The item has a reference count at [`REFS_OFFSET`] (its value is long).
+const BIT_SHARED: u8 = 1 << 3;
 
 /// glibc malloc rounds each block up to a 16-byte multiple and adds an 8-byte size
 /// word (malloc/malloc.c `request2size`); we charge that, so the memory limit counts
@@ -48,8 +66,9 @@ pub struct Item {
     ptr: NonNull<u8>,
 }
 
-// SAFETY: an `Item` uniquely owns its heap block (like a `Box<[u8]>`); nothing else
-// aliases it, so it may move to and be shared with other threads.
+// SAFETY: an `Item` owns its heap block (like a `Box<[u8]>`). The only other handles
+// are `ItemRef`s of shared items, which read nothing but the immutable value bytes
+// and the atomic reference count, so the block may move to other threads.
 unsafe impl Send for Item {}
 // SAFETY: shared access only reads the block; mutation needs `&mut Item`.
 unsafe impl Sync for Item {}
@@ -66,16 +85,19 @@ pub struct ItemMeta {
 impl Item {
     /// Block size for a key and value of these lengths.
     pub fn block_len(key_len: usize, value_len: usize, flags: u32) -> usize {
-        HEADER_LEN + Self::flags_len(flags) + key_len + value_len
+        Self::prefix_len(value_len >= SHARED_VALUE_MIN, flags != 0) + key_len + value_len
     }
 
-    fn flags_len(flags: u32) -> usize {
-        if flags == 0 { 0 } else { FLAGS_LEN }
+    /// Bytes before the key: header, reference count, flags.
+    #[inline]
+    fn prefix_len(shared: bool, has_flags: bool) -> usize {
+        HEADER_LEN + if shared { REFS_LEN } else { 0 } + if has_flags { FLAGS_LEN } else { 0 }
     }
 
-    fn layout(block_len: usize) -> Layout {
-        // Alignment 2 matches the packed header; sizes are bounded by -I (≤ 1 GiB).
-        Layout::from_size_align(block_len, 2).expect("item size fits a Layout")
+    fn layout(block_len: usize, shared: bool) -> Layout {
+        // Alignment 2 matches the packed header, 4 the count of a shared item; sizes
+        // are bounded by -I (≤ 1 GiB).
+        Layout::from_size_align(block_len, if shared { 4 } else { 2 }).expect("item size fits a Layout")
     }
 
     /// Allocates an item whose value is the concatenation of `parts`.
@@ -85,8 +107,9 @@ impl Item {
         let value_len: usize = parts.iter().map(|p| p.len()).sum();
         let value_len_u32 = u32::try_from(value_len).ok()?;
         let block_len = Self::block_len(key.len(), value_len, meta.flags);
+        let shared = value_len >= SHARED_VALUE_MIN;
         // SAFETY: the layout has a non-zero size (the header alone is 22 bytes).
-        let raw = unsafe { alloc(Self::layout(block_len)) };
+        let raw = unsafe { alloc(Self::layout(block_len, shared)) };
         let ptr = NonNull::new(raw)?;
         let header = Header {
             cas: meta.cas,
@@ -94,16 +117,24 @@ impl Item {
             value_len: value_len_u32,
             last_access: meta.now,
             key_len: key.len() as u8,
-            bits: if meta.flags == 0 { 0 } else { BIT_HAS_FLAGS },
+            bits: if meta.flags == 0 { 0 } else { BIT_HAS_FLAGS } | if shared { BIT_SHARED } else { 0 },
         };
-        // SAFETY: the block is `block_len` bytes: the header, the flags when not
-        // zero, the key, then exactly `value_len` bytes that the parts fill
-        // completely, so every byte is initialised before an `Item` exists; the
-        // header type has alignment 2, which the layout provides, and the flags are
-        // written unaligned.
+        // SAFETY: the block is `block_len` bytes: the header, the count of a shared
+        // item, the flags when not zero, the key, then exactly `value_len` bytes that
+        // the parts fill completely, so every byte is initialised before an `Item`
+        // exists (the padding before the count included). The header type has
+        // alignment 2, which the layout provides; the count's offset is 4-aligned in
+        // a block the allocator aligned to 16 (the layout asks for 4 when shared);
+        // the flags are written unaligned.
         unsafe {
             ptr.as_ptr().cast::<Header>().write(header);
             let mut at = ptr.as_ptr().add(HEADER_LEN);
+            if shared {
+                at.write_bytes(0, REFS_OFFSET - HEADER_LEN);
+                // The table's own reference.
+                ptr.as_ptr().add(REFS_OFFSET).cast::<AtomicU32>().write(AtomicU32::new(1));
+                at = ptr.as_ptr().add(REFS_OFFSET + 4);
+            }
             if meta.flags != 0 {
                 at.cast::<u32>().write_unaligned(meta.flags);
                 at = at.add(FLAGS_LEN);
@@ -135,7 +166,40 @@ impl Item {
     /// Offset of the key in the block.
     #[inline]
     fn key_offset(h: &Header) -> usize {
-        HEADER_LEN + if h.bits & BIT_HAS_FLAGS != 0 { FLAGS_LEN } else { 0 }
+        Self::prefix_len(h.bits & BIT_SHARED != 0, h.bits & BIT_HAS_FLAGS != 0)
+    }
+
+    /// True when readers may hold the value through [`ItemRef`]s.
+    #[inline]
+    pub fn is_shared(&self) -> bool {
+        self.header().bits & BIT_SHARED != 0
+    }
+
+    /// A handle that keeps the value readable after the shard lock is released;
+    /// `None` for small items, whose values are copied instead.
+    pub fn share(&self) -> Option<ItemRef> {
+        let h = self.header();
+        if h.bits & BIT_SHARED == 0 {
+            return None;
+        }
+        // Relaxed suffices to take a reference from one already held (as Arc::clone).
+        let previous = self.refs().fetch_add(1, Ordering::Relaxed);
+        // A count near overflow would mean billions of replies queued at once.
+        assert!(previous < u32::MAX / 2, "item reference count overflow");
+        let value_at = Self::key_offset(&h) + h.key_len as usize;
+        Some(ItemRef {
+            ptr: self.ptr,
+            value_at: value_at as u32,
+            value_len: h.value_len,
+            block_len: (value_at + h.value_len as usize) as u32,
+        })
+    }
+
+    fn refs(&self) -> &AtomicU32 {
+        debug_assert!(self.is_shared());
+        // SAFETY: a shared item holds an initialised AtomicU32 at the 4-aligned
+        // REFS_OFFSET for as long as any handle exists.
+        unsafe { &*self.ptr.as_ptr().add(REFS_OFFSET).cast::<AtomicU32>() }
     }
 
     #[inline]
@@ -153,8 +217,10 @@ impl Item {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), h.value_len as usize) }
     }
 
+    /// The value, to change in place. Not for shared items: readers may be sending it.
     #[inline]
     pub fn value_mut(&mut self) -> &mut [u8] {
+        assert!(!self.is_shared(), "a shared value is immutable");
         let h = self.header();
         let at = Self::key_offset(&h) + h.key_len as usize;
         // SAFETY: as in `value`; `&mut self` makes this the only reference.
@@ -167,11 +233,13 @@ impl Item {
     }
     #[inline]
     pub fn flags(&self) -> u32 {
-        if self.header().bits & BIT_HAS_FLAGS == 0 {
+        let bits = self.header().bits;
+        if bits & BIT_HAS_FLAGS == 0 {
             return 0;
         }
-        // SAFETY: with BIT_HAS_FLAGS the four bytes after the header hold the flags.
-        unsafe { self.ptr.as_ptr().add(HEADER_LEN).cast::<u32>().read_unaligned() }
+        let at = Self::prefix_len(bits & BIT_SHARED != 0, false);
+        // SAFETY: with BIT_HAS_FLAGS the four bytes before the key hold the flags.
+        unsafe { self.ptr.as_ptr().add(at).cast::<u32>().read_unaligned() }
     }
     #[inline]
     pub fn expires_at(&self) -> u32 {
@@ -222,9 +290,69 @@ impl Item {
 impl Drop for Item {
     fn drop(&mut self) {
         let block_len = self.block_size();
+        if self.is_shared() {
+            // SAFETY: the table's reference is given up once, here.
+            unsafe { release(self.ptr, block_len) };
+            return;
+        }
         // SAFETY: `ptr` came from `alloc` with exactly this layout (lengths and flags
         // never change after allocation) and is freed only here, once.
-        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(block_len)) }
+        unsafe { dealloc(self.ptr.as_ptr(), Self::layout(block_len, false)) }
+    }
+}
+
+/// Drops one reference to a shared item's block and frees it with the last one.
+///
+/// # Safety
+/// `ptr` is a live shared item of `block_len` bytes, and the caller owns one of its
+/// references, which it does not use again.
+unsafe fn release(ptr: NonNull<u8>, block_len: usize) {
+    // SAFETY: the block is live while the caller's reference is counted.
+    let refs = unsafe { &*ptr.as_ptr().add(REFS_OFFSET).cast::<AtomicU32>() };
+    // Release orders this handle's reads before the free; the last one's Acquire
+    // sees every other handle's (the protocol of Arc's drop).
+    if refs.fetch_sub(1, Ordering::Release) != 1 {
+        return;
+    }
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: this was the last reference; the block came from `alloc` with this layout.
+    unsafe { dealloc(ptr.as_ptr(), Item::layout(block_len, true)) }
+}
+
+/// A reader's hold on a shared item's value, taken under the shard lock and used
+/// after it (to write the value to a socket). It never reads the header, which the
+/// lock holder may be changing.
+pub struct ItemRef {
+    ptr: NonNull<u8>,
+    value_at: u32,
+    value_len: u32,
+    block_len: u32,
+}
+
+// SAFETY: an ItemRef reads only the value bytes, which no one writes after the item
+// is built (`value_mut` refuses shared items), and the atomic count.
+unsafe impl Send for ItemRef {}
+// SAFETY: as for Send; `&ItemRef` gives only reads of the immutable value.
+unsafe impl Sync for ItemRef {}
+
+impl ItemRef {
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        // SAFETY: the value bytes stay allocated and unchanged while this reference is counted.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(self.value_at as usize), self.value_len as usize) }
+    }
+}
+
+impl Drop for ItemRef {
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one reference and is dropped once.
+        unsafe { release(self.ptr, self.block_len as usize) }
+    }
+}
+
+impl std::fmt::Debug for ItemRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItemRef").field("value_len", &self.value_len).finish()
     }
 }
 
@@ -278,5 +406,33 @@ mod tests {
         assert_eq!((flagged.key(), flagged.value(), flagged.flags()), (&key[..], &value[..], u32::MAX));
         // 22 + 14 + 100 = 136 bytes fit a 144-byte chunk; the flags push it to 160.
         assert_eq!((plain.charge(), flagged.charge()), (144, 160));
+        assert!(plain.share().is_none());
+    }
+
+    #[test]
+    fn a_shared_value_outlives_its_item() {
+        let value: Vec<u8> = (0..SHARED_VALUE_MIN + 7).map(|i| i as u8).collect();
+        let meta = ItemMeta { flags: 9, expires_at: 3, cas: 4, now: 5 };
+        let mut item = Item::new(b"session", &[&value], meta).unwrap();
+        assert!(item.is_shared());
+        assert_eq!((item.key(), item.value(), item.flags()), (&b"session"[..], &value[..], 9));
+        let first = item.share().unwrap();
+        let second = item.share().unwrap();
+        // Header changes under the lock do not disturb readers.
+        item.touch_access(6);
+        item.set_cas(8);
+        drop(item);
+        assert_eq!(first.value(), &value[..]);
+        let moved = std::thread::spawn(move || second.value().to_vec()).join().unwrap();
+        assert_eq!(moved, value);
+        drop(first);
+    }
+
+    #[test]
+    #[should_panic(expected = "immutable")]
+    fn a_shared_value_cannot_change_in_place() {
+        let value = vec![b'1'; SHARED_VALUE_MIN];
+        let meta = ItemMeta { flags: 0, expires_at: 0, cas: 1, now: 0 };
+        Item::new(b"n", &[&value], meta).unwrap().value_mut()[0] = b'2';
     }
 }

@@ -18,7 +18,7 @@ pub mod expiry;
 mod item;
 
 pub use clock::{Clock, ManualClock};
-pub use item::{Item, ItemMeta, allocated_size};
+pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
@@ -531,6 +531,16 @@ impl Store {
         let mut buf = [0u8; 20];
         let digits = crate::protocol::number::format_u64(&mut buf, updated);
         item.touch_access(now.secs);
+        let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
+        if digits.len() <= old_len && item.is_shared() {
+            // Readers may be sending the old value: the padded result goes to a new item.
+            let padding = vec![b' '; old_len - digits.len()];
+            let Some(replacement) = Item::new(key, &[digits, &padding], meta) else {
+                return DeltaOutcome::NoMemory;
+            };
+            self.put(&mut shard, hash, Some(bucket), replacement);
+            return DeltaOutcome::Value(updated);
+        }
         if digits.len() <= old_len {
             let slot = item.value_mut();
             slot[..digits.len()].copy_from_slice(digits);
@@ -539,7 +549,6 @@ impl Store {
             item.set_cas(cas);
             return DeltaOutcome::Value(updated);
         }
-        let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
         let Some(grown) = Item::new(key, &[digits], meta) else {
             return DeltaOutcome::NoMemory;
         };
