@@ -1,9 +1,10 @@
 //! stickless against memcached, side by side, with memtier_benchmark's workloads.
 //!
-//! `cargo bench --bench loadgen` runs every row of BENCHMARKS.md: for each run and
-//! each server, a fresh server (same `-t` and `-m`) is started on its own core, its
-//! key space is loaded, the workload warms up and is then measured. Each figure is
-//! the median over the runs, and the ratio stickless/memcached is printed beside it.
+//! `cargo bench --bench loadgen` runs every row of BENCHMARKS.md: both servers (same
+//! `-t` and `-m`) are started on the same core, away from the load generator's, and
+//! loaded with the row's key space; then runs alternate between them (ABBA), each
+//! warming up before it is measured. Each figure is the median over the runs, and
+//! the ratio stickless/memcached is the median of the paired runs' ratios.
 //! Server CPU time per operation comes from /proc/PID/stat: with two cores the load
 //! generator often saturates first, and CPU per operation shows the server's own cost.
 //!
@@ -23,7 +24,7 @@ usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 rows: a b c d e memory (default: all of them), or custom with the workload options
 
 options:
-  --runs N              runs per server and row, figures are medians (default 3)
+  --runs N              runs per server and row, figures are medians (default 6)
   --test-time SECONDS   measured time of each run (default 5)
   --warmup SECONDS      unmeasured time before it (default 1)
   --server-threads N    -t of both servers (default 1)
@@ -52,7 +53,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            runs: 3,
+            runs: 6,
             test_time: Duration::from_secs(5),
             warmup: Duration::from_secs(1),
             server_threads: 1,
@@ -189,17 +190,8 @@ struct Figures {
     loadgen_us_per_op: f64,
 }
 
-fn measure(
-    kind: Kind,
-    workload: &Workload,
-    settings: &Settings,
-    placement: &Placement,
-    seed: u64,
-) -> (Figures, Outcome) {
-    let server = Server::start(kind, settings.server_threads, settings.memory_mb, placement.server.clone())
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
-    driver::load(server.addr, workload).unwrap_or_else(|e| panic!("loading {}: {e}", kind.name()));
-
+/// One measured run of `workload` on a started, loaded server.
+fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings, seed: u64) -> (Figures, Outcome) {
     let threads = settings.loadgen_threads.clamp(1, workload.connections);
     // Connections are set up during the warm-up, which therefore lasts at least this long.
     let warmup = settings.warmup.max(Duration::from_millis(200));
@@ -276,9 +268,26 @@ fn thousands(value: f64) -> String {
 fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<(Kind, Vec<Figures>, Vec<Outcome>)> {
     let mut results: Vec<(Kind, Vec<Figures>, Vec<Outcome>)> =
         settings.servers.iter().map(|&k| (k, Vec::new(), Vec::new())).collect();
+    // Both servers run side by side on the same CPU, loaded the same way, and the runs
+    // alternate between them in ABBA order: this machine's speed drifts by tens of
+    // percent from minute to minute, and paired, interleaved runs see the same drift.
+    let servers: Vec<Server> = results
+        .iter()
+        .map(|(kind, _, _)| {
+            let server = Server::start(*kind, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
+            driver::load(server.addr, &row.workload).unwrap_or_else(|e| panic!("loading {}: {e}", kind.name()));
+            server
+        })
+        .collect();
     for run in 0..settings.runs {
-        for (kind, figures, outcomes) in &mut results {
-            let (f, o) = measure(*kind, &row.workload, settings, placement, 42 + run as u64);
+        let mut order: Vec<usize> = (0..results.len()).collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let (kind, figures, outcomes) = &mut results[index];
+            let (f, o) = measure(*kind, &servers[index], &row.workload, settings, 42 + run as u64);
             eprintln!(
                 "  ({}) run {} {}: {} ops/s, p99 {:.3} ms, server CPU {:.2} µs/op",
                 row.name,
@@ -311,7 +320,9 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
         );
     }
     if let [(Kind::Stickless, ours, _), (Kind::Memcached, theirs, _)] = &results[..] {
-        let ratio = |pick: fn(&Figures) -> f64| median_of(ours, pick) / median_of(theirs, pick);
+        // The median of the ratios of paired runs, which cancels the drift between pairs.
+        let ratio =
+            |pick: fn(&Figures) -> f64| median(ours.iter().zip(theirs).map(|(o, t)| pick(o) / pick(t)).collect());
         println!(
             "| **stickless/memcached** | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | |",
             ratio(|f| f.ops_per_sec),
@@ -478,7 +489,8 @@ fn header(settings: &Settings, placement: &Placement) {
         .unwrap_or_else(|_| "memcached not found".into());
     println!(
         "Machine: {cores} CPUs; {}. Servers: `-t {} -m {}`, stickless {} against {memcached}. \
-         {} run(s) of {} s after {} s of warm-up; figures are medians.\n",
+         {} run(s) of {} s after {} s of warm-up, alternating servers ABBA; figures are medians, \
+         ratios the medians of the paired runs' ratios.\n",
         placement.describe(),
         settings.server_threads,
         settings.memory_mb,

@@ -92,7 +92,10 @@ impl Output {
         if gather.count == 0 {
             return Ok(0);
         }
-        let n = sink.write_vectored(&gather.slices[..gather.count])?;
+        let n = match gather.count {
+            1 => sink.write(&gather.slices[0])?,
+            count => sink.write_vectored(&gather.slices[..count])?,
+        };
         self.written += n;
         Ok(n)
     }
