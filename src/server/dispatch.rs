@@ -44,15 +44,11 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
 
 impl Dispatch<'_> {
     pub fn execute(&self, cmd: Command<'_>, output: &mut Output) -> Flow {
-        if let Command::Get { keys, with_cas, touch } = cmd {
-            self.get(keys, with_cas, touch, output);
-            return Flow::Continue;
-        }
-        let out = output.bytes();
         let c = self.counters;
         let store = &*self.shared.store;
+        let out = output.bytes();
         match cmd {
-            Command::Get { .. } => unreachable!("handled above"),
+            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output),
             Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
                 c.cmd_set.inc();
                 let limits = self.shared.limits;

@@ -186,12 +186,11 @@ impl Item {
         let previous = self.refs().fetch_add(1, Ordering::Relaxed);
         // A count near overflow would mean billions of replies queued at once.
         assert!(previous < u32::MAX / 2, "item reference count overflow");
-        let value_at = Self::key_offset(&h) + h.key_len as usize;
         Some(ItemRef {
             ptr: self.ptr,
-            value_at: value_at as u32,
+            value_at: (Self::key_offset(&h) + h.key_len as usize) as u32,
             value_len: h.value_len,
-            block_len: (value_at + h.value_len as usize) as u32,
+            block_len: self.block_size() as u32,
         })
     }
 
