@@ -27,7 +27,7 @@ fn scattered(i: usize) -> usize {
 }
 
 fn set(store: &Store, key: &[u8], exptime: i32) {
-    let req = StoreRequest { mode: StoreMode::Set, key, flags: 0, exptime, data: &VALUE, cas_unique: 0, fits: None };
+    let req = StoreRequest { exptime, ..StoreRequest::new(StoreMode::Set, key, &VALUE) };
     black_box(store.store(&req));
 }
 

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 /// The one place that says what may legitimately differ between the two servers:
 /// - the version string after `VERSION `;
 /// - CAS uniques: each distinct unique becomes `#n`, numbered by first appearance in
-///   the case, so equal uniques stay equal and different ones stay different.
+///   the case, so equal uniques stay equal and different ones stay different; they
+///   appear in `VALUE` lines, as the `c` return flag of meta replies and as `cas=`
+///   in `me` replies.
 ///
 /// Everything else (values, flags, lengths, errors, order) must match exactly.
 fn normalize(reply: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
@@ -45,20 +47,75 @@ fn normalize(reply: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
             rest = &rest[data_len..];
             continue;
         }
+        if let Some(len) = meta_value_len(line) {
+            out.extend_from_slice(&normalize_meta_line(line, uniques));
+            // The data block is copied verbatim, whatever it contains.
+            let data_len = (len + 2).min(rest.len());
+            out.extend_from_slice(&rest[..data_len]);
+            rest = &rest[data_len..];
+            continue;
+        }
+        if is_meta_status(line) {
+            out.extend_from_slice(&normalize_meta_line(line, uniques));
+            continue;
+        }
         out.extend_from_slice(line);
     }
     out
 }
 
-/// The last CAS unique in `VALUE` lines of a raw reply.
+/// Meta replies whose return flags may carry a CAS.
+fn is_meta_status(line: &[u8]) -> bool {
+    [&b"HD"[..], b"NS", b"EX", b"NF", b"EN", b"ME ", b"VA "].iter().any(|s| line.starts_with(s))
+}
+
+/// The length of the data block that follows a `VA <len> ...` line.
+fn meta_value_len(line: &[u8]) -> Option<usize> {
+    let rest = line.strip_prefix(b"VA ")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Replaces the CAS in `c<cas>` tokens and `cas=<cas>` fields of a meta line.
+fn normalize_meta_line(line: &[u8], uniques: &mut HashMap<Vec<u8>, usize>) -> Vec<u8> {
+    let body = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let tokens: Vec<Vec<u8>> = body
+        .split(|&b| b == b' ')
+        .enumerate()
+        .map(|(i, token)| {
+            let (prefix, digits) = if i > 0 && token.len() > 1 && token[0] == b'c' && token[1].is_ascii_digit() {
+                (&b"c"[..], &token[1..])
+            } else if let Some(d) = token.strip_prefix(b"cas=") {
+                (&b"cas="[..], d)
+            } else {
+                return token.to_vec();
+            };
+            let next = uniques.len();
+            let id = *uniques.entry(digits.to_vec()).or_insert(next);
+            [prefix, format!("#{id}").as_bytes()].concat()
+        })
+        .collect();
+    let mut out = tokens.join(&b' ');
+    if body.len() < line.len() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The last CAS unique of a raw reply: from a `VALUE` line, or a meta `c` flag.
 fn last_unique(reply: &[u8]) -> Option<u64> {
     let text = String::from_utf8_lossy(reply);
     text.lines()
         .rev()
-        .filter_map(|l| l.strip_prefix("VALUE "))
-        .filter_map(|h| {
-            let fields: Vec<&str> = h.split(' ').collect();
-            (fields.len() == 4).then(|| fields[3].parse().ok()).flatten()
+        .filter_map(|line| {
+            if let Some(header) = line.strip_prefix("VALUE ") {
+                let fields: Vec<&str> = header.split(' ').collect();
+                return (fields.len() == 4).then(|| fields[3].parse().ok()).flatten();
+            }
+            if !is_meta_status(line.as_bytes()) {
+                return None;
+            }
+            line.split(' ').skip(1).filter_map(|t| t.strip_prefix('c')).find_map(|d| d.parse().ok())
         })
         .next()
 }
@@ -134,4 +191,10 @@ fn normalization_keeps_what_matters() {
         b"VALUE a 0 3 #0\r\nEND\r\nVALUE b 1 1 #1\r\nx\r\nVALUE c 0 1 #0\r\ny\r\nEND\r\nVERSION <version>\r\n"
     );
     assert_eq!(last_unique(reply), Some(17));
+    let meta = b"HD c17 kfoo\r\nVA 2 c18 s2\r\nc9\r\nME k exp=-1 la=0 cas=17 fetch=no\r\n";
+    assert_eq!(
+        normalize(meta, &mut uniques),
+        b"HD c#0 kfoo\r\nVA 2 c#1 s2\r\nc9\r\nME k exp=-1 la=0 cas=#0 fetch=no\r\n"
+    );
+    assert_eq!(last_unique(b"HD c5 s1\r\n"), Some(5));
 }

@@ -48,6 +48,26 @@ const TABLE: &[(&[u8], &[u8])] = &[
     (b"stats sizes\r\n", b"STAT sizes_status disabled\r\nEND\r\n"),
     (b"stats nonsense\r\n", b"ERROR\r\n"),
     (b"mn\r\n", b"MN\r\n"),
+    // Meta flags newer than memcached 1.6.18 (so outside the differential corpus):
+    // E sets the CAS a write takes, md's x empties a value, ms's N vivifies appends.
+    // Like memcached, flush_all spares an item with a client's CAS written in the
+    // same second, so each row with E uses keys of its own.
+    (
+        b"ms e1 2 E12345 c\r\nhi\r\nmg e1 c v\r\ngets e1\r\n",
+        b"HD c12345\r\nVA 2 c12345\r\nhi\r\nVALUE e1 0 2 12345\r\nhi\r\nEND\r\n",
+    ),
+    (b"mg e2 N30 E777 c s\r\nmg e2 c\r\n", b"HD c777 s0 W\r\nHD c777 Z\r\n"),
+    (b"ms e3 1 E5\r\n1\r\nma e3 E9 c v\r\nma e4 N0 J4 E8 c v\r\n", b"HD\r\nVA 1 c9\r\n2\r\nVA 1 c8\r\n4\r\n"),
+    (b"ms e5 2 E5\r\nhi\r\nmd e5 I E6\r\nmg e5 c v\r\n", b"HD\r\nHD\r\nVA 2 c6 X W\r\nhi\r\n"),
+    (b"ms e6 2 F5 E5\r\nhi\r\nmd e6 x\r\nmg e6 v f c\r\n", b"HD\r\nHD\r\nVA 0 f0 c5\r\n\r\n"),
+    (b"ms e7 2 E5\r\nhi\r\nmd e7 x F3 T100 E7\r\nmg e7 s f t c\r\n", b"HD\r\nHD\r\nHD s0 f3 t100 c7\r\n"),
+    (b"ms e8 2\r\nhi\r\nmd e8 x I E7 q\r\nmg e8 s c\r\n", b"HD\r\nHD s0 c7 X W\r\n"),
+    (
+        b"ms k 1 MA N30\r\n!\r\nmg k v t\r\nms k 1 MA N30\r\n?\r\nms k 1 MP N0\r\n<\r\nmg k v\r\n",
+        b"HD\r\nVA 1 t30\r\n!\r\nHD\r\nHD\r\nVA 3\r\n<!?\r\n",
+    ),
+    (b"ms k 1 MP N0\r\n<\r\nmg k v t\r\n", b"HD\r\nVA 1 t-1\r\n<\r\n"),
+    (b"ms k 2 Ex\r\nhi\r\nmg k\r\n", b"CLIENT_ERROR bad token in command line format\r\nEN\r\n"),
 ];
 
 fn run_table(threads: usize) {

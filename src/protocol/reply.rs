@@ -20,6 +20,21 @@ pub enum ErrorReply {
     OutOfMemory,
     DetailUsage,
     ShutdownNotEnabled,
+    // Meta commands (proto_text.c `_meta_flag_preparse` and `process_m*_command`).
+    MetaInvalidFlag,
+    MetaDuplicateFlag,
+    MetaInvalidOrDuplicateFlag,
+    MetaBadToken,
+    MetaDecodingKey,
+    MetaOpaqueTooLong,
+    /// `mg` says "are too long", `ms`, `md` and `ma` "too long".
+    MetaFlagsAreTooLong,
+    MetaFlagsTooLong,
+    MetaModeLength,
+    MetaSetInvalidMode,
+    MetaArithmeticInvalidMode,
+    MetaInvalidInitial,
+    MetaInvalidDelta,
 }
 
 impl ErrorReply {
@@ -38,6 +53,19 @@ impl ErrorReply {
             ErrorReply::OutOfMemory => b"SERVER_ERROR out of memory\r\n",
             ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
             ErrorReply::ShutdownNotEnabled => b"ERROR: shutdown not enabled\r\n",
+            ErrorReply::MetaInvalidFlag => b"CLIENT_ERROR invalid flag\r\n",
+            ErrorReply::MetaDuplicateFlag => b"CLIENT_ERROR duplicate flag\r\n",
+            ErrorReply::MetaInvalidOrDuplicateFlag => b"CLIENT_ERROR invalid or duplicate flag\r\n",
+            ErrorReply::MetaBadToken => b"CLIENT_ERROR bad token in command line format\r\n",
+            ErrorReply::MetaDecodingKey => b"CLIENT_ERROR error decoding key\r\n",
+            ErrorReply::MetaOpaqueTooLong => b"CLIENT_ERROR opaque token too long\r\n",
+            ErrorReply::MetaFlagsAreTooLong => b"CLIENT_ERROR options flags are too long\r\n",
+            ErrorReply::MetaFlagsTooLong => b"CLIENT_ERROR options flags too long\r\n",
+            ErrorReply::MetaModeLength => b"CLIENT_ERROR incorrect length for M token\r\n",
+            ErrorReply::MetaSetInvalidMode => b"CLIENT_ERROR invalid mode for ms M token\r\n",
+            ErrorReply::MetaArithmeticInvalidMode => b"CLIENT_ERROR invalid mode for ma M token\r\n",
+            ErrorReply::MetaInvalidInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
+            ErrorReply::MetaInvalidDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! multi-get takes its keys from the whole line), and `noreply` is recognised only as
 //! the last token.
 
+use super::meta::{self, MetaLine, MetaRequest};
 use super::number::{parse_i32, parse_u32, parse_u64};
 use super::reply::ErrorReply;
 
@@ -34,6 +35,27 @@ pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas_ena
     let flags_len = if flags != 0 { 4 } else { 0 };
     let cas_len = if cas_enabled { 8 } else { 0 };
     ITEM_HEADER + key_len + 1 + flags_len + value_len + 2 + cas_len
+}
+
+/// The slab class memcached would store an item of `size` bytes in, with its default
+/// settings (`-n 48 -f 1.25`, 512 KiB largest chunk): slabs.c `slabs_init` starts at
+/// the 48-byte item header plus 48, grows by 1.25 aligned to 8 bytes, and stops
+/// where the next size would pass the largest chunk, which becomes the last class.
+/// Reported by `me` as `cls=`.
+pub fn memcached_slab_class(size: usize) -> u32 {
+    const SLAB_CHUNK_MAX: usize = 512 * 1024;
+    const FACTOR: f64 = 1.25;
+    let mut chunk = 96usize;
+    let mut class = 1;
+    while (chunk as f64) < SLAB_CHUNK_MAX as f64 / FACTOR {
+        chunk = chunk.next_multiple_of(8);
+        if size <= chunk {
+            return class;
+        }
+        chunk = (chunk as f64 * FACTOR) as usize;
+        class += 1;
+    }
+    class
 }
 
 /// What the parser needs to know about the server's settings.
@@ -150,6 +172,21 @@ pub enum Command<'a> {
     Shutdown,
     /// `mn`: the meta no-op, answered `MN`.
     MetaNoop,
+    MetaGet(MetaRequest<'a>),
+    /// `ms` with its complete, well-terminated data block.
+    MetaSet {
+        req: MetaRequest<'a>,
+        data: &'a [u8],
+    },
+    /// `ms` whose value exceeds `-I`; the data is swallowed and the key removed.
+    MetaSetTooLarge(MetaRequest<'a>),
+    MetaDelete(MetaRequest<'a>),
+    MetaArithmetic(MetaRequest<'a>),
+    /// `me <key> [b]`.
+    MetaDebug {
+        key: &'a [u8],
+        binary: bool,
+    },
     /// A line that earns an error reply (or silence, with `noreply`).
     Error {
         reply: ErrorReply,
@@ -359,6 +396,16 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
         b"stats" => simple(Command::Stats(stats_group(&toks))),
         b"shutdown" => simple(Command::Shutdown),
         b"mn" => simple(Command::MetaNoop),
+        b"mg" | b"ms" | b"md" | b"ma" | b"me" => {
+            let m = MetaLine::new(line, nt, |i| toks.get(i));
+            match verb {
+                b"mg" => meta::parse_get(&m, line_len),
+                b"ms" => meta::parse_set(buf, &m, line_len, limits),
+                b"md" => meta::parse_delete(&m, line_len),
+                b"ma" => meta::parse_arithmetic(&m, line_len),
+                _ => meta::parse_debug(&m, line_len),
+            }
+        }
         _ => {
             // memcached closes connections that look like HTTP requests.
             if toks.get(nt - 2).starts_with(b"HTTP/") {
@@ -537,6 +584,18 @@ mod tests {
         assert_eq!(parse(ok.as_bytes(), &limits), Err(ParseError::Incomplete { need: Some(ok.len() + max + 2) }));
         let over = format!("set k 0 0 {}\r\n", max + 1);
         assert!(matches!(parse(over.as_bytes(), &limits).unwrap().cmd, Command::StoreTooLarge { .. }));
+    }
+
+    #[test]
+    fn slab_classes_match_memcached() {
+        // `memcached -vv` prints: class 1 chunk 96, 2: 120, 3: 152, ... 39: 524288.
+        assert_eq!(memcached_slab_class(62), 1);
+        assert_eq!(memcached_slab_class(96), 1);
+        assert_eq!(memcached_slab_class(97), 2);
+        assert_eq!(memcached_slab_class(152), 3);
+        assert_eq!(memcached_slab_class(153), 4);
+        assert_eq!(memcached_slab_class(400_000), 39);
+        assert_eq!(memcached_slab_class(524_288), 39);
     }
 
     #[test]

@@ -55,8 +55,13 @@ impl Dispatch<'_> {
                 let fits = |flags: u32, len: usize| {
                     memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
                 };
-                let req =
-                    StoreRequest { mode: store_mode(mode), key, flags, exptime, data, cas_unique, fits: Some(&fits) };
+                let req = StoreRequest {
+                    flags,
+                    exptime,
+                    cas_unique,
+                    fits: Some(&fits),
+                    ..StoreRequest::new(store_mode(mode), key, data)
+                };
                 let line = match store.store(&req) {
                     StoreOutcome::Stored { .. } => {
                         if mode == StoreMode::Cas {
@@ -111,7 +116,8 @@ impl Dispatch<'_> {
             Command::Arithmetic { incr, key, delta, noreply } => {
                 let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
                 match store.arithmetic(key, incr, delta) {
-                    DeltaOutcome::Value(value) => {
+                    // Plain incr/decr neither creates items nor compares a CAS.
+                    DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
                         hits.inc();
                         if !noreply {
                             reply::write_number_line(out, value);
@@ -123,6 +129,7 @@ impl Dispatch<'_> {
                     }
                     DeltaOutcome::NonNumeric => answer(out, noreply, ErrorReply::NonNumeric.line()),
                     DeltaOutcome::NoMemory => answer(out, noreply, ErrorReply::OutOfMemory.line()),
+                    DeltaOutcome::Exists => answer(out, noreply, reply::EXISTS),
                 }
             }
             Command::Touch { key, exptime, noreply } => {
@@ -157,6 +164,12 @@ impl Dispatch<'_> {
             Command::Stats(group) => self.stats(group, out),
             Command::Shutdown => out.extend_from_slice(ErrorReply::ShutdownNotEnabled.line()),
             Command::MetaNoop => out.extend_from_slice(reply::MN),
+            Command::MetaGet(req) => self.meta_get(req, output),
+            Command::MetaSet { req, data } => self.meta_set(req, data, out),
+            Command::MetaSetTooLarge(req) => self.meta_set_too_large(req, out),
+            Command::MetaDelete(req) => self.meta_delete(req, out),
+            Command::MetaArithmetic(req) => self.meta_arithmetic(req, out),
+            Command::MetaDebug { key, binary } => self.meta_debug(key, binary, out),
             Command::Error { reply, noreply } => answer(out, noreply, reply.line()),
         }
         Flow::Continue

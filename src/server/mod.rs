@@ -11,6 +11,7 @@ mod config;
 mod conn;
 pub mod dispatch;
 mod listener;
+mod meta;
 mod output;
 pub mod stats;
 mod worker;

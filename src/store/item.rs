@@ -53,6 +53,15 @@ pub const BIT_FETCHED: u8 = 1 << 1;
 const BIT_HAS_FLAGS: u8 = 1 << 2;
 /// The item has a reference count at [`REFS_OFFSET`] (its value is long).
 const BIT_SHARED: u8 = 1 << 3;
+/// Marked stale by a meta invalidation (memcached's `ITEM_STALE`).
+pub const BIT_STALE: u8 = 1 << 4;
+/// A client was handed the recache token (memcached's `ITEM_TOKEN_SENT`).
+pub const BIT_TOKEN_SENT: u8 = 1 << 5;
+/// The key was sent in base64 and is echoed that way (memcached's `ITEM_KEY_BINARY`).
+pub const BIT_KEY_BINARY: u8 = 1 << 6;
+/// The CAS was chosen by the client (meta `E`), so it says nothing about when the
+/// item was written and `flush_all` judges the item by its time alone.
+pub const BIT_CLIENT_CAS: u8 = 1 << 7;
 
 /// glibc malloc rounds each block up to a 16-byte multiple and adds an 8-byte size
 /// word (malloc/malloc.c `request2size`); we charge that, so the memory limit counts
@@ -269,6 +278,12 @@ impl Item {
     }
     pub fn clear_bit(&mut self, bit: u8) {
         self.update(|h| h.bits &= !bit);
+    }
+    /// Sets one of the meta bits: [`BIT_STALE`], [`BIT_TOKEN_SENT`], [`BIT_KEY_BINARY`],
+    /// [`BIT_CLIENT_CAS`].
+    pub fn set_bit(&mut self, bit: u8) {
+        debug_assert!(bit & (BIT_HAS_FLAGS | BIT_SHARED) == 0, "layout bits are fixed at allocation");
+        self.update(|h| h.bits |= bit);
     }
 
     /// Bytes this item's block costs (the table's own memory is counted separately).

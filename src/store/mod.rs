@@ -18,11 +18,14 @@ pub mod expiry;
 mod item;
 
 pub use clock::{Clock, ManualClock};
-pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
+pub use item::{
+    BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT, Item, ItemMeta, ItemRef, SHARED_VALUE_MIN,
+    allocated_size,
+};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
-use item::{BIT_FETCHED, BIT_REFERENCED};
+use item::BIT_REFERENCED;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -71,9 +74,77 @@ pub enum StoreOutcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeltaOutcome {
     Value(u64),
+    /// A meta `ma` with `N` made the item with its initial value.
+    Created(u64),
     NotFound,
     NonNumeric,
     NoMemory,
+    /// The compare-CAS did not match.
+    Exists,
+}
+
+/// incr/decr with the meta options (memcached's `do_add_delta` plus `ma`'s flags).
+#[derive(Clone, Copy, Debug)]
+pub struct DeltaRequest<'a> {
+    pub key: &'a [u8],
+    pub incr: bool,
+    pub delta: u64,
+    /// Fail with `Exists` unless the item has this CAS; 0 means no check, as in
+    /// memcached's `do_add_delta`.
+    pub compare_cas: u64,
+    /// On a miss, create the item with this value instead of failing.
+    pub vivify: Option<u64>,
+    /// The CAS the changed item takes instead of a fresh one.
+    pub new_cas: Option<u64>,
+}
+
+impl<'a> DeltaRequest<'a> {
+    pub fn new(key: &'a [u8], incr: bool, delta: u64) -> Self {
+        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None }
+    }
+}
+
+/// A meta delete (`md`): delete, or mark stale, or empty the value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeleteRequest<'a> {
+    pub key: &'a [u8],
+    /// Act only if the item has this CAS.
+    pub compare_cas: Option<u64>,
+    /// Keep the item, marked stale with a new CAS (and `ttl`, when given).
+    pub invalidate: bool,
+    pub ttl: Option<i32>,
+    /// The CAS an invalidated or emptied item takes instead of a fresh one.
+    pub new_cas: Option<u64>,
+    /// Replace the item by an empty one with these client flags and this exptime.
+    pub empty_value: Option<(u32, i32)>,
+}
+
+/// The result of a [`DeleteRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// Marked stale (or emptied) and kept.
+    Kept,
+    NotFound,
+    Exists,
+    NoMemory,
+}
+
+/// What [`Store::get_for_meta`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaFound {
+    Hit,
+    /// Missed, and an empty item was created (`mg` with `N`).
+    Created,
+    Miss,
+}
+
+/// Creating an empty item on a miss (`mg`'s `N` flag).
+#[derive(Clone, Copy, Debug)]
+pub struct Vivify {
+    pub exptime: i32,
+    pub cas: Option<u64>,
+    pub binary_key: bool,
 }
 
 /// The storage commands (memcached's `NREAD_*`).
@@ -101,6 +172,33 @@ pub struct StoreRequest<'a> {
     /// length is within the item size limit; a longer result is `NotStored`, as in
     /// memcached, whose concatenation allocates a new item of the joined size.
     pub fits: Option<&'a dyn Fn(u32, usize) -> bool>,
+    /// With `Cas`: a unique lower than the item's still stores, marking the new
+    /// item stale and keeping the old TTL (meta `ms` with `I`).
+    pub allow_stale: bool,
+    /// The CAS the new item takes instead of a fresh one (meta `E`).
+    pub new_cas: Option<u64>,
+    /// Append or prepend to a missing item stores the data alone (meta `ms` `N`).
+    pub vivify: bool,
+    /// The key was sent in base64 (meta `b`).
+    pub binary_key: bool,
+}
+
+impl<'a> StoreRequest<'a> {
+    pub fn new(mode: StoreMode, key: &'a [u8], data: &'a [u8]) -> Self {
+        StoreRequest {
+            mode,
+            key,
+            flags: 0,
+            exptime: 0,
+            data,
+            cas_unique: 0,
+            fits: None,
+            allow_stale: false,
+            new_cas: None,
+            vivify: false,
+            binary_key: false,
+        }
+    }
 }
 
 /// Counters kept by the store (the protocol's own counters live in the server).
@@ -161,7 +259,7 @@ struct Now {
 
 impl Now {
     fn liveness(&self, item: &Item) -> Liveness {
-        if item.cas() <= self.flush_cas
+        if (item.cas() <= self.flush_cas && !item.has_bit(BIT_CLIENT_CAS))
             || (self.flush_at != 0 && self.secs >= self.flush_at && item.last_access() <= self.flush_at)
         {
             Liveness::Flushed
@@ -262,6 +360,25 @@ impl Store {
         self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Gives a written item its CAS: the client's (meta `E`, marked so that the
+    /// flush mark, which compares CAS values, leaves it to the time mark) or the next
+    /// from the counter.
+    fn stamp_cas(&self, item: &mut Item, explicit: Option<u64>) -> u64 {
+        match explicit {
+            Some(cas) => {
+                item.set_cas(cas);
+                item.set_bit(BIT_CLIENT_CAS);
+                cas
+            }
+            None => {
+                let cas = self.next_cas();
+                item.set_cas(cas);
+                item.clear_bit(BIT_CLIENT_CAS);
+                cas
+            }
+        }
+    }
+
     /// Looks up a live item, removing it if it turns out dead. Returns the bucket.
     fn find_live(&self, shard: &mut Shard, hash: u64, key: &[u8], now: &Now) -> Option<usize> {
         let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key)?;
@@ -319,6 +436,103 @@ impl Store {
     /// `touch`: a new exptime for a live item.
     pub fn touch(&self, key: &[u8], exptime: i32) -> Found {
         self.get(key, Some(exptime), |_| {})
+    }
+
+    /// A meta get (`mg`, `me`): `read` sees the item under the shard lock and may
+    /// change its TTL and meta bits. Unlike [`Store::get`] the access is recorded
+    /// after `read`, so it sees whether the item was fetched before and when it was
+    /// last accessed; with `bump` false it is not recorded at all (`mg`'s `u`).
+    /// With `vivify`, a miss creates an empty item and `read` sees that.
+    pub fn get_for_meta(
+        &self,
+        key: &[u8],
+        vivify: Option<Vivify>,
+        bump: bool,
+        read: impl FnOnce(&mut Item, u32, bool),
+    ) -> MetaFound {
+        let hash = self.hash(key);
+        let index = self.shard_index(hash);
+        if vivify.is_some() && !self.reserve(index, Item::charge_for(key.len(), 0, 0)) {
+            // memcached answers a miss when it cannot allocate the placeholder.
+            return self.get_for_meta(key, None, bump, read);
+        }
+        let mut shard = self.lock(index);
+        let now = self.now();
+        let (bucket, found) = match self.find_live(&mut shard, hash, key, &now) {
+            Some(bucket) => (bucket, MetaFound::Hit),
+            None => {
+                let Some(vivify) = vivify else {
+                    return MetaFound::Miss;
+                };
+                let expires_at = expiry::deadline(vivify.exptime, now.secs);
+                let meta = ItemMeta { flags: 0, expires_at, cas: 0, now: now.secs };
+                let Some(mut item) = Item::new(key, &[], meta) else {
+                    return MetaFound::Miss;
+                };
+                if vivify.binary_key {
+                    item.set_bit(BIT_KEY_BINARY);
+                }
+                self.put(&mut shard, hash, None, item, vivify.cas);
+                let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key).expect("just inserted");
+                (bucket, MetaFound::Created)
+            }
+        };
+        let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        read(item, now.secs, found == MetaFound::Created);
+        if bump {
+            item.touch_access(now.secs);
+        }
+        found
+    }
+
+    /// A meta delete (`md`), with memcached's `process_mdelete_command` semantics.
+    pub fn delete_for_meta(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
+        let key = req.key;
+        let hash = self.hash(key);
+        let index = self.shard_index(hash);
+        if req.empty_value.is_some() && !self.reserve(index, Item::charge_for(key.len(), 0, u32::MAX)) {
+            return DeleteOutcome::NoMemory;
+        }
+        let mut shard = self.lock(index);
+        let now = self.now();
+        let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
+            return DeleteOutcome::NotFound;
+        };
+        let old = shard.table.get_bucket(bucket).expect("live bucket");
+        if req.compare_cas.is_some_and(|cas| cas != old.cas()) {
+            return DeleteOutcome::Exists;
+        }
+        if let Some((flags, exptime)) = req.empty_value {
+            let expires_at = expiry::deadline(exptime, now.secs);
+            let meta = ItemMeta { flags, expires_at, cas: 0, now: now.secs };
+            let Some(mut empty) = Item::new(key, &[], meta) else {
+                return DeleteOutcome::NoMemory;
+            };
+            if old.has_bit(BIT_KEY_BINARY) {
+                empty.set_bit(BIT_KEY_BINARY);
+            }
+            // The emptied item keeps the old CAS unless the client names one.
+            let (old_cas, old_client_cas) = (old.cas(), old.has_bit(BIT_CLIENT_CAS));
+            self.put(&mut shard, hash, Some(bucket), empty, req.new_cas.or(Some(old_cas)));
+            if req.new_cas.is_none() && !old_client_cas {
+                let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+                item.clear_bit(BIT_CLIENT_CAS);
+            }
+        } else if !req.invalidate {
+            self.remove_bucket(&mut shard, bucket, Liveness::Live);
+            return DeleteOutcome::Deleted;
+        }
+        if req.invalidate {
+            let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+            if let Some(ttl) = req.ttl {
+                item.set_expires_at(expiry::deadline(ttl, now.secs));
+            }
+            item.set_bit(BIT_STALE);
+            // The next reader may win the recache token again.
+            item.clear_bit(BIT_TOKEN_SENT);
+            self.stamp_cas(item, req.new_cas);
+        }
+        DeleteOutcome::Kept
     }
 
     /// `delete`.
@@ -397,9 +611,8 @@ impl Store {
 
     /// Inserts or replaces `item` in its bucket (or a new one), keeping the
     /// accounting; returns the new item's CAS.
-    fn put(&self, shard: &mut Shard, hash: u64, bucket: Option<usize>, mut item: Item) -> u64 {
-        let cas = self.next_cas();
-        item.set_cas(cas);
+    fn put(&self, shard: &mut Shard, hash: u64, bucket: Option<usize>, mut item: Item, cas: Option<u64>) -> u64 {
+        let cas = self.stamp_cas(&mut item, cas);
         let charge = item.charge();
         shard.counters.total_items += 1;
         shard.counters.item_bytes += charge;
@@ -425,7 +638,7 @@ impl Store {
     }
 
     /// set, add, replace, append, prepend and cas, with memcached's semantics
-    /// (memcached.c `do_store_item`).
+    /// (memcached.c `do_store_item`), and the meta options of [`StoreRequest`].
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let hash = self.hash(req.key);
         let index = self.shard_index(hash);
@@ -438,7 +651,9 @@ impl Store {
         let now_secs = self.clock.now_secs();
         let meta =
             ItemMeta { flags: req.flags, expires_at: expiry::deadline(req.exptime, now_secs), cas: 0, now: now_secs };
-        // A replacing item is built outside the lock: only concatenation needs the old value.
+        let key_bits = if req.binary_key { BIT_KEY_BINARY } else { 0 };
+        // A replacing item is built outside the lock: only concatenation needs the old
+        // value (and a vivifying one may not, but is rare enough to build under it).
         let fresh = if concatenate {
             None
         } else {
@@ -459,34 +674,55 @@ impl Store {
                 item.touch_access(now.secs);
                 return StoreOutcome::NotStored;
             }
+            (StoreMode::Append | StoreMode::Prepend, None) if req.vivify => Item::new(req.key, &[req.data], meta),
             (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
                 return StoreOutcome::NotStored;
             }
             (StoreMode::Cas, None) => return StoreOutcome::NotFound,
             (StoreMode::Cas, Some(bucket)) => {
-                let current = shard.table.get_bucket(bucket).expect("live bucket").cas();
-                if current != req.cas_unique {
+                let old = shard.table.get_bucket(bucket).expect("live bucket");
+                let current = old.cas();
+                if current == req.cas_unique {
+                    fresh
+                } else if req.allow_stale && req.cas_unique < current {
+                    // A write based on an older read still lands, but as stale data
+                    // under the old TTL, keeping a recache token already handed out.
+                    let mut item = fresh.expect("a replacing item was built before locking");
+                    item.set_expires_at(old.expires_at());
+                    item.set_bit(BIT_STALE);
+                    if old.has_bit(BIT_TOKEN_SENT) {
+                        item.set_bit(BIT_TOKEN_SENT);
+                    }
+                    Some(item)
+                } else {
                     return StoreOutcome::Exists;
                 }
-                fresh
             }
             (StoreMode::Append | StoreMode::Prepend, Some(bucket)) => {
                 let old = shard.table.get_bucket(bucket).expect("live bucket");
+                // memcached checks a CAS given with append/prepend; 0 means none.
+                if req.cas_unique != 0 && req.cas_unique != old.cas() {
+                    return StoreOutcome::Exists;
+                }
                 let (old_value, new) = (old.value(), req.data);
                 if req.fits.is_some_and(|fits| !fits(old.flags(), old_value.len() + new.len())) {
                     return StoreOutcome::NotStored;
                 }
                 let meta = ItemMeta { flags: old.flags(), expires_at: old.expires_at(), cas: 0, now: now.secs };
                 let parts: [&[u8]; 2] = if req.mode == StoreMode::Append { [old_value, new] } else { [new, old_value] };
-                let joined = Item::new(req.key, &parts, meta);
-                match joined {
+                match Item::new(req.key, &parts, meta) {
                     Some(item) => Some(item),
                     None => return StoreOutcome::NotStored,
                 }
             }
         };
-        let item = item.expect("a replacing item was built before locking");
-        let cas = self.put(&mut shard, hash, existing, item);
+        let Some(mut item) = item else {
+            return StoreOutcome::NoMemory;
+        };
+        if key_bits != 0 {
+            item.set_bit(key_bits);
+        }
+        let cas = self.put(&mut shard, hash, existing, item, req.new_cas);
         drop(shard);
         // A table that just doubled may have pushed usage over the limit.
         self.reserve(index, 0);
@@ -503,10 +739,20 @@ impl Store {
         }
     }
 
-    /// incr/decr on an unsigned 64-bit decimal value: incr wraps at 2^64, decr stops
-    /// at 0. As memcached does (`do_add_delta`), a result no longer than the old value
-    /// is written in place, padded with spaces; a longer one makes a new item.
+    /// incr/decr on an unsigned 64-bit decimal value.
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> DeltaOutcome {
+        self.arithmetic_with(&DeltaRequest::new(key, incr, delta), |_, _, _| {})
+    }
+
+    /// incr/decr with meta options; `changed` sees the item under the lock after a
+    /// success (for `ma`'s flags), with the current Unix second and whether the item
+    /// was just created.
+    ///
+    /// incr wraps at 2^64, decr stops at 0. As memcached does (`do_add_delta`), a
+    /// result no longer than the old value is written in place, padded with spaces;
+    /// a longer one makes a new item.
+    pub fn arithmetic_with(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
+        let key = req.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         // The largest possible growth: a 20-digit number.
@@ -516,9 +762,24 @@ impl Store {
         let mut shard = self.lock(index);
         let now = self.now();
         let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
-            return DeltaOutcome::NotFound;
+            let Some(initial) = req.vivify else {
+                return DeltaOutcome::NotFound;
+            };
+            let mut buf = [0u8; 20];
+            let digits = crate::protocol::number::format_u64(&mut buf, initial);
+            let meta = ItemMeta { flags: 0, expires_at: 0, cas: 0, now: now.secs };
+            let Some(item) = Item::new(key, &[digits], meta) else {
+                return DeltaOutcome::NoMemory;
+            };
+            self.put(&mut shard, hash, None, item, req.new_cas);
+            let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key).expect("just inserted");
+            changed(shard.table.get_bucket_mut(bucket).expect("live bucket"), now.secs, true);
+            return DeltaOutcome::Created(initial);
         };
         let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        if req.compare_cas != 0 && req.compare_cas != item.cas() {
+            return DeltaOutcome::Exists;
+        }
         let value = item.value();
         let old_len = value.len();
         if value.is_empty() {
@@ -527,32 +788,27 @@ impl Store {
         let Some(current) = crate::protocol::number::parse_u64(value) else {
             return DeltaOutcome::NonNumeric;
         };
-        let updated = if incr { current.wrapping_add(delta) } else { current.saturating_sub(delta) };
+        let updated = if req.incr { current.wrapping_add(req.delta) } else { current.saturating_sub(req.delta) };
         let mut buf = [0u8; 20];
         let digits = crate::protocol::number::format_u64(&mut buf, updated);
         item.touch_access(now.secs);
         let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
-        if digits.len() <= old_len && item.is_shared() {
-            // Readers may be sending the old value: the padded result goes to a new item.
-            let padding = vec![b' '; old_len - digits.len()];
-            let Some(replacement) = Item::new(key, &[digits, &padding], meta) else {
-                return DeltaOutcome::NoMemory;
-            };
-            self.put(&mut shard, hash, Some(bucket), replacement);
-            return DeltaOutcome::Value(updated);
-        }
-        if digits.len() <= old_len {
+        if digits.len() <= old_len && !item.is_shared() {
             let slot = item.value_mut();
             slot[..digits.len()].copy_from_slice(digits);
             slot[digits.len()..].fill(b' ');
-            let cas = self.next_cas();
-            item.set_cas(cas);
+            self.stamp_cas(item, req.new_cas);
+            changed(item, now.secs, false);
             return DeltaOutcome::Value(updated);
         }
-        let Some(grown) = Item::new(key, &[digits], meta) else {
+        // A longer result needs a new item; so does a shorter one when readers may be
+        // sending the old value of a shared item. The padding is memcached's.
+        let padding = vec![b' '; old_len.saturating_sub(digits.len())];
+        let Some(replacement) = Item::new(key, &[digits, &padding], meta) else {
             return DeltaOutcome::NoMemory;
         };
-        self.put(&mut shard, hash, Some(bucket), grown);
+        self.put(&mut shard, hash, Some(bucket), replacement, req.new_cas);
+        changed(shard.table.get_bucket_mut(bucket).expect("live bucket"), now.secs, false);
         DeltaOutcome::Value(updated)
     }
 
@@ -566,8 +822,12 @@ impl Store {
     pub fn flush_all(&self, delay: i32) {
         let now = self.clock.now_secs();
         if delay <= 0 {
-            // A flush now cancels a delayed one, as memcached's single `oldest_live` does.
-            self.flush_at.store(0, Ordering::Release);
+            // A flush now replaces a delayed one, as memcached's single `oldest_live`
+            // does. The CAS mark hides everything written so far; the time mark
+            // (memcached's `oldest_live = current_time - 1`) also hides items whose
+            // CAS a client chose, if they were last written or read before this second.
+            let oldest_live = now.saturating_sub(1);
+            self.flush_at.store(if oldest_live <= self.created { 0 } else { oldest_live }, Ordering::Release);
             let mark = self.next_cas();
             self.flush_cas.fetch_max(mark, Ordering::AcqRel);
             return;

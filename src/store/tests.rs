@@ -14,7 +14,7 @@ fn store() -> (Store, ManualClock) {
 }
 
 fn req<'a>(mode: StoreMode, key: &'a [u8], data: &'a [u8], exptime: i32) -> StoreRequest<'a> {
-    StoreRequest { mode, key, flags: 3, exptime, data, cas_unique: 0, fits: None }
+    StoreRequest { flags: 3, exptime, ..StoreRequest::new(mode, key, data) }
 }
 
 fn set(store: &Store, key: &[u8], data: &[u8], exptime: i32) -> u64 {
@@ -202,4 +202,64 @@ fn flush_quirks_follow_memcached() {
     s.flush_all(1_000_000_000);
     clock.advance_secs(200);
     assert!(read(&s, b"c").is_some(), "an absolute time before the start cancels the pending flush");
+}
+
+#[test]
+fn flush_covers_items_with_a_client_cas_by_their_time() {
+    let (s, clock) = store();
+    let with_cas = |key: &'static [u8], cas| StoreRequest { new_cas: Some(cas), ..req(StoreMode::Set, key, b"v", 0) };
+    assert_eq!(s.store(&with_cas(b"old", u64::MAX)), StoreOutcome::Stored { cas: u64::MAX });
+    clock.advance_secs(2);
+    s.flush_all(0);
+    assert_eq!(read(&s, b"old"), None, "written before the flush's second");
+    // A client's CAS below the flush mark does not hide an item written after it.
+    assert_eq!(s.store(&with_cas(b"new", 1)), StoreOutcome::Stored { cas: 1 });
+    assert_eq!(read(&s, b"new").unwrap(), b"v");
+    clock.advance_secs(1);
+    assert_eq!(read(&s, b"new").unwrap(), b"v");
+    // The counter is untouched by clients' values.
+    assert!(set(&s, b"k", b"v", 0) < 100);
+}
+
+#[test]
+fn meta_delete_invalidates_and_empties() {
+    let (s, _) = store();
+    let cas = set(&s, b"k", b"value", 0);
+    let wrong = DeleteRequest { key: b"k", compare_cas: Some(cas + 1), ..Default::default() };
+    assert_eq!(s.delete_for_meta(&wrong), DeleteOutcome::Exists);
+    let invalidate = DeleteRequest { key: b"k", invalidate: true, ttl: Some(30), ..Default::default() };
+    assert_eq!(s.delete_for_meta(&invalidate), DeleteOutcome::Kept);
+    let mut seen = None;
+    s.get_for_meta(b"k", None, true, |item, now, _| {
+        seen = Some((item.has_bit(BIT_STALE), item.cas() > cas, item.expires_at() - now, item.value().to_vec()))
+    });
+    assert_eq!(seen, Some((true, true, 30, b"value".to_vec())));
+    let empty = DeleteRequest { key: b"k", empty_value: Some((7, 0)), ..Default::default() };
+    assert_eq!(s.delete_for_meta(&empty), DeleteOutcome::Kept);
+    s.get(b"k", None, |item| seen = Some((item.has_bit(BIT_STALE), false, item.flags(), item.value().to_vec())));
+    assert_eq!(seen, Some((false, false, 7, Vec::new())));
+    assert_eq!(s.delete_for_meta(&DeleteRequest { key: b"k", ..Default::default() }), DeleteOutcome::Deleted);
+    assert_eq!(s.delete_for_meta(&DeleteRequest { key: b"k", ..Default::default() }), DeleteOutcome::NotFound);
+}
+
+#[test]
+fn meta_get_vivifies_once() {
+    let (s, _) = store();
+    let vivify = Some(Vivify { exptime: 30, cas: None, binary_key: false });
+    assert_eq!(s.get_for_meta(b"k", vivify, true, |_, _, created| assert!(created)), MetaFound::Created);
+    assert_eq!(
+        s.get_for_meta(b"k", vivify, true, |item, _, created| assert!(!created && item.value().is_empty())),
+        MetaFound::Hit
+    );
+    assert_eq!(s.get_for_meta(b"x", None, true, |_, _, _| unreachable!()), MetaFound::Miss);
+}
+
+#[test]
+fn arithmetic_with_compare_and_vivify() {
+    let (s, _) = store();
+    let created = DeltaRequest { vivify: Some(10), ..DeltaRequest::new(b"n", true, 1) };
+    assert_eq!(s.arithmetic_with(&created, |_, _, c| assert!(c)), DeltaOutcome::Created(10));
+    assert_eq!(s.arithmetic_with(&created, |_, _, c| assert!(!c)), DeltaOutcome::Value(11));
+    let stale = DeltaRequest { compare_cas: 1, ..DeltaRequest::new(b"n", true, 1) };
+    assert_eq!(s.arithmetic_with(&stale, |_, _, _| {}), DeltaOutcome::Exists);
 }

@@ -131,9 +131,11 @@ pub fn parse(text: &str) -> Vec<Case> {
     cases
 }
 
-/// The hand-written cases.
+/// The hand-written cases: classic text commands, then meta commands.
 pub fn handwritten() -> Vec<Case> {
-    parse(include_str!("../corpus/text.txt"))
+    let mut cases = parse(include_str!("../corpus/text.txt"));
+    cases.extend(parse(include_str!("../corpus/meta.txt")));
+    cases
 }
 
 fn case(name: String, steps: &[&str]) -> Case {

@@ -1,0 +1,410 @@
+//! The meta commands against the store: `mg`, `ms`, `md`, `ma`, `me`.
+//!
+//! Replies follow memcached's proto_text.c byte for byte: the status code, then the
+//! return flags in the order the request named them, then for `mg` the `Z`, `X` and
+//! `W` markers of the stale-while-revalidate protocol. `q` hides only the nominal
+//! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
+
+use super::dispatch::Dispatch;
+use super::output::Output;
+use crate::protocol::meta::{self, MetaFlags, MetaRequest};
+use crate::protocol::number::write_u64;
+use crate::protocol::reply::ErrorReply;
+use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size, memcached_slab_class};
+use crate::store::{
+    BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT, DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest,
+    Item, MetaFound, StoreMode, StoreOutcome, StoreRequest, Vivify, expiry,
+};
+
+/// ` k<key>`, in base64 followed by ` b` when the key is binary (memcached `META_KEY`).
+fn write_key_flag(out: &mut Vec<u8>, key: &[u8], binary: bool) {
+    out.extend_from_slice(b" k");
+    if binary {
+        meta::encode_key(key, out);
+        out.extend_from_slice(b" b");
+    } else {
+        out.extend_from_slice(key);
+    }
+}
+
+/// The return flags every reply carries, hit or miss: `O` and `k`.
+fn write_opaque_and_key(out: &mut Vec<u8>, flags: &MetaFlags<'_>, key: &[u8]) {
+    for token in flags.tokens() {
+        match token[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(token);
+            }
+            b'k' => write_key_flag(out, key, flags.binary_key()),
+            _ => {}
+        }
+    }
+}
+
+/// ` t<seconds left>`, or ` t-1` for an item that never expires.
+fn write_ttl_flag(out: &mut Vec<u8>, item: &Item, now: u32) {
+    out.extend_from_slice(b" t");
+    match item.expires_at() {
+        0 => out.extend_from_slice(b"-1"),
+        at => write_u64(out, u64::from(at.saturating_sub(now))),
+    }
+}
+
+fn write_flag_number(out: &mut Vec<u8>, letter: u8, value: u64) {
+    out.push(b' ');
+    out.push(letter);
+    write_u64(out, value);
+}
+
+impl Dispatch<'_> {
+    /// `mg <key> <flags>*`
+    pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output) {
+        let c = self.counters;
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        let key = req.key(&mut key_buf);
+        let f = &req.flags;
+        let vivify =
+            f.has(b'N').then(|| Vivify { exptime: f.vivify_ttl, cas: f.explicit_cas(), binary_key: f.binary_key() });
+        let mut ttl_set = false;
+        let found = self.shared.store.get_for_meta(key, vivify, !f.has(b'u'), |item, now, created| {
+            let out = output.bytes();
+            out.reserve(64);
+            let len = item.value().len() as u64;
+            if f.has(b'v') {
+                out.extend_from_slice(b"VA ");
+                write_u64(out, len);
+            } else {
+                out.extend_from_slice(b"HD");
+            }
+            let mut won = false;
+            for token in f.tokens() {
+                match token[0] {
+                    b'T' => {
+                        ttl_set = true;
+                        item.set_expires_at(expiry::deadline(f.ttl, now));
+                    }
+                    b'N' if created => {
+                        item.set_expires_at(expiry::deadline(f.vivify_ttl, now));
+                        won = true;
+                    }
+                    b'R' => {
+                        // Win the recache token when the item runs out before the
+                        // deadline the client named, unless another client has it.
+                        let expires_at = item.expires_at();
+                        if !item.has_bit(BIT_TOKEN_SENT)
+                            && !created
+                            && expires_at != 0
+                            && expires_at < expiry::deadline(f.recache_ttl, now)
+                        {
+                            won = true;
+                        }
+                    }
+                    b's' => write_flag_number(out, b's', len),
+                    b't' => write_ttl_flag(out, item, now),
+                    b'c' => write_flag_number(out, b'c', item.cas()),
+                    b'f' => write_flag_number(out, b'f', u64::from(item.flags())),
+                    b'l' => write_flag_number(out, b'l', u64::from(now.saturating_sub(item.last_access()))),
+                    b'h' => out.extend_from_slice(if item.has_bit(BIT_FETCHED) { b" h1" } else { b" h0" }),
+                    b'O' => {
+                        out.push(b' ');
+                        out.extend_from_slice(token);
+                    }
+                    b'k' => write_key_flag(out, item.key(), item.has_bit(BIT_KEY_BINARY)),
+                    _ => {}
+                }
+            }
+            // Z before W, so a client never sees both (proto_text.c).
+            if item.has_bit(BIT_TOKEN_SENT) {
+                out.extend_from_slice(b" Z");
+            }
+            if item.has_bit(BIT_STALE) {
+                out.extend_from_slice(b" X");
+                if !item.has_bit(BIT_TOKEN_SENT) {
+                    won = true;
+                }
+            }
+            if won {
+                out.extend_from_slice(b" W");
+                item.set_bit(BIT_TOKEN_SENT);
+            }
+            out.extend_from_slice(b"\r\n");
+            if f.has(b'v') {
+                // A long value goes to the socket from the item, as for `get`.
+                match item.share() {
+                    Some(value) => output.push_shared(value),
+                    None => output.bytes().extend_from_slice(item.value()),
+                }
+                output.bytes().extend_from_slice(b"\r\n");
+            }
+        });
+        let hit = found != MetaFound::Miss;
+        match (ttl_set, hit) {
+            (false, true) => {
+                c.cmd_get.inc();
+                c.get_hits.inc();
+            }
+            (false, false) => {
+                c.cmd_get.inc();
+                c.get_misses.inc();
+            }
+            (true, true) => {
+                c.cmd_touch.inc();
+                c.touch_hits.inc();
+            }
+            (true, false) => {
+                c.cmd_touch.inc();
+                c.touch_misses.inc();
+            }
+        }
+        if !hit && !f.quiet() {
+            let out = output.bytes();
+            out.extend_from_slice(b"EN");
+            write_opaque_and_key(out, f, key);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// `ms <key> <datalen> <flags>*` with its data.
+    pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>) {
+        let c = self.counters;
+        c.cmd_set.inc();
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        let key = req.key(&mut key_buf);
+        let f = &req.flags;
+        let mut mode = match f.mode {
+            b'E' => StoreMode::Add,
+            b'A' => StoreMode::Append,
+            b'P' => StoreMode::Prepend,
+            b'R' => StoreMode::Replace,
+            _ => StoreMode::Set,
+        };
+        // A CAS turns set and replace into cas; append and prepend check it
+        // themselves; add ignores it (proto_text.c `process_mset_command`).
+        if f.has(b'C') && matches!(mode, StoreMode::Set | StoreMode::Replace) {
+            mode = StoreMode::Cas;
+        }
+        let limits = self.shared.limits;
+        let fits = |flags: u32, len: usize| {
+            memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
+        };
+        let vivify = f.has(b'N') && matches!(mode, StoreMode::Append | StoreMode::Prepend);
+        let store_req = StoreRequest {
+            flags: f.client_flags,
+            exptime: if vivify { f.vivify_ttl } else { f.ttl },
+            cas_unique: if mode == StoreMode::Add { 0 } else { f.compare_cas },
+            fits: Some(&fits),
+            allow_stale: f.has(b'I') && mode == StoreMode::Cas,
+            new_cas: f.explicit_cas(),
+            vivify,
+            binary_key: f.binary_key(),
+            ..StoreRequest::new(mode, key, data)
+        };
+        let mut cas = 0;
+        let status: &[u8] = match self.shared.store.store(&store_req) {
+            StoreOutcome::Stored { cas: stored } => {
+                cas = stored;
+                if mode == StoreMode::Cas {
+                    c.cas_hits.inc();
+                }
+                if f.quiet() {
+                    return;
+                }
+                b"HD"
+            }
+            StoreOutcome::NotStored => b"NS",
+            StoreOutcome::Exists => {
+                c.cas_badval.inc();
+                b"EX"
+            }
+            StoreOutcome::NotFound => {
+                c.cas_misses.inc();
+                b"NF"
+            }
+            StoreOutcome::NoMemory => {
+                c.store_no_memory.inc();
+                // A failed meta set never leaves the old value behind, whatever the mode.
+                self.shared.store.discard(key);
+                out.extend_from_slice(ErrorReply::OutOfMemoryStoring.line());
+                return;
+            }
+        };
+        out.extend_from_slice(status);
+        for token in f.tokens() {
+            match token[0] {
+                b'O' => {
+                    out.push(b' ');
+                    out.extend_from_slice(token);
+                }
+                b'k' => write_key_flag(out, key, f.binary_key()),
+                b'c' => write_flag_number(out, b'c', cas),
+                _ => {}
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// `ms` whose data exceeds the item size limit.
+    pub fn meta_set_too_large(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+        self.counters.store_too_large.inc();
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        self.shared.store.discard(req.key(&mut key_buf));
+        out.extend_from_slice(ErrorReply::TooLarge.line());
+    }
+
+    /// `md <key> <flags>*`
+    pub fn meta_delete(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+        let c = self.counters;
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        let key = req.key(&mut key_buf);
+        let f = &req.flags;
+        let delete = DeleteRequest {
+            key,
+            compare_cas: f.compare_cas(),
+            invalidate: f.has(b'I'),
+            ttl: f.has(b'T').then_some(f.ttl),
+            new_cas: f.explicit_cas(),
+            empty_value: f.has(b'x').then_some((f.client_flags, if f.has(b'T') { f.ttl } else { 0 })),
+        };
+        let status: &[u8] = match self.shared.store.delete_for_meta(&delete) {
+            outcome @ (DeleteOutcome::Deleted | DeleteOutcome::Kept) => {
+                if outcome == DeleteOutcome::Deleted || !delete.invalidate {
+                    c.delete_hits.inc();
+                }
+                if f.quiet() {
+                    return;
+                }
+                b"HD"
+            }
+            DeleteOutcome::NotFound => {
+                c.delete_misses.inc();
+                b"NF"
+            }
+            DeleteOutcome::Exists => {
+                c.delete_misses.inc();
+                b"EX"
+            }
+            DeleteOutcome::NoMemory => {
+                out.extend_from_slice(ErrorReply::OutOfMemory.line());
+                return;
+            }
+        };
+        out.extend_from_slice(status);
+        write_opaque_and_key(out, f, key);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// `ma <key> <flags>*`
+    pub fn meta_arithmetic(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+        let c = self.counters;
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        let key = req.key(&mut key_buf);
+        let f = &req.flags;
+        let incr = !meta::arithmetic_decrements(f.mode);
+        let delta = DeltaRequest {
+            key,
+            incr,
+            delta: f.delta,
+            compare_cas: f.compare_cas,
+            vivify: f.has(b'N').then_some(f.initial),
+            new_cas: f.explicit_cas(),
+        };
+        let start = out.len();
+        let outcome = self.shared.store.arithmetic_with(&delta, |item, now, created| {
+            // The value without the padding an in-place decrement leaves.
+            let digits = item.value().iter().take_while(|b| b.is_ascii_digit()).count();
+            if f.has(b'v') {
+                out.extend_from_slice(b"VA ");
+                write_u64(out, digits as u64);
+            } else {
+                out.extend_from_slice(b"HD");
+            }
+            for token in f.tokens() {
+                match token[0] {
+                    b'c' => write_flag_number(out, b'c', item.cas()),
+                    b't' => write_ttl_flag(out, item, now),
+                    b'T' => item.set_expires_at(expiry::deadline(f.ttl, now)),
+                    b'N' if created => item.set_expires_at(expiry::deadline(f.vivify_ttl, now)),
+                    b'O' => {
+                        out.push(b' ');
+                        out.extend_from_slice(token);
+                    }
+                    b'k' => write_key_flag(out, key, f.binary_key()),
+                    _ => {}
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            if f.has(b'v') {
+                out.extend_from_slice(&item.value()[..digits]);
+                out.extend_from_slice(b"\r\n");
+            }
+        });
+        let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
+        let status: &[u8] = match outcome {
+            DeltaOutcome::Value(_) => {
+                hits.inc();
+                // memcached hides a quiet success, but not an item it created.
+                if f.quiet() {
+                    out.truncate(start);
+                }
+                return;
+            }
+            DeltaOutcome::Created(_) => return,
+            DeltaOutcome::NotFound => {
+                misses.inc();
+                b"NF"
+            }
+            DeltaOutcome::Exists => b"EX",
+            DeltaOutcome::NonNumeric => {
+                out.extend_from_slice(ErrorReply::NonNumeric.line());
+                return;
+            }
+            DeltaOutcome::NoMemory => {
+                out.extend_from_slice(ErrorReply::OutOfMemory.line());
+                return;
+            }
+        };
+        out.extend_from_slice(status);
+        write_opaque_and_key(out, f, key);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// `me <key> [b]`: memcached's debug line, with its slab class and item size.
+    pub fn meta_debug(&self, key: &[u8], binary: bool, out: &mut Vec<u8>) {
+        let mut key_buf = [0; KEY_MAX_LENGTH];
+        let key = if binary { meta::decode_key(key, &mut key_buf).expect("checked by the parser") } else { key };
+        let cas_enabled = self.shared.limits.cas_enabled;
+        let found = self.shared.store.get_for_meta(key, None, false, |item, now, _| {
+            out.extend_from_slice(b"ME ");
+            if item.has_bit(BIT_KEY_BINARY) {
+                meta::encode_key(item.key(), out);
+            } else {
+                out.extend_from_slice(item.key());
+            }
+            // memcached prints `current_time - exptime`: minus the seconds left.
+            out.extend_from_slice(b" exp=");
+            match item.expires_at() {
+                0 => out.extend_from_slice(b"-1"),
+                at if at > now => {
+                    out.push(b'-');
+                    write_u64(out, u64::from(at - now));
+                }
+                _ => out.push(b'0'),
+            }
+            out.extend_from_slice(b" la=");
+            write_u64(out, u64::from(now.saturating_sub(item.last_access())));
+            out.extend_from_slice(b" cas=");
+            write_u64(out, item.cas());
+            let fetched = item.has_bit(BIT_FETCHED);
+            out.extend_from_slice(if fetched { b" fetch=yes" } else { b" fetch=no" });
+            let size = memcached_item_size(item.key().len(), item.flags(), item.value().len(), cas_enabled);
+            out.extend_from_slice(b" cls=");
+            write_u64(out, u64::from(memcached_slab_class(size)));
+            out.extend_from_slice(b" size=");
+            write_u64(out, size as u64);
+            out.extend_from_slice(b"\r\n");
+        });
+        if found == MetaFound::Miss {
+            out.extend_from_slice(b"EN\r\n");
+        }
+    }
+}
