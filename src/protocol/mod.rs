@@ -1,5 +1,6 @@
 //! Bytes to commands and back; no I/O and no store.
 
+pub mod binary;
 pub mod meta;
 pub mod number;
 pub mod reply;

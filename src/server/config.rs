@@ -2,7 +2,17 @@
 //! so that `stickless` can replace `memcached` in a start script unchanged.
 
 use crate::store::Clock;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// `-B`: which protocols a connection may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolChoice {
+    /// Decided by the first byte of each connection: 0x80 is binary.
+    Auto,
+    Ascii,
+    Binary,
+}
 
 /// Everything the server needs to start.
 #[derive(Clone, Debug)]
@@ -35,6 +45,15 @@ pub struct Config {
     pub sweep_buckets: usize,
     /// The store's clock; tests use a manual one.
     pub clock: Clock,
+    /// `-B`: protocol negotiation.
+    pub protocol: ProtocolChoice,
+    /// `-S`: binary connections must authenticate with SASL PLAIN first.
+    pub sasl: bool,
+    /// The `user:password` file SASL checks against (`--sasl-pwdb`, or memcached's
+    /// `MEMCACHED_SASL_PWDB` environment variable).
+    pub sasl_pwdb: Option<PathBuf>,
+    /// `-Y`: text connections must authenticate first, against this file.
+    pub auth_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -57,6 +76,10 @@ impl Default for Config {
             sweep_interval: Duration::from_millis(10),
             sweep_buckets: 1024,
             clock: Clock::System,
+            protocol: ProtocolChoice::Auto,
+            sasl: false,
+            sasl_pwdb: None,
+            auth_file: None,
         }
     }
 }
@@ -88,6 +111,12 @@ stickless, a memcached-compatible session cache
 -R, --max-reqs-per-event  maximum number of requests per event, limits the
                           requests processed per connection to prevent
                           starvation (default: 20)
+-B, --protocol=<name>     protocol - one of ascii, binary, or auto (default: auto)
+-S, --enable-sasl         binary connections must authenticate with SASL PLAIN
+    --sasl-pwdb=<file>    user:password lines for SASL (default: the file named
+                          by MEMCACHED_SASL_PWDB)
+-Y, --auth-file=<file>    text connections must authenticate with a user:password
+                          line of this file, sent as the value of a set
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
@@ -160,10 +189,27 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "u" | "user" => {
                 value("a user name")?;
             }
+            "B" | "protocol" => {
+                config.protocol = match value("a protocol")?.as_str() {
+                    "auto" => ProtocolChoice::Auto,
+                    "ascii" => ProtocolChoice::Ascii,
+                    "binary" => ProtocolChoice::Binary,
+                    other => return Err(format!("Invalid value for binding protocol: {other}")),
+                }
+            }
+            "S" | "enable-sasl" => config.sasl = true,
+            "sasl-pwdb" => config.sasl_pwdb = Some(value("a file")?.into()),
+            "Y" | "auth-file" => config.auth_file = Some(value("a file")?.into()),
             _ => return Err(format!("unknown option '{arg}'; see -h")),
         }
     }
     config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
+    if config.sasl && config.sasl_pwdb.is_none() {
+        config.sasl_pwdb = std::env::var_os("MEMCACHED_SASL_PWDB").map(PathBuf::from);
+        if config.sasl_pwdb.is_none() {
+            return Err("-S needs a password file: --sasl-pwdb <file> or MEMCACHED_SASL_PWDB".into());
+        }
+    }
     if config.item_size_max < ITEM_SIZE_MIN {
         return Err("Item max size cannot be less than 1024 bytes.".into());
     }
@@ -214,6 +260,10 @@ mod tests {
         assert_eq!(c.listen, vec!["127.0.0.1", "::1"]);
         let c = run(&["--port=1", "--max-item-size=512k", "--memory-limit", "8", "-U", "0", "-R", "5"]).unwrap();
         assert_eq!((c.port, c.item_size_max, c.memory_limit, c.reqs_per_event), (1, 512 << 10, 8 << 20, 5));
+        let c = run(&["-B", "binary", "-S", "--sasl-pwdb", "/p", "-Y", "/a"]).unwrap();
+        assert_eq!(c.protocol, ProtocolChoice::Binary);
+        assert!(c.sasl);
+        assert_eq!((c.sasl_pwdb.unwrap(), c.auth_file.unwrap()), (PathBuf::from("/p"), PathBuf::from("/a")));
     }
 
     #[test]
@@ -225,5 +275,6 @@ mod tests {
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["-p"]).is_err());
         assert!(matches!(parse_args(["-h".to_string()]), Ok(Invocation::Help)));
+        assert!(run(&["-B", "udp"]).is_err());
     }
 }

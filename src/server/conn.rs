@@ -7,8 +7,10 @@
 //! means the socket is drained, which saves the `EAGAIN` read that would confirm it;
 //! with edge-triggered epoll any later data raises a new event.
 
-use super::dispatch::{Dispatch, Flow};
+use super::ProtocolChoice;
+use super::dispatch::{Dispatch, Flow, Session};
 use super::output::Output;
+use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, ParseError};
 use mio::net::TcpStream;
 use std::io::{self, Read};
@@ -109,8 +111,18 @@ pub enum Status {
     Closed,
 }
 
+/// The protocol a connection speaks, settled by its first byte under `-B auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Undecided,
+    Text,
+    Binary,
+}
+
 pub struct Conn {
     pub stream: TcpStream,
+    protocol: Protocol,
+    session: Session,
     rbuf: ReadBuf,
     output: Output,
     /// Bytes of a rejected data block still to discard as they arrive.
@@ -125,6 +137,8 @@ impl Conn {
     pub fn new(stream: TcpStream) -> Self {
         Conn {
             stream,
+            protocol: Protocol::Undecided,
+            session: Session::default(),
             rbuf: ReadBuf::new(),
             output: Output::with_capacity(READ_BUFFER),
             swallow: 0,
@@ -176,14 +190,32 @@ impl Conn {
             if *budget == 0 {
                 return Stop::Budget;
             }
-            let (consumed, swallow, flow) = match text::parse(self.rbuf.data(), limits) {
-                Ok(parsed) => {
+            if self.protocol == Protocol::Undecided {
+                self.protocol = match dispatch.shared.config.protocol {
+                    ProtocolChoice::Ascii => Protocol::Text,
+                    ProtocolChoice::Binary => Protocol::Binary,
+                    ProtocolChoice::Auto if self.rbuf.data()[0] == binary::REQUEST_MAGIC => Protocol::Binary,
+                    ProtocolChoice::Auto => Protocol::Text,
+                };
+            }
+            let parsed = match self.protocol {
+                Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {
                         log::trace!("<{:?}", parsed.cmd);
                     }
-                    let flow = dispatch.execute(parsed.cmd, &mut self.output);
+                    let flow = dispatch.execute_binary(parsed, &mut self.output, &mut self.session);
                     (parsed.consumed, parsed.swallow, flow)
-                }
+                }),
+                _ => text::parse(self.rbuf.data(), limits).map(|parsed| {
+                    if log::log_enabled!(log::Level::Trace) {
+                        log::trace!("<{:?}", parsed.cmd);
+                    }
+                    let (consumed, swallow) = (parsed.consumed, parsed.swallow);
+                    (consumed, swallow, dispatch.execute(parsed.cmd, &mut self.output))
+                }),
+            };
+            let (consumed, swallow, flow) = match parsed {
+                Ok(done) => done,
                 Err(ParseError::Incomplete { need }) => {
                     if let Some(total) = need {
                         self.rbuf.reserve_total(total);

@@ -17,6 +17,13 @@ pub enum Flow {
     Close,
 }
 
+/// What a connection's commands may change about it.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// SASL (`-S`) or text authentication (`-Y`) succeeded.
+    pub authenticated: bool,
+}
+
 /// A worker's view of the server while it runs commands.
 pub struct Dispatch<'a> {
     pub shared: &'a Shared,

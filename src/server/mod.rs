@@ -7,6 +7,8 @@
 //! ```
 //! `dispatch.rs` is the one place where protocol meets store.
 
+mod auth;
+mod binary;
 mod config;
 mod conn;
 pub mod dispatch;
@@ -16,7 +18,7 @@ mod output;
 pub mod stats;
 mod worker;
 
-pub use config::{Config, Invocation, USAGE, parse_args};
+pub use config::{Config, Invocation, ProtocolChoice, USAGE, parse_args};
 
 use crate::protocol::Limits;
 use crate::store::{Store, StoreConfig};
@@ -80,6 +82,10 @@ pub struct Shared {
     pub started: Instant,
     pub verbosity: AtomicU8,
     pub shutting_down: AtomicBool,
+    /// With `-S`: who may authenticate over SASL.
+    pub sasl: Option<auth::Credentials>,
+    /// With `-Y`: who may authenticate over the text protocol.
+    pub text_auth: Option<auth::Credentials>,
 }
 
 impl Shared {
@@ -123,6 +129,14 @@ impl Server {
 
     /// Starts a server over an existing store (an embedding host's, or a test's).
     pub fn start_with_store(config: Config, store: Arc<Store>) -> io::Result<Server> {
+        let load = |path: &Option<std::path::PathBuf>| -> io::Result<Option<auth::Credentials>> {
+            path.as_deref()
+                .map(auth::Credentials::load)
+                .transpose()
+                .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))
+        };
+        let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
+        let text_auth = load(&config.auth_file)?;
         let listeners = listener::bind(&config)?;
         let addrs = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
@@ -133,6 +147,8 @@ impl Server {
             started: Instant::now(),
             verbosity: AtomicU8::new(config.verbosity),
             shutting_down: AtomicBool::new(false),
+            sasl,
+            text_auth,
             config,
         });
         let mut threads = Vec::new();

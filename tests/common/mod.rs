@@ -115,6 +115,12 @@ pub fn free_port() -> u16 {
 const RESENTINEL_AFTER: Duration = Duration::from_millis(500);
 const TIMEOUT_MARK: &[u8] = b"<timeout>";
 
+/// A binary NOOP with a distinctive opaque, and memcached's response to it.
+pub const BINARY_SENTINEL: [u8; 24] =
+    [0x80, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x5e, 0x47, 0x11, 0xe1, 0, 0, 0, 0, 0, 0, 0, 0];
+pub const BINARY_SENTINEL_REPLY: [u8; 24] =
+    [0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x5e, 0x47, 0x11, 0xe1, 0, 0, 0, 0, 0, 0, 0, 0];
+
 /// A raw connection that sends bytes and reads replies up to a sentinel.
 pub struct Client {
     stream: TcpStream,
@@ -193,6 +199,15 @@ impl Client {
                 Err(e) => panic!("read: {e}"),
             }
         }
+    }
+
+    /// The binary protocol's `step`: sends `bytes` then a NOOP whose response ends
+    /// the step, and returns the responses before it (`<closed>` if the server hung up).
+    pub fn binary_step(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut request = bytes.to_vec();
+        request.extend_from_slice(&BINARY_SENTINEL);
+        self.send(&request);
+        self.read_until(&BINARY_SENTINEL_REPLY)
     }
 
     /// Reads exactly until `end`, for replies that need no sentinel.

@@ -1,0 +1,312 @@
+//! The binary protocol against the store, reply for reply as memcached's proto_bin.c
+//! writes them: errors always answer (quiet or not) with memcached's text in the
+//! body; quiet opcodes suppress successes, and the GET family suppresses misses.
+
+use super::dispatch::{Dispatch, Flow, Session};
+use super::output::Output;
+use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
+use crate::protocol::text::memcached_item_size;
+use crate::store::{
+    DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,
+};
+
+/// The one mechanism offered: PLAIN, checked against the `-S` password file.
+const SASL_MECHANISMS: &[u8] = b"PLAIN";
+
+/// memcached's "do not create" expiration for INCREMENT and DECREMENT.
+const NO_CREATE: u32 = 0xffff_ffff;
+
+impl Dispatch<'_> {
+    pub fn execute_binary(&self, req: BinaryParsed<'_>, output: &mut Output, session: &mut Session) -> Flow {
+        let h = &req.header;
+        let c = self.counters;
+        let store = &*self.shared.store;
+        let quiet = req.quiet;
+        let exempt = matches!(
+            req.cmd,
+            BinaryCommand::SaslListMechs
+                | BinaryCommand::SaslAuth { .. }
+                | BinaryCommand::SaslStep { .. }
+                | BinaryCommand::Version
+        );
+        if self.shared.sasl.is_some() && !session.authenticated && !exempt {
+            write_error(output.bytes(), h, status::AUTH_ERROR);
+            return Flow::Close;
+        }
+        let out = output.bytes();
+        let success = |out: &mut Vec<u8>, cas: u64| {
+            if !quiet {
+                write_header(out, h, status::SUCCESS, 0, 0, 0, cas);
+            }
+        };
+        match req.cmd {
+            BinaryCommand::Get { key, with_key } => self.binary_get(h, key, None, true, with_key, quiet, output),
+            BinaryCommand::Touch { key, exptime, with_value, with_key } => {
+                self.binary_get(h, key, Some(exptime), with_value, with_key, quiet, output)
+            }
+            BinaryCommand::Store { mode, key, flags, exptime, data } => {
+                c.cmd_set.inc();
+                let store_mode = match (h.cas, mode) {
+                    (0, StoreOp::Set) => StoreMode::Set,
+                    (0, StoreOp::Add) => StoreMode::Add,
+                    (0, StoreOp::Replace) => StoreMode::Replace,
+                    // A CAS turns set, add and replace alike into a compare-and-swap.
+                    _ => StoreMode::Cas,
+                };
+                let req =
+                    StoreRequest { flags, exptime, cas_unique: h.cas, ..StoreRequest::new(store_mode, key, data) };
+                match store.store(&req) {
+                    StoreOutcome::Stored { cas } => {
+                        if store_mode == StoreMode::Cas {
+                            c.cas_hits.inc();
+                        }
+                        success(out, cas);
+                    }
+                    StoreOutcome::Exists => {
+                        c.cas_badval.inc();
+                        write_error(out, h, status::KEY_EEXISTS);
+                    }
+                    StoreOutcome::NotFound => {
+                        c.cas_misses.inc();
+                        write_error(out, h, status::KEY_ENOENT);
+                    }
+                    // memcached reports a failed add as "exists" and replace as "not found".
+                    StoreOutcome::NotStored => write_error(out, h, not_stored_status(mode)),
+                    StoreOutcome::NoMemory => {
+                        c.store_no_memory.inc();
+                        if mode == StoreOp::Set {
+                            store.discard(key);
+                        }
+                        write_error(out, h, status::ENOMEM);
+                    }
+                }
+            }
+            BinaryCommand::Concat { append, key, data } => {
+                c.cmd_set.inc();
+                let limits = self.shared.limits;
+                let fits = |flags: u32, len: usize| {
+                    memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
+                };
+                let mode = if append { StoreMode::Append } else { StoreMode::Prepend };
+                let req = StoreRequest { cas_unique: h.cas, fits: Some(&fits), ..StoreRequest::new(mode, key, data) };
+                match store.store(&req) {
+                    StoreOutcome::Stored { cas } => success(out, cas),
+                    StoreOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
+                    StoreOutcome::NotFound | StoreOutcome::NotStored => write_error(out, h, status::NOT_STORED),
+                    StoreOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+                }
+            }
+            BinaryCommand::TooLarge { set, key } => {
+                c.store_too_large.inc();
+                // A set that fails must not leave the old value readable (memcached F6).
+                if set {
+                    store.discard(key);
+                }
+                write_error(out, h, status::E2BIG);
+            }
+            BinaryCommand::Delete { key } => {
+                let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
+                match store.delete_for_meta(&req) {
+                    DeleteOutcome::Deleted | DeleteOutcome::Kept => {
+                        c.delete_hits.inc();
+                        success(out, 0);
+                    }
+                    DeleteOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
+                    DeleteOutcome::NotFound => {
+                        c.delete_misses.inc();
+                        write_error(out, h, status::KEY_ENOENT);
+                    }
+                    DeleteOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+                }
+            }
+            BinaryCommand::Arithmetic { incr, key, delta, initial, exptime } => {
+                let req = DeltaRequest {
+                    compare_cas: h.cas,
+                    vivify: (exptime != NO_CREATE).then_some(initial),
+                    ..DeltaRequest::new(key, incr, delta)
+                };
+                let mut cas = 0;
+                let outcome = store.arithmetic_with(&req, |item, now, created| {
+                    if created {
+                        let exptime = i32::try_from(exptime).unwrap_or(i32::MAX);
+                        item.set_expires_at(expiry::deadline(exptime, now));
+                    }
+                    cas = item.cas();
+                });
+                let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
+                match outcome {
+                    DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
+                        if matches!(outcome, DeltaOutcome::Value(_)) {
+                            hits.inc();
+                        }
+                        if !quiet {
+                            write_header(out, h, status::SUCCESS, 0, 0, 8, cas);
+                            out.extend_from_slice(&value.to_be_bytes());
+                        }
+                    }
+                    DeltaOutcome::NotFound => {
+                        misses.inc();
+                        write_error(out, h, status::KEY_ENOENT);
+                    }
+                    DeltaOutcome::NonNumeric => write_error(out, h, status::DELTA_BADVAL),
+                    DeltaOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
+                    DeltaOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+                }
+            }
+            BinaryCommand::Quit => {
+                success(out, 0);
+                return Flow::Close;
+            }
+            BinaryCommand::Flush { delay } => {
+                c.cmd_flush.inc();
+                store.flush_all(delay);
+                success(out, 0);
+            }
+            BinaryCommand::Noop => write_header(out, h, status::SUCCESS, 0, 0, 0, 0),
+            BinaryCommand::Version => {
+                let version = super::VERSION.as_bytes();
+                write_header(out, h, status::SUCCESS, 0, 0, version.len() as u32, 0);
+                out.extend_from_slice(version);
+            }
+            BinaryCommand::Stat { group } => self.binary_stats(h, group, out),
+            BinaryCommand::SaslListMechs => {
+                if self.shared.sasl.is_none() {
+                    write_error(out, h, status::UNKNOWN_COMMAND);
+                } else {
+                    write_header(out, h, status::SUCCESS, 0, 0, SASL_MECHANISMS.len() as u32, 0);
+                    out.extend_from_slice(SASL_MECHANISMS);
+                }
+            }
+            BinaryCommand::SaslAuth { mech, data } => {
+                let Some(credentials) = &self.shared.sasl else {
+                    write_error(out, h, status::UNKNOWN_COMMAND);
+                    return Flow::Continue;
+                };
+                c.auth_cmds.inc();
+                if mech == SASL_MECHANISMS && credentials.check_plain(data) {
+                    session.authenticated = true;
+                    write_header(out, h, status::SUCCESS, 0, 0, 13, 0);
+                    out.extend_from_slice(b"Authenticated");
+                } else {
+                    c.auth_errors.inc();
+                    write_error(out, h, status::AUTH_ERROR);
+                }
+            }
+            BinaryCommand::SaslStep { .. } => {
+                if self.shared.sasl.is_none() {
+                    write_error(out, h, status::UNKNOWN_COMMAND);
+                } else {
+                    // PLAIN completes in its first message, so there is never a step.
+                    c.auth_cmds.inc();
+                    c.auth_errors.inc();
+                    write_error(out, h, status::AUTH_ERROR);
+                }
+            }
+            BinaryCommand::SaslInvalid => write_error(out, h, status::EINVAL),
+            BinaryCommand::Unknown => write_error(out, h, status::UNKNOWN_COMMAND),
+            BinaryCommand::Invalid => {
+                write_error(out, h, status::EINVAL);
+                return Flow::Close;
+            }
+            BinaryCommand::BadFraming => {
+                write_error(out, h, status::UNKNOWN_COMMAND);
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// GET, GETK, TOUCH, GAT, GATK and their quiet forms.
+    #[allow(clippy::too_many_arguments)]
+    fn binary_get(
+        &self,
+        h: &Header,
+        key: &[u8],
+        touch: Option<i32>,
+        with_value: bool,
+        with_key: bool,
+        quiet: bool,
+        output: &mut Output,
+    ) {
+        let c = self.counters;
+        let found = self.shared.store.get(key, touch, |item| {
+            let value_len = if with_value { item.value().len() } else { 0 };
+            let key_len = if with_key { key.len() } else { 0 };
+            let out = output.bytes();
+            write_header(out, h, status::SUCCESS, 4, key_len as u16, (4 + key_len + value_len) as u32, item.cas());
+            out.extend_from_slice(&item.flags().to_be_bytes());
+            if with_key {
+                out.extend_from_slice(key);
+            }
+            if with_value {
+                // A long value goes to the socket from the item, as for text `get`.
+                match item.share() {
+                    Some(value) => output.push_shared(value),
+                    None => output.bytes().extend_from_slice(item.value()),
+                }
+            }
+        });
+        let (cmds, hits, misses) = match touch {
+            Some(_) => (&c.cmd_touch, &c.touch_hits, &c.touch_misses),
+            None => (&c.cmd_get, &c.get_hits, &c.get_misses),
+        };
+        cmds.inc();
+        if found == Found::Hit {
+            hits.inc();
+            return;
+        }
+        misses.inc();
+        if quiet {
+            return;
+        }
+        let out = output.bytes();
+        if with_key {
+            // A keyed miss carries the key instead of an error text.
+            write_header(out, h, status::KEY_ENOENT, 0, key.len() as u16, key.len() as u32, 0);
+            out.extend_from_slice(key);
+        } else {
+            write_error(out, h, status::KEY_ENOENT);
+        }
+    }
+
+    /// STAT: one response per statistic (key = name, value = value), then an empty one.
+    fn binary_stats(&self, h: &Header, group: &[u8], out: &mut Vec<u8>) {
+        let shared = self.shared;
+        let mut text = Vec::new();
+        // memcached matches these groups by prefix (proto_bin.c `process_bin_stat`).
+        match group {
+            b"" => shared.write_general_stats(&mut text),
+            g if g.starts_with(b"reset") => shared.reset_stats(),
+            g if g.starts_with(b"settings") => shared.write_settings_stats(&mut text),
+            g if g.starts_with(b"detail") => match &g[6..] {
+                rest if rest.starts_with(b" on") || rest.starts_with(b" off") => {}
+                rest if rest.starts_with(b" dump") => {}
+                _ => return write_error(out, h, status::KEY_ENOENT),
+            },
+            b"items" => shared.write_items_stats(&mut text),
+            b"slabs" => shared.write_slabs_stats(&mut text),
+            b"sizes" => text.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
+            _ => return write_error(out, h, status::KEY_ENOENT),
+        }
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(stat) = line.strip_prefix(b"STAT ") else {
+                continue;
+            };
+            let space = stat.iter().position(|&b| b == b' ').unwrap_or(stat.len());
+            let (name, value) = (&stat[..space], stat.get(space + 1..).unwrap_or(&[]));
+            write_header(out, h, status::SUCCESS, 0, name.len() as u16, (name.len() + value.len()) as u32, 0);
+            out.extend_from_slice(name);
+            out.extend_from_slice(value);
+        }
+        write_header(out, h, status::SUCCESS, 0, 0, 0, 0);
+    }
+}
+
+fn not_stored_status(mode: StoreOp) -> u16 {
+    match mode {
+        StoreOp::Add => status::KEY_EEXISTS,
+        StoreOp::Replace => status::KEY_ENOENT,
+        StoreOp::Set => status::NOT_STORED,
+    }
+}
