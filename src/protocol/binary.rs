@@ -399,7 +399,8 @@ mod tests {
         let extras = [0, 0, 0, 5, 0, 0, 0, 100];
         let req = request(opcode::SETQ, b"k", &extras, b"abc");
         assert_eq!(parse(&req[..10], &limits), Err(ParseError::Incomplete { need: Some(HEADER_LEN) }));
-        assert_eq!(parse(&req[..30], &limits), Err(ParseError::Incomplete { need: Some(36) }));
+        assert_eq!(parse(&req[..30], &limits), Err(ParseError::Incomplete { need: Some(33) }));
+        assert_eq!(parse(&req[..34], &limits), Err(ParseError::Incomplete { need: Some(36) }));
         let parsed = parse(&req, &limits).unwrap();
         assert!(parsed.quiet);
         assert_eq!(parsed.header.opaque, 7u32.to_be_bytes());
