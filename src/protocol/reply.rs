@@ -35,6 +35,11 @@ pub enum ErrorReply {
     MetaArithmeticInvalidMode,
     MetaInvalidInitial,
     MetaInvalidDelta,
+    // Text authentication, `-Y` (proto_text.c `try_read_command_asciiauth`).
+    Unauthenticated,
+    AuthBadTermination,
+    AuthBadTokenFormat,
+    AuthFailure,
 }
 
 impl ErrorReply {
@@ -66,6 +71,10 @@ impl ErrorReply {
             ErrorReply::MetaArithmeticInvalidMode => b"CLIENT_ERROR invalid mode for ma M token\r\n",
             ErrorReply::MetaInvalidInitial => b"CLIENT_ERROR invalid numeric initial value\r\n",
             ErrorReply::MetaInvalidDelta => b"CLIENT_ERROR invalid numeric delta value\r\n",
+            ErrorReply::Unauthenticated => b"CLIENT_ERROR unauthenticated\r\n",
+            ErrorReply::AuthBadTermination => b"CLIENT_ERROR bad command line termination\r\n",
+            ErrorReply::AuthBadTokenFormat => b"CLIENT_ERROR bad authentication token format\r\n",
+            ErrorReply::AuthFailure => b"CLIENT_ERROR authentication failure\r\n",
         }
     }
 }

@@ -187,6 +187,12 @@ pub enum Command<'a> {
         key: &'a [u8],
         binary: bool,
     },
+    /// Credentials sent as the value of a `set` before a `-Y` connection may do
+    /// anything else.
+    Authenticate {
+        user: &'a [u8],
+        password: &'a [u8],
+    },
     /// A line that earns an error reply (or silence, with `noreply`).
     Error {
         reply: ErrorReply,
@@ -414,6 +420,45 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             error(ErrorReply::Error, false)
         }
     }
+}
+
+/// Parses what an unauthenticated connection sends under `-Y`: only
+/// `set <any> <any> <any> <bytes>` with `<user> <password>` as its value counts
+/// (proto_text.c `try_read_command_asciiauth`); anything else is refused.
+pub fn parse_auth(buf: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    let Some(newline) = memchr(b'\n', buf) else {
+        return Err(if buf.len() > LINE_LIMIT { ParseError::Close } else { ParseError::Incomplete { need: None } });
+    };
+    let line_len = newline + 1;
+    let error = |reply, consumed| Ok(Parsed { cmd: Command::Error { reply, noreply: false }, consumed, swallow: 0 });
+    // memcached leaves the '\r' in place; its number parser stops at it.
+    let mut line = &buf[..newline];
+    if let Some(nul) = memchr(0, line) {
+        line = &line[..nul];
+    }
+    let toks = Tokens::new(line);
+    let size = toks.get(4);
+    let size = parse_u32(size.strip_suffix(b"\r").unwrap_or(size));
+    let (true, Some(size)) = (toks.ntokens() >= 6 && toks.get(0) == b"set", size) else {
+        return error(ErrorReply::Unauthenticated, line_len);
+    };
+    let total = line_len + size as usize + 2;
+    if buf.len() < total {
+        return Err(ParseError::Incomplete { need: Some(total) });
+    }
+    let payload = &buf[line_len..total];
+    let Some(credentials) = payload.strip_suffix(b"\r\n") else {
+        return error(ErrorReply::AuthBadTermination, total);
+    };
+    let creds = Tokens::new(credentials);
+    if creds.ntokens() < 3 {
+        return error(ErrorReply::AuthBadTokenFormat, total);
+    }
+    Ok(Parsed {
+        cmd: Command::Authenticate { user: creds.get(0), password: creds.get(1) },
+        consumed: total,
+        swallow: 0,
+    })
 }
 
 /// No newline yet: wait, or close when the line is too long to be a command.
@@ -644,6 +689,20 @@ mod tests {
         assert_eq!(cmd(b"stats bogus\r\n"), Command::Stats(StatsGroup::Unknown));
         assert_eq!(cmd(b"quit\r\n"), Command::Quit);
         assert_eq!(cmd(b"mn\r\n"), Command::MetaNoop);
+    }
+
+    #[test]
+    fn authentication_before_anything_else() {
+        let auth = |input| parse_auth(input).map(|p| (p.cmd, p.consumed));
+        assert_eq!(
+            auth(b"set a 0 0 7\r\nu pass\r\n"),
+            Ok((Command::Authenticate { user: b"u", password: b"pass" }, 22))
+        );
+        assert_eq!(auth(b"get a\r\n"), Ok((err(ErrorReply::Unauthenticated, false), 7)));
+        assert_eq!(auth(b"set a 0 0 x\r\n"), Ok((err(ErrorReply::Unauthenticated, false), 13)));
+        assert_eq!(auth(b"set a 0 0 2\r\nuu\r\n"), Ok((err(ErrorReply::AuthBadTokenFormat, false), 17)));
+        assert_eq!(auth(b"set a 0 0 2\r\nuuXX"), Ok((err(ErrorReply::AuthBadTermination, false), 17)));
+        assert_eq!(parse_auth(b"set a 0 0 10\r\nu"), Err(ParseError::Incomplete { need: Some(27) }));
     }
 
     #[test]

@@ -206,13 +206,19 @@ impl Conn {
                     let flow = dispatch.execute_binary(parsed, &mut self.output, &mut self.session);
                     (parsed.consumed, parsed.swallow, flow)
                 }),
-                _ => text::parse(self.rbuf.data(), limits).map(|parsed| {
-                    if log::log_enabled!(log::Level::Trace) {
-                        log::trace!("<{:?}", parsed.cmd);
-                    }
-                    let (consumed, swallow) = (parsed.consumed, parsed.swallow);
-                    (consumed, swallow, dispatch.execute(parsed.cmd, &mut self.output))
-                }),
+                _ => {
+                    // Under -Y nothing but credentials is read until they are accepted.
+                    let must_authenticate = dispatch.shared.text_auth.is_some() && !self.session.authenticated;
+                    let data = self.rbuf.data();
+                    let parsed = if must_authenticate { text::parse_auth(data) } else { text::parse(data, limits) };
+                    parsed.map(|parsed| {
+                        if log::log_enabled!(log::Level::Trace) && !must_authenticate {
+                            log::trace!("<{:?}", parsed.cmd);
+                        }
+                        let (consumed, swallow) = (parsed.consumed, parsed.swallow);
+                        (consumed, swallow, dispatch.execute(parsed.cmd, &mut self.output, &mut self.session))
+                    })
+                }
             };
             let (consumed, swallow, flow) = match parsed {
                 Ok(done) => done,

@@ -50,7 +50,7 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
 }
 
 impl Dispatch<'_> {
-    pub fn execute(&self, cmd: Command<'_>, output: &mut Output) -> Flow {
+    pub fn execute(&self, cmd: Command<'_>, output: &mut Output, session: &mut Session) -> Flow {
         let c = self.counters;
         let store = &*self.shared.store;
         let out = output.bytes();
@@ -177,6 +177,17 @@ impl Dispatch<'_> {
             Command::MetaDelete(req) => self.meta_delete(req, out),
             Command::MetaArithmetic(req) => self.meta_arithmetic(req, out),
             Command::MetaDebug { key, binary } => self.meta_debug(key, binary, out),
+            Command::Authenticate { user, password } => {
+                c.auth_cmds.inc();
+                let allowed = self.shared.text_auth.as_ref().is_some_and(|creds| creds.check(user, password));
+                if allowed {
+                    session.authenticated = true;
+                    out.extend_from_slice(reply::STORED);
+                } else {
+                    c.auth_errors.inc();
+                    out.extend_from_slice(ErrorReply::AuthFailure.line());
+                }
+            }
             Command::Error { reply, noreply } => answer(out, noreply, reply.line()),
         }
         Flow::Continue
