@@ -25,7 +25,7 @@ fn main() {
         .init();
     log::set_max_level(log_filter(config.verbosity));
 
-    // SIGINT and SIGTERM are blocked before any thread starts, so every thread
+    // SIGINT, SIGTERM and SIGUSR1 are blocked before any thread starts, so every thread
     // inherits the mask and only `wait_for_stop_signal` below receives them.
     let signals = stop_signals();
     // SAFETY: `signals` is an initialised sigset; a null old-set pointer is allowed.
@@ -54,6 +54,8 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        // `shutdown graceful` (with -A) raises SIGUSR1, as in memcached.
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         set
     }
 }

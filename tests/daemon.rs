@@ -41,3 +41,20 @@ fn sigterm_exits_cleanly() {
 fn sigint_exits_cleanly() {
     stop_with(libc::SIGINT);
 }
+
+#[test]
+fn shutdown_command_needs_dash_a_and_stops_the_daemon() {
+    let daemon = Daemon::start(&["-t", "1"]);
+    let mut client = Client::connect(daemon.addr);
+    assert_eq!(client.step(b"shutdown\r\n"), b"ERROR: shutdown not enabled\r\n");
+    drop(daemon);
+    for mode in ["", " graceful"] {
+        let mut daemon = Daemon::start(&["-t", "1", "-A"]);
+        let mut client = Client::connect(daemon.addr);
+        assert_eq!(client.step(b"shutdown later\r\n"), b"CLIENT_ERROR invalid shutdown mode\r\n");
+        client.send(format!("shutdown{mode}\r\n").as_bytes());
+        assert_eq!(client.read_until(b"<never>"), b"<closed>");
+        let status = daemon.child.wait().unwrap();
+        assert!(status.success(), "shutdown{mode}: exit status {status:?}");
+    }
+}

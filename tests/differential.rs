@@ -182,6 +182,70 @@ fn replies_match_memcached_byte_for_byte() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Cases for servers started with `-F` (no flush_all) and `-C` (no CAS). They begin
+/// with their own deletes, since the usual flush before each case is refused.
+const NO_FLUSH_NO_CAS: &str = r"
+## flush_all refused
+> flush_all\r\nflush_all 10\r\nflush_all noreply\r\nstats settings\r\n
+
+## cas uniques read zero
+> delete k\r\nset k 0 0 1\r\nx\r\ngets k\r\nmg k c v\r\n
+
+## cas with zero matches
+> delete k\r\nset k 0 0 1\r\nx\r\ncas k 0 0 1 0\r\ny\r\ncas k 0 0 1 5\r\nz\r\nget k\r\n
+
+## meta set returns a zero cas
+> delete k\r\nms k 1 c\r\nx\r\nms k 1 C0 c\r\ny\r\nmg k v c\r\n
+
+## item size without the cas field
+> delete k\r\nset k 0 0 1\r\nx\r\nme k\r\n
+";
+
+#[test]
+fn flags_f_and_c_match_memcached() {
+    let memcached = Memcached::start(&["-t", "2", "-F", "-C"]);
+    let stickless = start_stickless(2, |c| {
+        c.disable_flush_all = true;
+        c.disable_cas = true;
+    });
+    let mut failures = Vec::new();
+    for case in corpus::parse(NO_FLUSH_NO_CAS) {
+        let run = |addr: SocketAddr| {
+            let mut client = Client::connect(addr);
+            let mut out = Vec::new();
+            for step in &case.steps {
+                let reply = client.step(&step.render(0));
+                out.extend(normalize_settings(&reply));
+                out.push(b'|');
+            }
+            out
+        };
+        let (expected, actual) = (run(memcached.addr), run(stickless.local_addr()));
+        if expected != actual {
+            failures.push(format!(
+                "case '{}'\n  memcached: {}\n  stickless: {}",
+                case.name,
+                show(&expected),
+                show(&actual)
+            ));
+        }
+    }
+    stickless.shutdown();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Of a `stats settings` reply, keeps the two lines these flags change.
+fn normalize_settings(reply: &[u8]) -> Vec<u8> {
+    if !reply.windows(5).any(|w| w == b"STAT ") {
+        return reply.to_vec();
+    }
+    let text = String::from_utf8_lossy(reply);
+    text.split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("STAT ") || l.contains(" cas_enabled ") || l.contains(" flush_enabled "))
+        .collect::<String>()
+        .into_bytes()
+}
+
 #[test]
 fn normalization_keeps_what_matters() {
     let mut uniques = HashMap::new();

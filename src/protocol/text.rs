@@ -102,6 +102,15 @@ pub enum StatsGroup {
     Unknown,
 }
 
+/// How `shutdown` was asked to stop the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    Now,
+    Graceful,
+    /// An argument other than `graceful` (refused only when shutdown is enabled).
+    Invalid,
+}
+
 /// The keys of a multi-key get, split lazily on spaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keys<'a>(pub &'a [u8]);
@@ -169,7 +178,13 @@ pub enum Command<'a> {
     },
     Quit,
     Stats(StatsGroup),
-    Shutdown,
+    /// `shutdown [graceful]`.
+    Shutdown(ShutdownMode),
+    /// `cache_memlimit <megabytes>`.
+    CacheMemlimit {
+        megabytes: u32,
+        noreply: bool,
+    },
     /// `mn`: the meta no-op, answered `MN`.
     MetaNoop,
     MetaGet(MetaRequest<'a>),
@@ -400,7 +415,21 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
         b"version" => simple(Command::Version),
         b"quit" => simple(Command::Quit),
         b"stats" => simple(Command::Stats(stats_group(&toks))),
-        b"shutdown" => simple(Command::Shutdown),
+        b"shutdown" => simple(Command::Shutdown(match (nt, toks.get(1)) {
+            (2, _) => ShutdownMode::Now,
+            (3, b"graceful") => ShutdownMode::Graceful,
+            _ => ShutdownMode::Invalid,
+        })),
+        b"cache_memlimit" => {
+            if nt != 3 && nt != 4 {
+                return error(ErrorReply::Error, false);
+            }
+            let noreply = toks.noreply();
+            match parse_u32(toks.get(1)) {
+                Some(megabytes) => simple(Command::CacheMemlimit { megabytes, noreply }),
+                None => error(ErrorReply::Error, noreply),
+            }
+        }
         b"mn" => simple(Command::MetaNoop),
         b"mg" | b"ms" | b"md" | b"ma" | b"me" => {
             let m = MetaLine::new(line, nt, |i| toks.get(i));
@@ -689,6 +718,9 @@ mod tests {
         assert_eq!(cmd(b"stats bogus\r\n"), Command::Stats(StatsGroup::Unknown));
         assert_eq!(cmd(b"quit\r\n"), Command::Quit);
         assert_eq!(cmd(b"mn\r\n"), Command::MetaNoop);
+        assert_eq!(cmd(b"shutdown graceful\r\n"), Command::Shutdown(ShutdownMode::Graceful));
+        assert_eq!(cmd(b"shutdown now\r\n"), Command::Shutdown(ShutdownMode::Invalid));
+        assert_eq!(cmd(b"cache_memlimit 100 noreply\r\n"), Command::CacheMemlimit { megabytes: 100, noreply: true });
     }
 
     #[test]

@@ -159,8 +159,13 @@ impl Dispatch<'_> {
             }
             BinaryCommand::Flush { delay } => {
                 c.cmd_flush.inc();
-                store.flush_all(delay);
-                success(out, 0);
+                if self.shared.config.disable_flush_all {
+                    // memcached's answer to a refused binary flush.
+                    write_error(out, h, status::AUTH_ERROR);
+                } else {
+                    store.flush_all(delay);
+                    success(out, 0);
+                }
             }
             BinaryCommand::Noop => write_header(out, h, status::SUCCESS, 0, 0, 0, 0),
             BinaryCommand::Version => {

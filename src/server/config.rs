@@ -54,6 +54,12 @@ pub struct Config {
     pub sasl_pwdb: Option<PathBuf>,
     /// `-Y`: text connections must authenticate first, against this file.
     pub auth_file: Option<PathBuf>,
+    /// `-A`: the `shutdown` command stops the daemon.
+    pub enable_shutdown: bool,
+    /// `-F`: `flush_all` is refused.
+    pub disable_flush_all: bool,
+    /// `-C`: no CAS uniques (every one reads 0).
+    pub disable_cas: bool,
 }
 
 impl Default for Config {
@@ -80,6 +86,9 @@ impl Default for Config {
             sasl: false,
             sasl_pwdb: None,
             auth_file: None,
+            enable_shutdown: false,
+            disable_flush_all: false,
+            disable_cas: false,
         }
     }
 }
@@ -117,6 +126,9 @@ stickless, a memcached-compatible session cache
                           by MEMCACHED_SASL_PWDB)
 -Y, --auth-file=<file>    text connections must authenticate with a user:password
                           line of this file, sent as the value of a set
+-A, --enable-shutdown     enable the ascii shutdown command
+-F, --disable-flush-all   disable flush_all command
+-C, --disable-cas         disable use of CAS
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
@@ -198,6 +210,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
             }
             "S" | "enable-sasl" => config.sasl = true,
+            "A" | "enable-shutdown" => config.enable_shutdown = true,
+            "F" | "disable-flush-all" => config.disable_flush_all = true,
+            "C" | "disable-cas" => config.disable_cas = true,
             "sasl-pwdb" => config.sasl_pwdb = Some(value("a file")?.into()),
             "Y" | "auth-file" => config.auth_file = Some(value("a file")?.into()),
             _ => return Err(format!("unknown option '{arg}'; see -h")),
@@ -260,6 +275,8 @@ mod tests {
         assert_eq!(c.listen, vec!["127.0.0.1", "::1"]);
         let c = run(&["--port=1", "--max-item-size=512k", "--memory-limit", "8", "-U", "0", "-R", "5"]).unwrap();
         assert_eq!((c.port, c.item_size_max, c.memory_limit, c.reqs_per_event), (1, 512 << 10, 8 << 20, 5));
+        let c = run(&["-A", "-F", "-C"]).unwrap();
+        assert!(c.enable_shutdown && c.disable_flush_all && c.disable_cas);
         let c = run(&["-B", "binary", "-S", "--sasl-pwdb", "/p", "-Y", "/a"]).unwrap();
         assert_eq!(c.protocol, ProtocolChoice::Binary);
         assert!(c.sasl);

@@ -6,7 +6,7 @@ use super::output::Output;
 use super::stats::Counters;
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
-use crate::protocol::{Command, Keys, StatsGroup, StoreMode};
+use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode};
 use crate::store::{self, DeltaOutcome, Found, StoreOutcome, StoreRequest};
 
 /// What the connection does after a command.
@@ -155,8 +155,12 @@ impl Dispatch<'_> {
             }
             Command::FlushAll { delay, noreply } => {
                 c.cmd_flush.inc();
-                store.flush_all(delay);
-                answer(out, noreply, reply::OK);
+                if self.shared.config.disable_flush_all {
+                    answer(out, noreply, ErrorReply::FlushAllNotAllowed.line());
+                } else {
+                    store.flush_all(delay);
+                    answer(out, noreply, reply::OK);
+                }
             }
             Command::Version => {
                 out.extend_from_slice(b"VERSION ");
@@ -169,7 +173,27 @@ impl Dispatch<'_> {
             }
             Command::Quit => return Flow::Close,
             Command::Stats(group) => self.stats(group, out),
-            Command::Shutdown => out.extend_from_slice(ErrorReply::ShutdownNotEnabled.line()),
+            Command::Shutdown(mode) => match (self.shared.config.enable_shutdown, mode) {
+                (false, _) => out.extend_from_slice(ErrorReply::ShutdownNotEnabled.line()),
+                (true, ShutdownMode::Invalid) => out.extend_from_slice(ErrorReply::InvalidShutdownMode.line()),
+                (true, mode) => {
+                    self.shared.request_shutdown(mode == ShutdownMode::Graceful);
+                    // memcached closes the asking connection without a reply.
+                    return Flow::Close;
+                }
+            },
+            Command::CacheMemlimit { megabytes, noreply } => {
+                // memcached's bounds (proto_text.c `process_memlimit_command`).
+                let line = if megabytes < 8 {
+                    ErrorReply::MemlimitTooSmall.line()
+                } else if megabytes > 1_000_000_000 {
+                    ErrorReply::MemlimitInMegabytes.line()
+                } else {
+                    store.set_memory_limit(megabytes as usize * 1024 * 1024);
+                    reply::OK
+                };
+                answer(out, noreply, line);
+            }
             Command::MetaNoop => out.extend_from_slice(reply::MN),
             Command::MetaGet(req) => self.meta_get(req, output),
             Command::MetaSet { req, data } => self.meta_set(req, data, out),

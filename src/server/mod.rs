@@ -89,6 +89,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// `shutdown [graceful]` under `-A`: signals this process as memcached does
+    /// (SIGINT, or SIGUSR1 for graceful), so the daemon stops the way it stops on
+    /// Ctrl-C: no longer accepting, finishing the replies in flight. The signal goes
+    /// to the whole process, so only a daemon should enable the command.
+    pub fn request_shutdown(&self, graceful: bool) {
+        let signal = if graceful { libc::SIGUSR1 } else { libc::SIGINT };
+        log::info!("shutdown requested by a client{}", if graceful { " (graceful)" } else { "" });
+        // SAFETY: kill(2) with our own pid and a valid signal number touches no memory.
+        unsafe { libc::kill(libc::getpid(), signal) };
+    }
+
     /// `verbosity <n>`: 0 warnings and errors, 1 info, 2 and up every command.
     pub fn set_verbosity(&self, level: u32) {
         let level = level.min(2) as u8;
@@ -121,7 +132,12 @@ impl Server {
     /// Binds the listeners and starts every thread.
     pub fn start(config: Config) -> io::Result<Server> {
         let store = Arc::new(Store::new(
-            StoreConfig { memory_limit: config.memory_limit, evict: !config.no_evict, shards: config.shards },
+            StoreConfig {
+                memory_limit: config.memory_limit,
+                evict: !config.no_evict,
+                shards: config.shards,
+                cas_enabled: !config.disable_cas,
+            },
             config.clock.clone(),
         ));
         Self::start_with_store(config, store)
@@ -140,7 +156,7 @@ impl Server {
         let listeners = listener::bind(&config)?;
         let addrs = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
-            limits: Limits { item_size_max: config.item_size_max, cas_enabled: true },
+            limits: Limits { item_size_max: config.item_size_max, cas_enabled: !config.disable_cas },
             store,
             counters: (0..config.threads).map(|_| CachePadded::new(stats::Counters::default())).collect(),
             connections: ConnectionStats { accepting: AtomicBool::new(true), ..Default::default() },

@@ -186,16 +186,21 @@ impl Shared {
         stat("verbosity", format_args!("{}", self.verbosity.load(Ordering::Relaxed)));
         stat("evictions", format_args!("{}", if cfg.no_evict { "off" } else { "on" }));
         stat("domain_socket", format_args!("NULL"));
-        stat("shutdown_command", format_args!("no"));
+        stat("shutdown_command", format_args!("{}", yes_no(cfg.enable_shutdown)));
         stat("num_threads", format_args!("{}", cfg.threads));
         stat("reqs_per_event", format_args!("{}", cfg.reqs_per_event));
-        stat("cas_enabled", format_args!("yes"));
+        stat("cas_enabled", format_args!("{}", if cfg.disable_cas { "no" } else { "yes" }));
         stat("tcp_backlog", format_args!("{}", cfg.backlog));
-        stat("binding_protocol", format_args!("ascii"));
-        stat("auth_enabled_sasl", format_args!("no"));
-        stat("auth_enabled_ascii", format_args!("no"));
+        let protocol = match cfg.protocol {
+            super::ProtocolChoice::Auto => "auto-negotiate",
+            super::ProtocolChoice::Ascii => "ascii",
+            super::ProtocolChoice::Binary => "binary",
+        };
+        stat("binding_protocol", format_args!("{protocol}"));
+        stat("auth_enabled_sasl", format_args!("{}", yes_no(cfg.sasl)));
+        stat("auth_enabled_ascii", format_args!("{}", yes_no(cfg.auth_file.is_some())));
         stat("item_size_max", format_args!("{}", cfg.item_size_max));
-        stat("flush_enabled", format_args!("yes"));
+        stat("flush_enabled", format_args!("{}", yes_no(!cfg.disable_flush_all)));
         stat("hash_algorithm", format_args!("ahash"));
         stat("store_shards", format_args!("{}", self.store.shard_count()));
         out.extend_from_slice(b"END\r\n");
@@ -239,4 +244,8 @@ impl Shared {
         stat("total_malloced", s.memory_used);
         out.extend_from_slice(b"END\r\n");
     }
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
 }

@@ -38,11 +38,13 @@ pub struct StoreConfig {
     pub evict: bool,
     /// Number of shards; rounded up to a power of two.
     pub shards: usize,
+    /// False with `-C`: every item's CAS is 0, and `flush_all` goes by time alone.
+    pub cas_enabled: bool,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { memory_limit: 64 * 1024 * 1024, evict: true, shards: DEFAULT_SHARDS }
+        StoreConfig { memory_limit: 64 * 1024 * 1024, evict: true, shards: DEFAULT_SHARDS, cas_enabled: true }
     }
 }
 
@@ -279,6 +281,7 @@ pub struct Store {
     clock: Clock,
     memory_limit: AtomicUsize,
     evict: bool,
+    cas_enabled: bool,
     used: AtomicUsize,
     last_cas: AtomicU64,
     /// Items with a CAS at or below this were flushed by `flush_all`.
@@ -300,6 +303,7 @@ impl Store {
             hasher: ahash::RandomState::new(),
             memory_limit: AtomicUsize::new(config.memory_limit),
             evict: config.evict,
+            cas_enabled: config.cas_enabled,
             used: AtomicUsize::new(0),
             last_cas: AtomicU64::new(0),
             flush_cas: AtomicU64::new(0),
@@ -364,6 +368,8 @@ impl Store {
     /// flush mark, which compares CAS values, leaves it to the time mark) or the next
     /// from the counter.
     fn stamp_cas(&self, item: &mut Item, explicit: Option<u64>) -> u64 {
+        // Without CAS (memcached -C) every unique reads 0 and flushes go by time.
+        let explicit = if self.cas_enabled { explicit } else { Some(0) };
         match explicit {
             Some(cas) => {
                 item.set_cas(cas);
@@ -682,7 +688,8 @@ impl Store {
             (StoreMode::Cas, Some(bucket)) => {
                 let old = shard.table.get_bucket(bucket).expect("live bucket");
                 let current = old.cas();
-                if current == req.cas_unique {
+                // Without CAS (memcached -C) no compare-and-swap ever matches.
+                if self.cas_enabled && current == req.cas_unique {
                     fresh
                 } else if req.allow_stale && req.cas_unique < current {
                     // A write based on an older read still lands, but as stale data
@@ -826,7 +833,8 @@ impl Store {
             // does. The CAS mark hides everything written so far; the time mark
             // (memcached's `oldest_live = current_time - 1`) also hides items whose
             // CAS a client chose, if they were last written or read before this second.
-            let oldest_live = now.saturating_sub(1);
+            // memcached without CAS marks the current second itself as flushed.
+            let oldest_live = if self.cas_enabled { now.saturating_sub(1) } else { now };
             self.flush_at.store(if oldest_live <= self.created { 0 } else { oldest_live }, Ordering::Release);
             let mark = self.next_cas();
             self.flush_cas.fetch_max(mark, Ordering::AcqRel);

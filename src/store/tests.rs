@@ -161,7 +161,7 @@ fn memory_limit_evicts_least_recently_read() {
 
 #[test]
 fn without_eviction_a_full_store_refuses() {
-    let (s, _) = store_with(StoreConfig { memory_limit: 64 * 1024, evict: false, shards: 2 });
+    let (s, _) = store_with(StoreConfig { memory_limit: 64 * 1024, evict: false, shards: 2, ..Default::default() });
     let mut stored = 0;
     loop {
         match s.store(&req(StoreMode::Set, format!("k{stored}").as_bytes(), &[0; 100], 0)) {
