@@ -727,8 +727,8 @@ mod tests {
     fn authentication_before_anything_else() {
         let auth = |input| parse_auth(input).map(|p| (p.cmd, p.consumed));
         assert_eq!(
-            auth(b"set a 0 0 7\r\nu pass\r\n"),
-            Ok((Command::Authenticate { user: b"u", password: b"pass" }, 22))
+            auth(b"set a 0 0 6\r\nu pass\r\n"),
+            Ok((Command::Authenticate { user: b"u", password: b"pass" }, 21))
         );
         assert_eq!(auth(b"get a\r\n"), Ok((err(ErrorReply::Unauthenticated, false), 7)));
         assert_eq!(auth(b"set a 0 0 x\r\n"), Ok((err(ErrorReply::Unauthenticated, false), 13)));
