@@ -734,7 +734,7 @@ mod tests {
         assert_eq!(auth(b"set a 0 0 x\r\n"), Ok((err(ErrorReply::Unauthenticated, false), 13)));
         assert_eq!(auth(b"set a 0 0 2\r\nuu\r\n"), Ok((err(ErrorReply::AuthBadTokenFormat, false), 17)));
         assert_eq!(auth(b"set a 0 0 2\r\nuuXX"), Ok((err(ErrorReply::AuthBadTermination, false), 17)));
-        assert_eq!(parse_auth(b"set a 0 0 10\r\nu"), Err(ParseError::Incomplete { need: Some(27) }));
+        assert_eq!(parse_auth(b"set a 0 0 10\r\nu"), Err(ParseError::Incomplete { need: Some(26) }));
     }
 
     #[test]
