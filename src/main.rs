@@ -42,6 +42,9 @@ fn main() {
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
+    if let Some(path) = &server.shared().config.unix_socket {
+        log::info!("listening on unix socket {}", path.display());
+    }
     let signal = wait_for_stop_signal(&signals);
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
     server.shutdown();

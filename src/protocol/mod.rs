@@ -7,4 +7,4 @@ pub mod reply;
 pub mod text;
 
 pub use reply::ErrorReply;
-pub use text::{Command, Keys, Limits, ParseError, Parsed, ShutdownMode, StatsGroup, StoreMode};
+pub use text::{Command, Keys, Limits, ParseError, Parsed, ShutdownMode, StatsGroup, StoreMode, WatchKinds};

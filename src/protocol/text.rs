@@ -111,6 +111,31 @@ pub enum ShutdownMode {
     Invalid,
 }
 
+/// The log streams a `watch` connection asks for (memcached's `LOG_*` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchKinds(pub u8);
+
+impl WatchKinds {
+    /// Reads: `type=item_get`. What a bare `watch` shows, as in memcached.
+    pub const FETCHERS: u8 = 1 << 0;
+    /// Storage commands: `type=item_store`.
+    pub const MUTATIONS: u8 = 1 << 1;
+    /// `type=eviction`.
+    pub const EVICTIONS: u8 = 1 << 2;
+    /// `delete` and `md`: `type=deleted`.
+    pub const DELETIONS: u8 = 1 << 3;
+
+    fn from_name(name: &[u8]) -> Option<u8> {
+        Some(match name {
+            b"fetchers" => Self::FETCHERS,
+            b"mutations" => Self::MUTATIONS,
+            b"evictions" => Self::EVICTIONS,
+            b"deletions" => Self::DELETIONS,
+            _ => return None,
+        })
+    }
+}
+
 /// The keys of a multi-key get, split lazily on spaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keys<'a>(pub &'a [u8]);
@@ -180,6 +205,8 @@ pub enum Command<'a> {
     Stats(StatsGroup),
     /// `shutdown [graceful]`.
     Shutdown(ShutdownMode),
+    /// `watch [fetchers|mutations|evictions|deletions ...]`.
+    Watch(WatchKinds),
     /// `cache_memlimit <megabytes>`.
     CacheMemlimit {
         megabytes: u32,
@@ -420,6 +447,19 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             (3, b"graceful") => ShutdownMode::Graceful,
             _ => ShutdownMode::Invalid,
         })),
+        b"watch" => {
+            // Each argument names a stream; anything else is refused with `ERROR`, as
+            // memcached refuses it (proto_text.c `process_watch_command`).
+            let mut kinds = if nt == 2 { WatchKinds::FETCHERS } else { 0 };
+            for i in 1..nt - 1 {
+                match WatchKinds::from_name(toks.get(i)) {
+                    Some(kind) => kinds |= kind,
+                    // A trailing noreply is itself an unknown stream, refused silently.
+                    None => return error(ErrorReply::Error, toks.noreply()),
+                }
+            }
+            simple(Command::Watch(WatchKinds(kinds)))
+        }
         b"cache_memlimit" => {
             if nt != 3 && nt != 4 {
                 return error(ErrorReply::Error, false);
@@ -720,6 +760,10 @@ mod tests {
         assert_eq!(cmd(b"mn\r\n"), Command::MetaNoop);
         assert_eq!(cmd(b"shutdown graceful\r\n"), Command::Shutdown(ShutdownMode::Graceful));
         assert_eq!(cmd(b"shutdown now\r\n"), Command::Shutdown(ShutdownMode::Invalid));
+        assert_eq!(cmd(b"watch\r\n"), Command::Watch(WatchKinds(WatchKinds::FETCHERS)));
+        let both = WatchKinds::MUTATIONS | WatchKinds::DELETIONS;
+        assert_eq!(cmd(b"watch mutations deletions mutations\r\n"), Command::Watch(WatchKinds(both)));
+        assert_eq!(cmd(b"watch mutations rawcmds\r\n"), err(ErrorReply::Error, false));
         assert_eq!(cmd(b"cache_memlimit 100 noreply\r\n"), Command::CacheMemlimit { megabytes: 100, noreply: true });
     }
 

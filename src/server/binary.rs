@@ -40,9 +40,11 @@ impl Dispatch<'_> {
             }
         };
         match req.cmd {
-            BinaryCommand::Get { key, with_key } => self.binary_get(h, key, None, true, with_key, quiet, output),
+            BinaryCommand::Get { key, with_key } => {
+                self.binary_get(h, key, None, (true, with_key, quiet), output, session.fd)
+            }
             BinaryCommand::Touch { key, exptime, with_value, with_key } => {
-                self.binary_get(h, key, Some(exptime), with_value, with_key, quiet, output)
+                self.binary_get(h, key, Some(exptime), (with_value, with_key, quiet), output, session.fd)
             }
             BinaryCommand::Store { mode, key, flags, exptime, data } => {
                 c.cmd_set.inc();
@@ -55,8 +57,10 @@ impl Dispatch<'_> {
                 };
                 let req =
                     StoreRequest { flags, exptime, cas_unique: h.cas, ..StoreRequest::new(store_mode, key, data) };
-                match store.store(&req) {
-                    StoreOutcome::Stored { cas } => {
+                let outcome = store.store(&req);
+                self.watch_store(&req, &outcome, session.fd);
+                match outcome {
+                    StoreOutcome::Stored { cas, .. } => {
                         if store_mode == StoreMode::Cas {
                             c.cas_hits.inc();
                         }
@@ -89,8 +93,10 @@ impl Dispatch<'_> {
                 };
                 let mode = if append { StoreMode::Append } else { StoreMode::Prepend };
                 let req = StoreRequest { cas_unique: h.cas, fits: Some(&fits), ..StoreRequest::new(mode, key, data) };
-                match store.store(&req) {
-                    StoreOutcome::Stored { cas } => success(out, cas),
+                let outcome = store.store(&req);
+                self.watch_store(&req, &outcome, session.fd);
+                match outcome {
+                    StoreOutcome::Stored { cas, .. } => success(out, cas),
                     StoreOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
                     StoreOutcome::NotFound | StoreOutcome::NotStored => write_error(out, h, status::NOT_STORED),
                     StoreOutcome::NoMemory => write_error(out, h, status::ENOMEM),
@@ -107,7 +113,10 @@ impl Dispatch<'_> {
             BinaryCommand::Delete { key } => {
                 let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
                 match store.delete_for_meta(&req) {
-                    DeleteOutcome::Deleted | DeleteOutcome::Kept => {
+                    outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
+                        if let DeleteOutcome::Deleted { value_len } = outcome {
+                            self.watch_deleted(key, "delete", value_len);
+                        }
                         c.delete_hits.inc();
                         success(out, 0);
                     }
@@ -228,13 +237,14 @@ impl Dispatch<'_> {
         h: &Header,
         key: &[u8],
         touch: Option<i32>,
-        with_value: bool,
-        with_key: bool,
-        quiet: bool,
+        (with_value, with_key, quiet): (bool, bool, bool),
         output: &mut Output,
+        cfd: i32,
     ) {
         let c = self.counters;
+        let mut size = 0;
         let found = self.shared.store.get(key, touch, |item| {
+            size = item.value().len();
             let value_len = if with_value { item.value().len() } else { 0 };
             let key_len = if with_key { key.len() } else { 0 };
             let out = output.bytes();
@@ -256,6 +266,7 @@ impl Dispatch<'_> {
             None => (&c.cmd_get, &c.get_hits, &c.get_misses),
         };
         cmds.inc();
+        self.watch_get(key, (found == Found::Hit).then_some(size), cfd);
         if found == Found::Hit {
             hits.inc();
             return;

@@ -21,6 +21,11 @@ pub struct Config {
     pub port: u16,
     /// `-l`: addresses to listen on; each may carry its own `:port`.
     pub listen: Vec<String>,
+    /// `-s`: a unix socket to listen on instead of TCP (as in memcached, it
+    /// disables the network listeners).
+    pub unix_socket: Option<PathBuf>,
+    /// `-a`: the unix socket's permission bits.
+    pub unix_mask: u32,
     /// `-b`: listen backlog.
     pub backlog: i32,
     /// `-t`: worker threads.
@@ -67,6 +72,9 @@ impl Default for Config {
         Config {
             port: 11211,
             listen: Vec::new(),
+            unix_socket: None,
+            // memcached's `-a` default: only the owner may connect.
+            unix_mask: 0o700,
             // memcached's defaults (memcached.c `settings_init`).
             backlog: 1024,
             threads: 4,
@@ -111,6 +119,8 @@ stickless, a memcached-compatible session cache
 -U, --udp-port=<num>      UDP port; only 0 (off) is supported (default: 0)
 -l, --listen=<addr>       interfaces to listen on, comma separated, each as
                           <ip> or <ip>:<port> (default: INADDR_ANY)
+-s, --unix-socket=<file>  unix socket to listen on (disables TCP)
+-a, --unix-mask=<mask>    the unix socket's access mask, in octal (default: 700)
 -b, --listen-backlog=<num> listen backlog (default: 1024)
 -t, --threads=<num>       number of worker threads (default: 4)
 -c, --conn-limit=<num>    max simultaneous connections (default: 1024)
@@ -177,6 +187,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
             }
             "l" | "listen" => config.listen.extend(value("an address")?.split(',').map(str::to_string)),
+            "s" | "unix-socket" => config.unix_socket = Some(value("a path")?.into()),
+            "a" | "unix-mask" => {
+                let mask = value("an octal mask")?;
+                config.unix_mask = u32::from_str_radix(&mask, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| format!("invalid unix socket mask '{mask}' (octal, at most 777)"))?;
+            }
             "b" | "listen-backlog" => config.backlog = number(&value("a number")?, "backlog")?,
             "t" | "threads" => {
                 config.threads = number(&value("a number")?, "threads")?;
@@ -281,6 +299,9 @@ mod tests {
         assert_eq!(c.protocol, ProtocolChoice::Binary);
         assert!(c.sasl);
         assert_eq!((c.sasl_pwdb.unwrap(), c.auth_file.unwrap()), (PathBuf::from("/p"), PathBuf::from("/a")));
+        let c = run(&["-s", "/tmp/m.sock", "-a", "770"]).unwrap();
+        assert_eq!((c.unix_socket.unwrap(), c.unix_mask), (PathBuf::from("/tmp/m.sock"), 0o770));
+        assert_eq!(run(&[]).unwrap().unix_mask, 0o700);
     }
 
     #[test]
@@ -293,5 +314,7 @@ mod tests {
         assert!(run(&["-p"]).is_err());
         assert!(matches!(parse_args(["-h".to_string()]), Ok(Invocation::Help)));
         assert!(run(&["-B", "udp"]).is_err());
+        assert!(run(&["-a", "800"]).unwrap_err().contains("octal"));
+        assert!(run(&["-a", "1777"]).is_err());
     }
 }

@@ -10,10 +10,15 @@
 use super::ProtocolChoice;
 use super::dispatch::{Dispatch, Flow, Session};
 use super::output::Output;
+use super::registry::{ConnInfo, ConnState};
+use super::stream::Stream;
+use super::watch::Watcher;
+use crate::protocol::WatchKinds;
 use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, ParseError};
-use mio::net::TcpStream;
 use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::sync::Arc;
 
 /// memcached's `READ_BUFFER_SIZE`.
 const READ_BUFFER: usize = 16 * 1024;
@@ -72,7 +77,7 @@ impl ReadBuf {
     }
 
     /// Reads once; returns the bytes read and the space that was offered.
-    fn read_from(&mut self, stream: &mut TcpStream) -> io::Result<(usize, usize)> {
+    fn read_from(&mut self, stream: &mut Stream) -> io::Result<(usize, usize)> {
         if self.end == self.buf.len() {
             self.compact();
             if self.end == self.buf.len() {
@@ -98,6 +103,8 @@ enum Stop {
     Backpressure,
     /// The connection is to close.
     Closing,
+    /// `watch`: the connection turns into a log stream.
+    Watch,
 }
 
 /// What the worker should do with a connection after driving it.
@@ -120,7 +127,15 @@ enum Protocol {
 }
 
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
+    /// What `stats conns` shows of this connection.
+    pub info: Arc<ConnInfo>,
+    /// The buffer holds the start of a value whose end has not arrived.
+    awaiting_value: bool,
+    /// The store clock's second when the current readiness event began.
+    event_secs: u32,
+    /// Nothing has been received yet.
+    silent: bool,
     protocol: Protocol,
     session: Session,
     rbuf: ReadBuf,
@@ -131,19 +146,29 @@ pub struct Conn {
     closing: bool,
     /// Queued on the worker's yield list.
     pub queued: bool,
+    /// A `watch` waiting for the replies before it to be written.
+    watch_request: Option<WatchKinds>,
+    /// Set once the connection is a log stream (`watch`).
+    pub watcher: Option<Arc<Watcher>>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Self {
         Conn {
             stream,
+            session: Session { authenticated: false, fd: info.fd },
+            info,
+            awaiting_value: false,
+            event_secs: 0,
+            silent: true,
             protocol: Protocol::Undecided,
-            session: Session::default(),
             rbuf: ReadBuf::new(),
             output: Output::with_capacity(READ_BUFFER),
             swallow: 0,
             closing: false,
             queued: false,
+            watch_request: None,
+            watcher: None,
         }
     }
 
@@ -190,6 +215,7 @@ impl Conn {
             if *budget == 0 {
                 return Stop::Budget;
             }
+            self.info.ran_command(self.event_secs);
             if self.protocol == Protocol::Undecided {
                 self.protocol = match dispatch.shared.config.protocol {
                     ProtocolChoice::Ascii => Protocol::Text,
@@ -223,6 +249,7 @@ impl Conn {
             let (consumed, swallow, flow) = match parsed {
                 Ok(done) => done,
                 Err(ParseError::Incomplete { need }) => {
+                    self.awaiting_value = need.is_some();
                     if let Some(total) = need {
                         self.rbuf.reserve_total(total);
                     }
@@ -234,20 +261,55 @@ impl Conn {
                 }
             };
             *budget -= 1;
+            self.awaiting_value = false;
             self.rbuf.consume(consumed);
             self.swallow = swallow;
-            if flow == Flow::Close {
-                self.closing = true;
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => self.closing = true,
+                Flow::Watch(kinds) => {
+                    self.watch_request = Some(kinds);
+                    return Stop::Watch;
+                }
             }
         }
     }
 
-    /// Serves the connection after a readiness event (or a yield).
+    /// Serves the connection after a readiness event (or a yield), publishing its
+    /// state for `stats conns`.
     pub fn drive(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, reqs_per_event: usize) -> Status {
+        self.info.set_state(ConnState::ParseCmd);
+        self.event_secs = dispatch.shared.store.clock().now_secs();
         let mut budget = reqs_per_event;
+        let status = self.serve(dispatch, limits, &mut budget);
+        self.info.set_state(self.resting_state());
+        status
+    }
+
+    /// The state between events, in memcached's terms.
+    fn resting_state(&self) -> ConnState {
+        if self.watcher.is_some() {
+            ConnState::Watch
+        } else if self.pending_output() > 0 {
+            ConnState::Mwrite
+        } else if self.swallow > 0 {
+            ConnState::Swallow
+        } else if self.awaiting_value {
+            ConnState::Nread
+        } else if self.silent {
+            ConnState::NewCmd
+        } else {
+            ConnState::Read
+        }
+    }
+
+    fn serve(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> Status {
+        if self.watch_request.is_some() || self.watcher.is_some() {
+            return self.serve_watcher(dispatch);
+        }
         let mut drained = false;
         loop {
-            let stop = self.run_commands(dispatch, limits, &mut budget);
+            let stop = self.run_commands(dispatch, limits, budget);
             let flushed = match self.flush(dispatch) {
                 Ok(flushed) => flushed,
                 Err(_) => return Status::Closed,
@@ -258,6 +320,7 @@ impl Conn {
             }
             match stop {
                 Stop::Closing => return Status::Closed,
+                Stop::Watch => return self.serve_watcher(dispatch),
                 Stop::Budget => {
                     dispatch.counters.conn_yields.inc();
                     return Status::Yielded;
@@ -272,10 +335,52 @@ impl Conn {
                     return Status::Closed;
                 }
                 Ok((n, space)) => {
+                    self.silent = false;
                     dispatch.counters.bytes_read.add(n as u64);
                     drained = n < space;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Status::Closed,
+            }
+        }
+    }
+
+    /// A `watch` connection: once the replies before `watch` are written, the
+    /// watch writer owns the socket's output; input is read only to notice the
+    /// client leaving, and discarded, as memcached stops reading a watcher.
+    fn serve_watcher(&mut self, dispatch: &Dispatch<'_>) -> Status {
+        match self.flush(dispatch) {
+            Err(_) => return Status::Closed,
+            Ok(false) => return Status::Idle,
+            Ok(true) => {}
+        }
+        if let Some(kinds) = self.watch_request.take() {
+            let sink = match self.stream.as_fd().try_clone_to_owned() {
+                Ok(fd) => socket2::Socket::from(fd),
+                Err(e) => {
+                    log::warn!("watch: cannot duplicate the connection: {e}");
+                    return Status::Closed;
+                }
+            };
+            match dispatch.shared.watch.add(kinds, sink, b"OK\r\n") {
+                Ok(watcher) => self.watcher = Some(watcher),
+                Err(refused) => {
+                    // Still an ordinary connection: say why, and go on serving it.
+                    self.output.bytes().extend_from_slice(refused.line());
+                    let mut budget = dispatch.shared.config.reqs_per_event;
+                    return self.serve(dispatch, &dispatch.shared.limits, &mut budget);
+                }
+            }
+        }
+        loop {
+            match self.rbuf.read_from(&mut self.stream) {
+                Ok((0, _)) => return Status::Closed,
+                Ok(_) => {
+                    let unread = self.rbuf.data().len();
+                    self.rbuf.consume(unread);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::Idle,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Status::Closed,
             }

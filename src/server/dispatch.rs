@@ -4,9 +4,10 @@
 use super::Shared;
 use super::output::Output;
 use super::stats::Counters;
+use super::watch::StoreEvent;
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
-use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode};
+use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode, WatchKinds};
 use crate::store::{self, DeltaOutcome, Found, StoreOutcome, StoreRequest};
 
 /// What the connection does after a command.
@@ -15,6 +16,9 @@ pub enum Flow {
     Continue,
     /// `quit`: send what is pending, then close.
     Close,
+    /// `watch`: once the replies before it are out, the connection only receives
+    /// log lines of these kinds.
+    Watch(WatchKinds),
 }
 
 /// What a connection's commands may change about it.
@@ -22,6 +26,8 @@ pub enum Flow {
 pub struct Session {
     /// SASL (`-S`) or text authentication (`-Y`) succeeded.
     pub authenticated: bool,
+    /// The connection's descriptor, which `watch` lines name as `cfd`.
+    pub fd: i32,
 }
 
 /// A worker's view of the server while it runs commands.
@@ -55,7 +61,7 @@ impl Dispatch<'_> {
         let store = &*self.shared.store;
         let out = output.bytes();
         match cmd {
-            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output),
+            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output, session.fd),
             Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
                 c.cmd_set.inc();
                 let limits = self.shared.limits;
@@ -69,7 +75,9 @@ impl Dispatch<'_> {
                     fits: Some(&fits),
                     ..StoreRequest::new(store_mode(mode), key, data)
                 };
-                let line = match store.store(&req) {
+                let outcome = store.store(&req);
+                self.watch_store(&req, &outcome, session.fd);
+                let line = match outcome {
                     StoreOutcome::Stored { .. } => {
                         if mode == StoreMode::Cas {
                             c.cas_hits.inc();
@@ -109,11 +117,12 @@ impl Dispatch<'_> {
             }
             Command::Delete { key, noreply } => {
                 let line = match store.delete(key) {
-                    Found::Hit => {
+                    Some(value_len) => {
                         c.delete_hits.inc();
+                        self.watch_deleted(key, "delete", value_len);
                         reply::DELETED
                     }
-                    Found::Miss => {
+                    None => {
                         c.delete_misses.inc();
                         reply::NOT_FOUND
                     }
@@ -195,10 +204,11 @@ impl Dispatch<'_> {
                 answer(out, noreply, line);
             }
             Command::MetaNoop => out.extend_from_slice(reply::MN),
-            Command::MetaGet(req) => self.meta_get(req, output),
-            Command::MetaSet { req, data } => self.meta_set(req, data, out),
+            Command::MetaGet(req) => self.meta_get(req, output, session.fd),
+            Command::MetaSet { req, data } => self.meta_set(req, data, out, session.fd),
             Command::MetaSetTooLarge(req) => self.meta_set_too_large(req, out),
             Command::MetaDelete(req) => self.meta_delete(req, out),
+            Command::Watch(kinds) => return Flow::Watch(kinds),
             Command::MetaArithmetic(req) => self.meta_arithmetic(req, out),
             Command::MetaDebug { key, binary } => self.meta_debug(key, binary, out),
             Command::Authenticate { user, password } => {
@@ -217,7 +227,55 @@ impl Dispatch<'_> {
         Flow::Continue
     }
 
-    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Output) {
+    /// Tells `watch mutations` how a storage command went. Inlined to a single
+    /// relaxed load while nobody watches.
+    #[inline]
+    pub(super) fn watch_store(&self, req: &StoreRequest<'_>, outcome: &StoreOutcome, cfd: i32) {
+        if self.shared.watch.wants(WatchKinds::MUTATIONS) {
+            self.log_store(req, outcome, cfd);
+        }
+    }
+
+    #[inline(never)]
+    fn log_store(&self, req: &StoreRequest<'_>, outcome: &StoreOutcome, cfd: i32) {
+        let now = self.shared.store.clock().now_secs();
+        let requested = store::expiry::deadline(req.exptime, now);
+        let (status, expires_at, size) = match *outcome {
+            StoreOutcome::Stored { expires_at, value_len, .. } => ("stored", expires_at, value_len),
+            StoreOutcome::NotStored => ("not_stored", requested, req.data.len()),
+            StoreOutcome::Exists => ("exists", requested, req.data.len()),
+            StoreOutcome::NotFound => ("not_found", requested, req.data.len()),
+            StoreOutcome::NoMemory => ("no_memory", requested, req.data.len()),
+        };
+        let cmd = match req.mode {
+            store::StoreMode::Set => "set",
+            store::StoreMode::Add => "add",
+            store::StoreMode::Replace => "replace",
+            store::StoreMode::Append => "append",
+            store::StoreMode::Prepend => "prepend",
+            store::StoreMode::Cas => "cas",
+        };
+        let ttl = if expires_at == 0 { 0 } else { expires_at.saturating_sub(now) };
+        self.shared.watch.item_store(&StoreEvent { key: req.key, status, cmd, ttl, cfd, size });
+    }
+
+    /// Tells `watch fetchers` of a read; `size` is the value's length on a hit.
+    #[inline]
+    pub(super) fn watch_get(&self, key: &[u8], size: Option<usize>, cfd: i32) {
+        if self.shared.watch.wants(WatchKinds::FETCHERS) {
+            self.shared.watch.item_get(key, size, cfd);
+        }
+    }
+
+    /// Tells `watch deletions` of a removed item.
+    #[inline]
+    pub(super) fn watch_deleted(&self, key: &[u8], cmd: &str, size: usize) {
+        if self.shared.watch.wants(WatchKinds::DELETIONS) {
+            self.shared.watch.deleted(key, cmd, size);
+        }
+    }
+
+    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Output, cfd: i32) {
         let c = self.counters;
         let start = out.mark();
         for key in keys.iter() {
@@ -227,7 +285,9 @@ impl Dispatch<'_> {
                 out.bytes().extend_from_slice(ErrorReply::BadCommandLineFormat.line());
                 return;
             }
+            let mut size = 0;
             let found = self.shared.store.get(key, touch, |item| {
+                size = item.value().len();
                 let cas = with_cas.then(|| item.cas());
                 match item.share() {
                     // A long value goes to the socket from the item, not through a copy.
@@ -239,6 +299,7 @@ impl Dispatch<'_> {
                     None => reply::write_value(out.bytes(), key, item.flags(), item.value(), cas),
                 }
             });
+            self.watch_get(key, (found == Found::Hit).then_some(size), cfd);
             match (touch.is_some(), found) {
                 (false, Found::Hit) => {
                     c.cmd_get.inc();
@@ -269,11 +330,7 @@ impl Dispatch<'_> {
             StatsGroup::Items => shared.write_items_stats(out),
             StatsGroup::Slabs => shared.write_slabs_stats(out),
             StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
-            StatsGroup::Conns => {
-                let conns = shared.connections.current();
-                reply::write_stat(out, "curr_connections", format_args!("{conns}"));
-                out.extend_from_slice(reply::END);
-            }
+            StatsGroup::Conns => shared.registry.write_stats(out, shared.store.clock().now_secs()),
             StatsGroup::Reset => {
                 shared.reset_stats();
                 out.extend_from_slice(reply::RESET);

@@ -3,12 +3,15 @@
 
 use super::Shared;
 use super::config::Config;
+use super::stream::{Accepted, Listener};
 use crossbeam_channel::Sender;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -60,14 +63,38 @@ fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Binds every listen address. With the default (all interfaces), a host without
-/// IPv6 still starts on IPv4.
-pub fn bind(config: &Config) -> io::Result<Vec<TcpListener>> {
+/// Binds `-s`: a stale socket file left by a crash is replaced (as memcached does),
+/// anything else at the path is an error, and the permissions are `-a`'s.
+fn bind_unix(path: &Path, mask: u32, backlog: i32) -> io::Result<Listener> {
+    let context =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on unix socket {}: {e}", path.display()));
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(context(io::Error::new(io::ErrorKind::AlreadyExists, "the path exists and is not a socket")));
+        }
+        std::fs::remove_file(path).map_err(context)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(context)?;
+    socket.bind(&SockAddr::unix(path)?).map_err(context)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mask)).map_err(context)?;
+    socket.listen(backlog).map_err(context)?;
+    socket.set_nonblocking(true)?;
+    let std_listener: std::os::unix::net::UnixListener = socket.into();
+    Ok(Listener::Unix(UnixListener::from_std(std_listener), path.to_path_buf()))
+}
+
+/// Binds every listen address, or only the unix socket when `-s` is given (as in
+/// memcached, it turns the network off). With the default (all interfaces), a host
+/// without IPv6 still starts on IPv4.
+pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
+    if let Some(path) = &config.unix_socket {
+        return Ok(vec![bind_unix(path, config.unix_mask, config.backlog)?]);
+    }
     let addrs = listen_addrs(config)?;
     let mut listeners = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         match bind_one(*addr, config.backlog) {
-            Ok(listener) => listeners.push(listener),
+            Ok(listener) => listeners.push(Listener::Tcp(listener)),
             Err(e) if config.listen.is_empty() && i > 0 => log::warn!("not listening on {addr}: {e}"),
             Err(e) => return Err(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))),
         }
@@ -78,21 +105,21 @@ pub fn bind(config: &Config) -> io::Result<Vec<TcpListener>> {
 pub struct Acceptor {
     poll: Poll,
     waker: Arc<Waker>,
-    listeners: Vec<TcpListener>,
-    handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
+    listeners: Vec<Listener>,
+    handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
     shared: Arc<Shared>,
     next_worker: usize,
 }
 
 impl Acceptor {
     pub fn new(
-        mut listeners: Vec<TcpListener>,
-        handoffs: Vec<(Sender<TcpStream>, Arc<Waker>)>,
+        mut listeners: Vec<Listener>,
+        handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
         for (i, listener) in listeners.iter_mut().enumerate() {
-            poll.registry().register(listener, Token(i), Interest::READABLE)?;
+            poll.registry().register(listener.as_source(), Token(i), Interest::READABLE)?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Acceptor { poll, waker, listeners, handoffs, shared, next_worker: 0 })
@@ -138,15 +165,16 @@ impl Acceptor {
     fn accept_all(&mut self, index: usize) -> bool {
         loop {
             match self.listeners[index].accept() {
-                Ok((mut stream, peer)) => {
+                Ok(mut accepted) => {
                     if !self.shared.connections.try_open(self.shared.config.max_connections) {
-                        log::info!("refusing {peer}: {} connections open (-c)", self.shared.config.max_connections);
-                        let _ = stream.write(TOO_MANY_CONNECTIONS);
+                        let max = self.shared.config.max_connections;
+                        log::info!("refusing {}: {max} connections open (-c)", accepted.peer);
+                        let _ = accepted.stream.write(TOO_MANY_CONNECTIONS);
                         continue;
                     }
                     let (tx, waker) = &self.handoffs[self.next_worker];
                     self.next_worker = (self.next_worker + 1) % self.handoffs.len();
-                    if tx.send(stream).is_ok() {
+                    if tx.send(accepted).is_ok() {
                         let _ = waker.wake();
                     } else {
                         self.shared.connections.closed();

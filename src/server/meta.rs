@@ -58,7 +58,7 @@ fn write_flag_number(out: &mut Vec<u8>, letter: u8, value: u64) {
 
 impl Dispatch<'_> {
     /// `mg <key> <flags>*`
-    pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output) {
+    pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output, cfd: i32) {
         let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
@@ -66,10 +66,12 @@ impl Dispatch<'_> {
         let vivify =
             f.has(b'N').then(|| Vivify { exptime: f.vivify_ttl, cas: f.explicit_cas(), binary_key: f.binary_key() });
         let mut ttl_set = false;
+        let mut size = 0;
         let found = self.shared.store.get_for_meta(key, vivify, !f.has(b'u'), |item, now, created| {
             let out = output.bytes();
             out.reserve(64);
             let len = item.value().len() as u64;
+            size = item.value().len();
             if f.has(b'v') {
                 out.extend_from_slice(b"VA ");
                 write_u64(out, len);
@@ -138,6 +140,7 @@ impl Dispatch<'_> {
             }
         });
         let hit = found != MetaFound::Miss;
+        self.watch_get(key, (found == MetaFound::Hit).then_some(size), cfd);
         match (ttl_set, hit) {
             (false, true) => {
                 c.cmd_get.inc();
@@ -165,7 +168,7 @@ impl Dispatch<'_> {
     }
 
     /// `ms <key> <datalen> <flags>*` with its data.
-    pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>) {
+    pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>, cfd: i32) {
         let c = self.counters;
         c.cmd_set.inc();
         let mut key_buf = [0; KEY_MAX_LENGTH];
@@ -200,8 +203,10 @@ impl Dispatch<'_> {
             ..StoreRequest::new(mode, key, data)
         };
         let mut cas = 0;
-        let status: &[u8] = match self.shared.store.store(&store_req) {
-            StoreOutcome::Stored { cas: stored } => {
+        let outcome = self.shared.store.store(&store_req);
+        self.watch_store(&store_req, &outcome, cfd);
+        let status: &[u8] = match outcome {
+            StoreOutcome::Stored { cas: stored, .. } => {
                 cas = stored;
                 if mode == StoreMode::Cas {
                     c.cas_hits.inc();
@@ -266,8 +271,11 @@ impl Dispatch<'_> {
             empty_value: f.has(b'x').then_some((f.client_flags, if f.has(b'T') { f.ttl } else { 0 })),
         };
         let status: &[u8] = match self.shared.store.delete_for_meta(&delete) {
-            outcome @ (DeleteOutcome::Deleted | DeleteOutcome::Kept) => {
-                if outcome == DeleteOutcome::Deleted || !delete.invalidate {
+            outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
+                if let DeleteOutcome::Deleted { value_len } = outcome {
+                    self.watch_deleted(key, "md", value_len);
+                }
+                if matches!(outcome, DeleteOutcome::Deleted { .. }) || !delete.invalidate {
                     c.delete_hits.inc();
                 }
                 if f.quiet() {

@@ -15,12 +15,15 @@ pub mod dispatch;
 mod listener;
 mod meta;
 mod output;
+mod registry;
 pub mod stats;
+mod stream;
+mod watch;
 mod worker;
 
 pub use config::{Config, Invocation, ProtocolChoice, USAGE, parse_args};
 
-use crate::protocol::Limits;
+use crate::protocol::{Limits, WatchKinds};
 use crate::store::{Store, StoreConfig};
 use crossbeam_utils::CachePadded;
 use std::io;
@@ -86,6 +89,10 @@ pub struct Shared {
     pub sasl: Option<auth::Credentials>,
     /// With `-Y`: who may authenticate over the text protocol.
     pub text_auth: Option<auth::Credentials>,
+    /// Listeners and connections, for `stats conns`.
+    pub registry: registry::ConnRegistry,
+    /// `watch` connections.
+    pub watch: Arc<watch::Watch>,
 }
 
 impl Shared {
@@ -154,7 +161,12 @@ impl Server {
         let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
         let text_auth = load(&config.auth_file)?;
         let listeners = listener::bind(&config)?;
-        let addrs = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let addrs = listeners.iter().filter_map(stream::Listener::tcp_addr).collect();
+        let listener_infos = listeners
+            .iter()
+            .map(|l| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
+            .collect();
+        let registry = registry::ConnRegistry::new(listener_infos, config.threads, store.clock().now_secs());
         let shared = Arc::new(Shared {
             limits: Limits { item_size_max: config.item_size_max, cas_enabled: !config.disable_cas },
             store,
@@ -165,8 +177,17 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             sasl,
             text_auth,
+            registry,
+            watch: Arc::new(watch::Watch::default()),
             config,
         });
+        let watch_writer = shared.watch.start_writer()?;
+        let evictions = Arc::clone(&shared.watch);
+        shared.store.observe_evictions(Box::new(move |evicted| {
+            if evictions.wants(WatchKinds::EVICTIONS) {
+                evictions.evicted(evicted);
+            }
+        }));
         let mut threads = Vec::new();
         let mut handoffs = Vec::new();
         for index in 0..shared.config.threads {
@@ -196,10 +217,11 @@ impl Server {
                 next = now + interval;
             }
         })?;
+        threads.push(watch_writer);
         Ok(Server { shared, addrs, wakers, sweeper, threads })
     }
 
-    /// The bound addresses (useful with port 0).
+    /// The bound TCP addresses (useful with port 0); empty under `-s`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -223,6 +245,7 @@ impl Server {
             let _ = waker.wake();
         }
         self.sweeper.thread().unpark();
+        self.shared.watch.stop();
         let _ = self.sweeper.join();
         for handle in self.threads {
             let _ = handle.join();

@@ -5,10 +5,12 @@
 use super::Shared;
 use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
+use super::registry::ConnInfo;
+use super::stream::Accepted;
 use crossbeam_channel::Receiver;
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,13 +23,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Worker {
     pub index: usize,
     pub poll: Poll,
-    pub incoming: Receiver<TcpStream>,
+    pub incoming: Receiver<Accepted>,
     pub shared: Arc<Shared>,
 }
 
 impl Worker {
     /// Creates the poll and its waker; the waker goes to the acceptor.
-    pub fn new(index: usize, incoming: Receiver<TcpStream>, shared: Arc<Shared>) -> std::io::Result<(Worker, Waker)> {
+    pub fn new(index: usize, incoming: Receiver<Accepted>, shared: Arc<Shared>) -> std::io::Result<(Worker, Waker)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok((Worker { index, poll, incoming, shared }, waker))
@@ -58,7 +60,7 @@ impl Worker {
                 let key = event.token().0;
                 if let Some(conn) = conns.get_mut(key) {
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, &mut yielded, key, status, &shared);
+                    settle(&mut conns, &mut yielded, key, status, &shared, self.index);
                 }
             }
             // Connections that yielded run again now, after everyone else had a turn.
@@ -66,7 +68,7 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.queued = false;
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, &mut yielded, key, status, &shared);
+                    settle(&mut conns, &mut yielded, key, status, &shared, self.index);
                 }
             }
             if shared.shutting_down.load(Ordering::Acquire) {
@@ -78,12 +80,15 @@ impl Worker {
 
     /// Registers the connections the acceptor sent.
     fn adopt(&mut self, conns: &mut Slab<Conn>) {
-        while let Ok(stream) = self.incoming.try_recv() {
+        while let Ok(accepted) = self.incoming.try_recv() {
             let entry = conns.vacant_entry();
             let token = Token(entry.key());
-            let mut conn = Conn::new(stream);
+            let now = self.shared.store.clock().now_secs();
+            let info = Arc::new(ConnInfo::new(accepted.stream.as_raw_fd(), accepted.peer, accepted.local, now));
+            let mut conn = Conn::new(accepted.stream, Arc::clone(&info));
             match self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
                 Ok(()) => {
+                    self.shared.registry.add(self.index, info);
                     entry.insert(conn);
                 }
                 Err(e) => {
@@ -102,7 +107,7 @@ impl Worker {
             conns.retain(|_, conn| {
                 let done = conn.finish(dispatch);
                 if done {
-                    self.shared.connections.closed();
+                    closed(&self.shared, self.index, conn);
                 }
                 !done
             });
@@ -112,13 +117,29 @@ impl Worker {
             }
             let _ = self.poll.poll(&mut events, Some(deadline - now));
         }
-        for _ in conns.drain() {
-            self.shared.connections.closed();
+        for conn in conns.drain() {
+            closed(&self.shared, self.index, &conn);
         }
     }
 }
 
-fn settle(conns: &mut Slab<Conn>, yielded: &mut Vec<usize>, key: usize, status: Status, shared: &Shared) {
+/// Forgets a connection that is being dropped.
+fn closed(shared: &Shared, worker: usize, conn: &Conn) {
+    shared.registry.remove(worker, conn.info.fd);
+    if let Some(watcher) = &conn.watcher {
+        shared.watch.remove(watcher);
+    }
+    shared.connections.closed();
+}
+
+fn settle(
+    conns: &mut Slab<Conn>,
+    yielded: &mut Vec<usize>,
+    key: usize,
+    status: Status,
+    shared: &Shared,
+    worker: usize,
+) {
     match status {
         Status::Idle => {}
         Status::Yielded => {
@@ -129,8 +150,8 @@ fn settle(conns: &mut Slab<Conn>, yielded: &mut Vec<usize>, key: usize, status: 
             }
         }
         Status::Closed => {
-            conns.remove(key);
-            shared.connections.closed();
+            let conn = conns.remove(key);
+            closed(shared, worker, &conn);
         }
     }
 }

@@ -65,7 +65,13 @@ pub enum Found {
 /// The result of a storage command (memcached's `store_item_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
-    Stored { cas: u64 },
+    /// With what the stored item became: its CAS, its expiry (Unix seconds, 0 for
+    /// never) and its value's length (which differ from the request's for appends).
+    Stored {
+        cas: u64,
+        expires_at: u32,
+        value_len: usize,
+    },
     NotStored,
     Exists,
     NotFound,
@@ -124,7 +130,10 @@ pub struct DeleteRequest<'a> {
 /// The result of a [`DeleteRequest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
-    Deleted,
+    /// Removed; the value had this many bytes.
+    Deleted {
+        value_len: usize,
+    },
     /// Marked stale (or emptied) and kept.
     Kept,
     NotFound,
@@ -273,6 +282,23 @@ impl Now {
     }
 }
 
+/// What an observer of evictions learns of an evicted item (memcached's `watch
+/// evictions` line carries the same).
+#[derive(Debug)]
+pub struct Evicted<'a> {
+    pub key: &'a [u8],
+    pub value_len: usize,
+    /// Read at least once since it was stored.
+    pub fetched: bool,
+    /// Seconds it had left to live; `None` when it never expires.
+    pub ttl: Option<u32>,
+    /// Seconds since it was last stored or read.
+    pub idle: u32,
+}
+
+/// Called under the shard lock for each evicted item, so it must be quick.
+pub type EvictionObserver = Box<dyn Fn(&Evicted<'_>) + Send + Sync>;
+
 /// The store. Share it between threads by reference or `Arc`.
 pub struct Store {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
@@ -292,6 +318,8 @@ pub struct Store {
     sweep_shard: AtomicUsize,
     /// Unix second the store was created (memcached's `process_started`).
     created: u32,
+    /// Told of each eviction (the server's `watch evictions`); set at most once.
+    eviction_observer: std::sync::OnceLock<EvictionObserver>,
 }
 
 impl Store {
@@ -311,7 +339,13 @@ impl Store {
             sweep_shard: AtomicUsize::new(0),
             created: clock.now_secs(),
             clock,
+            eviction_observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the one eviction observer; false if one is already installed.
+    pub fn observe_evictions(&self, observer: EvictionObserver) -> bool {
+        self.eviction_observer.set(observer).is_ok()
     }
 
     pub fn clock(&self) -> &Clock {
@@ -525,8 +559,9 @@ impl Store {
                 item.clear_bit(BIT_CLIENT_CAS);
             }
         } else if !req.invalidate {
+            let value_len = old.value().len();
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
-            return DeleteOutcome::Deleted;
+            return DeleteOutcome::Deleted { value_len };
         }
         if req.invalidate {
             let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
@@ -541,18 +576,15 @@ impl Store {
         DeleteOutcome::Kept
     }
 
-    /// `delete`.
-    pub fn delete(&self, key: &[u8]) -> Found {
+    /// `delete`; returns the removed value's length.
+    pub fn delete(&self, key: &[u8]) -> Option<usize> {
         let hash = self.hash(key);
         let mut shard = self.lock(self.shard_index(hash));
         let now = self.now();
-        match self.find_live(&mut shard, hash, key, &now) {
-            Some(bucket) => {
-                self.remove_bucket(&mut shard, bucket, Liveness::Live);
-                Found::Hit
-            }
-            None => Found::Miss,
-        }
+        let bucket = self.find_live(&mut shard, hash, key, &now)?;
+        let value_len = shard.table.get_bucket(bucket).expect("live bucket").value().len();
+        self.remove_bucket(&mut shard, bucket, Liveness::Live);
+        Some(value_len)
     }
 
     /// Makes room for `bytes` more, evicting while over the limit (unless `-M`).
@@ -602,6 +634,16 @@ impl Store {
                         continue;
                     }
                     let unfetched = !item.has_bit(BIT_FETCHED);
+                    if let Some(observe) = self.eviction_observer.get() {
+                        let expires_at = item.expires_at();
+                        observe(&Evicted {
+                            key: item.key(),
+                            value_len: item.value().len(),
+                            fetched: !unfetched,
+                            ttl: (expires_at != 0).then(|| expires_at.saturating_sub(now.secs)),
+                            idle: now.secs.saturating_sub(item.last_access()),
+                        });
+                    }
                     freed += self.remove_bucket(shard, bucket, Liveness::Live);
                     shard.counters.evictions += 1;
                     if unfetched {
@@ -729,11 +771,12 @@ impl Store {
         if key_bits != 0 {
             item.set_bit(key_bits);
         }
+        let (expires_at, value_len) = (item.expires_at(), item.value().len());
         let cas = self.put(&mut shard, hash, existing, item, req.new_cas);
         drop(shard);
         // A table that just doubled may have pushed usage over the limit.
         self.reserve(index, 0);
-        StoreOutcome::Stored { cas }
+        StoreOutcome::Stored { cas, expires_at, value_len }
     }
 
     /// Removes a key without counting it as a delete: a `set` that failed must not

@@ -19,7 +19,7 @@ fn req<'a>(mode: StoreMode, key: &'a [u8], data: &'a [u8], exptime: i32) -> Stor
 
 fn set(store: &Store, key: &[u8], data: &[u8], exptime: i32) -> u64 {
     match store.store(&req(StoreMode::Set, key, data, exptime)) {
-        StoreOutcome::Stored { cas } => cas,
+        StoreOutcome::Stored { cas, .. } => cas,
         other => panic!("set failed: {other:?}"),
     }
 }
@@ -37,8 +37,11 @@ fn storage_modes_follow_memcached() {
     assert_eq!(s.store(&req(StoreMode::Append, b"k", b"x", 0)), StoreOutcome::NotStored);
     assert!(matches!(s.store(&req(StoreMode::Add, b"k", b"mid", 0)), StoreOutcome::Stored { .. }));
     assert_eq!(s.store(&req(StoreMode::Add, b"k", b"other", 0)), StoreOutcome::NotStored);
-    assert!(matches!(s.store(&req(StoreMode::Append, b"k", b">", 0)), StoreOutcome::Stored { .. }));
-    assert!(matches!(s.store(&req(StoreMode::Prepend, b"k", b"<", 0)), StoreOutcome::Stored { .. }));
+    assert!(matches!(
+        s.store(&req(StoreMode::Append, b"k", b">", 0)),
+        StoreOutcome::Stored { value_len: 4, expires_at: 0, .. }
+    ));
+    assert!(matches!(s.store(&req(StoreMode::Prepend, b"k", b"<", 0)), StoreOutcome::Stored { value_len: 5, .. }));
     assert_eq!(read(&s, b"k").unwrap(), b"<mid>");
     let too_long = |_flags: u32, len: usize| len <= 5;
     let append = StoreRequest { fits: Some(&too_long), ..req(StoreMode::Append, b"k", b"!", 0) };
@@ -54,7 +57,7 @@ fn cas_compares_uniques() {
     assert_eq!(s.store(&cas_req(1)), StoreOutcome::NotFound);
     let unique = set(&s, b"k", b"v1", 0);
     assert_eq!(s.store(&cas_req(unique + 1000)), StoreOutcome::Exists);
-    let StoreOutcome::Stored { cas } = s.store(&cas_req(unique)) else { panic!("cas with current unique") };
+    let StoreOutcome::Stored { cas, .. } = s.store(&cas_req(unique)) else { panic!("cas with current unique") };
     assert!(cas > unique);
     assert_eq!(s.store(&cas_req(unique)), StoreOutcome::Exists, "a stale unique fails");
     let mut seen = 0;
@@ -179,8 +182,8 @@ fn without_eviction_a_full_store_refuses() {
 fn delete_and_discard() {
     let (s, _) = store();
     set(&s, b"k", b"v", 0);
-    assert_eq!(s.delete(b"k"), Found::Hit);
-    assert_eq!(s.delete(b"k"), Found::Miss);
+    assert_eq!(s.delete(b"k"), Some(1));
+    assert_eq!(s.delete(b"k"), None);
     set(&s, b"k", b"v", 0);
     s.discard(b"k");
     assert_eq!(read(&s, b"k"), None);
@@ -208,12 +211,12 @@ fn flush_quirks_follow_memcached() {
 fn flush_covers_items_with_a_client_cas_by_their_time() {
     let (s, clock) = store();
     let with_cas = |key: &'static [u8], cas| StoreRequest { new_cas: Some(cas), ..req(StoreMode::Set, key, b"v", 0) };
-    assert_eq!(s.store(&with_cas(b"old", u64::MAX)), StoreOutcome::Stored { cas: u64::MAX });
+    assert!(matches!(s.store(&with_cas(b"old", u64::MAX)), StoreOutcome::Stored { cas: u64::MAX, .. }));
     clock.advance_secs(2);
     s.flush_all(0);
     assert_eq!(read(&s, b"old"), None, "written before the flush's second");
     // A client's CAS below the flush mark does not hide an item written after it.
-    assert_eq!(s.store(&with_cas(b"new", 1)), StoreOutcome::Stored { cas: 1 });
+    assert!(matches!(s.store(&with_cas(b"new", 1)), StoreOutcome::Stored { cas: 1, .. }));
     assert_eq!(read(&s, b"new").unwrap(), b"v");
     clock.advance_secs(1);
     assert_eq!(read(&s, b"new").unwrap(), b"v");
@@ -238,7 +241,10 @@ fn meta_delete_invalidates_and_empties() {
     assert_eq!(s.delete_for_meta(&empty), DeleteOutcome::Kept);
     s.get(b"k", None, |item| seen = Some((item.has_bit(BIT_STALE), false, item.flags(), item.value().to_vec())));
     assert_eq!(seen, Some((false, false, 7, Vec::new())));
-    assert_eq!(s.delete_for_meta(&DeleteRequest { key: b"k", ..Default::default() }), DeleteOutcome::Deleted);
+    assert_eq!(
+        s.delete_for_meta(&DeleteRequest { key: b"k", ..Default::default() }),
+        DeleteOutcome::Deleted { value_len: 0 }
+    );
     assert_eq!(s.delete_for_meta(&DeleteRequest { key: b"k", ..Default::default() }), DeleteOutcome::NotFound);
 }
 

@@ -155,7 +155,10 @@ impl Client {
         });
         // A request that is short of its data eats the sentinel as data; if no answer
         // comes soon, one more sentinel completes the data block and ends the step.
-        let mut out = self.read_until_within(SENTINEL_REPLY, RESENTINEL_AFTER);
+        // A request with `mn` lines of its own has that many more MN replies before
+        // the sentinel's.
+        let own_noops = bytes.split(|&b| b == b'\n').filter(|line| *line == b"mn\r").count();
+        let mut out = self.read_until_nth(SENTINEL_REPLY, own_noops + 1, RESENTINEL_AFTER);
         if out.ends_with(TIMEOUT_MARK) {
             out.truncate(out.len() - TIMEOUT_MARK.len());
             self.stream.write_all(SENTINEL).unwrap();
@@ -172,11 +175,16 @@ impl Client {
     }
 
     fn read_until_within(&mut self, end: &[u8], limit: Duration) -> Vec<u8> {
+        self.read_until_nth(end, 1, limit)
+    }
+
+    /// Like `read_until`, but the output must hold `end` at least `nth` times.
+    fn read_until_nth(&mut self, end: &[u8], nth: usize, limit: Duration) -> Vec<u8> {
         let deadline = Instant::now() + limit;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if out.ends_with(end) {
+            if out.ends_with(end) && out.windows(end.len()).filter(|w| *w == end).count() >= nth {
                 out.truncate(out.len() - end.len());
                 return out;
             }
