@@ -32,9 +32,41 @@ pub enum KeyPattern {
     Gaussian,
 }
 
+/// Which memcached protocol the requests use, as memtier's `--protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `memcache_text`: `get` and `set` lines.
+    Text,
+    /// `memcache_binary`: GET and SET packets (memcached's protocol_binary.h).
+    Binary,
+}
+
+impl Protocol {
+    pub fn memtier_name(self) -> &'static str {
+        match self {
+            Protocol::Text => "memcache_text",
+            Protocol::Binary => "memcache_binary",
+        }
+    }
+}
+
+/// Binary protocol constants (memcached's protocol_binary.h).
+mod binary {
+    pub const REQUEST_MAGIC: u8 = 0x80;
+    pub const RESPONSE_MAGIC: u8 = 0x81;
+    pub const OPCODE_GET: u8 = 0x00;
+    pub const OPCODE_SET: u8 = 0x01;
+    pub const HEADER_LEN: usize = 24;
+    pub const STATUS_SUCCESS: u16 = 0x0000;
+    pub const STATUS_KEY_ENOENT: u16 = 0x0001;
+    /// SET's extras: flags and exptime, four bytes each.
+    pub const SET_EXTRAS_LEN: u8 = 8;
+}
+
 /// One workload, with memtier_benchmark's knobs.
 #[derive(Clone, Debug)]
 pub struct Workload {
+    pub protocol: Protocol,
     pub connections: usize,
     pub pipeline: usize,
     /// `--ratio SETS:GETS`.
@@ -203,6 +235,63 @@ fn parse_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Op
     }
 }
 
+/// The binary-protocol counterpart of [`parse_reply`]: the response's opcode and
+/// opaque (the low half of the key number) must match the request's.
+fn parse_binary_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Option<(usize, Reply)>> {
+    use binary::*;
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let header = &buf[..HEADER_LEN];
+    if header[0] != RESPONSE_MAGIC {
+        return Err(desync("a response without the response magic", header));
+    }
+    let opcode = header[1];
+    let key_len = u16::from_be_bytes([header[2], header[3]]) as usize;
+    let extras_len = header[4] as usize;
+    let status = u16::from_be_bytes([header[6], header[7]]);
+    let body_len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let opaque = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let total = HEADER_LEN + body_len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let expected_opcode = match pending.op {
+        Op::Get => OPCODE_GET,
+        Op::Set => OPCODE_SET,
+    };
+    if opcode != expected_opcode || opaque != pending.key as u32 {
+        return Err(desync("a response to another request", header));
+    }
+    let reply = match (pending.op, status) {
+        (Op::Set, STATUS_SUCCESS) => Reply::Stored,
+        (Op::Get, STATUS_SUCCESS) => {
+            let value_len = body_len.saturating_sub(extras_len + key_len);
+            if value_len == data_size { Reply::Hit } else { Reply::Error }
+        }
+        (Op::Get, STATUS_KEY_ENOENT) => Reply::Miss,
+        _ => Reply::Error,
+    };
+    Ok(Some((total, reply)))
+}
+
+/// Appends a binary request; the opaque carries the key number for checking.
+fn write_binary_request(out: &mut Vec<u8>, opcode: u8, key: &[u8], key_number: u64, value: &[u8]) {
+    use binary::*;
+    let extras_len = if opcode == OPCODE_SET { SET_EXTRAS_LEN } else { 0 };
+    let body_len = extras_len as usize + key.len() + value.len();
+    out.extend_from_slice(&[REQUEST_MAGIC, opcode]);
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[extras_len, 0, 0, 0]);
+    out.extend_from_slice(&(body_len as u32).to_be_bytes());
+    out.extend_from_slice(&(key_number as u32).to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    // Flags and exptime are zero, as in the text `set <key> 0 0 <bytes>`.
+    out.extend(std::iter::repeat_n(0, extras_len as usize));
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+}
+
 fn desync(what: &str, line: &[u8]) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {:?}", String::from_utf8_lossy(line)))
 }
@@ -248,13 +337,19 @@ impl Connection {
                 break;
             };
             let key_text = key_bytes(key, &mut key_buf);
-            match op {
-                Op::Get => {
+            match (workload.protocol, op) {
+                (Protocol::Binary, Op::Get) => {
+                    write_binary_request(&mut self.wbuf, binary::OPCODE_GET, key_text, key, &[])
+                }
+                (Protocol::Binary, Op::Set) => {
+                    write_binary_request(&mut self.wbuf, binary::OPCODE_SET, key_text, key, value)
+                }
+                (Protocol::Text, Op::Get) => {
                     self.wbuf.extend_from_slice(b"get ");
                     self.wbuf.extend_from_slice(key_text);
                     self.wbuf.extend_from_slice(b"\r\n");
                 }
-                Op::Set => {
+                (Protocol::Text, Op::Set) => {
                     self.wbuf.extend_from_slice(b"set ");
                     self.wbuf.extend_from_slice(key_text);
                     self.wbuf.extend_from_slice(b" 0 0 ");
@@ -309,8 +404,11 @@ impl Connection {
             };
             self.rend += n;
             while let Some(pending) = self.in_flight.front() {
-                let Some((consumed, reply)) =
-                    parse_reply(&self.rbuf[self.rstart..self.rend], pending, workload.data_size)?
+                let parse = match workload.protocol {
+                    Protocol::Text => parse_reply,
+                    Protocol::Binary => parse_binary_reply,
+                };
+                let Some((consumed, reply)) = parse(&self.rbuf[self.rstart..self.rend], pending, workload.data_size)?
                 else {
                     break;
                 };

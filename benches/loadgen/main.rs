@@ -14,14 +14,14 @@
 mod driver;
 mod server;
 
-use driver::{KeyPattern, Outcome, Workload};
+use driver::{KeyPattern, Outcome, Protocol, Workload};
 use server::{CpuTime, Kind, Server};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e memory (default: all of them), or custom with the workload options
+rows: a b c d e f g memory (default: all of them), or custom with the workload options
 
 options:
   --runs N              runs per server and row, figures are medians (default 6)
@@ -35,7 +35,7 @@ options:
   --items N             items loaded by the memory row (default 1000000)
 workload options (for custom, defaults of row a):
   --connections N --pipeline N --ratio SETS:GETS --data-size BYTES
-  --key-maximum N --key-pattern R|G
+  --key-maximum N --key-pattern R|G --protocol memcache_text|memcache_binary
 ";
 
 struct Settings {
@@ -76,6 +76,7 @@ struct Row {
 /// Row (a): memtier-like defaults for a session cache's traffic.
 fn base_workload() -> Workload {
     Workload {
+        protocol: Protocol::Text,
         connections: 50,
         pipeline: 1,
         sets: 1,
@@ -107,6 +108,15 @@ fn standard_row(name: &str) -> Option<Row> {
             workload.connections = 1;
             "one connection, pipeline 1: latency"
         }
+        "f" => {
+            workload.protocol = Protocol::Binary;
+            "as (a) over the binary protocol"
+        }
+        "g" => {
+            workload.protocol = Protocol::Binary;
+            workload.pipeline = 16;
+            "as (b) over the binary protocol"
+        }
         _ => return None,
     };
     Some(Row { name: name.to_string(), title: title.to_string(), workload })
@@ -114,7 +124,8 @@ fn standard_row(name: &str) -> Option<Row> {
 
 fn describe(w: &Workload) -> String {
     format!(
-        "{} connections, pipeline {}, {}:{} set:get, {}-byte values, {} keys, {} keys",
+        "{}{} connections, pipeline {}, {}:{} set:get, {}-byte values, {} keys, {} keys",
+        if w.protocol == Protocol::Binary { "binary protocol, " } else { "" },
         w.connections,
         w.pipeline,
         w.sets,
@@ -135,8 +146,9 @@ fn memtier_command(w: &Workload, settings: &Settings) -> String {
         KeyPattern::Gaussian => "G:G",
     };
     format!(
-        "memtier_benchmark --protocol=memcache_text -s 127.0.0.1 -p 11211 -t 1 -c {} --pipeline={} \
+        "memtier_benchmark --protocol={} -s 127.0.0.1 -p 11211 -t 1 -c {} --pipeline={} \
          --ratio={}:{} --data-size={} --key-maximum={} --key-pattern={} --test-time={} --hide-histogram",
+        w.protocol.memtier_name(),
         w.connections,
         w.pipeline,
         w.sets,
@@ -451,6 +463,13 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 w.sets = sets;
                 w.gets = gets;
             }
+            "--protocol" => {
+                custom.get_or_insert_with(base_workload).protocol = match args.next().as_deref() {
+                    Some("memcache_text") => Protocol::Text,
+                    Some("memcache_binary") => Protocol::Binary,
+                    _ => usage_error("--protocol is memcache_text or memcache_binary"),
+                }
+            }
             "--key-pattern" => {
                 custom.get_or_insert_with(base_workload).key_pattern = match args.next().as_deref() {
                     Some("R") => KeyPattern::Uniform,
@@ -523,12 +542,15 @@ fn smoke() {
         key_pattern: KeyPattern::Gaussian,
         ..base_workload()
     };
-    let row = Row { name: "smoke".into(), title: describe(&workload), workload };
-    for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
-        let outcome = &outcomes[0];
-        assert!(outcome.sets > 0 && outcome.gets > 0, "{}: no traffic", kind.name());
-        assert_eq!(outcome.errors, 0, "{}: wrong replies", kind.name());
-        assert_eq!(outcome.misses, 0, "{}: a loaded key was missing", kind.name());
+    for protocol in [Protocol::Text, Protocol::Binary] {
+        let workload = Workload { protocol, ..workload.clone() };
+        let row = Row { name: "smoke".into(), title: describe(&workload), workload };
+        for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
+            let outcome = &outcomes[0];
+            assert!(outcome.sets > 0 && outcome.gets > 0, "{} {protocol:?}: no traffic", kind.name());
+            assert_eq!(outcome.errors, 0, "{} {protocol:?}: wrong replies", kind.name());
+            assert_eq!(outcome.misses, 0, "{} {protocol:?}: a loaded key was missing", kind.name());
+        }
     }
     for (kind, samples) in memory_row(&settings, &placement) {
         assert_eq!(samples[0].items, settings.memory_items, "{}: items after load", kind.name());
@@ -551,7 +573,7 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "memory"].map(String::from).to_vec()
+            ["a", "b", "c", "d", "e", "f", "g", "memory"].map(String::from).to_vec()
         };
     }
     header(&settings, &placement);
