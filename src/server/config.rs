@@ -14,6 +14,55 @@ pub enum ProtocolChoice {
     Binary,
 }
 
+/// `--repl-sync`: when a write is acknowledged to its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplSync {
+    /// At once; the peer applies it shortly after.
+    Async,
+    /// Once the peer has applied it (or has been declared down).
+    Ack,
+}
+
+/// Replication with a peer (repcached's `-x`/`-X`, rebuilt).
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// `--peer HOST:PORT` (or `-x HOST` with `-X PORT`): the peer's replication port.
+    pub peer: Option<String>,
+    /// `--repl-listen ADDR:PORT`: where this node accepts its peer.
+    pub listen: String,
+    /// `--node-id`: this node's id in every version it makes; derived from the host
+    /// name and ports when not given.
+    pub node_id: Option<u16>,
+    /// `--repl-secret FILE`: the shared secret both peers prove they hold.
+    pub secret: Option<PathBuf>,
+    /// `--repl-backlog SIZE`: bytes of recent changes kept for a peer that reconnects.
+    pub backlog: usize,
+    /// `--repl-timeout`: a peer silent for this long is declared down.
+    pub timeout: Duration,
+    /// `--repl-sync`.
+    pub sync: ReplSync,
+}
+
+/// repcached's replication port (`-X` default), kept for the listener.
+pub const REPL_DEFAULT_PORT: u16 = 11212;
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            peer: None,
+            listen: format!("127.0.0.1:{REPL_DEFAULT_PORT}"),
+            node_id: None,
+            secret: None,
+            // Room for about 100,000 changes to session-sized keys: a reconnect
+            // after a blip of seconds under load resyncs partially.
+            backlog: 16 * 1024 * 1024,
+            // Six missed heartbeats at the default 500 ms interval.
+            timeout: Duration::from_secs(3),
+            sync: ReplSync::Async,
+        }
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -65,6 +114,8 @@ pub struct Config {
     pub disable_flush_all: bool,
     /// `-C`: no CAS uniques (every one reads 0).
     pub disable_cas: bool,
+    /// Replication settings; replication runs when a peer is named.
+    pub replication: ReplicationConfig,
 }
 
 impl Default for Config {
@@ -97,8 +148,33 @@ impl Default for Config {
             enable_shutdown: false,
             disable_flush_all: false,
             disable_cas: false,
+            replication: ReplicationConfig::default(),
         }
     }
+}
+
+impl Config {
+    /// This node's id: `--node-id`, or one derived from the host name, the client
+    /// port and the replication address, so that it stays the same across restarts
+    /// and differs between two nodes on one host. Two nodes that still collide are
+    /// told so when they meet, and one must be given `--node-id`.
+    pub fn node_id(&self) -> u16 {
+        if let Some(id) = self.replication.node_id {
+            return id;
+        }
+        let mut host = [0u8; 256];
+        // SAFETY: gethostname writes at most `host.len()` bytes into the buffer.
+        let rc = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
+        let host_len = if rc == 0 { host.iter().position(|&b| b == 0).unwrap_or(host.len()) } else { 0 };
+        let identity = [&host[..host_len], &self.port.to_be_bytes(), self.replication.listen.as_bytes()].concat();
+        (fnv1a(&identity) % (u64::from(crate::store::version::NODE_MAX) + 1)) as u16
+    }
+}
+
+/// FNV-1a, 64 bits (Fowler, Noll and Vo's published offset basis and prime): a hash
+/// that is the same in every build, unlike std's, so a node keeps its derived id.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// What the command line asks for.
@@ -139,6 +215,16 @@ stickless, a memcached-compatible session cache
 -A, --enable-shutdown     enable the ascii shutdown command
 -F, --disable-flush-all   disable flush_all command
 -C, --disable-cas         disable use of CAS
+    --peer=<host:port>    replicate with this peer's replication port
+    --repl-listen=<addr:port> where the peer connects (default: 127.0.0.1:11212)
+    --node-id=<0-4095>    this node's id (default: derived from host and ports)
+    --repl-secret=<file>  shared secret of the pair (required when --repl-listen
+                          is not a loopback address)
+    --repl-backlog=<size> changes kept for a reconnecting peer (default: 16m)
+    --repl-timeout=<secs> a silent peer is down after this long (default: 3)
+    --repl-sync=<mode>    async, or ack: answer a write once the peer has it
+-x, --peer-host=<host>    repcached's peer option (with -X for its port)
+-X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
@@ -151,6 +237,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut config = Config::default();
     let mut args = args.into_iter();
     let mut memory_mb: usize = 64;
+    let (mut peer_host, mut repl_port): (Option<String>, Option<u16>) = (None, None);
     while let Some(arg) = args.next() {
         // Split "--name=value", "-p11211" and "-p 11211" into a name and maybe a value.
         let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--") {
@@ -232,11 +319,40 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "F" | "disable-flush-all" => config.disable_flush_all = true,
             "C" | "disable-cas" => config.disable_cas = true,
             "sasl-pwdb" => config.sasl_pwdb = Some(value("a file")?.into()),
+            "peer" => config.replication.peer = Some(value("HOST:PORT")?),
+            "x" | "peer-host" => peer_host = Some(value("a host")?),
+            "X" | "repl-port" => repl_port = Some(number(&value("a port")?, "replication port")?),
+            "repl-listen" => config.replication.listen = value("ADDR:PORT")?,
+            "node-id" => {
+                let id: u16 = number(&value("a number")?, "node id")?;
+                if id > crate::store::version::NODE_MAX {
+                    return Err(format!("--node-id must be at most {}", crate::store::version::NODE_MAX));
+                }
+                config.replication.node_id = Some(id);
+            }
+            "repl-secret" => config.replication.secret = Some(value("a file")?.into()),
+            "repl-backlog" => config.replication.backlog = size(&value("a size")?)?,
+            "repl-timeout" => {
+                let secs: f64 = number(&value("seconds")?, "replication timeout")?;
+                if !(secs > 0.0 && secs <= 3600.0) {
+                    return Err("--repl-timeout must be between 0 and 3600 seconds".into());
+                }
+                config.replication.timeout = Duration::from_secs_f64(secs);
+            }
+            "repl-sync" => {
+                config.replication.sync = match value("a mode")?.as_str() {
+                    "async" => ReplSync::Async,
+                    "ack" => ReplSync::Ack,
+                    other => return Err(format!("--repl-sync is async or ack, not '{other}'")),
+                }
+            }
             "Y" | "auth-file" => config.auth_file = Some(value("a file")?.into()),
             _ => return Err(format!("unknown option '{arg}'; see -h")),
         }
     }
     config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
+    apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
+    check_replication(&config)?;
     if config.sasl && config.sasl_pwdb.is_none() {
         config.sasl_pwdb = std::env::var_os("MEMCACHED_SASL_PWDB").map(PathBuf::from);
         if config.sasl_pwdb.is_none() {
@@ -253,6 +369,54 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         return Err("Cannot set item size limit higher than 1/2 of memory max.".into());
     }
     Ok(Invocation::Run(Box::new(config)))
+}
+
+/// repcached's `-x HOST` names the peer and `-X PORT` is the replication port on
+/// both sides (it listens on it and dials the peer's).
+fn apply_repcached_aliases(
+    repl: &mut ReplicationConfig,
+    peer_host: Option<String>,
+    repl_port: Option<u16>,
+) -> Result<(), String> {
+    let port = repl_port.unwrap_or(REPL_DEFAULT_PORT);
+    if let Some(host) = peer_host {
+        if repl.peer.is_some() {
+            return Err("give the peer once: --peer or -x, not both".into());
+        }
+        repl.peer = Some(if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        });
+    }
+    if repl_port.is_some() {
+        let host = repl.listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
+        repl.listen = format!("{host}:{port}");
+    }
+    Ok(())
+}
+
+/// Refuses settings that would replicate unsafely.
+fn check_replication(config: &Config) -> Result<(), String> {
+    let repl = &config.replication;
+    if repl.peer.is_none() {
+        return Ok(());
+    }
+    if config.disable_cas {
+        return Err("-C cannot be combined with a peer: versions are what replication compares".into());
+    }
+    let listen: std::net::SocketAddr = repl
+        .listen
+        .parse()
+        .map_err(|_| format!("--repl-listen '{}' is not an ADDR:PORT (use [::1]:PORT for IPv6)", repl.listen))?;
+    if !listen.ip().is_loopback() && repl.secret.is_none() {
+        return Err(format!(
+            "--repl-listen {} is reachable beyond this host: give --repl-secret FILE so that only the peer \
+             can replicate",
+            repl.listen
+        ));
+    }
+    Ok(())
 }
 
 fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
@@ -302,6 +466,42 @@ mod tests {
         let c = run(&["-s", "/tmp/m.sock", "-a", "770"]).unwrap();
         assert_eq!((c.unix_socket.unwrap(), c.unix_mask), (PathBuf::from("/tmp/m.sock"), 0o770));
         assert_eq!(run(&[]).unwrap().unix_mask, 0o700);
+    }
+
+    #[test]
+    fn replication_flags_and_repcached_aliases() {
+        let c = run(&["--peer", "10.0.0.2:11212", "--repl-secret", "/s", "--repl-listen", "0.0.0.0:11300"]).unwrap();
+        let r = &c.replication;
+        assert_eq!((r.peer.as_deref(), r.listen.as_str()), (Some("10.0.0.2:11212"), "0.0.0.0:11300"));
+        let c = run(&["-x", "127.0.0.1", "-X", "11400", "--node-id", "9", "--repl-sync", "ack"]).unwrap();
+        let r = &c.replication;
+        assert_eq!((r.peer.as_deref(), r.listen.as_str()), (Some("127.0.0.1:11400"), "127.0.0.1:11400"));
+        assert_eq!((r.node_id, r.sync), (Some(9), ReplSync::Ack));
+        let c = run(&["--peer", "h:1", "--repl-backlog", "1m", "--repl-timeout", "0.5"]).unwrap();
+        assert_eq!((c.replication.backlog, c.replication.timeout), (1 << 20, Duration::from_millis(500)));
+        assert_eq!(run(&["-x", "::1"]).unwrap().replication.peer.as_deref(), Some("[::1]:11212"));
+    }
+
+    #[test]
+    fn derived_node_ids_are_stable_and_differ_by_port() {
+        let a = run(&["-p", "11211"]).unwrap();
+        let b = run(&["-p", "11311"]).unwrap();
+        assert_eq!(a.node_id(), run(&["-p", "11211"]).unwrap().node_id());
+        assert_ne!(a.node_id(), b.node_id());
+        assert_eq!(run(&["--node-id", "77"]).unwrap().node_id(), 77);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c, "FNV-1a's published value for \"a\"");
+    }
+
+    #[test]
+    fn unsafe_replication_is_refused() {
+        let open = run(&["--peer", "h:1", "--repl-listen", "0.0.0.0:11212"]).unwrap_err();
+        assert!(open.contains("--repl-secret"), "{open}");
+        assert!(run(&["--peer", "h:1", "-C"]).unwrap_err().contains("-C"));
+        assert!(run(&["--peer", "h:1", "-x", "h"]).is_err());
+        assert!(run(&["--node-id", "4096"]).is_err());
+        assert!(run(&["--repl-sync", "sometimes"]).is_err());
+        assert!(run(&["--repl-timeout", "0"]).is_err());
+        assert!(run(&["--peer", "h:1", "--repl-listen", "nonsense"]).is_err());
     }
 
     #[test]

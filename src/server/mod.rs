@@ -21,7 +21,7 @@ mod stream;
 mod watch;
 mod worker;
 
-pub use config::{Config, Invocation, ProtocolChoice, USAGE, parse_args};
+pub use config::{Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, parse_args};
 
 use crate::protocol::{Limits, WatchKinds};
 use crate::store::{Store, StoreConfig};
@@ -144,6 +144,7 @@ impl Server {
                 evict: !config.no_evict,
                 shards: config.shards,
                 cas_enabled: !config.disable_cas,
+                node_id: config.node_id(),
             },
             config.clock.clone(),
         ));

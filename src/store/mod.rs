@@ -16,6 +16,7 @@
 mod clock;
 pub mod expiry;
 mod item;
+pub mod version;
 
 pub use clock::{Clock, ManualClock};
 pub use item::{
@@ -40,11 +41,19 @@ pub struct StoreConfig {
     pub shards: usize,
     /// False with `-C`: every item's CAS is 0, and `flush_all` goes by time alone.
     pub cas_enabled: bool,
+    /// This node's id, the low bits of every version it makes ([`version`]).
+    pub node_id: u16,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { memory_limit: 64 * 1024 * 1024, evict: true, shards: DEFAULT_SHARDS, cas_enabled: true }
+        StoreConfig {
+            memory_limit: 64 * 1024 * 1024,
+            evict: true,
+            shards: DEFAULT_SHARDS,
+            cas_enabled: true,
+            node_id: 0,
+        }
     }
 }
 
@@ -309,7 +318,8 @@ pub struct Store {
     evict: bool,
     cas_enabled: bool,
     used: AtomicUsize,
-    last_cas: AtomicU64,
+    /// Makes every write's version, which is also its CAS unique.
+    versions: version::VersionClock,
     /// Items with a CAS at or below this were flushed by `flush_all`.
     flush_cas: AtomicU64,
     /// A delayed `flush_all`: from this Unix second on, items last stored or read
@@ -333,7 +343,7 @@ impl Store {
             evict: config.evict,
             cas_enabled: config.cas_enabled,
             used: AtomicUsize::new(0),
-            last_cas: AtomicU64::new(0),
+            versions: version::VersionClock::new(config.node_id),
             flush_cas: AtomicU64::new(0),
             flush_at: AtomicU32::new(0),
             sweep_shard: AtomicUsize::new(0),
@@ -395,7 +405,7 @@ impl Store {
     }
 
     fn next_cas(&self) -> u64 {
-        self.last_cas.fetch_add(1, Ordering::Relaxed) + 1
+        self.versions.next(self.clock.now_ms())
     }
 
     /// Gives a written item its CAS: the client's (meta `E`, marked so that the
