@@ -16,7 +16,10 @@
 mod clock;
 pub mod expiry;
 mod item;
+mod replica;
 pub mod version;
+
+pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState};
 
 pub use clock::{Clock, ManualClock};
 pub use item::{
@@ -259,6 +262,8 @@ struct Shard {
     clock_hand: usize,
     sweep_cursor: usize,
     counters: ShardCounters,
+    /// Deleted keys' versions, kept only while replicating ([`replica`]).
+    tombstones: std::collections::HashMap<Box<[u8]>, replica::Tombstone>,
 }
 
 /// Why an item is no longer visible.
@@ -330,6 +335,10 @@ pub struct Store {
     created: u32,
     /// Told of each eviction (the server's `watch evictions`); set at most once.
     eviction_observer: std::sync::OnceLock<EvictionObserver>,
+    /// Told of each local change (replication); set at most once.
+    change_observer: std::sync::OnceLock<ChangeObserver>,
+    /// How long a deleted key's version is kept while replicating.
+    tombstone_secs: AtomicU32,
 }
 
 impl Store {
@@ -350,6 +359,8 @@ impl Store {
             created: clock.now_secs(),
             clock,
             eviction_observer: std::sync::OnceLock::new(),
+            change_observer: std::sync::OnceLock::new(),
+            tombstone_secs: AtomicU32::new(0),
         }
     }
 
@@ -453,6 +464,12 @@ impl Store {
             return 0;
         };
         let (item, _) = entry.remove();
+        if why == Liveness::Expired && self.replicated() {
+            // The peer may still hold an older, longer-lived state of the key: the
+            // expired item's version keeps that from winning when it arrives, and
+            // goes to the peer if this expiry is what there is to send.
+            self.bury(shard, item.key(), item.cas(), self.clock.now_secs());
+        }
         let charge = item.charge();
         if why != Liveness::Live {
             shard.counters.reclaimed += 1;
@@ -476,10 +493,20 @@ impl Store {
         };
         let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
         item.touch_access(now.secs);
+        let replicated = touch.is_some() && self.replicated();
         if let Some(exptime) = touch {
             item.set_expires_at(expiry::deadline(exptime, now.secs));
+            if replicated {
+                // A new TTL needs a new version to win on the peer (memcached keeps
+                // the CAS on touch; a replicated touch cannot).
+                self.stamp_cas(item, None);
+            }
         }
         read(item);
+        drop(shard);
+        if replicated {
+            self.note(Change::Key(key));
+        }
         Found::Hit
     }
 
@@ -528,15 +555,32 @@ impl Store {
             }
         };
         let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        let expires_before = item.expires_at();
         read(item, now.secs, found == MetaFound::Created);
         if bump {
             item.touch_access(now.secs);
+        }
+        let changed = found == MetaFound::Created || item.expires_at() != expires_before;
+        if changed && self.replicated() {
+            if found == MetaFound::Hit {
+                self.stamp_cas(item, None);
+            }
+            drop(shard);
+            self.note(Change::Key(key));
         }
         found
     }
 
     /// A meta delete (`md`), with memcached's `process_mdelete_command` semantics.
     pub fn delete_for_meta(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
+        let outcome = self.delete_for_meta_locally(req);
+        if matches!(outcome, DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) {
+            self.note(Change::Key(req.key));
+        }
+        outcome
+    }
+
+    fn delete_for_meta_locally(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
         let key = req.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
@@ -561,9 +605,11 @@ impl Store {
             if old.has_bit(BIT_KEY_BINARY) {
                 empty.set_bit(BIT_KEY_BINARY);
             }
-            // The emptied item keeps the old CAS unless the client names one.
+            // The emptied item keeps the old CAS unless the client names one (or the
+            // change must win on a peer, which needs a new version).
             let (old_cas, old_client_cas) = (old.cas(), old.has_bit(BIT_CLIENT_CAS));
-            self.put(&mut shard, hash, Some(bucket), empty, req.new_cas.or(Some(old_cas)));
+            let keep = if self.replicated() { None } else { Some(old_cas) };
+            self.put(&mut shard, hash, Some(bucket), empty, req.new_cas.or(keep));
             if req.new_cas.is_none() && !old_client_cas {
                 let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
                 item.clear_bit(BIT_CLIENT_CAS);
@@ -571,6 +617,10 @@ impl Store {
         } else if !req.invalidate {
             let value_len = old.value().len();
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
+            if self.replicated() {
+                let version = self.next_cas();
+                self.bury(&mut shard, key, version, now.secs);
+            }
             return DeleteOutcome::Deleted { value_len };
         }
         if req.invalidate {
@@ -594,6 +644,12 @@ impl Store {
         let bucket = self.find_live(&mut shard, hash, key, &now)?;
         let value_len = shard.table.get_bucket(bucket).expect("live bucket").value().len();
         self.remove_bucket(&mut shard, bucket, Liveness::Live);
+        if self.replicated() {
+            let version = self.next_cas();
+            self.bury(&mut shard, key, version, now.secs);
+            drop(shard);
+            self.note(Change::Key(key));
+        }
         Some(value_len)
     }
 
@@ -698,6 +754,14 @@ impl Store {
     /// set, add, replace, append, prepend and cas, with memcached's semantics
     /// (memcached.c `do_store_item`), and the meta options of [`StoreRequest`].
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+        let outcome = self.store_locally(req);
+        if matches!(outcome, StoreOutcome::Stored { .. }) {
+            self.note(Change::Key(req.key));
+        }
+        outcome
+    }
+
+    fn store_locally(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let hash = self.hash(req.key);
         let index = self.shard_index(hash);
         let concatenate = matches!(req.mode, StoreMode::Append | StoreMode::Prepend);
@@ -796,6 +860,13 @@ impl Store {
         let mut shard = self.lock(self.shard_index(hash));
         if let Some(bucket) = shard.table.find_bucket_index(hash, |it| it.key() == key) {
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
+            if self.replicated() {
+                // The peer must lose the old value too (memcached F6 on both nodes).
+                let (version, now) = (self.next_cas(), self.clock.now_secs());
+                self.bury(&mut shard, key, version, now);
+                drop(shard);
+                self.note(Change::Key(key));
+            }
         }
     }
 
@@ -812,6 +883,14 @@ impl Store {
     /// result no longer than the old value is written in place, padded with spaces;
     /// a longer one makes a new item.
     pub fn arithmetic_with(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
+        let outcome = self.arithmetic_locally(req, changed);
+        if matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
+            self.note(Change::Key(req.key));
+        }
+        outcome
+    }
+
+    fn arithmetic_locally(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
         let key = req.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
@@ -891,11 +970,13 @@ impl Store {
             self.flush_at.store(if oldest_live <= self.created { 0 } else { oldest_live }, Ordering::Release);
             let mark = self.next_cas();
             self.flush_cas.fetch_max(mark, Ordering::AcqRel);
+            self.note(Change::Flush { version: mark, at: 0 });
             return;
         }
         let deadline = expiry::deadline(delay, now);
         let oldest_live = if deadline <= self.created { 0 } else { deadline - 1 };
         self.flush_at.store(oldest_live, Ordering::Release);
+        self.note(Change::Flush { version: 0, at: oldest_live });
     }
 
     /// Looks at up to `max_buckets` buckets of the next shard and removes the dead
@@ -905,6 +986,7 @@ impl Store {
         let index = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
         let mut guard = self.lock(index);
         let shard = &mut *guard;
+        Self::prune_tombstones(shard, self.clock.now_secs());
         let buckets = shard.table.num_buckets();
         if shard.table.is_empty() {
             return 0;
@@ -972,5 +1054,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;

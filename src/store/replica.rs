@@ -1,0 +1,212 @@
+//! What replication needs from the store, and nothing of the network: telling an
+//! observer which keys changed, reading a key's current state to send, and applying
+//! a peer's state only when it is newer (last writer wins on [`version`]s).
+//!
+//! What travels is the resulting state of a key, never the command, so a peer never
+//! re-executes anything and a burst of writes to one key coalesces (repcached queued
+//! keys and read the value at send time too). A delete leaves a tombstone with its
+//! version for `tombstone_secs`, so that an older write arriving late cannot bring
+//! the key back (KeyDB's resurrections, replication-lessons goal 7); an expired item
+//! leaves one too, so that a longer-lived older state on the peer cannot outlive the
+//! newer state that expired. Evictions are never reported and leave nothing: a small
+//! peer must not wipe a big one (finding 8).
+//!
+//! [`version`]: super::version
+
+use super::item::{BIT_CLIENT_CAS, Item, ItemMeta};
+use super::{Liveness, Shard, Store};
+use std::sync::atomic::Ordering;
+
+/// A change an observer hears of, after it is visible to readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// The key's state changed (written, touched or deleted): read it to send it.
+    Key(&'a [u8]),
+    /// `flush_all`: every item with a version up to `version` is gone, and with
+    /// `at` (Unix seconds, 0 for none) every item last written up to that second.
+    Flush { version: u64, at: u32 },
+}
+
+/// Told of every local change; set once, before traffic.
+pub type ChangeObserver = Box<dyn Fn(Change<'_>) + Send + Sync>;
+
+/// A key's state as it travels between peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState<'a> {
+    Value {
+        value: &'a [u8],
+        flags: u32,
+        /// Unix seconds after which the item is gone (absolute, so both nodes agree);
+        /// 0 for never.
+        expires_at: u32,
+    },
+    Deleted,
+}
+
+/// One key's state with the version that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyChange<'a> {
+    pub key: &'a [u8],
+    pub version: u64,
+    pub state: KeyState<'a>,
+}
+
+/// What applying a peer's change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The change was newer and is now the key's state.
+    Applied,
+    /// This node already holds a newer (or the same) state: nothing changed.
+    Older,
+    /// No memory for the value even after eviction (`-M`, or a value over the limit).
+    NoMemory,
+}
+
+/// A deleted key's version, kept so that older writes stay dead.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Tombstone {
+    pub version: u64,
+    /// Unix second after which the tombstone may be forgotten.
+    pub until: u32,
+}
+
+impl Store {
+    /// Installs the one change observer, which turns on tombstones and version bumps
+    /// on touch; false if one is already installed.
+    pub fn observe_changes(&self, observer: ChangeObserver, tombstone_secs: u32) -> bool {
+        self.tombstone_secs.store(tombstone_secs, Ordering::Relaxed);
+        self.change_observer.set(observer).is_ok()
+    }
+
+    /// Whether changes are reported (replication is on).
+    #[inline]
+    pub(super) fn replicated(&self) -> bool {
+        self.change_observer.get().is_some()
+    }
+
+    #[inline]
+    pub(super) fn note(&self, change: Change<'_>) {
+        if let Some(observer) = self.change_observer.get() {
+            observer(change);
+        }
+    }
+
+    /// Records that `key` was deleted by `version` (only while replicating).
+    pub(super) fn bury(&self, shard: &mut Shard, key: &[u8], version: u64, now: u32) {
+        let until = now.saturating_add(self.tombstone_secs.load(Ordering::Relaxed));
+        match shard.tombstones.get_mut(key) {
+            Some(tomb) => {
+                if version > tomb.version {
+                    *tomb = Tombstone { version, until };
+                }
+            }
+            None => {
+                shard.tombstones.insert(key.into(), Tombstone { version, until });
+            }
+        }
+    }
+
+    /// The state of `key` to send to a peer, or `None` when there is nothing to
+    /// send: the key was evicted or expired here (each node forgets on its own), or
+    /// has never existed.
+    pub fn key_state<R>(&self, key: &[u8], send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let shard = self.lock(self.shard_index(hash));
+        let now = self.now();
+        if let Some(item) = shard.table.find(hash, |it| it.key() == key) {
+            match now.liveness(item) {
+                Liveness::Live => {
+                    let (flags, expires_at) = (item.flags(), item.expires_at());
+                    let state = KeyState::Value { value: item.value(), flags, expires_at };
+                    return Some(send(KeyChange { key, version: item.cas(), state }));
+                }
+                // Expired before it was sent: its version still has to win over an
+                // older state the peer may hold.
+                Liveness::Expired => {
+                    return Some(send(KeyChange { key, version: item.cas(), state: KeyState::Deleted }));
+                }
+                // A flush travels as its own change.
+                Liveness::Flushed => return None,
+            }
+        }
+        let tomb = shard.tombstones.get(key)?;
+        Some(send(KeyChange { key, version: tomb.version, state: KeyState::Deleted }))
+    }
+
+    /// Applies a peer's state of one key if it is newer than what this node holds
+    /// (its item, its tombstone, and its flush mark). Applied changes are not
+    /// reported to the observer: what came from the peer never goes back to it.
+    pub fn apply_remote(&self, change: &KeyChange<'_>) -> Applied {
+        self.versions.observe(change.version);
+        let key = change.key;
+        let hash = self.hash(key);
+        let index = self.shard_index(hash);
+        let fresh = match change.state {
+            KeyState::Value { value, flags, expires_at } => {
+                if !self.reserve(index, Item::charge_for(key.len(), value.len(), flags)) {
+                    return Applied::NoMemory;
+                }
+                let meta = ItemMeta { flags, expires_at, cas: 0, now: self.clock.now_secs() };
+                match Item::new(key, &[value], meta) {
+                    Some(item) => Some(item),
+                    None => return Applied::NoMemory,
+                }
+            }
+            KeyState::Deleted => None,
+        };
+        let mut guard = self.lock(index);
+        let shard = &mut *guard;
+        let now = self.now();
+        if change.version <= now.flush_cas {
+            return Applied::Older;
+        }
+        let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key);
+        let local = bucket.and_then(|b| shard.table.get_bucket(b)).map_or(0, Item::cas);
+        let buried = shard.tombstones.get(key).map_or(0, |t| t.version);
+        if change.version <= local.max(buried) {
+            return Applied::Older;
+        }
+        match fresh {
+            Some(item) => {
+                shard.tombstones.remove(key);
+                self.put(shard, hash, bucket, item, Some(change.version));
+                // The version came from a peer's clock, not a client: flushes judge
+                // the item by it like any other.
+                let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key).expect("just stored");
+                shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
+            }
+            None => {
+                if let Some(bucket) = bucket {
+                    self.remove_bucket(shard, bucket, Liveness::Live);
+                }
+                self.bury(shard, key, change.version, now.secs);
+            }
+        }
+        drop(guard);
+        // A table that grew may have pushed usage over the limit.
+        self.reserve(index, 0);
+        Applied::Applied
+    }
+
+    /// Applies a peer's `flush_all`: the version mark hides every state made before
+    /// it on either node; a time mark (a delayed flush) is absolute and applies as is.
+    pub fn apply_remote_flush(&self, version: u64, at: u32) {
+        self.versions.observe(version);
+        self.flush_cas.fetch_max(version, Ordering::AcqRel);
+        if at != 0 {
+            self.flush_at.store(at, Ordering::Release);
+        }
+    }
+
+    /// Forgets tombstones past their time in one shard (the sweeper's slice).
+    pub(super) fn prune_tombstones(shard: &mut Shard, now: u32) {
+        if !shard.tombstones.is_empty() {
+            shard.tombstones.retain(|_, tomb| tomb.until > now);
+        }
+    }
+
+    /// Tombstones held, for stats and tests.
+    pub fn tombstones(&self) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).tombstones.len()).sum()
+    }
+}
