@@ -4,6 +4,7 @@
 //!  protocol/  bytes <-> Command; no I/O, no store
 //!  store/     striped expiring table, CAS, eviction; no I/O, no protocol
 //!  server/    mio event loops, listener, connections; dispatch.rs joins the two above
+//!  replication/ what a peer is sent and when: the backlog of changed keys
 //! ```
 //!
 //! Threads of the daemon:
@@ -15,5 +16,6 @@
 //! ```
 
 pub mod protocol;
+pub mod replication;
 pub mod server;
 pub mod store;
