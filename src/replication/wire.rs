@@ -1,0 +1,311 @@
+//! The peer link's frames: bytes to [`Frame`] and back, no I/O.
+//!
+//! A frame is a one-byte type, a big-endian `u32` body length, and the body. Keys
+//! and values are length-delimited, so binary-protocol keys (any byte) and values
+//! travel unchanged; memcached-style text lines could not carry them.
+//!
+//! Changes carry the key's resulting state with its version, never the command, so
+//! the peer re-executes nothing; expiry is absolute Unix milliseconds (0 = never),
+//! so both nodes agree on it whatever their uptime.
+
+/// Bumped on any change to the frames; peers with another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Type byte and body length.
+pub const HEADER_LEN: usize = 5;
+/// Nonces and MACs are HMAC-SHA-256 sized.
+pub const NONCE_LEN: usize = 32;
+/// The largest body accepted: memcached's largest item (`-I` 1024m) plus framing.
+pub const MAX_BODY: usize = 1024 * 1024 * 1024 + 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// The first frame each side sends: who it is and a challenge for the other.
+    Hello { protocol: u16, node: u16, cluster: &'a [u8], nonce: [u8; NONCE_LEN] },
+    /// The answer to the peer's challenge: HMAC(secret, peer's nonce ‖ own node id).
+    Auth { mac: [u8; NONCE_LEN] },
+    /// After authentication: the last sequence number of the peer's that this node
+    /// applied, so the peer can resume from its backlog (0 = nothing).
+    Resume { applied: u64 },
+    /// A key's state.
+    Set { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
+    /// A key deleted (or expired) at `version`.
+    Delete { seq: u64, version: u64, key: &'a [u8] },
+    /// `flush_all`: states up to `version` are gone; `at_ms` is a delayed flush's time.
+    Flush { seq: u64, version: u64, at_ms: u64 },
+    /// A full sync starts; the sender's changes up to `seq` are in it.
+    SyncBegin { seq: u64 },
+    /// The full sync is complete.
+    SyncEnd { seq: u64 },
+    /// Heartbeat: the sender's applied sequence number and its clock.
+    Ping { applied: u64, sent_ms: u64 },
+    /// Heartbeat answer, echoing the ping's clock for the round trip.
+    Pong { applied: u64, echo_ms: u64, sent_ms: u64 },
+    /// The sender has applied the peer's changes up to `applied` (ack mode).
+    Ack { applied: u64 },
+}
+
+mod kind {
+    pub const HELLO: u8 = 1;
+    pub const AUTH: u8 = 2;
+    pub const RESUME: u8 = 3;
+    pub const SET: u8 = 4;
+    pub const DELETE: u8 = 5;
+    pub const FLUSH: u8 = 6;
+    pub const SYNC_BEGIN: u8 = 7;
+    pub const SYNC_END: u8 = 8;
+    pub const PING: u8 = 9;
+    pub const PONG: u8 = 10;
+    pub const ACK: u8 = 11;
+}
+
+/// Why the bytes are not a frame; the link is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    UnknownType(u8),
+    TooLong(usize),
+    Malformed(&'static str),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            WireError::TooLong(n) => write!(f, "frame of {n} bytes is over the limit"),
+            WireError::Malformed(what) => write!(f, "malformed frame: {what}"),
+        }
+    }
+}
+
+/// Appends `frame` to `out`.
+pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    let kind = match *frame {
+        Frame::Hello { protocol, node, cluster, nonce } => {
+            out.extend_from_slice(&protocol.to_be_bytes());
+            out.extend_from_slice(&node.to_be_bytes());
+            out.extend_from_slice(&nonce);
+            out.extend_from_slice(cluster);
+            kind::HELLO
+        }
+        Frame::Auth { mac } => {
+            out.extend_from_slice(&mac);
+            kind::AUTH
+        }
+        Frame::Resume { applied } => {
+            out.extend_from_slice(&applied.to_be_bytes());
+            kind::RESUME
+        }
+        Frame::Set { seq, version, flags, expires_ms, key, value } => {
+            for n in [seq, version, expires_ms] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            out.extend_from_slice(&flags.to_be_bytes());
+            out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+            kind::SET
+        }
+        Frame::Delete { seq, version, key } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(key);
+            kind::DELETE
+        }
+        Frame::Flush { seq, version, at_ms } => {
+            for n in [seq, version, at_ms] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            kind::FLUSH
+        }
+        Frame::SyncBegin { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            kind::SYNC_BEGIN
+        }
+        Frame::SyncEnd { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            kind::SYNC_END
+        }
+        Frame::Ping { applied, sent_ms } => {
+            out.extend_from_slice(&applied.to_be_bytes());
+            out.extend_from_slice(&sent_ms.to_be_bytes());
+            kind::PING
+        }
+        Frame::Pong { applied, echo_ms, sent_ms } => {
+            for n in [applied, echo_ms, sent_ms] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            kind::PONG
+        }
+        Frame::Ack { applied } => {
+            out.extend_from_slice(&applied.to_be_bytes());
+            kind::ACK
+        }
+    };
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    out[start] = kind;
+    out[start + 1..start + HEADER_LEN].copy_from_slice(&body_len.to_be_bytes());
+}
+
+/// Reads fixed-size fields off the front of a body.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Malformed("body too short"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("two bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("four bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("eight bytes")))
+    }
+    fn array(&mut self) -> Result<[u8; NONCE_LEN], WireError> {
+        Ok(self.take(NONCE_LEN)?.try_into().expect("nonce-sized"))
+    }
+    fn rest(self) -> &'a [u8] {
+        self.0
+    }
+    fn end(self) -> Result<(), WireError> {
+        if self.0.is_empty() { Ok(()) } else { Err(WireError::Malformed("trailing bytes")) }
+    }
+}
+
+/// Parses the frame at the head of `buf`: `Ok(None)` until it is complete, else the
+/// frame and the bytes it took.
+pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let kind = buf[0];
+    if !(kind::HELLO..=kind::ACK).contains(&kind) {
+        return Err(WireError::UnknownType(kind));
+    }
+    let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
+    if body_len > MAX_BODY {
+        return Err(WireError::TooLong(body_len));
+    }
+    let total = HEADER_LEN + body_len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let mut f = Fields(&buf[HEADER_LEN..total]);
+    let frame = match kind {
+        kind::HELLO => {
+            let (protocol, node, nonce) = (f.u16()?, f.u16()?, f.array()?);
+            Frame::Hello { protocol, node, nonce, cluster: f.rest() }
+        }
+        kind::AUTH => {
+            let mac = f.array()?;
+            f.end()?;
+            Frame::Auth { mac }
+        }
+        kind::SET => {
+            let (seq, version, expires_ms, flags) = (f.u64()?, f.u64()?, f.u64()?, f.u32()?);
+            let key_len = usize::from(f.u16()?);
+            let key = f.take(key_len)?;
+            Frame::Set { seq, version, flags, expires_ms, key, value: f.rest() }
+        }
+        kind::DELETE => {
+            let (seq, version) = (f.u64()?, f.u64()?);
+            Frame::Delete { seq, version, key: f.rest() }
+        }
+        kind::FLUSH => {
+            let frame = Frame::Flush { seq: f.u64()?, version: f.u64()?, at_ms: f.u64()? };
+            f.end()?;
+            frame
+        }
+        kind::PONG => {
+            let frame = Frame::Pong { applied: f.u64()?, echo_ms: f.u64()?, sent_ms: f.u64()? };
+            f.end()?;
+            frame
+        }
+        kind::PING => {
+            let frame = Frame::Ping { applied: f.u64()?, sent_ms: f.u64()? };
+            f.end()?;
+            frame
+        }
+        single => {
+            let n = f.u64()?;
+            f.end()?;
+            match single {
+                kind::RESUME => Frame::Resume { applied: n },
+                kind::SYNC_BEGIN => Frame::SyncBegin { seq: n },
+                kind::SYNC_END => Frame::SyncEnd { seq: n },
+                _ => Frame::Ack { applied: n },
+            }
+        }
+    };
+    Ok(Some((frame, total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_frame() -> Vec<Frame<'static>> {
+        vec![
+            Frame::Hello { protocol: PROTOCOL_VERSION, node: 4095, cluster: b"sessions", nonce: [7; NONCE_LEN] },
+            Frame::Auth { mac: [9; NONCE_LEN] },
+            Frame::Resume { applied: 42 },
+            Frame::Set {
+                seq: 1,
+                version: u64::MAX,
+                flags: 0xdead_beef,
+                expires_ms: 1_800_000_000_000,
+                key: b"a key\r\nwith any byte\0",
+                value: b"value\r\n",
+            },
+            Frame::Set { seq: 2, version: 3, flags: 0, expires_ms: 0, key: b"k", value: b"" },
+            Frame::Delete { seq: 3, version: 4, key: b"gone" },
+            Frame::Flush { seq: 4, version: 5, at_ms: 6 },
+            Frame::SyncBegin { seq: 7 },
+            Frame::SyncEnd { seq: 8 },
+            Frame::Ping { applied: 9, sent_ms: 10 },
+            Frame::Pong { applied: 11, echo_ms: 10, sent_ms: 12 },
+            Frame::Ack { applied: 13 },
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips_whole_and_cut_anywhere() {
+        let mut stream = Vec::new();
+        for frame in every_frame() {
+            encode(&frame, &mut stream);
+        }
+        let mut at = 0;
+        for expected in every_frame() {
+            let (frame, used) = decode(&stream[at..]).unwrap().expect("a whole frame");
+            assert_eq!(frame, expected);
+            for cut in 0..used {
+                assert_eq!(decode(&stream[at..at + cut]), Ok(None), "{expected:?} cut at {cut}");
+            }
+            at += used;
+        }
+        assert_eq!(at, stream.len());
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_a_reason() {
+        assert_eq!(decode(&[0, 0, 0, 0, 0]), Err(WireError::UnknownType(0)));
+        assert_eq!(decode(&[kind::SET, 0xff, 0xff, 0xff, 0xff]), Err(WireError::TooLong(u32::MAX as usize)));
+        let mut short_set = vec![kind::SET, 0, 0, 0, 4];
+        short_set.extend_from_slice(&[0; 4]);
+        assert_eq!(decode(&short_set), Err(WireError::Malformed("body too short")));
+        let mut long_ack = vec![kind::ACK, 0, 0, 0, 9];
+        long_ack.extend_from_slice(&[0; 9]);
+        assert_eq!(decode(&long_ack), Err(WireError::Malformed("trailing bytes")));
+        let mut key_past_end = Vec::new();
+        encode(&Frame::Set { seq: 1, version: 1, flags: 0, expires_ms: 0, key: b"key", value: b"" }, &mut key_past_end);
+        key_past_end[HEADER_LEN + 28 + 1] = 200;
+        assert_eq!(decode(&key_past_end), Err(WireError::Malformed("body too short")));
+    }
+}
