@@ -19,7 +19,7 @@ mod item;
 mod replica;
 pub mod version;
 
-pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState};
+pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
 pub use item::{

@@ -62,6 +62,17 @@ pub enum Applied {
     NoMemory,
 }
 
+/// Where a full sync stands (see [`Store::sync_slice`]); start from `default()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncCursor {
+    shard: usize,
+    bucket: usize,
+    /// The shard's bucket count when `bucket` was reached: a different count means
+    /// the table grew and the shard starts over.
+    buckets_seen: usize,
+    pub done: bool,
+}
+
 /// A deleted key's version, kept so that older writes stay dead.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Tombstone {
@@ -196,6 +207,48 @@ impl Store {
         if at != 0 {
             self.flush_at.store(at, Ordering::Release);
         }
+    }
+
+    /// Sends one slice of a full sync: the live items of up to `max_buckets` buckets
+    /// of one shard, under that shard's lock only, and the shard's tombstones when
+    /// its last bucket is done. Clients wait for one slice at most, never for the
+    /// whole table (repcached walked it in one go: stalls of 2.5–3.3 s, finding 10).
+    ///
+    /// Writes made while the sync runs reach the peer through the backlog; a shard
+    /// whose table grew between two slices is walked again from its start, since
+    /// growth moves items between buckets (sending an item twice is harmless).
+    pub fn sync_slice(
+        &self,
+        cursor: SyncCursor,
+        max_buckets: usize,
+        mut send: impl FnMut(KeyChange<'_>),
+    ) -> SyncCursor {
+        if cursor.done || cursor.shard >= self.shards.len() {
+            return SyncCursor { done: true, ..cursor };
+        }
+        let guard = self.lock(cursor.shard);
+        let shard = &*guard;
+        let now = self.now();
+        let buckets = shard.table.num_buckets();
+        let start = if cursor.buckets_seen == buckets { cursor.bucket } else { 0 };
+        let end = (start + max_buckets.max(1)).min(buckets);
+        for bucket in start..end {
+            let Some(item) = shard.table.get_bucket(bucket) else {
+                continue;
+            };
+            if now.liveness(item) == Liveness::Live {
+                let state = KeyState::Value { value: item.value(), flags: item.flags(), expires_at: item.expires_at() };
+                send(KeyChange { key: item.key(), version: item.cas(), state });
+            }
+        }
+        if end < buckets {
+            return SyncCursor { bucket: end, buckets_seen: buckets, ..cursor };
+        }
+        for (key, tomb) in &shard.tombstones {
+            send(KeyChange { key, version: tomb.version, state: KeyState::Deleted });
+        }
+        let shard_index = cursor.shard + 1;
+        SyncCursor { shard: shard_index, bucket: 0, buckets_seen: 0, done: shard_index == self.shards.len() }
     }
 
     /// Forgets tombstones past their time in one shard (the sweeper's slice).

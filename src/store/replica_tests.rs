@@ -136,6 +136,42 @@ fn evictions_stay_local() {
     assert!((0..300).all(|i| visible(&a.store, &key(i)).is_some()), "the big peer kept everything");
 }
 
+#[test]
+fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
+    let clock = ManualClock::new(START_MS);
+    let config = StoreConfig { node_id: 1, shards: 4, ..StoreConfig::default() };
+    let (source, target) = (node(1, &clock), node(2, &clock));
+    let source = Node { store: Store::new(config, Clock::Manual(clock.clone())), ..source };
+    source.store.observe_changes(Box::new(|_| {}), 3600);
+    for i in 0..2_000 {
+        source.store.store(&StoreRequest::new(StoreMode::Set, &key(i), b"v"));
+    }
+    for i in 0..100 {
+        source.store.delete(&key(i));
+    }
+    let mut cursor = SyncCursor::default();
+    let mut slices = 0;
+    let mut late = 2_000;
+    while !cursor.done {
+        cursor = source.store.sync_slice(cursor, 64, |change| {
+            target.store.apply_remote(&change);
+        });
+        slices += 1;
+        // Writes between slices make every table grow (more than doubling it) under
+        // the cursor.
+        for _ in 0..100 {
+            source.store.store(&StoreRequest::new(StoreMode::Set, &key(late), b"late"));
+            late += 1;
+        }
+    }
+    assert!(slices > 4 * 2, "the table was walked a slice at a time ({slices} slices)");
+    assert_eq!(target.store.tombstones(), 100);
+    for i in 100..2_000 {
+        assert_eq!(visible(&target.store, &key(i)).map(|v| v.0), Some(b"v".to_vec()), "key {i}");
+    }
+    assert_eq!(visible(&target.store, &key(5)), None);
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Set { on_b: bool, key: usize, value: u8, ttl: u8 },
