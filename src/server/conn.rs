@@ -132,8 +132,6 @@ pub struct Conn {
     pub info: Arc<ConnInfo>,
     /// The buffer holds the start of a value whose end has not arrived.
     awaiting_value: bool,
-    /// The store clock's second when the current readiness event began.
-    event_secs: u32,
     /// Nothing has been received yet.
     silent: bool,
     protocol: Protocol,
@@ -159,7 +157,6 @@ impl Conn {
             session: Session { authenticated: false, fd: info.fd },
             info,
             awaiting_value: false,
-            event_secs: 0,
             silent: true,
             protocol: Protocol::Undecided,
             rbuf: ReadBuf::new(),
@@ -215,7 +212,6 @@ impl Conn {
             if *budget == 0 {
                 return Stop::Budget;
             }
-            self.info.ran_command(self.event_secs);
             if self.protocol == Protocol::Undecided {
                 self.protocol = match dispatch.shared.config.protocol {
                     ProtocolChoice::Ascii => Protocol::Text,
@@ -279,7 +275,6 @@ impl Conn {
     /// state for `stats conns`.
     pub fn drive(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, reqs_per_event: usize) -> Status {
         self.info.set_state(ConnState::ParseCmd);
-        self.event_secs = dispatch.shared.store.clock().now_secs();
         let mut budget = reqs_per_event;
         let status = self.serve(dispatch, limits, &mut budget);
         self.info.set_state(self.resting_state());
@@ -336,6 +331,8 @@ impl Conn {
                 }
                 Ok((n, space)) => {
                     self.silent = false;
+                    // Input means commands: stamped once per read, not per command.
+                    self.info.ran_command(dispatch.shared.store.clock().now_secs());
                     dispatch.counters.bytes_read.add(n as u64);
                     drained = n < space;
                 }

@@ -636,21 +636,12 @@ impl Store {
         DeleteOutcome::Kept
     }
 
-    /// `delete`; returns the removed value's length.
+    /// `delete`; returns the removed value's length. A plain meta delete.
     pub fn delete(&self, key: &[u8]) -> Option<usize> {
-        let hash = self.hash(key);
-        let mut shard = self.lock(self.shard_index(hash));
-        let now = self.now();
-        let bucket = self.find_live(&mut shard, hash, key, &now)?;
-        let value_len = shard.table.get_bucket(bucket).expect("live bucket").value().len();
-        self.remove_bucket(&mut shard, bucket, Liveness::Live);
-        if self.replicated() {
-            let version = self.next_cas();
-            self.bury(&mut shard, key, version, now.secs);
-            drop(shard);
-            self.note(Change::Key(key));
+        match self.delete_for_meta(&DeleteRequest { key, ..Default::default() }) {
+            DeleteOutcome::Deleted { value_len } => Some(value_len),
+            _ => None,
         }
-        Some(value_len)
     }
 
     /// Makes room for `bytes` more, evicting while over the limit (unless `-M`).
