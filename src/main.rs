@@ -42,6 +42,9 @@ fn main() {
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
     }
+    if let Some(addr) = server.replication_addr() {
+        log::info!("replication listening on {addr}");
+    }
     if let Some(path) = &server.shared().config.unix_socket {
         log::info!("listening on unix socket {}", path.display());
     }

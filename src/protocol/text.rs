@@ -94,6 +94,8 @@ pub enum StatsGroup {
     Slabs,
     Sizes,
     Conns,
+    /// `stats replication` (stickless).
+    Replication,
     Reset,
     DetailOn,
     DetailOff,
@@ -615,6 +617,7 @@ fn stats_group(toks: &Tokens<'_>) -> StatsGroup {
         b"slabs" => StatsGroup::Slabs,
         b"sizes" => StatsGroup::Sizes,
         b"conns" => StatsGroup::Conns,
+        b"replication" => StatsGroup::Replication,
         b"detail" => match toks.get(2) {
             b"on" => StatsGroup::DetailOn,
             b"off" => StatsGroup::DetailOff,

@@ -42,18 +42,21 @@ impl From<Change<'_>> for Recorded {
     }
 }
 
-/// What a peer that has applied up to some sequence number needs next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Resume<'a> {
-    /// The entries after its sequence number, oldest first.
-    Partial(Vec<(u64, &'a Recorded)>),
-    /// Some of what it missed is gone from the backlog: it needs the whole cache.
-    FullSync,
+/// Entries a reader asked for are gone: the peer needs a full sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflowed;
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    change: Recorded,
+    /// When it was recorded (on the recorder's clock), for the replication lag.
+    at: u64,
 }
 
 #[derive(Debug)]
 pub struct Backlog {
-    entries: VecDeque<(u64, Recorded)>,
+    entries: VecDeque<Entry>,
     /// The sequence number the next change gets; the first is 1.
     next_seq: u64,
     bytes: usize,
@@ -67,16 +70,16 @@ impl Backlog {
 
     /// Records a change and returns its sequence number, dropping the oldest
     /// entries while over capacity.
-    pub fn push(&mut self, change: Recorded) -> u64 {
+    pub fn push(&mut self, change: Recorded, at: u64) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += change.bytes();
-        self.entries.push_back((seq, change));
+        self.entries.push_back(Entry { seq, change, at });
         while self.bytes > self.capacity {
-            let Some((_, oldest)) = self.entries.pop_front() else {
+            let Some(oldest) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.bytes();
+            self.bytes -= oldest.change.bytes();
         }
         seq
     }
@@ -88,22 +91,48 @@ impl Backlog {
 
     /// The oldest sequence number still held (`last_seq + 1` when empty).
     pub fn first_seq(&self) -> u64 {
-        self.entries.front().map_or(self.next_seq, |(seq, _)| *seq)
+        self.entries.front().map_or(self.next_seq, |entry| entry.seq)
     }
 
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// What a peer that has everything up to `applied` needs next. A peer that is
-    /// ahead of this backlog (it remembers sequence numbers from this node's earlier
-    /// life) also needs a full sync.
-    pub fn resume_after(&self, applied: u64) -> Resume<'_> {
-        if applied > self.last_seq() || applied + 1 < self.first_seq() {
-            return Resume::FullSync;
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether a peer that has everything up to `applied` can resume from here
+    /// (a partial resync); otherwise it needs a full sync. A peer that is ahead of
+    /// this backlog remembers another run of this node and needs one too.
+    pub fn covers(&self, applied: u64) -> bool {
+        applied <= self.last_seq() && applied + 1 >= self.first_seq()
+    }
+
+    /// When change `seq` was recorded, while it is held.
+    pub fn recorded_at(&self, seq: u64) -> Option<u64> {
+        let index = seq.checked_sub(self.first_seq())?;
+        self.entries.get(usize::try_from(index).ok()?).map(|entry| entry.at)
+    }
+
+    /// Visits up to `max` entries from sequence number `from` on, oldest first, and
+    /// returns how many; `Overflowed` if `from` is already gone.
+    pub fn visit_from(
+        &self,
+        from: u64,
+        max: usize,
+        mut visit: impl FnMut(u64, &Recorded),
+    ) -> Result<usize, Overflowed> {
+        if from < self.first_seq() {
+            return Err(Overflowed);
         }
-        let skip = (applied + 1 - self.first_seq()) as usize;
-        Resume::Partial(self.entries.iter().skip(skip).map(|(seq, change)| (*seq, change)).collect())
+        let skip = (from - self.first_seq()) as usize;
+        let mut visited = 0;
+        for entry in self.entries.iter().skip(skip).take(max) {
+            visit(entry.seq, &entry.change);
+            visited += 1;
+        }
+        Ok(visited)
     }
 }
 
@@ -115,36 +144,50 @@ mod tests {
         Recorded::Key(name.as_bytes().into())
     }
 
+    fn after(backlog: &Backlog, applied: u64) -> Result<Vec<(u64, Recorded)>, Overflowed> {
+        let mut seen = Vec::new();
+        backlog.visit_from(applied + 1, usize::MAX, |seq, change| seen.push((seq, change.clone())))?;
+        Ok(seen)
+    }
+
     #[test]
     fn a_peer_within_the_backlog_gets_only_what_it_missed() {
         let mut backlog = Backlog::new(1 << 20);
-        assert_eq!(backlog.resume_after(0), Resume::Partial(Vec::new()));
-        let (a, b, c) = (backlog.push(key("a")), backlog.push(key("b")), backlog.push(key("c")));
+        assert!(backlog.covers(0));
+        assert_eq!(after(&backlog, 0), Ok(Vec::new()));
+        let (a, b, c) = (backlog.push(key("a"), 10), backlog.push(key("b"), 20), backlog.push(key("c"), 30));
         assert_eq!((a, b, c, backlog.last_seq()), (1, 2, 3, 3));
-        assert_eq!(backlog.resume_after(1), Resume::Partial(vec![(2, &key("b")), (3, &key("c"))]));
-        assert_eq!(backlog.resume_after(3), Resume::Partial(Vec::new()));
+        assert!(backlog.covers(1));
+        assert_eq!(after(&backlog, 1), Ok(vec![(2, key("b")), (3, key("c"))]));
+        assert_eq!(after(&backlog, 3), Ok(Vec::new()));
+        assert_eq!((backlog.recorded_at(2), backlog.recorded_at(4)), (Some(20), None));
+        let mut first_two = Vec::new();
+        assert_eq!(backlog.visit_from(1, 2, |seq, _| first_two.push(seq)), Ok(2));
+        assert_eq!(first_two, [1, 2], "at most `max` entries");
     }
 
     #[test]
     fn overflow_drops_the_oldest_and_asks_for_a_full_sync() {
         let entry = key("k").bytes();
         let mut backlog = Backlog::new(entry * 3);
-        for _ in 0..5 {
-            backlog.push(key("k"));
+        for at in 0..5 {
+            backlog.push(key("k"), at);
         }
         assert_eq!((backlog.first_seq(), backlog.last_seq(), backlog.bytes()), (3, 5, entry * 3));
-        assert_eq!(backlog.resume_after(1), Resume::FullSync, "entry 2 is gone");
-        assert!(matches!(backlog.resume_after(2), Resume::Partial(ref missed) if missed.len() == 3));
-        assert_eq!(backlog.resume_after(9), Resume::FullSync, "a peer ahead of this node's history");
+        assert!(!backlog.covers(1), "entry 2 is gone");
+        assert_eq!(after(&backlog, 1), Err(Overflowed));
+        assert!(backlog.covers(2));
+        assert_eq!(after(&backlog, 2).map(|missed| missed.len()), Ok(3));
+        assert!(!backlog.covers(9), "a peer ahead of this node's history");
     }
 
     #[test]
     fn flushes_are_recorded_in_order_with_keys() {
         let mut backlog = Backlog::new(1 << 20);
-        backlog.push(Recorded::from(Change::Key(b"k")));
-        backlog.push(Recorded::from(Change::Flush { version: 7, at: 0 }));
-        backlog.push(Recorded::from(Change::Key(b"k")));
-        let Resume::Partial(missed) = backlog.resume_after(0) else { panic!("within") };
-        assert_eq!(missed[1], (2, &Recorded::Flush { version: 7, at: 0 }), "a flush keeps its place between sets");
+        backlog.push(Recorded::from(Change::Key(b"k")), 0);
+        backlog.push(Recorded::from(Change::Flush { version: 7, at: 0 }), 0);
+        backlog.push(Recorded::from(Change::Key(b"k")), 0);
+        let missed = after(&backlog, 0).unwrap();
+        assert_eq!(missed[1], (2, Recorded::Flush { version: 7, at: 0 }), "a flush keeps its place between sets");
     }
 }

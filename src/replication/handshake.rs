@@ -52,9 +52,10 @@ impl Identity {
         Ok(secret)
     }
 
-    /// Our `Hello`, with a fresh challenge for the peer.
-    pub fn hello<'a>(&'a self, nonce: [u8; NONCE_LEN]) -> Frame<'a> {
-        Frame::Hello { protocol: PROTOCOL_VERSION, node: self.node, cluster: &self.cluster, nonce }
+    /// Our `Hello`, with a fresh challenge for the peer, the run of our change
+    /// sequence, and our clock.
+    pub fn hello<'a>(&'a self, nonce: [u8; NONCE_LEN], history: u64, clock_ms: u64) -> Frame<'a> {
+        Frame::Hello { protocol: PROTOCOL_VERSION, node: self.node, history, clock_ms, cluster: &self.cluster, nonce }
     }
 
     /// The proof that we hold the secret: HMAC over the peer's challenge and our id,
@@ -65,7 +66,7 @@ impl Identity {
 
     /// Checks the peer's `Hello`; the error is the reason to log.
     pub fn check_hello(&self, frame: &Frame<'_>) -> Result<PeerHello, String> {
-        let Frame::Hello { protocol, node, cluster, nonce } = *frame else {
+        let Frame::Hello { protocol, node, history, clock_ms, cluster, nonce } = *frame else {
             return Err(format!("expected a hello, got {}", frame_name(frame)));
         };
         if protocol != PROTOCOL_VERSION {
@@ -81,7 +82,7 @@ impl Identity {
         if node == self.node {
             return Err(format!("peer has this node's id {node}: give one of them another --node-id"));
         }
-        Ok(PeerHello { node, nonce })
+        Ok(PeerHello { node, nonce, history, clock_ms })
     }
 
     /// Checks the peer's proof against the challenge we sent it.
@@ -102,6 +103,8 @@ impl Identity {
 pub struct PeerHello {
     pub node: u16,
     pub nonce: [u8; NONCE_LEN],
+    pub history: u64,
+    pub clock_ms: u64,
 }
 
 fn mac(secret: &[u8], nonce: &[u8; NONCE_LEN], node: u16) -> [u8; NONCE_LEN] {
@@ -119,7 +122,7 @@ fn frame_name(frame: &Frame<'_>) -> &'static str {
         Frame::Set { .. } | Frame::Delete { .. } | Frame::Flush { .. } => "a change",
         Frame::SyncBegin { .. } | Frame::SyncEnd { .. } => "a sync marker",
         Frame::Ping { .. } | Frame::Pong { .. } => "a heartbeat",
-        Frame::Ack { .. } => "an ack",
+        Frame::Ack { .. } | Frame::Skip { .. } => "an ack",
     }
 }
 
@@ -153,7 +156,7 @@ mod tests {
     fn meet(a: &Identity, b: &Identity) -> (Result<(), String>, Result<(), String>) {
         let (nonce_a, nonce_b) = (fresh_nonce().unwrap(), fresh_nonce().unwrap());
         let side = |me: &Identity, my_nonce, their: &Identity, their_nonce| -> Result<(), String> {
-            let peer = me.check_hello(&their.hello(their_nonce))?;
+            let peer = me.check_hello(&their.hello(their_nonce, 7, 0))?;
             let proof = Frame::Auth { mac: their.prove(&my_nonce) };
             me.check_auth(&proof, &peer, &my_nonce)
         };
@@ -175,7 +178,14 @@ mod tests {
         assert!(none.contains("--repl-secret"), "a peer without the secret: {none}");
         assert!(meet(&a, &Identity::new(2, b"other", SECRET)).0.unwrap_err().contains("cluster"));
         assert!(meet(&a, &Identity::new(1, b"c", SECRET)).0.unwrap_err().contains("--node-id"));
-        let old = Frame::Hello { protocol: PROTOCOL_VERSION + 1, node: 2, cluster: b"c", nonce: [0; NONCE_LEN] };
+        let old = Frame::Hello {
+            protocol: PROTOCOL_VERSION + 1,
+            node: 2,
+            history: 1,
+            clock_ms: 0,
+            cluster: b"c",
+            nonce: [0; NONCE_LEN],
+        };
         assert!(a.check_hello(&old).unwrap_err().contains("protocol"));
         let early = Frame::Set { seq: 1, version: 1, flags: 0, expires_ms: 0, key: b"k", value: b"v" };
         assert!(a.check_hello(&early).unwrap_err().contains("a change"), "data before the handshake");
@@ -185,7 +195,7 @@ mod tests {
     fn a_proof_is_bound_to_the_challenge_and_the_prover() {
         let (a, b) = (Identity::new(1, b"c", SECRET), Identity::new(2, b"c", SECRET));
         let (nonce, other) = ([1; NONCE_LEN], [2; NONCE_LEN]);
-        let peer = PeerHello { node: 2, nonce: [0; NONCE_LEN] };
+        let peer = PeerHello { node: 2, nonce: [0; NONCE_LEN], history: 1, clock_ms: 0 };
         let replayed = Frame::Auth { mac: b.prove(&other) };
         assert!(a.check_auth(&replayed, &peer, &nonce).is_err(), "a proof for another challenge");
         let reflected = Frame::Auth { mac: a.prove(&nonce) };

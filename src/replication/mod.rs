@@ -1,10 +1,19 @@
 //! Replication between two peers that both accept writes: the record of recent
 //! changes kept for a peer that reconnects ([`backlog`]), the frames the peers
-//! exchange ([`wire`]), how they prove they belong together ([`handshake`]), and
-//! what the heartbeat tells of a peer's health and clock ([`heartbeat`]). The store decides which state of a key wins
-//! (`store::replica`); this layer decides what to send and when.
+//! exchange ([`wire`]), how they prove they belong together ([`handshake`]), what
+//! the heartbeat tells of a peer's health and clock ([`heartbeat`]), one link's
+//! conversation without I/O ([`session`]), the state a node's threads share
+//! ([`node`]), and the thread that moves the bytes ([`link`]). The store decides
+//! which state of a key wins (`store::replica`); this layer decides what to send
+//! and when. It knows nothing of the client protocols or the server.
 
 pub mod backlog;
 pub mod handshake;
 pub mod heartbeat;
+pub mod link;
+pub mod node;
+pub mod session;
 pub mod wire;
+
+pub use link::LinkThread;
+pub use node::{Node, Settings, SyncMode, last_recorded_here};

@@ -20,28 +20,38 @@ pub const MAX_BODY: usize = 1024 * 1024 * 1024 + 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// The first frame each side sends: who it is and a challenge for the other.
-    Hello { protocol: u16, node: u16, cluster: &'a [u8], nonce: [u8; NONCE_LEN] },
+    /// `history` names this run of the sender's change sequence (random at start),
+    /// so a peer's remembered sequence number is never applied to a later run;
+    /// `clock_ms` gives a first clock sample before any heartbeat.
+    Hello { protocol: u16, node: u16, history: u64, clock_ms: u64, cluster: &'a [u8], nonce: [u8; NONCE_LEN] },
     /// The answer to the peer's challenge: HMAC(secret, peer's nonce ‖ own node id).
     Auth { mac: [u8; NONCE_LEN] },
-    /// After authentication: the last sequence number of the peer's that this node
-    /// applied, so the peer can resume from its backlog (0 = nothing).
-    Resume { applied: u64 },
+    /// After authentication: the last sequence number of the peer's history
+    /// `history` that this node applied, so the peer can resume from its backlog
+    /// (`history` 0: this node holds nothing of the peer's current run).
+    Resume { history: u64, applied: u64 },
     /// A key's state.
     Set { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
     /// A key deleted (or expired) at `version`.
     Delete { seq: u64, version: u64, key: &'a [u8] },
     /// `flush_all`: states up to `version` are gone; `at_ms` is a delayed flush's time.
     Flush { seq: u64, version: u64, at_ms: u64 },
-    /// A full sync starts; the sender's changes up to `seq` are in it.
-    SyncBegin { seq: u64 },
+    /// A full sync starts; the sender's changes up to `seq` are in it, and so are
+    /// its flush marks (a flush hides items rather than sending anything).
+    SyncBegin { seq: u64, flush_version: u64, flush_at_ms: u64 },
     /// The full sync is complete.
     SyncEnd { seq: u64 },
     /// Heartbeat: the sender's applied sequence number and its clock.
     Ping { applied: u64, sent_ms: u64 },
     /// Heartbeat answer, echoing the ping's clock for the round trip.
     Pong { applied: u64, echo_ms: u64, sent_ms: u64 },
-    /// The sender has applied the peer's changes up to `applied` (ack mode).
-    Ack { applied: u64 },
+    /// The sender has applied the peer's changes up to `applied`, having read
+    /// `bytes` of the link in all: the peer's lag in changes and in bytes, and
+    /// what ack mode waits for.
+    Ack { applied: u64, bytes: u64 },
+    /// Changes up to `seq` need nothing applied: their keys were evicted or
+    /// expired before they were sent.
+    Skip { seq: u64 },
 }
 
 mod kind {
@@ -56,6 +66,7 @@ mod kind {
     pub const PING: u8 = 9;
     pub const PONG: u8 = 10;
     pub const ACK: u8 = 11;
+    pub const SKIP: u8 = 12;
 }
 
 /// Why the bytes are not a frame; the link is closed.
@@ -81,9 +92,11 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     let kind = match *frame {
-        Frame::Hello { protocol, node, cluster, nonce } => {
+        Frame::Hello { protocol, node, history, clock_ms, cluster, nonce } => {
             out.extend_from_slice(&protocol.to_be_bytes());
             out.extend_from_slice(&node.to_be_bytes());
+            out.extend_from_slice(&history.to_be_bytes());
+            out.extend_from_slice(&clock_ms.to_be_bytes());
             out.extend_from_slice(&nonce);
             out.extend_from_slice(cluster);
             kind::HELLO
@@ -92,7 +105,8 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&mac);
             kind::AUTH
         }
-        Frame::Resume { applied } => {
+        Frame::Resume { history, applied } => {
+            out.extend_from_slice(&history.to_be_bytes());
             out.extend_from_slice(&applied.to_be_bytes());
             kind::RESUME
         }
@@ -118,8 +132,10 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             }
             kind::FLUSH
         }
-        Frame::SyncBegin { seq } => {
-            out.extend_from_slice(&seq.to_be_bytes());
+        Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
+            for n in [seq, flush_version, flush_at_ms] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
             kind::SYNC_BEGIN
         }
         Frame::SyncEnd { seq } => {
@@ -137,9 +153,14 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             }
             kind::PONG
         }
-        Frame::Ack { applied } => {
+        Frame::Ack { applied, bytes } => {
             out.extend_from_slice(&applied.to_be_bytes());
+            out.extend_from_slice(&bytes.to_be_bytes());
             kind::ACK
+        }
+        Frame::Skip { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            kind::SKIP
         }
     };
     let body_len = (out.len() - start - HEADER_LEN) as u32;
@@ -186,7 +207,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
         return Ok(None);
     }
     let kind = buf[0];
-    if !(kind::HELLO..=kind::ACK).contains(&kind) {
+    if !(kind::HELLO..=kind::SKIP).contains(&kind) {
         return Err(WireError::UnknownType(kind));
     }
     let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
@@ -200,8 +221,9 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
     let mut f = Fields(&buf[HEADER_LEN..total]);
     let frame = match kind {
         kind::HELLO => {
-            let (protocol, node, nonce) = (f.u16()?, f.u16()?, f.array()?);
-            Frame::Hello { protocol, node, nonce, cluster: f.rest() }
+            let (protocol, node, history, clock_ms) = (f.u16()?, f.u16()?, f.u64()?, f.u64()?);
+            let nonce = f.array()?;
+            Frame::Hello { protocol, node, history, clock_ms, nonce, cluster: f.rest() }
         }
         kind::AUTH => {
             let mac = f.array()?;
@@ -228,6 +250,21 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             frame
         }
+        kind::RESUME => {
+            let frame = Frame::Resume { history: f.u64()?, applied: f.u64()? };
+            f.end()?;
+            frame
+        }
+        kind::SYNC_BEGIN => {
+            let frame = Frame::SyncBegin { seq: f.u64()?, flush_version: f.u64()?, flush_at_ms: f.u64()? };
+            f.end()?;
+            frame
+        }
+        kind::ACK => {
+            let frame = Frame::Ack { applied: f.u64()?, bytes: f.u64()? };
+            f.end()?;
+            frame
+        }
         kind::PING => {
             let frame = Frame::Ping { applied: f.u64()?, sent_ms: f.u64()? };
             f.end()?;
@@ -237,10 +274,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             let n = f.u64()?;
             f.end()?;
             match single {
-                kind::RESUME => Frame::Resume { applied: n },
-                kind::SYNC_BEGIN => Frame::SyncBegin { seq: n },
                 kind::SYNC_END => Frame::SyncEnd { seq: n },
-                _ => Frame::Ack { applied: n },
+                _ => Frame::Skip { seq: n },
             }
         }
     };
@@ -253,9 +288,16 @@ mod tests {
 
     fn every_frame() -> Vec<Frame<'static>> {
         vec![
-            Frame::Hello { protocol: PROTOCOL_VERSION, node: 4095, cluster: b"sessions", nonce: [7; NONCE_LEN] },
+            Frame::Hello {
+                protocol: PROTOCOL_VERSION,
+                node: 4095,
+                history: u64::MAX,
+                clock_ms: 1_800_000_000_000,
+                cluster: b"sessions",
+                nonce: [7; NONCE_LEN],
+            },
             Frame::Auth { mac: [9; NONCE_LEN] },
-            Frame::Resume { applied: 42 },
+            Frame::Resume { history: 41, applied: 42 },
             Frame::Set {
                 seq: 1,
                 version: u64::MAX,
@@ -267,11 +309,12 @@ mod tests {
             Frame::Set { seq: 2, version: 3, flags: 0, expires_ms: 0, key: b"k", value: b"" },
             Frame::Delete { seq: 3, version: 4, key: b"gone" },
             Frame::Flush { seq: 4, version: 5, at_ms: 6 },
-            Frame::SyncBegin { seq: 7 },
+            Frame::SyncBegin { seq: 7, flush_version: 70, flush_at_ms: 700 },
             Frame::SyncEnd { seq: 8 },
             Frame::Ping { applied: 9, sent_ms: 10 },
             Frame::Pong { applied: 11, echo_ms: 10, sent_ms: 12 },
-            Frame::Ack { applied: 13 },
+            Frame::Ack { applied: 13, bytes: 130 },
+            Frame::Skip { seq: 14 },
         ]
     }
 
@@ -300,8 +343,8 @@ mod tests {
         let mut short_set = vec![kind::SET, 0, 0, 0, 4];
         short_set.extend_from_slice(&[0; 4]);
         assert_eq!(decode(&short_set), Err(WireError::Malformed("body too short")));
-        let mut long_ack = vec![kind::ACK, 0, 0, 0, 9];
-        long_ack.extend_from_slice(&[0; 9]);
+        let mut long_ack = vec![kind::ACK, 0, 0, 0, 17];
+        long_ack.extend_from_slice(&[0; 17]);
         assert_eq!(decode(&long_ack), Err(WireError::Malformed("trailing bytes")));
         let mut key_past_end = Vec::new();
         encode(&Frame::Set { seq: 1, version: 1, flags: 0, expires_ms: 0, key: b"key", value: b"" }, &mut key_past_end);

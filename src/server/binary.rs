@@ -302,6 +302,7 @@ impl Dispatch<'_> {
             b"items" => shared.write_items_stats(&mut text),
             b"slabs" => shared.write_slabs_stats(&mut text),
             b"sizes" => text.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
+            b"replication" => shared.write_replication_stats(&mut text),
             _ => return write_error(out, h, status::KEY_ENOENT),
         }
         for line in text.split(|&b| b == b'\n') {

@@ -41,6 +41,21 @@ pub struct ReplicationConfig {
     pub timeout: Duration,
     /// `--repl-sync`.
     pub sync: ReplSync,
+    /// `--repl-listen` was given: replicate (accepting the peer) even without `--peer`.
+    pub listen_given: bool,
+    /// `--repl-cluster`: a name both peers must share, so that a node is never
+    /// joined to another pair's cache by a wrong address.
+    pub cluster: String,
+    /// `--repl-tombstone`: seconds a deleted key's version is kept, so that an
+    /// older write arriving late (a reconnecting peer's) cannot bring it back.
+    pub tombstone_secs: u32,
+}
+
+impl ReplicationConfig {
+    /// Whether this node replicates: it names a peer, or waits for one.
+    pub fn enabled(&self) -> bool {
+        self.peer.is_some() || self.listen_given
+    }
 }
 
 /// repcached's replication port (`-X` default), kept for the listener.
@@ -59,6 +74,11 @@ impl Default for ReplicationConfig {
             // Six missed heartbeats at the default 500 ms interval.
             timeout: Duration::from_secs(3),
             sync: ReplSync::Async,
+            listen_given: false,
+            cluster: "stickless".into(),
+            // Ten minutes: longer than a peer may stay away and still resume from
+            // a 16 MiB backlog at a few thousand writes a second.
+            tombstone_secs: 600,
         }
     }
 }
@@ -223,6 +243,8 @@ stickless, a memcached-compatible session cache
     --repl-backlog=<size> changes kept for a reconnecting peer (default: 16m)
     --repl-timeout=<secs> a silent peer is down after this long (default: 3)
     --repl-sync=<mode>    async, or ack: answer a write once the peer has it
+    --repl-cluster=<name> name both peers must share (default: stickless)
+    --repl-tombstone=<secs> how long a delete is remembered (default: 600)
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
@@ -322,7 +344,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "peer" => config.replication.peer = Some(value("HOST:PORT")?),
             "x" | "peer-host" => peer_host = Some(value("a host")?),
             "X" | "repl-port" => repl_port = Some(number(&value("a port")?, "replication port")?),
-            "repl-listen" => config.replication.listen = value("ADDR:PORT")?,
+            "repl-listen" => {
+                config.replication.listen = value("ADDR:PORT")?;
+                config.replication.listen_given = true;
+            }
+            "repl-cluster" => config.replication.cluster = value("a name")?,
+            "repl-tombstone" => config.replication.tombstone_secs = number(&value("seconds")?, "tombstone time")?,
             "node-id" => {
                 let id: u16 = number(&value("a number")?, "node id")?;
                 if id > crate::store::version::NODE_MAX {
@@ -392,6 +419,7 @@ fn apply_repcached_aliases(
     if repl_port.is_some() {
         let host = repl.listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h).to_string();
         repl.listen = format!("{host}:{port}");
+        repl.listen_given = true;
     }
     Ok(())
 }
@@ -399,7 +427,7 @@ fn apply_repcached_aliases(
 /// Refuses settings that would replicate unsafely.
 fn check_replication(config: &Config) -> Result<(), String> {
     let repl = &config.replication;
-    if repl.peer.is_none() {
+    if !repl.enabled() {
         return Ok(());
     }
     if config.disable_cas {

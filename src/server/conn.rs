@@ -16,6 +16,7 @@ use super::watch::Watcher;
 use crate::protocol::WatchKinds;
 use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, ParseError};
+use crate::replication::{SyncMode, last_recorded_here};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -114,6 +115,9 @@ pub enum Status {
     Idle,
     /// Used its `-R` budget with complete commands left: run it again soon.
     Yielded,
+    /// Replies wait for the peer to apply a write (`--repl-sync ack`): run it
+    /// again when the peer acknowledges, or is declared down.
+    AwaitingAck,
     /// Done; drop it.
     Closed,
 }
@@ -148,6 +152,11 @@ pub struct Conn {
     watch_request: Option<WatchKinds>,
     /// Set once the connection is a log stream (`watch`).
     pub watcher: Option<Arc<Watcher>>,
+    /// Under `--repl-sync ack`: the change whose acknowledgement the pending
+    /// replies wait for (0: none).
+    awaiting_ack: u64,
+    /// On the worker's list of connections waiting for acknowledgements.
+    pub held: bool,
 }
 
 impl Conn {
@@ -166,6 +175,8 @@ impl Conn {
             queued: false,
             watch_request: None,
             watcher: None,
+            awaiting_ack: 0,
+            held: false,
         }
     }
 
@@ -298,13 +309,41 @@ impl Conn {
         }
     }
 
+    /// Whether replies must wait for the peer to apply this connection's writes.
+    fn awaiting_ack(&mut self, dispatch: &Dispatch<'_>) -> bool {
+        if self.awaiting_ack == 0 {
+            return false;
+        }
+        let acknowledged = dispatch.shared.replica.as_ref().is_none_or(|node| node.acknowledged(self.awaiting_ack));
+        if acknowledged {
+            self.awaiting_ack = 0;
+        }
+        !acknowledged
+    }
+
     fn serve(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> Status {
+        if self.awaiting_ack(dispatch) {
+            return Status::AwaitingAck;
+        }
         if self.watch_request.is_some() || self.watcher.is_some() {
             return self.serve_watcher(dispatch);
         }
+        let ack_mode = dispatch.shared.replica.as_ref().is_some_and(|node| node.settings.mode == SyncMode::Ack);
         let mut drained = false;
         loop {
+            let recorded_before = last_recorded_here();
             let stop = self.run_commands(dispatch, limits, budget);
+            if ack_mode {
+                let recorded = last_recorded_here();
+                if recorded != recorded_before {
+                    self.awaiting_ack = recorded;
+                }
+                if self.awaiting_ack(dispatch) {
+                    // Run again when acknowledged: the commands' replies (and the
+                    // input after them) wait until then.
+                    return Status::AwaitingAck;
+                }
+            }
             let flushed = match self.flush(dispatch) {
                 Ok(flushed) => flushed,
                 Err(_) => return Status::Closed,

@@ -331,6 +331,7 @@ impl Dispatch<'_> {
             StatsGroup::Slabs => shared.write_slabs_stats(out),
             StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
             StatsGroup::Conns => shared.registry.write_stats(out, shared.store.clock().now_secs()),
+            StatsGroup::Replication => shared.write_replication_stats(out),
             StatsGroup::Reset => {
                 shared.reset_stats();
                 out.extend_from_slice(reply::RESET);

@@ -24,6 +24,9 @@ mod worker;
 pub use config::{Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, parse_args};
 
 use crate::protocol::{Limits, WatchKinds};
+use crate::replication::handshake::Identity;
+use crate::replication::heartbeat::DEFAULT_INTERVAL;
+use crate::replication::{LinkThread, Node, Settings, SyncMode};
 use crate::store::{Store, StoreConfig};
 use crossbeam_utils::CachePadded;
 use std::io;
@@ -93,6 +96,8 @@ pub struct Shared {
     pub registry: registry::ConnRegistry,
     /// `watch` connections.
     pub watch: Arc<watch::Watch>,
+    /// With a peer: the replicating node.
+    pub replica: Option<Arc<Node>>,
 }
 
 impl Shared {
@@ -133,6 +138,37 @@ pub struct Server {
     wakers: Vec<Arc<mio::Waker>>,
     sweeper: JoinHandle<()>,
     threads: Vec<JoinHandle<()>>,
+    link: Option<LinkThread>,
+}
+
+/// The replicating node for `config`, when it replicates.
+fn replica(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Node>>> {
+    let repl = &config.replication;
+    if !repl.enabled() {
+        return Ok(None);
+    }
+    let secret = match &repl.secret {
+        Some(path) => Identity::load_secret(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        None => Vec::new(),
+    };
+    let settings = Settings {
+        peer: repl.peer.clone(),
+        listen: repl.listen.clone(),
+        identity: Identity::new(config.node_id(), repl.cluster.as_bytes(), &secret),
+        backlog: repl.backlog,
+        timeout: repl.timeout,
+        // Several heartbeats fit in a timeout however short it is set.
+        heartbeat: DEFAULT_INTERVAL.min(repl.timeout / 4),
+        mode: match repl.sync {
+            ReplSync::Async => SyncMode::Async,
+            ReplSync::Ack => SyncMode::Ack,
+        },
+        tombstone_secs: repl.tombstone_secs,
+    };
+    let history = u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes"));
+    let node = Arc::new(Node::new(Arc::clone(store), settings, history));
+    node.observe();
+    Ok(Some(node))
 }
 
 impl Server {
@@ -168,6 +204,7 @@ impl Server {
             .map(|l| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
             .collect();
         let registry = registry::ConnRegistry::new(listener_infos, config.threads, store.clock().now_secs());
+        let replica = replica(&config, &store)?;
         let shared = Arc::new(Shared {
             limits: Limits { item_size_max: config.item_size_max, cas_enabled: !config.disable_cas },
             store,
@@ -180,6 +217,7 @@ impl Server {
             text_auth,
             registry,
             watch: Arc::new(watch::Watch::default()),
+            replica,
             config,
         });
         let watch_writer = shared.watch.start_writer()?;
@@ -198,6 +236,13 @@ impl Server {
             threads.push(std::thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker.run())?);
         }
         let mut wakers: Vec<Arc<mio::Waker>> = handoffs.iter().map(|(_, w)| Arc::clone(w)).collect();
+        let link = match &shared.replica {
+            Some(node) => {
+                node.set_ack_wakers(wakers.clone());
+                Some(LinkThread::start(Arc::clone(node))?)
+            }
+            None => None,
+        };
         let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
         wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
@@ -219,7 +264,12 @@ impl Server {
             }
         })?;
         threads.push(watch_writer);
-        Ok(Server { shared, addrs, wakers, sweeper, threads })
+        Ok(Server { shared, addrs, wakers, sweeper, threads, link })
+    }
+
+    /// Where the peer reaches this node's replication (useful with port 0).
+    pub fn replication_addr(&self) -> Option<SocketAddr> {
+        self.link.as_ref().map(LinkThread::local_addr)
     }
 
     /// The bound TCP addresses (useful with port 0); empty under `-s`.
@@ -242,6 +292,9 @@ impl Server {
     /// Stops accepting, lets workers write the replies in flight, and joins every thread.
     pub fn shutdown(self) {
         self.shared.shutting_down.store(true, Ordering::Release);
+        if let Some(link) = self.link {
+            link.shutdown();
+        }
         for waker in &self.wakers {
             let _ = waker.wake();
         }

@@ -170,6 +170,19 @@ impl Shared {
         stat("evictions", format_args!("{}", s.evictions));
         stat("reclaimed", format_args!("{}", s.reclaimed));
         stat("memory_used", format_args!("{}", s.memory_used));
+        if let Some(node) = &self.replica {
+            node.stats_lines(|name, value| stat(name, format_args!("{value}")));
+        }
+        out.extend_from_slice(b"END\r\n");
+    }
+
+    /// `stats replication`: the peer link, or `repl_enabled 0` without a peer.
+    pub fn write_replication_stats(&self, out: &mut Vec<u8>) {
+        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+        stat("repl_enabled", format_args!("{}", u8::from(self.replica.is_some())));
+        if let Some(node) = &self.replica {
+            node.stats_lines(|name, value| stat(name, format_args!("{value}")));
+        }
         out.extend_from_slice(b"END\r\n");
     }
 

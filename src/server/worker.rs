@@ -42,6 +42,7 @@ impl Worker {
         let reqs_per_event = shared.config.reqs_per_event;
         let mut conns: Slab<Conn> = Slab::new();
         let mut yielded: Vec<usize> = Vec::new();
+        let mut held: Vec<usize> = Vec::new();
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
@@ -55,12 +56,20 @@ impl Worker {
             for event in events.iter() {
                 if event.token() == WAKER {
                     self.adopt(&mut conns);
+                    // Also rung when the peer acknowledges writes (ack mode).
+                    for key in std::mem::take(&mut held) {
+                        if let Some(conn) = conns.get_mut(key) {
+                            conn.held = false;
+                            let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                            settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                        }
+                    }
                     continue;
                 }
                 let key = event.token().0;
                 if let Some(conn) = conns.get_mut(key) {
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, &mut yielded, key, status, &shared, self.index);
+                    settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
                 }
             }
             // Connections that yielded run again now, after everyone else had a turn.
@@ -68,7 +77,7 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.queued = false;
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, &mut yielded, key, status, &shared, self.index);
+                    settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
                 }
             }
             if shared.shutting_down.load(Ordering::Acquire) {
@@ -134,7 +143,7 @@ fn closed(shared: &Shared, worker: usize, conn: &Conn) {
 
 fn settle(
     conns: &mut Slab<Conn>,
-    yielded: &mut Vec<usize>,
+    (yielded, held): (&mut Vec<usize>, &mut Vec<usize>),
     key: usize,
     status: Status,
     shared: &Shared,
@@ -147,6 +156,13 @@ fn settle(
             if !conn.queued {
                 conn.queued = true;
                 yielded.push(key);
+            }
+        }
+        Status::AwaitingAck => {
+            let conn = &mut conns[key];
+            if !conn.held {
+                conn.held = true;
+                held.push(key);
             }
         }
         Status::Closed => {

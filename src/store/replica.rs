@@ -209,6 +209,12 @@ impl Store {
         }
     }
 
+    /// The flush marks a full sync carries: the version up to which states are
+    /// flushed, and a delayed flush's time (Unix seconds, 0 for none).
+    pub fn flush_marks(&self) -> (u64, u32) {
+        (self.flush_cas.load(Ordering::Acquire), self.flush_at.load(Ordering::Acquire))
+    }
+
     /// Sends one slice of a full sync: the live items of up to `max_buckets` buckets
     /// of one shard, under that shard's lock only, and the shard's tombstones when
     /// its last bucket is done. Clients wait for one slice at most, never for the

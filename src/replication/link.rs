@@ -1,0 +1,407 @@
+//! The link thread: one mio `Poll` for the replication listener, the peer links,
+//! and the waker the store's observer rings when changes are recorded.
+//!
+//! Both sides dial (with doubling backoff and jitter) whenever no link is up, so a
+//! link cut for any reason comes back by itself (repcached never reconnected,
+//! replication-lessons finding 1). When both dials succeed, the link dialed by the
+//! lower node id stays and the other is closed, on both sides alike.
+//!
+//! Clients never wait for this thread: it reads the backlog under its lock in
+//! short batches and the store one shard slice at a time, and its output per link
+//! is bounded; a peer that does not keep up falls behind the backlog and is sent a
+//! full sync when it returns (finding 4: repcached froze its master instead).
+
+use super::node::{LINK_CONNECTING, LINK_DOWN, Node};
+use super::session::Session;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// Bytes of frames a link holds before it waits for the socket to drain.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+/// How often heartbeats and timeouts are checked.
+const TICK: Duration = Duration::from_millis(50);
+/// Reconnect backoff: doubling from the first to the last, each with jitter.
+const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+struct Link {
+    stream: TcpStream,
+    session: Session,
+    input: Vec<u8>,
+    /// Bytes of `session.out` already written.
+    written: usize,
+    peer: SocketAddr,
+}
+
+/// The running link thread.
+pub struct LinkThread {
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+    local_addr: SocketAddr,
+}
+
+impl LinkThread {
+    /// Binds the replication listener and starts the thread.
+    pub fn start(node: Arc<Node>) -> io::Result<LinkThread> {
+        let listen = resolve(&node.settings.listen)?;
+        let mut listener = TcpListener::bind(listen)?;
+        let local_addr = listener.local_addr()?;
+        let _ = node.listen_addr.set(local_addr);
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        node.set_link_waker(Arc::clone(&waker));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut runner = Runner {
+            node,
+            poll,
+            listener,
+            links: Slab::new(),
+            active: None,
+            outgoing: None,
+            next_dial: Instant::now(),
+            backoff: DIAL_BACKOFF_FIRST,
+            jitter: 0,
+            stop: Arc::clone(&stop),
+        };
+        runner.jitter = runner.node.history | 1;
+        let handle = std::thread::Builder::new().name("replication".into()).spawn(move || runner.run())?;
+        Ok(LinkThread { waker, stop, handle, local_addr })
+    }
+
+    /// Where the peer can reach this node (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shutdown(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        let _ = self.handle.join();
+    }
+}
+
+fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address")))
+}
+
+struct Runner {
+    node: Arc<Node>,
+    poll: Poll,
+    listener: TcpListener,
+    links: Slab<Link>,
+    /// The link in use, once its handshake is done.
+    active: Option<usize>,
+    /// Our dial in progress.
+    outgoing: Option<usize>,
+    next_dial: Instant,
+    backoff: Duration,
+    /// xorshift state for the dial jitter.
+    jitter: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runner {
+    fn now_ms(&self) -> u64 {
+        self.node.store.clock().now_ms()
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut next_tick = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let mut timeout = next_tick.saturating_duration_since(now);
+            if self.wants_dial() {
+                timeout = timeout.min(self.next_dial.saturating_duration_since(now));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("replication: poll failed: {e}");
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => self.read(key),
+                }
+            }
+            // Read the backlog from here on: records after this ring the waker again.
+            self.node.woken();
+            let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+            for key in keys {
+                self.pump(key);
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                self.tick();
+            }
+            if self.wants_dial() && Instant::now() >= self.next_dial {
+                self.dial();
+            }
+            self.publish_state();
+        }
+        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, "shutting down");
+        }
+    }
+
+    fn wants_dial(&self) -> bool {
+        self.node.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
+    }
+
+    fn publish_state(&self) {
+        let state = match self.active {
+            Some(key) => self.links[key].session.link_state(),
+            None if self.outgoing.is_some() => LINK_CONNECTING,
+            None => LINK_DOWN,
+        };
+        self.node.stats.state.store(state, Ordering::Relaxed);
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    self.adopt(stream, peer, false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::warn!("replication: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, dialed: bool) -> Option<usize> {
+        let _ = stream.set_nodelay(true);
+        let session = match Session::start(&self.node, dialed, self.now_ms()) {
+            Ok(session) => session,
+            Err(e) => {
+                log::error!("replication: no random challenge: {e}");
+                return None;
+            }
+        };
+        let entry = self.links.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!("replication: cannot register a link: {e}");
+            return None;
+        }
+        entry.insert(Link { stream, session, input: Vec::new(), written: 0, peer });
+        Some(key)
+    }
+
+    fn dial(&mut self) {
+        let Some(peer) = self.node.settings.peer.clone() else {
+            return;
+        };
+        self.schedule_dial();
+        let addr = match resolve(&peer) {
+            Ok(addr) => addr,
+            Err(e) => {
+                log::warn!("replication: cannot resolve peer {peer}: {e}");
+                return;
+            }
+        };
+        match TcpStream::connect(addr) {
+            Ok(stream) => self.outgoing = self.adopt(stream, addr, true),
+            Err(e) => log::debug!("replication: dialing {addr}: {e}"),
+        }
+    }
+
+    /// The next dial: the backoff with up to half of it taken off at random, so two
+    /// nodes that lost each other at once do not dial in lockstep.
+    fn schedule_dial(&mut self) {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let backoff_ms = self.backoff.as_millis() as u64;
+        let delay = backoff_ms - self.jitter % (backoff_ms / 2 + 1);
+        self.next_dial = Instant::now() + Duration::from_millis(delay);
+        self.backoff = (self.backoff * 2).min(DIAL_BACKOFF_MAX);
+    }
+
+    fn read(&mut self, key: usize) {
+        let now_ms = self.now_ms();
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        let mut outcome = Ok(());
+        loop {
+            let start = link.input.len();
+            link.input.resize(start + READ_CHUNK, 0);
+            match link.stream.read(&mut link.input[start..]) {
+                Ok(0) => {
+                    link.input.truncate(start);
+                    outcome = Err("the peer closed the link".to_string());
+                    break;
+                }
+                Ok(n) => link.input.truncate(start + n),
+                Err(e) => {
+                    link.input.truncate(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::Interrupted => continue,
+                        _ => {
+                            outcome = Err(format!("read failed: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            // Apply as we go, so a long burst is not buffered whole.
+            match link.session.receive(&self.node, &link.input, now_ms) {
+                Ok(used) => {
+                    link.input.drain(..used);
+                }
+                Err(reason) => {
+                    outcome = Err(reason);
+                    break;
+                }
+            }
+        }
+        if link.session.just_ready {
+            link.session.just_ready = false;
+            self.handshake_done(key);
+        }
+        if let Err(reason) = outcome {
+            self.close(key, &reason);
+        }
+    }
+
+    /// A link proved itself: keep it unless another is up and preferred.
+    fn handshake_done(&mut self, key: usize) {
+        let stats = &self.node.stats;
+        let link = &self.links[key];
+        let peer_node = link.session.peer_node().expect("ready");
+        stats.links.fetch_add(1, Ordering::Relaxed);
+        stats.peer_node.store(u64::from(peer_node), Ordering::Relaxed);
+        if self.outgoing == Some(key) {
+            self.outgoing = None;
+        }
+        self.backoff = DIAL_BACKOFF_FIRST;
+        // The link both sides keep: the one the lower node id dialed.
+        let preferred = |link: &Link| link.session.dialed == (self.node.settings.identity.node < peer_node);
+        match self.active {
+            Some(other) if other != key && self.links.contains(other) => {
+                if preferred(link) {
+                    self.close(other, "replaced by the link the lower node id dialed");
+                    self.active = Some(key);
+                } else {
+                    self.close(key, "a link to this peer is already up");
+                    return;
+                }
+            }
+            _ => self.active = Some(key),
+        }
+        let link = &self.links[key];
+        log::warn!("replication: linked to node {peer_node} at {}", link.peer);
+    }
+
+    /// Writes what the session has, producing more while the socket takes it.
+    fn pump(&mut self, key: usize) {
+        let node = Arc::clone(&self.node);
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        let mut failure = None;
+        loop {
+            let pending = link.session.out.len() - link.written;
+            if pending < OUTPUT_HIGH_WATER
+                && let Err(reason) = link.session.produce(&node, link.session.out.len() + OUTPUT_HIGH_WATER)
+            {
+                failure = Some(reason);
+                break;
+            }
+            if link.written == link.session.out.len() {
+                link.session.out.clear();
+                link.written = 0;
+                break;
+            }
+            match link.stream.write(&link.session.out[link.written..]) {
+                Ok(n) => {
+                    link.written += n;
+                    node.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if link.written == link.session.out.len() {
+                        link.session.out.clear();
+                        link.written = 0;
+                    } else if link.written > OUTPUT_HIGH_WATER {
+                        link.session.out.drain(..link.written);
+                        link.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not yet connected: the writable event comes when it is.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) => {
+                    failure = Some(format!("write failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            self.close(key, &reason);
+        }
+    }
+
+    fn tick(&mut self) {
+        let now_ms = self.now_ms();
+        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Err(reason) = self.links[key].session.tick(&self.node, now_ms) {
+                self.close(key, &reason);
+            } else {
+                self.pump(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize, reason: &str) {
+        let Some(mut link) = self.links.try_remove(key) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut link.stream);
+        if self.outgoing == Some(key) {
+            self.outgoing = None;
+        }
+        if self.active == Some(key) {
+            self.active = None;
+            self.node.set_acking(false);
+            self.node.stats.receiving_sync.store(false, Ordering::Relaxed);
+            log::warn!("replication: link to {} down: {reason}", link.peer);
+            // Reconnect promptly; the backoff grows only while dials fail.
+            self.backoff = DIAL_BACKOFF_FIRST;
+            self.next_dial = Instant::now();
+        } else if link.session.is_ready() {
+            log::info!("replication: spare link to {} closed: {reason}", link.peer);
+        } else if link.session.dialed {
+            log::debug!("replication: dial to {} failed: {reason}", link.peer);
+        } else {
+            self.node.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn!("replication: refused a connection from {}: {reason}", link.peer);
+        }
+    }
+}

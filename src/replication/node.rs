@@ -1,0 +1,371 @@
+//! What one replicating node shares between its threads: the store, the backlog
+//! the store's observer fills from every worker, what this node has applied of its
+//! peer's changes, what the peer has acknowledged of ours (ack mode waits on it),
+//! and the figures `stats replication` shows.
+
+use super::backlog::{Backlog, Recorded};
+use super::handshake::Identity;
+use crate::store::{Change, Store};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How a client's write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// At once; the peer applies it moments later.
+    Async,
+    /// Once the peer has applied it, or has been declared down.
+    Ack,
+}
+
+/// Everything replication is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The peer's replication address, when this node dials it.
+    pub peer: Option<String>,
+    /// Where this node accepts its peer.
+    pub listen: String,
+    pub identity: Identity,
+    /// Bytes of recent changes kept for a peer that reconnects.
+    pub backlog: usize,
+    /// A peer silent this long is declared down.
+    pub timeout: Duration,
+    pub heartbeat: Duration,
+    pub mode: SyncMode,
+    /// How long a deleted key's tombstone outlives it.
+    pub tombstone_secs: u32,
+}
+
+/// The link's state, as `stats` names it (`repl_peer_state`).
+pub const LINK_DOWN: u8 = 0;
+pub const LINK_CONNECTING: u8 = 1;
+pub const LINK_HANDSHAKE: u8 = 2;
+pub const LINK_SYNCING: u8 = 3;
+pub const LINK_UP: u8 = 4;
+
+fn state_name(state: u8) -> &'static str {
+    match state {
+        LINK_CONNECTING => "connecting",
+        LINK_HANDSHAKE => "handshake",
+        LINK_SYNCING => "syncing",
+        LINK_UP => "up",
+        _ => "down",
+    }
+}
+
+/// Counters of the link, written by the link thread and read by `stats`.
+#[derive(Debug, Default)]
+pub struct ReplStats {
+    pub state: AtomicU8,
+    /// The peer's node id once it has proved itself, else `u64::MAX`.
+    pub peer_node: AtomicU64,
+    pub rtt_ms: AtomicU64,
+    pub last_heard_ms: AtomicU64,
+    pub skew_ms: AtomicI64,
+    /// Our last sequence number sent on the link.
+    pub sent_seq: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    /// Bytes sent on the current link that the peer has not confirmed reading.
+    pub lag_bytes: AtomicU64,
+    /// The peer's last sequence number we applied.
+    pub applied_seq: AtomicU64,
+    pub received_bytes: AtomicU64,
+    pub changes_applied: AtomicU64,
+    /// Incoming states older than what this node held (last writer won here).
+    pub conflicts: AtomicU64,
+    /// Incoming values this node had no memory for.
+    pub apply_failures: AtomicU64,
+    pub partial_syncs: AtomicU64,
+    pub full_syncs: AtomicU64,
+    /// Items of the full sync being received (or the last one).
+    pub sync_items_received: AtomicU64,
+    pub sync_items_sent: AtomicU64,
+    pub receiving_sync: AtomicBool,
+    pub links: AtomicU64,
+    pub refused: AtomicU64,
+    /// Ack mode with the peer down: writes are acknowledged without it.
+    pub degraded: AtomicBool,
+    /// Replication lag of acknowledged changes, in microseconds.
+    pub lag: LagHistogram,
+}
+
+/// A log-linear histogram (four buckets per power of two) of microseconds, for
+/// the lag percentiles; one writer, any readers.
+#[derive(Debug)]
+pub struct LagHistogram {
+    buckets: Box<[AtomicU64]>,
+}
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        LagHistogram { buckets: (0..256).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl LagHistogram {
+    fn index(us: u64) -> usize {
+        if us < 4 {
+            return us as usize;
+        }
+        let log = 63 - us.leading_zeros() as usize;
+        4 * (log - 1) + ((us >> (log - 2)) & 3) as usize
+    }
+
+    fn lower_bound(index: usize) -> u64 {
+        if index < 4 {
+            return index as u64;
+        }
+        let log = index / 4 + 1;
+        (4 + (index % 4) as u64) << (log - 2)
+    }
+
+    pub fn record(&self, us: u64) {
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lower bound of the bucket holding the `per_mille`th sample; 0 when empty.
+    pub fn percentile(&self, per_mille: u64) -> u64 {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = (total * per_mille).div_ceil(1000).max(1);
+        let mut seen = 0;
+        for (index, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::lower_bound(index);
+            }
+        }
+        0
+    }
+}
+
+/// What this node has applied of its peer's changes: the run of the peer's
+/// sequence (`history`) and the last number applied, so that a reconnect asks only
+/// for the rest. `history` 0: nothing (a full sync is needed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub history: u64,
+    pub applied: u64,
+}
+
+thread_local! {
+    /// The sequence number of the last change this thread recorded: a worker in ack
+    /// mode holds a reply until the peer has applied it.
+    static LAST_RECORDED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The last sequence number the calling thread recorded (0 if none).
+pub fn last_recorded_here() -> u64 {
+    LAST_RECORDED.with(Cell::get)
+}
+
+pub struct Node {
+    pub store: Arc<Store>,
+    pub settings: Settings,
+    /// This run's name for its change sequence: random, never 0.
+    pub history: u64,
+    pub backlog: Mutex<Backlog>,
+    pub progress: Mutex<Progress>,
+    /// The highest of our sequence numbers the peer has applied.
+    acked: AtomicU64,
+    /// A link is up on which the peer acknowledges what it applies.
+    acking: AtomicBool,
+    /// Wakes the link thread when changes are recorded; `wake_pending` spares a
+    /// system call per write while the link thread has not caught up yet.
+    link_waker: OnceLock<Arc<mio::Waker>>,
+    wake_pending: AtomicBool,
+    /// Wakes the workers whose clients wait for acknowledgements.
+    ack_wakers: OnceLock<Vec<Arc<mio::Waker>>>,
+    pub stats: ReplStats,
+    /// The origin of the backlog's timestamps (microseconds, monotonic).
+    epoch: Instant,
+    /// The replication listener's bound address.
+    pub listen_addr: OnceLock<std::net::SocketAddr>,
+}
+
+impl Node {
+    /// Microseconds since this node started, for lag measurements.
+    pub fn micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    pub fn new(store: Arc<Store>, settings: Settings, history: u64) -> Node {
+        let backlog = Mutex::new(Backlog::new(settings.backlog));
+        let stats = ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() };
+        Node {
+            store,
+            settings,
+            history: history.max(1),
+            backlog,
+            progress: Mutex::new(Progress::default()),
+            acked: AtomicU64::new(0),
+            acking: AtomicBool::new(false),
+            link_waker: OnceLock::new(),
+            wake_pending: AtomicBool::new(false),
+            ack_wakers: OnceLock::new(),
+            stats,
+            epoch: Instant::now(),
+            listen_addr: OnceLock::new(),
+        }
+    }
+
+    /// Installs this node as the store's change observer.
+    pub fn observe(self: &Arc<Self>) -> bool {
+        let node = Arc::clone(self);
+        let tombstone_secs = self.settings.tombstone_secs;
+        self.store.observe_changes(Box::new(move |change| node.record(change)), tombstone_secs)
+    }
+
+    /// Records a local change (called by the store, in the writing thread, after
+    /// the change is visible) and wakes the link thread.
+    pub fn record(&self, change: Change<'_>) {
+        let now = self.micros();
+        let seq = self.backlog.lock().expect("backlog lock").push(Recorded::from(change), now);
+        LAST_RECORDED.with(|last| last.set(seq));
+        if !self.wake_pending.swap(true, Ordering::AcqRel)
+            && let Some(waker) = self.link_waker.get()
+        {
+            let _ = waker.wake();
+        }
+    }
+
+    pub fn set_link_waker(&self, waker: Arc<mio::Waker>) {
+        let _ = self.link_waker.set(waker);
+    }
+
+    /// The link thread is about to read the backlog: later records wake it again.
+    pub fn woken(&self) {
+        self.wake_pending.store(false, Ordering::Release);
+    }
+
+    pub fn set_ack_wakers(&self, wakers: Vec<Arc<mio::Waker>>) {
+        let _ = self.ack_wakers.set(wakers);
+    }
+
+    /// Whether a reply for a write recorded as `seq` may go to its client now.
+    pub fn acknowledged(&self, seq: u64) -> bool {
+        self.settings.mode == SyncMode::Async
+            || !self.acking.load(Ordering::Acquire)
+            || self.acked.load(Ordering::Acquire) >= seq
+    }
+
+    /// The peer has applied our changes up to `applied`.
+    pub fn peer_applied(&self, applied: u64) {
+        if self.acked.fetch_max(applied, Ordering::AcqRel) < applied {
+            self.wake_ack_waiters();
+        }
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// A link on which the peer acknowledges came up (true) or went down (false):
+    /// ack mode waits for the peer only while one is up.
+    pub fn set_acking(&self, up: bool) {
+        let was = self.acking.swap(up, Ordering::AcqRel);
+        if self.settings.mode == SyncMode::Ack {
+            self.stats.degraded.store(!up, Ordering::Relaxed);
+            if was && !up {
+                log::warn!("replication: peer down; writes are acknowledged without it until it is back");
+            } else if !was && up {
+                log::info!("replication: peer back; writes wait for it again");
+            }
+        }
+        if was && !up {
+            self.wake_ack_waiters();
+        }
+    }
+
+    fn wake_ack_waiters(&self) {
+        if self.settings.mode == SyncMode::Ack
+            && let Some(wakers) = self.ack_wakers.get()
+        {
+            for waker in wakers {
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// The `stats replication` lines, also part of plain `stats`.
+    pub fn stats_lines(&self, mut line: impl FnMut(&str, String)) {
+        let s = &self.stats;
+        let now = self.store.clock().now_ms();
+        let now_us = self.micros();
+        let (last_seq, first_seq, backlog_bytes, backlog_capacity, oldest_unacked_us) = {
+            let backlog = self.backlog.lock().expect("backlog lock");
+            let acked = self.acked();
+            let oldest = if acked < backlog.last_seq() { backlog.recorded_at(acked + 1) } else { None };
+            (backlog.last_seq(), backlog.first_seq(), backlog.bytes(), backlog.capacity(), oldest)
+        };
+        let state = s.state.load(Ordering::Relaxed);
+        let up = state == LINK_UP || state == LINK_SYNCING;
+        let peer_node = s.peer_node.load(Ordering::Relaxed);
+        let last_heard = s.last_heard_ms.load(Ordering::Relaxed);
+        line("repl_node_id", self.settings.identity.node.to_string());
+        line("repl_listen", self.listen_addr.get().map(ToString::to_string).unwrap_or_default());
+        line("repl_peer", self.settings.peer.clone().unwrap_or_default());
+        line("repl_peer_node_id", if peer_node == u64::MAX { String::new() } else { peer_node.to_string() });
+        line("repl_peer_state", state_name(state).to_string());
+        line("repl_mode", if self.settings.mode == SyncMode::Ack { "ack" } else { "async" }.to_string());
+        line("repl_degraded", u8::from(s.degraded.load(Ordering::Relaxed)).to_string());
+        line("repl_rtt_ms", s.rtt_ms.load(Ordering::Relaxed).to_string());
+        let heard_ago = if last_heard == 0 { -1 } else { now.saturating_sub(last_heard) as i64 };
+        line("repl_last_heartbeat_ms", heard_ago.to_string());
+        line("repl_clock_skew_ms", s.skew_ms.load(Ordering::Relaxed).to_string());
+        line("repl_last_seq", last_seq.to_string());
+        line("repl_sent_seq", s.sent_seq.load(Ordering::Relaxed).to_string());
+        line("repl_acked_seq", self.acked().to_string());
+        line("repl_applied_seq", s.applied_seq.load(Ordering::Relaxed).to_string());
+        line("repl_lag_ops", last_seq.saturating_sub(self.acked()).to_string());
+        line("repl_lag_bytes", if up { s.lag_bytes.load(Ordering::Relaxed) } else { 0 }.to_string());
+        line("repl_lag_ms", oldest_unacked_us.map_or(0, |at| now_us.saturating_sub(at) / 1000).to_string());
+        line("repl_lag_p50_us", s.lag.percentile(500).to_string());
+        line("repl_lag_p99_us", s.lag.percentile(990).to_string());
+        line("repl_backlog_bytes", backlog_bytes.to_string());
+        line("repl_backlog_size", backlog_capacity.to_string());
+        line("repl_backlog_first_seq", first_seq.to_string());
+        line("repl_sent_bytes", s.sent_bytes.load(Ordering::Relaxed).to_string());
+        line("repl_received_bytes", s.received_bytes.load(Ordering::Relaxed).to_string());
+        line("repl_changes_applied", s.changes_applied.load(Ordering::Relaxed).to_string());
+        line("repl_conflicts", s.conflicts.load(Ordering::Relaxed).to_string());
+        line("repl_apply_failures", s.apply_failures.load(Ordering::Relaxed).to_string());
+        line("repl_partial_syncs", s.partial_syncs.load(Ordering::Relaxed).to_string());
+        line("repl_full_syncs", s.full_syncs.load(Ordering::Relaxed).to_string());
+        line("repl_syncing", u8::from(s.receiving_sync.load(Ordering::Relaxed)).to_string());
+        line("repl_sync_items_received", s.sync_items_received.load(Ordering::Relaxed).to_string());
+        line("repl_sync_items_sent", s.sync_items_sent.load(Ordering::Relaxed).to_string());
+        line("repl_links", s.links.load(Ordering::Relaxed).to_string());
+        line("repl_refused", s.refused.load(Ordering::Relaxed).to_string());
+        line("repl_tombstones", self.store.tombstones().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_percentiles_come_from_log_linear_buckets() {
+        let lag = LagHistogram::default();
+        assert_eq!(lag.percentile(500), 0);
+        for us in 1..=100 {
+            lag.record(us);
+        }
+        lag.record(1_000_000);
+        let (p50, p99, max) = (lag.percentile(500), lag.percentile(990), lag.percentile(1000));
+        assert!((40..=51).contains(&p50), "{p50}");
+        assert!((80..=100).contains(&p99), "{p99}");
+        assert!((786_432..=1_000_000).contains(&max), "{max}");
+        for us in [0, 3, 4, 7, 8, 1000, u64::MAX] {
+            let index = LagHistogram::index(us);
+            assert!(LagHistogram::lower_bound(index) <= us, "{us}");
+            assert!(index == 255 || LagHistogram::lower_bound(index + 1) > us, "{us}");
+        }
+    }
+}

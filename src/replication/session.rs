@@ -1,0 +1,464 @@
+//! One link's conversation with the peer, without I/O: bytes in, bytes out. The
+//! link thread moves the bytes; tests drive two sessions against each other.
+//!
+//! ```text
+//!  dialer                         acceptor
+//!   Hello(nonce d) ───────────►   checks it (a stranger gets nothing back)
+//!                  ◄───────────   Hello(nonce a), Auth(mac over d)
+//!   Auth(mac over a) ─────────►
+//!   Resume(what I hold of you) ►  ◄── Resume(what I hold of you)
+//!   changes from the backlog, or a full sync then changes, each way
+//!   Ping/Pong every heartbeat, Ack after each batch applied
+//! ```
+//! Nothing of the cache is sent before a side has received the other's `Resume`,
+//! which the other sends only once it has checked the proof.
+
+use super::backlog::{Overflowed, Recorded};
+use super::handshake::{PeerHello, fresh_nonce};
+use super::heartbeat::{PeerClock, SKEW_WARNING_MS};
+use super::node::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Node, Progress};
+use super::wire::{self, Frame, NONCE_LEN};
+use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
+use std::sync::atomic::Ordering;
+
+/// Backlog entries sent per hold of the backlog lock: writers wait for it, so it
+/// is held for a few tens of microseconds at most.
+const LIVE_BATCH: usize = 128;
+/// Buckets of one shard sent per slice of a full sync (one shard lock hold each).
+const SYNC_SLICE_BUCKETS: usize = 256;
+
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Waiting for the peer's `Hello`.
+    Hello,
+    /// Waiting for the peer's proof.
+    Auth(PeerHello),
+    Ready(PeerHello),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Sending {
+    /// Until the peer says what it holds.
+    AwaitResume,
+    /// A full sync of changes up to `upto`; later ones go live alongside.
+    Full {
+        cursor: SyncCursor,
+        upto: u64,
+    },
+    Live,
+}
+
+pub struct Session {
+    pub dialed: bool,
+    our_nonce: [u8; NONCE_LEN],
+    phase: Phase,
+    sending: Sending,
+    /// Our next sequence number to send.
+    next_seq: u64,
+    /// The peer's full sync being received, with the sequence number it covers.
+    receiving_sync: Option<u64>,
+    /// The peer's last sequence number applied on this link.
+    live_applied: u64,
+    ack_due: bool,
+    bytes_read: u64,
+    /// Bytes this session produced, and those the peer confirmed.
+    bytes_made: u64,
+    bytes_acked: u64,
+    pub clock: PeerClock,
+    started_ms: u64,
+    next_ping_ms: u64,
+    skew_warned: bool,
+    /// Set when the handshake completes; the link thread takes it.
+    pub just_ready: bool,
+    /// Frames to write.
+    pub out: Vec<u8>,
+}
+
+impl Session {
+    /// A new link; the dialing side speaks first.
+    pub fn start(node: &Node, dialed: bool, now_ms: u64) -> std::io::Result<Session> {
+        let mut session = Session {
+            dialed,
+            our_nonce: fresh_nonce()?,
+            phase: Phase::Hello,
+            sending: Sending::AwaitResume,
+            next_seq: 1,
+            receiving_sync: None,
+            live_applied: 0,
+            ack_due: false,
+            bytes_read: 0,
+            bytes_made: 0,
+            bytes_acked: 0,
+            clock: PeerClock { last_heard_ms: now_ms, ..PeerClock::default() },
+            started_ms: now_ms,
+            next_ping_ms: 0,
+            skew_warned: false,
+            just_ready: false,
+            out: Vec::new(),
+        };
+        if dialed {
+            session.send_hello(node, now_ms);
+        }
+        Ok(session)
+    }
+
+    fn emit(&mut self, frame: &Frame<'_>) {
+        let before = self.out.len();
+        wire::encode(frame, &mut self.out);
+        self.bytes_made += (self.out.len() - before) as u64;
+    }
+
+    fn send_hello(&mut self, node: &Node, now_ms: u64) {
+        let hello = node.settings.identity.hello(self.our_nonce, node.history, now_ms);
+        let before = self.out.len();
+        wire::encode(&hello, &mut self.out);
+        self.bytes_made += (self.out.len() - before) as u64;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready(_))
+    }
+
+    pub fn peer_node(&self) -> Option<u16> {
+        match self.phase {
+            Phase::Ready(peer) => Some(peer.node),
+            _ => None,
+        }
+    }
+
+    /// The link's state for `stats`.
+    pub fn link_state(&self) -> u8 {
+        if !self.is_ready() {
+            LINK_HANDSHAKE
+        } else if self.receiving_sync.is_some() || matches!(self.sending, Sending::Full { .. }) {
+            LINK_SYNCING
+        } else {
+            LINK_UP
+        }
+    }
+
+    /// Handles every whole frame in `input`; returns the bytes used. An error is
+    /// the reason to close the link.
+    pub fn receive(&mut self, node: &Node, input: &[u8], now_ms: u64) -> Result<usize, String> {
+        let mut used = 0;
+        let applied_before = self.live_applied;
+        while let Some((frame, n)) = wire::decode(&input[used..]).map_err(|e| e.to_string())? {
+            used += n;
+            self.bytes_read += n as u64;
+            self.clock.heard(now_ms);
+            self.handle(node, frame, now_ms)?;
+        }
+        node.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
+        if self.live_applied != applied_before
+            && self.receiving_sync.is_none()
+            && let Phase::Ready(peer) = self.phase
+        {
+            *node.progress.lock().expect("progress lock") =
+                Progress { history: peer.history, applied: self.live_applied };
+        }
+        if self.ack_due {
+            self.ack_due = false;
+            self.emit(&Frame::Ack { applied: self.live_applied, bytes: self.bytes_read });
+        }
+        Ok(used)
+    }
+
+    fn handle(&mut self, node: &Node, frame: Frame<'_>, now_ms: u64) -> Result<(), String> {
+        let identity = &node.settings.identity;
+        match self.phase {
+            Phase::Hello => {
+                let peer = identity.check_hello(&frame)?;
+                if !self.dialed {
+                    self.send_hello(node, now_ms);
+                }
+                let mac = identity.prove(&peer.nonce);
+                self.emit(&Frame::Auth { mac });
+                // A first clock sample, good to the one-way delay, until pongs refine it.
+                self.clock.skew_ms = Some(peer.clock_ms as i64 - now_ms as i64);
+                self.phase = Phase::Auth(peer);
+                Ok(())
+            }
+            Phase::Auth(peer) => {
+                identity.check_auth(&frame, &peer, &self.our_nonce)?;
+                self.phase = Phase::Ready(peer);
+                self.just_ready = true;
+                let held = *node.progress.lock().expect("progress lock");
+                let resume = if held.history == peer.history { held } else { Progress::default() };
+                self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
+                self.next_ping_ms = now_ms;
+                Ok(())
+            }
+            Phase::Ready(peer) => self.handle_ready(node, peer, frame, now_ms),
+        }
+    }
+
+    fn handle_ready(&mut self, node: &Node, peer: PeerHello, frame: Frame<'_>, now_ms: u64) -> Result<(), String> {
+        let stats = &node.stats;
+        match frame {
+            Frame::Resume { history, applied } => {
+                if !matches!(self.sending, Sending::AwaitResume) {
+                    return Err("the peer sent a second resume".into());
+                }
+                self.start_sending(node, history, applied);
+            }
+            Frame::Set { seq, version, flags, expires_ms, key, value } => {
+                let expires_at = self.to_local_secs(expires_ms);
+                let state = KeyState::Value { value, flags, expires_at };
+                self.apply(node, seq, &KeyChange { key, version, state });
+            }
+            Frame::Delete { seq, version, key } => {
+                self.apply(node, seq, &KeyChange { key, version, state: KeyState::Deleted });
+            }
+            Frame::Flush { seq, version, at_ms } => {
+                node.store.apply_remote_flush(version, self.to_local_secs(at_ms));
+                self.applied(node, seq);
+            }
+            Frame::Skip { seq } => self.applied(node, seq),
+            Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
+                self.receiving_sync = Some(seq);
+                node.store.apply_remote_flush(flush_version, self.to_local_secs(flush_at_ms));
+                stats.receiving_sync.store(true, Ordering::Relaxed);
+                stats.sync_items_received.store(0, Ordering::Relaxed);
+                log::info!("replication: receiving a full sync from node {}", peer.node);
+            }
+            Frame::SyncEnd { seq } => {
+                let Some(upto) = self.receiving_sync.take() else {
+                    return Err("the peer ended a full sync it never began".into());
+                };
+                // Changes after `upto` arrived live, in order, alongside the sync.
+                let applied = upto.max(seq).max(self.live_applied);
+                self.live_applied = applied;
+                self.ack_due = true;
+                *node.progress.lock().expect("progress lock") = Progress { history: peer.history, applied };
+                stats.receiving_sync.store(false, Ordering::Relaxed);
+                stats.applied_seq.store(applied, Ordering::Relaxed);
+                log::info!(
+                    "replication: full sync from node {} complete, {} items",
+                    peer.node,
+                    stats.sync_items_received.load(Ordering::Relaxed)
+                );
+            }
+            Frame::Ping { applied, sent_ms } => {
+                node.peer_applied(applied);
+                self.emit(&Frame::Pong { applied: self.live_applied, echo_ms: sent_ms, sent_ms: now_ms });
+            }
+            Frame::Pong { applied, echo_ms, sent_ms } => {
+                node.peer_applied(applied);
+                let skew = self.clock.pong(now_ms, echo_ms, sent_ms);
+                stats.rtt_ms.store(self.clock.rtt_ms.unwrap_or(0), Ordering::Relaxed);
+                stats.skew_ms.store(skew, Ordering::Relaxed);
+                if skew.abs() > SKEW_WARNING_MS && !self.skew_warned {
+                    self.skew_warned = true;
+                    log::warn!(
+                        "replication: node {}'s clock is {skew} ms from ours; expiry times are corrected by it, \
+                         but fix the clocks (NTP)",
+                        peer.node
+                    );
+                }
+            }
+            Frame::Ack { applied, bytes } => {
+                if let Some(at) = node.backlog.lock().expect("backlog lock").recorded_at(applied) {
+                    stats.lag.record(node.micros().saturating_sub(at));
+                }
+                node.peer_applied(applied);
+                self.bytes_acked = bytes;
+                stats.lag_bytes.store(self.bytes_made.saturating_sub(bytes), Ordering::Relaxed);
+            }
+            Frame::Hello { .. } | Frame::Auth { .. } => return Err("the peer repeated its handshake".into()),
+        }
+        Ok(())
+    }
+
+    /// A time on the peer's clock (Unix ms, 0 for none) as Unix seconds on ours,
+    /// rounded so that a few milliseconds of estimate do not move it a second.
+    fn to_local_secs(&self, remote_ms: u64) -> u32 {
+        if remote_ms == 0 {
+            return 0;
+        }
+        let local = remote_ms as i64 - self.clock.skew_ms.unwrap_or(0);
+        ((local + 500) / 1000).clamp(1, i64::from(u32::MAX)) as u32
+    }
+
+    fn apply(&mut self, node: &Node, seq: u64, change: &KeyChange<'_>) {
+        let stats = &node.stats;
+        match node.store.apply_remote(change) {
+            Applied::Applied => stats.changes_applied.fetch_add(1, Ordering::Relaxed),
+            Applied::Older => stats.conflicts.fetch_add(1, Ordering::Relaxed),
+            Applied::NoMemory => {
+                if stats.apply_failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                    log::warn!("replication: no memory for a peer's value (raise -m, or allow eviction)");
+                }
+                0
+            }
+        };
+        if seq == 0 {
+            stats.sync_items_received.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.applied(node, seq);
+        }
+    }
+
+    fn applied(&mut self, node: &Node, seq: u64) {
+        self.live_applied = seq;
+        self.ack_due = true;
+        node.stats.applied_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// The peer said what it holds of our changes: resume from the backlog if it
+    /// covers that, else send everything.
+    fn start_sending(&mut self, node: &Node, history: u64, applied: u64) {
+        let stats = &node.stats;
+        let backlog = node.backlog.lock().expect("backlog lock");
+        if history == node.history && backlog.covers(applied) {
+            self.next_seq = applied + 1;
+            self.sending = Sending::Live;
+            drop(backlog);
+            stats.partial_syncs.fetch_add(1, Ordering::Relaxed);
+            log::info!("replication: partial resync from change {}", applied + 1);
+        } else {
+            let upto = backlog.last_seq();
+            drop(backlog);
+            let (flush_version, flush_at) = node.store.flush_marks();
+            let flush_at_ms = u64::from(flush_at) * 1000;
+            self.emit(&Frame::SyncBegin { seq: upto, flush_version, flush_at_ms });
+            self.next_seq = upto + 1;
+            self.sending = Sending::Full { cursor: SyncCursor::default(), upto };
+            stats.full_syncs.fetch_add(1, Ordering::Relaxed);
+            stats.sync_items_sent.store(0, Ordering::Relaxed);
+            log::info!("replication: full sync to the peer (it holds nothing of this run's changes up to {upto})");
+        }
+        node.set_acking(true);
+    }
+
+    /// Fills `out` up to about `budget` bytes with changes and sync slices.
+    /// `Err` when the peer fell behind the backlog: the link is closed and the
+    /// peer gets a full sync when it returns.
+    pub fn produce(&mut self, node: &Node, budget: usize) -> Result<(), String> {
+        if !self.is_ready() || matches!(self.sending, Sending::AwaitResume) {
+            return Ok(());
+        }
+        let made_before = self.bytes_made;
+        while self.out.len() < budget {
+            let sent = self.send_live(node).map_err(|Overflowed| {
+                format!(
+                    "the peer fell more than --repl-backlog ({} bytes) behind; it takes a full sync when it returns",
+                    node.settings.backlog
+                )
+            })?;
+            match self.sending {
+                Sending::Full { cursor, upto } => {
+                    let cursor = self.send_slice(node, cursor);
+                    if cursor.done {
+                        self.emit(&Frame::SyncEnd { seq: upto });
+                        self.sending = Sending::Live;
+                        log::info!(
+                            "replication: full sync sent, {} items",
+                            node.stats.sync_items_sent.load(Ordering::Relaxed)
+                        );
+                    } else {
+                        self.sending = Sending::Full { cursor, upto };
+                    }
+                }
+                _ if sent == 0 => break,
+                _ => {}
+            }
+        }
+        if self.bytes_made != made_before {
+            node.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Sends the next backlog entries, each as its key's current state.
+    fn send_live(&mut self, node: &Node) -> Result<usize, Overflowed> {
+        let mut out = std::mem::take(&mut self.out);
+        let before = out.len();
+        let mut last_skipped = None;
+        let mut last = None;
+        let visited = {
+            let backlog = node.backlog.lock().expect("backlog lock");
+            backlog.visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
+                last = Some(seq);
+                match change {
+                    Recorded::Key(key) => {
+                        let sent = node.store.key_state(key, |change| encode_change(&mut out, seq, &change));
+                        last_skipped = if sent.is_some() { None } else { Some(seq) };
+                    }
+                    &Recorded::Flush { version, at } => {
+                        wire::encode(&Frame::Flush { seq, version, at_ms: u64::from(at) * 1000 }, &mut out);
+                        last_skipped = None;
+                    }
+                }
+            })
+        };
+        self.bytes_made += (out.len() - before) as u64;
+        self.out = out;
+        let visited = visited?;
+        if let Some(seq) = last_skipped {
+            // The peer learns it has everything up to here.
+            self.emit(&Frame::Skip { seq });
+        }
+        if let Some(seq) = last {
+            self.next_seq = seq + 1;
+            node.stats.sent_seq.store(seq, Ordering::Relaxed);
+        }
+        Ok(visited)
+    }
+
+    fn send_slice(&mut self, node: &Node, cursor: SyncCursor) -> SyncCursor {
+        let before = self.out.len();
+        let mut items = 0;
+        let out = &mut self.out;
+        let cursor = node.store.sync_slice(cursor, SYNC_SLICE_BUCKETS, |change| {
+            encode_change(out, 0, &change);
+            items += 1;
+        });
+        self.bytes_made += (self.out.len() - before) as u64;
+        node.stats.sync_items_sent.fetch_add(items, Ordering::Relaxed);
+        cursor
+    }
+
+    /// Heartbeat and timeouts; `Err` is the reason to close the link.
+    pub fn tick(&mut self, node: &Node, now_ms: u64) -> Result<(), String> {
+        let timeout = node.settings.timeout;
+        if !self.is_ready() {
+            if now_ms.saturating_sub(self.started_ms) > timeout.as_millis() as u64 {
+                return Err(format!("handshake not completed within {} ms", timeout.as_millis()));
+            }
+            return Ok(());
+        }
+        if self.clock.is_down(now_ms, timeout) {
+            return Err(format!(
+                "peer silent for {} ms (--repl-timeout {} ms): declared down",
+                now_ms.saturating_sub(self.clock.last_heard_ms),
+                timeout.as_millis()
+            ));
+        }
+        node.stats.last_heard_ms.store(self.clock.last_heard_ms, Ordering::Relaxed);
+        if now_ms >= self.next_ping_ms {
+            self.emit(&Frame::Ping { applied: self.live_applied, sent_ms: now_ms });
+            self.next_ping_ms = now_ms + node.settings.heartbeat.as_millis() as u64;
+        }
+        Ok(())
+    }
+
+    /// When the next heartbeat is due (ms), for the link thread's poll timeout.
+    pub fn next_ping_ms(&self) -> u64 {
+        self.next_ping_ms
+    }
+}
+
+fn encode_change(out: &mut Vec<u8>, seq: u64, change: &KeyChange<'_>) {
+    let frame = match change.state {
+        KeyState::Value { value, flags, expires_at } => Frame::Set {
+            seq,
+            version: change.version,
+            flags,
+            expires_ms: u64::from(expires_at) * 1000,
+            key: change.key,
+            value,
+        },
+        KeyState::Deleted => Frame::Delete { seq, version: change.version, key: change.key },
+    };
+    wire::encode(&frame, out);
+}
