@@ -17,3 +17,6 @@ pub mod wire;
 
 pub use link::LinkThread;
 pub use node::{Node, Settings, SyncMode, last_recorded_here};
+
+#[cfg(test)]
+mod tests;

@@ -173,8 +173,11 @@ impl Session {
                 }
                 let mac = identity.prove(&peer.nonce);
                 self.emit(&Frame::Auth { mac });
-                // A first clock sample, good to the one-way delay, until pongs refine it.
-                self.clock.skew_ms = Some(peer.clock_ms as i64 - now_ms as i64);
+                // A first clock sample, until pongs refine it. The dialer knows the
+                // round trip of its hello (NTP's estimate, as for pongs); the acceptor
+                // reads the peer's clock one delivery late.
+                let midpoint = if self.dialed { (self.started_ms + now_ms) / 2 } else { now_ms };
+                self.clock.skew_ms = Some(peer.clock_ms as i64 - midpoint as i64);
                 self.phase = Phase::Auth(peer);
                 Ok(())
             }
@@ -269,13 +272,17 @@ impl Session {
         Ok(())
     }
 
-    /// A time on the peer's clock (Unix ms, 0 for none) as Unix seconds on ours,
-    /// rounded so that a few milliseconds of estimate do not move it a second.
+    /// A time on the peer's clock (Unix ms, 0 for none) as Unix seconds on ours.
+    /// Clocks within a second of each other are taken to agree: the time is kept
+    /// as is, so both nodes hold the same expiry to the second. Beyond that the
+    /// estimated skew is taken off (and the log has warned), so that a peer whose
+    /// clock is ahead does not expire everything it is sent at once.
     fn to_local_secs(&self, remote_ms: u64) -> u32 {
         if remote_ms == 0 {
             return 0;
         }
-        let local = remote_ms as i64 - self.clock.skew_ms.unwrap_or(0);
+        let skew = self.clock.skew_ms.filter(|skew| skew.abs() > SKEW_WARNING_MS).unwrap_or(0);
+        let local = remote_ms as i64 - skew;
         ((local + 500) / 1000).clamp(1, i64::from(u32::MAX)) as u32
     }
 

@@ -215,7 +215,7 @@ impl Store {
         (self.flush_cas.load(Ordering::Acquire), self.flush_at.load(Ordering::Acquire))
     }
 
-    /// Sends one slice of a full sync: the live items of up to `max_buckets` buckets
+    /// Sends one slice of a full sync: the items of up to `max_buckets` buckets
     /// of one shard, under that shard's lock only, and the shard's tombstones when
     /// its last bucket is done. Clients wait for one slice at most, never for the
     /// whole table (repcached walked it in one go: stalls of 2.5–3.3 s, finding 10).
@@ -242,9 +242,18 @@ impl Store {
             let Some(item) = shard.table.get_bucket(bucket) else {
                 continue;
             };
-            if now.liveness(item) == Liveness::Live {
-                let state = KeyState::Value { value: item.value(), flags: item.flags(), expires_at: item.expires_at() };
-                send(KeyChange { key: item.key(), version: item.cas(), state });
+            match now.liveness(item) {
+                Liveness::Live => {
+                    let (flags, expires_at) = (item.flags(), item.expires_at());
+                    let state = KeyState::Value { value: item.value(), flags, expires_at };
+                    send(KeyChange { key: item.key(), version: item.cas(), state });
+                }
+                // Its version must still beat an older state the peer holds, as the
+                // tombstone the sweep will leave for it would.
+                Liveness::Expired => {
+                    send(KeyChange { key: item.key(), version: item.cas(), state: KeyState::Deleted });
+                }
+                Liveness::Flushed => {}
             }
         }
         if end < buckets {

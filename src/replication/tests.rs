@@ -1,0 +1,257 @@
+//! Two nodes linked by their real sessions through in-memory byte pipes, on one
+//! manual clock: any interleaving of client writes, partial deliveries, link cuts
+//! and restarts ends, once the link is back and quiet, with identical stores.
+
+use super::handshake::Identity;
+use super::node::{Node, Settings, SyncMode};
+use super::session::Session;
+use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
+use proptest::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+const START_MS: u64 = 1_800_000_000_000;
+const KEYS: usize = 6;
+
+fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Node> {
+    let config = StoreConfig { node_id: id, ..StoreConfig::default() };
+    let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
+    let settings = Settings {
+        peer: None,
+        listen: String::new(),
+        identity: Identity::new(id, b"test", b"0123456789abcdef"),
+        backlog: 1 << 20,
+        timeout: Duration::from_secs(3),
+        heartbeat: Duration::from_millis(500),
+        mode: SyncMode::Async,
+        tombstone_secs: 3600,
+    };
+    let node = Arc::new(Node::new(store, settings, history));
+    assert!(node.observe());
+    node
+}
+
+/// One side of a link: its session and the bytes it has received but not used.
+struct End {
+    session: Session,
+    inbox: Vec<u8>,
+}
+
+struct Pair {
+    clock: ManualClock,
+    a: Arc<Node>,
+    b: Arc<Node>,
+    link: Option<(End, End)>,
+    histories: u64,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let clock = ManualClock::new(START_MS);
+        let (a, b) = (node(1, &clock, 1), node(2, &clock, 2));
+        Pair { clock, a, b, link: None, histories: 2 }
+    }
+
+    fn connect(&mut self) {
+        if self.link.is_none() {
+            let now = self.clock.now_ms();
+            let a = Session::start(&self.a, true, now).unwrap();
+            let b = Session::start(&self.b, false, now).unwrap();
+            self.link = Some((End { session: a, inbox: Vec::new() }, End { session: b, inbox: Vec::new() }));
+            // The handshake happens at once, so that its clock samples are exact
+            // (both nodes share the clock); the data after it crosses piecemeal.
+            while !self.handshake_done() {
+                self.deliver(true, usize::MAX);
+                self.deliver(false, usize::MAX);
+            }
+        }
+    }
+
+    fn handshake_done(&self) -> bool {
+        self.link.as_ref().is_some_and(|(a, b)| a.session.is_ready() && b.session.is_ready())
+    }
+
+    /// Moves up to `max` bytes one way (producing them first), and lets the
+    /// receiver handle what arrived. False when nothing moved.
+    fn deliver(&mut self, to_b: bool, max: usize) -> bool {
+        let now = self.clock.now_ms();
+        let Some((end_a, end_b)) = self.link.as_mut() else {
+            return false;
+        };
+        let (from_node, to_node, from, to) =
+            if to_b { (&self.a, &self.b, end_a, end_b) } else { (&self.b, &self.a, end_b, end_a) };
+        from.session.produce(from_node, 1 << 16).expect("within the backlog");
+        let n = max.min(from.session.out.len());
+        if n == 0 {
+            return false;
+        }
+        to.inbox.extend(from.session.out.drain(..n));
+        let used = to.session.receive(to_node, &to.inbox, now).expect("a well-formed link");
+        to.inbox.drain(..used);
+        true
+    }
+
+    fn cut(&mut self) {
+        if self.link.take().is_some() {
+            // What a link thread does when a link closes.
+            self.a.set_acking(false);
+            self.b.set_acking(false);
+        }
+    }
+
+    /// Node B loses everything and comes back as a new run. A restart takes time:
+    /// versions are unique across runs because the physical clock has moved on
+    /// (the hybrid clock's assumption; a node restarted within the millisecond it
+    /// died in could repeat a version it made before).
+    fn restart_b(&mut self) {
+        self.cut();
+        self.clock.advance_ms(1);
+        self.histories += 1;
+        self.b = node(2, &self.clock, self.histories);
+    }
+
+    fn settle(&mut self) {
+        self.connect();
+        for _ in 0..10_000 {
+            if !(self.deliver(true, usize::MAX) | self.deliver(false, usize::MAX)) {
+                return;
+            }
+        }
+        panic!("the link never went quiet");
+    }
+}
+
+fn key(index: usize) -> Vec<u8> {
+    format!("session:{index}").into_bytes()
+}
+
+/// What a client sees of a key: value, flags and CAS unique.
+fn visible(store: &Store, key: &[u8]) -> Option<(Vec<u8>, u32, u64)> {
+    let mut seen = None;
+    store.get_for_meta(key, None, false, |item, _, _| seen = Some((item.value().to_vec(), item.flags(), item.cas())));
+    seen
+}
+
+#[test]
+fn a_pair_links_syncs_and_streams() {
+    let mut pair = Pair::new();
+    pair.a.store.store(&StoreRequest::new(StoreMode::Set, b"before", b"1"));
+    pair.settle();
+    assert_eq!(visible(&pair.b.store, b"before").map(|v| v.0), Some(b"1".to_vec()), "the first link syncs fully");
+    assert_eq!(pair.a.stats.full_syncs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    pair.b.store.store(&StoreRequest::new(StoreMode::Set, b"after", b"2"));
+    pair.settle();
+    assert_eq!(visible(&pair.a.store, b"after"), visible(&pair.b.store, b"after"));
+    assert!(visible(&pair.a.store, b"after").is_some());
+    assert_eq!(pair.b.acked(), 1, "A acknowledged B's change");
+
+    pair.cut();
+    pair.a.store.delete(b"before");
+    pair.settle();
+    assert_eq!(visible(&pair.b.store, b"before"), None, "the delete made while cut arrives");
+    let stats = |node: &Node| {
+        use std::sync::atomic::Ordering::Relaxed;
+        (node.stats.full_syncs.load(Relaxed), node.stats.partial_syncs.load(Relaxed))
+    };
+    assert_eq!((stats(&pair.a), stats(&pair.b)), ((1, 1), (1, 1)), "the reconnect resumed from the backlogs");
+}
+
+#[test]
+fn a_stranger_is_refused_before_anything_is_sent() {
+    let pair = Pair::new();
+    let now = pair.clock.now_ms();
+    let mut acceptor = Session::start(&pair.a, false, now).unwrap();
+    assert!(acceptor.out.is_empty(), "the accepting side speaks only after a valid hello");
+    let refused = acceptor.receive(&pair.a, b"set k 0 0 1\r\nx\r\n", now).unwrap_err();
+    assert!(refused.contains("unknown frame type"), "{refused}");
+    assert!(acceptor.out.is_empty());
+
+    let stranger = node(3, &pair.clock, 9);
+    let mut stranger_identity = stranger.settings.clone();
+    stranger_identity.identity = Identity::new(3, b"test", b"not the pair's secret!");
+    let impostor = Arc::new(Node::new(Arc::clone(&stranger.store), stranger_identity, 9));
+    let mut dialer = Session::start(&impostor, true, now).unwrap();
+    let mut acceptor = Session::start(&pair.a, false, now).unwrap();
+    let hello = std::mem::take(&mut dialer.out);
+    acceptor.receive(&pair.a, &hello, now).unwrap();
+    let challenge = std::mem::take(&mut acceptor.out);
+    // The impostor refuses the pair's proof, but has sent its own by then.
+    let _ = dialer.receive(&impostor, &challenge, now);
+    let refused = acceptor.receive(&pair.a, &dialer.out, now).unwrap_err();
+    assert!(refused.contains("--repl-secret"), "{refused}");
+    assert!(acceptor.out.is_empty() && !acceptor.is_ready(), "nothing of the cache was sent");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set { on_b: bool, key: usize, value: u8, ttl: u8 },
+    Append { on_b: bool, key: usize, value: u8 },
+    Incr { on_b: bool, key: usize },
+    Delete { on_b: bool, key: usize },
+    Flush { on_b: bool },
+    Deliver { to_b: bool, bytes: u16 },
+    Connect,
+    Cut,
+    RestartB,
+    Tick { ms: u16 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS;
+    prop_oneof![
+        6 => (any::<bool>(), key.clone(), any::<u8>(), 0..3u8)
+            .prop_map(|(on_b, key, value, ttl)| Op::Set { on_b, key, value, ttl }),
+        2 => (any::<bool>(), key.clone(), any::<u8>()).prop_map(|(on_b, key, value)| Op::Append { on_b, key, value }),
+        2 => (any::<bool>(), key.clone()).prop_map(|(on_b, key)| Op::Incr { on_b, key }),
+        3 => (any::<bool>(), key).prop_map(|(on_b, key)| Op::Delete { on_b, key }),
+        1 => any::<bool>().prop_map(|on_b| Op::Flush { on_b }),
+        8 => (any::<bool>(), 1..200u16).prop_map(|(to_b, bytes)| Op::Deliver { to_b, bytes }),
+        2 => Just(Op::Connect),
+        1 => Just(Op::Cut),
+        1 => Just(Op::RestartB),
+        3 => (0..1500u16).prop_map(|ms| Op::Tick { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_with_cuts_and_restarts_converges(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut pair = Pair::new();
+        pair.connect();
+        for op in ops {
+            let (a, b) = (Arc::clone(&pair.a), Arc::clone(&pair.b));
+            let pick = |on_b: bool| if on_b { &b.store } else { &a.store };
+            match op {
+                Op::Set { on_b, key: k, value, ttl } => {
+                    let (value, name) = ([value], key(k));
+                    // TTLs of 0 (none), 1 and 2 seconds, so that some expire on the way.
+                    let req = StoreRequest { exptime: i32::from(ttl), ..StoreRequest::new(StoreMode::Set, &name, &value) };
+                    pick(on_b).store(&req);
+                }
+                Op::Append { on_b, key: k, value } => {
+                    pick(on_b).store(&StoreRequest::new(StoreMode::Append, &key(k), &[value]));
+                }
+                Op::Incr { on_b, key: k } => {
+                    pick(on_b).arithmetic(&key(k), true, 1);
+                }
+                Op::Delete { on_b, key: k } => {
+                    pick(on_b).delete(&key(k));
+                }
+                Op::Flush { on_b } => pick(on_b).flush_all(0),
+                Op::Deliver { to_b, bytes } => {
+                    pair.deliver(to_b, usize::from(bytes));
+                }
+                Op::Connect => pair.connect(),
+                Op::Cut => pair.cut(),
+                Op::RestartB => pair.restart_b(),
+                Op::Tick { ms } => pair.clock.advance_ms(u64::from(ms)),
+            }
+        }
+        pair.settle();
+        for k in 0..KEYS {
+            prop_assert_eq!(visible(&pair.a.store, &key(k)), visible(&pair.b.store, &key(k)), "key {}", k);
+        }
+    }
+}
