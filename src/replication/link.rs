@@ -397,7 +397,7 @@ impl Runner {
             self.next_dial = Instant::now();
         } else if link.session.is_ready() {
             log::info!("replication: spare link to {} closed: {reason}", link.peer);
-        } else if link.session.dialed {
+        } else if link.session.dialed && !link.session.met_peer() {
             log::debug!("replication: dial to {} failed: {reason}", link.peer);
         } else {
             self.node.stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -115,6 +115,12 @@ impl Session {
         self.bytes_made += (self.out.len() - before) as u64;
     }
 
+    /// Whether the peer got as far as a valid hello (so a failure is a refusal,
+    /// not a connection that never formed).
+    pub fn met_peer(&self) -> bool {
+        !matches!(self.phase, Phase::Hello)
+    }
+
     pub fn is_ready(&self) -> bool {
         matches!(self.phase, Phase::Ready(_))
     }

@@ -186,7 +186,15 @@ impl Config {
         // SAFETY: gethostname writes at most `host.len()` bytes into the buffer.
         let rc = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
         let host_len = if rc == 0 { host.iter().position(|&b| b == 0).unwrap_or(host.len()) } else { 0 };
-        let identity = [&host[..host_len], &self.port.to_be_bytes(), self.replication.listen.as_bytes()].concat();
+        let mut identity = [&host[..host_len], &self.port.to_be_bytes(), self.replication.listen.as_bytes()].concat();
+        // Ports picked by the kernel (0) make nothing stable to derive from, and
+        // two such nodes on one host would share an id: take a random one.
+        if self.port == 0 || self.replication.listen.ends_with(":0") {
+            let mut random = [0u8; 8];
+            // SAFETY: getrandom writes at most `random.len()` bytes into the buffer.
+            let _ = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+            identity.extend_from_slice(&random);
+        }
         (fnv1a(&identity) % (u64::from(crate::store::version::NODE_MAX) + 1)) as u16
     }
 }

@@ -154,7 +154,7 @@ fn replica(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Node>>>
     let settings = Settings {
         peer: repl.peer.clone(),
         listen: repl.listen.clone(),
-        identity: Identity::new(config.node_id(), repl.cluster.as_bytes(), &secret),
+        identity: Identity::new(store.node_id(), repl.cluster.as_bytes(), &secret),
         backlog: repl.backlog,
         timeout: repl.timeout,
         // Several heartbeats fit in a timeout however short it is set.

@@ -209,6 +209,11 @@ impl Store {
         }
     }
 
+    /// The node id in every version this store makes.
+    pub fn node_id(&self) -> u16 {
+        self.versions.node()
+    }
+
     /// The flush marks a full sync carries: the version up to which states are
     /// flushed, and a delayed flush's time (Unix seconds, 0 for none).
     pub fn flush_marks(&self) -> (u64, u32) {

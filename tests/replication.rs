@@ -1,0 +1,584 @@
+//! Pairs of `stickless` daemons replicating on loopback: every protocol path, and
+//! each of repcached's failures as a regression test (replication-lessons). Every
+//! wait has a deadline; every process is ended by its PID.
+
+mod common;
+
+use common::{Client, parse_stats, show};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long replication may take to show a change on the peer.
+const CONVERGE: Duration = Duration::from_secs(10);
+
+/// A daemon started by the test, killed by its PID on drop.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    repl: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Node {
+    fn start(args: &[&str]) -> Node {
+        Node::start_under(&[], args)
+    }
+
+    /// Starts the daemon behind `prefix` (e.g. `faketime`), on free ports.
+    fn start_under(prefix: &[&str], args: &[&str]) -> Node {
+        let bin = env!("CARGO_BIN_EXE_stickless");
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut args: Vec<&str> = args.to_vec();
+        if !args.iter().any(|a| a.starts_with("--repl-listen")) {
+            args.push("--repl-listen=127.0.0.1:0");
+        }
+        let mut child = command
+            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (mut addr, mut repl) = (None, None);
+        while repl.is_none() {
+            let line = lines.next().expect("the daemon exited before listening").unwrap();
+            log.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(at) = line.split("replication listening on ").nth(1) {
+                repl = Some(at.trim().parse().expect("replication address"));
+            } else if let Some(at) = line.split("listening on ").nth(1) {
+                addr = addr.or(Some(at.trim().parse().expect("listen address")));
+            }
+        }
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), log }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    fn stats(&self) -> BTreeMap<String, String> {
+        parse_stats(&self.client().request(b"stats replication\r\n", b"END\r\n"))
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats();
+        stats.get(name).unwrap_or_else(|| panic!("no {name} in {stats:?}")).parse().unwrap()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn peer_arg(&self) -> String {
+        format!("--peer={}", self.repl)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds, failing with `what` after `limit`.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A linked pair: A waits for B, B dials A.
+fn pair(a_args: &[&str], b_args: &[&str]) -> (Node, Node) {
+    let a = Node::start(a_args);
+    let mut args = vec![a.peer_arg()];
+    args.extend(b_args.iter().map(ToString::to_string));
+    let b = Node::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_linked(&a, &b);
+    (a, b)
+}
+
+fn wait_linked(a: &Node, b: &Node) {
+    wait_for("the link to come up", CONVERGE, || {
+        a.stats()["repl_peer_state"] == "up" && b.stats()["repl_peer_state"] == "up"
+    });
+}
+
+/// Waits until each node has applied everything the other recorded.
+fn wait_quiet(a: &Node, b: &Node) {
+    wait_for("replication to catch up", CONVERGE, || {
+        let (sa, sb) = (a.stats(), b.stats());
+        sa["repl_applied_seq"] == sb["repl_last_seq"]
+            && sb["repl_applied_seq"] == sa["repl_last_seq"]
+            && sa["repl_syncing"] == "0"
+            && sb["repl_syncing"] == "0"
+    });
+}
+
+/// What `gets` shows of each key (value line and data), for comparing nodes.
+fn gets(node: &Node, keys: &[String]) -> Vec<u8> {
+    let mut request = b"gets".to_vec();
+    for key in keys {
+        request.push(b' ');
+        request.extend_from_slice(key.as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    node.client().request(&request, b"END\r\n")
+}
+
+fn wait_same(a: &Node, b: &Node, keys: &[&str]) -> Vec<u8> {
+    let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    let mut last = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let (on_a, on_b) = (gets(a, &keys), gets(b, &keys));
+        if on_a == on_b {
+            return on_a;
+        }
+        last = (on_a, on_b);
+        if Instant::now() >= deadline {
+            panic!("nodes differ on {keys:?}:\nA {}\nB {}", show(&last.0), show(&last.1));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn every_protocol_path_replicates_both_ways() {
+    let (a, b) = pair(&[], &[]);
+    for (writer, reader) in [(&a, &b), (&b, &a)] {
+        let mut c = writer.client();
+        // Text.
+        assert_eq!(c.step(b"set t:set 1 0 2\r\nv1\r\n"), b"STORED\r\n");
+        assert_eq!(c.step(b"add t:add 2 0 2\r\nv2\r\n"), b"STORED\r\n");
+        assert_eq!(c.step(b"set t:rep 0 0 1\r\nx\r\nreplace t:rep 3 0 2\r\nv3\r\n"), b"STORED\r\nSTORED\r\n");
+        assert_eq!(
+            c.step(b"set t:app 0 0 1\r\nb\r\nappend t:app 0 0 1\r\nc\r\nprepend t:app 0 0 1\r\na\r\n"),
+            b"STORED\r\nSTORED\r\nSTORED\r\n"
+        );
+        assert_eq!(c.step(b"set t:num 0 0 2\r\n10\r\nincr t:num 5\r\ndecr t:num 3\r\n"), b"STORED\r\n15\r\n12\r\n");
+        assert_eq!(c.step(b"set t:del 0 0 1\r\nd\r\ndelete t:del\r\n"), b"STORED\r\nDELETED\r\n");
+        assert_eq!(c.step(b"set t:touch 0 0 1\r\nt\r\ntouch t:touch 1000\r\n"), b"STORED\r\nTOUCHED\r\n");
+        let unique = String::from_utf8(c.step(b"gets t:set\r\n")).unwrap();
+        let unique = unique.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+        assert_eq!(c.step(format!("cas t:set 9 0 2 {unique}\r\nv9\r\n").as_bytes()), b"STORED\r\n");
+        // Meta.
+        assert_eq!(c.step(b"ms m:set 2 F7 T0\r\nmv\r\n"), b"HD\r\n");
+        assert_eq!(c.step(b"ms m:num 1\r\n5\r\nma m:num D4\r\n"), b"HD\r\nHD\r\n");
+        assert_eq!(c.step(b"ms m:del 1\r\nx\r\nmd m:del\r\n"), b"HD\r\nHD\r\n");
+        assert_eq!(c.step(b"ms m:gat 1\r\ng\r\nmg m:gat T500\r\n"), b"HD\r\nHD\r\n");
+        // Binary: SET of b:set = "bv", then DELETE of b:gone after setting it.
+        let bin_set = |key: &[u8], value: &[u8]| {
+            let mut req = vec![0x80, 0x01, 0, key.len() as u8, 8, 0, 0, 0];
+            req.extend_from_slice(&((8 + key.len() + value.len()) as u32).to_be_bytes());
+            req.extend_from_slice(&[0; 12]);
+            req.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0]);
+            req.extend_from_slice(key);
+            req.extend_from_slice(value);
+            req
+        };
+        let mut bin_delete = vec![0x80, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 6];
+        bin_delete.extend_from_slice(&[0; 12]);
+        bin_delete.extend_from_slice(b"b:gone");
+        let mut request = bin_set(b"b:set", b"bv");
+        request.extend(bin_set(b"b:gone", b"g"));
+        request.extend(bin_delete);
+        let replies = writer.client().binary_step(&request);
+        assert_eq!(replies.len(), 24 * 3, "{}", show(&replies));
+        let keys = [
+            "t:set", "t:add", "t:rep", "t:app", "t:num", "t:del", "t:touch", "m:set", "m:num", "m:del", "m:gat",
+            "b:set", "b:gone",
+        ];
+        let seen = wait_same(writer, reader, &keys);
+        let seen = String::from_utf8(seen).unwrap();
+        for expected in
+            ["t:set 9 2", "t:add 2 2", "t:rep 3 2", "t:app 0 3", "t:num 0 2", "m:set 7 2", "m:num 0 1", "b:set 4 2"]
+        {
+            assert!(seen.contains(&format!("VALUE {expected} ")), "{expected} in {seen}");
+        }
+        assert!(!seen.contains("t:del") && !seen.contains("m:del") && !seen.contains("b:gone"), "{seen}");
+        // Touched TTLs travel too: both nodes report the same remaining time.
+        let ttl = |node: &Node| node.client().step(b"mg t:touch t\r\nmg m:gat t\r\n");
+        wait_for("touched TTLs to match", CONVERGE, || ttl(writer) == ttl(reader));
+        assert_eq!(ttl(reader), b"HD t1000\r\nHD t500\r\n", "{}", show(&ttl(reader)));
+        // flush_all empties both.
+        assert_eq!(c.step(b"flush_all\r\n"), b"OK\r\n");
+        wait_for("the flush to cross", CONVERGE, || gets(reader, &["t:set".into(), "b:set".into()]) == b"END\r\n");
+    }
+}
+
+#[test]
+fn pipelined_delete_set_and_flush_set_arrive_in_order() {
+    let (a, b) = pair(&[], &[]);
+    let mut c = a.client();
+    for round in 0..100 {
+        let request = format!(
+            "set k 0 0 3\r\nold\r\ndelete k\r\nset k 0 0 4\r\nr{round:03}\r\nflush_all\r\nset j 0 0 4\r\nj{round:03}\r\n"
+        );
+        assert_eq!(c.step(request.as_bytes()), b"STORED\r\nDELETED\r\nSTORED\r\nOK\r\nSTORED\r\n");
+    }
+    wait_quiet(&a, &b);
+    // k was flushed by the last round's flush; j was written after it.
+    assert_eq!(gets(&b, &["k".into(), "j".into()]), gets(&a, &["k".into(), "j".into()]));
+    let on_b = String::from_utf8(gets(&b, &["j".into()])).unwrap();
+    assert!(on_b.starts_with("VALUE j 0 4 ") && on_b.contains("\r\nj099\r\n"), "{on_b}");
+    let mut c = a.client();
+    for round in 0..100 {
+        let request = format!("set k 0 0 4\r\nr{round:03}\r\ndelete k\r\nset k 0 0 4\r\ns{round:03}\r\n");
+        assert_eq!(c.step(request.as_bytes()), b"STORED\r\nDELETED\r\nSTORED\r\n");
+    }
+    let seen = String::from_utf8(wait_same(&a, &b, &["k"])).unwrap();
+    assert!(seen.contains("\r\ns099\r\n"), "the last set wins on both: {seen}");
+}
+
+#[test]
+fn concurrent_writes_to_2000_keys_on_both_nodes_converge() {
+    let (a, b) = pair(&[], &[]);
+    const KEYS: usize = 2000;
+    let write = |node: &Node, tag: &'static str| {
+        let addr = node.addr;
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            let mut request = Vec::new();
+            for round in 0..3 {
+                for key in 0..KEYS {
+                    if (key + round) % 7 == 0 {
+                        request.extend_from_slice(format!("delete key:{key} noreply\r\n").as_bytes());
+                    } else {
+                        let value = format!("{tag}{round}-{key}");
+                        request.extend_from_slice(
+                            format!("set key:{key} 0 0 {} noreply\r\n{value}\r\n", value.len()).as_bytes(),
+                        );
+                    }
+                }
+            }
+            request.extend_from_slice(b"mn\r\n");
+            stream.write_all(&request).unwrap();
+            let mut reply = [0u8; 4];
+            stream.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"MN\r\n");
+        })
+    };
+    let (on_a, on_b) = (write(&a, "a"), write(&b, "b"));
+    on_a.join().unwrap();
+    on_b.join().unwrap();
+    wait_quiet(&a, &b);
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("key:{k}")).collect();
+    let mut divergent = 0;
+    for chunk in keys.chunks(100) {
+        let (x, y) = (gets(&a, chunk), gets(&b, chunk));
+        if x != y {
+            divergent += 1;
+            eprintln!("A {}\nB {}", show(&x), show(&y));
+        }
+    }
+    assert_eq!(divergent, 0, "chunks of keys that differ");
+    let conflicts = a.stat("repl_conflicts") + b.stat("repl_conflicts");
+    assert!(conflicts > 0, "concurrent writes to the same keys must have met");
+}
+
+#[test]
+fn cas_uniques_agree_and_a_stale_one_fails_on_both() {
+    let (a, b) = pair(&[], &[]);
+    assert_eq!(a.client().step(b"set s 0 0 1\r\n1\r\n"), b"STORED\r\n");
+    let seen = wait_same(&a, &b, &["s"]);
+    let line = String::from_utf8(seen).unwrap();
+    let unique = line.lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    assert_eq!(b.client().step(format!("cas s 0 0 1 {unique}\r\n2\r\n").as_bytes()), b"STORED\r\n");
+    wait_same(&a, &b, &["s"]);
+    for node in [&a, &b] {
+        assert_eq!(node.client().step(format!("cas s 0 0 1 {unique}\r\n3\r\n").as_bytes()), b"EXISTS\r\n");
+    }
+}
+
+#[test]
+fn a_peer_with_a_tenth_of_the_memory_evicts_only_locally() {
+    let (a, b) = pair(&["-m", "40"], &["-m", "4"]);
+    let value = vec![b'v'; 100 * 1024];
+    let mut c = a.client();
+    for key in 0..200 {
+        let mut request = format!("set big:{key} 0 0 {} noreply\r\n", value.len()).into_bytes();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n");
+        c.send(&request);
+    }
+    assert_eq!(c.step(b""), b"");
+    wait_quiet(&a, &b);
+    let items = |node: &Node| parse_stats(&node.client().request(b"stats\r\n", b"END\r\n"));
+    let (on_a, on_b) = (items(&a), items(&b));
+    assert_eq!(on_a["curr_items"], "200", "the big node keeps everything");
+    assert_eq!(on_a["evictions"], "0");
+    assert!(on_b["evictions"].parse::<u64>().unwrap() > 0, "the small node evicted");
+    assert!(on_b["curr_items"].parse::<u64>().unwrap() < 200);
+    // And what the small node evicted is not deleted on the big one, even later.
+    assert_eq!(b.client().step(b"set marker 0 0 1\r\nm\r\n"), b"STORED\r\n");
+    wait_same(&a, &b, &["marker"]);
+    assert_eq!(items(&a)["curr_items"], "201");
+}
+
+#[test]
+fn a_peer_whose_clock_is_30_s_ahead_expires_items_at_the_same_moment() {
+    let a = Node::start(&[]);
+    let b = Node::start_under(&["faketime", "-f", "+30s"], &[&a.peer_arg()]);
+    wait_linked(&a, &b);
+    wait_for("a clock sample", CONVERGE, || a.stat("repl_clock_skew_ms").abs_diff(30_000) < 1_000);
+    assert!(a.log().contains("clock is") || b.log().contains("clock is"), "the skew is warned about");
+    assert_eq!(a.client().step(b"set from-a 0 3 1\r\na\r\n"), b"STORED\r\n");
+    assert_eq!(b.client().step(b"set from-b 0 3 1\r\nb\r\n"), b"STORED\r\n");
+    let ttl = |node: &Node| node.client().step(b"mg from-a t\r\nmg from-b t\r\n");
+    wait_for("both items on both nodes", CONVERGE, || {
+        let (x, y) = (ttl(&a), ttl(&b));
+        x.starts_with(b"HD t") && x.ends_with(b"\r\n") && x.split(|&c| c == b'\n').count() == 3 && x == y
+    });
+    let remaining = String::from_utf8(ttl(&b)).unwrap();
+    assert!(remaining.contains("HD t3") || remaining.contains("HD t2"), "not expired at once: {remaining}");
+    // Gone on both within a second of each other.
+    wait_for("expiry on A", Duration::from_secs(6), || ttl(&a) == b"EN\r\nEN\r\n");
+    wait_for("expiry on B", Duration::from_secs(1), || ttl(&b) == b"EN\r\nEN\r\n");
+}
+
+#[test]
+fn a_stranger_on_the_replication_port_receives_nothing_and_cannot_write() {
+    let secret_dir = std::env::temp_dir().join(format!("stickless-repl-{}", std::process::id()));
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    let (right, wrong) = (secret_dir.join("right"), secret_dir.join("wrong"));
+    std::fs::write(&right, "a secret of the pair, long enough\n").unwrap();
+    std::fs::write(&wrong, "someone else's secret, long enough\n").unwrap();
+    let secret = |path: &std::path::Path| format!("--repl-secret={}", path.display());
+    let (a, b) = pair(&[&secret(&right)], &[&secret(&right)]);
+    assert_eq!(a.client().step(b"set private 0 0 6\r\nsecret\r\n"), b"STORED\r\n");
+    wait_same(&a, &b, &["private"]);
+
+    // Raw strangers: memcached commands, repcached's replication lines, noise.
+    for probe in [&b"get private\r\n"[..], b"rep private 0 0 1\r\nx\r\n", &[0x01, 0, 0, 0, 4, 1, 2, 3, 4]] {
+        let mut stranger = TcpStream::connect(a.repl).unwrap();
+        stranger.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stranger.write_all(probe);
+        let mut received = Vec::new();
+        let _ = stranger.read_to_end(&mut received);
+        assert!(received.is_empty(), "a stranger received {}", show(&received));
+    }
+    // A daemon with the wrong secret.
+    let impostor = Node::start(&[&a.peer_arg(), &secret(&wrong), "--node-id=77"]);
+    assert_eq!(impostor.client().step(b"set private 0 0 6\r\nstolen\r\n"), b"STORED\r\n");
+    wait_for("the impostor to refuse A's proof", CONVERGE, || impostor.log().contains("wrong --repl-secret"));
+    wait_for("A to log the refusal", CONVERGE, || a.log().matches("refused a connection").count() >= 4);
+    assert!(a.stat("repl_refused") >= 4);
+    assert_eq!(impostor.stat("repl_full_syncs"), 0);
+    assert_eq!(impostor.stat("repl_changes_applied"), 0);
+    let on_a = String::from_utf8(gets(&a, &["private".into()])).unwrap();
+    assert!(on_a.contains("\r\nsecret\r\n"), "{on_a}");
+    let _ = std::fs::remove_dir_all(&secret_dir);
+}
+
+/// A TCP relay the test can cut and restore, standing for the network.
+struct Relay {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (is_open, held) = (Arc::clone(&open), Arc::clone(&streams));
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                let Ok(client) = incoming else { return };
+                if !is_open.load(Ordering::Acquire) {
+                    continue; // dropped: the dial fails
+                }
+                let Ok(server) = TcpStream::connect(target) else { continue };
+                let mut all = held.lock().unwrap();
+                all.push(client.try_clone().unwrap());
+                all.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, open, streams }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::Release);
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+}
+
+#[test]
+fn a_cut_link_comes_back_with_a_partial_resync() {
+    let a = Node::start(&[]);
+    let relay = Relay::start(a.repl);
+    let b = Node::start(&[&format!("--peer={}", relay.addr)]);
+    wait_linked(&a, &b);
+    assert_eq!(a.client().step(b"set before 0 0 1\r\n1\r\n"), b"STORED\r\n");
+    wait_same(&a, &b, &["before"]);
+    let full_syncs = (a.stat("repl_full_syncs"), b.stat("repl_full_syncs"));
+
+    relay.cut();
+    wait_for("both sides to see the cut", CONVERGE, || {
+        a.stats()["repl_peer_state"] != "up" && b.stats()["repl_peer_state"] != "up"
+    });
+    for i in 0..50 {
+        let (ka, kb) = (format!("set cut-a{i} 0 0 1\r\na\r\n"), format!("set cut-b{i} 0 0 1\r\nb\r\n"));
+        assert_eq!(a.client().step(ka.as_bytes()), b"STORED\r\n");
+        assert_eq!(b.client().step(kb.as_bytes()), b"STORED\r\n");
+    }
+    assert_eq!(a.client().step(b"delete before\r\n"), b"DELETED\r\n");
+    relay.restore();
+    wait_linked(&a, &b);
+    wait_quiet(&a, &b);
+    let keys: Vec<String> =
+        (0..50).flat_map(|i| [format!("cut-a{i}"), format!("cut-b{i}")]).chain(["before".into()]).collect();
+    assert_eq!(gets(&a, &keys), gets(&b, &keys));
+    assert!(!String::from_utf8(gets(&b, &["before".into()])).unwrap().contains("VALUE"));
+    assert_eq!((a.stat("repl_full_syncs"), b.stat("repl_full_syncs")), full_syncs, "no full sync after the cut");
+    assert!(a.stat("repl_partial_syncs") >= 1 && b.stat("repl_partial_syncs") >= 1);
+}
+
+#[test]
+fn a_stalled_peer_leaves_clients_unblocked_and_catches_up() {
+    let (a, b) = pair(&["--repl-timeout=1"], &["--repl-timeout=1"]);
+    b.signal(libc::SIGSTOP);
+    // Writes keep being answered while the peer is frozen and after it is declared
+    // down: no request waits on the link (a blocked one would wait for the timeout).
+    let mut c = a.client();
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..2000 {
+        let request = format!("set stall:{i} 0 0 100\r\n{}\r\n", "x".repeat(100));
+        let sent = Instant::now();
+        assert_eq!(c.step(request.as_bytes()), b"STORED\r\n");
+        slowest = slowest.max(sent.elapsed());
+        if i % 100 == 0 {
+            assert_eq!(c.step(b"get stall:0\r\n").len() > 100, true);
+        }
+    }
+    wait_for("the frozen peer to be declared down", CONVERGE, || a.stats()["repl_peer_state"] == "down");
+    assert!(a.log().contains("declared down"), "{}", a.log());
+    assert!(slowest < Duration::from_millis(500), "a request took {slowest:?} (of {:?})", started.elapsed());
+    b.signal(libc::SIGCONT);
+    wait_linked(&a, &b);
+    wait_quiet(&a, &b);
+    let keys: Vec<String> = (0..2000).step_by(97).map(|i| format!("stall:{i}")).collect();
+    assert_eq!(gets(&a, &keys), gets(&b, &keys));
+    assert_eq!(b.stat("repl_full_syncs"), 1, "caught up from the backlog");
+}
+
+#[test]
+fn ack_mode_loses_no_acknowledged_write_when_either_node_is_killed() {
+    for kill_writer in [true, false] {
+        let (a, b) = pair(&["--repl-sync=ack"], &["--repl-sync=ack"]);
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let (addr, acked, stop) = (a.addr, Arc::clone(&acknowledged), Arc::new(AtomicBool::new(false)));
+        let stopping = Arc::clone(&stop);
+        let writer = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut reply = [0u8; 8];
+            for i in 0..100_000 {
+                if stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                if stream.write_all(format!("set ack:{i} 0 0 4\r\nv{:03}\r\n", i % 1000).as_bytes()).is_err() {
+                    break;
+                }
+                match stream.read_exact(&mut reply) {
+                    Ok(()) if &reply == b"STORED\r\n" => acked.lock().unwrap().push(i),
+                    _ => break,
+                }
+            }
+        });
+        wait_for("writes to be acknowledged", CONVERGE, || acknowledged.lock().unwrap().len() >= 300);
+        if kill_writer {
+            a.signal(libc::SIGKILL);
+            writer.join().unwrap();
+            let acked = acknowledged.lock().unwrap().clone();
+            let keys: Vec<String> = acked.iter().map(|i| format!("ack:{i}")).collect();
+            for chunk in keys.chunks(100) {
+                let found = String::from_utf8(gets(&b, chunk)).unwrap();
+                assert_eq!(found.matches("VALUE ").count(), chunk.len(), "acknowledged writes missing on B");
+            }
+        } else {
+            b.signal(libc::SIGKILL);
+            let before = acknowledged.lock().unwrap().len();
+            wait_for("writes to go on without the peer", CONVERGE, || {
+                acknowledged.lock().unwrap().len() > before + 100
+            });
+            stop.store(true, Ordering::Release);
+            writer.join().unwrap();
+            assert_eq!(a.stat("repl_degraded"), 1);
+            assert!(a.log().contains("acknowledged without it"), "{}", a.log());
+            let acked = acknowledged.lock().unwrap().clone();
+            let keys: Vec<String> = acked.iter().map(|i| format!("ack:{i}")).collect();
+            for chunk in keys.chunks(100) {
+                let found = String::from_utf8(gets(&a, chunk)).unwrap();
+                assert_eq!(found.matches("VALUE ").count(), chunk.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn stats_replication_shows_the_link() {
+    let (a, b) = pair(&["--node-id=11"], &["--node-id=12", "--repl-backlog=1m"]);
+    assert_eq!(a.client().step(b"set s 0 0 1\r\n1\r\n"), b"STORED\r\n");
+    wait_quiet(&a, &b);
+    let stats = b.stats();
+    assert_eq!(stats["repl_enabled"], "1");
+    assert_eq!((stats["repl_node_id"].as_str(), stats["repl_peer_node_id"].as_str()), ("12", "11"));
+    assert_eq!(stats["repl_backlog_size"], "1048576");
+    assert_eq!(stats["repl_mode"], "async");
+    assert_eq!(stats["repl_applied_seq"], "1");
+    assert_eq!(a.stats()["repl_acked_seq"], "1");
+    for name in ["repl_rtt_ms", "repl_clock_skew_ms", "repl_lag_ops", "repl_lag_ms", "repl_full_syncs"] {
+        assert!(stats.contains_key(name), "{name}");
+    }
+    let general = parse_stats(&a.client().request(b"stats\r\n", b"END\r\n"));
+    assert_eq!(general["repl_peer_state"], "up", "plain stats carries the replication lines");
+    let alone = common::Daemon::start(&[]);
+    let reply = Client::connect(alone.addr).request(b"stats replication\r\n", b"END\r\n");
+    assert_eq!(reply, b"STAT repl_enabled 0\r\nEND\r\n");
+}
