@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory (default: all of them), or custom with the workload options
+rows: a b c d e f g memory r sync (default: all of them), or custom with the workload options
+  r: row b with a replication peer attached (async and ack); sync: full sync of --items to a new peer
 
 options:
   --runs N              runs per server and row, figures are medians (default 6)
@@ -38,6 +39,7 @@ workload options (for custom, defaults of row a):
   --key-maximum N --key-pattern R|G --protocol memcache_text|memcache_binary
 ";
 
+#[derive(Clone)]
 struct Settings {
     runs: usize,
     test_time: Duration,
@@ -200,6 +202,9 @@ struct Figures {
     sys_us_per_op: f64,
     /// Load generator CPU per operation, in microseconds.
     loadgen_us_per_op: f64,
+    /// With a peer: replication lag (change recorded to peer's acknowledgement).
+    lag_p50_us: f64,
+    lag_p99_us: f64,
 }
 
 /// One measured run of `workload` on a started, loaded server.
@@ -246,6 +251,7 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
         cpu_us_per_op: server_used.total().as_secs_f64() * 1e6 / ops,
         sys_us_per_op: server_used.system.as_secs_f64() * 1e6 / ops,
         loadgen_us_per_op: loadgen_used.total().as_secs_f64() * 1e6 / ops,
+        ..Figures::default()
     };
     (figures, outcome)
 }
@@ -299,7 +305,16 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
         }
         for index in order {
             let (kind, figures, outcomes) = &mut results[index];
-            let (f, o) = measure(*kind, &servers[index], &row.workload, settings, 42 + run as u64);
+            let paired = matches!(kind, Kind::Paired { .. });
+            if paired {
+                servers[index].reset_stats().expect("stats reset");
+            }
+            let (mut f, o) = measure(*kind, &servers[index], &row.workload, settings, 42 + run as u64);
+            if paired {
+                let lag = |name| servers[index].stat_text("replication", name).expect(name).parse().unwrap_or(f64::NAN);
+                f.lag_p50_us = lag("repl_lag_p50_us");
+                f.lag_p99_us = lag("repl_lag_p99_us");
+            }
             eprintln!(
                 "  ({}) run {} {}: {} ops/s, p99 {:.3} ms, server CPU {:.2} µs/op",
                 row.name,
@@ -344,6 +359,27 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
             ratio(|f| f.cpu_us_per_op),
         );
     }
+    if let Some((_, alone, _)) = results.iter().find(|(kind, _, _)| *kind == Kind::Stickless) {
+        let paired: Vec<_> = results.iter().filter(|(kind, _, _)| matches!(kind, Kind::Paired { .. })).collect();
+        if !paired.is_empty() {
+            println!();
+            println!("| with a peer | ops/s against stickless alone | server CPU µs/op against alone | replication lag p50 µs | p99 µs |");
+            println!("|---|---:|---:|---:|---:|");
+        }
+        for (kind, figures, _) in paired {
+            let ratio = |pick: fn(&Figures) -> f64| {
+                median(figures.iter().zip(alone).map(|(p, a)| pick(p) / pick(a)).collect())
+            };
+            println!(
+                "| {} | **{:.2}×** | {:.2}× | {:.0} | {:.0} |",
+                kind.name(),
+                ratio(|f| f.ops_per_sec),
+                ratio(|f| f.cpu_us_per_op),
+                median_of(figures, |f| f.lag_p50_us),
+                median_of(figures, |f| f.lag_p99_us),
+            );
+        }
+    }
     println!();
     for (kind, figures, _) in &results {
         let runs: Vec<String> = figures.iter().map(|f| thousands(f.ops_per_sec)).collect();
@@ -351,6 +387,110 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
     }
     println!();
     results
+}
+
+/// Row (r): row (b) on stickless alone, with a peer attached in each mode, and on
+/// memcached, side by side.
+fn replication_row(settings: &Settings, placement: &Placement) {
+    let row = standard_row("b").expect("row b");
+    let row = Row { name: "r".into(), title: format!("{}, with a replication peer attached", row.title), ..row };
+    let servers = vec![Kind::Stickless, Kind::Paired { ack: false }, Kind::Paired { ack: true }, Kind::Memcached];
+    let settings = Settings { servers, ..settings.clone() };
+    throughput_row(&row, &settings, placement);
+}
+
+/// One full sync: how long a new peer takes to receive every item, and the
+/// sender's get latency meanwhile against the same load without a sync.
+struct SyncSample {
+    seconds: f64,
+    items: u64,
+    p99_ms_during: f64,
+    p99_ms_before: f64,
+    gets_during: u64,
+}
+
+/// Row (sync): a node holding `--items` items of 100 bytes is joined by an empty
+/// peer; a light get load (10 connections, pipeline 1) runs against the sender.
+fn sync_row(settings: &Settings, placement: &Placement) {
+    let items = settings.memory_items;
+    let loaded = Workload { key_maximum: items, ..base_workload() };
+    let probe = Workload { connections: 10, sets: 0, gets: 1, key_maximum: items, ..base_workload() };
+    let window = settings.test_time.max(Duration::from_secs(4));
+    let mut table = Vec::new();
+    for ack in [false, true] {
+        let mut samples = Vec::new();
+        for run in 0..settings.runs.min(3) {
+            let server = Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .expect("start stickless");
+            driver::load(server.addr, &loaded).expect("load");
+            let start = Instant::now() + Duration::from_millis(200);
+            let before = driver::run(server.addr, &probe, probe.connections, 7, start, start + window).expect("probe");
+            let from = Instant::now() + Duration::from_millis(200);
+            let (during, seconds, received) = std::thread::scope(|scope| {
+                let addr = server.addr;
+                let probe = &probe;
+                let load = scope.spawn(move || driver::run(addr, probe, probe.connections, 8, from, from + window));
+                std::thread::sleep(from.saturating_duration_since(Instant::now()));
+                let joined = Instant::now();
+                let peer = Server::peer_of(&server, settings.server_threads, settings.memory_mb, ack, placement.loadgen.clone())
+                    .expect("start the peer");
+                let deadline = joined + Duration::from_secs(120);
+                let received = loop {
+                    let stat = |name| peer.stat_text("replication", name).unwrap_or_default();
+                    let received: u64 = stat("repl_sync_items_received").parse().unwrap_or(0);
+                    if received >= items && stat("repl_syncing") == "0" {
+                        break received;
+                    }
+                    assert!(Instant::now() < deadline, "the full sync did not finish");
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                let seconds = joined.elapsed().as_secs_f64();
+                (load.join().expect("probe thread").expect("probe"), seconds, received)
+            });
+            let p99 = |o: &Outcome| o.latency.value_at_quantile(0.99) as f64 / 1e6;
+            let sample = SyncSample {
+                seconds,
+                items: received,
+                p99_ms_during: p99(&during),
+                p99_ms_before: p99(&before),
+                gets_during: during.gets,
+            };
+            eprintln!(
+                "  (sync) run {} {}: {:.2} s for {} items, sender get p99 {:.3} ms during, {:.3} ms before",
+                run + 1,
+                if ack { "ack" } else { "async" },
+                sample.seconds,
+                sample.items,
+                sample.p99_ms_during,
+                sample.p99_ms_before
+            );
+            samples.push(sample);
+        }
+        table.push((ack, samples));
+    }
+    println!("### (sync) full sync of {} items of 100 bytes to a new peer
+", thousands(items as f64));
+    println!(
+        "The sender holds the items; an empty peer (on the load generator's CPU) joins. Time from starting the \
+         peer to its last item applied. Meanwhile {} connections at pipeline 1 send gets to the sender for {} s; \
+         its p99 is set beside the same load just before the sync.\n",
+        probe.connections,
+        window.as_secs()
+    );
+    println!("| mode | sync seconds | items | sender get p99 ms during | before | gets served during |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (ack, samples) in &table {
+        println!(
+            "| {} | **{:.2}** | {} | {:.3} | {:.3} | {} |",
+            if *ack { "ack" } else { "async" },
+            median(samples.iter().map(|s| s.seconds).collect()),
+            samples.last().map_or(0, |s| s.items),
+            median(samples.iter().map(|s| s.p99_ms_during).collect()),
+            median(samples.iter().map(|s| s.p99_ms_before).collect()),
+            thousands(median(samples.iter().map(|s| s.gets_during as f64).collect())),
+        );
+    }
+    println!();
 }
 
 /// One memory run of one server.
@@ -478,7 +618,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 }
             }
             row if !row.starts_with('-') => {
-                if !matches!(row, "memory" | "custom") && standard_row(row).is_none() {
+                if !matches!(row, "memory" | "custom" | "r" | "sync") && standard_row(row).is_none() {
                     usage_error(&format!("unknown row {row:?}"));
                 }
                 rows.push(row.to_string());
@@ -573,7 +713,7 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "f", "g", "memory"].map(String::from).to_vec()
+            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "sync"].map(String::from).to_vec()
         };
     }
     header(&settings, &placement);
@@ -582,6 +722,8 @@ fn main() {
             "memory" => {
                 memory_row(&settings, &placement);
             }
+            "r" => replication_row(&settings, &placement),
+            "sync" => sync_row(&settings, &placement),
             "custom" => {
                 let workload = custom.clone().unwrap_or_else(base_workload);
                 let row = Row { name: "custom".into(), title: describe(&workload), workload };

@@ -14,6 +14,11 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub enum Kind {
     Stickless,
     Memcached,
+    /// stickless with a replication peer attached (a second stickless process, on
+    /// the load generator's CPUs), `--repl-sync ack` when `ack`.
+    Paired { ack: bool },
+    /// stickless waiting for a peer that the benchmark starts itself (full sync).
+    Replicating,
 }
 
 impl Kind {
@@ -21,16 +26,22 @@ impl Kind {
         match self {
             Kind::Stickless => "stickless",
             Kind::Memcached => "memcached",
+            Kind::Paired { ack: false } => "stickless + peer (async)",
+            Kind::Paired { ack: true } => "stickless + peer (ack)",
+            Kind::Replicating => "stickless (replicating)",
         }
     }
 
     fn program(self) -> &'static str {
         match self {
-            Kind::Stickless => env!("CARGO_BIN_EXE_stickless"),
             Kind::Memcached => "memcached",
+            _ => env!("CARGO_BIN_EXE_stickless"),
         }
     }
 }
+
+/// How long a peer may take to link up.
+const LINK_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -65,10 +76,13 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A running server, killed by PID when dropped.
+/// A running server, killed by PID when dropped (with its peer, if any).
 pub struct Server {
     pub addr: SocketAddr,
     child: Child,
+    /// The replication listener of a replicating server.
+    pub repl: Option<SocketAddr>,
+    peer: Option<Box<Server>>,
 }
 
 impl Server {
@@ -78,6 +92,16 @@ impl Server {
         loop {
             let port = free_port()?;
             let mut cmd = Command::new(kind.program());
+            let repl = match kind {
+                Kind::Paired { .. } | Kind::Replicating => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
+                _ => None,
+            };
+            if let Some(repl) = repl {
+                cmd.arg(format!("--repl-listen={repl}"));
+            }
+            if kind == (Kind::Paired { ack: true }) {
+                cmd.arg("--repl-sync=ack");
+            }
             cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
                 .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
                 .stdin(Stdio::null())
@@ -112,15 +136,101 @@ impl Server {
                     break; // the port was taken in the meantime: try another
                 }
                 if TcpStream::connect(addr).is_ok() {
-                    return Ok(Server { addr, child });
+                    let mut server = Server { addr, child, repl, peer: None };
+                    if let Kind::Paired { ack } = kind {
+                        let others: Vec<usize> = match &cpus {
+                            Some(mine) => allowed_cpus().into_iter().filter(|c| !mine.contains(c)).collect(),
+                            None => Vec::new(),
+                        };
+                        let peer_cpus = if others.is_empty() { None } else { Some(others) };
+                        server.peer = Some(Box::new(Server::peer_of(&server, threads, memory_mb, ack, peer_cpus)?));
+                        server.wait_linked()?;
+                    }
+                    return Ok(server);
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
     }
 
+    /// Starts a stickless peer of `server` (it dials `server`'s replication port).
+    pub fn peer_of(server: &Server, threads: usize, memory_mb: usize, ack: bool, cpus: Option<Vec<usize>>) -> io::Result<Server> {
+        let repl = server.repl.ok_or_else(|| io::Error::other("not a replicating server"))?;
+        let port = free_port()?;
+        let mut cmd = Command::new(Kind::Stickless.program());
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
+            .arg(format!("--peer={repl}"))
+            .arg(format!("--repl-listen=127.0.0.1:{}", free_port()?))
+            .arg(if ack { "--repl-sync=ack" } else { "--repl-sync=async" })
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(cpus) = cpus {
+            // SAFETY: as in `start`.
+            unsafe {
+                cmd.pre_exec(move || pin_current(&cpus));
+            }
+        }
+        let child = cmd.spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + START_DEADLINE;
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Server { addr, child, repl: None, peer: None })
+    }
+
+    /// Waits until the replication link is up.
+    pub fn wait_linked(&self) -> io::Result<()> {
+        let deadline = Instant::now() + LINK_DEADLINE;
+        while self.stat_text("replication", "repl_peer_state")? != "up" {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not link up"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `stats GROUP` and returns the named statistic as text.
+    pub fn stat_text(&self, group: &str, name: &str) -> io::Result<String> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(START_DEADLINE))?;
+        stream.write_all(format!("stats {group}\r\n").as_bytes())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        let mut found = None;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 || line == "END\r\n" {
+                break;
+            }
+            let mut fields = line.trim_end().splitn(3, ' ');
+            if let (Some("STAT"), Some(key), Some(value)) = (fields.next(), fields.next(), fields.next())
+                && key == name
+            {
+                found = Some(value.to_string());
+            }
+        }
+        found.ok_or_else(|| io::Error::other(format!("no stat {name}")))
+    }
+
+    /// `stats reset`.
+    pub fn reset_stats(&self) -> io::Result<()> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.write_all(b"stats reset\r\n")?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply)?;
+        Ok(())
     }
 
     /// Sends `stats` and returns the named general statistic.

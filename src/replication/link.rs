@@ -27,6 +27,10 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// Bytes of frames a link holds before it waits for the socket to drain.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Bytes of frames produced per turn of the loop: a full sync is sent in turns of
+/// this size with a yield between them, so that a worker sharing the core waits
+/// for one turn at most (about 0.2 ms of encoding), never for a whole sync.
+const BURST: usize = 256 * 1024;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 /// How often heartbeats and timeouts are checked.
@@ -74,6 +78,7 @@ impl LinkThread {
             next_dial: Instant::now(),
             backoff: DIAL_BACKOFF_FIRST,
             jitter: 0,
+            busy: false,
             stop: Arc::clone(&stop),
         };
         runner.jitter = runner.node.history | 1;
@@ -91,6 +96,10 @@ impl LinkThread {
         let _ = self.waker.wake();
         let _ = self.handle.join();
     }
+}
+
+fn link_has_room(link: &Link) -> bool {
+    link.session.out.len() - link.written < OUTPUT_HIGH_WATER
 }
 
 fn resolve(addr: &str) -> io::Result<SocketAddr> {
@@ -112,6 +121,8 @@ struct Runner {
     backoff: Duration,
     /// xorshift state for the dial jitter.
     jitter: u64,
+    /// A link had more to send after its last burst.
+    busy: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -125,7 +136,7 @@ impl Runner {
         let mut next_tick = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
-            let mut timeout = next_tick.saturating_duration_since(now);
+            let mut timeout = if self.busy { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
             if self.wants_dial() {
                 timeout = timeout.min(self.next_dial.saturating_duration_since(now));
             }
@@ -146,8 +157,14 @@ impl Runner {
             // Read the backlog from here on: records after this ring the waker again.
             self.node.woken();
             let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+            let mut more = false;
             for key in keys {
-                self.pump(key);
+                more |= self.pump(key);
+            }
+            self.busy = more;
+            if more {
+                // Let the workers on this core answer their clients before the next burst.
+                std::thread::yield_now();
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
@@ -320,21 +337,22 @@ impl Runner {
         log::warn!("replication: linked to node {peer_node} at {}", link.peer);
     }
 
-    /// Writes what the session has, producing more while the socket takes it.
-    fn pump(&mut self, key: usize) {
+    /// Produces one burst of frames and writes what the socket takes; true when
+    /// the session has more to send right away.
+    fn pump(&mut self, key: usize) -> bool {
         let node = Arc::clone(&self.node);
         let Some(link) = self.links.get_mut(key) else {
-            return;
+            return false;
         };
         let mut failure = None;
-        loop {
-            let pending = link.session.out.len() - link.written;
-            if pending < OUTPUT_HIGH_WATER
-                && let Err(reason) = link.session.produce(&node, link.session.out.len() + OUTPUT_HIGH_WATER)
-            {
-                failure = Some(reason);
-                break;
+        let mut more = false;
+        if link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
+            match link.session.produce(&node, link.session.out.len() + BURST) {
+                Ok(left) => more = left,
+                Err(reason) => failure = Some(reason),
             }
+        }
+        while failure.is_none() {
             if link.written == link.session.out.len() {
                 link.session.out.clear();
                 link.written = 0;
@@ -364,7 +382,10 @@ impl Runner {
         }
         if let Some(reason) = failure {
             self.close(key, &reason);
+            return false;
         }
+        // More waits for the socket when it is full (the writable event).
+        more && link_has_room(&self.links[key])
     }
 
     fn tick(&mut self) {
@@ -374,7 +395,7 @@ impl Runner {
             if let Err(reason) = self.links[key].session.tick(&self.node, now_ms) {
                 self.close(key, &reason);
             } else {
-                self.pump(key);
+                self.busy |= self.pump(key);
             }
         }
     }

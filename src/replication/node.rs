@@ -125,6 +125,12 @@ impl LagHistogram {
         self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn reset(&self) {
+        for bucket in self.buckets.iter() {
+            bucket.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// The lower bound of the bucket holding the `per_mille`th sample; 0 when empty.
     pub fn percentile(&self, per_mille: u64) -> u64 {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();

@@ -343,12 +343,12 @@ impl Session {
         node.set_acking(true);
     }
 
-    /// Fills `out` up to about `budget` bytes with changes and sync slices.
-    /// `Err` when the peer fell behind the backlog: the link is closed and the
-    /// peer gets a full sync when it returns.
-    pub fn produce(&mut self, node: &Node, budget: usize) -> Result<(), String> {
+    /// Fills `out` up to about `budget` bytes with changes and sync slices, and
+    /// says whether there is more to send. `Err` when the peer fell behind the
+    /// backlog: the link is closed and the peer gets a full sync when it returns.
+    pub fn produce(&mut self, node: &Node, budget: usize) -> Result<bool, String> {
         if !self.is_ready() || matches!(self.sending, Sending::AwaitResume) {
-            return Ok(());
+            return Ok(false);
         }
         let made_before = self.bytes_made;
         while self.out.len() < budget {
@@ -379,7 +379,7 @@ impl Session {
         if self.bytes_made != made_before {
             node.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
         }
-        Ok(())
+        Ok(self.out.len() >= budget)
     }
 
     /// Sends the next backlog entries, each as its key's current state.

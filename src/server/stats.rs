@@ -104,6 +104,9 @@ impl Shared {
         }
         self.store.reset_stats();
         self.connections.reset();
+        if let Some(node) = &self.replica {
+            node.stats.lag.reset();
+        }
     }
 
     /// `stats`: the general statistics, in memcached 1.6's order and names.
