@@ -1,10 +1,13 @@
 //! stickless: a memcached-compatible session cache.
 //!
 //! ```text
-//!  protocol/  bytes <-> Command; no I/O, no store
-//!  store/     striped expiring table, CAS, eviction; no I/O, no protocol
-//!  server/    mio event loops, listener, connections; dispatch.rs joins the two above
-//!  replication/ what a peer is sent and when: the backlog of changed keys
+//!  protocol/    bytes <-> Command; no I/O, no store
+//!  store/       striped expiring table, CAS, eviction, versions, applying a
+//!               peer's states; no I/O, no protocol
+//!  replication/ the peer link: backlog, frames, handshake, heartbeat, sessions and
+//!               the link thread; uses store, knows nothing of the client protocols
+//!  server/      mio event loops, listener, connections; dispatch.rs joins protocol
+//!               and store, and the daemon starts replication
 //! ```
 //!
 //! Threads of the daemon:
@@ -12,7 +15,9 @@
 //! ```text
 //!   acceptor ──(crossbeam channel + Waker)──► worker 0..t  (one mio Poll each)
 //!                                                │  parse ► dispatch ► store
-//!   sweeper ── every tick: Store::sweep_step ────┘  (shard locks, never across I/O)
+//!   sweeper ── every tick: Store::sweep_step ────┤  (shard locks, never across I/O)
+//!                                                │  store observer ► backlog ► Waker
+//!   replication ── one mio Poll: listener, peer links ◄┘  (acks wake the workers)
 //! ```
 
 pub mod protocol;

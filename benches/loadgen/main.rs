@@ -363,13 +363,14 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
         let paired: Vec<_> = results.iter().filter(|(kind, _, _)| matches!(kind, Kind::Paired { .. })).collect();
         if !paired.is_empty() {
             println!();
-            println!("| with a peer | ops/s against stickless alone | server CPU µs/op against alone | replication lag p50 µs | p99 µs |");
+            println!(
+                "| with a peer | ops/s against stickless alone | server CPU µs/op against alone | replication lag p50 µs | p99 µs |"
+            );
             println!("|---|---:|---:|---:|---:|");
         }
         for (kind, figures, _) in paired {
-            let ratio = |pick: fn(&Figures) -> f64| {
-                median(figures.iter().zip(alone).map(|(p, a)| pick(p) / pick(a)).collect())
-            };
+            let ratio =
+                |pick: fn(&Figures) -> f64| median(figures.iter().zip(alone).map(|(p, a)| pick(p) / pick(a)).collect());
             println!(
                 "| {} | **{:.2}×** | {:.2}× | {:.0} | {:.0} |",
                 kind.name(),
@@ -420,8 +421,9 @@ fn sync_row(settings: &Settings, placement: &Placement) {
     for ack in [false, true] {
         let mut samples = Vec::new();
         for run in 0..settings.runs.min(3) {
-            let server = Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
-                .expect("start stickless");
+            let server =
+                Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
+                    .expect("start stickless");
             driver::load(server.addr, &loaded).expect("load");
             let start = Instant::now() + Duration::from_millis(200);
             let before = driver::run(server.addr, &probe, probe.connections, 7, start, start + window).expect("probe");
@@ -432,8 +434,14 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                 let load = scope.spawn(move || driver::run(addr, probe, probe.connections, 8, from, from + window));
                 std::thread::sleep(from.saturating_duration_since(Instant::now()));
                 let joined = Instant::now();
-                let peer = Server::peer_of(&server, settings.server_threads, settings.memory_mb, ack, placement.loadgen.clone())
-                    .expect("start the peer");
+                let peer = Server::peer_of(
+                    &server,
+                    settings.server_threads,
+                    settings.memory_mb,
+                    ack,
+                    placement.loadgen.clone(),
+                )
+                .expect("start the peer");
                 let deadline = joined + Duration::from_secs(120);
                 let received = loop {
                     let stat = |name| peer.stat_text("replication", name).unwrap_or_default();
@@ -468,8 +476,11 @@ fn sync_row(settings: &Settings, placement: &Placement) {
         }
         table.push((ack, samples));
     }
-    println!("### (sync) full sync of {} items of 100 bytes to a new peer
-", thousands(items as f64));
+    println!(
+        "### (sync) full sync of {} items of 100 bytes to a new peer
+",
+        thousands(items as f64)
+    );
     println!(
         "The sender holds the items; an empty peer (on the load generator's CPU) joins. Time from starting the \
          peer to its last item applied. Meanwhile {} connections at pipeline 1 send gets to the sender for {} s; \

@@ -16,7 +16,9 @@ pub enum Kind {
     Memcached,
     /// stickless with a replication peer attached (a second stickless process, on
     /// the load generator's CPUs), `--repl-sync ack` when `ack`.
-    Paired { ack: bool },
+    Paired {
+        ack: bool,
+    },
     /// stickless waiting for a peer that the benchmark starts itself (full sync).
     Replicating,
 }
@@ -154,7 +156,13 @@ impl Server {
     }
 
     /// Starts a stickless peer of `server` (it dials `server`'s replication port).
-    pub fn peer_of(server: &Server, threads: usize, memory_mb: usize, ack: bool, cpus: Option<Vec<usize>>) -> io::Result<Server> {
+    pub fn peer_of(
+        server: &Server,
+        threads: usize,
+        memory_mb: usize,
+        ack: bool,
+        cpus: Option<Vec<usize>>,
+    ) -> io::Result<Server> {
         let repl = server.repl.ok_or_else(|| io::Error::other("not a replicating server"))?;
         let port = free_port()?;
         let mut cmd = Command::new(Kind::Stickless.program());

@@ -181,10 +181,11 @@ pub struct Node {
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
     acking: AtomicBool,
-    /// Wakes the link thread when changes are recorded; `wake_pending` spares a
-    /// system call per write while the link thread has not caught up yet.
+    /// Wakes the link thread when changes are recorded, but only when it sleeps:
+    /// under load it sends in batches on its own timer and no write pays for a
+    /// wake-up (a system call and a context switch on a shared core).
     link_waker: OnceLock<Arc<mio::Waker>>,
-    wake_pending: AtomicBool,
+    link_sleeping: AtomicBool,
     /// Wakes the workers whose clients wait for acknowledgements.
     ack_wakers: OnceLock<Vec<Arc<mio::Waker>>>,
     pub stats: ReplStats,
@@ -212,7 +213,7 @@ impl Node {
             acked: AtomicU64::new(0),
             acking: AtomicBool::new(false),
             link_waker: OnceLock::new(),
-            wake_pending: AtomicBool::new(false),
+            link_sleeping: AtomicBool::new(true),
             ack_wakers: OnceLock::new(),
             stats,
             epoch: Instant::now(),
@@ -231,9 +232,12 @@ impl Node {
     /// the change is visible) and wakes the link thread.
     pub fn record(&self, change: Change<'_>) {
         let now = self.micros();
-        let seq = self.backlog.lock().expect("backlog lock").push(Recorded::from(change), now);
+        // Allocated before the lock, so writers hold it for a push only.
+        let change = Recorded::from(change);
+        let seq = self.backlog.lock().expect("backlog lock").push(change, now);
         LAST_RECORDED.with(|last| last.set(seq));
-        if !self.wake_pending.swap(true, Ordering::AcqRel)
+        if self.link_sleeping.load(Ordering::Acquire)
+            && self.link_sleeping.swap(false, Ordering::AcqRel)
             && let Some(waker) = self.link_waker.get()
         {
             let _ = waker.wake();
@@ -244,9 +248,19 @@ impl Node {
         let _ = self.link_waker.set(waker);
     }
 
-    /// The link thread is about to read the backlog: later records wake it again.
-    pub fn woken(&self) {
-        self.wake_pending.store(false, Ordering::Release);
+    /// The link thread is about to sleep: the next record wakes it.
+    pub fn link_sleeps(&self) {
+        self.link_sleeping.store(true, Ordering::Release);
+    }
+
+    /// The link thread is sending on its own timer: records need not wake it.
+    pub fn link_batches(&self) {
+        self.link_sleeping.store(false, Ordering::Release);
+    }
+
+    /// The last sequence number recorded.
+    pub fn last_seq(&self) -> u64 {
+        self.backlog.lock().expect("backlog lock").last_seq()
     }
 
     pub fn set_ack_wakers(&self, wakers: Vec<Arc<mio::Waker>>) {

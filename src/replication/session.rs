@@ -21,9 +21,9 @@ use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
 use std::sync::atomic::Ordering;
 
-/// Backlog entries sent per hold of the backlog lock: writers wait for it, so it
-/// is held for a few tens of microseconds at most.
-const LIVE_BATCH: usize = 128;
+/// Backlog entries copied out per hold of the backlog lock (writers wait for it):
+/// a memcpy of their keys, a few microseconds.
+const LIVE_BATCH: usize = 512;
 /// Buckets of one shard sent per slice of a full sync (one shard lock hold each).
 const SYNC_SLICE_BUCKETS: usize = 256;
 
@@ -72,6 +72,16 @@ pub struct Session {
     pub just_ready: bool,
     /// Frames to write.
     pub out: Vec<u8>,
+    /// Backlog entries being sent, and their keys end to end (reused).
+    batch: Vec<(u64, Pending)>,
+    batch_keys: Vec<u8>,
+}
+
+/// A backlog entry copied out for sending: a key's length in `batch_keys`, or a flush.
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Key(usize),
+    Flush { version: u64, at: u32 },
 }
 
 impl Session {
@@ -95,6 +105,8 @@ impl Session {
             skew_warned: false,
             just_ready: false,
             out: Vec::new(),
+            batch: Vec::new(),
+            batch_keys: Vec::new(),
         };
         if dialed {
             session.send_hello(node, now_ms);
@@ -130,6 +142,11 @@ impl Session {
             Phase::Ready(peer) => Some(peer.node),
             _ => None,
         }
+    }
+
+    /// Whether the peer has asked for our changes (after its resume).
+    pub fn is_sending(&self) -> bool {
+        self.is_ready() && !matches!(self.sending, Sending::AwaitResume)
     }
 
     /// The link's state for `stats`.
@@ -382,30 +399,45 @@ impl Session {
         Ok(self.out.len() >= budget)
     }
 
-    /// Sends the next backlog entries, each as its key's current state.
+    /// Sends the next backlog entries, each as its key's current state. The
+    /// entries are copied out under the backlog lock and the store is read after
+    /// it is released, so writers recording changes never wait for the store.
     fn send_live(&mut self, node: &Node) -> Result<usize, Overflowed> {
+        let (mut batch, mut keys) = (std::mem::take(&mut self.batch), std::mem::take(&mut self.batch_keys));
+        batch.clear();
+        keys.clear();
+        let visited =
+            node.backlog.lock().expect("backlog lock").visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
+                batch.push(match change {
+                    Recorded::Key(key) => {
+                        keys.extend_from_slice(key);
+                        (seq, Pending::Key(key.len()))
+                    }
+                    &Recorded::Flush { version, at } => (seq, Pending::Flush { version, at }),
+                })
+            });
         let mut out = std::mem::take(&mut self.out);
         let before = out.len();
         let mut last_skipped = None;
-        let mut last = None;
-        let visited = {
-            let backlog = node.backlog.lock().expect("backlog lock");
-            backlog.visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
-                last = Some(seq);
-                match change {
-                    Recorded::Key(key) => {
-                        let sent = node.store.key_state(key, |change| encode_change(&mut out, seq, &change));
-                        last_skipped = if sent.is_some() { None } else { Some(seq) };
-                    }
-                    &Recorded::Flush { version, at } => {
-                        wire::encode(&Frame::Flush { seq, version, at_ms: u64::from(at) * 1000 }, &mut out);
-                        last_skipped = None;
-                    }
+        let mut key_at = 0;
+        for &(seq, pending) in &batch {
+            match pending {
+                Pending::Key(len) => {
+                    let key = &keys[key_at..key_at + len];
+                    key_at += len;
+                    let sent = node.store.key_state(key, |change| encode_change(&mut out, seq, &change));
+                    last_skipped = if sent.is_some() { None } else { Some(seq) };
                 }
-            })
-        };
+                Pending::Flush { version, at } => {
+                    wire::encode(&Frame::Flush { seq, version, at_ms: u64::from(at) * 1000 }, &mut out);
+                    last_skipped = None;
+                }
+            }
+        }
         self.bytes_made += (out.len() - before) as u64;
         self.out = out;
+        let last = batch.last().map(|&(seq, _)| seq);
+        (self.batch, self.batch_keys) = (batch, keys);
         let visited = visited?;
         if let Some(seq) = last_skipped {
             // The peer learns it has everything up to here.
