@@ -31,10 +31,11 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// this size with a yield between them, so that a worker sharing the core waits
 /// for one turn at most (about 0.2 ms of encoding), never for a whole sync.
 const BURST: usize = 256 * 1024;
-/// Under a steady stream of writes (async mode), changes are sent this often in
-/// batches rather than on a wake-up per write: a wake-up costs a worker a system
-/// call and, on a shared core, a context switch (`cargo bench --bench loadgen -- r`
-/// measured 0.52× of stickless alone when every write woke the link thread).
+/// Under a steady stream of writes (async mode), changes are sent at most this
+/// often, in batches, rather than on a wake-up per write or per ack: a wake-up
+/// costs a worker a system call and, on a shared core, a context switch
+/// (`cargo bench --bench loadgen -- r` measured 0.52× of stickless alone when every
+/// write woke the link thread).
 const BATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -87,6 +88,7 @@ impl LinkThread {
             jitter: 0,
             busy: false,
             batching: false,
+            next_send: Instant::now(),
             stop: Arc::clone(&stop),
         };
         runner.jitter = runner.node.history | 1;
@@ -133,6 +135,8 @@ struct Runner {
     busy: bool,
     /// Changes are being sent on the batch timer.
     batching: bool,
+    /// Async mode: when the next batch may be sent.
+    next_send: Instant,
     stop: Arc<AtomicBool>,
 }
 
@@ -148,7 +152,7 @@ impl Runner {
             let now = Instant::now();
             let mut timeout = if self.busy { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
             if self.batching {
-                timeout = timeout.min(BATCH_INTERVAL);
+                timeout = timeout.min(self.next_send.saturating_duration_since(now));
             }
             if self.wants_dial() {
                 timeout = timeout.min(self.next_dial.saturating_duration_since(now));
@@ -169,14 +173,22 @@ impl Runner {
             }
             let sent_before = self.node.stats.sent_seq.load(Ordering::Relaxed);
             let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+            // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
+            // aside): otherwise every ack from the peer would wake a send of the few
+            // changes made since, and the two would ping-pong at the round-trip rate.
+            let is_async = self.node.settings.mode == SyncMode::Async;
+            let throttled = is_async && !self.busy && Instant::now() < self.next_send;
             let mut more = false;
             for key in keys {
-                more |= self.pump(key);
+                more |= self.pump(key, !throttled);
             }
             let sent = self.node.stats.sent_seq.load(Ordering::Relaxed);
+            if sent != sent_before {
+                self.next_send = Instant::now() + BATCH_INTERVAL;
+            }
             // Async mode under load: send again after BATCH_INTERVAL, unwoken. Otherwise
             // sleep until a record wakes us (ack mode: at once, clients are waiting).
-            self.batching = self.node.settings.mode == SyncMode::Async && sent != sent_before;
+            self.batching = is_async && (sent != sent_before || throttled);
             if self.batching {
                 self.node.link_batches();
             } else {
@@ -364,14 +376,14 @@ impl Runner {
 
     /// Produces one burst of frames and writes what the socket takes; true when
     /// the session has more to send right away.
-    fn pump(&mut self, key: usize) -> bool {
+    fn pump(&mut self, key: usize, produce: bool) -> bool {
         let node = Arc::clone(&self.node);
         let Some(link) = self.links.get_mut(key) else {
             return false;
         };
         let mut failure = None;
         let mut more = false;
-        if link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
+        if produce && link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
             match link.session.produce(&node, link.session.out.len() + BURST) {
                 Ok(left) => more = left,
                 Err(reason) => failure = Some(reason),
@@ -420,7 +432,7 @@ impl Runner {
             if let Err(reason) = self.links[key].session.tick(&self.node, now_ms) {
                 self.close(key, &reason);
             } else {
-                self.busy |= self.pump(key);
+                self.busy |= self.pump(key, true);
             }
         }
     }
