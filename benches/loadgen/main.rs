@@ -30,7 +30,8 @@ options:
   --warmup SECONDS      unmeasured time before it (default 1)
   --server-threads N    -t of both servers (default 1)
   --memory MB           -m of both servers (default 1024)
-  --servers LIST        stickless,memcached (default both)
+  --servers LIST        of stickless, memcached, paired-async, paired-ack (a stickless
+                        with a peer on the load generator's CPUs; default the first two)
   --threads N           load generator threads (default 1)
   --no-pin              do not pin the servers and the load generator to CPUs
   --items N             items loaded by the memory row (default 1000000)
@@ -595,6 +596,8 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                     .map(|name| match name {
                         "stickless" => Kind::Stickless,
                         "memcached" => Kind::Memcached,
+                        "paired-async" => Kind::Paired { ack: false },
+                        "paired-ack" => Kind::Paired { ack: true },
                         other => usage_error(&format!("unknown server {other:?}")),
                     })
                     .collect();

@@ -11,7 +11,7 @@
 //! is bounded; a peer that does not keep up falls behind the backlog and is sent a
 //! full sync when it returns (finding 4: repcached froze its master instead).
 
-use super::node::{LINK_CONNECTING, LINK_DOWN, LINK_SYNCING, Node, SyncMode};
+use super::node::{LINK_CONNECTING, LINK_DOWN, Node, SyncMode};
 use super::session::Session;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -30,14 +30,9 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Bytes of frames produced per turn of the loop: a full sync is sent in turns of
 /// this size with a yield between them, so that a worker sharing the core waits
 /// for one turn at most, never for a whole sync (`cargo bench --bench loadgen --
-/// sync`: turns of 256 KiB put the sender's get p99 at 2–3 ms during a sync).
+/// sync`: turns of 256 KiB put the sender's get p99 at 2–3 ms during a sync, turns
+/// of 64 KiB at 0.15–0.25 ms, for the same 1.2 s sync).
 const BURST: usize = 64 * 1024;
-/// The link thread's niceness, relative to the process, while a full sync is sent
-/// or received: a sync is background work, and at equal priority the scheduler
-/// lets it run out its slice while a woken worker waits (`cargo bench --bench
-/// loadgen -- sync` measured the sender's get p99 at up to 3 ms at equal priority,
-/// 0.2 ms at +10, and the sync no slower: it still has every idle moment).
-const SYNC_NICENESS: i32 = 10;
 /// Under a steady stream of writes (async mode), changes are sent at most this
 /// often, in batches, rather than on a wake-up per write or per ack: a wake-up
 /// costs a worker a system call and, on a shared core, a context switch
@@ -96,7 +91,6 @@ impl LinkThread {
             busy: false,
             batching: false,
             next_send: Instant::now(),
-            priority: SyncPriority::default(),
             stop: Arc::clone(&stop),
         };
         runner.jitter = runner.node.history | 1;
@@ -145,7 +139,6 @@ struct Runner {
     batching: bool,
     /// Async mode: when the next batch may be sent.
     next_send: Instant,
-    priority: SyncPriority,
     stop: Arc<AtomicBool>,
 }
 
@@ -155,7 +148,6 @@ impl Runner {
     }
 
     fn run(mut self) {
-        self.priority = SyncPriority::of_this_thread();
         let mut events = Events::with_capacity(256);
         let mut next_tick = Instant::now();
         while !self.stop.load(Ordering::Acquire) {
@@ -231,14 +223,13 @@ impl Runner {
         self.node.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
     }
 
-    fn publish_state(&mut self) {
+    fn publish_state(&self) {
         let state = match self.active {
             Some(key) => self.links[key].session.link_state(),
             None if self.outgoing.is_some() => LINK_CONNECTING,
             None => LINK_DOWN,
         };
         self.node.stats.state.store(state, Ordering::Relaxed);
-        self.priority.set_background(state == LINK_SYNCING);
     }
 
     fn accept(&mut self) {
@@ -320,12 +311,18 @@ impl Runner {
                 let grown = (link.filled + READ_CHUNK).max(link.input.len() * 2);
                 link.input.resize(grown, 0);
             }
-            match link.stream.read(&mut link.input[link.filled..]) {
+            let space = link.input.len() - link.filled;
+            let drained = match link.stream.read(&mut link.input[link.filled..]) {
                 Ok(0) => {
                     outcome = Err("the peer closed the link".to_string());
                     break;
                 }
-                Ok(n) => link.filled += n,
+                Ok(n) => {
+                    link.filled += n;
+                    // A short read took all there was; the next input brings an event
+                    // (the poll is edge-triggered), so no read just to hear WouldBlock.
+                    n < space
+                }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => break,
                     io::ErrorKind::Interrupted => continue,
@@ -334,7 +331,7 @@ impl Runner {
                         break;
                     }
                 },
-            }
+            };
             // Apply as we go, so a long burst is not buffered whole.
             match link.session.receive(&self.node, &link.input[..link.filled], now_ms) {
                 Ok(used) => {
@@ -345,6 +342,9 @@ impl Runner {
                     outcome = Err(reason);
                     break;
                 }
+            }
+            if drained {
+                break;
             }
         }
         if link.session.just_ready {
@@ -473,45 +473,4 @@ impl Runner {
             log::warn!("replication: refused a connection from {}: {reason}", link.peer);
         }
     }
-}
-
-/// Lowers the link thread's priority while a full sync runs and restores it after.
-#[derive(Default)]
-struct SyncPriority {
-    /// The thread's niceness when the link started.
-    normal: Option<i32>,
-    lowered: bool,
-}
-
-impl SyncPriority {
-    fn of_this_thread() -> SyncPriority {
-        // getpriority returns -1 both as a niceness and as an error; errno tells which.
-        // SAFETY: plain system calls on this thread's id; errno is this thread's.
-        let normal = unsafe {
-            *libc::__errno_location() = 0;
-            let nice = libc::getpriority(libc::PRIO_PROCESS, this_thread_id());
-            (*libc::__errno_location() == 0).then_some(nice)
-        };
-        SyncPriority { normal, lowered: false }
-    }
-
-    fn set_background(&mut self, background: bool) {
-        let Some(normal) = self.normal else { return };
-        if background == self.lowered {
-            return;
-        }
-        let nice = if background { (normal + SYNC_NICENESS).min(19) } else { normal };
-        // SAFETY: setpriority on this thread's own id (Linux gives each thread its own).
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, this_thread_id(), nice) } != 0 {
-            log::debug!("replication: setpriority({nice}): {}", io::Error::last_os_error());
-            self.normal = None;
-            return;
-        }
-        self.lowered = background;
-    }
-}
-
-fn this_thread_id() -> libc::id_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as libc::id_t }
 }

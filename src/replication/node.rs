@@ -163,6 +163,9 @@ thread_local! {
     /// The sequence number of the last change this thread recorded: a worker in ack
     /// mode holds a reply until the peer has applied it.
     static LAST_RECORDED: Cell<u64> = const { Cell::new(0) };
+    /// On a thread that defers link wake-ups (a worker): whether a change it recorded
+    /// still has to wake the link thread. `None` on other threads, which wake it at once.
+    static LINK_WAKE_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
 /// The last sequence number the calling thread recorded (0 if none).
@@ -186,8 +189,10 @@ pub struct Node {
     /// wake-up (a system call and a context switch on a shared core).
     link_waker: OnceLock<Arc<mio::Waker>>,
     link_sleeping: AtomicBool,
-    /// Wakes the workers whose clients wait for acknowledgements.
+    /// Wakes the workers whose clients wait for acknowledgements, each only while
+    /// its flag in `awaiting_acks` says it holds replies.
     ack_wakers: OnceLock<Vec<Arc<mio::Waker>>>,
+    awaiting_acks: OnceLock<Vec<AtomicBool>>,
     pub stats: ReplStats,
     /// The origin of the backlog's timestamps (microseconds, monotonic).
     epoch: Instant,
@@ -215,6 +220,7 @@ impl Node {
             link_waker: OnceLock::new(),
             link_sleeping: AtomicBool::new(true),
             ack_wakers: OnceLock::new(),
+            awaiting_acks: OnceLock::new(),
             stats,
             epoch: Instant::now(),
             listen_addr: OnceLock::new(),
@@ -236,6 +242,31 @@ impl Node {
         let change = Recorded::from(change);
         let seq = self.backlog.lock().expect("backlog lock").push(change, now);
         LAST_RECORDED.with(|last| last.set(seq));
+        let deferred = LINK_WAKE_PENDING.with(|pending| pending.get().map(|_| pending.set(Some(true))).is_some());
+        if !deferred {
+            self.wake_link();
+        }
+    }
+
+    /// Makes the calling thread (a worker) defer the link wake-ups of the changes it
+    /// records until `wake_link_if_pending`: one wake-up per turn of its event loop,
+    /// not per connection, saves a system call and a context switch each.
+    pub fn defer_link_wakes_here() {
+        LINK_WAKE_PENDING.with(|pending| pending.set(Some(false)));
+    }
+
+    pub fn link_wake_pending() -> bool {
+        LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true))
+    }
+
+    /// Wakes the link thread if a change this thread recorded has not yet.
+    pub fn wake_link_if_pending(&self) {
+        if LINK_WAKE_PENDING.with(|pending| pending.replace(Some(false))) == Some(true) {
+            self.wake_link();
+        }
+    }
+
+    fn wake_link(&self) {
         if self.link_sleeping.load(Ordering::Acquire)
             && self.link_sleeping.swap(false, Ordering::AcqRel)
             && let Some(waker) = self.link_waker.get()
@@ -263,20 +294,33 @@ impl Node {
         self.backlog.lock().expect("backlog lock").last_seq()
     }
 
+    /// The workers' wakers, by worker index.
     pub fn set_ack_wakers(&self, wakers: Vec<Arc<mio::Waker>>) {
+        let _ = self.awaiting_acks.set(wakers.iter().map(|_| AtomicBool::new(false)).collect());
         let _ = self.ack_wakers.set(wakers);
+    }
+
+    /// Worker `worker` holds replies and is about to sleep: the next acknowledgement
+    /// (or the link going down) wakes it. The caller then checks its held replies
+    /// once more, since an acknowledgement may have come just before this.
+    pub fn await_acks(&self, worker: usize) {
+        if let Some(flag) = self.awaiting_acks.get().and_then(|flags| flags.get(worker)) {
+            flag.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Whether a reply for a write recorded as `seq` may go to its client now.
     pub fn acknowledged(&self, seq: u64) -> bool {
+        // SeqCst pairs with `await_acks` and `wake_ack_waiters`: a worker that flags
+        // itself and then finds nothing acknowledged is sure to be woken.
         self.settings.mode == SyncMode::Async
-            || !self.acking.load(Ordering::Acquire)
-            || self.acked.load(Ordering::Acquire) >= seq
+            || !self.acking.load(Ordering::SeqCst)
+            || self.acked.load(Ordering::SeqCst) >= seq
     }
 
     /// The peer has applied our changes up to `applied`.
     pub fn peer_applied(&self, applied: u64) {
-        if self.acked.fetch_max(applied, Ordering::AcqRel) < applied {
+        if self.acked.fetch_max(applied, Ordering::SeqCst) < applied {
             self.wake_ack_waiters();
         }
     }
@@ -288,7 +332,7 @@ impl Node {
     /// A link on which the peer acknowledges came up (true) or went down (false):
     /// ack mode waits for the peer only while one is up.
     pub fn set_acking(&self, up: bool) {
-        let was = self.acking.swap(up, Ordering::AcqRel);
+        let was = self.acking.swap(up, Ordering::SeqCst);
         if self.settings.mode == SyncMode::Ack {
             self.stats.degraded.store(!up, Ordering::Relaxed);
             if was && !up {
@@ -304,10 +348,12 @@ impl Node {
 
     fn wake_ack_waiters(&self) {
         if self.settings.mode == SyncMode::Ack
-            && let Some(wakers) = self.ack_wakers.get()
+            && let (Some(wakers), Some(flags)) = (self.ack_wakers.get(), self.awaiting_acks.get())
         {
-            for waker in wakers {
-                let _ = waker.wake();
+            for (waker, flag) in wakers.iter().zip(flags) {
+                if flag.load(Ordering::SeqCst) && flag.swap(false, Ordering::SeqCst) {
+                    let _ = waker.wake();
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use super::watch::Watcher;
 use crate::protocol::WatchKinds;
 use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, ParseError};
-use crate::replication::{SyncMode, last_recorded_here};
+use crate::replication::{Node, SyncMode, last_recorded_here};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -157,6 +157,10 @@ pub struct Conn {
     awaiting_ack: u64,
     /// On the worker's list of connections waiting for acknowledgements.
     pub held: bool,
+    /// The last read took all the socket held and no readiness event came since,
+    /// so another would only return `WouldBlock` (the poll is edge-triggered: new
+    /// input brings an event).
+    input_drained: bool,
 }
 
 impl Conn {
@@ -177,6 +181,7 @@ impl Conn {
             watcher: None,
             awaiting_ack: 0,
             held: false,
+            input_drained: false,
         }
     }
 
@@ -309,6 +314,16 @@ impl Conn {
         }
     }
 
+    /// Whether the replies this connection holds may go now.
+    pub fn ack_arrived(&self, node: &Node) -> bool {
+        self.awaiting_ack == 0 || node.acknowledged(self.awaiting_ack)
+    }
+
+    /// A readiness event came: the socket may hold input again.
+    pub fn readiness(&mut self) {
+        self.input_drained = false;
+    }
+
     /// Whether replies must wait for the peer to apply this connection's writes.
     fn awaiting_ack(&mut self, dispatch: &Dispatch<'_>) -> bool {
         if self.awaiting_ack == 0 {
@@ -329,7 +344,9 @@ impl Conn {
             return self.serve_watcher(dispatch);
         }
         let ack_mode = dispatch.shared.replica.as_ref().is_some_and(|node| node.settings.mode == SyncMode::Ack);
-        let mut drained = false;
+        // A connection re-run after a yield or an acknowledgement reads only if an
+        // event said there is input.
+        let mut drained = self.input_drained;
         loop {
             let recorded_before = last_recorded_here();
             let stop = self.run_commands(dispatch, limits, budget);
@@ -374,8 +391,12 @@ impl Conn {
                     self.info.ran_command(dispatch.shared.store.clock().now_secs());
                     dispatch.counters.bytes_read.add(n as u64);
                     drained = n < space;
+                    self.input_drained = drained;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    self.input_drained = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Status::Closed,
             }

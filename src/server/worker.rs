@@ -7,6 +7,7 @@ use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
+use crate::replication::Node;
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -44,8 +45,24 @@ impl Worker {
         let mut yielded: Vec<usize> = Vec::new();
         let mut held: Vec<usize> = Vec::new();
         let mut events = Events::with_capacity(1024);
+        let mut link_wakes = LinkWakes::default();
+        if shared.replica.is_some() {
+            Node::defer_link_wakes_here();
+        }
         loop {
-            let timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
+            let mut timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
+            let mut acks_arrived = false;
+            if let Some(node) = &shared.replica {
+                if !held.is_empty() {
+                    node.await_acks(self.index);
+                    // An acknowledgement that came before the flag was set woke no one.
+                    acks_arrived = held.iter().any(|&key| conns.get(key).is_none_or(|conn| conn.ack_arrived(node)));
+                    if acks_arrived {
+                        timeout = Some(Duration::ZERO);
+                    }
+                }
+                link_wakes.before_poll(node, &mut timeout);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -53,23 +70,28 @@ impl Worker {
                 log::error!("worker {}: poll failed: {e}", self.index);
                 break;
             }
+            link_wakes.after_poll(events.is_empty());
             for event in events.iter() {
                 if event.token() == WAKER {
                     self.adopt(&mut conns);
                     // Also rung when the peer acknowledges writes (ack mode).
-                    for key in std::mem::take(&mut held) {
-                        if let Some(conn) = conns.get_mut(key) {
-                            conn.held = false;
-                            let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                            settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
-                        }
-                    }
+                    acks_arrived = true;
                     continue;
                 }
                 let key = event.token().0;
                 if let Some(conn) = conns.get_mut(key) {
+                    conn.readiness();
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
                     settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                }
+            }
+            if acks_arrived {
+                for key in std::mem::take(&mut held) {
+                    if let Some(conn) = conns.get_mut(key) {
+                        conn.held = false;
+                        let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                        settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                    }
                 }
             }
             // Connections that yielded run again now, after everyone else had a turn.
@@ -129,6 +151,52 @@ impl Worker {
         for conn in conns.drain() {
             closed(&self.shared, self.index, &conn);
         }
+    }
+}
+
+/// When a worker wakes the link thread for the changes its clients made: once it
+/// has nothing else to do, or `LINK_WAKE_DELAY` after the first change, whichever
+/// comes first. A busy worker thus wakes the link once per round of connections
+/// instead of once per connection: each wake-up is a system call here and a
+/// context switch on the core the two share, and in ack mode the round's replies
+/// wait for the peer together.
+#[derive(Default)]
+struct LinkWakes {
+    /// When the first change not yet announced was made, plus the delay.
+    due: Option<Instant>,
+    /// This turn's poll was only a check for events (zero timeout), not a wait.
+    probing: bool,
+    /// The last check found no events: the worker would sleep now.
+    idle: bool,
+}
+
+/// The longest a change waits for its wake-up of the link. `cargo bench --bench
+/// loadgen -- --servers paired-ack,stickless --pipeline 16` measured, against
+/// stickless alone: 0.85× with no delay (a wake-up every turn of the event loop),
+/// 0.90× at 50 µs, 0.92× at 200 µs and at 1 ms, 0.89× at 5 ms.
+const LINK_WAKE_DELAY: Duration = Duration::from_micros(200);
+
+impl LinkWakes {
+    /// Wakes the link if it is time, or turns a sleeping poll into a check, so the
+    /// wake-up happens before the worker sleeps.
+    fn before_poll(&mut self, node: &Node, timeout: &mut Option<Duration>) {
+        self.probing = false;
+        if !Node::link_wake_pending() {
+            return;
+        }
+        let now = Instant::now();
+        let due = *self.due.get_or_insert(now + LINK_WAKE_DELAY);
+        if self.idle || now >= due {
+            node.wake_link_if_pending();
+            self.due = None;
+        } else if timeout.is_none() {
+            *timeout = Some(Duration::ZERO);
+            self.probing = true;
+        }
+    }
+
+    fn after_poll(&mut self, no_events: bool) {
+        self.idle = self.probing && no_events;
     }
 }
 
