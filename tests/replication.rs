@@ -560,6 +560,56 @@ fn ack_mode_loses_no_acknowledged_write_when_either_node_is_killed() {
 }
 
 #[test]
+fn ack_mode_replies_to_pipelined_writes_only_once_the_peer_holds_them() {
+    // Many connections on both workers, each pipelining writes and reads: every
+    // reply comes, and a write's reply means the peer already has it.
+    let (a, b) = pair(&["--repl-sync=ack"], &["--repl-sync=ack"]);
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (a_addr, b_addr) = (a.addr, b.addr);
+            std::thread::spawn(move || {
+                let mut on_a = Client::connect(a_addr);
+                let mut on_b = Client::connect(b_addr);
+                for round in 0..20 {
+                    let mut batch = Vec::new();
+                    let mut expected = Vec::new();
+                    let mut keys = Vec::new();
+                    for i in 0..16 {
+                        let key = format!("pipe:{client}:{round}:{i}");
+                        if i % 4 == 3 {
+                            batch.extend_from_slice(format!("get {key}\r\n").as_bytes());
+                            expected.extend_from_slice(b"END\r\n");
+                        } else {
+                            batch.extend_from_slice(format!("set {key} 0 0 2\r\n{i:02}\r\n").as_bytes());
+                            expected.extend_from_slice(b"STORED\r\n");
+                            keys.push(key);
+                        }
+                    }
+                    // `verbosity` answers OK, which no other reply ends with.
+                    batch.extend_from_slice(b"verbosity 0\r\n");
+                    expected.extend_from_slice(b"OK\r\n");
+                    let replies = on_a.request(&batch, b"OK\r\n");
+                    assert_eq!(show(&replies), show(&expected), "client {client} round {round}");
+                    let mut request = b"get".to_vec();
+                    for key in &keys {
+                        request.push(b' ');
+                        request.extend_from_slice(key.as_bytes());
+                    }
+                    request.extend_from_slice(b"\r\n");
+                    let found = on_b.request(&request, b"END\r\n");
+                    let found = String::from_utf8(found).unwrap();
+                    assert_eq!(found.matches("VALUE ").count(), keys.len(), "client {client} round {round}: {found}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(a.stat("repl_degraded"), 0);
+}
+
+#[test]
 fn stats_replication_shows_the_link() {
     let (a, b) = pair(&["--node-id=11"], &["--node-id=12", "--repl-backlog=1m"]);
     assert_eq!(a.client().step(b"set s 0 0 1\r\n1\r\n"), b"STORED\r\n");
