@@ -8,6 +8,9 @@
 //!               the link thread; uses store, knows nothing of the client protocols
 //!  server/      mio event loops, listener, connections; dispatch.rs joins protocol
 //!               and store, and the daemon starts replication
+//!  ffi/         the C ABI (include/stickless.h): the store embedded in a host
+//!               process, serving and replicating through server/ on request; the
+//!               only extern "C" items
 //! ```
 //!
 //! Threads of the daemon:
@@ -20,6 +23,7 @@
 //!   replication ── one mio Poll: listener, peer links ◄┘  (acks wake the workers)
 //! ```
 
+pub mod ffi;
 pub mod protocol;
 pub mod replication;
 pub mod server;

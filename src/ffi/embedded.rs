@@ -1,0 +1,308 @@
+//! The embedded node behind a C handle: a store, its sweeper, and the daemon's server
+//! and replication once the host asks to serve. Safe Rust; `mod.rs` holds the ABI.
+
+use super::StickStatus::{self, *};
+use super::{StickOpenFlags, StickOptions};
+use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
+use crate::server::{Invocation, Server, parse_args};
+use crate::store::Clock;
+use crate::store::{DeltaOutcome, Found, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest, StoreStats};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// memcached's defaults: `-m 64` and `-I 1m` (memcached.c `settings_init`).
+const DEFAULT_MEMORY: u64 = 64 * 1024 * 1024;
+const DEFAULT_ITEM_SIZE_MAX: usize = 1024 * 1024;
+/// memcached reads an exptime above 30 days as a Unix time (protocol.txt,
+/// "Expiration times"); the ABI's TTL is always relative, so longer ones are sent as
+/// absolute times.
+const RELATIVE_EXPTIME_MAX: u32 = 60 * 60 * 24 * 30;
+/// How often the sweeper reclaims a slice of expired items, and how much: the
+/// daemon's defaults (`server::Config`).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+const SWEEP_BUCKETS: usize = 1024;
+
+/// Bumped in the child of every `fork`: handles from before answer `STICKLESS_FORKED`.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static AT_FORK: Once = Once::new();
+
+extern "C" fn forked_child() {
+    // An atomic add is async-signal-safe, as a fork handler must be.
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+pub struct Embedded {
+    store: Arc<Store>,
+    item_size_max: usize,
+    cas_enabled: bool,
+    stop: Arc<AtomicBool>,
+    sweeper: Option<JoinHandle<()>>,
+    server: Mutex<Option<Server>>,
+}
+
+impl Embedded {
+    pub fn open(options: &StickOptions) -> Result<Embedded, StickStatus> {
+        // SAFETY: registers a handler that only bumps an atomic; no preconditions.
+        AT_FORK.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        });
+        let flag = |bit: StickOpenFlags| options.flags & bit as u32 != 0;
+        let cas_enabled = !flag(StickOpenFlags::STICKLESS_OPEN_NO_CAS);
+        let memory = if options.memory_limit == 0 { DEFAULT_MEMORY } else { options.memory_limit };
+        let item_size_max =
+            if options.item_size_max == 0 { DEFAULT_ITEM_SIZE_MAX } else { options.item_size_max as usize };
+        let node_id = if options.node_id == 0 { random_node_id() } else { options.node_id as u16 };
+        let store = Arc::new(Store::new(
+            StoreConfig {
+                memory_limit: usize::try_from(memory).unwrap_or(usize::MAX),
+                evict: !flag(StickOpenFlags::STICKLESS_OPEN_NO_EVICT),
+                cas_enabled,
+                node_id,
+                ..StoreConfig::default()
+            },
+            Clock::System,
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sweeper = {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("stickless-sweeper".into())
+                .spawn(move || sweep(&store, &stop))
+                .map_err(|_| STICKLESS_IO_ERROR)?
+        };
+        Ok(Embedded { store, item_size_max, cas_enabled, stop, sweeper: Some(sweeper), server: Mutex::new(None) })
+    }
+
+    fn check_key(key: &[u8]) -> Result<(), StickStatus> {
+        if key.is_empty() || key.len() > KEY_MAX_LENGTH { Err(STICKLESS_BAD_KEY) } else { Ok(()) }
+    }
+
+    /// Reads the item at `key` under its shard lock: `read` gets its value, flags,
+    /// CAS and seconds left (-1: never expires).
+    pub fn get(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&[u8], u32, u64, i64) -> StickStatus,
+    ) -> Result<StickStatus, StickStatus> {
+        Self::check_key(key)?;
+        let now = self.store.clock().now_secs();
+        let mut status = STICKLESS_NOT_FOUND;
+        let found = self.store.get(key, None, |item| {
+            let expires_at = item.expires_at();
+            let ttl = if expires_at == 0 { -1 } else { i64::from(expires_at.saturating_sub(now)) };
+            status = read(item.value(), item.flags(), item.cas(), ttl);
+        });
+        match found {
+            Found::Hit => Ok(status),
+            Found::Miss => Err(STICKLESS_NOT_FOUND),
+        }
+    }
+
+    /// memcached's exptime for a TTL in seconds from now.
+    fn exptime(&self, ttl: u32) -> i32 {
+        if ttl <= RELATIVE_EXPTIME_MAX {
+            ttl as i32
+        } else {
+            i32::try_from(u64::from(self.store.clock().now_secs()) + u64::from(ttl)).unwrap_or(i32::MAX)
+        }
+    }
+
+    pub fn store(
+        &self,
+        mode: StoreMode,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        ttl: u32,
+        cas: u64,
+    ) -> Result<u64, StickStatus> {
+        Self::check_key(key)?;
+        let (limit, cas_enabled) = (self.item_size_max, self.cas_enabled);
+        if memcached_item_size(key.len(), flags, value.len(), cas_enabled) > limit {
+            return Err(STICKLESS_VALUE_TOO_LARGE);
+        }
+        // The same limit as the daemon's: an append whose result would be too large
+        // is not stored.
+        let fits = |flags: u32, len: usize| memcached_item_size(key.len(), flags, len, cas_enabled) <= limit;
+        let request = StoreRequest {
+            flags,
+            exptime: self.exptime(ttl),
+            cas_unique: cas,
+            fits: Some(&fits),
+            ..StoreRequest::new(mode, key, value)
+        };
+        match self.store.store(&request) {
+            StoreOutcome::Stored { cas, .. } => Ok(cas),
+            StoreOutcome::NotStored => Err(STICKLESS_NOT_STORED),
+            StoreOutcome::Exists => Err(STICKLESS_EXISTS),
+            StoreOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
+            StoreOutcome::NoMemory => {
+                // As memcached: a set that cannot be stored leaves no stale value behind.
+                if mode == StoreMode::Set {
+                    self.store.discard(key);
+                }
+                Err(STICKLESS_OUT_OF_MEMORY)
+            }
+        }
+    }
+
+    pub fn delete(&self, key: &[u8]) -> StickStatus {
+        if let Err(status) = Self::check_key(key) {
+            return status;
+        }
+        match self.store.delete(key) {
+            Some(_) => STICKLESS_OK,
+            None => STICKLESS_NOT_FOUND,
+        }
+    }
+
+    pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, StickStatus> {
+        Self::check_key(key)?;
+        match self.store.arithmetic(key, incr, delta) {
+            DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => Ok(value),
+            DeltaOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
+            DeltaOutcome::NonNumeric => Err(STICKLESS_NON_NUMERIC),
+            DeltaOutcome::NoMemory => Err(STICKLESS_OUT_OF_MEMORY),
+            DeltaOutcome::Exists => Err(STICKLESS_EXISTS),
+        }
+    }
+
+    pub fn touch(&self, key: &[u8], ttl: u32) -> StickStatus {
+        if let Err(status) = Self::check_key(key) {
+            return status;
+        }
+        match self.store.touch(key, self.exptime(ttl)) {
+            Found::Hit => STICKLESS_OK,
+            Found::Miss => STICKLESS_NOT_FOUND,
+        }
+    }
+
+    pub fn flush(&self, delay: u32) {
+        self.store.flush_all(self.exptime(delay));
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    /// Starts the daemon's listeners, workers and replication over this store.
+    pub fn serve(&self, args: &[u8]) -> StickStatus {
+        let Ok(args) = std::str::from_utf8(args) else {
+            return STICKLESS_BAD_CONFIG;
+        };
+        let mut config = match parse_args(args.split_ascii_whitespace().map(String::from)) {
+            Ok(Invocation::Run(config)) => *config,
+            Ok(_) => return STICKLESS_BAD_CONFIG,
+            Err(message) => {
+                log::error!("stickless_serve: {message}");
+                return STICKLESS_BAD_CONFIG;
+            }
+        };
+        // The store's own settings win over any given here.
+        config.memory_limit = self.store.memory_limit();
+        config.item_size_max = self.item_size_max;
+        config.disable_cas = !self.cas_enabled;
+        let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        if server.is_some() {
+            return STICKLESS_ALREADY_SERVING;
+        }
+        match Server::start_with_store(config, Arc::clone(&self.store)) {
+            Ok(started) => {
+                *server = Some(started);
+                STICKLESS_OK
+            }
+            Err(e) => {
+                log::error!("stickless_serve: {e}");
+                if e.kind() == std::io::ErrorKind::InvalidInput { STICKLESS_BAD_CONFIG } else { STICKLESS_IO_ERROR }
+            }
+        }
+    }
+
+    pub fn memcached_port(&self) -> Option<u16> {
+        let server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        server.as_ref().and_then(|server| server.local_addrs().first().map(|addr| addr.port()))
+    }
+
+    pub fn replication_port(&self) -> Option<u16> {
+        let server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        server.as_ref().and_then(|server| server.replication_addr().map(|addr| addr.port()))
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            server.shutdown();
+        }
+        self.stop.store(true, Ordering::Release);
+        if let Some(sweeper) = self.sweeper.take() {
+            sweeper.thread().unpark();
+            let _ = sweeper.join();
+        }
+    }
+}
+
+/// Reclaims expired items a slice at a time until told to stop.
+fn sweep(store: &Store, stop: &AtomicBool) {
+    let mut next = Instant::now() + SWEEP_INTERVAL;
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
+        }
+        store.sweep_step(SWEEP_BUCKETS);
+        next = now + SWEEP_INTERVAL;
+    }
+}
+
+fn random_node_id() -> u16 {
+    let mut random = [0u8; 2];
+    // SAFETY: getrandom writes at most `random.len()` bytes into the buffer.
+    unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+    // 1..=NODE_MAX: 0 is what an unset id would look like.
+    (u16::from_ne_bytes(random) % crate::store::version::NODE_MAX).max(1)
+}
+
+pub fn store_mode(mode: i32) -> Option<StoreMode> {
+    Some(match mode {
+        1 => StoreMode::Set,
+        2 => StoreMode::Add,
+        3 => StoreMode::Replace,
+        4 => StoreMode::Append,
+        5 => StoreMode::Prepend,
+        6 => StoreMode::Cas,
+        _ => return None,
+    })
+}
+
+/// The process-wide stores of `stickless_open_shared`, by name, with the fork
+/// generation they were opened in.
+type SharedStores = HashMap<Vec<u8>, (u64, Arc<Embedded>)>;
+static SHARED: Mutex<Option<SharedStores>> = Mutex::new(None);
+
+pub fn open_shared(name: &[u8], options: &StickOptions) -> Result<Arc<Embedded>, StickStatus> {
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    let stores = shared.get_or_insert_with(HashMap::new);
+    let generation = fork_generation();
+    if let Some((opened_in, store)) = stores.get(name) {
+        if *opened_in == generation {
+            return Ok(Arc::clone(store));
+        }
+        // Opened by a parent before fork: its threads are not here. Forget it
+        // without running its destructor (which would join them) and start afresh.
+        if let Some((_, stale)) = stores.remove(name) {
+            std::mem::forget(stale);
+        }
+    }
+    let store = Arc::new(Embedded::open(options)?);
+    stores.insert(name.to_vec(), (generation, Arc::clone(&store)));
+    Ok(store)
+}

@@ -1,0 +1,817 @@
+//! The C ABI: the store embedded in a host process (`include/stickless.h`, generated
+//! from this module by cbindgen). The only `extern "C"` items of the crate.
+//!
+//! Conventions (shared by every binding in `bindings/`):
+//! - every fallible call returns an `int32_t` status from [`StickStatus`]; the numbers
+//!   never change meaning, and `stickless_result_str` names them;
+//! - keys and values are `(const void *, size_t)` byte ranges, never NUL-terminated;
+//!   `(NULL, 0)` is an empty range;
+//! - reads copy into a caller's buffer and always report the full length, so a short
+//!   buffer gets `STICKLESS_BUFFER_TOO_SMALL` and the size to retry with;
+//! - a handle may be used from many threads at once; nothing calls back into the host;
+//! - every entry point catches panics (`STICKLESS_PANIC`), and a handle used in a
+//!   child after `fork` answers `STICKLESS_FORKED` instead of touching the parent's
+//!   threads.
+
+mod embedded;
+
+use embedded::{Embedded, fork_generation};
+use std::ffi::c_char;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+/// The version of this ABI: bumped only when a function's meaning changes or one is
+/// removed, so a binding built against version N works with any library of version N.
+pub const STICKLESS_ABI_VERSION: u32 = 1;
+
+/// What a call did. Positive numbers are answers a caller acts on, negative ones are
+/// errors; the numbers are fixed forever.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // the C names, as the header spells them
+pub enum StickStatus {
+    /// Done.
+    STICKLESS_OK = 0,
+    /// The key holds no live item.
+    STICKLESS_NOT_FOUND = 1,
+    /// `cas`: the item changed since its CAS unique was read.
+    STICKLESS_EXISTS = 2,
+    /// `add` on a present key, `replace`/`append`/`prepend` on a missing one, or an
+    /// append that would pass the item size limit.
+    STICKLESS_NOT_STORED = 3,
+    /// The value did not fit the buffer; `*out_len` holds its length.
+    STICKLESS_BUFFER_TOO_SMALL = 4,
+    /// `incr`/`decr` on a value that is not a decimal number below 2^64.
+    STICKLESS_NON_NUMERIC = 5,
+    /// A NULL pointer where one is required, a NULL range with a length, or an
+    /// options struct this library does not know.
+    STICKLESS_INVALID_ARGUMENT = -1,
+    /// A key that is empty or longer than 250 bytes (memcached's `KEY_MAX_LENGTH`).
+    STICKLESS_BAD_KEY = -2,
+    /// An item larger than the item size limit (1 MiB unless set).
+    STICKLESS_VALUE_TOO_LARGE = -3,
+    /// No memory for the item, and eviction was turned off or could not free enough.
+    STICKLESS_OUT_OF_MEMORY = -4,
+    /// The handle was opened in a parent process; a child of `fork` must open its own.
+    STICKLESS_FORKED = -5,
+    /// A bug in stickless: it was caught, and the store is still usable.
+    STICKLESS_PANIC = -6,
+    /// A system call failed (a listener that cannot bind, a thread that cannot start).
+    STICKLESS_IO_ERROR = -7,
+    /// A `stickless_serve` argument that the daemon would refuse; the log says which.
+    STICKLESS_BAD_CONFIG = -8,
+    /// `stickless_serve` on a handle that already serves.
+    STICKLESS_ALREADY_SERVING = -9,
+}
+
+use StickStatus::*;
+
+/// Bits of [`StickOptions::flags`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // the C names, as the header spells them
+pub enum StickOpenFlags {
+    /// Refuse stores when memory is full instead of evicting (the daemon's `-M`).
+    STICKLESS_OPEN_NO_EVICT = 1,
+    /// Every CAS unique is 0 (the daemon's `-C`).
+    STICKLESS_OPEN_NO_CAS = 2,
+}
+
+const KNOWN_OPEN_FLAGS: u32 =
+    StickOpenFlags::STICKLESS_OPEN_NO_EVICT as u32 | StickOpenFlags::STICKLESS_OPEN_NO_CAS as u32;
+
+/// Settings for `stickless_open`. Set `struct_size` to `sizeof(StickOptions)`; a zero
+/// field means the default. Later versions only add fields at the end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StickOptions {
+    pub struct_size: u32,
+    /// `StickOpenFlags` bits.
+    pub flags: u32,
+    /// Bytes the items may use (the daemon's `-m`); default 64 MiB.
+    pub memory_limit: u64,
+    /// The largest item in bytes (the daemon's `-I`); default 1 MiB.
+    pub item_size_max: u32,
+    /// This node's id in versions, 1 to 4095, different from every peer's; default:
+    /// a random one.
+    pub node_id: u32,
+}
+
+/// What `stickless_stats` reports. Set `struct_size` to `sizeof(StickStats)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StickStats {
+    pub struct_size: u32,
+    pub reserved: u32,
+    /// Live items now.
+    pub curr_items: u64,
+    /// Items stored since the store opened.
+    pub total_items: u64,
+    /// Bytes used by items and tables, against `limit_maxbytes`.
+    pub bytes: u64,
+    pub limit_maxbytes: u64,
+    pub evictions: u64,
+    /// Expired items reclaimed.
+    pub reclaimed: u64,
+}
+
+/// The modes of `stickless_store`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // the C names, as the header spells them
+pub enum StickStoreMode {
+    STICKLESS_SET = 1,
+    STICKLESS_ADD = 2,
+    STICKLESS_REPLACE = 3,
+    STICKLESS_APPEND = 4,
+    STICKLESS_PREPEND = 5,
+    STICKLESS_CAS = 6,
+}
+
+/// Which listener `stickless_port` reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // the C names, as the header spells them
+pub enum StickPortKind {
+    /// The memcached protocol listener of `stickless_serve`.
+    STICKLESS_PORT_MEMCACHED = 0,
+    /// The replication listener (`--repl-listen`).
+    STICKLESS_PORT_REPLICATION = 1,
+}
+
+/// An open store. Opaque; only ever used through a pointer.
+pub struct Stickless {
+    inner: Arc<Embedded>,
+    /// The fork generation when opened: a different one means this is a child.
+    generation: u64,
+}
+
+/// Runs `body` on the handle's store, mapping panics, NULL and fork.
+fn with_store(handle: *const Stickless, body: impl FnOnce(&Embedded) -> StickStatus) -> i32 {
+    guard(|| {
+        // SAFETY: a non-NULL handle came from `stickless_open*` and has not been
+        // closed (the caller's contract, as for any C handle).
+        let Some(handle) = (unsafe { handle.as_ref() }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        if handle.generation != fork_generation() {
+            return STICKLESS_FORKED;
+        }
+        body(&handle.inner)
+    })
+}
+
+/// Catches a panic at the boundary: unwinding into C is undefined behaviour, and
+/// aborting would take the host process down.
+fn guard(body: impl FnOnce() -> StickStatus) -> i32 {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(status) => status as i32,
+        Err(_) => STICKLESS_PANIC as i32,
+    }
+}
+
+/// A byte range from C: `(NULL, 0)` is empty, `(NULL, n > 0)` is an error.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` readable bytes that stay valid and unchanged
+/// for `'a` (the duration of the call).
+unsafe fn bytes<'a>(ptr: *const core::ffi::c_void, len: usize) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        return (len == 0).then_some(&[]);
+    }
+    // SAFETY: the caller's contract above.
+    Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// Writes `value` through an optional out-pointer.
+///
+/// # Safety
+/// A non-NULL `out` must be valid for a write of `T`.
+unsafe fn put<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: the caller's contract above.
+        unsafe { out.write(value) };
+    }
+}
+
+/// The library's version, as a static NUL-terminated string ("0.1.0").
+#[unsafe(no_mangle)]
+pub extern "C" fn stickless_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// `STICKLESS_ABI_VERSION` of this library: a binding checks it when it loads.
+#[unsafe(no_mangle)]
+pub extern "C" fn stickless_abi_version() -> u32 {
+    STICKLESS_ABI_VERSION
+}
+
+/// The name of a status ("STICKLESS_NOT_FOUND"), a static NUL-terminated string;
+/// "STICKLESS_UNKNOWN" for a number that is none.
+#[unsafe(no_mangle)]
+pub extern "C" fn stickless_result_str(status: i32) -> *const c_char {
+    let name: &'static str = match status {
+        0 => "STICKLESS_OK\0",
+        1 => "STICKLESS_NOT_FOUND\0",
+        2 => "STICKLESS_EXISTS\0",
+        3 => "STICKLESS_NOT_STORED\0",
+        4 => "STICKLESS_BUFFER_TOO_SMALL\0",
+        5 => "STICKLESS_NON_NUMERIC\0",
+        -1 => "STICKLESS_INVALID_ARGUMENT\0",
+        -2 => "STICKLESS_BAD_KEY\0",
+        -3 => "STICKLESS_VALUE_TOO_LARGE\0",
+        -4 => "STICKLESS_OUT_OF_MEMORY\0",
+        -5 => "STICKLESS_FORKED\0",
+        -6 => "STICKLESS_PANIC\0",
+        -7 => "STICKLESS_IO_ERROR\0",
+        -8 => "STICKLESS_BAD_CONFIG\0",
+        -9 => "STICKLESS_ALREADY_SERVING\0",
+        _ => "STICKLESS_UNKNOWN\0",
+    };
+    name.as_ptr().cast()
+}
+
+/// Opens a store of its own: `*out` receives the handle. `options` may be NULL for
+/// the defaults. Starts one thread (the expiry sweeper); no listener until
+/// `stickless_serve`.
+///
+/// # Safety
+/// `options`, when not NULL, points to a `StickOptions` of at least `struct_size`
+/// bytes; `out` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_open(options: *const StickOptions, out: *mut *mut Stickless) -> i32 {
+    guard(|| {
+        if out.is_null() {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+        // SAFETY: the caller's contract above.
+        let options = match unsafe { read_options(options) } {
+            Ok(options) => options,
+            Err(status) => return status,
+        };
+        match Embedded::open(&options) {
+            Ok(inner) => {
+                let handle = Box::new(Stickless { inner: Arc::new(inner), generation: fork_generation() });
+                // SAFETY: checked non-NULL; the caller's contract above.
+                unsafe { out.write(Box::into_raw(handle)) };
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// Opens the process-wide store called `name`, creating it with `options` on first
+/// use; later opens of the same name share it (their options are ignored). The store
+/// lives until the process ends, whoever closes their handles: for hosts such as PHP
+/// that destroy every object at the end of each request.
+///
+/// # Safety
+/// As `stickless_open`; `name` points to `name_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_open_shared(
+    name: *const core::ffi::c_void,
+    name_len: usize,
+    options: *const StickOptions,
+    out: *mut *mut Stickless,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let Some(name) = (unsafe { bytes(name, name_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        if out.is_null() {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+        // SAFETY: the caller's contract above.
+        let options = match unsafe { read_options(options) } {
+            Ok(options) => options,
+            Err(status) => return status,
+        };
+        match embedded::open_shared(name, &options) {
+            Ok(inner) => {
+                let handle = Box::new(Stickless { inner, generation: fork_generation() });
+                // SAFETY: checked non-NULL; the caller's contract above.
+                unsafe { out.write(Box::into_raw(handle)) };
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// Reads an options struct of any size this library understands.
+///
+/// # Safety
+/// As `stickless_open`'s `options`.
+unsafe fn read_options(options: *const StickOptions) -> Result<StickOptions, StickStatus> {
+    // SAFETY: the caller's contract above.
+    let Some(given) = (unsafe { options.as_ref() }) else {
+        return Ok(StickOptions::default());
+    };
+    let size = given.struct_size as usize;
+    // The first version's fields are the least a caller passes; fields of later
+    // versions that this library does not know must be left zero.
+    if size < std::mem::size_of::<StickOptions>() {
+        return Err(STICKLESS_INVALID_ARGUMENT);
+    }
+    if size > std::mem::size_of::<StickOptions>() {
+        // SAFETY: the caller says `size` bytes are readable.
+        let extra = unsafe {
+            std::slice::from_raw_parts(
+                options.cast::<u8>().add(std::mem::size_of::<StickOptions>()),
+                size - std::mem::size_of::<StickOptions>(),
+            )
+        };
+        if extra.iter().any(|&b| b != 0) {
+            return Err(STICKLESS_INVALID_ARGUMENT);
+        }
+    }
+    if given.flags & !KNOWN_OPEN_FLAGS != 0 || given.node_id > u32::from(crate::store::version::NODE_MAX) {
+        return Err(STICKLESS_INVALID_ARGUMENT);
+    }
+    Ok(*given)
+}
+
+/// Closes a handle; NULL is ignored. The store stops (its threads and listeners)
+/// when its last handle is closed, unless it was opened with `stickless_open_shared`.
+///
+/// # Safety
+/// `handle` is NULL or a handle not yet closed; it is invalid afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_close(handle: *mut Stickless) {
+    let _ = guard(|| {
+        if !handle.is_null() {
+            // SAFETY: the caller's contract above: the box came from `open`.
+            let handle = unsafe { Box::from_raw(handle) };
+            if handle.generation != fork_generation() {
+                // The parent's threads are not in this process: leak rather than join.
+                std::mem::forget(handle);
+            }
+        }
+        STICKLESS_OK
+    });
+}
+
+/// Copies the value of `key` into `buf` (`buf_len` bytes). `*out_len` always receives
+/// the value's length: when it exceeds `buf_len` the call returns
+/// `STICKLESS_BUFFER_TOO_SMALL` and copies nothing (`buf` NULL with `buf_len` 0 asks
+/// for the length alone). `out_flags`, `out_cas` and `out_ttl` (seconds left, -1 for
+/// an item that never expires) may each be NULL.
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes; `buf` to `buf_len` writable
+/// bytes; each non-NULL out-pointer is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_get(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    buf: *mut core::ffi::c_void,
+    buf_len: usize,
+    out_len: *mut usize,
+    out_flags: *mut u32,
+    out_cas: *mut u64,
+    out_ttl: *mut i64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        if buf.is_null() && buf_len > 0 {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+        let found = store.get(key, |value, flags, cas, ttl| {
+            // SAFETY: the caller's contract above.
+            unsafe {
+                put(out_len, value.len());
+                put(out_flags, flags);
+                put(out_cas, cas);
+                put(out_ttl, ttl);
+            }
+            if value.len() > buf_len {
+                return STICKLESS_BUFFER_TOO_SMALL;
+            }
+            if !value.is_empty() {
+                // SAFETY: `buf` holds `buf_len >= value.len()` writable bytes, and a
+                // caller's buffer cannot overlap the store's item.
+                unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.cast::<u8>(), value.len()) };
+            }
+            STICKLESS_OK
+        });
+        found.unwrap_or_else(|status| status)
+    })
+}
+
+/// Stores `value` under `key` in `mode`: flags are returned by gets; `ttl` is seconds
+/// to live (0: no expiry); `cas` is the unique a `STICKLESS_CAS` expects (ignored
+/// otherwise); `out_cas`, when not NULL, receives the stored item's unique. Append
+/// and prepend keep the item's flags and TTL.
+///
+/// # Safety
+/// `handle` is open; `key` and `value` point to their lengths of bytes; `out_cas` is
+/// NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_store(
+    handle: *const Stickless,
+    mode: i32,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+    flags: u32,
+    ttl: u32,
+    cas: u64,
+    out_cas: *mut u64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let (Some(key), Some(value)) = (unsafe { bytes(key, key_len) }, unsafe { bytes(value, value_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        let Some(mode) = embedded::store_mode(mode) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        match store.store(mode, key, value, flags, ttl, cas) {
+            Ok(stored_cas) => {
+                // SAFETY: the caller's contract above.
+                unsafe { put(out_cas, stored_cas) };
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// `stickless_store` with `STICKLESS_SET`.
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_set(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+    flags: u32,
+    ttl: u32,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_SET as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            flags,
+            ttl,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// `stickless_store` with `STICKLESS_ADD`: only if `key` holds nothing.
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_add(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+    flags: u32,
+    ttl: u32,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_ADD as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            flags,
+            ttl,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// `stickless_store` with `STICKLESS_REPLACE`: only if `key` holds an item.
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_replace(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+    flags: u32,
+    ttl: u32,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_REPLACE as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            flags,
+            ttl,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// `stickless_store` with `STICKLESS_APPEND`: `value` goes after the item's.
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_append(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_APPEND as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            0,
+            0,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// `stickless_store` with `STICKLESS_PREPEND`: `value` goes before the item's.
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_prepend(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_PREPEND as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            0,
+            0,
+            0,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// `stickless_store` with `STICKLESS_CAS`: only if the item's unique is still `cas`
+/// (`STICKLESS_EXISTS` if it changed, `STICKLESS_NOT_FOUND` if it is gone).
+///
+/// # Safety
+/// As `stickless_store`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_cas(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    value: *const core::ffi::c_void,
+    value_len: usize,
+    flags: u32,
+    ttl: u32,
+    cas: u64,
+    out_cas: *mut u64,
+) -> i32 {
+    // SAFETY: the caller's contract is stickless_store's.
+    unsafe {
+        stickless_store(
+            handle,
+            StickStoreMode::STICKLESS_CAS as i32,
+            key,
+            key_len,
+            value,
+            value_len,
+            flags,
+            ttl,
+            cas,
+            out_cas,
+        )
+    }
+}
+
+/// Deletes `key`.
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_delete(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        store.delete(key)
+    })
+}
+
+/// Adds `delta` to the decimal number stored at `key` (wrapping at 2^64, as
+/// memcached); `out_value`, when not NULL, receives the result.
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes; `out_value` is NULL or valid
+/// for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_incr(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    delta: u64,
+    out_value: *mut u64,
+) -> i32 {
+    // SAFETY: the caller's contract above.
+    unsafe { arithmetic(handle, key, key_len, true, delta, out_value) }
+}
+
+/// Subtracts `delta` from the number at `key`, stopping at 0 (as memcached).
+///
+/// # Safety
+/// As `stickless_incr`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_decr(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    delta: u64,
+    out_value: *mut u64,
+) -> i32 {
+    // SAFETY: the caller's contract above.
+    unsafe { arithmetic(handle, key, key_len, false, delta, out_value) }
+}
+
+/// # Safety
+/// As `stickless_incr`.
+unsafe fn arithmetic(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    incr: bool,
+    delta: u64,
+    out_value: *mut u64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        match store.arithmetic(key, incr, delta) {
+            Ok(value) => {
+                // SAFETY: the caller's contract above.
+                unsafe { put(out_value, value) };
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// Gives the item at `key` a new time to live (`ttl` seconds, 0: no expiry).
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_touch(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    ttl: u32,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        store.touch(key, ttl)
+    })
+}
+
+/// Invalidates every item, now (`delay` 0) or in `delay` seconds (memcached's
+/// `flush_all`); a replicating node flushes its peer too.
+///
+/// # Safety
+/// `handle` is open.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_flush(handle: *const Stickless, delay: u32) -> i32 {
+    with_store(handle, |store| {
+        store.flush(delay);
+        STICKLESS_OK
+    })
+}
+
+/// Fills `*out` (whose `struct_size` the caller sets) with the store's counters.
+///
+/// # Safety
+/// `handle` is open; `out` points to a `StickStats` of at least `struct_size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut StickStats) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(given) = (unsafe { out.as_mut() }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        if (given.struct_size as usize) < std::mem::size_of::<StickStats>() {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+        let stats = store.stats();
+        *given = StickStats {
+            struct_size: given.struct_size,
+            reserved: 0,
+            curr_items: stats.curr_items,
+            total_items: stats.total_items,
+            bytes: stats.memory_used,
+            limit_maxbytes: stats.memory_limit,
+            evictions: stats.evictions,
+            reclaimed: stats.reclaimed,
+        };
+        STICKLESS_OK
+    })
+}
+
+/// Serves the store to other processes and replicates it, as the daemon would with
+/// the same command-line arguments (`args`: `args_len` bytes, separated by spaces),
+/// e.g. `"-l 127.0.0.1 -p 0 --peer 10.0.0.2:11212"`. `-m`, `-I`, `-M`, `-C` and
+/// `--node-id` are the store's own and are ignored here. Logging stays off unless the
+/// host installed a `log` logger. Stops when the last handle is closed.
+///
+/// # Safety
+/// `handle` is open; `args` points to `args_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_serve(handle: *const Stickless, args: *const c_char, args_len: usize) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(args) = (unsafe { bytes(args.cast(), args_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        store.serve(args)
+    })
+}
+
+/// The port a listener of `stickless_serve` is bound to (`kind`: a `StickPortKind`),
+/// useful after `-p 0`. `STICKLESS_NOT_FOUND` when there is no such listener.
+///
+/// # Safety
+/// `handle` is open; `out_port` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_port(handle: *const Stickless, kind: i32, out_port: *mut u16) -> i32 {
+    with_store(handle, |store| {
+        if out_port.is_null() {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+        let port = match kind {
+            0 => store.memcached_port(),
+            1 => store.replication_port(),
+            _ => return STICKLESS_INVALID_ARGUMENT,
+        };
+        match port {
+            Some(port) => {
+                // SAFETY: checked non-NULL; the caller's contract above.
+                unsafe { out_port.write(port) };
+                STICKLESS_OK
+            }
+            None => STICKLESS_NOT_FOUND,
+        }
+    })
+}
