@@ -69,6 +69,8 @@ int32_t stickless_open_shared(const void *name,
                               const struct StickOptions *options,
                               struct Stickless **out);
 
+int32_t stickless_release_shared(const void *name, size_t name_len);
+
 void stickless_close(struct Stickless *handle);
 
 int32_t stickless_get(const struct Stickless *handle,

@@ -223,6 +223,16 @@ int32_t stickless_open_shared(const void *name,
                               struct Stickless **out);
 
 /*
+ Lets the process-wide store `name` go: it stops when its last open handle is
+ closed (at once if none is). A later `stickless_open_shared` of the name makes a
+ new, empty store. `STICKLESS_NOT_FOUND` if no store has that name.
+
+ # Safety
+ `name` points to `name_len` bytes.
+ */
+int32_t stickless_release_shared(const void *name, size_t name_len);
+
+/*
  Closes a handle; NULL is ignored. The store stops (its threads and listeners)
  when its last handle is closed, unless it was opened with `stickless_open_shared`.
 

@@ -306,3 +306,20 @@ pub fn open_shared(name: &[u8], options: &StickOptions) -> Result<Arc<Embedded>,
     stores.insert(name.to_vec(), (generation, Arc::clone(&store)));
     Ok(store)
 }
+
+/// Drops the registry's reference to the shared store `name`; false if there is none.
+pub fn release_shared(name: &[u8]) -> bool {
+    let removed = {
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.as_mut().and_then(|stores| stores.remove(name))
+    };
+    match removed {
+        // Dropped outside the registry lock: the last reference joins its threads.
+        Some((opened_in, store)) if opened_in != fork_generation() => {
+            std::mem::forget(store);
+            true
+        }
+        Some(_) => true,
+        None => false,
+    }
+}

@@ -300,6 +300,23 @@ pub unsafe extern "C" fn stickless_open_shared(
     })
 }
 
+/// Lets the process-wide store `name` go: it stops when its last open handle is
+/// closed (at once if none is). A later `stickless_open_shared` of the name makes a
+/// new, empty store. `STICKLESS_NOT_FOUND` if no store has that name.
+///
+/// # Safety
+/// `name` points to `name_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_release_shared(name: *const core::ffi::c_void, name_len: usize) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let Some(name) = (unsafe { bytes(name, name_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        if embedded::release_shared(name) { STICKLESS_OK } else { STICKLESS_NOT_FOUND }
+    })
+}
+
 /// Reads an options struct of any size this library understands.
 ///
 /// # Safety
