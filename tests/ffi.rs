@@ -1,0 +1,128 @@
+//! The C ABI as a host sees it, beyond bindings/c: an embedded node replicates with a
+//! daemon both ways, and many threads share one handle.
+
+mod common;
+
+use common::{Client, Daemon};
+use std::time::{Duration, Instant};
+use stickless::ffi::*;
+
+const CONVERGE: Duration = Duration::from_secs(5);
+
+/// An open handle, closed on drop.
+struct Handle(*mut Stickless);
+
+// SAFETY: the ABI's handles may be used from any thread at once.
+unsafe impl Send for Handle {}
+// SAFETY: as above.
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    fn open() -> Handle {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: NULL options mean the defaults; `raw` is valid for a write.
+        assert_eq!(unsafe { stickless_open(std::ptr::null(), &mut raw) }, StickStatus::STICKLESS_OK as i32);
+        Handle(raw)
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) -> i32 {
+        // SAFETY: an open handle and live slices.
+        unsafe { stickless_set(self.0, key.as_ptr().cast(), key.len(), value.as_ptr().cast(), value.len(), 0, 0) }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Vec<u8>, i32> {
+        let mut buf = vec![0u8; 16];
+        loop {
+            let mut len = 0;
+            // SAFETY: an open handle, live slices and out-pointers.
+            let status = unsafe {
+                stickless_get(
+                    self.0,
+                    key.as_ptr().cast(),
+                    key.len(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            match status {
+                0 => return Ok(buf[..len].to_vec()),
+                4 => buf.resize(len, 0),
+                other => return Err(other),
+            }
+        }
+    }
+
+    fn serve(&self, args: &str) {
+        // SAFETY: an open handle and a live string.
+        let status = unsafe { stickless_serve(self.0, args.as_ptr().cast(), args.len()) };
+        assert_eq!(status, StickStatus::STICKLESS_OK as i32, "serve {args}");
+    }
+
+    fn port(&self, kind: StickPortKind) -> u16 {
+        let mut port = 0;
+        // SAFETY: an open handle; `port` is valid for a write.
+        assert_eq!(unsafe { stickless_port(self.0, kind as i32, &mut port) }, 0);
+        port
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: opened by `open`, closed once.
+        unsafe { stickless_close(self.0) };
+    }
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_embedded_node_replicates_with_a_daemon_both_ways() {
+    let embedded = Handle::open();
+    embedded.serve("-l 127.0.0.1 -p 0 --repl-listen 127.0.0.1:0");
+    let repl_port = embedded.port(StickPortKind::STICKLESS_PORT_REPLICATION);
+    let daemon = Daemon::start(&["--peer", &format!("127.0.0.1:{repl_port}"), "--repl-listen", "127.0.0.1:0"]);
+    let mut client = Client::connect(daemon.addr);
+
+    assert_eq!(embedded.set(b"sess:abc", b"user|s:5:\"alice\";"), 0);
+    wait_for("the ABI's write on the daemon", || {
+        client.request(b"get sess:abc\r\n", b"END\r\n") == b"VALUE sess:abc 0 17\r\nuser|s:5:\"alice\";\r\nEND\r\n"
+    });
+    assert_eq!(client.request(b"set from:daemon 0 0 5\r\nhello\r\n", b"\r\n"), b"STORED\r\n");
+    wait_for("the daemon's write through the ABI", || embedded.get(b"from:daemon") == Ok(b"hello".to_vec()));
+
+    // The embedded node's own memcached listener serves the same store.
+    let served = embedded.port(StickPortKind::STICKLESS_PORT_MEMCACHED);
+    let mut local = Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], served)));
+    assert_eq!(local.request(b"get from:daemon\r\n", b"END\r\n"), b"VALUE from:daemon 0 5\r\nhello\r\nEND\r\n");
+}
+
+#[test]
+fn one_handle_serves_many_threads() {
+    let handle = Handle::open();
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            let handle = &handle;
+            scope.spawn(move || {
+                for i in 0..2000 {
+                    let key = format!("t{thread}:{i}");
+                    assert_eq!(handle.set(key.as_bytes(), key.as_bytes()), 0);
+                    assert_eq!(handle.get(key.as_bytes()), Ok(key.clone().into_bytes()));
+                }
+            });
+        }
+    });
+    let mut stats = StickStats { struct_size: std::mem::size_of::<StickStats>() as u32, ..StickStats::default() };
+    // SAFETY: an open handle; `stats` is valid for a write.
+    assert_eq!(unsafe { stickless_stats(handle.0, &mut stats) }, 0);
+    assert_eq!(stats.curr_items, 16_000);
+}
