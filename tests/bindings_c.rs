@@ -5,10 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// target/<profile>, where cargo put libstickless.so beside these tests' `deps/`.
-fn library_dir() -> PathBuf {
+/// The cdylib cargo built with these tests: in `target/<profile>/deps/` beside them
+/// (where `cargo test` leaves it), or copied up to `target/<profile>/` by a build.
+fn library() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [deps.join("libstickless.so"), deps.parent().expect("target/<profile>").join("libstickless.so")];
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .cloned()
+        .unwrap_or_else(|| panic!("no libstickless.so in {candidates:?}"))
 }
 
 fn run(command: &mut Command) -> String {
@@ -21,8 +28,7 @@ fn run(command: &mut Command) -> String {
 #[test]
 fn c_host_passes_every_check_under_valgrind() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let library = library_dir().join("libstickless.so");
-    assert!(library.exists(), "{} was not built", library.display());
+    let library = library();
     // The library's SONAME is libstickless.so.1: the link records that name.
     let lib_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-host");
     std::fs::create_dir_all(&lib_dir).unwrap();
