@@ -209,11 +209,12 @@ impl Server {
         self.child.id()
     }
 
-    /// Sends `stats GROUP` and returns the named statistic as text.
+    /// Sends `stats GROUP` (plain `stats` for "") and returns the named statistic as text.
     pub fn stat_text(&self, group: &str, name: &str) -> io::Result<String> {
         let mut stream = TcpStream::connect(self.addr)?;
         stream.set_read_timeout(Some(START_DEADLINE))?;
-        stream.write_all(format!("stats {group}\r\n").as_bytes())?;
+        let request = if group.is_empty() { "stats\r\n".to_string() } else { format!("stats {group}\r\n") };
+        stream.write_all(request.as_bytes())?;
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         let mut found = None;
@@ -243,25 +244,7 @@ impl Server {
 
     /// Sends `stats` and returns the named general statistic.
     pub fn stat(&self, name: &str) -> io::Result<u64> {
-        let mut stream = TcpStream::connect(self.addr)?;
-        stream.set_read_timeout(Some(START_DEADLINE))?;
-        stream.write_all(b"stats\r\n")?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        let mut found = None;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 || line == "END\r\n" {
-                break;
-            }
-            let mut fields = line.trim_end().split(' ');
-            if let (Some("STAT"), Some(key), Some(value)) = (fields.next(), fields.next(), fields.next())
-                && key == name
-            {
-                found = value.parse().ok();
-            }
-        }
-        found.ok_or_else(|| io::Error::other(format!("no stat {name}")))
+        self.stat_text("", name)?.parse().map_err(|_| io::Error::other(format!("stat {name} is not a number")))
     }
 }
 

@@ -92,11 +92,12 @@ impl Embedded {
         read: impl FnOnce(&[u8], u32, u64, i64) -> StickStatus,
     ) -> Result<StickStatus, StickStatus> {
         Self::check_key(key)?;
-        let now = self.store.clock().now_secs();
         let mut status = STICKLESS_NOT_FOUND;
         let found = self.store.get(key, None, |item| {
             let expires_at = item.expires_at();
-            let ttl = if expires_at == 0 { -1 } else { i64::from(expires_at.saturating_sub(now)) };
+            // The clock is read only for items that expire.
+            let ttl =
+                if expires_at == 0 { -1 } else { i64::from(expires_at.saturating_sub(self.store.clock().now_secs())) };
             status = read(item.value(), item.flags(), item.cas(), ttl);
         });
         match found {
