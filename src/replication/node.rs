@@ -227,11 +227,18 @@ impl Node {
         }
     }
 
-    /// Installs this node as the store's change observer.
+    /// Installs this node as the store's change observer. The observer holds the node
+    /// weakly: the node holds the store, and an embedded store must be freed when its
+    /// host closes it. After the node is gone, changes are no longer recorded.
     pub fn observe(self: &Arc<Self>) -> bool {
-        let node = Arc::clone(self);
+        let node = Arc::downgrade(self);
         let tombstone_secs = self.settings.tombstone_secs;
-        self.store.observe_changes(Box::new(move |change| node.record(change)), tombstone_secs)
+        let observer = move |change: Change<'_>| {
+            if let Some(node) = node.upgrade() {
+                node.record(change);
+            }
+        };
+        self.store.observe_changes(Box::new(observer), tombstone_secs)
     }
 
     /// Records a local change (called by the store, in the writing thread, after
