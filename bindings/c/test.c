@@ -1,5 +1,7 @@
 /* Exercises libstickless through include/stickless.h, as a C host would; exits 0 when
- * every check holds. Built and run (under valgrind when present) by tests/bindings_c.rs:
+ * every check holds. STICKLESS_TEST_DAEMON and STICKLESS_TEST_PEER name a stickless
+ * daemon's memcached and replication addresses (127.0.0.1:port), which the embedded
+ * node replicates with. Built and run under valgrind by tests/bindings.rs:
  *   gcc -std=c11 -Wall -Wextra -Werror -Iinclude bindings/c/test.c -Ltarget/debug -lstickless
  */
 #include "stickless.h"
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures = 0;
@@ -52,6 +55,60 @@ static void exchange(uint16_t port, const char *request, const char *end, char *
         }
     }
     close(fd);
+}
+
+/* The port of a "127.0.0.1:port" environment variable, 0 when unset. */
+static uint16_t env_port(const char *name) {
+    const char *value = getenv(name);
+    const char *colon = value ? strrchr(value, ':') : NULL;
+    return colon ? (uint16_t)atoi(colon + 1) : 0;
+}
+
+/* How long a replicated write may take to show on the other node (valgrind is slow). */
+#define CONVERGE_SECONDS 20
+
+static int before_deadline(time_t deadline) {
+    usleep(10 * 1000);
+    return time(NULL) < deadline;
+}
+
+/* An embedded node that memcached clients reach over the wire, replicating both ways
+ * with the daemon. */
+static void replicate_with_daemon(void) {
+    uint16_t daemon = env_port("STICKLESS_TEST_DAEMON"), peer = env_port("STICKLESS_TEST_PEER");
+    CHECK(daemon != 0 && peer != 0);
+    if (daemon == 0 || peer == 0) return;
+    Stickless *node = NULL;
+    CHECK_STATUS(stickless_open(NULL, &node), STICKLESS_OK);
+    char args[128];
+    int args_len = snprintf(args, sizeof args, "-l 127.0.0.1 -p 0 --repl-listen 127.0.0.1:0 --peer 127.0.0.1:%u", peer);
+    CHECK_STATUS(stickless_serve(node, args, (size_t)args_len), STICKLESS_OK);
+
+    CHECK_STATUS(stickless_set(node, KEY("c:sess"), KEY("user|s:5:\"carol\";"), 3, 0), STICKLESS_OK);
+    const char expected[] = "VALUE c:sess 3 17\r\nuser|s:5:\"carol\";\r\nEND\r\n";
+    char reply[256];
+    time_t deadline = time(NULL) + CONVERGE_SECONDS;
+    do exchange(daemon, "get c:sess\r\n", "END\r\n", reply, sizeof reply);
+    while (strcmp(reply, expected) != 0 && before_deadline(deadline));
+    CHECK(strcmp(reply, expected) == 0);
+
+    exchange(daemon, "set c:back 0 0 4\r\nback\r\n", "\r\n", reply, sizeof reply);
+    CHECK(strcmp(reply, "STORED\r\n") == 0);
+    char buf[16];
+    size_t len = 0;
+    int32_t status;
+    deadline = time(NULL) + CONVERGE_SECONDS;
+    while ((status = stickless_get(node, KEY("c:back"), buf, sizeof buf, &len, NULL, NULL, NULL)) != STICKLESS_OK &&
+           before_deadline(deadline)) {
+    }
+    CHECK_STATUS(status, STICKLESS_OK);
+    CHECK(len == 4 && memcmp(buf, "back", 4) == 0);
+
+    uint16_t port = 0;
+    CHECK_STATUS(stickless_port(node, STICKLESS_PORT_MEMCACHED, &port), STICKLESS_OK);
+    exchange(port, "get c:back\r\n", "END\r\n", reply, sizeof reply);
+    CHECK(strcmp(reply, "VALUE c:back 0 4\r\nback\r\nEND\r\n") == 0);
+    stickless_close(node);
 }
 
 int main(void) {
@@ -193,6 +250,8 @@ int main(void) {
     waitpid(child, NULL, 0);
     close(report[0]);
     close(report[1]);
+
+    replicate_with_daemon();
 
     CHECK_STATUS(stickless_release_shared(KEY("sessions")), STICKLESS_OK);
     CHECK_STATUS(stickless_release_shared(KEY("sessions")), STICKLESS_NOT_FOUND);

@@ -62,10 +62,12 @@ impl Memcached {
 }
 
 /// The `stickless` binary started by a test on a port it picks itself (`-p 0`); the
-/// address is read from its `-v` log. Stopped by PID on drop unless waited for.
+/// addresses are read from its `-v` log. Stopped by PID on drop unless waited for.
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Where peers connect, when started with `--repl-listen`.
+    pub repl_addr: Option<SocketAddr>,
 }
 
 impl Daemon {
@@ -80,15 +82,20 @@ impl Daemon {
             .expect("start the daemon");
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-        let addr = loop {
+        let replicates = args.contains(&"--repl-listen");
+        let (mut addr, mut repl_addr) = (None, None);
+        while addr.is_none() || (replicates && repl_addr.is_none()) {
             let line = lines.next().expect("the daemon exited before listening").unwrap();
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                break addr.trim().parse().expect("listen address");
+            let parse = |marker: &str| line.split(marker).nth(1).map(|a| a.trim().parse().expect("listen address"));
+            if let Some(found) = parse("replication listening on ") {
+                repl_addr = Some(found);
+            } else if let Some(found) = parse("listening on ") {
+                addr = Some(found);
             }
-        };
+        }
         // Keep draining the log so the daemon never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Daemon { child, addr }
+        Daemon { child, addr: addr.unwrap(), repl_addr }
     }
 }
 
