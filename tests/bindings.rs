@@ -108,3 +108,109 @@ fn python_binding_passes_its_tests() {
     );
     assert!(output.contains("\nOK"), "{output}");
 }
+
+#[test]
+fn php_binding_passes_its_tests() {
+    let output = run_host(Command::new("php").arg(root().join("bindings/php/tests/test.php")));
+    assert!(output.contains("ok\n"), "{output}");
+}
+
+/// php-fpm, its master started by this test and stopped with SIGTERM (which stops its
+/// worker too), by PID.
+struct PhpFpm(std::process::Child);
+
+impl Drop for PhpFpm {
+    fn drop(&mut self) {
+        // SAFETY: signals a child this test started and has not yet reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// One FastCGI GET of `script` through cgi-fcgi; the reply's headers and body.
+fn fastcgi_get(port: u16, script: &Path, cookie: &str) -> String {
+    run(Command::new("cgi-fcgi")
+        .args(["-bind", "-connect", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("SCRIPT_FILENAME", script)
+        .env("REQUEST_METHOD", "GET")
+        .env("HTTP_COOKIE", cookie))
+}
+
+#[test]
+fn php_fpm_keeps_sessions_in_an_embedded_node_loaded_by_ffi_preload() {
+    let dir = build_dir("php-fpm");
+    // What a deployment writes once: the directive-free header with the two lines
+    // PHP's FFI reads to name the scope and find the library.
+    let header = format!(
+        "#define FFI_SCOPE \"stickless\"\n#define FFI_LIB \"{}\"\n{}",
+        library_dir().join("libstickless.so.1").display(),
+        std::fs::read_to_string(root().join("bindings/php/src/stickless.ffi.h")).unwrap()
+    );
+    let preload = dir.join("stickless.h");
+    std::fs::write(&preload, header).unwrap();
+    let daemon = Daemon::start(&["--repl-listen", "127.0.0.1:0"]);
+    let port = common::free_port();
+    let config = dir.join("php-fpm.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nerror_log = {log}\ndaemonize = no\n\n[www]\nlisten = 127.0.0.1:{port}\n\
+             pm = static\npm.max_children = 1\nclear_env = yes\nenv[STICKLESS_TEST_PEER] = {peer}\n",
+            log = dir.join("php-fpm.log").display(),
+            peer = daemon.repl_addr.unwrap(),
+        ),
+    )
+    .unwrap();
+    let fpm = PhpFpm(
+        Command::new("php-fpm8.2")
+            .arg("--nodaemonize")
+            .arg("--allow-to-run-as-root")
+            .arg("--fpm-config")
+            .arg(&config)
+            // ffi.enable stays at its default, "preload": only the preloaded
+            // classes may use FFI, and only its preloaded scope.
+            .arg("-d")
+            .arg(format!("ffi.preload={}", preload.display()))
+            .arg("-d")
+            .arg(format!("opcache.preload={}", root().join("bindings/php/preload.php").display()))
+            // Preloading refuses to run as root unless told whom to run as.
+            .args(["-d", "opcache.preload_user=root"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("php-fpm8.2 (scripts/test installs php8.2-fpm)"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "php-fpm did not listen on {port}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let script = root().join("bindings/php/tests/fpm-session.php");
+    let first = fastcgi_get(port, &script, "");
+    let id = first
+        .split("PHPSESSID=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie:\n{first}"))
+        .to_string();
+    assert!(first.contains(&format!("count=1 id={id} ")), "{first}");
+    let second = fastcgi_get(port, &script, &format!("PHPSESSID={id}"));
+    assert!(second.contains(&format!("count=2 id={id} ")), "{second}");
+
+    // The session is on the daemon the worker's node replicates with, and on the
+    // node's own listener.
+    let key = format!("memc.sess.key.{id}");
+    let expected = format!("VALUE {key} 0 10\r\ncount|i:2;\r\nEND\r\n").into_bytes();
+    let mut client = common::Client::connect(daemon.addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while client.request(format!("get {key}\r\n").as_bytes(), b"END\r\n") != expected {
+        assert!(std::time::Instant::now() < deadline, "the session never reached the daemon");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let served: u16 = second.split("port=").nth(1).and_then(|p| p.trim().parse().ok()).expect("port");
+    let mut local = common::Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], served)));
+    assert_eq!(local.request(format!("get {key}\r\n").as_bytes(), b"END\r\n"), expected);
+    drop(fpm);
+}
