@@ -214,3 +214,32 @@ fn php_fpm_keeps_sessions_in_an_embedded_node_loaded_by_ffi_preload() {
     assert_eq!(local.request(format!("get {key}\r\n").as_bytes(), b"END\r\n"), expected);
     drop(fpm);
 }
+
+/// Every `.java` file under `dir`.
+fn java_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources.extend(java_sources(&path));
+        } else if path.extension().is_some_and(|ext| ext == "java") {
+            sources.push(path);
+        }
+    }
+    sources
+}
+
+#[test]
+fn java_binding_passes_its_tests() {
+    // Debian's JNA (libjna-java) and a JDK of release 17.
+    let jna = "/usr/share/java/jna.jar";
+    let classes = build_dir("java");
+    run(Command::new("javac")
+        .args(["--release", "17", "-Xlint:all", "-Werror", "-cp", jna, "-d"])
+        .arg(&classes)
+        .args(java_sources(&root().join("bindings/java/src"))));
+    let output = run_host(
+        Command::new("java").arg("-cp").arg(format!("{}:{jna}", classes.display())).arg("stickless.StoreTest"),
+    );
+    assert!(output.contains("ok\n"), "{output}");
+}
