@@ -243,3 +243,21 @@ fn java_binding_passes_its_tests() {
     );
     assert!(output.contains("ok\n"), "{output}");
 }
+
+#[test]
+fn dotnet_binding_passes_its_tests_on_mono() {
+    let out = build_dir("dotnet");
+    let library = out.join("Stickless.dll");
+    let program = out.join("StoreTest.exe");
+    run(Command::new("mcs")
+        .args(["-warnaserror", "-t:library"])
+        .arg(format!("-out:{}", library.display()))
+        .arg(root().join("bindings/dotnet/Stickless.cs")));
+    run(Command::new("mcs")
+        .args(["-warnaserror", "-r:System.dll"])
+        .arg(format!("-r:{}", library.display()))
+        .arg(format!("-out:{}", program.display()))
+        .arg(root().join("bindings/dotnet/tests/StoreTest.cs")));
+    let output = run_host(Command::new("mono").arg(&program));
+    assert!(output.contains("ok\n"), "{output}");
+}
