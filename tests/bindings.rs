@@ -261,3 +261,11 @@ fn dotnet_binding_passes_its_tests_on_mono() {
     let output = run_host(Command::new("mono").arg(&program));
     assert!(output.contains("ok\n"), "{output}");
 }
+
+#[test]
+fn node_binding_passes_its_tests() {
+    let dir = root().join("bindings/node");
+    assert!(dir.join("node_modules/koffi").exists(), "koffi is not installed: scripts/test runs npm ci in {dir:?}");
+    let output = run_host(Command::new("node").args(["--test", "test/"]).current_dir(&dir));
+    assert!(output.contains("# fail 0"), "{output}");
+}
