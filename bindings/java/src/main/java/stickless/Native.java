@@ -7,7 +7,8 @@ import com.sun.jna.Structure;
 /**
  * The C ABI of include/stickless.h, bound by JNA's direct mapping (the fastest it
  * has). size_t is a Java long: LP64 platforms only. Out-parameters are one-element
- * arrays, which JNA passes as pointers (null: NULL).
+ * arrays, which JNA passes as pointers (null: NULL). A get reads into native memory:
+ * a byte[] buffer would be copied both ways whole on every call.
  */
 final class Native {
     static final int OK = 0;
@@ -74,7 +75,7 @@ final class Native {
 
     static native void stickless_close(Pointer handle);
 
-    static native int stickless_get(Pointer handle, byte[] key, long keyLen, byte[] buf, long bufLen, long[] outLen,
+    static native int stickless_get(Pointer handle, byte[] key, long keyLen, Pointer buf, long bufLen, long[] outLen,
         int[] outFlags, long[] outCas, long[] outTtl);
 
     static native int stickless_store(Pointer handle, int mode, byte[] key, long keyLen, byte[] value, long valueLen,

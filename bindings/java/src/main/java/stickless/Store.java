@@ -1,8 +1,8 @@
 package stickless;
 
+import com.sun.jna.Memory;
 import com.sun.jna.Pointer;
 import java.nio.charset.StandardCharsets;
-import java.util.Arrays;
 import java.util.OptionalInt;
 import java.util.OptionalLong;
 
@@ -69,7 +69,7 @@ public final class Store implements AutoCloseable {
     /** What {@link #cas} did. */
     public enum CasResult { STORED, EXISTS, NOT_FOUND }
 
-    private final ThreadLocal<byte[]> buffers = ThreadLocal.withInitial(() -> new byte[FIRST_BUFFER]);
+    private final ThreadLocal<Memory> buffers = ThreadLocal.withInitial(() -> new Memory(FIRST_BUFFER));
     private volatile Pointer handle;
 
     private Store(long handle) {
@@ -144,11 +144,11 @@ public final class Store implements AutoCloseable {
 
     private byte[] read(byte[] key, int[] flags, long[] cas, long[] ttl) {
         long[] length = new long[1];
-        byte[] buffer = buffers.get();
+        Memory buffer = buffers.get();
         while (true) {
-            int status = Native.stickless_get(handle(), key, key.length, buffer, buffer.length, length, flags, cas, ttl);
+            int status = Native.stickless_get(handle(), key, key.length, buffer, buffer.size(), length, flags, cas, ttl);
             if (status == Native.BUFFER_TOO_SMALL) {
-                buffer = new byte[Math.toIntExact(length[0])];
+                buffer = new Memory(Math.max(1, length[0]));
                 buffers.set(buffer);
                 continue;
             }
@@ -156,7 +156,7 @@ public final class Store implements AutoCloseable {
                 return null;
             }
             check(status);
-            return Arrays.copyOf(buffer, (int) length[0]);
+            return buffer.getByteArray(0, Math.toIntExact(length[0]));
         }
     }
 
