@@ -8,6 +8,7 @@ use common::{Client, parse_stats, show};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,10 @@ impl Node {
         if !args.iter().any(|a| a.starts_with("--repl-listen")) {
             args.push("--repl-listen=127.0.0.1:0");
         }
+        // Its own process group: `faketime` runs the daemon as a child of its own, and
+        // dropping the node ends the whole group, not only the wrapper.
         let mut child = command
+            .process_group(0)
             .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
             .args(&args)
             .env_remove("RUST_LOG")
@@ -102,7 +106,8 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: kill(2) on the process group this test started (see `start_under`).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
