@@ -435,6 +435,11 @@ int32_t stickless_stats(const struct Stickless *handle, struct StickStats *out);
  `--node-id` are the store's own and are ignored here. Logging stays off unless the
  host installed a `log` logger. Stops when the last handle is closed.
 
+ With `--repl-sync ack`, every write through this handle (set and the other
+ stores, delete, incr, decr, touch, flush) returns only once the peer has applied
+ it, exactly when the daemon would reply to a client; while no link is up it
+ returns at once, as the daemon does.
+
  # Safety
  `handle` is open; `args` points to `args_len` bytes.
  */

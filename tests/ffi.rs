@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, Daemon};
+use common::{Client, Daemon, show};
 use std::time::{Duration, Instant};
 use stickless::ffi::*;
 
@@ -125,4 +125,27 @@ fn one_handle_serves_many_threads() {
     // SAFETY: an open handle; `stats` is valid for a write.
     assert_eq!(unsafe { stickless_stats(handle.0, &mut stats) }, 0);
     assert_eq!(stats.curr_items, 16_000);
+}
+
+#[test]
+fn in_ack_mode_a_write_through_the_abi_returns_once_the_peer_holds_it() {
+    let daemon = Daemon::start(&["--repl-listen", "127.0.0.1:0"]);
+    let embedded = Handle::open();
+    embedded.serve(&format!(
+        "-l 127.0.0.1 -p 0 --repl-listen 127.0.0.1:0 --repl-sync ack --peer {}",
+        daemon.repl_addr.unwrap()
+    ));
+    let mut client = Client::connect(daemon.addr);
+    // Ack mode waits for the peer only while a link is up: wait for it first.
+    wait_for("the link", || {
+        embedded.set(b"probe", b"1");
+        client.request(b"get probe\r\n", b"END\r\n") == b"VALUE probe 0 1\r\n1\r\nEND\r\n"
+    });
+    for i in 0..300 {
+        let key = format!("acked:{i}");
+        assert_eq!(embedded.set(key.as_bytes(), b"held"), 0);
+        // No waiting here: the set returned, so the daemon already holds it.
+        let expected = format!("VALUE {key} 0 4\r\nheld\r\nEND\r\n");
+        assert_eq!(show(&client.request(format!("get {key}\r\n").as_bytes(), b"END\r\n")), show(expected.as_bytes()));
+    }
 }

@@ -4,12 +4,13 @@
 use super::StickStatus::{self, *};
 use super::{StickOpenFlags, StickOptions};
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
+use crate::replication::node::{Node, last_recorded_here};
 use crate::server::{Invocation, Server, parse_args};
 use crate::store::Clock;
 use crate::store::{DeltaOutcome, Found, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest, StoreStats};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ const RELATIVE_EXPTIME_MAX: u32 = 60 * 60 * 24 * 30;
 /// daemon's defaults (`server::Config`).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 const SWEEP_BUCKETS: usize = 1024;
+/// How many link timeouts (`--repl-timeout`) a write through the ABI waits at most
+/// for its acknowledgement in ack mode.
+const ACK_WAIT_TIMEOUTS: u32 = 2;
 
 /// Bumped in the child of every `fork`: handles from before answer `STICKLESS_FORKED`.
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -45,6 +49,9 @@ pub struct Embedded {
     stop: Arc<AtomicBool>,
     sweeper: Option<JoinHandle<()>>,
     server: Mutex<Option<Server>>,
+    /// The replicating node once `serve` starts one: in ack mode a write through the
+    /// ABI returns only once the peer holds it, as the daemon's reply does.
+    replica: OnceLock<Arc<Node>>,
 }
 
 impl Embedded {
@@ -77,7 +84,32 @@ impl Embedded {
                 .spawn(move || sweep(&store, &stop))
                 .map_err(|_| STICKLESS_IO_ERROR)?
         };
-        Ok(Embedded { store, item_size_max, cas_enabled, stop, sweeper: Some(sweeper), server: Mutex::new(None) })
+        Ok(Embedded {
+            store,
+            item_size_max,
+            cas_enabled,
+            stop,
+            sweeper: Some(sweeper),
+            server: Mutex::new(None),
+            replica: OnceLock::new(),
+        })
+    }
+
+    /// Runs a write; in ack mode, waits until the peer has applied what it recorded
+    /// (or the link is down: ack mode then degrades as the daemon's does).
+    fn replicated<T>(&self, write: impl FnOnce() -> T) -> T {
+        let Some(node) = self.replica.get() else {
+            return write();
+        };
+        let before = last_recorded_here();
+        let result = write();
+        let seq = last_recorded_here();
+        if seq != before {
+            // The link's own timeout takes it down long before this runs out; the
+            // bound only keeps a host thread from hanging should that fail.
+            node.wait_acknowledged(seq, node.settings.timeout * ACK_WAIT_TIMEOUTS);
+        }
+        result
     }
 
     fn check_key(key: &[u8]) -> Result<(), StickStatus> {
@@ -139,7 +171,7 @@ impl Embedded {
             fits: Some(&fits),
             ..StoreRequest::new(mode, key, value)
         };
-        match self.store.store(&request) {
+        match self.replicated(|| self.store.store(&request)) {
             StoreOutcome::Stored { cas, .. } => Ok(cas),
             StoreOutcome::NotStored => Err(STICKLESS_NOT_STORED),
             StoreOutcome::Exists => Err(STICKLESS_EXISTS),
@@ -158,7 +190,7 @@ impl Embedded {
         if let Err(status) = Self::check_key(key) {
             return status;
         }
-        match self.store.delete(key) {
+        match self.replicated(|| self.store.delete(key)) {
             Some(_) => STICKLESS_OK,
             None => STICKLESS_NOT_FOUND,
         }
@@ -166,7 +198,7 @@ impl Embedded {
 
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, StickStatus> {
         Self::check_key(key)?;
-        match self.store.arithmetic(key, incr, delta) {
+        match self.replicated(|| self.store.arithmetic(key, incr, delta)) {
             DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => Ok(value),
             DeltaOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
             DeltaOutcome::NonNumeric => Err(STICKLESS_NON_NUMERIC),
@@ -179,14 +211,14 @@ impl Embedded {
         if let Err(status) = Self::check_key(key) {
             return status;
         }
-        match self.store.touch(key, self.exptime(ttl)) {
+        match self.replicated(|| self.store.touch(key, self.exptime(ttl))) {
             Found::Hit => STICKLESS_OK,
             Found::Miss => STICKLESS_NOT_FOUND,
         }
     }
 
     pub fn flush(&self, delay: u32) {
-        self.store.flush_all(self.exptime(delay));
+        self.replicated(|| self.store.flush_all(self.exptime(delay)));
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -216,6 +248,9 @@ impl Embedded {
         }
         match Server::start_with_store(config, Arc::clone(&self.store)) {
             Ok(started) => {
+                if let Some(node) = &started.shared().replica {
+                    let _ = self.replica.set(Arc::clone(node));
+                }
                 *server = Some(started);
                 STICKLESS_OK
             }

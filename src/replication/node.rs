@@ -7,8 +7,8 @@ use super::backlog::{Backlog, Recorded};
 use super::handshake::Identity;
 use crate::store::{Change, Store};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How a client's write is acknowledged.
@@ -193,6 +193,11 @@ pub struct Node {
     /// its flag in `awaiting_acks` says it holds replies.
     ack_wakers: OnceLock<Vec<Arc<mio::Waker>>>,
     awaiting_acks: OnceLock<Vec<AtomicBool>>,
+    /// Threads other than the workers (an embedding host's, through the C ABI)
+    /// blocked in `wait_acknowledged`: acknowledgements notify `ack_signal` only while
+    /// there are any, so the workers' path pays one atomic load.
+    blocked_on_acks: AtomicUsize,
+    ack_signal: (Mutex<()>, Condvar),
     pub stats: ReplStats,
     /// The origin of the backlog's timestamps (microseconds, monotonic).
     epoch: Instant,
@@ -221,6 +226,8 @@ impl Node {
             link_sleeping: AtomicBool::new(true),
             ack_wakers: OnceLock::new(),
             awaiting_acks: OnceLock::new(),
+            blocked_on_acks: AtomicUsize::new(0),
+            ack_signal: (Mutex::new(()), Condvar::new()),
             stats,
             epoch: Instant::now(),
             listen_addr: OnceLock::new(),
@@ -325,6 +332,33 @@ impl Node {
             || self.acked.load(Ordering::SeqCst) >= seq
     }
 
+    /// Blocks the calling thread until the write it recorded as `seq` may be reported
+    /// done: at once in async mode or while no acknowledging link is up, else when the
+    /// peer has applied it or the link goes down. `limit` bounds the wait should
+    /// neither happen; false if it ran out.
+    pub fn wait_acknowledged(&self, seq: u64, limit: Duration) -> bool {
+        if self.acknowledged(seq) {
+            return true;
+        }
+        // SeqCst pairs with `wake_ack_waiters`: an acknowledgement either sees this
+        // count and notifies under the lock, or came before it and `acknowledged`
+        // below sees it.
+        self.blocked_on_acks.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + limit;
+        let (lock, signal) = &self.ack_signal;
+        let mut guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !self.acknowledged(seq) {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            guard = signal.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+        }
+        drop(guard);
+        self.blocked_on_acks.fetch_sub(1, Ordering::SeqCst);
+        self.acknowledged(seq)
+    }
+
     /// The peer has applied our changes up to `applied`.
     pub fn peer_applied(&self, applied: u64) {
         if self.acked.fetch_max(applied, Ordering::SeqCst) < applied {
@@ -354,6 +388,10 @@ impl Node {
     }
 
     fn wake_ack_waiters(&self) {
+        if self.settings.mode == SyncMode::Ack && self.blocked_on_acks.load(Ordering::SeqCst) > 0 {
+            let _guard = self.ack_signal.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.ack_signal.1.notify_all();
+        }
         if self.settings.mode == SyncMode::Ack
             && let (Some(wakers), Some(flags)) = (self.ack_wakers.get(), self.awaiting_acks.get())
         {
