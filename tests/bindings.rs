@@ -89,6 +89,49 @@ fn c_host_passes_every_check_under_valgrind() {
     assert!(output.contains("ok\n"), "{output}");
 }
 
+/// The static library cargo built beside the cdylib.
+fn static_library() -> PathBuf {
+    let dynamic = std::fs::canonicalize(library_dir().join("libstickless.so")).unwrap();
+    let path = dynamic.with_file_name("libstickless.a");
+    assert!(path.exists(), "no {path:?}");
+    path
+}
+
+#[test]
+fn c_host_links_the_static_library_too() {
+    let program = build_dir("c-static").join("test");
+    run(Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_DEFAULT_SOURCE", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("bindings/c/test.c"))
+        .arg(static_library())
+        // What Rust's standard library needs from the system (rustc
+        // --print native-static-libs).
+        .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc", "-o"])
+        .arg(&program));
+    let dynamic_deps = run(Command::new("ldd").arg(&program));
+    assert!(!dynamic_deps.contains("libstickless"), "{dynamic_deps}");
+    let output = run_host(&mut Command::new(&program));
+    assert!(output.contains("ok\n"), "{output}");
+}
+
+#[test]
+fn the_library_exports_exactly_the_headers_functions() {
+    let header = std::fs::read_to_string(root().join("include/stickless.h")).unwrap();
+    // Every `stickless_name(` in the header: the functions it declares.
+    let mut declared: Vec<&str> = header
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '('))
+        .filter_map(|word| word.split_once('(').map(|(name, _)| name))
+        .filter(|name| name.starts_with("stickless_"))
+        .collect();
+    declared.sort_unstable();
+    declared.dedup();
+    let symbols = run(Command::new("nm").args(["-D", "--defined-only"]).arg(library_dir().join("libstickless.so")));
+    let mut exported: Vec<&str> = symbols.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
+    exported.sort_unstable();
+    assert_eq!(exported, declared);
+}
+
 #[test]
 fn header_compiles_as_cpp() {
     run(Command::new("g++")
