@@ -24,7 +24,8 @@ fn library_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable");
         let deps = exe.parent().expect("target/<profile>/deps");
-        let candidates = [deps.join("libstickless.so"), deps.parent().expect("target/<profile>").join("libstickless.so")];
+        let candidates =
+            [deps.join("libstickless.so"), deps.parent().expect("target/<profile>").join("libstickless.so")];
         let library = candidates
             .iter()
             .find(|path| path.exists())

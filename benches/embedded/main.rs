@@ -166,11 +166,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let bench = args.iter().any(|a| a == "--bench");
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .map(|at| args[at + 1].parse().expect("--runs N"))
-        .unwrap_or(5);
+    let runs = args.iter().position(|a| a == "--runs").map(|at| args[at + 1].parse().expect("--runs N")).unwrap_or(5);
     let sizes = if bench {
         Sizes { runs, embedded_ops: 2_000_000, wire_ops: 20_000, keys: KEYS }
     } else {
@@ -184,7 +180,10 @@ fn main() {
 
     type Row<'a> = (String, Box<dyn Fn(Host) -> Figures + 'a>);
     let mut rows: Vec<Row> = vec![
-        ("in-process, 1 key, 1 thread".into(), Box::new(move |host| hosts.embedded(host, 1, sizes.embedded_ops, 1, pin))),
+        (
+            "in-process, 1 key, 1 thread".into(),
+            Box::new(move |host| hosts.embedded(host, 1, sizes.embedded_ops, 1, pin)),
+        ),
         (
             format!("in-process, {} keys, 1 thread", sizes.keys),
             Box::new(move |host| hosts.embedded(host, sizes.keys, sizes.embedded_ops, 1, pin)),
@@ -213,7 +212,9 @@ fn main() {
             }
         }
         println!("\n{} host, {} runs, medians", if host == Host::C { "C" } else { "Java (JNA)" }, sizes.runs);
-        println!("| row | get ns/op | set ns/op | get Mops/s, all threads | set Mops/s, all threads | server CPU µs/op |");
+        println!(
+            "| row | get ns/op | set ns/op | get Mops/s, all threads | set Mops/s, all threads | server CPU µs/op |"
+        );
         println!("|---|---:|---:|---:|---:|---:|");
         for ((name, _), figures) in rows.iter().zip(&results) {
             let pick = |f: fn(&Figures) -> f64| median(figures.iter().map(f).collect());

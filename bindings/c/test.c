@@ -213,6 +213,11 @@ int main(void) {
     CHECK_STATUS(stickless_get(store, KEY("wire"), buf, sizeof buf, &len, &flags, NULL, NULL), STICKLESS_OK);
     CHECK(len == 2 && memcmp(buf, "hi", 2) == 0 && flags == 7);
 
+    /* The refusal below is logged once the host asks for the log. */
+    CHECK_STATUS(stickless_log_to_stderr(KEY("error")), STICKLESS_OK);
+    CHECK_STATUS(stickless_log_to_stderr(NULL, 0), STICKLESS_EXISTS);
+    CHECK_STATUS(stickless_log_to_stderr("\xff", 1), STICKLESS_BAD_CONFIG);
+    CHECK_STATUS(stickless_log_to_stderr(NULL, 1), STICKLESS_INVALID_ARGUMENT);
     const char bad_args[] = "--no-such-flag";
     Stickless *other = NULL;
     CHECK_STATUS(stickless_open(NULL, &other), STICKLESS_OK);

@@ -231,6 +231,34 @@ pub extern "C" fn stickless_result_str(status: i32) -> *const c_char {
     name.as_ptr().cast()
 }
 
+/// Sends the library's log to standard error, filtered by `filter` (`filter_len`
+/// bytes, the syntax of `RUST_LOG`: "warn", "info", "stickless=debug"; NULL or empty
+/// for "warn"): why `stickless_serve` refused a flag, when a peer links or drops.
+/// Nothing is logged until a host calls this (or installs a Rust `log` logger of its
+/// own). `STICKLESS_EXISTS` if a logger is already installed; `STICKLESS_BAD_CONFIG`
+/// for a filter that is not UTF-8.
+///
+/// # Safety
+/// `filter` points to `filter_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_log_to_stderr(filter: *const c_char, filter_len: usize) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract above.
+        let Some(filter) = (unsafe { bytes(filter.cast(), filter_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        let Ok(filter) = std::str::from_utf8(filter) else {
+            return STICKLESS_BAD_CONFIG;
+        };
+        let filter = if filter.trim().is_empty() { "warn" } else { filter };
+        let installed = env_logger::Builder::new().parse_filters(filter).format_timestamp_millis().try_init();
+        match installed {
+            Ok(()) => STICKLESS_OK,
+            Err(_) => STICKLESS_EXISTS,
+        }
+    })
+}
+
 /// Opens a store of its own: `*out` receives the handle. `options` may be NULL for
 /// the defaults. Starts one thread (the expiry sweeper); no listener until
 /// `stickless_serve`.
@@ -790,8 +818,8 @@ pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut Sti
 /// Serves the store to other processes and replicates it, as the daemon would with
 /// the same command-line arguments (`args`: `args_len` bytes, separated by spaces),
 /// e.g. `"-l 127.0.0.1 -p 0 --peer 10.0.0.2:11212"`. `-m`, `-I`, `-M`, `-C` and
-/// `--node-id` are the store's own and are ignored here. Logging stays off unless the
-/// host installed a `log` logger. Stops when the last handle is closed.
+/// `--node-id` are the store's own and are ignored here. Why a flag was refused is
+/// logged (see `stickless_log_to_stderr`). Stops when the last handle is closed.
 ///
 /// With `--repl-sync ack`, every write through this handle (set and the other
 /// stores, delete, incr, decr, touch, flush) returns only once the peer has applied
