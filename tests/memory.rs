@@ -58,3 +58,43 @@ fn a_fill_of_ten_times_the_limit_stays_within_it() {
     assert_eq!(current + evictions, stored, "every item is either present or counted as evicted");
     assert!(evictions > stored * 8 / 10, "most of a tenfold fill must have been evicted");
 }
+
+/// Live sessions under a protected prefix survive a fill that evicts everything else,
+/// and the session that finds no room is refused with memcached's exact error.
+#[test]
+fn protected_sessions_are_not_evicted_and_the_overflow_is_refused() {
+    let daemon = Daemon::start(&["-m", "2", "-t", "1", "--protect-prefix", "memc.sess.key."]);
+    let mut client = Client::connect(daemon.addr);
+    let value = vec![b's'; 1000];
+    let store = |client: &mut Client, key: &str| {
+        let mut request = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n");
+        client.step(&request)
+    };
+    let mut sessions = 0;
+    loop {
+        // Cache entries are stored between sessions while there is room for them.
+        let _ = store(&mut client, &format!("cache:{sessions}"));
+        let reply = store(&mut client, &format!("memc.sess.key.{sessions}"));
+        if reply != b"STORED\r\n" {
+            assert_eq!(reply, b"SERVER_ERROR out of memory storing object\r\n");
+            break;
+        }
+        sessions += 1;
+        assert!(sessions < 10_000, "2 MB never filled");
+    }
+    assert!(sessions > 1000, "only {sessions} sessions fitted");
+    for i in 0..sessions {
+        let key = format!("memc.sess.key.{i}");
+        let reply = client.step(format!("mg {key} v\r\n").as_bytes());
+        assert!(reply.starts_with(b"VA 1000"), "{key} is gone: {:?}", String::from_utf8_lossy(&reply));
+    }
+    let stats = parse_stats(&client.step(b"stats\r\n"));
+    assert!(stats["evictions"].parse::<u64>().unwrap() > 0, "{stats:?}");
+    assert!(stats["evictions_skipped_protected"].parse::<u64>().unwrap() > 0, "{stats:?}");
+    assert!(stats["store_no_memory"].parse::<u64>().unwrap() >= 1, "{stats:?}");
+    // A deleted session makes room for the refused one.
+    assert_eq!(client.step(b"delete memc.sess.key.0\r\n"), b"DELETED\r\n");
+    assert_eq!(store(&mut client, &format!("memc.sess.key.{sessions}")), b"STORED\r\n");
+}

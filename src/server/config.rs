@@ -134,6 +134,8 @@ pub struct Config {
     pub disable_flush_all: bool,
     /// `-C`: no CAS uniques (every one reads 0).
     pub disable_cas: bool,
+    /// `--protect-prefix`, repeatable: keys never evicted while live.
+    pub protected_prefixes: Vec<String>,
     /// Replication settings; replication runs when a peer is named.
     pub replication: ReplicationConfig,
 }
@@ -168,6 +170,7 @@ impl Default for Config {
             enable_shutdown: false,
             disable_flush_all: false,
             disable_cas: false,
+            protected_prefixes: Vec::new(),
             replication: ReplicationConfig::default(),
         }
     }
@@ -243,6 +246,10 @@ stickless, a memcached-compatible session cache
 -A, --enable-shutdown     enable the ascii shutdown command
 -F, --disable-flush-all   disable flush_all command
 -C, --disable-cas         disable use of CAS
+    --protect-prefix=<prefix> never evict live items whose key begins with it
+                          (repeatable; e.g. memc.sess.key. for php-memcached's
+                          sessions): a store that needs their room answers
+                          SERVER_ERROR out of memory storing object
     --peer=<host:port>    replicate with this peer's replication port
     --repl-listen=<addr:port> where the peer connects (default: 127.0.0.1:11212)
     --node-id=<0-4095>    this node's id (default: derived from host and ports)
@@ -348,6 +355,16 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "A" | "enable-shutdown" => config.enable_shutdown = true,
             "F" | "disable-flush-all" => config.disable_flush_all = true,
             "C" | "disable-cas" => config.disable_cas = true,
+            "protect-prefix" => {
+                let prefix = value("a key prefix")?;
+                if prefix.is_empty() || prefix.len() > crate::protocol::text::KEY_MAX_LENGTH {
+                    return Err(format!(
+                        "--protect-prefix must be 1 to {} bytes",
+                        crate::protocol::text::KEY_MAX_LENGTH
+                    ));
+                }
+                config.protected_prefixes.push(prefix);
+            }
             "sasl-pwdb" => config.sasl_pwdb = Some(value("a file")?.into()),
             "peer" => config.replication.peer = Some(value("HOST:PORT")?),
             "x" | "peer-host" => peer_host = Some(value("a host")?),
@@ -552,5 +569,12 @@ mod tests {
         assert!(run(&["-B", "udp"]).is_err());
         assert!(run(&["-a", "800"]).unwrap_err().contains("octal"));
         assert!(run(&["-a", "1777"]).is_err());
+    }
+
+    #[test]
+    fn protect_prefix_repeats_and_refuses_an_empty_prefix() {
+        let c = run(&["--protect-prefix", "memc.sess.key.", "--protect-prefix=lock:"]).unwrap();
+        assert_eq!(c.protected_prefixes, ["memc.sess.key.", "lock:"]);
+        assert!(run(&["--protect-prefix="]).unwrap_err().contains("--protect-prefix"));
     }
 }

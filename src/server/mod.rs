@@ -181,6 +181,7 @@ impl Server {
                 shards: config.shards,
                 cas_enabled: !config.disable_cas,
                 node_id: config.node_id(),
+                protected_prefixes: config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect(),
             },
             config.clock.clone(),
         ));

@@ -171,6 +171,7 @@ impl Shared {
         stat("expired_unfetched", format_args!("{}", s.expired_unfetched));
         stat("evicted_unfetched", format_args!("{}", s.evicted_unfetched));
         stat("evictions", format_args!("{}", s.evictions));
+        stat("evictions_skipped_protected", format_args!("{}", s.evictions_skipped_protected));
         stat("reclaimed", format_args!("{}", s.reclaimed));
         stat("memory_used", format_args!("{}", s.memory_used));
         if let Some(node) = &self.replica {

@@ -46,6 +46,9 @@ pub struct StoreConfig {
     pub cas_enabled: bool,
     /// This node's id, the low bits of every version it makes ([`version`]).
     pub node_id: u16,
+    /// `--protect-prefix`: live items whose key begins with one of these are never
+    /// evicted; when only they are left, a store answers out of memory instead.
+    pub protected_prefixes: Vec<Box<[u8]>>,
 }
 
 impl Default for StoreConfig {
@@ -56,6 +59,7 @@ impl Default for StoreConfig {
             shards: DEFAULT_SHARDS,
             cas_enabled: true,
             node_id: 0,
+            protected_prefixes: Vec::new(),
         }
     }
 }
@@ -241,6 +245,8 @@ pub struct StoreStats {
     pub evicted_unfetched: u64,
     pub get_expired: u64,
     pub get_flushed: u64,
+    /// Live protected items the eviction hand passed over.
+    pub evictions_skipped_protected: u64,
 }
 
 #[derive(Default)]
@@ -253,6 +259,7 @@ struct ShardCounters {
     evicted_unfetched: u64,
     get_expired: u64,
     get_flushed: u64,
+    evictions_skipped_protected: u64,
 }
 
 #[derive(Default)]
@@ -339,6 +346,8 @@ pub struct Store {
     change_observer: std::sync::OnceLock<ChangeObserver>,
     /// How long a deleted key's version is kept while replicating.
     tombstone_secs: AtomicU32,
+    /// Key prefixes exempt from eviction ([`StoreConfig::protected_prefixes`]).
+    protected_prefixes: Box<[Box<[u8]>]>,
 }
 
 impl Store {
@@ -361,7 +370,13 @@ impl Store {
             eviction_observer: std::sync::OnceLock::new(),
             change_observer: std::sync::OnceLock::new(),
             tombstone_secs: AtomicU32::new(0),
+            protected_prefixes: config.protected_prefixes.into_boxed_slice(),
         }
+    }
+
+    /// Whether `key` is exempt from eviction.
+    pub fn is_protected(&self, key: &[u8]) -> bool {
+        self.protected_prefixes.iter().any(|prefix| key.starts_with(prefix))
     }
 
     /// Installs the one eviction observer; false if one is already installed.
@@ -650,11 +665,20 @@ impl Store {
         let limit = self.memory_limit();
         let mut shard = home_shard;
         let mut barren = 0;
+        // Without protected items a hand that frees nothing in one call means the
+        // shard holds nothing evictable. With them, an evictable item may lie beyond
+        // the buckets one call looks at: the hand goes round every shard twice (its
+        // first pass clears the referenced bits) before the store is called full.
+        let mut barren_limit = self.shards.len();
         while self.used.load(Ordering::Relaxed) + bytes > limit {
             let freed = self.evict_from(shard, self.evict);
             if freed == 0 {
+                if barren == 0 && !self.protected_prefixes.is_empty() {
+                    let buckets = self.lock(shard).table.num_buckets();
+                    barren_limit = self.shards.len() * (2 * buckets).div_ceil(CLOCK_MAX_STEPS).max(1);
+                }
                 barren += 1;
-                if barren > self.shards.len() {
+                if barren > barren_limit {
                     return false;
                 }
                 shard = (shard + 1) & (self.shards.len() - 1);
@@ -688,6 +712,10 @@ impl Store {
                         continue;
                     }
                     if !evict_live {
+                        continue;
+                    }
+                    if !self.protected_prefixes.is_empty() && self.is_protected(item.key()) {
+                        shard.counters.evictions_skipped_protected += 1;
                         continue;
                     }
                     let unfetched = !item.has_bit(BIT_FETCHED);
@@ -1024,6 +1052,7 @@ impl Store {
             s.evicted_unfetched += c.evicted_unfetched;
             s.get_expired += c.get_expired;
             s.get_flushed += c.get_flushed;
+            s.evictions_skipped_protected += c.evictions_skipped_protected;
         }
         s.memory_used = self.used.load(Ordering::Relaxed) as u64;
         s
@@ -1041,6 +1070,7 @@ impl Store {
             c.evicted_unfetched = 0;
             c.get_expired = 0;
             c.get_flushed = 0;
+            c.evictions_skipped_protected = 0;
         }
     }
 }

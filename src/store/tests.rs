@@ -179,6 +179,49 @@ fn without_eviction_a_full_store_refuses() {
 }
 
 #[test]
+fn protected_items_are_never_evicted_and_their_room_is_refused_instead() {
+    let (s, _) = store_with(StoreConfig {
+        memory_limit: 256 * 1024,
+        shards: 4,
+        protected_prefixes: vec![b"sess:".as_slice().into()],
+        ..Default::default()
+    });
+    // Sessions and cache entries share the store; cache entries make room.
+    let mut sessions = 0;
+    let mut refused = None;
+    for i in 0..10_000 {
+        // Once only sessions are left, a cache entry is refused too.
+        s.store(&req(StoreMode::Set, format!("cache:{i}").as_bytes(), &[b'c'; 100], 0));
+        match s.store(&req(StoreMode::Set, format!("sess:{i}").as_bytes(), &[b's'; 100], 0)) {
+            StoreOutcome::Stored { .. } => sessions += 1,
+            StoreOutcome::NoMemory => {
+                refused = Some(i);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.expect("the store filled up with sessions");
+    assert_eq!(sessions, refused);
+    // Every session stored is still there: the cache entries went instead.
+    for i in 0..sessions {
+        assert!(read(&s, format!("sess:{i}").as_bytes()).is_some(), "sess:{i} was evicted");
+    }
+    let stats = s.stats();
+    assert!(stats.evictions > 0);
+    assert!(stats.evictions_skipped_protected > 0);
+    // With only sessions left, an unprotected item is refused too rather than
+    // evicting one.
+    assert_eq!(s.store(&req(StoreMode::Set, b"cache:late", &[b'c'; 100], 0)), StoreOutcome::NoMemory);
+    // Deleting a session makes room for the next.
+    assert!(s.delete(b"sess:0").is_some());
+    assert!(matches!(
+        s.store(&req(StoreMode::Set, format!("sess:{refused}").as_bytes(), &[b's'; 100], 0)),
+        StoreOutcome::Stored { .. }
+    ));
+}
+
+#[test]
 fn delete_and_discard() {
     let (s, _) = store();
     set(&s, b"k", b"v", 0);
