@@ -422,6 +422,60 @@ int32_t stickless_cas(const struct Stickless *handle,
 int32_t stickless_delete(const struct Stickless *handle, const void *key, size_t key_len);
 
 /*
+ Takes the lease lock `key` for `lease` seconds (1 or more), with `owner` (any
+ bytes, e.g. "host:pid"; `stickless_get` reads it back) as its value. `*out_token`
+ receives the lock's token, which releases it. `STICKLESS_EXISTS` while another
+ holds it. The same lock is the meta protocol's `ms <key> <len> ME T<lease> c`
+ (the token is the `c` value), so daemons' clients and hosts contend alike. With a
+ peer linked, the two nodes never both grant one lock: an acquisition that races
+ one on the peer waits for the peer's verdict, and exactly one wins. While no
+ peer is linked a node decides alone; when the link returns, the newer of two
+ locks granted meanwhile stays on both nodes.
+
+ # Safety
+ `handle` is open; `key` and `owner` point to their lengths of bytes; `out_token`
+ is NULL or valid for a write.
+ */
+int32_t stickless_lock(const struct Stickless *handle,
+                       const void *key,
+                       size_t key_len,
+                       const void *owner,
+                       size_t owner_len,
+                       uint32_t lease,
+                       uint64_t *out_token);
+
+/*
+ Releases the lock `key` if `token` still holds it (compare and delete; the meta
+ protocol's `md <key> C<token>`). `STICKLESS_EXISTS` if another holder has it now
+ (this one's lease ran out), `STICKLESS_NOT_FOUND` if nobody holds it.
+
+ # Safety
+ `handle` is open; `key` points to `key_len` bytes.
+ */
+int32_t stickless_unlock(const struct Stickless *handle,
+                         const void *key,
+                         size_t key_len,
+                         uint64_t token);
+
+/*
+ Reports on the lock `key`: its token, its age in milliseconds (since it was
+ taken, read from the token itself, so every node reports the same), and the
+ seconds of lease left. Each out-pointer may be NULL. `STICKLESS_NOT_FOUND` if
+ nobody holds it. A client of the daemon computes the same age from the token
+ (`mg <key> c t`): `now_ms - (1577836800000 + (token >> 23))`.
+
+ # Safety
+ `handle` is open; `key` points to `key_len` bytes; each non-NULL out-pointer is
+ valid for a write.
+ */
+int32_t stickless_lock_info(const struct Stickless *handle,
+                            const void *key,
+                            size_t key_len,
+                            uint64_t *out_token,
+                            uint64_t *out_age_ms,
+                            int64_t *out_ttl);
+
+/*
  Adds `delta` to the decimal number stored at `key` (wrapping at 2^64, as
  memcached); `out_value`, when not NULL, receives the result.
 

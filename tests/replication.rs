@@ -635,3 +635,132 @@ fn stats_replication_shows_the_link() {
     let reply = Client::connect(alone.addr).request(b"stats replication\r\n", b"END\r\n");
     assert_eq!(reply, b"STAT repl_enabled 0\r\nEND\r\n");
 }
+
+/// Sends `requests[i]` to `nodes[i]` all at once, then reads each reply line.
+fn race(nodes: &[&Node], requests: &[String]) -> Vec<String> {
+    let mut clients: Vec<Client> = nodes.iter().map(|n| n.client()).collect();
+    for (client, request) in clients.iter_mut().zip(requests) {
+        client.send(request.as_bytes());
+    }
+    clients.iter_mut().map(|c| String::from_utf8(c.request(b"", b"\r\n")).unwrap()).collect()
+}
+
+/// The lock hazard of a replicated pair: two clients `add` the same lock, one on
+/// each node, at the same moment. Plain memcached commands, and exactly one wins,
+/// in the text and the meta protocol, and both nodes end with the winner's lock.
+#[test]
+fn concurrent_adds_on_both_nodes_never_both_win() {
+    let (a, b) = pair(&[], &[]);
+    const ROUNDS: usize = 150;
+    for round in 0..ROUNDS {
+        let key = format!("memc.sess.key.lock.{round}");
+        let replies = if round % 2 == 0 {
+            race(&[&a, &b], &[format!("add {key} 0 30 1\r\na\r\n"), format!("add {key} 0 30 1\r\nb\r\n")])
+        } else {
+            race(&[&a, &b], &[format!("ms {key} 1 ME T30\r\na\r\n"), format!("ms {key} 1 ME T30\r\nb\r\n")])
+        };
+        let won: Vec<&String> = replies.iter().filter(|r| *r == "STORED\r\n" || *r == "HD\r\n").collect();
+        if won.len() != 1 {
+            let pick = |n: &Node| {
+                let s = n.stats();
+                ["repl_claims_refused", "repl_claims_lost", "repl_peer_state", "repl_acked_seq", "repl_sent_seq"]
+                    .map(|k| format!("{k}={}", s.get(k).cloned().unwrap_or_default()))
+                    .join(" ")
+            };
+            panic!("round {round}: {replies:?}\na: {}\nb: {}", pick(&a), pick(&b));
+        }
+        for reply in &replies {
+            assert!(["STORED\r\n", "NOT_STORED\r\n", "HD\r\n", "NS\r\n"].contains(&reply.as_str()), "{reply:?}");
+        }
+        let winner = if replies[0] == *won[0] { "a" } else { "b" };
+        let expected = format!("VA 1\r\n{winner}\r\n");
+        for node in [&a, &b] {
+            wait_for("the winner's lock on both nodes", CONVERGE, || {
+                node.client().step(format!("mg {key} v\r\n").as_bytes()) == expected.as_bytes()
+            });
+        }
+    }
+    // The race was real: adds lost to a concurrent one on the other node, refused
+    // there or found replaced by it here before their claim went out.
+    let refused = a.stat("repl_claims_refused") + b.stat("repl_claims_refused");
+    let lost = a.stat("repl_claims_lost") + b.stat("repl_claims_lost");
+    assert!(lost > 0, "no round raced");
+    assert!(lost >= refused, "lost {lost}, refused {refused}");
+}
+
+/// The other lock hazard: a holder whose lease ran out deletes the lock another
+/// client holds now. With plain `delete` it does; with the lock's token (`ms ... ME
+/// c`, then `md ... C<token>`) it cannot, on either node.
+#[test]
+fn a_stale_holder_cannot_release_the_next_holders_lock() {
+    let (a, b) = pair(&[], &[]);
+    let token = |reply: &[u8]| -> String {
+        let line = String::from_utf8(reply.to_vec()).unwrap();
+        assert!(line.starts_with("HD c"), "{line:?}");
+        line.trim_end()["HD c".len()..].to_string()
+    };
+    for (name, release) in [("plain", "delete"), ("token", "md")] {
+        let key = format!("lock:{name}");
+        // The first holder takes it on node a; its lease runs out (made to expire
+        // at once, as the clock would), and a second holder takes it on node b.
+        let first = token(&a.client().step(format!("ms {key} 5 ME T30 c\r\nfirst\r\n").as_bytes()));
+        assert_eq!(a.client().step(format!("touch {key} -1\r\n").as_bytes()), b"TOUCHED\r\n");
+        let mut second = String::new();
+        wait_for("the lock free on b", CONVERGE, || {
+            let reply = b.client().step(format!("ms {key} 6 ME T30 c\r\nsecond\r\n").as_bytes());
+            let taken = reply.starts_with(b"HD c");
+            if taken {
+                second = token(&reply);
+            }
+            taken
+        });
+        wait_for("the second lock on a", CONVERGE, || {
+            a.client().step(format!("mg {key} v\r\n").as_bytes()) == b"VA 6\r\nsecond\r\n"
+        });
+        // The first holder, done at last, releases "its" lock on node a.
+        if release == "delete" {
+            assert_eq!(a.client().step(format!("delete {key}\r\n").as_bytes()), b"DELETED\r\n");
+            // The hazard: the second holder's lock is gone, on both nodes.
+            for node in [&a, &b] {
+                wait_for("the delete on both nodes", CONVERGE, || {
+                    node.client().step(format!("mg {key} v\r\n").as_bytes()) == b"EN\r\n"
+                });
+            }
+        } else {
+            assert_eq!(a.client().step(format!("md {key} C{first}\r\n").as_bytes()), b"EX\r\n");
+            assert_eq!(
+                b.client().step(format!("mg {key} c v\r\n").as_bytes()),
+                format!("VA 6 c{second}\r\nsecond\r\n").as_bytes()
+            );
+            // The holder releases with its own token.
+            assert_eq!(b.client().step(format!("md {key} C{second}\r\n").as_bytes()), b"HD\r\n");
+            wait_for("the release on a", CONVERGE, || {
+                a.client().step(format!("mg {key} v\r\n").as_bytes()) == b"EN\r\n"
+            });
+        }
+    }
+}
+
+/// With the link cut, each node grants locks alone (documented): both `add`s win.
+/// When the link returns, the newer lock is the one both nodes keep.
+#[test]
+fn without_the_peer_each_node_grants_alone_and_the_newer_lock_stays() {
+    let a = Node::start(&[]);
+    let relay = Relay::start(a.repl);
+    let b = Node::start(&[&format!("--peer={}", relay.addr)]);
+    wait_linked(&a, &b);
+    relay.cut();
+    wait_for("both sides to see the cut", CONVERGE, || {
+        a.stats()["repl_peer_state"] != "up" && b.stats()["repl_peer_state"] != "up"
+    });
+    assert_eq!(a.client().step(b"add lock:split 0 60 1\r\na\r\n"), b"STORED\r\n");
+    assert_eq!(b.client().step(b"add lock:split 0 60 1\r\nb\r\n"), b"STORED\r\n");
+    relay.restore();
+    wait_linked(&a, &b);
+    // b's add came later: its version is newer on both nodes.
+    for node in [&a, &b] {
+        wait_for("the newer lock on both nodes", CONVERGE, || {
+            node.client().step(b"mg lock:split v\r\n") == b"VA 1\r\nb\r\n"
+        });
+    }
+}

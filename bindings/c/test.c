@@ -256,6 +256,23 @@ int main(void) {
     close(report[0]);
     close(report[1]);
 
+    /* Lease locks: a token, released only by its holder, with an age. */
+    uint64_t token = 0, other_token = 0, info_token = 0, age_ms = 99;
+    int64_t lease_left = 0;
+    CHECK_STATUS(stickless_lock(store, KEY("lock:s1"), KEY("host:1"), 30, &token), STICKLESS_OK);
+    CHECK(token != 0);
+    CHECK_STATUS(stickless_lock(store, KEY("lock:s1"), KEY("host:2"), 30, &other_token), STICKLESS_EXISTS);
+    CHECK_STATUS(stickless_lock_info(store, KEY("lock:s1"), &info_token, &age_ms, &lease_left), STICKLESS_OK);
+    CHECK(info_token == token && age_ms < 60000 && lease_left > 0 && lease_left <= 30);
+    CHECK_STATUS(stickless_get(store, KEY("lock:s1"), buf, sizeof buf, &len, NULL, NULL, NULL), STICKLESS_OK);
+    CHECK(len == 6 && memcmp(buf, "host:1", 6) == 0);
+    CHECK_STATUS(stickless_unlock(store, KEY("lock:s1"), token + 1), STICKLESS_EXISTS);
+    CHECK_STATUS(stickless_unlock(store, KEY("lock:s1"), token), STICKLESS_OK);
+    CHECK_STATUS(stickless_unlock(store, KEY("lock:s1"), token), STICKLESS_NOT_FOUND);
+    CHECK_STATUS(stickless_lock_info(store, KEY("lock:s1"), NULL, NULL, NULL), STICKLESS_NOT_FOUND);
+    CHECK_STATUS(stickless_lock(store, KEY("lock:s1"), KEY("host:2"), 0, &other_token), STICKLESS_INVALID_ARGUMENT);
+    CHECK_STATUS(stickless_lock(store, KEY("lock:s1"), KEY("host:2"), 30, NULL), STICKLESS_OK);
+
     replicate_with_daemon();
 
     CHECK_STATUS(stickless_release_shared(KEY("sessions")), STICKLESS_OK);

@@ -4,10 +4,13 @@
 use super::StickStatus::{self, *};
 use super::{StickOpenFlags, StickOptions};
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
-use crate::replication::node::{Node, last_recorded_here};
+use crate::replication::node::{Node, last_claimed_here, last_recorded_here};
 use crate::server::{Invocation, Server, parse_args};
 use crate::store::Clock;
-use crate::store::{DeltaOutcome, Found, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest, StoreStats};
+use crate::store::{
+    DeleteOutcome, DeleteRequest, DeltaOutcome, Found, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest,
+    StoreStats,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
@@ -171,7 +174,22 @@ impl Embedded {
             fits: Some(&fits),
             ..StoreRequest::new(mode, key, value)
         };
-        match self.replicated(|| self.store.store(&request)) {
+        let outcome = loop {
+            let claimed_before = last_claimed_here();
+            let outcome = self.replicated(|| self.store.store(&request));
+            let claimed = last_claimed_here();
+            // An add decided on both nodes: one the peer refused runs again, and
+            // meets the key taken.
+            match self.replica.get() {
+                Some(node) if claimed != claimed_before => {
+                    if node.wait_claim_verdict(claimed, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
+                        break outcome;
+                    }
+                }
+                _ => break outcome,
+            }
+        };
+        match outcome {
             StoreOutcome::Stored { cas, .. } => Ok(cas),
             StoreOutcome::NotStored => Err(STICKLESS_NOT_STORED),
             StoreOutcome::Exists => Err(STICKLESS_EXISTS),
@@ -194,6 +212,48 @@ impl Embedded {
             Some(_) => STICKLESS_OK,
             None => STICKLESS_NOT_FOUND,
         }
+    }
+
+    /// Takes the lease lock `key` for `lease` seconds, `owner` as its value: its
+    /// token (the item's CAS unique), or `STICKLESS_EXISTS` while another holds it.
+    /// With a peer linked, both nodes agree on who holds it (an `add`'s claim).
+    pub fn lock(&self, key: &[u8], owner: &[u8], lease: u32) -> Result<u64, StickStatus> {
+        if lease == 0 || !self.cas_enabled {
+            // A lock without a lease outlives a crashed holder; without CAS uniques
+            // there are no tokens.
+            return Err(STICKLESS_INVALID_ARGUMENT);
+        }
+        match self.store(StoreMode::Add, key, owner, 0, lease, 0) {
+            Err(STICKLESS_NOT_STORED) => Err(STICKLESS_EXISTS),
+            taken => taken,
+        }
+    }
+
+    /// Releases the lock `key` only if `token` still holds it (compare and delete):
+    /// a holder whose lease ran out cannot release the next holder's lock.
+    pub fn unlock(&self, key: &[u8], token: u64) -> StickStatus {
+        if let Err(status) = Self::check_key(key) {
+            return status;
+        }
+        let request = DeleteRequest { key, compare_cas: Some(token), ..Default::default() };
+        match self.replicated(|| self.store.delete_for_meta(&request)) {
+            DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept => STICKLESS_OK,
+            DeleteOutcome::NotFound => STICKLESS_NOT_FOUND,
+            DeleteOutcome::Exists => STICKLESS_EXISTS,
+            DeleteOutcome::NoMemory => STICKLESS_OUT_OF_MEMORY,
+        }
+    }
+
+    /// The lock `key`'s token, milliseconds since it was taken (from the token's
+    /// clock, so every node reports the same age) and seconds of lease left.
+    pub fn lock_info(&self, key: &[u8]) -> Result<(u64, u64, i64), StickStatus> {
+        let mut info = (0, 0, 0);
+        self.get(key, |_, _, token, ttl| {
+            let taken_ms = crate::store::version::unix_ms_of(token);
+            info = (token, self.store.clock().now_ms().saturating_sub(taken_ms), ttl);
+            STICKLESS_OK
+        })?;
+        Ok(info)
     }
 
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, StickStatus> {

@@ -693,6 +693,105 @@ pub unsafe extern "C" fn stickless_delete(
     })
 }
 
+/// Takes the lease lock `key` for `lease` seconds (1 or more), with `owner` (any
+/// bytes, e.g. "host:pid"; `stickless_get` reads it back) as its value. `*out_token`
+/// receives the lock's token, which releases it. `STICKLESS_EXISTS` while another
+/// holds it. The same lock is the meta protocol's `ms <key> <len> ME T<lease> c`
+/// (the token is the `c` value), so daemons' clients and hosts contend alike. With a
+/// peer linked, the two nodes never both grant one lock: an acquisition that races
+/// one on the peer waits for the peer's verdict, and exactly one wins. While no
+/// peer is linked a node decides alone; when the link returns, the newer of two
+/// locks granted meanwhile stays on both nodes.
+///
+/// # Safety
+/// `handle` is open; `key` and `owner` point to their lengths of bytes; `out_token`
+/// is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_lock(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    owner: *const core::ffi::c_void,
+    owner_len: usize,
+    lease: u32,
+    out_token: *mut u64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let (Some(key), Some(owner)) = (unsafe { bytes(key, key_len) }, unsafe { bytes(owner, owner_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        match store.lock(key, owner, lease) {
+            Ok(token) => {
+                // SAFETY: the caller's contract above.
+                unsafe { put(out_token, token) };
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
+/// Releases the lock `key` if `token` still holds it (compare and delete; the meta
+/// protocol's `md <key> C<token>`). `STICKLESS_EXISTS` if another holder has it now
+/// (this one's lease ran out), `STICKLESS_NOT_FOUND` if nobody holds it.
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_unlock(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    token: u64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        store.unlock(key, token)
+    })
+}
+
+/// Reports on the lock `key`: its token, its age in milliseconds (since it was
+/// taken, read from the token itself, so every node reports the same), and the
+/// seconds of lease left. Each out-pointer may be NULL. `STICKLESS_NOT_FOUND` if
+/// nobody holds it. A client of the daemon computes the same age from the token
+/// (`mg <key> c t`): `now_ms - (1577836800000 + (token >> 23))`.
+///
+/// # Safety
+/// `handle` is open; `key` points to `key_len` bytes; each non-NULL out-pointer is
+/// valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_lock_info(
+    handle: *const Stickless,
+    key: *const core::ffi::c_void,
+    key_len: usize,
+    out_token: *mut u64,
+    out_age_ms: *mut u64,
+    out_ttl: *mut i64,
+) -> i32 {
+    with_store(handle, |store| {
+        // SAFETY: the caller's contract above.
+        let Some(key) = (unsafe { bytes(key, key_len) }) else {
+            return STICKLESS_INVALID_ARGUMENT;
+        };
+        match store.lock_info(key) {
+            Ok((token, age_ms, ttl)) => {
+                // SAFETY: the caller's contract above.
+                unsafe {
+                    put(out_token, token);
+                    put(out_age_ms, age_ms);
+                    put(out_ttl, ttl);
+                }
+                STICKLESS_OK
+            }
+            Err(status) => status,
+        }
+    })
+}
+
 /// Adds `delta` to the decimal number stored at `key` (wrapping at 2^64, as
 /// memcached); `out_value`, when not NULL, receives the result.
 ///

@@ -20,14 +20,23 @@ const ENTRY_OVERHEAD: usize = 48;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recorded {
     Key(Box<[u8]>),
-    Flush { version: u64, at: u32 },
+    /// A key an `add` created at `version`: sent as a `Claim` while it holds that
+    /// version.
+    Claim {
+        key: Box<[u8]>,
+        version: u64,
+    },
+    Flush {
+        version: u64,
+        at: u32,
+    },
 }
 
 impl Recorded {
     fn bytes(&self) -> usize {
         ENTRY_OVERHEAD
             + match self {
-                Recorded::Key(key) => key.len(),
+                Recorded::Key(key) | Recorded::Claim { key, .. } => key.len(),
                 Recorded::Flush { .. } => 0,
             }
     }
@@ -37,6 +46,7 @@ impl From<Change<'_>> for Recorded {
     fn from(change: Change<'_>) -> Recorded {
         match change {
             Change::Key(key) => Recorded::Key(key.into()),
+            Change::Claim { key, version } => Recorded::Claim { key: key.into(), version },
             Change::Flush { version, at } => Recorded::Flush { version, at },
         }
     }

@@ -16,7 +16,7 @@ pub mod session;
 pub mod wire;
 
 pub use link::LinkThread;
-pub use node::{Node, Settings, SyncMode, last_recorded_here};
+pub use node::{Node, Settings, SyncMode, last_claimed_here, last_recorded_here};
 
 #[cfg(test)]
 mod tests;

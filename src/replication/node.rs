@@ -75,6 +75,10 @@ pub struct ReplStats {
     pub changes_applied: AtomicU64,
     /// Incoming states older than what this node held (last writer won here).
     pub conflicts: AtomicU64,
+    /// The peer's claims (`add`s) refused here because a live item here won.
+    pub claims_refused: AtomicU64,
+    /// Our claims the peer refused: their `add`s answered not stored.
+    pub claims_lost: AtomicU64,
     /// Incoming values this node had no memory for.
     pub apply_failures: AtomicU64,
     pub partial_syncs: AtomicU64,
@@ -159,10 +163,17 @@ pub struct Progress {
     pub applied: u64,
 }
 
+/// How far behind the newest refusal an uncollected one is dropped: verdicts are
+/// collected as soon as acknowledged, so only an `add` whose client left leaves one.
+const REFUSED_CLAIMS_KEPT: u64 = 1 << 20;
+
 thread_local! {
     /// The sequence number of the last change this thread recorded: a worker in ack
     /// mode holds a reply until the peer has applied it.
     static LAST_RECORDED: Cell<u64> = const { Cell::new(0) };
+    /// The sequence number of the last claim (a change made by `add`) this thread
+    /// recorded: its reply waits for the peer's verdict while a link is up.
+    static LAST_CLAIMED: Cell<u64> = const { Cell::new(0) };
     /// On a thread that defers link wake-ups (a worker): whether a change it recorded
     /// still has to wake the link thread. `None` on other threads, which wake it at once.
     static LINK_WAKE_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
@@ -171,6 +182,11 @@ thread_local! {
 /// The last sequence number the calling thread recorded (0 if none).
 pub fn last_recorded_here() -> u64 {
     LAST_RECORDED.with(Cell::get)
+}
+
+/// The last claim the calling thread recorded (0 if none).
+pub fn last_claimed_here() -> u64 {
+    LAST_CLAIMED.with(Cell::get)
 }
 
 pub struct Node {
@@ -198,6 +214,8 @@ pub struct Node {
     /// there are any, so the workers' path pays one atomic load.
     blocked_on_acks: AtomicUsize,
     ack_signal: (Mutex<()>, Condvar),
+    /// Our claims the peer refused, until their `add`s collect the verdict.
+    refused_claims: Mutex<std::collections::BTreeSet<u64>>,
     pub stats: ReplStats,
     /// The origin of the backlog's timestamps (microseconds, monotonic).
     epoch: Instant,
@@ -228,6 +246,7 @@ impl Node {
             awaiting_acks: OnceLock::new(),
             blocked_on_acks: AtomicUsize::new(0),
             ack_signal: (Mutex::new(()), Condvar::new()),
+            refused_claims: Mutex::new(std::collections::BTreeSet::new()),
             stats,
             epoch: Instant::now(),
             listen_addr: OnceLock::new(),
@@ -253,9 +272,13 @@ impl Node {
     pub fn record(&self, change: Change<'_>) {
         let now = self.micros();
         // Allocated before the lock, so writers hold it for a push only.
+        let claim = matches!(change, Change::Claim { .. });
         let change = Recorded::from(change);
         let seq = self.backlog.lock().expect("backlog lock").push(change, now);
         LAST_RECORDED.with(|last| last.set(seq));
+        if claim {
+            LAST_CLAIMED.with(|last| last.set(seq));
+        }
         let deferred = LINK_WAKE_PENDING.with(|pending| pending.get().map(|_| pending.set(Some(true))).is_some());
         if !deferred {
             self.wake_link();
@@ -337,17 +360,30 @@ impl Node {
     /// peer has applied it or the link goes down. `limit` bounds the wait should
     /// neither happen; false if it ran out.
     pub fn wait_acknowledged(&self, seq: u64, limit: Duration) -> bool {
-        if self.acknowledged(seq) {
+        self.wait_until(limit, || self.acknowledged(seq))
+    }
+
+    /// Blocks the calling thread (not a worker) until the verdict on its claim `seq`
+    /// is in, and says whether the claim won; one that is still unsettled when
+    /// `limit` runs out counts as won, as it does when the link goes down.
+    pub fn wait_claim_verdict(&self, seq: u64, limit: Duration) -> bool {
+        self.wait_until(limit, || self.claim_settled(seq));
+        self.take_claim_verdict(seq).unwrap_or(true)
+    }
+
+    /// Waits on `ack_signal` until `done` holds or `limit` runs out; says which.
+    fn wait_until(&self, limit: Duration, done: impl Fn() -> bool) -> bool {
+        if done() {
             return true;
         }
         // SeqCst pairs with `wake_ack_waiters`: an acknowledgement either sees this
-        // count and notifies under the lock, or came before it and `acknowledged`
-        // below sees it.
+        // count and notifies under the lock, or came before it and `done` below
+        // sees it.
         self.blocked_on_acks.fetch_add(1, Ordering::SeqCst);
         let deadline = Instant::now() + limit;
         let (lock, signal) = &self.ack_signal;
         let mut guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while !self.acknowledged(seq) {
+        while !done() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -356,7 +392,39 @@ impl Node {
         }
         drop(guard);
         self.blocked_on_acks.fetch_sub(1, Ordering::SeqCst);
-        self.acknowledged(seq)
+        done()
+    }
+
+    /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or
+    /// refused it), or no acknowledging link is up, in which case an `add` is decided
+    /// here alone (see README, "Session locks"). In either sync mode.
+    pub fn claim_settled(&self, seq: u64) -> bool {
+        !self.acking.load(Ordering::SeqCst) || self.acked.load(Ordering::SeqCst) >= seq
+    }
+
+    /// Once settled, whether our claim `seq` won: false if the peer refused it. Each
+    /// verdict is collected once.
+    pub fn take_claim_verdict(&self, seq: u64) -> Option<bool> {
+        if !self.claim_settled(seq) {
+            return None;
+        }
+        let mut refused = self.refused_claims.lock().expect("refused claims lock");
+        let lost = refused.remove(&seq);
+        if lost {
+            self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(!lost)
+    }
+
+    /// The peer refused our claim `seq` (before acknowledging it).
+    pub fn claim_refused(&self, seq: u64) {
+        let mut refused = self.refused_claims.lock().expect("refused claims lock");
+        // Verdicts whose `add` went away uncollected (its client left) are dropped
+        // once far behind, so the set stays small.
+        while refused.first().is_some_and(|&oldest| oldest + REFUSED_CLAIMS_KEPT < seq) {
+            refused.pop_first();
+        }
+        refused.insert(seq);
     }
 
     /// The peer has applied our changes up to `applied`.
@@ -387,14 +455,14 @@ impl Node {
         }
     }
 
+    /// Wakes whoever waits on acknowledgements: replies held in ack mode, and `add`s
+    /// awaiting the verdict on their claims (in either mode).
     fn wake_ack_waiters(&self) {
-        if self.settings.mode == SyncMode::Ack && self.blocked_on_acks.load(Ordering::SeqCst) > 0 {
+        if self.blocked_on_acks.load(Ordering::SeqCst) > 0 {
             let _guard = self.ack_signal.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.ack_signal.1.notify_all();
         }
-        if self.settings.mode == SyncMode::Ack
-            && let (Some(wakers), Some(flags)) = (self.ack_wakers.get(), self.awaiting_acks.get())
-        {
+        if let (Some(wakers), Some(flags)) = (self.ack_wakers.get(), self.awaiting_acks.get()) {
             for (waker, flag) in wakers.iter().zip(flags) {
                 if flag.load(Ordering::SeqCst) && flag.swap(false, Ordering::SeqCst) {
                     let _ = waker.wake();
@@ -445,6 +513,8 @@ impl Node {
         line("repl_received_bytes", s.received_bytes.load(Ordering::Relaxed).to_string());
         line("repl_changes_applied", s.changes_applied.load(Ordering::Relaxed).to_string());
         line("repl_conflicts", s.conflicts.load(Ordering::Relaxed).to_string());
+        line("repl_claims_refused", s.claims_refused.load(Ordering::Relaxed).to_string());
+        line("repl_claims_lost", s.claims_lost.load(Ordering::Relaxed).to_string());
         line("repl_apply_failures", s.apply_failures.load(Ordering::Relaxed).to_string());
         line("repl_partial_syncs", s.partial_syncs.load(Ordering::Relaxed).to_string());
         line("repl_full_syncs", s.full_syncs.load(Ordering::Relaxed).to_string());

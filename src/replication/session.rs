@@ -81,7 +81,12 @@ pub struct Session {
 #[derive(Clone, Copy, Debug)]
 enum Pending {
     Key(usize),
-    Flush { version: u64, at: u32 },
+    /// A key's length, and the version its `add` made.
+    Claim(usize, u64),
+    Flush {
+        version: u64,
+        at: u32,
+    },
 }
 
 impl Session {
@@ -232,6 +237,19 @@ impl Session {
                 let state = KeyState::Value { value, flags, expires_at };
                 self.apply(node, seq, &KeyChange { key, version, state });
             }
+            Frame::Claim { seq, version, flags, expires_ms, key, value } => {
+                let expires_at = self.to_local_secs(expires_ms);
+                let state = KeyState::Value { value, flags, expires_at };
+                if node.store.apply_remote_claim(&KeyChange { key, version, state }) == Applied::Refused {
+                    stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    stats.claims_refused.fetch_add(1, Ordering::Relaxed);
+                    self.emit(&Frame::Refuse { seq });
+                } else {
+                    stats.changes_applied.fetch_add(1, Ordering::Relaxed);
+                }
+                self.applied(node, seq);
+            }
+            Frame::Refuse { seq } => node.claim_refused(seq),
             Frame::Delete { seq, version, key } => {
                 self.apply(node, seq, &KeyChange { key, version, state: KeyState::Deleted });
             }
@@ -320,6 +338,7 @@ impl Session {
                 }
                 0
             }
+            Applied::Refused => unreachable!("only claims are refused"),
         };
         if seq == 0 {
             stats.sync_items_received.fetch_add(1, Ordering::Relaxed);
@@ -413,19 +432,39 @@ impl Session {
                         keys.extend_from_slice(key);
                         (seq, Pending::Key(key.len()))
                     }
+                    &Recorded::Claim { ref key, version } => {
+                        keys.extend_from_slice(key);
+                        (seq, Pending::Claim(key.len(), version))
+                    }
                     &Recorded::Flush { version, at } => (seq, Pending::Flush { version, at }),
                 })
             });
         let mut out = std::mem::take(&mut self.out);
         let before = out.len();
         let mut last_skipped = None;
+        let our_node = node.store.node_id();
+        let mut lost = Vec::new();
         let mut key_at = 0;
         for &(seq, pending) in &batch {
             match pending {
-                Pending::Key(len) => {
+                Pending::Key(len) | Pending::Claim(len, _) => {
                     let key = &keys[key_at..key_at + len];
                     key_at += len;
-                    let sent = node.store.key_state(key, |change| encode_change(&mut out, seq, &change));
+                    let claimed = match pending {
+                        Pending::Claim(_, version) => Some(version),
+                        _ => None,
+                    };
+                    let sent = node.store.key_state(key, |change| {
+                        // An add's claim goes as such only while the key holds what
+                        // the add made. A state from the peer that replaced it since
+                        // was a concurrent write there that won: the add lost.
+                        let claim = claimed == Some(change.version);
+                        if claimed.is_some_and(|made| change.version > made && version_node(change.version) != our_node)
+                        {
+                            lost.push(seq);
+                        }
+                        encode_change(&mut out, seq, &change, claim)
+                    });
                     last_skipped = if sent.is_some() { None } else { Some(seq) };
                 }
                 Pending::Flush { version, at } => {
@@ -433,6 +472,10 @@ impl Session {
                     last_skipped = None;
                 }
             }
+        }
+        // Before the frames go, so the verdicts are in when their acks come back.
+        for seq in lost {
+            node.claim_refused(seq);
         }
         self.bytes_made += (out.len() - before) as u64;
         self.out = out;
@@ -455,7 +498,7 @@ impl Session {
         let mut items = 0;
         let out = &mut self.out;
         let cursor = node.store.sync_slice(cursor, SYNC_SLICE_BUCKETS, |change| {
-            encode_change(out, 0, &change);
+            encode_change(out, 0, &change, false);
             items += 1;
         });
         self.bytes_made += (self.out.len() - before) as u64;
@@ -493,16 +536,22 @@ impl Session {
     }
 }
 
-fn encode_change(out: &mut Vec<u8>, seq: u64, change: &KeyChange<'_>) {
+/// The node that made a version (its low bits).
+fn version_node(version: u64) -> u16 {
+    (version & u64::from(crate::store::version::NODE_MAX)) as u16
+}
+
+/// A key's state as a frame; a value made by an `add` (`claim`) as a `Claim`.
+fn encode_change(out: &mut Vec<u8>, seq: u64, change: &KeyChange<'_>, claim: bool) {
     let frame = match change.state {
-        KeyState::Value { value, flags, expires_at } => Frame::Set {
-            seq,
-            version: change.version,
-            flags,
-            expires_ms: u64::from(expires_at) * 1000,
-            key: change.key,
-            value,
-        },
+        KeyState::Value { value, flags, expires_at } => {
+            let (version, expires_ms, key) = (change.version, u64::from(expires_at) * 1000, change.key);
+            if claim {
+                Frame::Claim { seq, version, flags, expires_ms, key, value }
+            } else {
+                Frame::Set { seq, version, flags, expires_ms, key, value }
+            }
+        }
         KeyState::Deleted => Frame::Delete { seq, version: change.version, key: change.key },
     };
     wire::encode(&frame, out);

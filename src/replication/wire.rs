@@ -9,7 +9,8 @@
 //! so both nodes agree on it whatever their uptime.
 
 /// Bumped on any change to the frames; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: `Claim` and `Refuse`, so that two nodes never both grant one `add`.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Type byte and body length.
 pub const HEADER_LEN: usize = 5;
 /// Nonces and MACs are HMAC-SHA-256 sized.
@@ -32,6 +33,12 @@ pub enum Frame<'a> {
     Resume { history: u64, applied: u64 },
     /// A key's state.
     Set { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
+    /// A key's state after an `add` created it: applied as `Set`, except that the
+    /// receiver answers `Refuse` when it holds a live item of a newer version.
+    Claim { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
+    /// The sender's `Claim` numbered `seq` lost (sent before the `Ack` covering it):
+    /// the `add` that made it must not report success.
+    Refuse { seq: u64 },
     /// A key deleted (or expired) at `version`.
     Delete { seq: u64, version: u64, key: &'a [u8] },
     /// `flush_all`: states up to `version` are gone; `at_ms` is a delayed flush's time.
@@ -67,6 +74,8 @@ mod kind {
     pub const PONG: u8 = 10;
     pub const ACK: u8 = 11;
     pub const SKIP: u8 = 12;
+    pub const CLAIM: u8 = 13;
+    pub const REFUSE: u8 = 14;
 }
 
 /// Why the bytes are not a frame; the link is closed.
@@ -110,7 +119,8 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&applied.to_be_bytes());
             kind::RESUME
         }
-        Frame::Set { seq, version, flags, expires_ms, key, value } => {
+        Frame::Set { seq, version, flags, expires_ms, key, value }
+        | Frame::Claim { seq, version, flags, expires_ms, key, value } => {
             for n in [seq, version, expires_ms] {
                 out.extend_from_slice(&n.to_be_bytes());
             }
@@ -118,7 +128,11 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&(key.len() as u16).to_be_bytes());
             out.extend_from_slice(key);
             out.extend_from_slice(value);
-            kind::SET
+            if matches!(frame, Frame::Claim { .. }) { kind::CLAIM } else { kind::SET }
+        }
+        Frame::Refuse { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            kind::REFUSE
         }
         Frame::Delete { seq, version, key } => {
             out.extend_from_slice(&seq.to_be_bytes());
@@ -207,7 +221,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
         return Ok(None);
     }
     let kind = buf[0];
-    if !(kind::HELLO..=kind::SKIP).contains(&kind) {
+    if !(kind::HELLO..=kind::REFUSE).contains(&kind) {
         return Err(WireError::UnknownType(kind));
     }
     let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
@@ -230,11 +244,16 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             Frame::Auth { mac }
         }
-        kind::SET => {
+        kind::SET | kind::CLAIM => {
             let (seq, version, expires_ms, flags) = (f.u64()?, f.u64()?, f.u64()?, f.u32()?);
             let key_len = usize::from(f.u16()?);
             let key = f.take(key_len)?;
-            Frame::Set { seq, version, flags, expires_ms, key, value: f.rest() }
+            let value = f.rest();
+            if kind == kind::SET {
+                Frame::Set { seq, version, flags, expires_ms, key, value }
+            } else {
+                Frame::Claim { seq, version, flags, expires_ms, key, value }
+            }
         }
         kind::DELETE => {
             let (seq, version) = (f.u64()?, f.u64()?);
@@ -275,6 +294,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             match single {
                 kind::SYNC_END => Frame::SyncEnd { seq: n },
+                kind::REFUSE => Frame::Refuse { seq: n },
                 _ => Frame::Skip { seq: n },
             }
         }
@@ -298,6 +318,8 @@ mod tests {
             },
             Frame::Auth { mac: [9; NONCE_LEN] },
             Frame::Resume { history: 41, applied: 42 },
+            Frame::Claim { seq: 5, version: 6, flags: 7, expires_ms: 8, key: b"lock:\x00", value: b"owner" },
+            Frame::Refuse { seq: 5 },
             Frame::Set {
                 seq: 1,
                 version: u64::MAX,

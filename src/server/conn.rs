@@ -9,14 +9,14 @@
 
 use super::ProtocolChoice;
 use super::dispatch::{Dispatch, Flow, Session};
-use super::output::Output;
+use super::output::{Mark, Output};
 use super::registry::{ConnInfo, ConnState};
 use super::stream::Stream;
 use super::watch::Watcher;
 use crate::protocol::WatchKinds;
 use crate::protocol::binary;
 use crate::protocol::text::{self, Limits, ParseError};
-use crate::replication::{Node, SyncMode, last_recorded_here};
+use crate::replication::{Node, SyncMode, last_claimed_here, last_recorded_here};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -106,6 +106,22 @@ enum Stop {
     Closing,
     /// `watch`: the connection turns into a log stream.
     Watch,
+    /// An `add` waits for the peer's verdict on its claim ([`PendingClaim`]).
+    Claim,
+}
+
+/// An `add` that created its key while a peer is linked: its reply waits until the
+/// peer has applied the claim, or refused it because a concurrent `add` there won.
+/// The command stays in the read buffer until then: a refused one runs again and
+/// meets the winner's item (or the loser's own, until the winner's arrives), so
+/// it answers not stored in its protocol's own words.
+#[derive(Clone, Copy, Debug)]
+struct PendingClaim {
+    seq: u64,
+    /// Where the add's reply begins in the output.
+    reply: Mark,
+    consumed: usize,
+    swallow: usize,
 }
 
 /// What the worker should do with a connection after driving it.
@@ -155,6 +171,8 @@ pub struct Conn {
     /// Under `--repl-sync ack`: the change whose acknowledgement the pending
     /// replies wait for (0: none).
     awaiting_ack: u64,
+    /// An `add` waiting for the peer's verdict.
+    pending_claim: Option<PendingClaim>,
     /// On the worker's list of connections waiting for acknowledgements.
     pub held: bool,
     /// The last read took all the socket held and no readiness event came since,
@@ -180,6 +198,7 @@ impl Conn {
             watch_request: None,
             watcher: None,
             awaiting_ack: 0,
+            pending_claim: None,
             held: false,
             input_drained: false,
         }
@@ -236,6 +255,8 @@ impl Conn {
                     ProtocolChoice::Auto => Protocol::Text,
                 };
             }
+            let reply = self.output.mark();
+            let claimed_before = last_claimed_here();
             let parsed = match self.protocol {
                 Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {
@@ -274,6 +295,13 @@ impl Conn {
             };
             *budget -= 1;
             self.awaiting_value = false;
+            if let Some(node) = &dispatch.shared.replica {
+                let claimed = last_claimed_here();
+                if claimed != claimed_before && !node.claim_settled(claimed) {
+                    self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
+                    return Stop::Claim;
+                }
+            }
             self.rbuf.consume(consumed);
             self.swallow = swallow;
             match flow {
@@ -316,7 +344,30 @@ impl Conn {
 
     /// Whether the replies this connection holds may go now.
     pub fn ack_arrived(&self, node: &Node) -> bool {
-        self.awaiting_ack == 0 || node.acknowledged(self.awaiting_ack)
+        (self.awaiting_ack == 0 || node.acknowledged(self.awaiting_ack))
+            && self.pending_claim.is_none_or(|claim| node.claim_settled(claim.seq))
+    }
+
+    /// Settles an `add` waiting for its claim's verdict; false while it still waits.
+    fn settle_claim(&mut self, dispatch: &Dispatch<'_>) -> bool {
+        let Some(claim) = self.pending_claim else {
+            return true;
+        };
+        let verdict = match &dispatch.shared.replica {
+            Some(node) => node.take_claim_verdict(claim.seq),
+            None => Some(true),
+        };
+        match verdict {
+            None => return false,
+            Some(true) => {
+                self.rbuf.consume(claim.consumed);
+                self.swallow = claim.swallow;
+            }
+            // Run the add again: its key is now taken.
+            Some(false) => self.output.rewind(claim.reply),
+        }
+        self.pending_claim = None;
+        true
     }
 
     /// A readiness event came: the socket may hold input again.
@@ -337,7 +388,7 @@ impl Conn {
     }
 
     fn serve(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> Status {
-        if self.awaiting_ack(dispatch) {
+        if self.awaiting_ack(dispatch) || !self.settle_claim(dispatch) {
             return Status::AwaitingAck;
         }
         if self.watch_request.is_some() || self.watcher.is_some() {
@@ -361,6 +412,10 @@ impl Conn {
                     return Status::AwaitingAck;
                 }
             }
+            if matches!(stop, Stop::Claim) {
+                // The replies so far, and the input after the add, wait for the verdict.
+                return Status::AwaitingAck;
+            }
             let flushed = match self.flush(dispatch) {
                 Ok(flushed) => flushed,
                 Err(_) => return Status::Closed,
@@ -377,6 +432,7 @@ impl Conn {
                     return Status::Yielded;
                 }
                 Stop::Backpressure => continue,
+                Stop::Claim => unreachable!("returned above"),
                 Stop::NeedInput if drained => return Status::Idle,
                 Stop::NeedInput => {}
             }

@@ -774,8 +774,14 @@ impl Store {
     /// (memcached.c `do_store_item`), and the meta options of [`StoreRequest`].
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let outcome = self.store_locally(req);
-        if matches!(outcome, StoreOutcome::Stored { .. }) {
-            self.note(Change::Key(req.key));
+        if let StoreOutcome::Stored { cas, .. } = outcome {
+            // An add is a claim on the key: with a peer, only one node's may win.
+            let change = if req.mode == StoreMode::Add {
+                Change::Claim { key: req.key, version: cas }
+            } else {
+                Change::Key(req.key)
+            };
+            self.note(change);
         }
         outcome
     }

@@ -22,6 +22,10 @@ use std::sync::atomic::Ordering;
 pub enum Change<'a> {
     /// The key's state changed (written, touched or deleted): read it to send it.
     Key(&'a [u8]),
+    /// An `add` created the key at `version`: read it to send it, as a claim the
+    /// peer refuses when it holds a live item of its own that wins
+    /// ([`Store::apply_remote_claim`]).
+    Claim { key: &'a [u8], version: u64 },
     /// `flush_all`: every item with a version up to `version` is gone, and with
     /// `at` (Unix seconds, 0 for none) every item last written up to that second.
     Flush { version: u64, at: u32 },
@@ -60,6 +64,9 @@ pub enum Applied {
     Older,
     /// No memory for the value even after eviction (`-M`, or a value over the limit).
     NoMemory,
+    /// A claim lost: this node holds a live item of a newer version, made here by a
+    /// write the claimer had not seen.
+    Refused,
 }
 
 /// Where a full sync stands (see [`Store::sync_slice`]); start from `default()`.
@@ -148,6 +155,18 @@ impl Store {
     /// (its item, its tombstone, and its flush mark). Applied changes are not
     /// reported to the observer: what came from the peer never goes back to it.
     pub fn apply_remote(&self, change: &KeyChange<'_>) -> Applied {
+        self.apply_remote_as(change, false)
+    }
+
+    /// Applies a peer's `add` ([`Change::Claim`]) as [`Store::apply_remote`] does,
+    /// but says [`Applied::Refused`] when a live item here wins over it: then two
+    /// clients ran `add` on the key at once, one on each node, and only the newer
+    /// version may report success. Both nodes decide alike, so exactly one does.
+    pub fn apply_remote_claim(&self, change: &KeyChange<'_>) -> Applied {
+        self.apply_remote_as(change, true)
+    }
+
+    fn apply_remote_as(&self, change: &KeyChange<'_>, claim: bool) -> Applied {
         self.versions.observe(change.version);
         let key = change.key;
         let hash = self.hash(key);
@@ -172,10 +191,13 @@ impl Store {
             return Applied::Older;
         }
         let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key);
-        let local = bucket.and_then(|b| shard.table.get_bucket(b)).map_or(0, Item::cas);
+        let local_item = bucket.and_then(|b| shard.table.get_bucket(b));
+        let local = local_item.map_or(0, Item::cas);
         let buried = shard.tombstones.get(key).map_or(0, |t| t.version);
         if change.version <= local.max(buried) {
-            return Applied::Older;
+            let live_winner =
+                local_item.is_some_and(|item| local > change.version && now.liveness(item) == Liveness::Live);
+            return if claim && live_winner { Applied::Refused } else { Applied::Older };
         }
         match fresh {
             Some(item) => {

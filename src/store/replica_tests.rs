@@ -28,7 +28,7 @@ fn node(id: u16, clock: &ManualClock) -> Node {
     store.observe_changes(
         Box::new(move |change| {
             let outgoing = match change {
-                Change::Key(key) => Outgoing::Key(key.to_vec()),
+                Change::Key(key) | Change::Claim { key, .. } => Outgoing::Key(key.to_vec()),
                 Change::Flush { version, at } => Outgoing::Flush { version, at },
             };
             sink.lock().unwrap().push_back(outgoing);
@@ -120,7 +120,7 @@ fn evictions_stay_local() {
     let outbox = Arc::clone(&b.outbox);
     b.store.observe_changes(
         Box::new(move |change| {
-            if let Change::Key(key) = change {
+            if let Change::Key(key) | Change::Claim { key, .. } = change {
                 outbox.lock().unwrap().push_back(Outgoing::Key(key.to_vec()));
             }
         }),
@@ -242,4 +242,44 @@ proptest! {
             prop_assert_eq!(visible(&a.store, &key(k)), visible(&b.store, &key(k)), "key {}", k);
         }
     }
+}
+
+/// Two `add`s of one key, one on each node before either hears of the other: each
+/// node applies the other's claim, and exactly one of them is refused — the same
+/// one on both sides, whose node then converges on the winner.
+#[test]
+fn concurrent_claims_have_exactly_one_winner() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    let add = |store: &Store, value: &[u8]| {
+        let request = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, b"lock", value) };
+        assert!(matches!(store.store(&request), StoreOutcome::Stored { .. }));
+    };
+    add(&a.store, b"held by a");
+    add(&b.store, b"held by b");
+    let claim_of = |store: &Store| {
+        let mut owned = None;
+        store.key_state(b"lock", |change| {
+            let KeyState::Value { value, flags, expires_at } = change.state else { panic!("a value") };
+            owned = Some((change.version, value.to_vec(), flags, expires_at));
+        });
+        owned.expect("the lock")
+    };
+    let (a_claim, b_claim) = (claim_of(&a.store), claim_of(&b.store));
+    let apply = |store: &Store, (version, value, flags, expires_at): &(u64, Vec<u8>, u32, u32)| {
+        let state = KeyState::Value { value, flags: *flags, expires_at: *expires_at };
+        store.apply_remote_claim(&KeyChange { key: b"lock", version: *version, state })
+    };
+    let at_b = apply(&b.store, &a_claim);
+    let at_a = apply(&a.store, &b_claim);
+    let (winner, refused) = if a_claim.0 > b_claim.0 { (b"held by a", at_a) } else { (b"held by b", at_b) };
+    assert_eq!(refused, Applied::Refused);
+    assert_eq!([at_a, at_b].iter().filter(|&&applied| applied == Applied::Refused).count(), 1);
+    for store in [&a.store, &b.store] {
+        let mut value = None;
+        store.get(b"lock", None, |item| value = Some(item.value().to_vec()));
+        assert_eq!(value.as_deref(), Some(winner.as_slice()));
+    }
+    // A claim the receiver already holds (the same version) is not a conflict.
+    assert_eq!(apply(&a.store, &claim_of(&a.store)), Applied::Older);
 }

@@ -144,6 +144,26 @@ int32_t stickless_cas(const struct Stickless *handle,
 
 int32_t stickless_delete(const struct Stickless *handle, const void *key, size_t key_len);
 
+int32_t stickless_lock(const struct Stickless *handle,
+                       const void *key,
+                       size_t key_len,
+                       const void *owner,
+                       size_t owner_len,
+                       uint32_t lease,
+                       uint64_t *out_token);
+
+int32_t stickless_unlock(const struct Stickless *handle,
+                         const void *key,
+                         size_t key_len,
+                         uint64_t token);
+
+int32_t stickless_lock_info(const struct Stickless *handle,
+                            const void *key,
+                            size_t key_len,
+                            uint64_t *out_token,
+                            uint64_t *out_age_ms,
+                            int64_t *out_ttl);
+
 int32_t stickless_incr(const struct Stickless *handle,
                        const void *key,
                        size_t key_len,
