@@ -56,6 +56,23 @@ impl Handle {
         }
     }
 
+    fn lock(&self, key: &[u8], owner: &[u8], lease: u32) -> (i32, u64) {
+        let mut token = 0;
+        // SAFETY: an open handle, live slices and an out-pointer.
+        let status = unsafe {
+            stickless_lock(
+                self.0,
+                key.as_ptr().cast(),
+                key.len(),
+                owner.as_ptr().cast(),
+                owner.len(),
+                lease,
+                &mut token,
+            )
+        };
+        (status, token)
+    }
+
     fn serve(&self, args: &str) {
         // SAFETY: an open handle and a live string.
         let status = unsafe { stickless_serve(self.0, args.as_ptr().cast(), args.len()) };
@@ -148,4 +165,44 @@ fn in_ack_mode_a_write_through_the_abi_returns_once_the_peer_holds_it() {
         let expected = format!("VALUE {key} 0 4\r\nheld\r\nEND\r\n");
         assert_eq!(show(&client.request(format!("get {key}\r\n").as_bytes(), b"END\r\n")), show(expected.as_bytes()));
     }
+}
+
+#[test]
+fn a_lock_through_the_abi_and_one_on_the_daemon_never_both_win() {
+    let daemon = Daemon::start(&["--repl-listen", "127.0.0.1:0"]);
+    let embedded = Handle::open();
+    embedded.serve(&format!("-l 127.0.0.1 -p 0 --repl-listen 127.0.0.1:0 --peer {}", daemon.repl_addr.unwrap()));
+    let mut client = Client::connect(daemon.addr);
+    wait_for("the link", || {
+        embedded.set(b"probe", b"1");
+        client.request(b"get probe\r\n", b"END\r\n") == b"VALUE probe 0 1\r\n1\r\nEND\r\n"
+    });
+    let mut abi_wins = 0;
+    for round in 0..100 {
+        let key = format!("lock:{round}");
+        // Even rounds: the daemon's client first, then the host. Odd rounds race:
+        // the client's request is on its way when the host asks (the later of two
+        // racing adds has the newer version, and wins).
+        let request = format!("ms {key} 4 ME T30 c\r\nwire\r\n");
+        let (abi, wire) = if round % 2 == 0 {
+            let wire = client.request(request.as_bytes(), b"\r\n");
+            (embedded.lock(key.as_bytes(), b"abi", 30), wire)
+        } else {
+            client.send(request.as_bytes());
+            let abi = embedded.lock(key.as_bytes(), b"abi", 30);
+            (abi, client.request(b"", b"\r\n"))
+        };
+        let wire_won = wire.starts_with(b"HD c");
+        let abi_won = abi.0 == StickStatus::STICKLESS_OK as i32;
+        assert!(abi_won != wire_won, "round {round}: ABI {abi:?}, wire {}", show(&wire));
+        assert!(abi_won || abi.0 == StickStatus::STICKLESS_EXISTS as i32, "{abi:?}");
+        abi_wins += usize::from(abi_won);
+        // Both nodes settle on the winner's lock.
+        let expected: &[u8] = if abi_won { b"VA 3\r\nabi\r\n" } else { b"VA 4\r\nwire\r\n" };
+        wait_for("the winner on the daemon", || {
+            client.request(format!("mg {key} v\r\n").as_bytes(), b"\r\n") == expected
+        });
+    }
+    // Both sides won some rounds: the race ran both ways.
+    assert!(abi_wins > 0 && abi_wins < 100, "the ABI won {abi_wins} of 100 rounds");
 }
