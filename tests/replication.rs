@@ -764,3 +764,45 @@ fn without_the_peer_each_node_grants_alone_and_the_newer_lock_stays() {
         });
     }
 }
+
+/// Read-modify-writes racing on both nodes lose nothing: increments made at once on
+/// each node all count, and of two `cas` with the same unique exactly one succeeds.
+#[test]
+fn concurrent_increments_and_cas_on_both_nodes_lose_nothing() {
+    let (a, b) = pair(&[], &[]);
+    assert_eq!(a.client().step(b"set hits 0 0 1\r\n0\r\n"), b"STORED\r\n");
+    wait_for("the counter on b", CONVERGE, || b.client().step(b"mg hits v\r\n") == b"VA 1\r\n0\r\n");
+    const ROUNDS: usize = 200;
+    let mut counts = Vec::new();
+    for _ in 0..ROUNDS {
+        let replies = race(&[&a, &b], &["incr hits 1\r\n".to_string(), "incr hits 1\r\n".to_string()]);
+        counts.extend(replies.iter().map(|r| r.trim_end().parse::<usize>().unwrap()));
+    }
+    // Every increment returned a different count: none was lost or counted twice.
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=2 * ROUNDS).collect::<Vec<_>>());
+    let total = format!("{}", 2 * ROUNDS);
+    for node in [&a, &b] {
+        wait_for("the total on both nodes", CONVERGE, || {
+            node.client().step(b"mg hits v\r\n") == format!("VA {}\r\n{total}\r\n", total.len()).as_bytes()
+        });
+    }
+
+    for round in 0..100 {
+        let key = format!("doc:{round}");
+        assert_eq!(a.client().step(format!("set {key} 0 0 2\r\nv0\r\n").as_bytes()), b"STORED\r\n");
+        let mut unique = String::new();
+        wait_for("the document on b", CONVERGE, || {
+            let reply = String::from_utf8(b.client().step(format!("gets {key}\r\n").as_bytes())).unwrap();
+            let line = reply.lines().next().unwrap_or("").to_string();
+            unique = line.rsplit(' ').next().unwrap_or("").to_string();
+            line.starts_with(&format!("VALUE {key} 0 2 "))
+        });
+        let replies = race(
+            &[&a, &b],
+            &[format!("cas {key} 0 0 2 {unique}\r\nva\r\n"), format!("cas {key} 0 0 2 {unique}\r\nvb\r\n")],
+        );
+        assert_eq!(replies.iter().filter(|r| *r == "STORED\r\n").count(), 1, "round {round}: {replies:?}");
+        assert!(replies.contains(&"EXISTS\r\n".to_string()), "round {round}: {replies:?}");
+    }
+}

@@ -115,6 +115,25 @@ impl Embedded {
         result
     }
 
+    /// Runs a write that may be a claim (add, cas, append, prepend, incr, decr):
+    /// with a peer linked it waits for the peer's verdict, and one the peer refused
+    /// runs again on top of the winning write, as a connection's command does.
+    fn claimed<T>(&self, write: impl Fn() -> T) -> T {
+        loop {
+            let claimed_before = last_claimed_here();
+            let outcome = self.replicated(&write);
+            let claimed = last_claimed_here();
+            match self.replica.get() {
+                Some(node) if claimed != claimed_before => {
+                    if node.wait_claim_verdict(claimed, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
+                        return outcome;
+                    }
+                }
+                _ => return outcome,
+            }
+        }
+    }
+
     fn check_key(key: &[u8]) -> Result<(), StickStatus> {
         if key.is_empty() || key.len() > KEY_MAX_LENGTH { Err(STICKLESS_BAD_KEY) } else { Ok(()) }
     }
@@ -174,22 +193,7 @@ impl Embedded {
             fits: Some(&fits),
             ..StoreRequest::new(mode, key, value)
         };
-        let outcome = loop {
-            let claimed_before = last_claimed_here();
-            let outcome = self.replicated(|| self.store.store(&request));
-            let claimed = last_claimed_here();
-            // An add decided on both nodes: one the peer refused runs again, and
-            // meets the key taken.
-            match self.replica.get() {
-                Some(node) if claimed != claimed_before => {
-                    if node.wait_claim_verdict(claimed, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
-                        break outcome;
-                    }
-                }
-                _ => break outcome,
-            }
-        };
-        match outcome {
+        match self.claimed(|| self.store.store(&request)) {
             StoreOutcome::Stored { cas, .. } => Ok(cas),
             StoreOutcome::NotStored => Err(STICKLESS_NOT_STORED),
             StoreOutcome::Exists => Err(STICKLESS_EXISTS),
@@ -258,7 +262,7 @@ impl Embedded {
 
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, StickStatus> {
         Self::check_key(key)?;
-        match self.replicated(|| self.store.arithmetic(key, incr, delta)) {
+        match self.claimed(|| self.store.arithmetic(key, incr, delta)) {
             DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => Ok(value),
             DeltaOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
             DeltaOutcome::NonNumeric => Err(STICKLESS_NON_NUMERIC),

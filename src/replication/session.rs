@@ -59,6 +59,12 @@ pub struct Session {
     receiving_sync: Option<u64>,
     /// The peer's last sequence number applied on this link.
     live_applied: u64,
+    /// The peer's claims refused here and not yet answered: each with its key and
+    /// our last change when it was refused. A refusal goes out only after all our
+    /// changes up to then (the winning write among them, when it is a claim of ours
+    /// still unsent), and acknowledgements stop short of it until it has gone: so
+    /// the claimer applies our winning claim before it runs its command again.
+    refusals: std::collections::VecDeque<(u64, Box<[u8]>, u64)>,
     ack_due: bool,
     bytes_read: u64,
     /// Bytes this session produced, and those the peer confirmed.
@@ -100,6 +106,7 @@ impl Session {
             next_seq: 1,
             receiving_sync: None,
             live_applied: 0,
+            refusals: std::collections::VecDeque::new(),
             ack_due: false,
             bytes_read: 0,
             bytes_made: 0,
@@ -186,7 +193,7 @@ impl Session {
         }
         if self.ack_due {
             self.ack_due = false;
-            self.emit(&Frame::Ack { applied: self.live_applied, bytes: self.bytes_read });
+            self.emit(&Frame::Ack { applied: self.ackable(), bytes: self.bytes_read });
         }
         Ok(used)
     }
@@ -243,13 +250,19 @@ impl Session {
                 if node.store.apply_remote_claim(&KeyChange { key, version, state }) == Applied::Refused {
                     stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     stats.claims_refused.fetch_add(1, Ordering::Relaxed);
-                    self.emit(&Frame::Refuse { seq });
+                    self.refusals.push_back((seq, key.into(), node.last_seq()));
                 } else {
                     stats.changes_applied.fetch_add(1, Ordering::Relaxed);
                 }
                 self.applied(node, seq);
             }
-            Frame::Refuse { seq } => node.claim_refused(seq),
+            Frame::Refuse { seq, version, flags, expires_ms, key, value } => {
+                if version != 0 {
+                    let state = KeyState::Value { value, flags, expires_at: self.to_local_secs(expires_ms) };
+                    node.store.apply_remote(&KeyChange { key, version, state });
+                }
+                node.claim_refused(seq);
+            }
             Frame::Delete { seq, version, key } => {
                 self.apply(node, seq, &KeyChange { key, version, state: KeyState::Deleted });
             }
@@ -284,7 +297,7 @@ impl Session {
             }
             Frame::Ping { applied, sent_ms } => {
                 node.peer_applied(applied);
-                self.emit(&Frame::Pong { applied: self.live_applied, echo_ms: sent_ms, sent_ms: now_ms });
+                self.emit(&Frame::Pong { applied: self.ackable(), echo_ms: sent_ms, sent_ms: now_ms });
             }
             Frame::Pong { applied, echo_ms, sent_ms } => {
                 node.peer_applied(applied);
@@ -412,10 +425,50 @@ impl Session {
                 _ => {}
             }
         }
+        self.send_refusals(node);
         if self.bytes_made != made_before {
             node.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
         }
         Ok(self.out.len() >= budget)
+    }
+
+    /// What we may acknowledge: everything applied, short of the first claim whose
+    /// refusal has not gone out yet.
+    fn ackable(&self) -> u64 {
+        self.refusals.front().map_or(self.live_applied, |&(seq, ..)| self.live_applied.min(seq - 1))
+    }
+
+    /// Sends the refusals whose preceding changes have all gone, each with the
+    /// winning state, then acknowledges past them.
+    fn send_refusals(&mut self, node: &Node) {
+        let mut sent = false;
+        while let Some((seq, key, after)) = self.refusals.front() {
+            if *after >= self.next_seq {
+                break;
+            }
+            let (seq, key) = (*seq, key.clone());
+            self.refusals.pop_front();
+            let before = self.out.len();
+            let mut out = std::mem::take(&mut self.out);
+            node.store.key_state(&key, |winner| {
+                if let KeyState::Value { value, flags, expires_at } = winner.state {
+                    let (version, expires_ms) = (winner.version, u64::from(expires_at) * 1000);
+                    let key = &key[..];
+                    wire::encode(&Frame::Refuse { seq, version, flags, expires_ms, key, value }, &mut out);
+                }
+            });
+            self.out = out;
+            self.bytes_made += (self.out.len() - before) as u64;
+            if self.out.len() == before {
+                // Gone since (it expired, or was deleted): a refusal without a state
+                // still makes the claimer run its command again.
+                self.emit(&Frame::Refuse { seq, version: 0, flags: 0, expires_ms: 0, key: &key, value: &[] });
+            }
+            sent = true;
+        }
+        if sent {
+            self.emit(&Frame::Ack { applied: self.ackable(), bytes: self.bytes_read });
+        }
     }
 
     /// Sends the next backlog entries, each as its key's current state. The
@@ -524,7 +577,7 @@ impl Session {
         }
         node.stats.last_heard_ms.store(self.clock.last_heard_ms, Ordering::Relaxed);
         if now_ms >= self.next_ping_ms {
-            self.emit(&Frame::Ping { applied: self.live_applied, sent_ms: now_ms });
+            self.emit(&Frame::Ping { applied: self.ackable(), sent_ms: now_ms });
             self.next_ping_ms = now_ms + node.settings.heartbeat.as_millis() as u64;
         }
         Ok(())

@@ -36,9 +36,10 @@ pub enum Frame<'a> {
     /// A key's state after an `add` created it: applied as `Set`, except that the
     /// receiver answers `Refuse` when it holds a live item of a newer version.
     Claim { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
-    /// The sender's `Claim` numbered `seq` lost (sent before the `Ack` covering it):
-    /// the `add` that made it must not report success.
-    Refuse { seq: u64 },
+    /// The sender's `Claim` numbered `seq` lost (sent before the `Ack` covering it)
+    /// to the state that follows, the receiver's newer item: the claimer applies it,
+    /// then runs the command that made the claim again on top of it.
+    Refuse { seq: u64, version: u64, flags: u32, expires_ms: u64, key: &'a [u8], value: &'a [u8] },
     /// A key deleted (or expired) at `version`.
     Delete { seq: u64, version: u64, key: &'a [u8] },
     /// `flush_all`: states up to `version` are gone; `at_ms` is a delayed flush's time.
@@ -120,7 +121,8 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             kind::RESUME
         }
         Frame::Set { seq, version, flags, expires_ms, key, value }
-        | Frame::Claim { seq, version, flags, expires_ms, key, value } => {
+        | Frame::Claim { seq, version, flags, expires_ms, key, value }
+        | Frame::Refuse { seq, version, flags, expires_ms, key, value } => {
             for n in [seq, version, expires_ms] {
                 out.extend_from_slice(&n.to_be_bytes());
             }
@@ -128,11 +130,11 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&(key.len() as u16).to_be_bytes());
             out.extend_from_slice(key);
             out.extend_from_slice(value);
-            if matches!(frame, Frame::Claim { .. }) { kind::CLAIM } else { kind::SET }
-        }
-        Frame::Refuse { seq } => {
-            out.extend_from_slice(&seq.to_be_bytes());
-            kind::REFUSE
+            match frame {
+                Frame::Claim { .. } => kind::CLAIM,
+                Frame::Refuse { .. } => kind::REFUSE,
+                _ => kind::SET,
+            }
         }
         Frame::Delete { seq, version, key } => {
             out.extend_from_slice(&seq.to_be_bytes());
@@ -244,15 +246,15 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             Frame::Auth { mac }
         }
-        kind::SET | kind::CLAIM => {
+        kind::SET | kind::CLAIM | kind::REFUSE => {
             let (seq, version, expires_ms, flags) = (f.u64()?, f.u64()?, f.u64()?, f.u32()?);
             let key_len = usize::from(f.u16()?);
             let key = f.take(key_len)?;
             let value = f.rest();
-            if kind == kind::SET {
-                Frame::Set { seq, version, flags, expires_ms, key, value }
-            } else {
-                Frame::Claim { seq, version, flags, expires_ms, key, value }
+            match kind {
+                kind::SET => Frame::Set { seq, version, flags, expires_ms, key, value },
+                kind::CLAIM => Frame::Claim { seq, version, flags, expires_ms, key, value },
+                _ => Frame::Refuse { seq, version, flags, expires_ms, key, value },
             }
         }
         kind::DELETE => {
@@ -294,7 +296,6 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             match single {
                 kind::SYNC_END => Frame::SyncEnd { seq: n },
-                kind::REFUSE => Frame::Refuse { seq: n },
                 _ => Frame::Skip { seq: n },
             }
         }
@@ -319,7 +320,7 @@ mod tests {
             Frame::Auth { mac: [9; NONCE_LEN] },
             Frame::Resume { history: 41, applied: 42 },
             Frame::Claim { seq: 5, version: 6, flags: 7, expires_ms: 8, key: b"lock:\x00", value: b"owner" },
-            Frame::Refuse { seq: 5 },
+            Frame::Refuse { seq: 5, version: 9, flags: 0, expires_ms: 0, key: b"lock:\x00", value: b"winner" },
             Frame::Set {
                 seq: 1,
                 version: u64::MAX,

@@ -775,12 +775,13 @@ impl Store {
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         let outcome = self.store_locally(req);
         if let StoreOutcome::Stored { cas, .. } = outcome {
-            // An add is a claim on the key: with a peer, only one node's may win.
-            let change = if req.mode == StoreMode::Add {
-                Change::Claim { key: req.key, version: cas }
-            } else {
-                Change::Key(req.key)
-            };
+            // A write that depends on what the key held (add, cas, append, prepend, a
+            // compare) is a claim: with a peer, of two such writes made at once on
+            // both nodes only one may succeed; the other runs again on top of it.
+            let conditional =
+                matches!(req.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend)
+                    || req.cas_unique != 0;
+            let change = if conditional { Change::Claim { key: req.key, version: cas } } else { Change::Key(req.key) };
             self.note(change);
         }
         outcome
@@ -908,9 +909,15 @@ impl Store {
     /// result no longer than the old value is written in place, padded with spaces;
     /// a longer one makes a new item.
     pub fn arithmetic_with(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
-        let outcome = self.arithmetic_locally(req, changed);
+        let mut version = 0;
+        let outcome = self.arithmetic_locally(req, |item, now, created| {
+            version = item.cas();
+            changed(item, now, created);
+        });
         if matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
-            self.note(Change::Key(req.key));
+            // A read-modify-write: a claim, so two increments made at once on both
+            // nodes both count (the loser's runs again on the winner's value).
+            self.note(Change::Claim { key: req.key, version });
         }
         outcome
     }
