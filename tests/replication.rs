@@ -753,15 +753,19 @@ fn without_the_peer_each_node_grants_alone_and_the_newer_lock_stays() {
     wait_for("both sides to see the cut", CONVERGE, || {
         a.stats()["repl_peer_state"] != "up" && b.stats()["repl_peer_state"] != "up"
     });
-    assert_eq!(a.client().step(b"add lock:split 0 60 1\r\na\r\n"), b"STORED\r\n");
-    assert_eq!(b.client().step(b"add lock:split 0 60 1\r\nb\r\n"), b"STORED\r\n");
+    let token = |node: &Node, owner: &str| -> u64 {
+        let reply = String::from_utf8(node.client().step(format!("ms lock:split 1 ME T60 c\r\n{owner}\r\n").as_bytes()))
+            .unwrap();
+        assert!(reply.starts_with("HD c"), "{owner}: {reply:?}");
+        reply.trim_end()["HD c".len()..].parse().unwrap()
+    };
+    let (token_a, token_b) = (token(&a, "a"), token(&b, "b"));
     relay.restore();
     wait_linked(&a, &b);
-    // b's add came later: its version is newer on both nodes.
+    // The newer of the two locks (the greater token) stays, on both nodes.
+    let expected: &[u8] = if token_b > token_a { b"VA 1\r\nb\r\n" } else { b"VA 1\r\na\r\n" };
     for node in [&a, &b] {
-        wait_for("the newer lock on both nodes", CONVERGE, || {
-            node.client().step(b"mg lock:split v\r\n") == b"VA 1\r\nb\r\n"
-        });
+        wait_for("the newer lock on both nodes", CONVERGE, || node.client().step(b"mg lock:split v\r\n") == expected);
     }
 }
 
