@@ -754,8 +754,9 @@ fn without_the_peer_each_node_grants_alone_and_the_newer_lock_stays() {
         a.stats()["repl_peer_state"] != "up" && b.stats()["repl_peer_state"] != "up"
     });
     let token = |node: &Node, owner: &str| -> u64 {
-        let reply = String::from_utf8(node.client().step(format!("ms lock:split 1 ME T60 c\r\n{owner}\r\n").as_bytes()))
-            .unwrap();
+        let reply =
+            String::from_utf8(node.client().step(format!("ms lock:split 1 ME T60 c\r\n{owner}\r\n").as_bytes()))
+                .unwrap();
         assert!(reply.starts_with("HD c"), "{owner}: {reply:?}");
         reply.trim_end()["HD c".len()..].parse().unwrap()
     };
