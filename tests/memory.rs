@@ -59,6 +59,25 @@ fn a_fill_of_ten_times_the_limit_stays_within_it() {
     assert!(evictions > stored * 8 / 10, "most of a tenfold fill must have been evicted");
 }
 
+/// The hazard, with memcached itself: under memory pressure it evicts live
+/// sessions as readily as anything else.
+#[test]
+fn memcached_evicts_live_sessions_under_pressure() {
+    let memcached = common::Memcached::start(&["-m", "2"]);
+    let mut client = Client::connect(memcached.addr);
+    let value = vec![b's'; 1000];
+    for i in 0..3000 {
+        for key in [format!("cache:{i}"), format!("memc.sess.key.{i}")] {
+            let mut request = format!("set {key} 0 0 {}\r\n", value.len()).into_bytes();
+            request.extend_from_slice(&value);
+            request.extend_from_slice(b"\r\n");
+            assert_eq!(client.step(&request), b"STORED\r\n");
+        }
+    }
+    let lost = (0..3000).filter(|i| client.step(format!("mg memc.sess.key.{i} v\r\n").as_bytes()) == b"EN\r\n").count();
+    assert!(lost > 1000, "memcached kept all but {lost} of 3000 sessions");
+}
+
 /// Live sessions under a protected prefix survive a fill that evicts everything else,
 /// and the session that finds no room is refused with memcached's exact error.
 #[test]
