@@ -811,3 +811,21 @@ fn concurrent_increments_and_cas_on_both_nodes_lose_nothing() {
         assert!(replies.contains(&"EXISTS\r\n".to_string()), "round {round}: {replies:?}");
     }
 }
+
+/// A node started with `--repl-wait-sync` listens for clients only once its peer
+/// has sent it everything: the first client it accepts reads every item.
+#[test]
+fn a_node_waiting_for_its_sync_serves_only_once_it_holds_everything() {
+    let a = Node::start(&[]);
+    let mut client = a.client();
+    let mut batch = Vec::new();
+    for i in 0..5000 {
+        batch.extend_from_slice(format!("set item:{i} 0 0 10 noreply\r\nvalue-{i:04}\r\n").as_bytes());
+    }
+    client.send(&batch);
+    assert_eq!(client.step(b"mn\r\n"), b"MN\r\n");
+    let b = Node::start(&[&a.peer_arg(), "--repl-wait-sync=10"]);
+    // No waiting here: b listened only after the sync.
+    assert_eq!(parse_stats(&b.client().request(b"stats\r\n", b"END\r\n"))["curr_items"], "5000");
+    assert_eq!(b.client().step(b"mg item:4999 v\r\n"), b"VA 10\r\nvalue-4999\r\n");
+}

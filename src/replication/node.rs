@@ -163,6 +163,9 @@ pub struct Progress {
     pub applied: u64,
 }
 
+/// How often a start waiting for its first sync looks again.
+const SYNC_POLL: Duration = Duration::from_millis(5);
+
 /// How far behind the newest refusal an uncollected one is dropped: verdicts are
 /// collected as soon as acknowledged, so only an `add` whose client left leaves one.
 const REFUSED_CLAIMS_KEPT: u64 = 1 << 20;
@@ -214,6 +217,9 @@ pub struct Node {
     /// there are any, so the workers' path pays one atomic load.
     blocked_on_acks: AtomicUsize,
     ack_signal: (Mutex<()>, Condvar),
+    /// This run holds what the peer held when they linked: a full sync from it has
+    /// ended (or this node resumed a run it already had).
+    synced: AtomicBool,
     /// Our claims the peer refused, until their `add`s collect the verdict.
     refused_claims: Mutex<std::collections::BTreeSet<u64>>,
     pub stats: ReplStats,
@@ -247,6 +253,7 @@ impl Node {
             blocked_on_acks: AtomicUsize::new(0),
             ack_signal: (Mutex::new(()), Condvar::new()),
             refused_claims: Mutex::new(std::collections::BTreeSet::new()),
+            synced: AtomicBool::new(false),
             stats,
             epoch: Instant::now(),
             listen_addr: OnceLock::new(),
@@ -393,6 +400,25 @@ impl Node {
         drop(guard);
         self.blocked_on_acks.fetch_sub(1, Ordering::SeqCst);
         done()
+    }
+
+    /// This node holds what its peer held: a sync from it completed.
+    pub fn mark_synced(&self) {
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Waits, at start, until the peer's first sync is complete or `limit` runs out;
+    /// says which.
+    pub fn wait_synced(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        // Start-up only: a short poll costs nothing here.
+        while !self.synced.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(SYNC_POLL);
+        }
+        true
     }
 
     /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or

@@ -222,6 +222,10 @@ impl Session {
                 self.just_ready = true;
                 let held = *node.progress.lock().expect("progress lock");
                 let resume = if held.history == peer.history { held } else { Progress::default() };
+                if resume.history != 0 {
+                    // A run this node already holds: only the rest follows.
+                    node.mark_synced();
+                }
                 self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
                 self.next_ping_ms = now_ms;
                 Ok(())
@@ -289,6 +293,7 @@ impl Session {
                 *node.progress.lock().expect("progress lock") = Progress { history: peer.history, applied };
                 stats.receiving_sync.store(false, Ordering::Relaxed);
                 stats.applied_seq.store(applied, Ordering::Relaxed);
+                node.mark_synced();
                 log::info!(
                     "replication: full sync from node {} complete, {} items",
                     peer.node,

@@ -49,6 +49,9 @@ pub struct ReplicationConfig {
     /// `--repl-tombstone`: seconds a deleted key's version is kept, so that an
     /// older write arriving late (a reconnecting peer's) cannot bring it back.
     pub tombstone_secs: u32,
+    /// `--repl-wait-sync SECS`: at start, serve clients only once the peer has sent
+    /// everything it holds (or after this long, if it cannot be reached). 0: at once.
+    pub wait_sync: Duration,
 }
 
 impl ReplicationConfig {
@@ -79,6 +82,7 @@ impl Default for ReplicationConfig {
             // Ten minutes: longer than a peer may stay away and still resume from
             // a 16 MiB backlog at a few thousand writes a second.
             tombstone_secs: 600,
+            wait_sync: Duration::ZERO,
         }
     }
 }
@@ -260,6 +264,8 @@ stickless, a memcached-compatible session cache
     --repl-sync=<mode>    async, or ack: answer a write once the peer has it
     --repl-cluster=<name> name both peers must share (default: stickless)
     --repl-tombstone=<secs> how long a delete is remembered (default: 600)
+    --repl-wait-sync=<secs> at start, listen for clients only once the peer has
+                          sent what it holds, or after this long (default: 0)
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
@@ -375,6 +381,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
             "repl-cluster" => config.replication.cluster = value("a name")?,
             "repl-tombstone" => config.replication.tombstone_secs = number(&value("seconds")?, "tombstone time")?,
+            "repl-wait-sync" => {
+                let secs: f64 = number(&value("seconds")?, "sync wait")?;
+                if !(0.0..=3600.0).contains(&secs) {
+                    return Err("--repl-wait-sync must be between 0 and 3600 seconds".into());
+                }
+                config.replication.wait_sync = Duration::from_secs_f64(secs);
+            }
             "node-id" => {
                 let id: u16 = number(&value("a number")?, "node id")?;
                 if id > crate::store::version::NODE_MAX {
@@ -576,5 +589,12 @@ mod tests {
         let c = run(&["--protect-prefix", "memc.sess.key.", "--protect-prefix=lock:"]).unwrap();
         assert_eq!(c.protected_prefixes, ["memc.sess.key.", "lock:"]);
         assert!(run(&["--protect-prefix="]).unwrap_err().contains("--protect-prefix"));
+    }
+
+    #[test]
+    fn repl_wait_sync_takes_seconds() {
+        let c = run(&["--peer", "h:1", "--repl-wait-sync", "2.5"]).unwrap();
+        assert_eq!(c.replication.wait_sync, Duration::from_millis(2500));
+        assert!(run(&["--repl-wait-sync=-1"]).is_err());
     }
 }

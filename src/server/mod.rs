@@ -198,6 +198,19 @@ impl Server {
         };
         let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
         let text_auth = load(&config.auth_file)?;
+        let replica = replica(&config, &store)?;
+        // With --repl-wait-sync, a (re)started node catches up with its peer before it
+        // listens, so that a load balancer's check sends it clients only then.
+        let early_link = match &replica {
+            Some(node) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
+                let link = LinkThread::start(Arc::clone(node))?;
+                if !node.wait_synced(config.replication.wait_sync) {
+                    log::warn!("replication: no sync from the peer yet; serving without it");
+                }
+                Some(link)
+            }
+            _ => None,
+        };
         let listeners = listener::bind(&config)?;
         let addrs = listeners.iter().filter_map(stream::Listener::tcp_addr).collect();
         let listener_infos = listeners
@@ -205,7 +218,6 @@ impl Server {
             .map(|l| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
             .collect();
         let registry = registry::ConnRegistry::new(listener_infos, config.threads, store.clock().now_secs());
-        let replica = replica(&config, &store)?;
         let shared = Arc::new(Shared {
             limits: Limits { item_size_max: config.item_size_max, cas_enabled: !config.disable_cas },
             store,
@@ -240,7 +252,10 @@ impl Server {
         let link = match &shared.replica {
             Some(node) => {
                 node.set_ack_wakers(wakers.clone());
-                Some(LinkThread::start(Arc::clone(node))?)
+                match early_link {
+                    Some(link) => Some(link),
+                    None => Some(LinkThread::start(Arc::clone(node))?),
+                }
             }
             None => None,
         };
