@@ -313,3 +313,58 @@ fn node_binding_passes_its_tests() {
     let output = run_host(Command::new("node").args(["--test", "test/"]).current_dir(&dir));
     assert!(output.contains("# fail 0"), "{output}");
 }
+
+/// A session switched back and forth between a Java and a Mono state service, each
+/// embedding a node that replicates with the same daemon: each takes the session up
+/// where the other left it.
+#[test]
+fn a_session_switches_between_a_java_and_a_mono_state_service() {
+    let jna = "/usr/share/java/jna.jar";
+    let classes = build_dir("state-service-java");
+    let mut sources = java_sources(&root().join("bindings/java/src/main"));
+    sources.push(root().join("bindings/java/examples/StateService.java"));
+    run(Command::new("javac")
+        .args(["--release", "17", "-Xlint:all", "-Werror", "-cp", jna, "-d"])
+        .arg(&classes)
+        .args(sources));
+    let mono_dir = build_dir("state-service-mono");
+    let (library, program) = (mono_dir.join("Stickless.dll"), mono_dir.join("StateService.exe"));
+    run(Command::new("mcs")
+        .args(["-warnaserror", "-t:library"])
+        .arg(format!("-out:{}", library.display()))
+        .arg(root().join("bindings/dotnet/Stickless.cs")));
+    run(Command::new("mcs")
+        .arg("-warnaserror")
+        .arg(format!("-r:{}", library.display()))
+        .arg(format!("-out:{}", program.display()))
+        .arg(root().join("bindings/dotnet/examples/StateService.cs")));
+
+    let daemon = Daemon::start(&["--repl-listen", "127.0.0.1:0"]);
+    let peer = daemon.repl_addr.unwrap().to_string();
+    let visit = |java: bool| -> String {
+        let mut command = if java {
+            let mut c = Command::new("java");
+            c.arg("-cp").arg(format!("{}:{jna}", classes.display())).arg("StateService");
+            c
+        } else {
+            let mut c = Command::new("mono");
+            c.arg(&program);
+            c
+        };
+        command
+            .args([peer.as_str(), "basket-42"])
+            .env("LD_LIBRARY_PATH", library_dir())
+            .env("STICKLESS_LIBRARY", library_dir().join("libstickless.so.1"));
+        run(&mut command)
+    };
+    for (turn, java) in [true, false, true, false].into_iter().enumerate() {
+        let expected = format!("{} {}\n", if java { "java" } else { "mono" }, turn + 1);
+        assert_eq!(visit(java), expected);
+    }
+    // The daemon holds the session as the last service left it.
+    let mut client = common::Client::connect(daemon.addr);
+    assert_eq!(
+        client.request(b"get state:basket-42\r\n", b"END\r\n"),
+        b"VALUE state:basket-42 0 7\r\ncount=4\r\nEND\r\n"
+    );
+}
