@@ -46,6 +46,14 @@ namespace Stickless
         public long Ttl { get; internal set; }
     }
 
+    /// <summary>A held lock: its token, milliseconds since it was taken, seconds of lease left.</summary>
+    public sealed class LockInfo
+    {
+        public ulong Token { get; internal set; }
+        public ulong AgeMs { get; internal set; }
+        public long Ttl { get; internal set; }
+    }
+
     /// <summary>The store's counters.</summary>
     public struct Stats
     {
@@ -143,6 +151,14 @@ namespace Stickless
             out ulong outValue);
         [DllImport(Library)]
         internal static extern int stickless_touch(StoreHandle handle, byte[] key, UIntPtr keyLen, uint ttl);
+        [DllImport(Library)]
+        internal static extern int stickless_lock(StoreHandle handle, byte[] key, UIntPtr keyLen, byte[] owner,
+            UIntPtr ownerLen, uint lease, out ulong outToken);
+        [DllImport(Library)]
+        internal static extern int stickless_unlock(StoreHandle handle, byte[] key, UIntPtr keyLen, ulong token);
+        [DllImport(Library)]
+        internal static extern int stickless_lock_info(StoreHandle handle, byte[] key, UIntPtr keyLen,
+            out ulong outToken, out ulong outAgeMs, out long outTtl);
         [DllImport(Library)] internal static extern int stickless_flush(StoreHandle handle, uint delay);
         [DllImport(Library)] internal static extern int stickless_stats(StoreHandle handle, ref StickStats stats);
         [DllImport(Library)]
@@ -399,6 +415,42 @@ namespace Stickless
         {
             byte[] bytes = Utf8(key);
             return Found(NativeMethods.stickless_touch(Handle, bytes, Len(bytes), ttl));
+        }
+
+        /// <summary>
+        /// Takes the lease lock key for lease seconds with owner as its value: its token, or
+        /// null while another holds it. With a peer linked, the two nodes never both grant it.
+        /// </summary>
+        public ulong? Lock(string key, string owner, uint lease)
+        {
+            byte[] k = Utf8(key), o = Utf8(owner);
+            ulong token;
+            int status = NativeMethods.stickless_lock(Handle, k, Len(k), o, Len(o), lease, out token);
+            if (status == NativeMethods.EXISTS) return null;
+            Check(status);
+            return token;
+        }
+
+        /// <summary>Releases the lock key if token still holds it; false if not.</summary>
+        public bool Unlock(string key, ulong token)
+        {
+            byte[] k = Utf8(key);
+            int status = NativeMethods.stickless_unlock(Handle, k, Len(k), token);
+            if (status == NativeMethods.EXISTS || status == NativeMethods.NOT_FOUND) return false;
+            Check(status);
+            return true;
+        }
+
+        /// <summary>The lock key, or null if nobody holds it.</summary>
+        public LockInfo GetLockInfo(string key)
+        {
+            byte[] k = Utf8(key);
+            ulong token, age;
+            long ttl;
+            int status = NativeMethods.stickless_lock_info(Handle, k, Len(k), out token, out age, out ttl);
+            if (status == NativeMethods.NOT_FOUND) return null;
+            Check(status);
+            return new LockInfo { Token = token, AgeMs = age, Ttl = ttl };
         }
 
         /// <summary>Invalidates every item, now or in delay seconds (and on every peer).</summary>

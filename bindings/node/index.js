@@ -69,6 +69,11 @@ const abi = {
   decr: lib.func(
     'int32_t stickless_decr(const Stickless *handle, const void *key, size_t key_len, uint64_t delta, _Out_ uint64_t *out_value)'),
   touch: lib.func('int32_t stickless_touch(const Stickless *handle, const void *key, size_t key_len, uint32_t ttl)'),
+  lock: lib.func('int32_t stickless_lock(const Stickless *handle, const void *key, size_t key_len, ' +
+    'const void *owner, size_t owner_len, uint32_t lease, _Out_ uint64_t *out_token)'),
+  unlock: lib.func('int32_t stickless_unlock(const Stickless *handle, const void *key, size_t key_len, uint64_t token)'),
+  lockInfo: lib.func('int32_t stickless_lock_info(const Stickless *handle, const void *key, size_t key_len, ' +
+    '_Out_ uint64_t *out_token, _Out_ uint64_t *out_age_ms, _Out_ int64_t *out_ttl)'),
   flush: lib.func('int32_t stickless_flush(const Stickless *handle, uint32_t delay)'),
   stats: lib.func('int32_t stickless_stats(const Stickless *handle, _Inout_ StickStats *out)'),
   serve: lib.func('int32_t stickless_serve(const Stickless *handle, const char *args, size_t args_len)'),
@@ -259,6 +264,37 @@ class Store {
   touch(key, ttl) {
     key = bytes(key);
     return found(abi.touch(this.handle, key, key.length, ttl));
+  }
+
+  /**
+   * Takes the lease lock key for lease seconds with owner as its value: its token, or
+   * null while another holds it. With a peer linked, the two nodes never both grant it.
+   */
+  lock(key, owner, lease) {
+    key = bytes(key);
+    owner = bytes(owner);
+    const token = [0];
+    const status = abi.lock(this.handle, key, key.length, owner, owner.length, lease, token);
+    if (status === EXISTS) return null;
+    check(status);
+    return token[0];
+  }
+
+  /** Releases the lock key if token still holds it; false if not. */
+  unlock(key, token) {
+    key = bytes(key);
+    const status = abi.unlock(this.handle, key, key.length, token);
+    if (status === EXISTS || status === NOT_FOUND) return false;
+    check(status);
+    return true;
+  }
+
+  /** { token, ageMs, ttl } of the lock key, or null if nobody holds it. */
+  lockInfo(key) {
+    key = bytes(key);
+    const [token, ageMs, ttl] = [[0], [0], [0]];
+    if (!found(abi.lockInfo(this.handle, key, key.length, token, ageMs, ttl))) return null;
+    return { token: token[0], ageMs: ageMs[0], ttl: ttl[0] };
   }
 
   /** Invalidates every item, now or in delay seconds (and on every peer). */

@@ -167,6 +167,21 @@ public static class StoreTest
             Same(store.Get("text"), null, "flushed");
         }
 
+        // Lease locks: released only with their token.
+        using (var store = Store.Open())
+        {
+            ulong token = store.Lock("lock:s1", "host:1", 30).Value;
+            Same(store.Lock("lock:s1", "host:2", 30), null, "a held lock");
+            LockInfo info = store.GetLockInfo("lock:s1");
+            Same(info.Token, token, "lock token");
+            Check(info.AgeMs < 60000 && info.Ttl > 0 && info.Ttl <= 30, "lock info");
+            Same(store.Unlock("lock:s1", token + 1), false, "unlock with another token");
+            Same(store.Unlock("lock:s1", token), true, "unlock");
+            Same(store.Unlock("lock:s1", token), false, "unlock twice");
+            Same(store.GetLockInfo("lock:s1"), null, "released lock");
+            Same(Thrown(() => store.Lock("lock:s1", "x", 0)), "STICKLESS_INVALID_ARGUMENT", "lock without a lease");
+        }
+
         var closed = Store.Open();
         closed.Dispose();
         closed.Dispose();

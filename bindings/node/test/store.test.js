@@ -144,6 +144,23 @@ test('errors throw with their status and lose nothing', () => {
   assert.throws(() => store.get('k'), /closed/);
 });
 
+test('lease locks are released only by their token', () => {
+  const store = Store.open();
+  const token = store.lock('lock:s1', 'host:1', 30);
+  assert.ok(token);
+  assert.equal(store.lock('lock:s1', 'host:2', 30), null);
+  const info = store.lockInfo('lock:s1');
+  assert.equal(info.token, token);
+  assert.ok(info.ageMs >= 0 && info.ageMs < 60000 && info.ttl > 0 && info.ttl <= 30, JSON.stringify(info, (_, v) => String(v)));
+  assert.equal(store.get('lock:s1').toString(), 'host:1');
+  assert.equal(store.unlock('lock:s1', BigInt(token) + 1n), false);
+  assert.equal(store.unlock('lock:s1', token), true);
+  assert.equal(store.unlock('lock:s1', token), false);
+  assert.equal(store.lockInfo('lock:s1'), null);
+  assert.equal(status(() => store.lock('lock:s1', 'x', 0)), 'STICKLESS_INVALID_ARGUMENT');
+  store.close();
+});
+
 test('a shared store outlives its objects', () => {
   const first = Store.openShared('node-test');
   first.set('kept', 'yes');

@@ -342,6 +342,56 @@ final class Store
         return true;
     }
 
+    /**
+     * Takes the lease lock $key for $lease seconds with $owner as its value: its
+     * token, or null while another holds it. With a peer linked, the two nodes never
+     * both grant it.
+     */
+    public function lock(string $key, string $owner, int $lease): ?int
+    {
+        $ffi = self::ffi();
+        $token = $ffi->new('uint64_t');
+        $status = $ffi->stickless_lock($this->handle(), $key, strlen($key), $owner, strlen($owner), $lease, FFI::addr($token));
+        if ($status === self::EXISTS) {
+            return null;
+        }
+        self::check($status);
+        return $token->cdata;
+    }
+
+    /** Releases the lock $key if $token still holds it; false if not. */
+    public function unlock(string $key, int $token): bool
+    {
+        $status = self::ffi()->stickless_unlock($this->handle(), $key, strlen($key), $token);
+        if ($status === self::EXISTS || $status === self::NOT_FOUND) {
+            return false;
+        }
+        self::check($status);
+        return true;
+    }
+
+    /**
+     * The lock $key: its token, milliseconds since it was taken and seconds of lease
+     * left; null if nobody holds it.
+     *
+     * @return ?array{token: int, age_ms: int, ttl: int}
+     */
+    public function lockInfo(string $key): ?array
+    {
+        $ffi = self::ffi();
+        $token = $ffi->new('uint64_t');
+        $age = $ffi->new('uint64_t');
+        $ttl = $ffi->new('int64_t');
+        $status = $ffi->stickless_lock_info(
+            $this->handle(), $key, strlen($key), FFI::addr($token), FFI::addr($age), FFI::addr($ttl)
+        );
+        if ($status === self::NOT_FOUND) {
+            return null;
+        }
+        self::check($status);
+        return ['token' => $token->cdata, 'age_ms' => $age->cdata, 'ttl' => $ttl->cdata];
+    }
+
     /** Invalidates every item, now or in $delay seconds (and on every peer). */
     public function flush(int $delay = 0): void
     {

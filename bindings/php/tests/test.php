@@ -138,7 +138,20 @@ same(thrown(fn () => $small->set('k', str_repeat('x', 2048))), 'STICKLESS_VALUE_
 $small->close();
 same($store->get('text'), 'abc', 'nothing lost');
 
-// Stats and flush.
+// Lease locks: released only with their token.
+$token = $store->lock('lock:s1', 'host:1', 30);
+check(is_int($token) && $token > 0, 'lock token');
+same($store->lock('lock:s1', 'host:2', 30), null, 'a held lock');
+$info = $store->lockInfo('lock:s1');
+same($info['token'], $token, 'lock info token');
+check($info['age_ms'] >= 0 && $info['age_ms'] < 60000 && $info['ttl'] > 0 && $info['ttl'] <= 30, 'lock info');
+same($store->unlock('lock:s1', $token + 1), false, 'unlock with another token');
+same($store->unlock('lock:s1', $token), true, 'unlock');
+same($store->unlock('lock:s1', $token), false, 'unlock twice');
+same($store->lockInfo('lock:s1'), null, 'released lock');
+same(thrown(fn () => $store->lock('lock:s1', 'x', 0)), 'STICKLESS_INVALID_ARGUMENT', 'lock without a lease');
+
+// Stats and flush.// Stats and flush.
 $stats = $store->stats();
 same($stats['limit_maxbytes'], 16 << 20, 'limit_maxbytes');
 same($stats['curr_items'], 7, 'curr_items');

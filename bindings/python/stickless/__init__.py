@@ -18,7 +18,7 @@ from collections import namedtuple
 
 from cffi import FFI
 
-__all__ = ["Store", "StickError", "Item", "ABI_VERSION"]
+__all__ = ["Store", "StickError", "Item", "LockInfo", "ABI_VERSION"]
 
 # The ABI this module was written against (stickless_abi_version()).
 ABI_VERSION = 1
@@ -42,6 +42,8 @@ _BUFFER_TOO_SMALL = _lib.STICKLESS_BUFFER_TOO_SMALL
 _FIRST_BUFFER = 4096
 
 Item = namedtuple("Item", "value flags cas ttl")
+LockInfo = namedtuple("LockInfo", "token age_ms ttl")
+LockInfo.__doc__ = "A held lock: its token, milliseconds since it was taken, and seconds of lease left."
 Item.__doc__ = "A value with its flags, CAS unique and seconds to live (None: never expires)."
 
 
@@ -235,6 +237,38 @@ class Store:
             return False
         _check(status)
         return True
+
+    def lock(self, key, owner, lease):
+        """Takes the lease lock ``key`` for ``lease`` seconds with ``owner`` as its
+        value: its token, or None while another holds it. With a peer linked, the two
+        nodes never both grant it."""
+        key, owner = _bytes(key), _bytes(owner)
+        token = _ffi.new("uint64_t *")
+        status = _lib.stickless_lock(self.handle, key, len(key), owner, len(owner), lease, token)
+        if status == _EXISTS:
+            return None
+        _check(status)
+        return token[0]
+
+    def unlock(self, key, token):
+        """Releases the lock ``key`` if ``token`` still holds it; False if it does not
+        (the lease ran out, and it is gone or another's)."""
+        key = _bytes(key)
+        status = _lib.stickless_unlock(self.handle, key, len(key), token)
+        if status in (_EXISTS, _NOT_FOUND):
+            return False
+        _check(status)
+        return True
+
+    def lock_info(self, key):
+        """The :class:`LockInfo` of the lock ``key``, or None if nobody holds it."""
+        key = _bytes(key)
+        token, age, ttl = _ffi.new("uint64_t *"), _ffi.new("uint64_t *"), _ffi.new("int64_t *")
+        status = _lib.stickless_lock_info(self.handle, key, len(key), token, age, ttl)
+        if status == _NOT_FOUND:
+            return None
+        _check(status)
+        return LockInfo(token[0], age[0], ttl[0])
 
     def flush(self, delay=0):
         """Invalidates every item, now or in ``delay`` seconds (and on every peer)."""

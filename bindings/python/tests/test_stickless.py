@@ -144,6 +144,22 @@ class StoreTest(unittest.TestCase):
         # Nothing was lost on the way.
         self.assertEqual(self.store.get(b"text"), b"abc")
 
+    def test_lease_locks_are_released_only_by_their_token(self):
+        token = self.store.lock(b"lock:s1", b"host:1", 30)
+        self.assertIsNotNone(token)
+        self.assertIsNone(self.store.lock(b"lock:s1", b"host:2", 30))
+        info = self.store.lock_info(b"lock:s1")
+        self.assertEqual(info.token, token)
+        self.assertTrue(0 <= info.age_ms < 60000 and 0 < info.ttl <= 30, info)
+        self.assertEqual(self.store.get(b"lock:s1"), b"host:1")
+        self.assertFalse(self.store.unlock(b"lock:s1", token + 1))
+        self.assertTrue(self.store.unlock(b"lock:s1", token))
+        self.assertFalse(self.store.unlock(b"lock:s1", token))
+        self.assertIsNone(self.store.lock_info(b"lock:s1"))
+        with self.assertRaises(StickError) as raised:
+            self.store.lock(b"lock:s1", b"x", 0)
+        self.assertEqual(raised.exception.name, "STICKLESS_INVALID_ARGUMENT")
+
     def test_flush_and_stats(self):
         for i in range(10):
             self.store.set(b"k%d" % i, b"v")

@@ -105,6 +105,14 @@ final class Native {
 
     static native int stickless_touch(Pointer handle, byte[] key, long keyLen, int ttl);
 
+    static native int stickless_lock(Pointer handle, byte[] key, long keyLen, byte[] owner, long ownerLen, int lease,
+        long[] outToken);
+
+    static native int stickless_unlock(Pointer handle, byte[] key, long keyLen, long token);
+
+    static native int stickless_lock_info(Pointer handle, byte[] key, long keyLen, long[] outToken, long[] outAgeMs,
+        long[] outTtl);
+
     static native int stickless_flush(Pointer handle, int delay);
 
     static native int stickless_stats(Pointer handle, StickStats out);

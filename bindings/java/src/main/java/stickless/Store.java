@@ -66,6 +66,9 @@ public final class Store implements AutoCloseable {
     public record Stats(long currItems, long totalItems, long bytes, long limitMaxbytes, long evictions,
         long reclaimed) {}
 
+    /** A held lock: its token, milliseconds since it was taken, seconds of lease left. */
+    public record LockInfo(long token, long ageMs, long ttl) {}
+
     /** What {@link #cas} did. */
     public enum CasResult { STORED, EXISTS, NOT_FOUND }
 
@@ -310,6 +313,48 @@ public final class Store implements AutoCloseable {
     public boolean touch(String key, int ttl) {
         byte[] bytes = utf8(key);
         return found(Native.stickless_touch(handle(), bytes, bytes.length, ttl));
+    }
+
+    /**
+     * Takes the lease lock {@code key} for {@code lease} seconds with {@code owner} as
+     * its value: its token, or empty while another holds it. With a peer linked, the
+     * two nodes never both grant it.
+     */
+    public OptionalLong lock(String key, String owner, int lease) {
+        byte[] k = utf8(key);
+        byte[] o = utf8(owner);
+        long[] token = new long[1];
+        int status = Native.stickless_lock(handle(), k, k.length, o, o.length, lease, token);
+        if (status == Native.EXISTS) {
+            return OptionalLong.empty();
+        }
+        check(status);
+        return OptionalLong.of(token[0]);
+    }
+
+    /** Releases the lock {@code key} if {@code token} still holds it; false if not. */
+    public boolean unlock(String key, long token) {
+        byte[] k = utf8(key);
+        int status = Native.stickless_unlock(handle(), k, k.length, token);
+        if (status == Native.EXISTS || status == Native.NOT_FOUND) {
+            return false;
+        }
+        check(status);
+        return true;
+    }
+
+    /** The lock {@code key}, or null if nobody holds it. */
+    public LockInfo lockInfo(String key) {
+        byte[] k = utf8(key);
+        long[] token = new long[1];
+        long[] age = new long[1];
+        long[] ttl = new long[1];
+        int status = Native.stickless_lock_info(handle(), k, k.length, token, age, ttl);
+        if (status == Native.NOT_FOUND) {
+            return null;
+        }
+        check(status);
+        return new LockInfo(token[0], age[0], ttl[0]);
     }
 
     /** Invalidates every item, now or in {@code delay} seconds (and on every peer). */

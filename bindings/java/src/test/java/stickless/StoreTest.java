@@ -194,6 +194,21 @@ public final class StoreTest {
             same(store.stats().currItems(), 16_000L, "items from the threads");
         }
 
+        // Lease locks: released only with their token.
+        try (Store store = Store.open()) {
+            long token = store.lock("lock:s1", "host:1", 30).getAsLong();
+            same(store.lock("lock:s1", "host:2", 30), OptionalLong.empty(), "a held lock");
+            Store.LockInfo info = store.lockInfo("lock:s1");
+            same(info.token(), token, "lock token");
+            check(info.ageMs() >= 0 && info.ageMs() < 60000 && info.ttl() > 0 && info.ttl() <= 30, "lock " + info);
+            same(store.getString("lock:s1"), "host:1", "lock owner");
+            same(store.unlock("lock:s1", token + 1), false, "unlock with another token");
+            same(store.unlock("lock:s1", token), true, "unlock");
+            same(store.unlock("lock:s1", token), false, "unlock twice");
+            same(store.lockInfo("lock:s1"), null, "released lock");
+            same(thrown(() -> store.lock("lock:s1", "x", 0)), "STICKLESS_INVALID_ARGUMENT", "lock without a lease");
+        }
+
         Store closed = Store.open();
         closed.close();
         closed.close();
