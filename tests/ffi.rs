@@ -206,3 +206,33 @@ fn a_lock_through_the_abi_and_one_on_the_daemon_never_both_win() {
     // Both sides won some rounds: the race ran both ways.
     assert!(abi_wins > 0 && abi_wins < 100, "the ABI won {abi_wins} of 100 rounds");
 }
+
+#[test]
+fn serving_with_protect_prefix_keeps_an_embedded_stores_sessions_from_eviction() {
+    let mut raw = std::ptr::null_mut();
+    let options = StickOptions {
+        struct_size: std::mem::size_of::<StickOptions>() as u32,
+        memory_limit: 2 << 20,
+        ..StickOptions::default()
+    };
+    // SAFETY: valid options and out-pointer.
+    assert_eq!(unsafe { stickless_open(&options, &mut raw) }, 0);
+    let store = Handle(raw);
+    store.serve("-l 127.0.0.1 -p 0 --protect-prefix sess:");
+    let value = [b'v'; 1000];
+    let mut sessions = 0;
+    loop {
+        let _ = store.set(format!("cache:{sessions}").as_bytes(), &value);
+        let status = store.set(format!("sess:{sessions}").as_bytes(), &value);
+        if status != 0 {
+            assert_eq!(status, StickStatus::STICKLESS_OUT_OF_MEMORY as i32);
+            break;
+        }
+        sessions += 1;
+        assert!(sessions < 10_000, "2 MB never filled");
+    }
+    assert!(sessions > 1000, "{sessions}");
+    for i in 0..sessions {
+        assert_eq!(store.get(format!("sess:{i}").as_bytes()), Ok(value.to_vec()), "sess:{i} was evicted");
+    }
+}

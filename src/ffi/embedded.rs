@@ -310,6 +310,11 @@ impl Embedded {
         if server.is_some() {
             return STICKLESS_ALREADY_SERVING;
         }
+        // `--protect-prefix` is the one store setting taken from here (sessions kept
+        // from eviction), the first time any is named.
+        if !self.store.protect_prefixes(config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect()) {
+            return STICKLESS_BAD_CONFIG;
+        }
         match Server::start_with_store(config, Arc::clone(&self.store)) {
             Ok(started) => {
                 if let Some(node) = &started.shared().replica {

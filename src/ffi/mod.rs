@@ -917,8 +917,9 @@ pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut Sti
 /// Serves the store to other processes and replicates it, as the daemon would with
 /// the same command-line arguments (`args`: `args_len` bytes, separated by spaces),
 /// e.g. `"-l 127.0.0.1 -p 0 --peer 10.0.0.2:11212"`. `-m`, `-I`, `-M`, `-C` and
-/// `--node-id` are the store's own and are ignored here. Why a flag was refused is
-/// logged (see `stickless_log_to_stderr`). Stops when the last handle is closed.
+/// `--node-id` are the store's own and are ignored here; `--protect-prefix` applies
+/// to the store (sessions kept from eviction). Why a flag was refused is logged (see
+/// `stickless_log_to_stderr`). Stops when the last handle is closed.
 ///
 /// With `--repl-sync ack`, every write through this handle (set and the other
 /// stores, delete, incr, decr, touch, flush) returns only once the peer has applied

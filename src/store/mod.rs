@@ -346,8 +346,10 @@ pub struct Store {
     change_observer: std::sync::OnceLock<ChangeObserver>,
     /// How long a deleted key's version is kept while replicating.
     tombstone_secs: AtomicU32,
-    /// Key prefixes exempt from eviction ([`StoreConfig::protected_prefixes`]).
-    protected_prefixes: Box<[Box<[u8]>]>,
+    /// Key prefixes exempt from eviction ([`StoreConfig::protected_prefixes`]), or
+    /// given later, once, by [`Store::protect_prefixes`] (an embedded store served
+    /// with `--protect-prefix`).
+    protected_prefixes: std::sync::OnceLock<Box<[Box<[u8]>]>>,
 }
 
 impl Store {
@@ -370,13 +372,26 @@ impl Store {
             eviction_observer: std::sync::OnceLock::new(),
             change_observer: std::sync::OnceLock::new(),
             tombstone_secs: AtomicU32::new(0),
-            protected_prefixes: config.protected_prefixes.into_boxed_slice(),
+            protected_prefixes: if config.protected_prefixes.is_empty() {
+                std::sync::OnceLock::new()
+            } else {
+                std::sync::OnceLock::from(config.protected_prefixes.into_boxed_slice())
+            },
         }
     }
 
     /// Whether `key` is exempt from eviction.
     pub fn is_protected(&self, key: &[u8]) -> bool {
-        self.protected_prefixes.iter().any(|prefix| key.starts_with(prefix))
+        self.protected_prefixes.get().is_some_and(|prefixes| prefixes.iter().any(|prefix| key.starts_with(prefix)))
+    }
+
+    /// Sets the prefixes exempt from eviction, unless some already are: false then.
+    pub fn protect_prefixes(&self, prefixes: Vec<Box<[u8]>>) -> bool {
+        prefixes.is_empty() || self.protected_prefixes.set(prefixes.into_boxed_slice()).is_ok()
+    }
+
+    fn protects_any(&self) -> bool {
+        self.protected_prefixes.get().is_some()
     }
 
     /// Installs the one eviction observer; false if one is already installed.
@@ -673,7 +688,7 @@ impl Store {
         while self.used.load(Ordering::Relaxed) + bytes > limit {
             let freed = self.evict_from(shard, self.evict);
             if freed == 0 {
-                if barren == 0 && !self.protected_prefixes.is_empty() {
+                if barren == 0 && self.protects_any() {
                     let buckets = self.lock(shard).table.num_buckets();
                     barren_limit = self.shards.len() * (2 * buckets).div_ceil(CLOCK_MAX_STEPS).max(1);
                 }
@@ -714,7 +729,7 @@ impl Store {
                     if !evict_live {
                         continue;
                     }
-                    if !self.protected_prefixes.is_empty() && self.is_protected(item.key()) {
+                    if self.protects_any() && self.is_protected(item.key()) {
                         shard.counters.evictions_skipped_protected += 1;
                         continue;
                     }
