@@ -4,6 +4,10 @@
 //! on one loopback connection (pipeline 1) to the stickless daemon and to Debian's
 //! memcached, each pinned to CPU 1 with the client on CPU 0.
 //!
+//! A last table times, over loopback at pipeline 1, the commands a peer makes wait
+//! (claims: `incr`, `add`) against one that does not (`set`), on stickless alone and
+//! on a stickless with a peer attached.
+//!
 //! `cargo bench --bench embedded [-- --runs N]`: every figure is the median over the
 //! runs. Run without `--bench` (as `cargo test --all-targets` does) it makes one short
 //! run of every row and fails on any wrong reply.
@@ -13,6 +17,8 @@
 mod server;
 
 use server::{CpuTime, Kind, Server, pin_current};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,6 +164,64 @@ impl Hosts {
     }
 }
 
+/// Mean microseconds of one request/reply round trip of each command on `server`,
+/// `ops` times (one connection, pipeline 1); every reply is checked.
+fn claim_round_trips(server: &Server, ops: usize) -> [f64; 3] {
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut reply = [0u8; 256];
+    let mut exchange = |request: &[u8], expect: &dyn Fn(&[u8]) -> bool| {
+        stream.write_all(request).expect("write");
+        let mut used = 0;
+        while !reply[..used].ends_with(b"\r\n") {
+            let n = stream.read(&mut reply[used..]).expect("read");
+            assert!(n > 0, "the server closed the connection");
+            used += n;
+        }
+        assert!(expect(&reply[..used]), "unexpected reply {:?}", String::from_utf8_lossy(&reply[..used]));
+    };
+    exchange(b"set claim:counter 0 0 1\r\n0\r\n", &|r| r == b"STORED\r\n");
+    let time = |exchange: &mut dyn FnMut(usize)| {
+        let start = std::time::Instant::now();
+        for i in 0..ops {
+            exchange(i);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / ops as f64
+    };
+    let incr = time(&mut |_| exchange(b"incr claim:counter 1\r\n", &|r| r[0].is_ascii_digit()));
+    let run = std::process::id();
+    let add =
+        time(&mut |i| exchange(format!("add claim:{run}:{i} 0 0 1\r\n1\r\n").as_bytes(), &|r| r == b"STORED\r\n"));
+    let set =
+        time(&mut |i| exchange(format!("set claim:{run}:{i} 0 0 1\r\n2\r\n").as_bytes(), &|r| r == b"STORED\r\n"));
+    [incr, add, set]
+}
+
+/// The claims table: each command's round trip on stickless alone and with a peer.
+fn claims_table(sizes: &Sizes, pin: bool, alone: &Server) -> String {
+    let cpus = pin.then(|| vec![1]);
+    let paired = Server::start(Kind::Paired { ack: false }, 1, 1024, cpus).expect("start a pair");
+    if pin {
+        pin_current(&[0]).expect("pin the client");
+    }
+    let ops = sizes.wire_ops / 4;
+    let mut runs: [Vec<[f64; 3]>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..sizes.runs {
+        runs[0].push(claim_round_trips(alone, ops));
+        runs[1].push(claim_round_trips(&paired, ops));
+    }
+    let mut table = format!(
+        "\nClaims over loopback, pipeline 1, {ops} of each, {} runs, medians\n\
+         | command | alone µs/op | with a peer (async) µs/op |\n|---|---:|---:|\n",
+        sizes.runs
+    );
+    for (column, name) in ["incr (a claim)", "add (a claim)", "set (not a claim)"].iter().enumerate() {
+        let pick = |node: usize| median(runs[node].iter().map(|r| r[column]).collect());
+        table += &format!("| {name} | {:.1} | {:.1} |\n", pick(0), pick(1));
+    }
+    table
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
@@ -204,6 +268,7 @@ fn main() {
         Box::new(move |host| hosts.wire(host, memcached, sizes.keys, sizes.wire_ops, pin)),
     ));
 
+    let claims = claims_table(&sizes, pin, stickless);
     for host in [Host::C, Host::Java] {
         let mut results: Vec<Vec<Figures>> = vec![Vec::new(); rows.len()];
         for _ in 0..sizes.runs {
@@ -231,4 +296,5 @@ fn main() {
             );
         }
     }
+    println!("{claims}");
 }

@@ -179,7 +179,9 @@ impl Runner {
             // aside): otherwise every ack from the peer would wake a send of the few
             // changes made since, and the two would ping-pong at the round-trip rate.
             let is_async = self.node.settings.mode == SyncMode::Async;
-            let throttled = is_async && !self.busy && Instant::now() < self.next_send;
+            // A claim (or a refusal of the peer's) goes at once: a client waits on it.
+            let urgent = self.node.take_urgent();
+            let throttled = is_async && !self.busy && !urgent && Instant::now() < self.next_send;
             let mut more = false;
             for key in keys {
                 more |= self.pump(key, !throttled);

@@ -208,6 +208,9 @@ pub struct Node {
     /// wake-up (a system call and a context switch on a shared core).
     link_waker: OnceLock<Arc<mio::Waker>>,
     link_sleeping: AtomicBool,
+    /// A claim was recorded, or one of the peer's refused: a client waits on the
+    /// round trip, so the link sends at once rather than on its batch timer.
+    urgent: AtomicBool,
     /// Wakes the workers whose clients wait for acknowledgements, each only while
     /// its flag in `awaiting_acks` says it holds replies.
     ack_wakers: OnceLock<Vec<Arc<mio::Waker>>>,
@@ -248,6 +251,7 @@ impl Node {
             acking: AtomicBool::new(false),
             link_waker: OnceLock::new(),
             link_sleeping: AtomicBool::new(true),
+            urgent: AtomicBool::new(false),
             ack_wakers: OnceLock::new(),
             awaiting_acks: OnceLock::new(),
             blocked_on_acks: AtomicUsize::new(0),
@@ -285,6 +289,7 @@ impl Node {
         LAST_RECORDED.with(|last| last.set(seq));
         if claim {
             LAST_CLAIMED.with(|last| last.set(seq));
+            self.urgent.store(true, Ordering::Release);
         }
         let deferred = LINK_WAKE_PENDING.with(|pending| pending.get().map(|_| pending.set(Some(true))).is_some());
         if !deferred {
@@ -311,12 +316,23 @@ impl Node {
     }
 
     fn wake_link(&self) {
-        if self.link_sleeping.load(Ordering::Acquire)
-            && self.link_sleeping.swap(false, Ordering::AcqRel)
+        // A claim wakes the link even while it batches: its client waits.
+        let asleep = self.link_sleeping.load(Ordering::Acquire) && self.link_sleeping.swap(false, Ordering::AcqRel);
+        if (asleep || self.urgent.load(Ordering::Acquire))
             && let Some(waker) = self.link_waker.get()
         {
             let _ = waker.wake();
         }
+    }
+
+    /// Marks the link's next turn urgent (a refusal to send: a client waits on it).
+    pub fn make_urgent(&self) {
+        self.urgent.store(true, Ordering::Release);
+    }
+
+    /// Whether a claim or refusal waits to be sent; clears the mark.
+    pub fn take_urgent(&self) -> bool {
+        self.urgent.load(Ordering::Acquire) && self.urgent.swap(false, Ordering::AcqRel)
     }
 
     pub fn set_link_waker(&self, waker: Arc<mio::Waker>) {

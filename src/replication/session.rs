@@ -255,6 +255,7 @@ impl Session {
                     stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     stats.claims_refused.fetch_add(1, Ordering::Relaxed);
                     self.refusals.push_back((seq, key.into(), node.last_seq()));
+                    node.make_urgent();
                 } else {
                     stats.changes_applied.fetch_add(1, Ordering::Relaxed);
                 }
