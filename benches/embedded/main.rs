@@ -178,7 +178,12 @@ fn claim_round_trips(server: &Server, ops: usize) -> [f64; 3] {
             assert!(n > 0, "the server closed the connection");
             used += n;
         }
-        assert!(expect(&reply[..used]), "unexpected reply {:?}", String::from_utf8_lossy(&reply[..used]));
+        assert!(
+            expect(&reply[..used]),
+            "{:?} answered {:?}",
+            String::from_utf8_lossy(request),
+            String::from_utf8_lossy(&reply[..used])
+        );
     };
     exchange(b"set claim:counter 0 0 1\r\n0\r\n", &|r| r == b"STORED\r\n");
     let time = |exchange: &mut dyn FnMut(usize)| {
@@ -189,7 +194,9 @@ fn claim_round_trips(server: &Server, ops: usize) -> [f64; 3] {
         start.elapsed().as_secs_f64() * 1e6 / ops as f64
     };
     let incr = time(&mut |_| exchange(b"incr claim:counter 1\r\n", &|r| r[0].is_ascii_digit()));
-    let run = std::process::id();
+    // Fresh keys on every call, so that each add creates its key.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let add =
         time(&mut |i| exchange(format!("add claim:{run}:{i} 0 0 1\r\n1\r\n").as_bytes(), &|r| r == b"STORED\r\n"));
     let set =
@@ -268,7 +275,9 @@ fn main() {
         Box::new(move |host| hosts.wire(host, memcached, sizes.keys, sizes.wire_ops, pin)),
     ));
 
-    let claims = claims_table(&sizes, pin, stickless);
+    // On a thread of its own: it pins itself to CPU 0, and the hosts started later
+    // must inherit this thread's affinity (both CPUs), not that one.
+    let claims = std::thread::scope(|scope| scope.spawn(|| claims_table(&sizes, pin, stickless)).join().unwrap());
     for host in [Host::C, Host::Java] {
         let mut results: Vec<Vec<Figures>> = vec![Vec::new(); rows.len()];
         for _ in 0..sizes.runs {
