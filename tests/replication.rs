@@ -231,7 +231,12 @@ fn every_protocol_path_replicates_both_ways() {
         // Touched TTLs travel too: both nodes report the same remaining time.
         let ttl = |node: &Node| node.client().step(b"mg t:touch t\r\nmg m:gat t\r\n");
         wait_for("touched TTLs to match", CONVERGE, || ttl(writer) == ttl(reader));
-        assert_eq!(ttl(reader), b"HD t1000\r\nHD t500\r\n", "{}", show(&ttl(reader)));
+        // A second may tick between the touch and the read.
+        let left = String::from_utf8(ttl(reader)).unwrap();
+        assert!(
+            ["HD t1000\r\nHD t500\r\n", "HD t999\r\nHD t500\r\n", "HD t999\r\nHD t499\r\n"].contains(&left.as_str()),
+            "{left:?}"
+        );
         // flush_all empties both.
         assert_eq!(c.step(b"flush_all\r\n"), b"OK\r\n");
         wait_for("the flush to cross", CONVERGE, || gets(reader, &["t:set".into(), "b:set".into()]) == b"END\r\n");
