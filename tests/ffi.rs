@@ -180,17 +180,23 @@ fn a_lock_through_the_abi_and_one_on_the_daemon_never_both_win() {
     let mut abi_wins = 0;
     for round in 0..100 {
         let key = format!("lock:{round}");
-        // Even rounds: the daemon's client first, then the host. Odd rounds race:
-        // the client's request is on its way when the host asks (the later of two
-        // racing adds has the newer version, and wins).
+        // In turn: the host first, the daemon's client first, and a race (the
+        // client's request on its way when the host asks).
         let request = format!("ms {key} 4 ME T30 c\r\nwire\r\n");
-        let (abi, wire) = if round % 2 == 0 {
-            let wire = client.request(request.as_bytes(), b"\r\n");
-            (embedded.lock(key.as_bytes(), b"abi", 30), wire)
-        } else {
-            client.send(request.as_bytes());
-            let abi = embedded.lock(key.as_bytes(), b"abi", 30);
-            (abi, client.request(b"", b"\r\n"))
+        let (abi, wire) = match round % 3 {
+            0 => {
+                let abi = embedded.lock(key.as_bytes(), b"abi", 30);
+                (abi, client.request(request.as_bytes(), b"\r\n"))
+            }
+            1 => {
+                let wire = client.request(request.as_bytes(), b"\r\n");
+                (embedded.lock(key.as_bytes(), b"abi", 30), wire)
+            }
+            _ => {
+                client.send(request.as_bytes());
+                let abi = embedded.lock(key.as_bytes(), b"abi", 30);
+                (abi, client.request(b"", b"\r\n"))
+            }
         };
         let wire_won = wire.starts_with(b"HD c");
         let abi_won = abi.0 == StickStatus::STICKLESS_OK as i32;
@@ -198,13 +204,17 @@ fn a_lock_through_the_abi_and_one_on_the_daemon_never_both_win() {
         assert!(abi_won || abi.0 == StickStatus::STICKLESS_EXISTS as i32, "{abi:?}");
         abi_wins += usize::from(abi_won);
         // Both nodes settle on the winner's lock.
-        let expected: &[u8] = if abi_won { b"VA 3\r\nabi\r\n" } else { b"VA 4\r\nwire\r\n" };
+        let expected: &[u8] = if abi_won { b"VA 3\r\nabi\r\nEN\r\n" } else { b"VA 4\r\nwire\r\nEN\r\n" };
         wait_for("the winner on the daemon", || {
-            client.request(format!("mg {key} v\r\n").as_bytes(), b"\r\n") == expected
+            client.request(format!("mg {key} v\r\nmg {key}:none v\r\n").as_bytes(), b"EN\r\n") == expected
         });
+        if round % 3 == 0 {
+            assert!(abi_won, "round {round}: the host asked first");
+        } else if round % 3 == 1 {
+            assert!(!abi_won, "round {round}: the client asked first");
+        }
     }
-    // Both sides won some rounds: the race ran both ways.
-    assert!(abi_wins > 0 && abi_wins < 100, "the ABI won {abi_wins} of 100 rounds");
+    assert!(abi_wins >= 34, "the ABI won {abi_wins} of 100 rounds");
 }
 
 #[test]
