@@ -471,6 +471,7 @@ impl Node {
 
     /// The peer has applied our changes up to `applied`.
     pub fn peer_applied(&self, applied: u64) {
+        self.store.peer_applied(applied);
         if self.acked.fetch_max(applied, Ordering::SeqCst) < applied {
             self.wake_ack_waiters();
         }
@@ -566,6 +567,8 @@ impl Node {
         line("repl_links", s.links.load(Ordering::Relaxed).to_string());
         line("repl_refused", s.refused.load(Ordering::Relaxed).to_string());
         line("repl_tombstones", self.store.tombstones().to_string());
+        line("repl_tombstone_bytes", self.store.tombstone_bytes().to_string());
+        line("repl_tombstones_shed", self.store.tombstones_shed().to_string());
     }
 }
 

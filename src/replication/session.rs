@@ -415,7 +415,7 @@ impl Session {
             })?;
             match self.sending {
                 Sending::Full { cursor, upto } => {
-                    let cursor = self.send_slice(node, cursor);
+                    let cursor = self.send_slice(node, cursor, upto);
                     if cursor.done {
                         self.emit(&Frame::SyncEnd { seq: upto });
                         self.sending = Sending::Live;
@@ -513,7 +513,7 @@ impl Session {
                         Pending::Claim(_, version) => Some(version),
                         _ => None,
                     };
-                    let sent = node.store.key_state(key, |change| {
+                    let sent = node.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
                         // the add made. A state from the peer that replaced it since
                         // was a concurrent write there that won: the add lost.
@@ -552,11 +552,11 @@ impl Session {
         Ok(visited)
     }
 
-    fn send_slice(&mut self, node: &Node, cursor: SyncCursor) -> SyncCursor {
+    fn send_slice(&mut self, node: &Node, cursor: SyncCursor, upto: u64) -> SyncCursor {
         let before = self.out.len();
         let mut items = 0;
         let out = &mut self.out;
-        let cursor = node.store.sync_slice(cursor, SYNC_SLICE_BUCKETS, |change| {
+        let cursor = node.store.sync_slice(cursor, upto, SYNC_SLICE_BUCKETS, |change| {
             encode_change(out, 0, &change, false);
             items += 1;
         });

@@ -17,6 +17,7 @@ mod clock;
 pub mod expiry;
 mod item;
 mod replica;
+mod tombstone;
 pub mod version;
 
 pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, SyncCursor};
@@ -70,6 +71,11 @@ pub const DEFAULT_SHARDS: usize = 64;
 
 /// How many buckets the CLOCK hand may look at in one call before giving up the lock.
 const CLOCK_MAX_STEPS: usize = 1024;
+
+/// Tombstones may take up to 1/TOMBSTONE_SHARE of `-m`; beyond it they are shed
+/// before live items are evicted. Half leaves a node cut off from its peer room
+/// for as many deletes as it holds sessions of about its keys' size.
+const TOMBSTONE_SHARE: usize = 2;
 
 /// What a lookup found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +275,8 @@ struct Shard {
     clock_hand: usize,
     sweep_cursor: usize,
     counters: ShardCounters,
-    /// Deleted keys' versions, kept only while replicating ([`replica`]).
-    tombstones: std::collections::HashMap<Box<[u8]>, replica::Tombstone>,
+    /// Deleted keys' versions, kept only while replicating ([`tombstone`]).
+    tombstones: tombstone::Tombstones,
 }
 
 /// Why an item is no longer visible.
@@ -346,6 +352,13 @@ pub struct Store {
     change_observer: std::sync::OnceLock<ChangeObserver>,
     /// How long a deleted key's version is kept while replicating.
     tombstone_secs: AtomicU32,
+    /// The highest of this node's change numbers the peer has applied: tombstones
+    /// sent up to it are forgotten.
+    peer_applied: AtomicU64,
+    /// Bytes of every shard's tombstones (part of `used`).
+    tombstone_bytes: AtomicUsize,
+    /// Deletes forgotten under memory pressure before the peer acknowledged them.
+    tombstones_shed: AtomicU64,
     /// Key prefixes exempt from eviction ([`StoreConfig::protected_prefixes`]), or
     /// given later, once, by [`Store::protect_prefixes`] (an embedded store served
     /// with `--protect-prefix`).
@@ -372,6 +385,9 @@ impl Store {
             eviction_observer: std::sync::OnceLock::new(),
             change_observer: std::sync::OnceLock::new(),
             tombstone_secs: AtomicU32::new(0),
+            peer_applied: AtomicU64::new(0),
+            tombstone_bytes: AtomicUsize::new(0),
+            tombstones_shed: AtomicU64::new(0),
             protected_prefixes: if config.protected_prefixes.is_empty() {
                 std::sync::OnceLock::new()
             } else {
@@ -429,7 +445,9 @@ impl Store {
                 let freed = guard.counters.item_bytes;
                 guard.table.clear();
                 guard.counters.item_bytes = 0;
-                self.used.fetch_sub(freed, Ordering::Relaxed);
+                let buried = guard.tombstones.clear();
+                self.tombstone_bytes.fetch_sub(buried, Ordering::Relaxed);
+                self.used.fetch_sub(freed + buried, Ordering::Relaxed);
                 self.shards[index].clear_poison();
                 log::error!("store shard {index} was poisoned by a panic and has been emptied");
                 guard
@@ -494,11 +512,13 @@ impl Store {
             return 0;
         };
         let (item, _) = entry.remove();
-        if why == Liveness::Expired && self.replicated() {
-            // The peer may still hold an older, longer-lived state of the key: the
-            // expired item's version keeps that from winning when it arrives, and
-            // goes to the peer if this expiry is what there is to send.
-            self.bury(shard, item.key(), item.cas(), self.clock.now_secs());
+        if why == Liveness::Expired && self.replicated() && version::node_of(item.cas()) == self.node_id() {
+            // The peer may have been cut off when this node wrote the item and still
+            // hold an older, longer-lived state: the expired item's version keeps that
+            // from winning when it arrives, and goes to the peer if this expiry is what
+            // there is to send. (A version the peer made, the peer holds and expires.)
+            let now = self.clock.now_secs();
+            self.bury(shard, item.key(), item.cas(), now, tombstone::Burial::Expiry);
         }
         let charge = item.charge();
         if why != Liveness::Live {
@@ -602,35 +622,57 @@ impl Store {
     }
 
     /// A meta delete (`md`), with memcached's `process_mdelete_command` semantics.
+    ///
+    /// While replicating, a delete of a key this node does not hold is still a
+    /// write: it answers not found, as memcached does, but leaves a tombstone that
+    /// goes to the peer, so that a key only the peer held (written while the two
+    /// were cut off, or before this node restarted) is deleted there too, and its
+    /// older state cannot come back here.
     pub fn delete_for_meta(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
-        let outcome = self.delete_for_meta_locally(req);
-        if matches!(outcome, DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) {
+        let (outcome, wrote) = self.delete_for_meta_locally(req);
+        if wrote {
             self.note(Change::Key(req.key));
+            if outcome == DeleteOutcome::NotFound {
+                // A tombstone table that just grew may have pushed usage over the limit.
+                self.reserve(self.shard_index(self.hash(req.key)), 0);
+            }
         }
         outcome
     }
 
-    fn delete_for_meta_locally(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
+    /// The outcome, and whether it changed the key's replicated state.
+    fn delete_for_meta_locally(&self, req: &DeleteRequest<'_>) -> (DeleteOutcome, bool) {
         let key = req.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         if req.empty_value.is_some() && !self.reserve(index, Item::charge_for(key.len(), 0, u32::MAX)) {
-            return DeleteOutcome::NoMemory;
+            return (DeleteOutcome::NoMemory, false);
+        }
+        let replicated = self.replicated();
+        if replicated {
+            // Room for a tombstone, should the key be missing. A store that cannot
+            // make room still remembers the delete: tombstones are shed first on the
+            // next write that needs memory.
+            self.reserve(index, tombstone::Tombstones::charge_for(key.len()));
         }
         let mut shard = self.lock(index);
         let now = self.now();
         let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
-            return DeleteOutcome::NotFound;
+            if replicated {
+                let version = self.next_cas();
+                self.bury(&mut shard, key, version, now.secs, tombstone::Burial::Delete);
+            }
+            return (DeleteOutcome::NotFound, replicated);
         };
         let old = shard.table.get_bucket(bucket).expect("live bucket");
         if req.compare_cas.is_some_and(|cas| cas != old.cas()) {
-            return DeleteOutcome::Exists;
+            return (DeleteOutcome::Exists, false);
         }
         if let Some((flags, exptime)) = req.empty_value {
             let expires_at = expiry::deadline(exptime, now.secs);
             let meta = ItemMeta { flags, expires_at, cas: 0, now: now.secs };
             let Some(mut empty) = Item::new(key, &[], meta) else {
-                return DeleteOutcome::NoMemory;
+                return (DeleteOutcome::NoMemory, false);
             };
             if old.has_bit(BIT_KEY_BINARY) {
                 empty.set_bit(BIT_KEY_BINARY);
@@ -647,11 +689,11 @@ impl Store {
         } else if !req.invalidate {
             let value_len = old.value().len();
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
-            if self.replicated() {
+            if replicated {
                 let version = self.next_cas();
-                self.bury(&mut shard, key, version, now.secs);
+                self.bury(&mut shard, key, version, now.secs, tombstone::Burial::Delete);
             }
-            return DeleteOutcome::Deleted { value_len };
+            return (DeleteOutcome::Deleted { value_len }, true);
         }
         if req.invalidate {
             let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
@@ -663,7 +705,7 @@ impl Store {
             item.clear_bit(BIT_TOKEN_SENT);
             self.stamp_cas(item, req.new_cas);
         }
-        DeleteOutcome::Kept
+        (DeleteOutcome::Kept, true)
     }
 
     /// `delete`; returns the removed value's length. A plain meta delete.
@@ -694,12 +736,63 @@ impl Store {
                 }
                 barren += 1;
                 if barren > barren_limit {
-                    return false;
+                    // Nothing else can go: deletes the peer has not acknowledged are
+                    // forgotten before the store refuses a write.
+                    return self.shed_every_tombstone(limit.saturating_sub(bytes));
                 }
                 shard = (shard + 1) & (self.shards.len() - 1);
             }
         }
         true
+    }
+
+    /// The most tombstones may hold: what is left after that is the items'.
+    fn tombstone_budget(&self) -> usize {
+        self.memory_limit() / TOMBSTONE_SHARE
+    }
+
+    /// Forgets tombstones that no longer matter in one shard; returns the bytes freed.
+    fn prune_tombstones(&self, shard: &mut Shard, now: u32) -> usize {
+        let freed = shard.tombstones.prune(now, self.peer_applied.load(Ordering::Acquire));
+        self.release_tombstones(freed)
+    }
+
+    /// Forgets tombstones of one shard down to `keep` bytes; returns the bytes freed.
+    fn shed_tombstones(&self, shard: &mut Shard, keep: usize) -> usize {
+        let freed = shard.tombstones.shed(keep);
+        self.release_tombstones(freed)
+    }
+
+    fn release_tombstones(&self, freed: tombstone::Freed) -> usize {
+        if freed.bytes != 0 {
+            self.tombstone_bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+            self.used.fetch_sub(freed.bytes, Ordering::Relaxed);
+        }
+        if freed.unacknowledged != 0 {
+            if self.tombstones_shed.fetch_add(freed.unacknowledged, Ordering::Relaxed) == 0 {
+                log::warn!(
+                    "memory full: deletes the peer has not acknowledged are being forgotten, so an older \
+                     write from it can bring their keys back (raise -m; see stats repl_tombstones_shed)"
+                );
+            }
+        }
+        freed.bytes
+    }
+
+    /// The last resort of a full store: tombstones go, shard by shard, until usage
+    /// is at most `target`. True if it got there.
+    fn shed_every_tombstone(&self, target: usize) -> bool {
+        for index in 0..self.shards.len() {
+            if self.used.load(Ordering::Relaxed) <= target {
+                return true;
+            }
+            if self.tombstone_bytes.load(Ordering::Relaxed) == 0 {
+                return false;
+            }
+            let mut shard = self.lock(index);
+            self.shed_tombstones(&mut shard, 0);
+        }
+        self.used.load(Ordering::Relaxed) <= target
     }
 
     /// Runs the CLOCK hand over one shard: dead items met on the way are reclaimed;
@@ -708,10 +801,20 @@ impl Store {
     fn evict_from(&self, index: usize, evict_live: bool) -> usize {
         let mut guard = self.lock(index);
         let shard = &mut *guard;
+        let now = self.now();
+        // Tombstones first: those that no longer matter, then any beyond their share
+        // of the limit, so that deletes stay right while live items are evicted.
+        let pruned = self.prune_tombstones(shard, now.secs);
+        if pruned != 0 {
+            return pruned;
+        }
+        let share = self.tombstone_budget() / self.shards.len();
+        if shard.tombstones.bytes() > share {
+            return self.shed_tombstones(shard, share / 4 * 3);
+        }
         if shard.table.is_empty() {
             return 0;
         }
-        let now = self.now();
         let buckets = shard.table.num_buckets();
         let mut freed = 0;
         for _ in 0..CLOCK_MAX_STEPS.min(2 * buckets) {
@@ -898,16 +1001,22 @@ impl Store {
     /// leave the old value behind (memcached proto_text.c `process_update_command`).
     pub fn discard(&self, key: &[u8]) {
         let hash = self.hash(key);
-        let mut shard = self.lock(self.shard_index(hash));
+        let index = self.shard_index(hash);
+        let replicated = self.replicated();
+        if replicated {
+            self.reserve(index, tombstone::Tombstones::charge_for(key.len()));
+        }
+        let mut shard = self.lock(index);
         if let Some(bucket) = shard.table.find_bucket_index(hash, |it| it.key() == key) {
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
-            if self.replicated() {
-                // The peer must lose the old value too (memcached F6 on both nodes).
-                let (version, now) = (self.next_cas(), self.clock.now_secs());
-                self.bury(&mut shard, key, version, now);
-                drop(shard);
-                self.note(Change::Key(key));
-            }
+        }
+        if replicated {
+            // The peer must lose the old value too (memcached F6 on both nodes),
+            // whether or not this node held it.
+            let (version, now) = (self.next_cas(), self.clock.now_secs());
+            self.bury(&mut shard, key, version, now, tombstone::Burial::Delete);
+            drop(shard);
+            self.note(Change::Key(key));
         }
     }
 
@@ -1033,7 +1142,7 @@ impl Store {
         let index = self.sweep_shard.fetch_add(1, Ordering::Relaxed) & (self.shards.len() - 1);
         let mut guard = self.lock(index);
         let shard = &mut *guard;
-        Self::prune_tombstones(shard, self.clock.now_secs());
+        self.prune_tombstones(shard, self.clock.now_secs());
         let buckets = shard.table.num_buckets();
         if shard.table.is_empty() {
             return 0;

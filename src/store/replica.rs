@@ -5,15 +5,16 @@
 //! What travels is the resulting state of a key, never the command, so a peer never
 //! re-executes anything and a burst of writes to one key coalesces (repcached queued
 //! keys and read the value at send time too). A delete leaves a tombstone with its
-//! version for `tombstone_secs`, so that an older write arriving late cannot bring
+//! version until the peer has it, so that an older write arriving late cannot bring
 //! the key back (KeyDB's resurrections, replication-lessons goal 7); an expired item
 //! leaves one too, so that a longer-lived older state on the peer cannot outlive the
-//! newer state that expired. Evictions are never reported and leave nothing: a small
-//! peer must not wipe a big one (finding 8).
+//! newer state that expired ([`tombstone`](super::tombstone)). Evictions are never
+//! reported and leave nothing: a small peer must not wipe a big one (finding 8).
 //!
 //! [`version`]: super::version
 
 use super::item::{BIT_CLIENT_CAS, Item, ItemMeta};
+use super::tombstone::Burial;
 use super::{Liveness, Shard, Store};
 use std::sync::atomic::Ordering;
 
@@ -80,14 +81,6 @@ pub struct SyncCursor {
     pub done: bool,
 }
 
-/// A deleted key's version, kept so that older writes stay dead.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Tombstone {
-    pub version: u64,
-    /// Unix second after which the tombstone may be forgotten.
-    pub until: u32,
-}
-
 impl Store {
     /// Installs the one change observer, which turns on tombstones and version bumps
     /// on touch; false if one is already installed.
@@ -109,27 +102,50 @@ impl Store {
         }
     }
 
-    /// Records that `key` was deleted by `version` (only while replicating).
-    pub(super) fn bury(&self, shard: &mut Shard, key: &[u8], version: u64, now: u32) {
+    /// Records that `key` was deleted (or expired) at `version` (only while
+    /// replicating); its memory counts against the limit.
+    pub(super) fn bury(&self, shard: &mut Shard, key: &[u8], version: u64, now: u32, burial: Burial) {
         let until = now.saturating_add(self.tombstone_secs.load(Ordering::Relaxed));
-        match shard.tombstones.get_mut(key) {
-            Some(tomb) => {
-                if version > tomb.version {
-                    *tomb = Tombstone { version, until };
-                }
-            }
-            None => {
-                shard.tombstones.insert(key.into(), Tombstone { version, until });
-            }
+        let hash = self.hash(key);
+        let added = shard.tombstones.bury(&self.hasher, hash, key, version, until, burial);
+        if added != 0 {
+            self.tombstone_bytes.fetch_add(added, Ordering::Relaxed);
+            self.used.fetch_add(added, Ordering::Relaxed);
         }
+    }
+
+    /// Forgets `key`'s tombstone if `version` covers it: a state at least as new
+    /// replaced it.
+    fn unbury(&self, shard: &mut Shard, hash: u64, key: &[u8], version: u64) {
+        let freed = shard.tombstones.remove_upto(hash, key, version);
+        if freed != 0 {
+            self.tombstone_bytes.fetch_sub(freed, Ordering::Relaxed);
+            self.used.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
+    /// The peer has applied this node's changes up to `seq`: tombstones sent up to
+    /// there no longer matter, and go on the next sweep or need for memory.
+    pub fn peer_applied(&self, seq: u64) {
+        self.peer_applied.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// The state of `key` to send to a peer, or `None` when there is nothing to
     /// send: the key was evicted or expired here (each node forgets on its own), or
     /// has never existed.
     pub fn key_state<R>(&self, key: &[u8], send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {
+        self.read_state(key, None, send)
+    }
+
+    /// [`Store::key_state`] for change `seq` of this node: a tombstone sent in it is
+    /// forgotten once the peer has applied `seq`.
+    pub fn key_state_sent<R>(&self, key: &[u8], seq: u64, send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {
+        self.read_state(key, Some(seq), send)
+    }
+
+    fn read_state<R>(&self, key: &[u8], seq: Option<u64>, send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {
         let hash = self.hash(key);
-        let shard = self.lock(self.shard_index(hash));
+        let mut shard = self.lock(self.shard_index(hash));
         let now = self.now();
         if let Some(item) = shard.table.find(hash, |it| it.key() == key) {
             match now.liveness(item) {
@@ -147,8 +163,11 @@ impl Store {
                 Liveness::Flushed => return None,
             }
         }
-        let tomb = shard.tombstones.get(key)?;
-        Some(send(KeyChange { key, version: tomb.version, state: KeyState::Deleted }))
+        let version = shard.tombstones.version(hash, key)?;
+        if let Some(seq) = seq {
+            shard.tombstones.mark_sent(hash, key, seq);
+        }
+        Some(send(KeyChange { key, version, state: KeyState::Deleted }))
     }
 
     /// Applies a peer's state of one key if it is newer than what this node holds
@@ -193,15 +212,17 @@ impl Store {
         let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key);
         let local_item = bucket.and_then(|b| shard.table.get_bucket(b));
         let local = local_item.map_or(0, Item::cas);
-        let buried = shard.tombstones.get(key).map_or(0, |t| t.version);
+        let buried = shard.tombstones.version(hash, key).unwrap_or(0);
         if change.version <= local.max(buried) {
             let live_winner =
                 local_item.is_some_and(|item| local > change.version && now.liveness(item) == Liveness::Live);
             return if claim && live_winner { Applied::Refused } else { Applied::Older };
         }
+        // A newer state from the peer replaces any tombstone here: the peer holds it,
+        // and a delete applied from the peer leaves none (see `tombstone`).
+        self.unbury(shard, hash, key, change.version);
         match fresh {
             Some(item) => {
-                shard.tombstones.remove(key);
                 self.put(shard, hash, bucket, item, Some(change.version));
                 // The version came from a peer's clock, not a client: flushes judge
                 // the item by it like any other.
@@ -212,7 +233,6 @@ impl Store {
                 if let Some(bucket) = bucket {
                     self.remove_bucket(shard, bucket, Liveness::Live);
                 }
-                self.bury(shard, key, change.version, now.secs);
             }
         }
         drop(guard);
@@ -242,9 +262,10 @@ impl Store {
         (self.flush_cas.load(Ordering::Acquire), self.flush_at.load(Ordering::Acquire))
     }
 
-    /// Sends one slice of a full sync: the items of up to `max_buckets` buckets
-    /// of one shard, under that shard's lock only, and the shard's tombstones when
-    /// its last bucket is done. Clients wait for one slice at most, never for the
+    /// Sends one slice of a full sync covering this node's changes up to `seq`: the
+    /// items of up to `max_buckets` buckets of one shard, under that shard's lock
+    /// only, and the shard's tombstones when its last bucket is done (a tombstone
+    /// sent so is forgotten once the peer has applied `seq`). Clients wait for one slice at most, never for the
     /// whole table (repcached walked it in one go: stalls of 2.5–3.3 s, finding 10).
     ///
     /// Writes made while the sync runs reach the peer through the backlog; a shard
@@ -253,14 +274,15 @@ impl Store {
     pub fn sync_slice(
         &self,
         cursor: SyncCursor,
+        seq: u64,
         max_buckets: usize,
         mut send: impl FnMut(KeyChange<'_>),
     ) -> SyncCursor {
         if cursor.done || cursor.shard >= self.shards.len() {
             return SyncCursor { done: true, ..cursor };
         }
-        let guard = self.lock(cursor.shard);
-        let shard = &*guard;
+        let mut guard = self.lock(cursor.shard);
+        let shard = &mut *guard;
         let now = self.now();
         let buckets = shard.table.num_buckets();
         let start = if cursor.buckets_seen == buckets { cursor.bucket } else { 0 };
@@ -286,22 +308,23 @@ impl Store {
         if end < buckets {
             return SyncCursor { bucket: end, buckets_seen: buckets, ..cursor };
         }
-        for (key, tomb) in &shard.tombstones {
-            send(KeyChange { key, version: tomb.version, state: KeyState::Deleted });
-        }
+        shard.tombstones.each(seq, |key, version| send(KeyChange { key, version, state: KeyState::Deleted }));
         let shard_index = cursor.shard + 1;
         SyncCursor { shard: shard_index, bucket: 0, buckets_seen: 0, done: shard_index == self.shards.len() }
-    }
-
-    /// Forgets tombstones past their time in one shard (the sweeper's slice).
-    pub(super) fn prune_tombstones(shard: &mut Shard, now: u32) {
-        if !shard.tombstones.is_empty() {
-            shard.tombstones.retain(|_, tomb| tomb.until > now);
-        }
     }
 
     /// Tombstones held, for stats and tests.
     pub fn tombstones(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).tombstones.len()).sum()
+    }
+
+    /// Bytes the tombstones hold (counted in the memory limit).
+    pub fn tombstone_bytes(&self) -> usize {
+        self.tombstone_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Deletes forgotten under memory pressure before the peer had them.
+    pub fn tombstones_shed(&self) -> u64 {
+        self.tombstones_shed.load(Ordering::Relaxed)
     }
 }

@@ -78,7 +78,8 @@ fn a_write_and_a_delete_cross_over() {
     assert_eq!(b.store.delete(b"k"), Some(2));
     assert!(deliver_one(&b, &a));
     assert_eq!(visible(&a.store, b"k"), None);
-    assert_eq!(a.store.tombstones(), 1, "the delete's version is remembered");
+    assert_eq!(b.store.tombstones(), 1, "the delete's version is remembered where it was made");
+    assert_eq!(a.store.tombstones(), 0, "a delete applied from the peer leaves none");
 }
 
 #[test]
@@ -153,7 +154,7 @@ fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
     let mut slices = 0;
     let mut late = 2_000;
     while !cursor.done {
-        cursor = source.store.sync_slice(cursor, 64, |change| {
+        cursor = source.store.sync_slice(cursor, 1, 64, |change| {
             target.store.apply_remote(&change);
         });
         slices += 1;
@@ -165,11 +166,123 @@ fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
         }
     }
     assert!(slices > 4 * 2, "the table was walked a slice at a time ({slices} slices)");
-    assert_eq!(target.store.tombstones(), 100);
     for i in 100..2_000 {
         assert_eq!(visible(&target.store, &key(i)).map(|v| v.0), Some(b"v".to_vec()), "key {i}");
     }
-    assert_eq!(visible(&target.store, &key(5)), None);
+    // The deletes crossed as tombstones: an older write of a deleted key that
+    // reaches the source late stays dead.
+    let older = KeyChange { key: &key(5), version: 1 << 30, state: KeyState::Value { value: b"v", flags: 0, expires_at: 0 } };
+    assert_eq!(source.store.apply_remote(&older), Applied::Older);
+    assert_eq!(source.store.tombstones(), 100);
+    // Once the peer has applied the sync (change 1 and everything before it), the
+    // source forgets them.
+    source.store.peer_applied(1);
+    sweep_all(&source.store);
+    assert_eq!(source.store.tombstones(), 0);
+    assert_eq!(source.store.tombstone_bytes(), 0);
+}
+
+fn sweep_all(store: &Store) {
+    for _ in 0..store.shard_count() {
+        store.sweep_step(1024);
+    }
+}
+
+/// What a delete that missed here leaves for the peer.
+fn sent_state(store: &Store, key: &[u8], seq: u64) -> Option<(u64, bool)> {
+    store.key_state_sent(key, seq, |change| (change.version, change.state == KeyState::Deleted))
+}
+
+#[test]
+fn a_delete_of_a_key_this_node_never_saw_still_deletes_it_on_the_peer() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    // Cut off: a holds the session, b never heard of it.
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"sess", b"alive"));
+    clock.advance_ms(5);
+    assert_eq!(b.store.delete(b"sess"), None, "not found, as memcached answers");
+    assert_eq!(b.outbox.lock().unwrap().len(), 1, "but recorded as a change");
+    // The link heals: both queues cross, in either order.
+    assert!(deliver_one(&a, &b));
+    assert_eq!(visible(&b.store, b"sess"), None, "the older write loses to the tombstone");
+    assert!(deliver_one(&b, &a));
+    assert_eq!(visible(&a.store, b"sess"), None, "and the delete reaches the node that held it");
+}
+
+#[test]
+fn every_delete_path_writes_a_tombstone_on_a_miss() {
+    let clock = ManualClock::new(START_MS);
+    let b = node(2, &clock);
+    let requests = [
+        DeleteRequest { key: b"plain", ..Default::default() },
+        DeleteRequest { key: b"compare", compare_cas: Some(42), ..Default::default() },
+        DeleteRequest { key: b"invalidate", invalidate: true, ttl: Some(30), ..Default::default() },
+        DeleteRequest { key: b"empty", empty_value: Some((0, 0)), ..Default::default() },
+    ];
+    for request in &requests {
+        assert_eq!(b.store.delete_for_meta(request), DeleteOutcome::NotFound);
+        assert_eq!(sent_state(&b.store, request.key, 1).map(|(_, deleted)| deleted), Some(true), "{request:?}");
+    }
+    b.store.discard(b"discarded");
+    assert_eq!(sent_state(&b.store, b"discarded", 1).map(|(_, deleted)| deleted), Some(true));
+    assert_eq!(b.outbox.lock().unwrap().len(), requests.len() + 1);
+    assert_eq!(b.store.tombstones(), requests.len() + 1);
+    assert!(b.store.stats().memory_used >= b.store.tombstone_bytes() as u64 && b.store.tombstone_bytes() > 0);
+
+    // A store that does not replicate keeps nothing of a miss.
+    let alone = Store::new(StoreConfig::default(), Clock::Manual(clock.clone()));
+    assert_eq!(alone.delete(b"plain"), None);
+    assert_eq!((alone.tombstones(), alone.stats().memory_used), (0, 0));
+}
+
+#[test]
+fn a_tombstone_is_forgotten_once_the_peer_has_applied_the_change_that_carried_it() {
+    let clock = ManualClock::new(START_MS);
+    let b = node(2, &clock);
+    b.store.delete(b"sent");
+    b.store.delete(b"unsent");
+    assert!(sent_state(&b.store, b"sent", 7).is_some());
+    b.store.peer_applied(6);
+    sweep_all(&b.store);
+    assert_eq!(b.store.tombstones(), 2, "change 7 is not applied yet");
+    b.store.peer_applied(7);
+    sweep_all(&b.store);
+    assert_eq!(b.store.tombstones(), 1, "change 7 is applied");
+    assert_eq!(sent_state(&b.store, b"sent", 8), None);
+    assert!(sent_state(&b.store, b"unsent", 8).is_some(), "never sent: kept");
+
+    // A newer delete of the key makes the tombstone unsent again.
+    b.store.delete(b"unsent");
+    b.store.peer_applied(8);
+    sweep_all(&b.store);
+    assert_eq!(b.store.tombstones(), 1);
+    // And every tombstone goes after --repl-tombstone seconds.
+    clock.advance_ms(3_601_000);
+    sweep_all(&b.store);
+    assert_eq!((b.store.tombstones(), b.store.tombstone_bytes(), b.store.stats().memory_used), (0, 0, 0));
+}
+
+/// A node cut off from its peer takes deletes of keys it never held: its memory
+/// stays within -m, live items keep at least half of it, and the deletes forgotten
+/// to stay there are counted.
+#[test]
+fn tombstones_count_against_the_limit_and_are_shed_beyond_their_share() {
+    let clock = ManualClock::new(START_MS);
+    let limit = 4 << 20;
+    let config = StoreConfig { node_id: 2, memory_limit: limit, shards: 4, ..StoreConfig::default() };
+    let store = Store::new(config, Clock::Manual(clock.clone()));
+    store.observe_changes(Box::new(|_| {}), 3600);
+    let value = vec![b'v'; 100];
+    for i in 0..200_000 {
+        store.store(&StoreRequest::new(StoreMode::Set, format!("live:{i}").as_bytes(), &value));
+        store.delete(format!("gone:{i}").as_bytes());
+        let used = store.stats().memory_used as usize;
+        assert!(used <= limit + 64 * 1024, "{used} bytes used at {i}");
+    }
+    let stats = store.stats();
+    assert!(store.tombstone_bytes() <= limit / 2, "{} bytes of tombstones", store.tombstone_bytes());
+    assert!(stats.item_bytes as usize >= limit / 3, "{} bytes of items", stats.item_bytes);
+    assert!(store.tombstones_shed() > 0 && stats.evictions > 0);
 }
 
 #[derive(Clone, Debug)]
