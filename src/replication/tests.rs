@@ -260,7 +260,11 @@ proptest! {
 /// key's state whatever the node held before.
 #[derive(Clone, Debug)]
 enum Write {
-    Set { value: u8, flags: bool, ttl: u8 },
+    Set {
+        value: u8,
+        flags: bool,
+        ttl: u8,
+    },
     /// Text `delete` and binary DELETE.
     Delete,
     /// Meta `md`, quiet or not (the same store call).
@@ -271,14 +275,25 @@ enum Write {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Write { on_b: bool, key: usize, write: Write },
-    Deliver { to_b: bool, bytes: u16 },
+    Write {
+        on_b: bool,
+        key: usize,
+        write: Write,
+    },
+    Deliver {
+        to_b: bool,
+        bytes: u16,
+    },
     Connect,
     Cut,
     RestartB,
-    Tick { ms: u16 },
+    Tick {
+        ms: u16,
+    },
     /// The sweeper's pass on one node: tombstones the peer has applied go.
-    Sweep { on_b: bool },
+    Sweep {
+        on_b: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {

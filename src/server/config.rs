@@ -49,8 +49,9 @@ pub struct ReplicationConfig {
     /// `--repl-tombstone`: seconds a deleted key's version is kept, so that an
     /// older write arriving late (a reconnecting peer's) cannot bring it back.
     pub tombstone_secs: u32,
-    /// `--repl-wait-sync SECS`: at start, serve clients only once the peer has sent
-    /// everything it holds (or after this long, if it cannot be reached). 0: at once.
+    /// `--repl-wait-sync SECS`: at start, a node that dials a peer serves clients
+    /// only once the peer has sent everything it holds (or after this long, if it
+    /// cannot be reached). 0: at once.
     pub wait_sync: Duration,
 }
 
@@ -63,6 +64,12 @@ impl ReplicationConfig {
 
 /// repcached's replication port (`-X` default), kept for the listener.
 pub const REPL_DEFAULT_PORT: u16 = 11212;
+
+/// How long a (re)started node that dials a peer waits for the peer's sync before it
+/// serves anyway: a full sync of a million 100-byte items takes 1.2-1.3 s here
+/// (BENCHMARKS.md, full sync), and a load balancer's health checks usually give a
+/// starting server 10 s or more.
+pub const DEFAULT_WAIT_SYNC: Duration = Duration::from_secs(10);
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
@@ -82,7 +89,7 @@ impl Default for ReplicationConfig {
             // Ten minutes: longer than a peer may stay away and still resume from
             // a 16 MiB backlog at a few thousand writes a second.
             tombstone_secs: 600,
-            wait_sync: Duration::ZERO,
+            wait_sync: DEFAULT_WAIT_SYNC,
         }
     }
 }
@@ -265,7 +272,8 @@ stickless, a memcached-compatible session cache
     --repl-cluster=<name> name both peers must share (default: stickless)
     --repl-tombstone=<secs> how long a delete is remembered (default: 600)
     --repl-wait-sync=<secs> at start, listen for clients only once the peer has
-                          sent what it holds, or after this long (default: 0)
+                          sent what it holds, or after this long if it is down
+                          (default: 10; 0 serves at once from what is here)
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -u, --user=<user>         accepted for compatibility; stickless does not switch users

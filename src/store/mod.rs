@@ -768,13 +768,11 @@ impl Store {
             self.tombstone_bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
             self.used.fetch_sub(freed.bytes, Ordering::Relaxed);
         }
-        if freed.unacknowledged != 0 {
-            if self.tombstones_shed.fetch_add(freed.unacknowledged, Ordering::Relaxed) == 0 {
-                log::warn!(
-                    "memory full: deletes the peer has not acknowledged are being forgotten, so an older \
-                     write from it can bring their keys back (raise -m; see stats repl_tombstones_shed)"
-                );
-            }
+        if freed.unacknowledged != 0 && self.tombstones_shed.fetch_add(freed.unacknowledged, Ordering::Relaxed) == 0 {
+            log::warn!(
+                "memory full: deletes the peer has not acknowledged are being forgotten, so an older write \
+                 from it can bring their keys back (raise -m; see stats repl_tombstones_shed)"
+            );
         }
         freed.bytes
     }

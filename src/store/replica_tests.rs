@@ -171,7 +171,8 @@ fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
     }
     // The deletes crossed as tombstones: an older write of a deleted key that
     // reaches the source late stays dead.
-    let older = KeyChange { key: &key(5), version: 1 << 30, state: KeyState::Value { value: b"v", flags: 0, expires_at: 0 } };
+    let older =
+        KeyChange { key: &key(5), version: 1 << 30, state: KeyState::Value { value: b"v", flags: 0, expires_at: 0 } };
     assert_eq!(source.store.apply_remote(&older), Applied::Older);
     assert_eq!(source.store.tombstones(), 100);
     // Once the peer has applied the sync (change 1 and everything before it), the

@@ -66,7 +66,13 @@ pub struct Freed {
 
 impl Default for Tombstones {
     fn default() -> Self {
-        Tombstones { table: HashTable::new(), bytes: 0, table_bytes: 0, lowest_sent: u64::MAX, earliest_until: u32::MAX }
+        Tombstones {
+            table: HashTable::new(),
+            bytes: 0,
+            table_bytes: 0,
+            lowest_sent: u64::MAX,
+            earliest_until: u32::MAX,
+        }
     }
 }
 
