@@ -117,3 +117,107 @@ fn protected_sessions_are_not_evicted_and_the_overflow_is_refused() {
     assert_eq!(client.step(b"delete memc.sess.key.0\r\n"), b"DELETED\r\n");
     assert_eq!(store(&mut client, &format!("memc.sess.key.{sessions}")), b"STORED\r\n");
 }
+
+/// Writes `count` distinct keys and deletes each, pipelined without replies, then
+/// waits for a reply so that every command has been handled.
+fn set_and_delete(client: &mut Client, count: usize, mut sample: impl FnMut()) {
+    const BATCH: usize = 2000;
+    let value = [b'v'; 100];
+    for base in (0..count).step_by(BATCH) {
+        let mut request = Vec::with_capacity(BATCH * 160);
+        for i in base..(base + BATCH).min(count) {
+            request.extend_from_slice(format!("set sess:{i} 0 0 {} noreply\r\n", value.len()).as_bytes());
+            request.extend_from_slice(&value);
+            request.extend_from_slice(format!("\r\ndelete sess:{i} noreply\r\n").as_bytes());
+        }
+        client.send(&request);
+        if base % (50 * BATCH) == 0 {
+            assert_eq!(client.step(b""), b"");
+            sample();
+        }
+    }
+    assert_eq!(client.step(b""), b"");
+}
+
+/// Bytes a node may hold beyond `-m`: the replication backlog's 16 MiB (default
+/// `--repl-backlog`, which bounds its real memory) and the daemon's own overhead.
+const REPLICATING_OVERHEAD_BYTES: u64 = 16 * 1024 * 1024 + OVERHEAD_BYTES;
+
+/// A pair takes a million sets and deletes of distinct keys: the tombstones the
+/// deletes leave go once the peer has them, and each node stays within its `-m`
+/// plus the backlog and its fixed overhead. (Kept for ten minutes each, they took
+/// about 60 bytes a delete: 60 MB here, 120 MB for the two million of a longer run.)
+#[test]
+fn a_pair_taking_a_million_deletes_stays_within_its_limit() {
+    const LIMIT_MB: u64 = 16;
+    let limit = LIMIT_MB.to_string();
+    let a = Daemon::start(&["-m", &limit, "-t", "2", "--repl-listen", "127.0.0.1:0"]);
+    let peer = format!("--peer={}", a.repl_addr.unwrap());
+    let b = Daemon::start(&["-m", &limit, "-t", "2", "--repl-listen", "127.0.0.1:0", &peer]);
+    let mut client = Client::connect(a.addr);
+    let mut peak = [0u64; 2];
+    let mut sample = || {
+        for (peak, daemon) in peak.iter_mut().zip([&a, &b]) {
+            *peak = (*peak).max(resident_bytes(daemon.child.id()));
+        }
+    };
+    set_and_delete(&mut client, 1_000_000, &mut sample);
+    sample();
+    let bound = LIMIT_MB * 1024 * 1024 + REPLICATING_OVERHEAD_BYTES;
+    eprintln!("peak resident: A {} B, B {} B (bound {bound} B)", peak[0], peak[1]);
+    for (name, peak) in ["A", "B"].iter().zip(peak) {
+        assert!(peak <= bound, "node {name}: resident {peak} bytes over {bound}");
+    }
+    // Once the peer has acknowledged the deletes, the sweep forgets their tombstones.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stats = parse_stats(&client.step(b"stats\r\n"));
+        let used: u64 = stats["memory_used"].parse().unwrap();
+        assert!(used <= LIMIT_MB * 1024 * 1024, "accounted {used} bytes");
+        if stats["repl_tombstones"] == "0" {
+            assert_eq!(stats["repl_tombstone_bytes"], "0");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tombstones left: {}", stats["repl_tombstones"]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// With its peer stopped, a node cannot forget the deletes it takes: their
+/// tombstones count against `-m`, and beyond it the oldest are shed (counted)
+/// rather than the node growing.
+#[test]
+fn a_node_whose_peer_is_stopped_keeps_its_deletes_within_its_limit() {
+    const LIMIT_MB: u64 = 8;
+    let limit = LIMIT_MB.to_string();
+    let a = Daemon::start(&["-m", &limit, "-t", "2", "--repl-listen", "127.0.0.1:0"]);
+    let peer = format!("--peer={}", a.repl_addr.unwrap());
+    let b = Daemon::start(&["-m", &limit, "-t", "2", "--repl-listen", "127.0.0.1:0", &peer]);
+    let mut client = Client::connect(a.addr);
+    let wait_linked = |client: &mut Client| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while parse_stats(&client.step(b"stats\r\n"))["repl_peer_state"] != "up" {
+            assert!(std::time::Instant::now() < deadline, "never linked");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_linked(&mut client);
+    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(b.child.id() as i32, libc::SIGSTOP) }, 0);
+    let mut peak = 0;
+    set_and_delete(&mut client, 400_000, || peak = peak.max(resident_bytes(a.child.id())));
+    peak = peak.max(resident_bytes(a.child.id()));
+    let stats = parse_stats(&client.step(b"stats\r\n"));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(b.child.id() as i32, libc::SIGCONT) }, 0);
+    let used: u64 = stats["memory_used"].parse().unwrap();
+    let bound = LIMIT_MB * 1024 * 1024 + REPLICATING_OVERHEAD_BYTES;
+    eprintln!("peak resident {peak} B (bound {bound} B), {stats:?}");
+    assert!(used <= LIMIT_MB * 1024 * 1024, "accounted {used} bytes");
+    assert!(peak <= bound, "resident {peak} bytes over {bound}");
+    assert!(stats["repl_tombstones_shed"].parse::<u64>().unwrap() > 0, "the oldest deletes were shed");
+    let kept: u64 = stats["repl_tombstones"].parse().unwrap();
+    assert!(kept > 50_000, "only {kept} deletes remembered");
+    // Back, the peer catches up, and every remembered delete is then forgotten.
+    wait_linked(&mut client);
+}

@@ -8,13 +8,22 @@
 //! per write here but sends the latest state, and memory stays small. When the
 //! backlog overflows, the oldest entries go; a peer that needed them is told to take
 //! a full sync, never silently skipped (repcached 2.3.1 dropped the link for good).
+//!
+//! Its capacity bounds the memory it really takes: half of it is the ring of entries,
+//! allocated once to its final size (a deque that doubled as it filled could hold
+//! twice its entries' worth), and half the keys' heap blocks, counted as malloc
+//! allocates them.
 
 use crate::store::Change;
 use std::collections::VecDeque;
 
-/// Bytes an entry costs beyond its key: the sequence number, the enum and the
-/// deque slot, rounded up.
-const ENTRY_OVERHEAD: usize = 48;
+/// An entry's heap block beyond its key: none for a flush.
+fn heap_bytes(change: &Recorded) -> usize {
+    match change {
+        Recorded::Key(key) | Recorded::Claim { key, .. } => crate::store::allocated_size(key.len()),
+        Recorded::Flush { .. } => 0,
+    }
+}
 
 /// A change as the backlog keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,16 +39,6 @@ pub enum Recorded {
         version: u64,
         at: u32,
     },
-}
-
-impl Recorded {
-    fn bytes(&self) -> usize {
-        ENTRY_OVERHEAD
-            + match self {
-                Recorded::Key(key) | Recorded::Claim { key, .. } => key.len(),
-                Recorded::Flush { .. } => 0,
-            }
-    }
 }
 
 impl From<Change<'_>> for Recorded {
@@ -67,15 +66,30 @@ struct Entry {
 #[derive(Debug)]
 pub struct Backlog {
     entries: VecDeque<Entry>,
+    /// The most entries the ring holds.
+    slots: usize,
     /// The sequence number the next change gets; the first is 1.
     next_seq: u64,
-    bytes: usize,
+    /// Bytes the keys' blocks may take.
+    key_capacity: usize,
+    key_bytes: usize,
     capacity: usize,
 }
 
 impl Backlog {
     pub fn new(capacity: usize) -> Backlog {
-        Backlog { entries: VecDeque::new(), next_seq: 1, bytes: 0, capacity }
+        let slots = (capacity / 2 / std::mem::size_of::<Entry>()).max(1);
+        // Reserved once: the pages are touched only as the ring fills.
+        let entries = VecDeque::with_capacity(slots);
+        let ring_bytes = entries.capacity() * std::mem::size_of::<Entry>();
+        Backlog {
+            entries,
+            slots,
+            next_seq: 1,
+            key_capacity: capacity.saturating_sub(ring_bytes),
+            key_bytes: 0,
+            capacity,
+        }
     }
 
     /// Records a change and returns its sequence number, dropping the oldest
@@ -83,14 +97,15 @@ impl Backlog {
     pub fn push(&mut self, change: Recorded, at: u64) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.bytes += change.bytes();
-        self.entries.push_back(Entry { seq, change, at });
-        while self.bytes > self.capacity {
-            let Some(oldest) = self.entries.pop_front() else {
-                break;
-            };
-            self.bytes -= oldest.change.bytes();
+        let heap = heap_bytes(&change);
+        while !self.entries.is_empty()
+            && (self.entries.len() >= self.slots || self.key_bytes + heap > self.key_capacity)
+        {
+            let oldest = self.entries.pop_front().expect("not empty");
+            self.key_bytes -= heap_bytes(&oldest.change);
         }
+        self.key_bytes += heap;
+        self.entries.push_back(Entry { seq, change, at });
         seq
     }
 
@@ -104,8 +119,10 @@ impl Backlog {
         self.entries.front().map_or(self.next_seq, |entry| entry.seq)
     }
 
+    /// Bytes in use: the ring's filled slots and the keys' blocks (the ring is
+    /// reserved whole, but its pages are touched only as it fills).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.entries.len() * std::mem::size_of::<Entry>() + self.key_bytes
     }
 
     pub fn capacity(&self) -> usize {
@@ -178,17 +195,29 @@ mod tests {
 
     #[test]
     fn overflow_drops_the_oldest_and_asks_for_a_full_sync() {
-        let entry = key("k").bytes();
-        let mut backlog = Backlog::new(entry * 3);
+        let slot = std::mem::size_of::<Entry>();
+        let mut backlog = Backlog::new(slot * 6);
         for at in 0..5 {
             backlog.push(key("k"), at);
         }
-        assert_eq!((backlog.first_seq(), backlog.last_seq(), backlog.bytes()), (3, 5, entry * 3));
+        assert_eq!((backlog.first_seq(), backlog.last_seq()), (3, 5), "three slots");
+        assert!(backlog.bytes() <= backlog.capacity());
         assert!(!backlog.covers(1), "entry 2 is gone");
         assert_eq!(after(&backlog, 1), Err(Overflowed));
         assert!(backlog.covers(2));
         assert_eq!(after(&backlog, 2).map(|missed| missed.len()), Ok(3));
         assert!(!backlog.covers(9), "a peer ahead of this node's history");
+    }
+
+    #[test]
+    fn long_keys_are_bounded_by_their_blocks() {
+        let mut backlog = Backlog::new(64 * 1024);
+        let long = Recorded::Key(vec![b'k'; 250].into());
+        for at in 0..1000 {
+            backlog.push(long.clone(), at);
+            assert!(backlog.bytes() <= backlog.capacity(), "{} bytes", backlog.bytes());
+        }
+        assert!(backlog.first_seq() > 800, "the oldest went");
     }
 
     #[test]
