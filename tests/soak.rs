@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{free_port, parse_stats};
+use common::{Rng, free_port, parse_stats};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -44,29 +44,6 @@ const LOCKS: usize = 4;
 /// last-writer-wins store needs between writes to two nodes for them to keep
 /// their order without waiting for each other.
 const WRITE_GAP: Duration = Duration::from_millis(10);
-
-/// A small deterministic generator (xorshift64*), so that a seed replays a run's
-/// choices of faults, keys and nodes.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
-}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

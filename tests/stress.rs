@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Client, parse_stats, show, start_stickless};
+use common::{Client, Rng, parse_stats, show, start_stickless};
 use std::collections::HashMap;
 
 const THREADS: usize = 8;
@@ -13,20 +13,6 @@ const OPS_PER_THREAD: usize = 20_000;
 const KEYS_PER_THREAD: u64 = 200;
 /// Requests pipelined per round trip.
 const BATCH: usize = 20;
-
-/// A small deterministic generator (xorshift64*), so a failure replays exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Default, Debug, Clone, Copy)]
 struct Issued {

@@ -632,10 +632,6 @@ impl Store {
         let (outcome, wrote) = self.delete_for_meta_locally(req);
         if wrote {
             self.note(Change::Key(req.key));
-            if outcome == DeleteOutcome::NotFound {
-                // A tombstone table that just grew may have pushed usage over the limit.
-                self.reserve(self.shard_index(self.hash(req.key)), 0);
-            }
         }
         outcome
     }
@@ -649,18 +645,12 @@ impl Store {
             return (DeleteOutcome::NoMemory, false);
         }
         let replicated = self.replicated();
-        if replicated {
-            // Room for a tombstone, should the key be missing. A store that cannot
-            // make room still remembers the delete: tombstones are shed first on the
-            // next write that needs memory.
-            self.reserve(index, tombstone::Tombstones::charge_for(key.len()));
-        }
         let mut shard = self.lock(index);
         let now = self.now();
         let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
             if replicated {
                 let version = self.next_cas();
-                self.bury(&mut shard, key, version, now.secs, tombstone::Burial::Delete);
+                self.bury_and_make_room(shard, index, key, version, now.secs);
             }
             return (DeleteOutcome::NotFound, replicated);
         };
@@ -1000,20 +990,15 @@ impl Store {
     pub fn discard(&self, key: &[u8]) {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
-        let replicated = self.replicated();
-        if replicated {
-            self.reserve(index, tombstone::Tombstones::charge_for(key.len()));
-        }
         let mut shard = self.lock(index);
         if let Some(bucket) = shard.table.find_bucket_index(hash, |it| it.key() == key) {
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
         }
-        if replicated {
+        if self.replicated() {
             // The peer must lose the old value too (memcached F6 on both nodes),
             // whether or not this node held it.
             let (version, now) = (self.next_cas(), self.clock.now_secs());
-            self.bury(&mut shard, key, version, now, tombstone::Burial::Delete);
-            drop(shard);
+            self.bury_and_make_room(shard, index, key, version, now);
             self.note(Change::Key(key));
         }
     }

@@ -16,6 +16,7 @@
 use super::item::{BIT_CLIENT_CAS, Item, ItemMeta};
 use super::tombstone::Burial;
 use super::{Liveness, Shard, Store};
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
 /// A change an observer hears of, after it is visible to readers.
@@ -112,6 +113,23 @@ impl Store {
             self.tombstone_bytes.fetch_add(added, Ordering::Relaxed);
             self.used.fetch_add(added, Ordering::Relaxed);
         }
+    }
+
+    /// Buries `key` for a delete made here, releases the shard, then makes room for
+    /// what the tombstone took, as a store makes room for a table that grew: a store
+    /// that cannot make room still remembers the delete, and sheds tombstones first
+    /// on the next write that needs memory.
+    pub(super) fn bury_and_make_room(
+        &self,
+        mut shard: MutexGuard<'_, Shard>,
+        index: usize,
+        key: &[u8],
+        version: u64,
+        now: u32,
+    ) {
+        self.bury(&mut shard, key, version, now, Burial::Delete);
+        drop(shard);
+        self.reserve(index, 0);
     }
 
     /// Forgets `key`'s tombstone if `version` covers it: a state at least as new

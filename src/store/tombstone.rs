@@ -100,18 +100,9 @@ impl Tombstones {
         self.bytes
     }
 
-    /// What burying one more key of this length may cost (its block).
-    pub fn charge_for(key_len: usize) -> usize {
-        Item::charge_for(key_len, MARK_LEN, 0)
-    }
-
-    fn find(&self, hash: u64, key: &[u8]) -> Option<&Item> {
-        self.table.find(hash, |tomb| tomb.key() == key)
-    }
-
     /// The version `key` was deleted at, if it is remembered.
     pub fn version(&self, hash: u64, key: &[u8]) -> Option<u64> {
-        self.find(hash, key).map(Item::cas)
+        self.table.find(hash, |tomb| tomb.key() == key).map(Item::cas)
     }
 
     /// Remembers that `key` was deleted (or expired) at `version`, until `until`;
@@ -167,11 +158,7 @@ impl Tombstones {
     /// sync covering up to `seq`).
     pub fn mark_sent(&mut self, hash: u64, key: &[u8], seq: u64) {
         if let Some(tomb) = self.table.find_mut(hash, |tomb| tomb.key() == key) {
-            let mark = mark_of(tomb);
-            if mark != EXPIRY && seq > mark {
-                set_mark(tomb, seq);
-                self.lowest_sent = self.lowest_sent.min(seq);
-            }
+            Self::sent_in(tomb, seq, &mut self.lowest_sent);
         }
     }
 
@@ -180,11 +167,16 @@ impl Tombstones {
     pub fn each(&mut self, seq: u64, mut visit: impl FnMut(&[u8], u64)) {
         for tomb in self.table.iter_mut() {
             visit(tomb.key(), tomb.cas());
-            let mark = mark_of(tomb);
-            if mark != EXPIRY && seq > mark {
-                set_mark(tomb, seq);
-                self.lowest_sent = self.lowest_sent.min(seq);
-            }
+            Self::sent_in(tomb, seq, &mut self.lowest_sent);
+        }
+    }
+
+    /// Marks a delete's tombstone sent in change `seq` (an expiry's stays unmarked).
+    fn sent_in(tomb: &mut Item, seq: u64, lowest_sent: &mut u64) {
+        let mark = mark_of(tomb);
+        if mark != EXPIRY && seq > mark {
+            set_mark(tomb, seq);
+            *lowest_sent = (*lowest_sent).min(seq);
         }
     }
 
