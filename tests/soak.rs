@@ -744,9 +744,9 @@ fn ack_mode_survives_every_fault() {
 }
 
 /// Known to fail: `add`s racing on both linked nodes are now and then both
-/// answered STORED (up to a few in a thousand grants under this soak's faults, in
-/// either mode), on this commit and the ones before it. Run with `--ignored` while
-/// fixing it.
+/// answered STORED (from none to a few dozen in two thousand grants under this
+/// soak's faults, in either mode, depending on the seed). Run with `--ignored`
+/// while fixing it.
 #[test]
 #[ignore = "a contended lock is now and then granted twice while linked"]
 fn a_lock_is_granted_once_while_linked() {

@@ -524,6 +524,13 @@ impl Session {
                         }
                         encode_change(&mut out, seq, &change, claim)
                     });
+                    if sent.is_none() && claimed.is_some() {
+                        // The add's item is gone, and no state of ours took its place:
+                        // a change from the peer, made without seeing the add, replaced
+                        // it and was deleted there since (a delete applied from the
+                        // peer leaves no tombstone). The add lost, and runs again.
+                        lost.push(seq);
+                    }
                     last_skipped = if sent.is_some() { None } else { Some(seq) };
                 }
                 Pending::Flush { version, at } => {

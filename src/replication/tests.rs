@@ -74,13 +74,22 @@ impl Pair {
     /// Moves up to `max` bytes one way (producing them first), and lets the
     /// receiver handle what arrived. False when nothing moved.
     fn deliver(&mut self, to_b: bool, max: usize) -> bool {
+        self.deliver_produced(to_b, max, true)
+    }
+
+    /// [`Pair::deliver`], or with `produce` false only what the sender has already
+    /// put out (acknowledgements, answers to pings), as a link thread does when its
+    /// batch timer holds the backlog back.
+    fn deliver_produced(&mut self, to_b: bool, max: usize, produce: bool) -> bool {
         let now = self.clock.now_ms();
         let Some((end_a, end_b)) = self.link.as_mut() else {
             return false;
         };
         let (from_node, to_node, from, to) =
             if to_b { (&self.a, &self.b, end_a, end_b) } else { (&self.b, &self.a, end_b, end_a) };
-        from.session.produce(from_node, 1 << 16).expect("within the backlog");
+        if produce {
+            from.session.produce(from_node, 1 << 16).expect("within the backlog");
+        }
         let n = max.min(from.session.out.len());
         if n == 0 {
             return false;
@@ -427,5 +436,112 @@ proptest! {
             }
             prop_assert!(allowed.contains(&seen_a), "key {}: holds {:?}, the oracle allows {:?}", k, seen_a, allowed);
         }
+    }
+}
+
+/// Where one node's lock holder stands, as a connection running `add` then
+/// `delete` through the server moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Locker {
+    Idle,
+    /// Its `add` stored the lock as change `seq`; the reply waits for the verdict.
+    Claiming(u64),
+    Holding,
+    /// Its `delete` is change `seq`; in ack mode the reply waits for the peer.
+    Releasing(u64),
+}
+
+#[derive(Clone, Debug)]
+enum LockStep {
+    Act { on_b: bool },
+    Deliver { to_b: bool, bytes: u16, produce: bool },
+    Tick { ms: u8 },
+}
+
+fn lock_step() -> impl Strategy<Value = LockStep> {
+    prop_oneof![
+        4 => any::<bool>().prop_map(|on_b| LockStep::Act { on_b }),
+        6 => (any::<bool>(), 1..120u16, any::<bool>())
+            .prop_map(|(to_b, bytes, produce)| LockStep::Deliver { to_b, bytes, produce }),
+        1 => (0..3u8).prop_map(|ms| LockStep::Tick { ms }),
+    ]
+}
+
+/// Moves a locker one step, as its connection would: an answered `add` either
+/// holds the lock or, refused, runs again.
+fn act(node: &Node, locker: Locker) -> Locker {
+    let ack = |seq| node.settings.mode == SyncMode::Async || node.acknowledged(seq);
+    match locker {
+        Locker::Idle => {
+            let add = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, b"lock", b"me") };
+            match node.store.store(&add) {
+                crate::store::StoreOutcome::Stored { .. } => Locker::Claiming(node.last_seq()),
+                _ => Locker::Idle,
+            }
+        }
+        Locker::Claiming(seq) if ack(seq) => match node.take_claim_verdict(seq) {
+            Some(true) => Locker::Holding,
+            Some(false) => act(node, Locker::Idle),
+            None => locker,
+        },
+        Locker::Holding => {
+            node.store.delete(b"lock");
+            Locker::Releasing(node.last_seq())
+        }
+        Locker::Releasing(seq) if ack(seq) => Locker::Idle,
+        waiting => waiting,
+    }
+}
+
+fn lock_race(mode: SyncMode, steps: Vec<LockStep>) -> Result<(), TestCaseError> {
+    let mut pair = Pair::new();
+    for node in [&mut pair.a, &mut pair.b] {
+        let mut settings = node.settings.clone();
+        settings.mode = mode;
+        let store = Arc::clone(&node.store);
+        // Rebuilt with the mode: the store's observer follows the new node.
+        *node = Arc::new(Node::new(
+            Arc::new(Store::new(
+                StoreConfig { node_id: settings.identity.node, ..StoreConfig::default() },
+                Clock::Manual(pair.clock.clone()),
+            )),
+            settings,
+            node.history,
+        ));
+        drop(store);
+        assert!(node.observe());
+    }
+    pair.settle();
+    let mut lockers = [Locker::Idle, Locker::Idle];
+    for step in steps {
+        match step {
+            LockStep::Act { on_b } => {
+                pair.clock.advance_ms(1);
+                let node = if on_b { &pair.b } else { &pair.a };
+                lockers[usize::from(on_b)] = act(node, lockers[usize::from(on_b)]);
+            }
+            LockStep::Deliver { to_b, bytes, produce } => {
+                pair.deliver_produced(to_b, usize::from(bytes), produce);
+            }
+            LockStep::Tick { ms } => pair.clock.advance_ms(u64::from(ms)),
+        }
+        prop_assert!(lockers != [Locker::Holding, Locker::Holding], "both hold the lock");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Two lockers, one on each linked node, race `add`s for one lock while the
+    /// link delivers in pieces: never do both hold it.
+    #[test]
+    fn linked_nodes_never_both_grant_a_lock_async(steps in proptest::collection::vec(lock_step(), 1..150)) {
+        lock_race(SyncMode::Async, steps)?;
+    }
+
+    #[test]
+    fn linked_nodes_never_both_grant_a_lock_ack(steps in proptest::collection::vec(lock_step(), 1..150)) {
+        lock_race(SyncMode::Ack, steps)?;
     }
 }
