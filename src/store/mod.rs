@@ -518,7 +518,8 @@ impl Store {
             // from winning when it arrives, and goes to the peer if this expiry is what
             // there is to send. (A version the peer made, the peer holds and expires.)
             let now = self.clock.now_secs();
-            self.bury(shard, item.key(), item.cas(), now, tombstone::Burial::Expiry);
+            let hash = self.hash(item.key());
+            self.bury(shard, hash, item.key(), item.cas(), now, tombstone::Burial::Expiry);
         }
         let charge = item.charge();
         if why != Liveness::Live {
@@ -650,7 +651,7 @@ impl Store {
         let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
             if replicated {
                 let version = self.next_cas();
-                self.bury_and_make_room(shard, index, key, version, now.secs);
+                self.bury_and_make_room(shard, hash, key, version, now.secs);
             }
             return (DeleteOutcome::NotFound, replicated);
         };
@@ -681,7 +682,7 @@ impl Store {
             self.remove_bucket(&mut shard, bucket, Liveness::Live);
             if replicated {
                 let version = self.next_cas();
-                self.bury(&mut shard, key, version, now.secs, tombstone::Burial::Delete);
+                self.bury(&mut shard, hash, key, version, now.secs, tombstone::Burial::Delete);
             }
             return (DeleteOutcome::Deleted { value_len }, true);
         }
@@ -998,7 +999,7 @@ impl Store {
             // The peer must lose the old value too (memcached F6 on both nodes),
             // whether or not this node held it.
             let (version, now) = (self.next_cas(), self.clock.now_secs());
-            self.bury_and_make_room(shard, index, key, version, now);
+            self.bury_and_make_room(shard, hash, key, version, now);
             self.note(Change::Key(key));
         }
     }

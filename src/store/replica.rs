@@ -105,9 +105,8 @@ impl Store {
 
     /// Records that `key` was deleted (or expired) at `version` (only while
     /// replicating); its memory counts against the limit.
-    pub(super) fn bury(&self, shard: &mut Shard, key: &[u8], version: u64, now: u32, burial: Burial) {
+    pub(super) fn bury(&self, shard: &mut Shard, hash: u64, key: &[u8], version: u64, now: u32, burial: Burial) {
         let until = now.saturating_add(self.tombstone_secs.load(Ordering::Relaxed));
-        let hash = self.hash(key);
         let added = shard.tombstones.bury(&self.hasher, hash, key, version, until, burial);
         if added != 0 {
             self.tombstone_bytes.fetch_add(added, Ordering::Relaxed);
@@ -122,14 +121,14 @@ impl Store {
     pub(super) fn bury_and_make_room(
         &self,
         mut shard: MutexGuard<'_, Shard>,
-        index: usize,
+        hash: u64,
         key: &[u8],
         version: u64,
         now: u32,
     ) {
-        self.bury(&mut shard, key, version, now, Burial::Delete);
+        self.bury(&mut shard, hash, key, version, now, Burial::Delete);
         drop(shard);
-        self.reserve(index, 0);
+        self.reserve(self.shard_index(hash), 0);
     }
 
     /// Forgets `key`'s tombstone if `version` covers it: a state at least as new
@@ -181,10 +180,7 @@ impl Store {
                 Liveness::Flushed => return None,
             }
         }
-        let version = shard.tombstones.version(hash, key)?;
-        if let Some(seq) = seq {
-            shard.tombstones.mark_sent(hash, key, seq);
-        }
+        let version = shard.tombstones.version_sent(hash, key, seq)?;
         Some(send(KeyChange { key, version, state: KeyState::Deleted }))
     }
 

@@ -154,12 +154,14 @@ impl Tombstones {
         }
     }
 
-    /// Notes that `key`'s tombstone went to the peer as change `seq` (or in a full
-    /// sync covering up to `seq`).
-    pub fn mark_sent(&mut self, hash: u64, key: &[u8], seq: u64) {
-        if let Some(tomb) = self.table.find_mut(hash, |tomb| tomb.key() == key) {
+    /// [`Tombstones::version`], noting that the tombstone goes to the peer as
+    /// change `seq` when one is given.
+    pub fn version_sent(&mut self, hash: u64, key: &[u8], seq: Option<u64>) -> Option<u64> {
+        let tomb = self.table.find_mut(hash, |tomb| tomb.key() == key)?;
+        if let Some(seq) = seq {
             Self::sent_in(tomb, seq, &mut self.lowest_sent);
         }
+        Some(tomb.cas())
     }
 
     /// Visits every tombstone's key and version for a full sync covering up to
