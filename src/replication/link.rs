@@ -376,6 +376,12 @@ impl Runner {
                 if preferred(link) {
                     self.close(other, "replaced by the link the lower node id dialed");
                     self.active = Some(key);
+                    // Closing the old link stopped the waits on the peer; the new one
+                    // restarts them when the peer asks for our changes, which it may
+                    // have done already, in the read that completed the handshake.
+                    if self.links[key].session.is_sending() {
+                        self.node.set_acking(true);
+                    }
                 } else {
                     self.close(key, "a link to this peer is already up");
                     return;
