@@ -466,7 +466,7 @@ struct Figures {
     lock_overlaps: Vec<String>,
 }
 
-fn soak(mode: &str, locks: bool) -> Figures {
+fn soak(mode: &str) -> Figures {
     let secs: u64 = env_or("STICKLESS_SOAK_SECS", 15);
     let seed: u64 = env_or("STICKLESS_SOAK_SEED", 16);
     let key_count: usize = env_or("STICKLESS_SOAK_KEYS", 400);
@@ -576,16 +576,13 @@ fn soak(mode: &str, locks: bool) -> Figures {
             links_before = now;
         }
         let until = Instant::now() + rng.millis(300, 1200);
-        let lockers: Vec<_> = (0..if locks { 2 } else { 0 })
+        let lockers: Vec<_> = (0..2)
             .map(|locker| {
                 let (addr, seed) = (addrs[locker], seed ^ rng.next());
                 std::thread::spawn(move || lock_loop(locker, addr, seed, until))
             })
             .collect();
         let mut round = LockRound::default();
-        if !locks {
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
-        }
         for locker in lockers {
             let seen = locker.join().expect("a locker failed");
             round.attempts += seen.attempts;
@@ -766,31 +763,22 @@ fn soak(mode: &str, locks: bool) -> Figures {
     figures
 }
 
-fn assert_clean(figures: &Figures, locks: bool) {
+fn assert_clean(figures: &Figures) {
     assert!(figures.divergent.is_empty(), "divergent keys: {:#?}", figures.divergent);
     assert!(figures.lost.is_empty(), "answered writes lost: {:#?}", figures.lost);
     assert!(figures.resurrected.is_empty(), "deleted keys back: {:#?}", figures.resurrected);
     assert!(figures.lock_overlaps.is_empty(), "locks held twice: {:#?}", figures.lock_overlaps);
     assert!(figures.faults.values().sum::<u64>() >= 3, "too few faults: {:?}", figures.faults);
     assert!(figures.writes_answered > 1000, "too little traffic: {figures:?}");
-    assert!(!locks || figures.locks_granted > 10, "too few locks granted: {figures:?}");
+    assert!(figures.locks_granted > 10, "too few locks granted: {figures:?}");
 }
 
 #[test]
 fn async_mode_survives_every_fault() {
-    assert_clean(&soak("async", true), true);
+    assert_clean(&soak("async"));
 }
 
 #[test]
 fn ack_mode_survives_every_fault() {
-    assert_clean(&soak("ack", false), false);
-}
-
-/// Known to fail, rarely: in ack mode a contended lock was once granted on both
-/// linked nodes in 39,000 grants over a 300-second soak (seed 11), each node then
-/// reading the other's owner. Run with `--ignored` (or `scripts/soak --locks`).
-#[test]
-#[ignore = "in ack mode, about one grant in 40,000 is made on both nodes"]
-fn ack_mode_grants_each_lock_once_while_linked() {
-    assert_clean(&soak("ack", true), true);
+    assert_clean(&soak("ack"));
 }

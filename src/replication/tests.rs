@@ -444,7 +444,10 @@ proptest! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Locker {
     Idle,
-    /// Its `add` stored the lock as change `seq`; the reply waits for the verdict.
+    /// Its `add` stored the lock as change `seq`, and the connection has yet to look
+    /// for the verdict (the link may deliver meanwhile).
+    Added(u64),
+    /// The verdict on change `seq` was not in; the reply waits for it.
     Claiming(u64),
     Holding,
     /// Its `delete` is change `seq`; in ack mode the reply waits for the peer.
@@ -492,10 +495,16 @@ fn act(node: &Node, locker: Locker) -> Locker {
         Locker::Idle => {
             let add = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, b"lock", b"me") };
             match node.store.store(&add) {
-                crate::store::StoreOutcome::Stored { .. } => Locker::Claiming(node.last_seq()),
+                crate::store::StoreOutcome::Stored { .. } => Locker::Added(node.last_seq()),
                 _ => Locker::Idle,
             }
         }
+        // As a connection does right after the add: the verdict may be in already.
+        Locker::Added(seq) => match node.take_claim_verdict(seq) {
+            Some(true) => Locker::Holding,
+            Some(false) => act(node, Locker::Idle),
+            None => Locker::Claiming(seq),
+        },
         Locker::Claiming(seq) if ack(seq) => match node.take_claim_verdict(seq) {
             Some(true) => Locker::Holding,
             Some(false) => act(node, Locker::Idle),
@@ -545,7 +554,7 @@ fn lock_race(mode: SyncMode, skew_ms: i16, steps: Vec<LockStep>) -> Result<(), T
                 let node = if on_b { &pair.b } else { &pair.a };
                 let before = lockers[side];
                 lockers[side] = act(node, before);
-                if matches!(lockers[side], Locker::Claiming(_)) && lockers[side] != before {
+                if matches!(lockers[side], Locker::Added(_)) {
                     added_in[side] = generation;
                 }
             }

@@ -297,9 +297,22 @@ impl Conn {
             self.awaiting_value = false;
             if let Some(node) = &dispatch.shared.replica {
                 let claimed = last_claimed_here();
-                if claimed != claimed_before && !node.claim_settled(claimed) {
-                    self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
-                    return Stop::Claim;
+                if claimed != claimed_before {
+                    // The verdict is collected even when it is in already: the peer may
+                    // have refused the claim, and acknowledged past it, before this
+                    // thread got here, and an uncollected refusal would answer STORED.
+                    match node.take_claim_verdict(claimed) {
+                        None => {
+                            self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
+                            return Stop::Claim;
+                        }
+                        Some(true) => {}
+                        // Run the command again: its key is now taken.
+                        Some(false) => {
+                            self.output.rewind(reply);
+                            continue;
+                        }
+                    }
                 }
             }
             self.rbuf.consume(consumed);
