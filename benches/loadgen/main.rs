@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r sync (default: all of them), or custom with the workload options
-  r: row b with a replication peer attached (async and ack); sync: full sync of --items to a new peer
+rows: a b c d e f g memory r sync tombstones (default: all of them), or custom with the workload options
+  r: row b with a replication peer attached (async and ack); sync: full sync of --items to a new peer;
+  tombstones: memory of --items live items and as many deletes the stopped peer has not applied
 
 options:
   --runs N              runs per server and row, figures are medians (default 6)
@@ -34,7 +35,7 @@ options:
                         with a peer on the load generator's CPUs; default the first two)
   --threads N           load generator threads (default 1)
   --no-pin              do not pin the servers and the load generator to CPUs
-  --items N             items loaded by the memory row (default 1000000)
+  --items N             items loaded by the memory, sync and tombstones rows (default 1000000)
 workload options (for custom, defaults of row a):
   --connections N --pipeline N --ratio SETS:GETS --data-size BYTES
   --key-maximum N --key-pattern R|G --protocol memcache_text|memcache_binary
@@ -505,6 +506,132 @@ fn sync_row(settings: &Settings, placement: &Placement) {
     println!();
 }
 
+/// What a replicating node holds at one point of the tombstones row.
+#[derive(Clone, Copy, Default)]
+struct Held {
+    memory_used: u64,
+    tombstone_bytes: u64,
+    tombstones: u64,
+    resident: u64,
+}
+
+impl Held {
+    fn of(server: &Server) -> Held {
+        let stat = |name| server.stat(name).unwrap_or_else(|e| panic!("stat {name}: {e}"));
+        Held {
+            memory_used: stat("memory_used"),
+            tombstone_bytes: stat("repl_tombstone_bytes"),
+            tombstones: stat("repl_tombstones"),
+            resident: server::resident_bytes(server.pid()).expect("RSS"),
+        }
+    }
+}
+
+/// Sends `delete PREFIX-N noreply` for N below `count` and waits until the server has
+/// run them all (a `version` sent after them is answered).
+fn delete_missing(addr: std::net::SocketAddr, prefix: &str, count: u64) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    let mut batch = Vec::with_capacity(64 * 1024);
+    for n in 0..count {
+        // noreply: memcached's protocol.txt allows it on delete, and it spares the reads.
+        writeln!(batch, "delete {prefix}-{n:07} noreply\r")?;
+        if batch.len() > 60 * 1024 {
+            stream.write_all(&batch)?;
+            batch.clear();
+        }
+    }
+    batch.extend_from_slice(b"version\r\n");
+    stream.write_all(&batch)?;
+    let mut reply = [0u8; 8];
+    stream.read_exact(&mut reply)?;
+    if &reply != b"VERSION " {
+        return Err(std::io::Error::other(format!("unexpected reply {:?}", String::from_utf8_lossy(&reply))));
+    }
+    Ok(())
+}
+
+/// Row (tombstones): a node with a peer holds `--items` items of 100 bytes; the peer
+/// is stopped (SIGSTOP) and the node takes as many deletes of keys it never held,
+/// each leaving a tombstone until the peer has it; the peer is then let go on.
+fn tombstones_row(settings: &Settings, placement: &Placement) {
+    let items = settings.memory_items;
+    let loaded = Workload { key_maximum: items, ..base_workload() };
+    let mut samples: Vec<[Held; 3]> = Vec::new();
+    for run in 0..settings.runs.min(3) {
+        let server =
+            Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .expect("start stickless");
+        let peer =
+            Server::peer_of(&server, settings.server_threads, settings.memory_mb, false, placement.loadgen.clone())
+                .expect("start the peer");
+        server.wait_linked().expect("link");
+        let empty = Held::of(&server);
+        driver::load(server.addr, &loaded).expect("load");
+        let live = Held::of(&server);
+        let signal = |sig| {
+            // SAFETY: kill has no memory preconditions; the pid is our own child's.
+            let rc = unsafe { libc::kill(peer.pid() as i32, sig) };
+            assert_eq!(rc, 0, "signal the peer");
+        };
+        signal(libc::SIGSTOP);
+        delete_missing(server.addr, "gone", items).expect("deletes");
+        let buried = Held::of(&server);
+        signal(libc::SIGCONT);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.stat("repl_tombstones").expect("repl_tombstones") > 0 {
+            assert!(Instant::now() < deadline, "the peer never applied the deletes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let forgotten = Held::of(&server);
+        eprintln!(
+            "  (tombstones) run {}: {} tombstones, {:.1} B each in memory_used, {:.1} B each of RSS",
+            run + 1,
+            buried.tombstones,
+            (buried.memory_used - live.memory_used) as f64 / items as f64,
+            buried.resident.saturating_sub(live.resident) as f64 / items as f64
+        );
+        samples.push([live, buried, forgotten].map(|held| Held {
+            resident: held.resident.saturating_sub(empty.resident),
+            memory_used: held.memory_used.saturating_sub(empty.memory_used),
+            ..held
+        }));
+    }
+    println!("### (tombstones) {} live items and {0} deletes the peer has not yet applied\n", thousands(items as f64));
+    println!(
+        "A node with a peer attached (`-t {} -m {}`) is loaded with the items (100 bytes); its peer is stopped \
+         (SIGSTOP) and the node takes as many `delete` of keys it never held, each leaving a tombstone until the \
+         peer has it; then the peer goes on. Memory is what `-m` bounds (`memory_used`) and VmRSS, both grown since \
+         the node started; medians of {} runs.\n",
+        settings.server_threads,
+        settings.memory_mb,
+        samples.len()
+    );
+    println!("| state | memory_used, MB | RSS growth, MB | tombstones | per tombstone: accounted, RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    let states = ["live items only", "+ tombstones, peer stopped", "peer back, tombstones applied and forgotten"];
+    for (index, state) in states.iter().enumerate() {
+        let pick = |f: fn(&Held) -> u64| median(samples.iter().map(|s| f(&s[index]) as f64).collect());
+        let per = if index == 1 {
+            let grown = |f: fn(&Held) -> u64| {
+                median(samples.iter().map(|s| f(&s[1]).saturating_sub(f(&s[0])) as f64 / items as f64).collect())
+            };
+            let accounted =
+                median(samples.iter().map(|s| s[1].tombstone_bytes as f64 / s[1].tombstones.max(1) as f64).collect());
+            format!("{accounted:.0} B (`repl_tombstone_bytes`), {:.0} B", grown(|h| h.resident))
+        } else {
+            String::new()
+        };
+        println!(
+            "| {state} | {:.1} | {:.1} | {} | {per} |",
+            pick(|h| h.memory_used) / 1e6,
+            pick(|h| h.resident) / 1e6,
+            thousands(pick(|h| h.tombstones)),
+        );
+    }
+    println!();
+}
+
 /// One memory run of one server.
 struct MemorySample {
     bytes_per_item: f64,
@@ -632,7 +759,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 }
             }
             row if !row.starts_with('-') => {
-                if !matches!(row, "memory" | "custom" | "r" | "sync") && standard_row(row).is_none() {
+                if !matches!(row, "memory" | "custom" | "r" | "sync" | "tombstones") && standard_row(row).is_none() {
                     usage_error(&format!("unknown row {row:?}"));
                 }
                 rows.push(row.to_string());
@@ -727,7 +854,7 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "sync"].map(String::from).to_vec()
+            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "sync", "tombstones"].map(String::from).to_vec()
         };
     }
     header(&settings, &placement);
@@ -738,6 +865,7 @@ fn main() {
             }
             "r" => replication_row(&settings, &placement),
             "sync" => sync_row(&settings, &placement),
+            "tombstones" => tombstones_row(&settings, &placement),
             "custom" => {
                 let workload = custom.clone().unwrap_or_else(base_workload);
                 let row = Row { name: "custom".into(), title: describe(&workload), workload };
