@@ -46,6 +46,12 @@ impl PeerClock {
         });
         let skew = match self.skew_ms {
             None => sample,
+            // A sample is off by at most half its round trip (RFC 5905 §8). One further
+            // from the estimate than a whole round trip and the warning threshold is
+            // no delayed packet: a clock stepped (NTP, an operator), and expiry times
+            // corrected by the old estimate would be off by the step for the dozens
+            // of pongs smoothing takes to follow it.
+            Some(old) if (sample - old).unsigned_abs() > rtt.max(SKEW_WARNING_MS as u64) => sample,
             Some(old) => old + (sample - old) / SMOOTHING_DIVISOR,
         };
         self.skew_ms = Some(skew);
@@ -82,6 +88,21 @@ mod tests {
         // A pong delayed 82 ms on its way back: rtt sample 82, skew sample -40.
         let skew = peer.pong(T + 1_082, T + 1_000, T + 1_001);
         assert_eq!((peer.rtt_ms, skew), (Some(12), -5));
+    }
+
+    #[test]
+    fn a_stepped_clock_is_followed_at_once() {
+        let mut peer = PeerClock::default();
+        peer.pong(T + 2, T, T + 1);
+        // The peer's clock steps 30 s ahead: the next sample says so with a 2 ms round trip.
+        let skew = peer.pong(T + 1_002, T + 1_000, T + 31_001);
+        assert_eq!(skew, 30_000);
+        // And back: followed at once too, not over the 25 pongs smoothing would take.
+        let skew = peer.pong(T + 2_002, T + 2_000, T + 2_001);
+        assert_eq!(skew, 0);
+        // A sample 1.5 s off that took 4 s to come back may be a delayed packet: smoothed.
+        let skew = peer.pong(T + 7_000, T + 3_000, T + 6_500);
+        assert_eq!(skew, 1_500 / 8);
     }
 
     #[test]
