@@ -11,6 +11,7 @@
 //! is bounded; a peer that does not keep up falls behind the backlog and is sent a
 //! full sync when it returns (finding 4: repcached froze its master instead).
 
+use super::heartbeat::LinkTime;
 use super::node::{LINK_CONNECTING, LINK_DOWN, Node, SyncMode};
 use super::session::Session;
 use mio::net::{TcpListener, TcpStream};
@@ -143,8 +144,9 @@ struct Runner {
 }
 
 impl Runner {
-    fn now_ms(&self) -> u64 {
-        self.node.store.clock().now_ms()
+    fn now(&self) -> LinkTime {
+        let clock = self.node.store.clock();
+        LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }
     }
 
     fn run(mut self) {
@@ -252,7 +254,7 @@ impl Runner {
 
     fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, dialed: bool) -> Option<usize> {
         let _ = stream.set_nodelay(true);
-        let session = match Session::start(&self.node, dialed, self.now_ms()) {
+        let session = match Session::start(&self.node, dialed, self.now()) {
             Ok(session) => session,
             Err(e) => {
                 log::error!("replication: no random challenge: {e}");
@@ -301,7 +303,7 @@ impl Runner {
     }
 
     fn read(&mut self, key: usize) {
-        let now_ms = self.now_ms();
+        let now = self.now();
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
@@ -335,7 +337,7 @@ impl Runner {
                 },
             };
             // Apply as we go, so a long burst is not buffered whole.
-            match link.session.receive(&self.node, &link.input[..link.filled], now_ms) {
+            match link.session.receive(&self.node, &link.input[..link.filled], now) {
                 Ok(used) => {
                     link.input.copy_within(used..link.filled, 0);
                     link.filled -= used;
@@ -445,10 +447,10 @@ impl Runner {
     }
 
     fn tick(&mut self) {
-        let now_ms = self.now_ms();
+        let now = self.now();
         let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
         for key in keys {
-            if let Err(reason) = self.links[key].session.tick(&self.node, now_ms) {
+            if let Err(reason) = self.links[key].session.tick(&self.node, now) {
                 self.close(key, &reason);
             } else {
                 self.busy |= self.pump(key, true);

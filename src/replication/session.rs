@@ -15,7 +15,7 @@
 
 use super::backlog::{Overflowed, Recorded};
 use super::handshake::{PeerHello, fresh_nonce};
-use super::heartbeat::{PeerClock, SKEW_WARNING_MS};
+use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
 use super::node::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Node, Progress};
 use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
@@ -71,7 +71,9 @@ pub struct Session {
     bytes_made: u64,
     bytes_acked: u64,
     pub clock: PeerClock,
-    started_ms: u64,
+    /// When the session started, on both clocks.
+    started: LinkTime,
+    /// When the next heartbeat is due, on the monotonic clock.
     next_ping_ms: u64,
     skew_warned: bool,
     /// Set when the handshake completes; the link thread takes it.
@@ -97,7 +99,7 @@ enum Pending {
 
 impl Session {
     /// A new link; the dialing side speaks first.
-    pub fn start(node: &Node, dialed: bool, now_ms: u64) -> std::io::Result<Session> {
+    pub fn start(node: &Node, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
         let mut session = Session {
             dialed,
             our_nonce: fresh_nonce()?,
@@ -111,8 +113,8 @@ impl Session {
             bytes_read: 0,
             bytes_made: 0,
             bytes_acked: 0,
-            clock: PeerClock { last_heard_ms: now_ms, ..PeerClock::default() },
-            started_ms: now_ms,
+            clock: PeerClock { last_heard_ms: now.mono_ms, ..PeerClock::default() },
+            started: now,
             next_ping_ms: 0,
             skew_warned: false,
             just_ready: false,
@@ -121,7 +123,7 @@ impl Session {
             batch_keys: Vec::new(),
         };
         if dialed {
-            session.send_hello(node, now_ms);
+            session.send_hello(node, now.wall_ms);
         }
         Ok(session)
     }
@@ -174,14 +176,14 @@ impl Session {
 
     /// Handles every whole frame in `input`; returns the bytes used. An error is
     /// the reason to close the link.
-    pub fn receive(&mut self, node: &Node, input: &[u8], now_ms: u64) -> Result<usize, String> {
+    pub fn receive(&mut self, node: &Node, input: &[u8], now: LinkTime) -> Result<usize, String> {
         let mut used = 0;
         let applied_before = self.live_applied;
         while let Some((frame, n)) = wire::decode(&input[used..]).map_err(|e| e.to_string())? {
             used += n;
             self.bytes_read += n as u64;
-            self.clock.heard(now_ms);
-            self.handle(node, frame, now_ms)?;
+            self.clock.heard(now.mono_ms);
+            self.handle(node, frame, now)?;
         }
         node.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
         if self.live_applied != applied_before
@@ -198,20 +200,20 @@ impl Session {
         Ok(used)
     }
 
-    fn handle(&mut self, node: &Node, frame: Frame<'_>, now_ms: u64) -> Result<(), String> {
+    fn handle(&mut self, node: &Node, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
         let identity = &node.settings.identity;
         match self.phase {
             Phase::Hello => {
                 let peer = identity.check_hello(&frame)?;
                 if !self.dialed {
-                    self.send_hello(node, now_ms);
+                    self.send_hello(node, now.wall_ms);
                 }
                 let mac = identity.prove(&peer.nonce);
                 self.emit(&Frame::Auth { mac });
                 // A first clock sample, until pongs refine it. The dialer knows the
                 // round trip of its hello (NTP's estimate, as for pongs); the acceptor
                 // reads the peer's clock one delivery late.
-                let midpoint = if self.dialed { (self.started_ms + now_ms) / 2 } else { now_ms };
+                let midpoint = if self.dialed { (self.started.wall_ms + now.wall_ms) / 2 } else { now.wall_ms };
                 self.clock.skew_ms = Some(peer.clock_ms as i64 - midpoint as i64);
                 self.phase = Phase::Auth(peer);
                 Ok(())
@@ -227,10 +229,10 @@ impl Session {
                     node.mark_synced();
                 }
                 self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
-                self.next_ping_ms = now_ms;
+                self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
-            Phase::Ready(peer) => self.handle_ready(node, peer, frame, now_ms),
+            Phase::Ready(peer) => self.handle_ready(node, peer, frame, now.wall_ms),
         }
     }
 
@@ -573,10 +575,10 @@ impl Session {
     }
 
     /// Heartbeat and timeouts; `Err` is the reason to close the link.
-    pub fn tick(&mut self, node: &Node, now_ms: u64) -> Result<(), String> {
-        let timeout = node.settings.timeout;
+    pub fn tick(&mut self, node: &Node, now: LinkTime) -> Result<(), String> {
+        let (now_ms, timeout) = (now.mono_ms, node.settings.timeout);
         if !self.is_ready() {
-            if now_ms.saturating_sub(self.started_ms) > timeout.as_millis() as u64 {
+            if now_ms.saturating_sub(self.started.mono_ms) > timeout.as_millis() as u64 {
                 return Err(format!("handshake not completed within {} ms", timeout.as_millis()));
             }
             return Ok(());
@@ -588,15 +590,17 @@ impl Session {
                 timeout.as_millis()
             ));
         }
-        node.stats.last_heard_ms.store(self.clock.last_heard_ms, Ordering::Relaxed);
+        // Shown by `stats` as a wall-clock time: as long ago as on the monotonic clock.
+        let heard_wall_ms = now.wall_ms.saturating_sub(now_ms.saturating_sub(self.clock.last_heard_ms));
+        node.stats.last_heard_ms.store(heard_wall_ms, Ordering::Relaxed);
         if now_ms >= self.next_ping_ms {
-            self.emit(&Frame::Ping { applied: self.ackable(), sent_ms: now_ms });
+            self.emit(&Frame::Ping { applied: self.ackable(), sent_ms: now.wall_ms });
             self.next_ping_ms = now_ms + node.settings.heartbeat.as_millis() as u64;
         }
         Ok(())
     }
 
-    /// When the next heartbeat is due (ms), for the link thread's poll timeout.
+    /// When the next heartbeat is due (monotonic ms), for the link thread's poll timeout.
     pub fn next_ping_ms(&self) -> u64 {
         self.next_ping_ms
     }

@@ -3,6 +3,7 @@
 //! and restarts ends, once the link is back and quiet, with identical stores.
 
 use super::handshake::Identity;
+use super::heartbeat::LinkTime;
 use super::node::{Node, Settings, SyncMode};
 use super::session::Session;
 use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
@@ -54,7 +55,7 @@ impl Pair {
 
     fn connect(&mut self) {
         if self.link.is_none() {
-            let now = self.clock.now_ms();
+            let now = LinkTime::both(self.clock.now_ms());
             let a = Session::start(&self.a, true, now).unwrap();
             let b = Session::start(&self.b, false, now).unwrap();
             self.link = Some((End { session: a, inbox: Vec::new() }, End { session: b, inbox: Vec::new() }));
@@ -81,7 +82,7 @@ impl Pair {
     /// put out (acknowledgements, answers to pings), as a link thread does when its
     /// batch timer holds the backlog back.
     fn deliver_produced(&mut self, to_b: bool, max: usize, produce: bool) -> bool {
-        let now = self.clock.now_ms();
+        let now = LinkTime::both(self.clock.now_ms());
         let Some((end_a, end_b)) = self.link.as_mut() else {
             return false;
         };
@@ -166,9 +167,25 @@ fn a_pair_links_syncs_and_streams() {
 }
 
 #[test]
+fn silences_are_timed_on_the_monotonic_clock() {
+    let mut pair = Pair::new();
+    pair.settle();
+    let now = pair.clock.now_ms();
+    let timeout = pair.a.settings.timeout.as_millis() as u64;
+    let (a, _) = pair.link.as_mut().expect("linked");
+    // The wall clock stepped an hour ahead, the peer heard from just now: still up.
+    let ahead = LinkTime { wall_ms: now + 3_600_000, mono_ms: now + 10 };
+    assert_eq!(a.session.tick(&pair.a, ahead), Ok(()));
+    // Stepped an hour back, the peer silent for longer than the timeout: down.
+    let back = LinkTime { wall_ms: now - 3_600_000, mono_ms: now + timeout + 1 };
+    let down = a.session.tick(&pair.a, back).unwrap_err();
+    assert!(down.contains("declared down"), "{down}");
+}
+
+#[test]
 fn a_stranger_is_refused_before_anything_is_sent() {
     let pair = Pair::new();
-    let now = pair.clock.now_ms();
+    let now = LinkTime::both(pair.clock.now_ms());
     let mut acceptor = Session::start(&pair.a, false, now).unwrap();
     assert!(acceptor.out.is_empty(), "the accepting side speaks only after a valid hello");
     let refused = acceptor.receive(&pair.a, b"set k 0 0 1\r\nx\r\n", now).unwrap_err();

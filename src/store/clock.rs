@@ -21,6 +21,15 @@ impl Clock {
         }
     }
 
+    /// Milliseconds on a clock that never steps (CLOCK_MONOTONIC_COARSE), for timing
+    /// silences and intervals whatever the wall clock does; a manual clock's time.
+    pub fn mono_ms(&self) -> u64 {
+        match self {
+            Clock::System => read_ms(libc::CLOCK_MONOTONIC_COARSE),
+            Clock::Manual(manual) => manual.now_ms(),
+        }
+    }
+
     /// Unix time in whole seconds, the resolution of memcached's expiry.
     #[inline]
     pub fn now_secs(&self) -> u32 {
@@ -52,9 +61,13 @@ impl ManualClock {
 /// the precise clock; its resolution (one scheduler tick, 1-4 ms) is far finer than
 /// the one-second resolution of memcached's exptimes.
 fn system_now_ms() -> u64 {
+    read_ms(libc::CLOCK_REALTIME_COARSE)
+}
+
+fn read_ms(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; the call only writes to it.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     debug_assert_eq!(rc, 0);
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
