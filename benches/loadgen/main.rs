@@ -575,6 +575,12 @@ fn tombstones_row(settings: &Settings, placement: &Placement) {
             assert_eq!(rc, 0, "signal the peer");
         };
         signal(libc::SIGSTOP);
+        // kill returns before the peer's threads have all stopped: wait for state T.
+        let stopped_by = Instant::now() + Duration::from_secs(5);
+        while !server::is_stopped(peer.pid()) {
+            assert!(Instant::now() < stopped_by, "the peer did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         delete_missing(server.addr, "gone", items).expect("deletes");
         let buried = Held::of(&server);
         signal(libc::SIGCONT);

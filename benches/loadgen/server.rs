@@ -299,3 +299,11 @@ pub fn resident_bytes(pid: u32) -> io::Result<u64> {
         .map(|kb| kb * 1024)
         .ok_or_else(|| io::Error::other("no VmRSS"))
 }
+
+/// Whether a process is stopped by a signal (state T in /proc/PID/stat).
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().chars().next()))
+        == Some('T')
+}
