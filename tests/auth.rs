@@ -49,3 +49,268 @@ fn authfile_replies_match_memcached() {
     stickless.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A binary request: opcode, key, extras and value, opaque 0.
+fn packet(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = (key.len() + extras.len() + value.len()) as u32;
+    let mut out = vec![0x80, opcode];
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    out.extend_from_slice(&body.to_be_bytes());
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out
+}
+
+// Opcodes from memcached's protocol_binary.h.
+const GET: u8 = 0x00;
+const SET: u8 = 0x01;
+const DELETE: u8 = 0x04;
+const INCREMENT: u8 = 0x05;
+const QUIT: u8 = 0x07;
+const FLUSH: u8 = 0x08;
+const GETQ: u8 = 0x09;
+const NOOP: u8 = 0x0a;
+const VERSION: u8 = 0x0b;
+const APPEND: u8 = 0x0e;
+const STAT: u8 = 0x10;
+const TOUCH: u8 = 0x1c;
+const GAT: u8 = 0x1d;
+const SASL_LIST_MECHS: u8 = 0x20;
+const SASL_AUTH: u8 = 0x21;
+const SASL_STEP: u8 = 0x22;
+
+/// Bytes a fresh connection sends, and what ends its replies: `<closed>` for a
+/// connection the server must hang up on.
+type Door = (&'static str, Vec<u8>, &'static [u8]);
+
+/// Sends each case on a fresh connection and returns what came back up to its end.
+fn knock(addr: SocketAddr, doors: &[Door]) -> Vec<String> {
+    doors
+        .iter()
+        .map(|(name, bytes, end)| {
+            let mut client = Client::connect(addr);
+            client.send(bytes);
+            let reply = if *end == b"<closed>" { client.read_until(b"<never>") } else { client.request(b"", end) };
+            format!("{name}: {}", show(&reply))
+        })
+        .collect()
+}
+
+/// Where Cyrus SASL finds memcached's configuration and its user database, made with
+/// Debian's `saslpasswd2` for one user, and the same user as stickless's `--sasl-pwdb`.
+struct SaslUsers {
+    dir: std::path::PathBuf,
+}
+
+impl SaslUsers {
+    fn new(name: &str, user: &str, password: &str) -> SaslUsers {
+        let dir = std::env::temp_dir().join(format!("stickless-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sasldb = dir.join("sasldb2");
+        let mut saslpasswd = std::process::Command::new("saslpasswd2")
+            .args(["-p", "-a", "memcached", "-c", "-f", sasldb.to_str().unwrap(), user])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("saslpasswd2 must be installed (scripts/test installs Debian's sasl2-bin)");
+        use std::io::Write;
+        saslpasswd.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+        assert!(saslpasswd.wait().unwrap().success(), "saslpasswd2 failed");
+        std::fs::write(dir.join("memcached.conf"), format!("mech_list: plain\nsasldb_path: {}\n", sasldb.display()))
+            .unwrap();
+        std::fs::write(dir.join("pwdb"), format!("{user}:{password}\n")).unwrap();
+        std::fs::write(dir.join("authfile"), format!("{user}:{password}\n")).unwrap();
+        SaslUsers { dir }
+    }
+
+    fn pwdb(&self) -> std::path::PathBuf {
+        self.dir.join("pwdb")
+    }
+
+    fn authfile(&self) -> std::path::PathBuf {
+        self.dir.join("authfile")
+    }
+}
+
+impl Drop for SaslUsers {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What an unauthenticated connection may try on a node started with `-S`: text and
+/// meta commands, binary commands that read, write, wipe or stop, and the SASL steps.
+fn sasl_doors() -> Vec<Door> {
+    let closed: &[u8] = b"<closed>";
+    let store = [0u8; 8];
+    let incr = [0u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let good = packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0wonderland");
+    vec![
+        ("text get and set", b"get sess\r\nset sess 0 0 5\r\nforge\r\n".to_vec(), closed),
+        ("meta get and set", b"mg sess v\r\nms sess 5 T0\r\nforge\r\n".to_vec(), closed),
+        ("text flush_all and shutdown", b"flush_all\r\nshutdown\r\nversion\r\n".to_vec(), closed),
+        ("binary get", packet(GET, b"sess", &[], b""), closed),
+        ("binary getq", packet(GETQ, b"sess", &[], b""), closed),
+        ("binary set", packet(SET, b"sess", &store, b"forge"), closed),
+        ("binary append", packet(APPEND, b"sess", &[], b"more"), closed),
+        ("binary delete", packet(DELETE, b"sess", &[], b""), closed),
+        ("binary increment", packet(INCREMENT, b"n", &incr, b""), closed),
+        ("binary touch", packet(TOUCH, b"sess", &[0, 0, 0, 9], b""), closed),
+        ("binary gat", packet(GAT, b"sess", &[0, 0, 0, 9], b""), closed),
+        ("binary flush", packet(FLUSH, b"", &[], b""), closed),
+        ("binary stat", packet(STAT, b"", &[], b""), closed),
+        ("binary noop", packet(NOOP, b"", &[], b""), closed),
+        ("binary quit", packet(QUIT, b"", &[], b""), closed),
+        (
+            "list mechanisms, then get",
+            [packet(SASL_LIST_MECHS, b"", &[], b""), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "a wrong password, then get",
+            [packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0guess"), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "a step before any auth, then get",
+            [packet(SASL_STEP, b"PLAIN", &[], b"x"), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "an unknown mechanism, then get",
+            [packet(SASL_AUTH, b"CRAM-MD5", &[], b"x"), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            // (A stored value's CAS is a version here and a counter there: a miss it is.)
+            "authenticated: get, then quit",
+            [good, packet(GET, b"sess", &[], b""), packet(QUIT, b"", &[], b"")].concat(),
+            closed,
+        ),
+    ]
+}
+
+/// What an unauthenticated connection may try on a node serving text alone (`-Y`).
+fn text_only_doors() -> Vec<Door> {
+    let unauthenticated: &[u8] = b"CLIENT_ERROR unauthenticated\r\n";
+    vec![
+        ("binary get, then a line end", [packet(GET, b"sess", &[], b""), b"\r\n".to_vec()].concat(), unauthenticated),
+        (
+            "binary sasl auth, then a line end",
+            [packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0wonderland"), b"\r\n".to_vec()].concat(),
+            unauthenticated,
+        ),
+        ("binary bytes with no line end", [packet(SET, b"k", &[0; 8], &[b'v'; 2100])].concat(), b"<closed>"),
+        ("meta get", b"mg sess v\r\n".to_vec(), unauthenticated),
+        ("meta set", b"ms sess 5 T0\r\n".to_vec(), unauthenticated),
+        ("meta delete", b"md sess\r\n".to_vec(), unauthenticated),
+        ("flush_all", b"flush_all\r\n".to_vec(), unauthenticated),
+        ("shutdown", b"shutdown\r\n".to_vec(), unauthenticated),
+        ("stats", b"stats\r\n".to_vec(), unauthenticated),
+    ]
+}
+
+fn assert_same(memcached: &[String], stickless: &[String]) {
+    assert_eq!(memcached.len(), stickless.len());
+    for (m, s) in memcached.iter().zip(stickless) {
+        assert_eq!(m, s, "memcached, then stickless");
+    }
+}
+
+#[test]
+fn a_sasl_node_serves_authenticated_binary_connections_alone_as_memcached_does() {
+    let users = SaslUsers::new("sasl-doors", "alice", "wonderland");
+    let memcached = Memcached::start_with_env(&["-S"], &[("SASL_CONF_PATH", &users.dir)]);
+    let stickless = start_stickless(1, |c| {
+        c.sasl = true;
+        c.sasl_pwdb = Some(users.pwdb());
+    });
+    let doors = sasl_doors();
+    let expected = knock(memcached.addr, &doors);
+    let actual = knock(stickless.local_addr(), &doors);
+    assert_same(&expected, &actual);
+    // A short text line is waited on as the start of a binary header, as memcached
+    // does; the version a binary VERSION reports is stickless's own.
+    for addr in [memcached.addr, stickless.local_addr()] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(b"get sess\r\n").unwrap();
+        // Nothing comes, and the connection stays: a slower server would only wait longer.
+        stream.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let mut byte = [0u8; 1];
+        let waited = stream.read(&mut byte).map_err(|e| e.kind());
+        assert!(
+            matches!(waited, Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "{addr}: {waited:?}"
+        );
+        // The rest of a header: judged, and refused by a close.
+        stream.write_all(&packet(VERSION, b"", &[], b"")[..15]).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut rest = Vec::new();
+        let closed = stream.read_to_end(&mut rest).map(|_| rest).map_err(|e| e.kind());
+        assert!(
+            matches!(&closed, Ok(rest) if rest.is_empty()) || closed == Err(std::io::ErrorKind::ConnectionReset),
+            "{addr}: {closed:?}"
+        );
+    }
+    stickless.shutdown();
+}
+
+#[test]
+fn a_text_auth_node_serves_text_alone_as_memcached_does() {
+    let users = SaslUsers::new("text-doors", "alice", "wonderland");
+    let authfile = users.authfile();
+    let memcached = Memcached::start(&["-Y", authfile.to_str().unwrap()]);
+    let stickless = start_stickless(1, |c| c.auth_file = Some(authfile.clone()));
+    let doors = text_only_doors();
+    assert_same(&knock(memcached.addr, &doors), &knock(stickless.local_addr(), &doors));
+    stickless.shutdown();
+
+    // With -S as well, memcached serves text with -Y's authentication: SASL has no door.
+    let memcached =
+        Memcached::start_with_env(&["-S", "-Y", authfile.to_str().unwrap()], &[("SASL_CONF_PATH", &users.dir)]);
+    let stickless = start_stickless(1, |c| {
+        c.sasl = true;
+        c.sasl_pwdb = Some(users.pwdb());
+        c.auth_file = Some(authfile.clone());
+    });
+    assert_same(&knock(memcached.addr, &doors), &knock(stickless.local_addr(), &doors));
+    stickless.shutdown();
+}
+
+#[test]
+fn contradictory_protocol_flags_are_refused_at_start_as_memcached_refuses_them() {
+    let users = SaslUsers::new("start-flags", "alice", "wonderland");
+    let authfile = users.authfile();
+    let authfile = authfile.to_str().unwrap();
+    let combinations: &[&[&str]] = &[
+        &["-S", "-B", "ascii"],
+        &["-S", "-B", "auto"],
+        &["-Y", authfile, "-B", "binary"],
+        &["-Y", authfile, "-B", "auto"],
+        &["-S", "-Y", authfile, "-B", "binary"],
+        &["-S", "-Y", authfile, "-B", "ascii"],
+    ];
+    let finish = |mut command: std::process::Command| {
+        let output = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run the server");
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).trim().to_string())
+    };
+    for flags in combinations {
+        let mut memcached = std::process::Command::new("memcached");
+        memcached.args(["-l", "127.0.0.1", "-p", "0", "-U", "0", "-u", "root"]).args(*flags);
+        memcached.env("SASL_CONF_PATH", &users.dir);
+        let (memcached_status, memcached_says) = finish(memcached);
+        let mut stickless = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"));
+        stickless.args(["-l", "127.0.0.1", "-p", "0", "--sasl-pwdb"]).arg(users.pwdb()).args(*flags);
+        let (stickless_status, stickless_says) = finish(stickless);
+        assert_eq!(memcached_status, Some(64), "{flags:?}: {memcached_says}");
+        assert_eq!(stickless_status, memcached_status, "{flags:?}: {stickless_says}");
+        assert!(stickless_says.contains(&memcached_says), "{flags:?}: {stickless_says:?} / {memcached_says:?}");
+    }
+}

@@ -408,6 +408,9 @@ fn protocol_flag_pins_connections_to_one_protocol() {
 
     let binary = start_stickless(1, |c| c.protocol = stickless::server::ProtocolChoice::Binary);
     let mut client = Client::connect(binary.local_addr());
+    // Text is read as a binary header: judged, and the connection closed, once 24
+    // bytes are in, as memcached does.
+    client.send(b"version\r\nversion\r\n");
     client.send(b"version\r\n");
     assert_eq!(client.read_until(b"<never>"), b"<closed>");
     binary.shutdown();

@@ -228,15 +228,17 @@ fn loud(op: u8) -> Option<u8> {
     })
 }
 
-/// Parses one request from the front of `buf`. The first byte must be
-/// [`REQUEST_MAGIC`]; anything else is [`ParseError::Close`], as in memcached.
+/// Parses one request from the front of `buf`. A header whose first byte is not
+/// [`REQUEST_MAGIC`] is [`ParseError::Close`], as in memcached.
 pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<BinaryParsed<'a>, ParseError> {
-    // A wrong first byte closes at once, without waiting for a whole header.
-    if buf.first().is_some_and(|&magic| magic != REQUEST_MAGIC) {
-        return Err(ParseError::Close);
-    }
+    // memcached reads a whole header before it judges the magic
+    // (proto_bin.c `try_read_command_binary`): a short text line on a binary-only
+    // port is waited on, not answered by a close.
     if buf.len() < HEADER_LEN {
         return Err(ParseError::Incomplete { need: Some(HEADER_LEN) });
+    }
+    if buf[0] != REQUEST_MAGIC {
+        return Err(ParseError::Close);
     }
     let raw_opcode = buf[1];
     let keylen = u16::from_be_bytes([buf[2], buf[3]]) as usize;

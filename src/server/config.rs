@@ -249,11 +249,11 @@ stickless, a memcached-compatible session cache
                           requests processed per connection to prevent
                           starvation (default: 20)
 -B, --protocol=<name>     protocol - one of ascii, binary, or auto (default: auto)
--S, --enable-sasl         binary connections must authenticate with SASL PLAIN
+-S, --enable-sasl         serve binary connections only, after SASL PLAIN
     --sasl-pwdb=<file>    user:password lines for SASL (default: the file named
                           by MEMCACHED_SASL_PWDB)
--Y, --auth-file=<file>    text connections must authenticate with a user:password
-                          line of this file, sent as the value of a set
+-Y, --auth-file=<file>    serve text connections only, after a user:password line
+                          of this file sent as the value of a set (wins over -S)
 -A, --enable-shutdown     enable the ascii shutdown command
 -F, --disable-flush-all   disable flush_all command
 -C, --disable-cas         disable use of CAS
@@ -284,11 +284,37 @@ stickless, a memcached-compatible session cache
 ";
 
 /// Parses memcached-style arguments (without the program name).
+/// The protocol the client ports serve once authentication is taken into account,
+/// by memcached's start-up rules (memcached.c `main`): `-S` authenticates binary
+/// connections only, so it serves the binary protocol alone; `-Y` authenticates text
+/// connections only, so it serves text alone, and wins over `-S` when both are given.
+/// A `-B` (`specified`) that would leave a protocol open without its authentication
+/// is refused with memcached's message, which `main` exits with EX_USAGE after. An
+/// unspecified protocol is [`ProtocolChoice::Auto`], as in a [`Config`] built by hand.
+pub fn authenticated_protocol(config: &Config, specified: bool) -> Result<ProtocolChoice, String> {
+    let mut protocol = config.protocol;
+    if config.sasl {
+        if specified && protocol != ProtocolChoice::Binary {
+            return Err("ERROR: You cannot allow the ASCII protocol while using SASL.".into());
+        }
+        protocol = ProtocolChoice::Binary;
+    }
+    if config.auth_file.is_some() {
+        // memcached lets -S's binary stand for "unspecified" here: -S -Y serves text.
+        if specified && protocol != ProtocolChoice::Ascii {
+            return Err("ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.".into());
+        }
+        protocol = ProtocolChoice::Ascii;
+    }
+    Ok(protocol)
+}
+
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
     let mut config = Config::default();
     let mut args = args.into_iter();
     let mut memory_mb: usize = 64;
     let (mut peer_host, mut repl_port): (Option<String>, Option<u16>) = (None, None);
+    let mut protocol_specified = false;
     while let Some(arg) = args.next() {
         // Split "--name=value", "-p11211" and "-p 11211" into a name and maybe a value.
         let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--") {
@@ -358,6 +384,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 value("a user name")?;
             }
             "B" | "protocol" => {
+                protocol_specified = true;
                 config.protocol = match value("a protocol")?.as_str() {
                     "auto" => ProtocolChoice::Auto,
                     "ascii" => ProtocolChoice::Ascii,
@@ -426,6 +453,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
     apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
     check_replication(&config)?;
+    config.protocol = authenticated_protocol(&config, protocol_specified)?;
     if config.sasl && config.sasl_pwdb.is_none() {
         config.sasl_pwdb = std::env::var_os("MEMCACHED_SASL_PWDB").map(PathBuf::from);
         if config.sasl_pwdb.is_none() {
@@ -523,6 +551,36 @@ mod tests {
     }
 
     #[test]
+    fn authentication_decides_the_protocol_as_memcached_does() {
+        use ProtocolChoice::{Ascii, Auto, Binary};
+        const SASL: &str = "ERROR: You cannot allow the ASCII protocol while using SASL.";
+        const ASCII_AUTH: &str = "ERROR: You cannot allow the BINARY protocol while using ascii authentication tokens.";
+        // (flags, the protocol served or memcached's refusal), as memcached 1.6 starts.
+        let table: &[(&[&str], Result<ProtocolChoice, &str>)] = &[
+            (&[], Ok(Auto)),
+            (&["-B", "ascii"], Ok(Ascii)),
+            (&["-S"], Ok(Binary)),
+            (&["-S", "-B", "binary"], Ok(Binary)),
+            (&["-S", "-B", "ascii"], Err(SASL)),
+            (&["-S", "-B", "auto"], Err(SASL)),
+            (&["-Y", "/a"], Ok(Ascii)),
+            (&["-Y", "/a", "-B", "ascii"], Ok(Ascii)),
+            (&["-Y", "/a", "-B", "binary"], Err(ASCII_AUTH)),
+            (&["-Y", "/a", "-B", "auto"], Err(ASCII_AUTH)),
+            (&["-S", "-Y", "/a"], Ok(Ascii)),
+            (&["-Y", "/a", "-S"], Ok(Ascii)),
+            (&["-S", "-Y", "/a", "-B", "binary"], Err(ASCII_AUTH)),
+            (&["-S", "-Y", "/a", "-B", "ascii"], Err(SASL)),
+        ];
+        for (flags, expected) in table {
+            let mut args = flags.to_vec();
+            args.extend(["--sasl-pwdb", "/p"]);
+            let got = run(&args).map(|c| c.protocol);
+            assert_eq!(got, expected.map_err(String::from), "{flags:?}");
+        }
+    }
+
+    #[test]
     fn memcached_spellings() {
         let c =
             run(&["-p", "22000", "-l127.0.0.1,::1", "-t", "2", "-m64", "-M", "-I", "2m", "-c", "10", "-vv"]).unwrap();
@@ -533,8 +591,7 @@ mod tests {
         assert_eq!((c.port, c.item_size_max, c.memory_limit, c.reqs_per_event), (1, 512 << 10, 8 << 20, 5));
         let c = run(&["-A", "-F", "-C"]).unwrap();
         assert!(c.enable_shutdown && c.disable_flush_all && c.disable_cas);
-        let c = run(&["-B", "binary", "-S", "--sasl-pwdb", "/p", "-Y", "/a"]).unwrap();
-        assert_eq!(c.protocol, ProtocolChoice::Binary);
+        let c = run(&["-S", "--sasl-pwdb", "/p", "-Y", "/a"]).unwrap();
         assert!(c.sasl);
         assert_eq!((c.sasl_pwdb.unwrap(), c.auth_file.unwrap()), (PathBuf::from("/p"), PathBuf::from("/a")));
         let c = run(&["-s", "/tmp/m.sock", "-a", "770"]).unwrap();

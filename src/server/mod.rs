@@ -189,7 +189,12 @@ impl Server {
     }
 
     /// Starts a server over an existing store (an embedding host's, or a test's).
-    pub fn start_with_store(config: Config, store: Arc<Store>) -> io::Result<Server> {
+    pub fn start_with_store(mut config: Config, store: Arc<Store>) -> io::Result<Server> {
+        // Whoever built the config, no client port serves a protocol its authentication
+        // does not cover (an explicit contradiction is refused, as parse_args does).
+        let specified = config.protocol != config::ProtocolChoice::Auto;
+        config.protocol = config::authenticated_protocol(&config, specified)
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
         let load = |path: &Option<std::path::PathBuf>| -> io::Result<Option<auth::Credentials>> {
             path.as_deref()
                 .map(auth::Credentials::load)

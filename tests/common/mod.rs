@@ -31,11 +31,17 @@ impl Memcached {
     /// memcached cannot report a port it picked, so a port another test took in the
     /// meantime is retried with a new one.
     pub fn start(extra: &[&str]) -> Memcached {
+        Memcached::start_with_env(extra, &[])
+    }
+
+    /// [`Memcached::start`] with environment variables (SASL's `SASL_CONF_PATH`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Memcached {
         let deadline = Instant::now() + EXCHANGE_DEADLINE;
         loop {
             let port = free_port();
             let mut cmd = Command::new("memcached");
             cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]).args(extra);
+            cmd.envs(env.iter().copied());
             // memcached refuses to run as root unless told which user to be.
             // SAFETY: geteuid has no preconditions and cannot fail.
             if unsafe { libc::geteuid() } == 0 {
