@@ -58,3 +58,44 @@ fn shutdown_command_needs_dash_a_and_stops_the_daemon() {
         assert!(status.success(), "shutdown{mode}: exit status {status:?}");
     }
 }
+
+/// The daemon's stderr up to its "listening on" line (`-v`), then it is stopped.
+fn start_up_log(args: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut child = bin()
+        .args(["-p", "0", "-v"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let mut log = String::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.expect("the daemon's log");
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    // SAFETY: kill has no memory preconditions; the pid is this test's own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    log
+}
+
+#[test]
+fn a_port_open_to_the_network_without_authentication_is_warned_about() {
+    let open = start_up_log(&["-l", "0.0.0.0"]);
+    assert!(open.contains("WARN") && open.contains("served without authentication"), "{open}");
+    let local = start_up_log(&["-l", "127.0.0.1"]);
+    assert!(!local.contains("without authentication"), "{local}");
+    let dir = std::env::temp_dir().join(format!("stickless-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let authfile = dir.join("authfile");
+    std::fs::write(&authfile, "alice:wonderland\n").unwrap();
+    let guarded = start_up_log(&["-l", "0.0.0.0", "-Y", authfile.to_str().unwrap()]);
+    assert!(!guarded.contains("without authentication"), "{guarded}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -99,7 +99,23 @@ pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
             Err(e) => return Err(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))),
         }
     }
+    warn_if_open(config, &addrs);
     Ok(listeners)
+}
+
+/// memcached's default bind (every interface) is kept for drop-in use, but a port
+/// anyone on the network can reach without authentication is said at start, at the
+/// default verbosity: every session in the cache is readable and writable there.
+fn warn_if_open(config: &Config, addrs: &[SocketAddr]) {
+    if config.sasl || config.auth_file.is_some() {
+        return;
+    }
+    for addr in addrs.iter().filter(|addr| !addr.ip().is_loopback()) {
+        log::warn!(
+            "clients on {addr} are served without authentication: anyone who reaches it can read, write and \
+             flush every item (bind with -l 127.0.0.1, or require -S or -Y; README, Security)"
+        );
+    }
 }
 
 pub struct Acceptor {
