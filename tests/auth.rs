@@ -314,3 +314,192 @@ fn contradictory_protocol_flags_are_refused_at_start_as_memcached_refuses_them()
         assert!(stickless_says.contains(&memcached_says), "{flags:?}: {stickless_says:?} / {memcached_says:?}");
     }
 }
+
+/// A connection to one of a node's doors, TCP or unix.
+enum Knock {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Knock {
+    /// Sends `bytes`, ends the connection's writing side, and returns all the server
+    /// sent before it closed (the server reads to the end first).
+    fn try_bytes(self, bytes: &[u8]) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let limit = Some(std::time::Duration::from_secs(10));
+        let mut received = Vec::new();
+        match self {
+            Knock::Tcp(mut stream) => {
+                stream.set_read_timeout(limit).unwrap();
+                let _ = stream.write_all(bytes);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.read_to_end(&mut received);
+            }
+            Knock::Unix(mut stream) => {
+                stream.set_read_timeout(limit).unwrap();
+                let _ = stream.write_all(bytes);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.read_to_end(&mut received);
+            }
+        }
+        received
+    }
+}
+
+/// Commands and frames that read, write, wipe or stop, in every protocol, sent
+/// without credentials.
+fn intrusions() -> Vec<(&'static str, Vec<u8>)> {
+    let store = [0u8; 8];
+    let incr = [0u8, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    vec![
+        ("text get", b"get sess\r\ngets sess\r\n".to_vec()),
+        ("text set", b"set forged 0 0 5\r\nforge\r\n".to_vec()),
+        ("text delete", b"delete sess\r\n".to_vec()),
+        ("text flush_all", b"flush_all\r\n".to_vec()),
+        ("text shutdown", b"shutdown\r\n".to_vec()),
+        ("meta get", b"mg sess v\r\n".to_vec()),
+        ("meta set", b"ms forged 5 T0\r\nforge\r\n".to_vec()),
+        ("meta delete", b"md sess\r\n".to_vec()),
+        ("binary get", packet(GET, b"sess", &[], b"")),
+        ("binary set", packet(SET, b"forged", &store, b"forge")),
+        ("binary append", packet(APPEND, b"sess", &[], b"forge")),
+        ("binary increment", packet(INCREMENT, b"sess", &incr, b"")),
+        ("binary delete", packet(DELETE, b"sess", &[], b"")),
+        ("binary flush", packet(FLUSH, b"", &[], b"")),
+        ("binary wrong password", packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0guess")),
+        ("replication handshake without the secret", b"\x00\x00\x00\x10HELLO stickless\r\n".to_vec()),
+    ]
+}
+
+const SESSION_VALUE: &[u8] = b"secret-session";
+
+/// Every door a node opens, tried with every intrusion: none reveals the stored
+/// session, changes anything, or stops the node, and the table names what guards
+/// each door.
+#[test]
+fn every_door_refuses_a_connection_without_credentials() {
+    let users = SaslUsers::new("security-table", "alice", "wonderland");
+    let secret = users.dir.join("repl-secret");
+    std::fs::write(&secret, "a secret of the pair, long enough\n").unwrap();
+    let socket = users.dir.join("socket");
+    struct Row {
+        door: &'static str,
+        guard: &'static str,
+        server: stickless::server::Server,
+        knock: Box<dyn Fn(&stickless::server::Server) -> Knock>,
+    }
+    let sasl = |c: &mut stickless::server::Config| {
+        c.sasl = true;
+        c.sasl_pwdb = Some(users.pwdb());
+        c.enable_shutdown = true;
+    };
+    let text_auth = |c: &mut stickless::server::Config| {
+        c.auth_file = Some(users.authfile());
+        c.enable_shutdown = true;
+    };
+    let tcp =
+        |server: &stickless::server::Server| Knock::Tcp(std::net::TcpStream::connect(server.local_addr()).unwrap());
+    let unix = {
+        let socket = socket.clone();
+        move |_: &stickless::server::Server| Knock::Unix(std::os::unix::net::UnixStream::connect(&socket).unwrap())
+    };
+    let rows = vec![
+        Row {
+            door: "client TCP, -S",
+            guard: "SASL PLAIN (binary only)",
+            server: start_stickless(1, sasl),
+            knock: Box::new(tcp),
+        },
+        Row {
+            door: "client TCP, -Y",
+            guard: "the authfile line (text only)",
+            server: start_stickless(1, text_auth),
+            knock: Box::new(tcp),
+        },
+        Row {
+            door: "unix socket, -S",
+            guard: "mode 0700, then SASL PLAIN",
+            server: start_stickless(1, |c| {
+                sasl(c);
+                c.unix_socket = Some(socket.clone());
+            }),
+            knock: Box::new(unix.clone()),
+        },
+        Row {
+            door: "replication",
+            guard: "the HMAC handshake over --repl-secret",
+            server: start_stickless(1, |c| {
+                sasl(c);
+                c.replication.listen = "127.0.0.1:0".into();
+                c.replication.listen_given = true;
+                c.replication.secret = Some(secret.clone());
+            }),
+            knock: Box::new(|server: &stickless::server::Server| {
+                Knock::Tcp(std::net::TcpStream::connect(server.replication_addr().expect("replication")).unwrap())
+            }),
+        },
+    ];
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the unix socket is its owner's alone");
+    let seed = |server: &stickless::server::Server| {
+        let request = stickless::store::StoreRequest::new(stickless::store::StoreMode::Set, b"sess", SESSION_VALUE);
+        server.store().store(&request);
+    };
+    for row in &rows {
+        seed(&row.server);
+        for (name, bytes) in intrusions() {
+            let received = (row.knock)(&row.server).try_bytes(&bytes);
+            assert!(
+                !received.windows(SESSION_VALUE.len()).any(|w| w == SESSION_VALUE),
+                "{} ({}): {name} read the session: {}",
+                row.door,
+                row.guard,
+                show(&received)
+            );
+            let mut held = None;
+            row.server.store().get_for_meta(b"sess", None, false, |item, _, _| held = Some(item.value().to_vec()));
+            assert_eq!(
+                held.as_deref(),
+                Some(SESSION_VALUE),
+                "{} ({}): {name} changed the session",
+                row.door,
+                row.guard
+            );
+            let mut forged = false;
+            row.server.store().get_for_meta(b"forged", None, false, |_, _, _| forged = true);
+            assert!(!forged, "{} ({}): {name} wrote a key", row.door, row.guard);
+            assert!(
+                !row.server.shared().shutting_down.load(std::sync::atomic::Ordering::Acquire),
+                "{} ({}): {name} stopped the node",
+                row.door,
+                row.guard
+            );
+        }
+    }
+    for row in rows {
+        row.server.shutdown();
+    }
+}
+
+/// A client that shuts its writing side in the middle of a request is closed, as
+/// memcached closes it, even when the end of input came in the same packet as the
+/// last bytes (the poll is edge-triggered: no later event would tell).
+#[test]
+fn a_half_closed_connection_is_closed_mid_request() {
+    let memcached = Memcached::start(&[]);
+    let stickless = start_stickless(1, |_| {});
+    for addr in [memcached.addr, stickless.local_addr()] {
+        for partial in [&b"get sess"[..], b"set sess 0 0 5\r\nfor", &packet(GET, b"sess", &[], b"")[..20]] {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+            stream.write_all(partial).unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            let closed = stream.read_to_end(&mut rest).map_err(|e| e.kind());
+            assert!(closed.is_ok(), "{addr}: {} left open: {closed:?}", show(partial));
+        }
+    }
+    stickless.shutdown();
+}

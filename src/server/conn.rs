@@ -179,6 +179,10 @@ pub struct Conn {
     /// so another would only return `WouldBlock` (the poll is edge-triggered: new
     /// input brings an event).
     input_drained: bool,
+    /// The client has shut its writing side: the end of input may already be in the
+    /// socket behind the last bytes read, and no further event will say so, so reads
+    /// go on until they return it.
+    input_closed: bool,
 }
 
 impl Conn {
@@ -201,6 +205,7 @@ impl Conn {
             pending_claim: None,
             held: false,
             input_drained: false,
+            input_closed: false,
         }
     }
 
@@ -383,9 +388,11 @@ impl Conn {
         true
     }
 
-    /// A readiness event came: the socket may hold input again.
-    pub fn readiness(&mut self) {
+    /// A readiness event came: the socket may hold input again; `read_closed` when
+    /// the event says the client shut its writing side.
+    pub fn readiness(&mut self, read_closed: bool) {
         self.input_drained = false;
+        self.input_closed |= read_closed;
     }
 
     /// Whether replies must wait for the peer to apply this connection's writes.
@@ -459,7 +466,7 @@ impl Conn {
                     // Input means commands: stamped once per read, not per command.
                     self.info.ran_command(dispatch.shared.store.clock().now_secs());
                     dispatch.counters.bytes_read.add(n as u64);
-                    drained = n < space;
+                    drained = n < space && !self.input_closed;
                     self.input_drained = drained;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -80,7 +80,7 @@ impl Worker {
                 }
                 let key = event.token().0;
                 if let Some(conn) = conns.get_mut(key) {
-                    conn.readiness();
+                    conn.readiness(event.is_read_closed());
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
                     settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
                 }
