@@ -503,3 +503,73 @@ fn a_half_closed_connection_is_closed_mid_request() {
     }
     stickless.shutdown();
 }
+
+/// Unauthenticated connections flooding an `-S` node with what it serves them (SASL
+/// mechanism lists, wrong passwords, half headers) do not starve a client that
+/// authenticated: its requests all complete while the flood goes on.
+#[test]
+fn an_unauthenticated_flood_does_not_starve_authenticated_clients() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let users = SaslUsers::new("flood", "alice", "wonderland");
+    let node = start_stickless(2, |c| {
+        c.sasl = true;
+        c.sasl_pwdb = Some(users.pwdb());
+    });
+    let addr = node.local_addr();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let served = std::sync::Arc::new(AtomicU64::new(0));
+    // Bounded: the flood stops when the client is done, or after this long.
+    let flood_until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let flooders: Vec<_> = (0..3)
+        .map(|flooder| {
+            let (stop, served) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&served));
+            std::thread::spawn(move || {
+                let mut conns: Vec<std::net::TcpStream> = (0..60)
+                    .map(|_| {
+                        let conn = std::net::TcpStream::connect(addr).unwrap();
+                        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+                        conn
+                    })
+                    .collect();
+                // A third of them only ever send half a header, and hold their slot.
+                for idle in conns.iter_mut().step_by(3) {
+                    idle.write_all(&packet(GET, b"sess", &[], b"")[..12]).unwrap();
+                }
+                let mechs =
+                    [packet(SASL_LIST_MECHS, b"", &[], b""), packet(SASL_AUTH, b"PLAIN", &[], b"\0mallory\0guess")]
+                        .concat();
+                let mut reply = vec![0u8; 24 + 5 + 24 + 13];
+                while !stop.load(Ordering::Acquire) && std::time::Instant::now() < flood_until {
+                    for (index, conn) in conns.iter_mut().enumerate() {
+                        if index % 3 == 0 {
+                            continue;
+                        }
+                        conn.write_all(&mechs).unwrap();
+                        conn.read_exact(&mut reply).unwrap_or_else(|e| panic!("flooder {flooder}: {e}"));
+                        served.fetch_add(2, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut client = Client::connect(addr);
+    let authenticated = client.binary_step(&packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0wonderland"));
+    assert!(authenticated.ends_with(b"Authenticated"), "{}", show(&authenticated));
+    let flood_before = served.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for round in 0..500u32 {
+        let value = round.to_string();
+        let stored = client.binary_step(&packet(SET, b"sess", &[0; 8], value.as_bytes()));
+        assert_eq!(&stored[..2], &[0x81, SET], "round {round}: {}", show(&stored));
+        let read = client.binary_step(&packet(GET, b"sess", &[], b""));
+        assert!(read.ends_with(value.as_bytes()), "round {round}: {}", show(&read));
+        assert!(std::time::Instant::now() < deadline, "the authenticated client starved at round {round}");
+    }
+    stop.store(true, Ordering::Release);
+    for flooder in flooders {
+        flooder.join().expect("a flooder failed");
+    }
+    assert!(served.load(Ordering::Relaxed) > flood_before, "the flood ran alongside the client");
+    node.shutdown();
+}
