@@ -184,6 +184,49 @@ fn sasl_doors() -> Vec<Door> {
             closed,
         ),
         (
+            "a wrong password, the right one, then get and quit",
+            [
+                packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0guess"),
+                good.clone(),
+                packet(GET, b"sess", &[], b""),
+                packet(QUIT, b"", &[], b""),
+            ]
+            .concat(),
+            closed,
+        ),
+        (
+            "authenticated, a step, then get",
+            [good.clone(), packet(SASL_STEP, b"PLAIN", &[], b"x"), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "authenticated, mechanisms listed, then get",
+            [good.clone(), packet(SASL_LIST_MECHS, b"", &[], b""), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        ("authenticated twice, then quit", [good.clone(), good.clone(), packet(QUIT, b"", &[], b"")].concat(), closed),
+        (
+            // The largest message memcached holds in one slab chunk, and one byte more.
+            "a message of 524,224 bytes, then get",
+            [packet(SASL_AUTH, b"PLAIN", &[], &vec![b'x'; 524_224]), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "a message of 524,225 bytes, then get",
+            [packet(SASL_AUTH, b"PLAIN", &[], &vec![b'x'; 524_225]), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "a mechanism name of 33 bytes, then get",
+            [packet(SASL_AUTH, &[b'M'; 33], &[], b"x"), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
+            "an oversized mechanism value, then get",
+            [packet(SASL_AUTH, b"PLAIN", &[], &vec![b'x'; 1 << 20]), packet(GET, b"sess", &[], b"")].concat(),
+            closed,
+        ),
+        (
             // (A stored value's CAS is a version here and a counter there: a miss it is.)
             "authenticated: get, then quit",
             [good, packet(GET, b"sess", &[], b""), packet(QUIT, b"", &[], b"")].concat(),

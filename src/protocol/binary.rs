@@ -87,6 +87,8 @@ pub mod status {
 
 /// memcached's `MAX_SASL_MECH_LEN`.
 const MAX_SASL_MECH_LEN: usize = 32;
+/// The largest item memcached holds unchunked: its default `slab_chunk_max`.
+const SASL_MESSAGE_ITEM_MAX: usize = 512 * 1024;
 
 /// The fields of a request header that replies need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +172,9 @@ pub enum BinaryCommand<'a> {
     BadFraming,
     /// A SASL mechanism name over 32 bytes (the body is skipped).
     SaslInvalid,
+    /// A SASL message that memcached could not hold in one slab chunk: `ENOMEM`
+    /// (the body is skipped).
+    SaslTooLarge,
 }
 
 /// Which storage command; `cas` in the header turns each into a compare-and-swap.
@@ -322,8 +327,14 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<BinaryParsed<'a>, Par
             reply(BinaryCommand::Stat { group: key }, head_len, vlen)
         }
         SASL_AUTH | SASL_STEP if extlen == 0 && keylen != 0 => {
-            if keylen > MAX_SASL_MECH_LEN || memcached_item_size(keylen, 0, vlen, false) > limits.item_size_max {
+            if keylen > MAX_SASL_MECH_LEN {
                 return reply(BinaryCommand::SaslInvalid, head_len, vlen);
+            }
+            // memcached reads the message into an item and refuses one that would be
+            // chunked (proto_bin.c `process_bin_sasl_auth`): larger than the largest
+            // slab chunk, 512 KiB by default (memcached.c `slab_chunk_size_max`).
+            if memcached_item_size(keylen, 0, vlen, limits.cas_enabled) > SASL_MESSAGE_ITEM_MAX {
+                return reply(BinaryCommand::SaslTooLarge, head_len, vlen);
             }
             let data = value()?;
             let cmd = if op == SASL_AUTH {

@@ -43,6 +43,7 @@ pub enum ErrorReply {
     Unauthenticated,
     AuthBadTermination,
     AuthBadTokenFormat,
+    AuthTokenTooLong,
     AuthFailure,
 }
 
@@ -82,6 +83,7 @@ impl ErrorReply {
             ErrorReply::Unauthenticated => b"CLIENT_ERROR unauthenticated\r\n",
             ErrorReply::AuthBadTermination => b"CLIENT_ERROR bad command line termination\r\n",
             ErrorReply::AuthBadTokenFormat => b"CLIENT_ERROR bad authentication token format\r\n",
+            ErrorReply::AuthTokenTooLong => b"CLIENT_ERROR auth token too long\r\n",
             ErrorReply::AuthFailure => b"CLIENT_ERROR authentication failure\r\n",
         }
     }

@@ -493,6 +493,9 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
     }
 }
 
+/// The longest `user password` token `-Y` reads (memcached's MAX_AUTH_REQ_LEN).
+pub const AUTH_TOKEN_MAX: u32 = 16 * 1024;
+
 /// Parses what an unauthenticated connection sends under `-Y`: only
 /// `set <any> <any> <any> <bytes>` with `<user> <password>` as its value counts
 /// (proto_text.c `try_read_command_asciiauth`); anything else is refused.
@@ -513,6 +516,14 @@ pub fn parse_auth(buf: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let (true, Some(size)) = (toks.ntokens() >= 6 && toks.get(0) == b"set", size) else {
         return error(ErrorReply::Unauthenticated, line_len);
     };
+    // An unauthenticated client must not make the connection buffer what it likes:
+    // memcached refuses a token over 16 KiB after its line and reads what follows as
+    // new lines (proto_text.c MAX_AUTH_REQ_LEN, "auth: fix crash when given huge
+    // token", in 1.6.42). Debian's 1.6.18 waits for any size: up to 4 GiB buffered
+    // per unauthenticated connection.
+    if size > AUTH_TOKEN_MAX {
+        return error(ErrorReply::AuthTokenTooLong, line_len);
+    }
     let total = line_len + size as usize + 2;
     if buf.len() < total {
         return Err(ParseError::Incomplete { need: Some(total) });
@@ -782,6 +793,17 @@ mod tests {
         assert_eq!(auth(b"set a 0 0 2\r\nuu\r\n"), Ok((err(ErrorReply::AuthBadTokenFormat, false), 17)));
         assert_eq!(auth(b"set a 0 0 2\r\nuuXX"), Ok((err(ErrorReply::AuthBadTermination, false), 17)));
         assert_eq!(parse_auth(b"set a 0 0 10\r\nu"), Err(ParseError::Incomplete { need: Some(26) }));
+        // Partial: the line, then the token, arrive in pieces; nothing is judged early.
+        let whole = b"set a 0 0 6\r\nu pass\r\n";
+        for cut in 0..whole.len() {
+            assert!(matches!(parse_auth(&whole[..cut]), Err(ParseError::Incomplete { .. })), "cut at {cut}");
+        }
+        // Oversized: refused after its line, without waiting for (or buffering) it.
+        assert_eq!(auth(b"set a 0 0 16384\r\n"), Err(ParseError::Incomplete { need: Some(16384 + 19) }));
+        assert_eq!(auth(b"set a 0 0 16385\r\n"), Ok((err(ErrorReply::AuthTokenTooLong, false), 17)));
+        assert_eq!(auth(b"set a 0 0 4294967295\r\n"), Ok((err(ErrorReply::AuthTokenTooLong, false), 22)));
+        // A line with no end is closed once longer than any command could be.
+        assert_eq!(parse_auth(&[b'x'; 4096]), Err(ParseError::Close));
     }
 
     #[test]

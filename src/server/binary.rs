@@ -27,6 +27,8 @@ impl Dispatch<'_> {
             BinaryCommand::SaslListMechs
                 | BinaryCommand::SaslAuth { .. }
                 | BinaryCommand::SaslStep { .. }
+                | BinaryCommand::SaslInvalid
+                | BinaryCommand::SaslTooLarge
                 | BinaryCommand::Version
         );
         if self.shared.sasl.is_some() && !session.authenticated && !exempt {
@@ -187,6 +189,9 @@ impl Dispatch<'_> {
                 if self.shared.sasl.is_none() {
                     write_error(out, h, status::UNKNOWN_COMMAND);
                 } else {
+                    // Every SASL command starts over, unauthenticated, as memcached's
+                    // (proto_bin.c `init_sasl_conn`).
+                    session.authenticated = false;
                     write_header(out, h, status::SUCCESS, 0, 0, SASL_MECHANISMS.len() as u32, 0);
                     out.extend_from_slice(SASL_MECHANISMS);
                 }
@@ -197,8 +202,13 @@ impl Dispatch<'_> {
                     return Flow::Continue;
                 };
                 c.auth_cmds.inc();
-                if mech == SASL_MECHANISMS && credentials.check_plain(data) {
+                session.authenticated = false;
+                // A connection authenticates once: memcached's Cyrus context refuses to
+                // start a second exchange after one completed, and the connection is
+                // left unauthenticated.
+                if !session.sasl_completed && mech == SASL_MECHANISMS && credentials.check_plain(data) {
                     session.authenticated = true;
+                    session.sasl_completed = true;
                     write_header(out, h, status::SUCCESS, 0, 0, 13, 0);
                     out.extend_from_slice(b"Authenticated");
                 } else {
@@ -211,12 +221,18 @@ impl Dispatch<'_> {
                     write_error(out, h, status::UNKNOWN_COMMAND);
                 } else {
                     // PLAIN completes in its first message, so there is never a step.
+                    session.authenticated = false;
                     c.auth_cmds.inc();
                     c.auth_errors.inc();
                     write_error(out, h, status::AUTH_ERROR);
                 }
             }
+            // Without -S memcached answers every SASL command as unknown, first.
+            BinaryCommand::SaslInvalid | BinaryCommand::SaslTooLarge if self.shared.sasl.is_none() => {
+                write_error(out, h, status::UNKNOWN_COMMAND)
+            }
             BinaryCommand::SaslInvalid => write_error(out, h, status::EINVAL),
+            BinaryCommand::SaslTooLarge => write_error(out, h, status::ENOMEM),
             BinaryCommand::Unknown => write_error(out, h, status::UNKNOWN_COMMAND),
             BinaryCommand::Invalid => {
                 write_error(out, h, status::EINVAL);

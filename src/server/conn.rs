@@ -189,7 +189,7 @@ impl Conn {
     pub fn new(stream: Stream, info: Arc<ConnInfo>) -> Self {
         Conn {
             stream,
-            session: Session { authenticated: false, fd: info.fd },
+            session: Session { fd: info.fd, ..Session::default() },
             info,
             awaiting_value: false,
             silent: true,

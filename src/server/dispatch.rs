@@ -26,6 +26,9 @@ pub enum Flow {
 pub struct Session {
     /// SASL (`-S`) or text authentication (`-Y`) succeeded.
     pub authenticated: bool,
+    /// A SASL exchange completed on this connection: as with memcached's Cyrus SASL
+    /// context, another cannot start on it.
+    pub sasl_completed: bool,
     /// The connection's descriptor, which `watch` lines name as `cfd`.
     pub fd: i32,
 }
