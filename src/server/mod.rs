@@ -7,7 +7,7 @@
 //! ```
 //! `dispatch.rs` is the one place where protocol meets store.
 
-mod auth;
+pub mod auth;
 mod binary;
 mod config;
 mod conn;
