@@ -246,3 +246,29 @@ fn serving_with_protect_prefix_keeps_an_embedded_stores_sessions_from_eviction()
         assert_eq!(store.get(format!("sess:{i}").as_bytes()), Ok(value.to_vec()), "sess:{i} was evicted");
     }
 }
+
+#[test]
+fn serving_through_the_abi_keeps_memcached_s_authentication_rules() {
+    let handle = Handle::open();
+    let dir = std::env::temp_dir().join(format!("stickless-ffi-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let authfile = dir.join("authfile");
+    std::fs::write(&authfile, "alice:wonderland\n").unwrap();
+    let refused = |args: String| {
+        // SAFETY: an open handle and a live string.
+        let status = unsafe { stickless_serve(handle.0, args.as_ptr().cast(), args.len()) };
+        assert_eq!(status, StickStatus::STICKLESS_BAD_CONFIG as i32, "serve {args}");
+    };
+    // As the daemon refuses them: a protocol left open beside its authentication.
+    refused(format!("-l 127.0.0.1 -p 0 -S --sasl-pwdb {} -B ascii", authfile.display()));
+    refused(format!("-l 127.0.0.1 -p 0 -Y {} -B binary", authfile.display()));
+    // -Y serves text alone: a binary request is an unauthenticated line, not served.
+    handle.serve(&format!("-l 127.0.0.1 -p 0 -Y {}", authfile.display()));
+    handle.set(b"sess", b"secret-session");
+    let port = handle.port(StickPortKind::STICKLESS_PORT_MEMCACHED);
+    let mut client = Client::connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let binary_get = [&[0x80, 0x00, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 4][..], &[0; 12], b"sess"].concat();
+    let reply = client.request(&[binary_get, b"\r\n".to_vec()].concat(), b"\r\n");
+    assert_eq!(reply, b"CLIENT_ERROR unauthenticated\r\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
