@@ -83,7 +83,17 @@ pub struct Session {
     /// Backlog entries being sent, and their keys end to end (reused).
     batch: Vec<(u64, Pending)>,
     batch_keys: Vec<u8>,
+    /// Versions of ours that went to the peer as the winning state of a refusal.
+    /// A claim's item is visible before it is recorded, so a refusal can overtake
+    /// the claim that beat the peer's: the peer then builds on our claim (an `incr`
+    /// runs again on top of it) before our claim's own entry goes, and that entry,
+    /// finding the peer's newer state, must not count the claim as lost.
+    won_in_refusals: std::collections::VecDeque<u64>,
 }
+
+/// How many of those versions are remembered: refusals are rare, and the claim
+/// each one names is sent within a batch or two.
+const WON_IN_REFUSALS_KEPT: usize = 64;
 
 /// A backlog entry copied out for sending: a key's length in `batch_keys`, or a flush.
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +131,7 @@ impl Session {
             out: Vec::new(),
             batch: Vec::new(),
             batch_keys: Vec::new(),
+            won_in_refusals: std::collections::VecDeque::new(),
         };
         if dialed {
             session.send_hello(node, now.wall_ms);
@@ -458,13 +469,21 @@ impl Session {
             self.refusals.pop_front();
             let before = self.out.len();
             let mut out = std::mem::take(&mut self.out);
+            let mut winner_version = None;
             node.store.key_state(&key, |winner| {
                 if let KeyState::Value { value, flags, expires_at } = winner.state {
                     let (version, expires_ms) = (winner.version, u64::from(expires_at) * 1000);
                     let key = &key[..];
                     wire::encode(&Frame::Refuse { seq, version, flags, expires_ms, key, value }, &mut out);
+                    winner_version = Some(version);
                 }
             });
+            if let Some(version) = winner_version.filter(|&v| version_node(v) == node.store.node_id()) {
+                if self.won_in_refusals.len() == WON_IN_REFUSALS_KEPT {
+                    self.won_in_refusals.pop_front();
+                }
+                self.won_in_refusals.push_back(version);
+            }
             self.out = out;
             self.bytes_made += (self.out.len() - before) as u64;
             if self.out.len() == before {
@@ -515,18 +534,27 @@ impl Session {
                         Pending::Claim(_, version) => Some(version),
                         _ => None,
                     };
+                    // The peer already holds this claim, from a refusal: it won there.
+                    let seen_by_peer = claimed.is_some_and(|made| {
+                        let seen = self.won_in_refusals.iter().position(|&v| v == made);
+                        seen.map(|at| self.won_in_refusals.remove(at)).is_some()
+                    });
                     let sent = node.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
                         // the add made. A state from the peer that replaced it since
                         // was a concurrent write there that won: the add lost.
-                        let claim = claimed == Some(change.version);
-                        if claimed.is_some_and(|made| change.version > made && version_node(change.version) != our_node)
+                        // Nor once the peer holds it from a refusal: it may have built on
+                        // it since, and must not refuse it now.
+                        let claim = claimed == Some(change.version) && !seen_by_peer;
+                        if !seen_by_peer
+                            && claimed
+                                .is_some_and(|made| change.version > made && version_node(change.version) != our_node)
                         {
                             lost.push(seq);
                         }
                         encode_change(&mut out, seq, &change, claim)
                     });
-                    if sent.is_none() && claimed.is_some() {
+                    if sent.is_none() && claimed.is_some() && !seen_by_peer {
                         // The add's item is gone, and no state of ours took its place:
                         // a change from the peer, made without seeing the add, replaced
                         // it and was deleted there since (a delete applied from the
