@@ -1,6 +1,8 @@
 //! stickless: a memcached-compatible session cache.
 //!
 //! ```text
+//!  number.rs    memcached's decimal numbers (util.c's acceptance rules), parsed and
+//!               formatted; used by the protocols and by the store's incr/decr
 //!  protocol/    bytes <-> Command; no I/O, no store
 //!  store/       striped expiring table, CAS, eviction, versions, applying a
 //!               peer's states; no I/O, no protocol
@@ -24,6 +26,7 @@
 //! ```
 
 pub mod ffi;
+pub mod number;
 pub mod protocol;
 pub mod replication;
 pub mod server;

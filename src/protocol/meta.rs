@@ -10,9 +10,9 @@
 //! CAS the write should take, for `ms`, `md`, `ma` and a vivifying `mg`) and `md`'s
 //! `x` (keep the item but empty its value).
 
-use super::number::{parse_i32, parse_u32, parse_u64};
 use super::reply::ErrorReply;
 use super::text::{Command, KEY_MAX_LENGTH, Limits, ParseError, Parsed, memcached_item_size};
+use crate::number::{parse_i32, parse_u32, parse_u64};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 

@@ -2,7 +2,6 @@
 
 pub mod binary;
 pub mod meta;
-pub mod number;
 pub mod reply;
 pub mod text;
 

@@ -1,7 +1,7 @@
 //! Reply lines of the text protocol, byte for byte as memcached writes them
 //! (proto_text.c and memcached.c; doc/protocol.txt "Error strings").
 
-use super::number::write_u64;
+use crate::number::write_u64;
 
 /// Error replies. Each renders to exactly the line memcached sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 //! the last token.
 
 use super::meta::{self, MetaLine, MetaRequest};
-use super::number::{parse_i32, parse_u32, parse_u64};
 use super::reply::ErrorReply;
+use crate::number::{parse_i32, parse_u32, parse_u64};
 
 /// Longest key, in bytes (memcached.h `KEY_MAX_LENGTH`).
 pub const KEY_MAX_LENGTH: usize = 250;

@@ -7,8 +7,8 @@
 
 use super::dispatch::Dispatch;
 use super::output::Output;
+use crate::number::write_u64;
 use crate::protocol::meta::{self, MetaFlags, MetaRequest};
-use crate::protocol::number::write_u64;
 use crate::protocol::reply::ErrorReply;
 use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size, memcached_slab_class};
 use crate::store::{

@@ -1045,7 +1045,7 @@ impl Store {
                 return DeltaOutcome::NotFound;
             };
             let mut buf = [0u8; 20];
-            let digits = crate::protocol::number::format_u64(&mut buf, initial);
+            let digits = crate::number::format_u64(&mut buf, initial);
             let meta = ItemMeta { flags: 0, expires_at: 0, cas: 0, now: now.secs };
             let Some(item) = Item::new(key, &[digits], meta) else {
                 return DeltaOutcome::NoMemory;
@@ -1064,12 +1064,12 @@ impl Store {
         if value.is_empty() {
             return DeltaOutcome::NonNumeric;
         }
-        let Some(current) = crate::protocol::number::parse_u64(value) else {
+        let Some(current) = crate::number::parse_u64(value) else {
             return DeltaOutcome::NonNumeric;
         };
         let updated = if req.incr { current.wrapping_add(req.delta) } else { current.saturating_sub(req.delta) };
         let mut buf = [0u8; 20];
-        let digits = crate::protocol::number::format_u64(&mut buf, updated);
+        let digits = crate::number::format_u64(&mut buf, updated);
         item.touch_access(now.secs);
         let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
         if digits.len() <= old_len && !item.is_shared() {
