@@ -534,27 +534,25 @@ impl Session {
                         Pending::Claim(_, version) => Some(version),
                         _ => None,
                     };
-                    // The peer already holds this claim, from a refusal: it won there.
-                    let seen_by_peer = claimed.is_some_and(|made| {
+                    // A claim the peer already holds, from a refusal, won there: it goes
+                    // as a plain state, which the peer may have built on since and must
+                    // not refuse now.
+                    let claimed = claimed.filter(|&made| {
                         let seen = self.won_in_refusals.iter().position(|&v| v == made);
-                        seen.map(|at| self.won_in_refusals.remove(at)).is_some()
+                        seen.map(|at| self.won_in_refusals.remove(at)).is_none()
                     });
                     let sent = node.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
                         // the add made. A state from the peer that replaced it since
                         // was a concurrent write there that won: the add lost.
-                        // Nor once the peer holds it from a refusal: it may have built on
-                        // it since, and must not refuse it now.
-                        let claim = claimed == Some(change.version) && !seen_by_peer;
-                        if !seen_by_peer
-                            && claimed
-                                .is_some_and(|made| change.version > made && version_node(change.version) != our_node)
+                        let claim = claimed == Some(change.version);
+                        if claimed.is_some_and(|made| change.version > made && version_node(change.version) != our_node)
                         {
                             lost.push(seq);
                         }
                         encode_change(&mut out, seq, &change, claim)
                     });
-                    if sent.is_none() && claimed.is_some() && !seen_by_peer {
+                    if sent.is_none() && claimed.is_some() {
                         // The add's item is gone, and no state of ours took its place:
                         // a change from the peer, made without seeing the add, replaced
                         // it and was deleted there since (a delete applied from the

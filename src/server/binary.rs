@@ -35,6 +35,15 @@ impl Dispatch<'_> {
             write_error(output.bytes(), h, status::AUTH_ERROR);
             return Flow::Close;
         }
+        // Every SASL exchange starts the connection over, unauthenticated, as
+        // memcached's (proto_bin.c `init_sasl_conn`); a refused message never starts one.
+        let sasl_exchange = matches!(
+            req.cmd,
+            BinaryCommand::SaslListMechs | BinaryCommand::SaslAuth { .. } | BinaryCommand::SaslStep { .. }
+        );
+        if sasl_exchange && self.shared.sasl.is_some() {
+            session.authenticated = false;
+        }
         let out = output.bytes();
         let success = |out: &mut Vec<u8>, cas: u64| {
             if !quiet {
@@ -189,9 +198,6 @@ impl Dispatch<'_> {
                 if self.shared.sasl.is_none() {
                     write_error(out, h, status::UNKNOWN_COMMAND);
                 } else {
-                    // Every SASL command starts over, unauthenticated, as memcached's
-                    // (proto_bin.c `init_sasl_conn`).
-                    session.authenticated = false;
                     write_header(out, h, status::SUCCESS, 0, 0, SASL_MECHANISMS.len() as u32, 0);
                     out.extend_from_slice(SASL_MECHANISMS);
                 }
@@ -202,7 +208,6 @@ impl Dispatch<'_> {
                     return Flow::Continue;
                 };
                 c.auth_cmds.inc();
-                session.authenticated = false;
                 // A connection authenticates once: memcached's Cyrus context refuses to
                 // start a second exchange after one completed, and the connection is
                 // left unauthenticated.
@@ -221,7 +226,6 @@ impl Dispatch<'_> {
                     write_error(out, h, status::UNKNOWN_COMMAND);
                 } else {
                     // PLAIN completes in its first message, so there is never a step.
-                    session.authenticated = false;
                     c.auth_cmds.inc();
                     c.auth_errors.inc();
                     write_error(out, h, status::AUTH_ERROR);
