@@ -3,11 +3,16 @@
 //! ```text
 //!  number.rs    memcached's decimal numbers (util.c's acceptance rules), parsed and
 //!               formatted; used by the protocols and by the store's incr/decr
+//!  store_mode.rs memcached's storage commands (set, add, ... cas): parsed by the
+//!               protocols, executed by the store
 //!  protocol/    bytes <-> Command; no I/O, no store
 //!  store/       striped expiring table, CAS, eviction, versions, applying a
 //!               peer's states; no I/O, no protocol
 //!  replication/ the peer link: backlog, frames, handshake, heartbeat, sessions and
 //!               the link thread; uses store, knows nothing of the client protocols
+//!  node.rs      the one door every front end writes through: the store and its
+//!               replication; a write's result says what it did and what its
+//!               answer waits for
 //!  server/      mio event loops, listener, connections; dispatch.rs joins protocol
 //!               and store, and the daemon starts replication
 //!  ffi/         the C ABI (include/stickless.h): the store embedded in a host
@@ -26,8 +31,10 @@
 //! ```
 
 pub mod ffi;
+pub mod node;
 pub mod number;
 pub mod protocol;
 pub mod replication;
 pub mod server;
 pub mod store;
+pub mod store_mode;

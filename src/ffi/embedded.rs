@@ -3,17 +3,17 @@
 
 use super::StickStatus::{self, *};
 use super::{StickOpenFlags, StickOptions};
-use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
-use crate::replication::node::{Node, last_claimed_here, last_recorded_here};
+use crate::node::{Node, Written};
+use crate::protocol::command::{KEY_MAX_LENGTH, memcached_item_size};
 use crate::server::{Invocation, Server, parse_args};
 use crate::store::Clock;
 use crate::store::{
-    DeleteOutcome, DeleteRequest, DeltaOutcome, Found, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest,
-    StoreStats,
+    DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Store, StoreConfig, StoreMode, StoreOutcome,
+    StoreRequest, StoreStats,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,15 +46,15 @@ pub fn fork_generation() -> u64 {
 }
 
 pub struct Embedded {
+    /// The store, and once `serve` starts it, its replication: in ack mode a write
+    /// through the ABI returns only once the peer holds it, as the daemon's reply does.
+    node: Arc<Node>,
     store: Arc<Store>,
     item_size_max: usize,
     cas_enabled: bool,
     stop: Arc<AtomicBool>,
     sweeper: Option<JoinHandle<()>>,
     server: Mutex<Option<Server>>,
-    /// The replicating node once `serve` starts one: in ack mode a write through the
-    /// ABI returns only once the peer holds it, as the daemon's reply does.
-    replica: OnceLock<Arc<Node>>,
 }
 
 impl Embedded {
@@ -88,44 +88,41 @@ impl Embedded {
                 .map_err(|_| STICKLESS_IO_ERROR)?
         };
         Ok(Embedded {
+            node: Arc::new(Node::new(Arc::clone(&store))),
             store,
             item_size_max,
             cas_enabled,
             stop,
             sweeper: Some(sweeper),
             server: Mutex::new(None),
-            replica: OnceLock::new(),
         })
     }
 
-    /// Runs a write; in ack mode, waits until the peer has applied what it recorded
-    /// (or the link is down: ack mode then degrades as the daemon's does).
-    fn replicated<T>(&self, write: impl FnOnce() -> T) -> T {
-        let Some(node) = self.replica.get() else {
-            return write();
-        };
-        let before = last_recorded_here();
-        let result = write();
-        let seq = last_recorded_here();
-        if seq != before {
+    /// Waits until what a write recorded is settled, as a connection holds its reply:
+    /// in ack mode until the peer has applied it (or the link is down: ack mode then
+    /// degrades as the daemon's does). Returns the outcome.
+    fn settled<T>(&self, written: Written<T>) -> T {
+        if let Some(node) = self.node.replicator()
+            && written.receipt.recorded != 0
+        {
             // The link's own timeout takes it down long before this runs out; the
             // bound only keeps a host thread from hanging should that fail.
-            node.wait_acknowledged(seq, node.settings.timeout * ACK_WAIT_TIMEOUTS);
+            node.wait_acknowledged(written.receipt.recorded, node.settings.timeout * ACK_WAIT_TIMEOUTS);
         }
-        result
+        written.outcome
     }
 
     /// Runs a write that may be a claim (add, cas, append, prepend, incr, decr):
     /// with a peer linked it waits for the peer's verdict, and one the peer refused
     /// runs again on top of the winning write, as a connection's command does.
-    fn claimed<T>(&self, write: impl Fn() -> T) -> T {
+    fn claimed<T>(&self, write: impl Fn(&Node) -> Written<T>) -> T {
         loop {
-            let claimed_before = last_claimed_here();
-            let outcome = self.replicated(&write);
-            let claimed = last_claimed_here();
-            match self.replica.get() {
-                Some(node) if claimed != claimed_before => {
-                    if node.wait_claim_verdict(claimed, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
+            let written = write(&self.node);
+            let claim = written.receipt.claim;
+            let outcome = self.settled(written);
+            match self.node.replicator() {
+                Some(node) if claim != 0 => {
+                    if node.wait_claim_verdict(claim, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
                         return outcome;
                     }
                 }
@@ -191,20 +188,16 @@ impl Embedded {
             exptime: self.exptime(ttl),
             cas_unique: cas,
             fits: Some(&fits),
+            // As memcached: a set that cannot be stored leaves no stale value behind.
+            failure_discards_old: mode == StoreMode::Set,
             ..StoreRequest::new(mode, key, value)
         };
-        match self.claimed(|| self.store.store(&request)) {
+        match self.claimed(|node| node.store_item(&request)) {
             StoreOutcome::Stored { cas, .. } => Ok(cas),
             StoreOutcome::NotStored => Err(STICKLESS_NOT_STORED),
             StoreOutcome::Exists => Err(STICKLESS_EXISTS),
             StoreOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
-            StoreOutcome::NoMemory => {
-                // As memcached: a set that cannot be stored leaves no stale value behind.
-                if mode == StoreMode::Set {
-                    self.store.discard(key);
-                }
-                Err(STICKLESS_OUT_OF_MEMORY)
-            }
+            StoreOutcome::NoMemory => Err(STICKLESS_OUT_OF_MEMORY),
         }
     }
 
@@ -212,9 +205,9 @@ impl Embedded {
         if let Err(status) = Self::check_key(key) {
             return status;
         }
-        match self.replicated(|| self.store.delete(key)) {
-            Some(_) => STICKLESS_OK,
-            None => STICKLESS_NOT_FOUND,
+        match self.settled(self.node.delete(&DeleteRequest { key, ..Default::default() })) {
+            DeleteOutcome::Deleted { .. } => STICKLESS_OK,
+            _ => STICKLESS_NOT_FOUND,
         }
     }
 
@@ -240,7 +233,7 @@ impl Embedded {
             return status;
         }
         let request = DeleteRequest { key, compare_cas: Some(token), ..Default::default() };
-        match self.replicated(|| self.store.delete_for_meta(&request)) {
+        match self.settled(self.node.delete(&request)) {
             DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept => STICKLESS_OK,
             DeleteOutcome::NotFound => STICKLESS_NOT_FOUND,
             DeleteOutcome::Exists => STICKLESS_EXISTS,
@@ -262,7 +255,7 @@ impl Embedded {
 
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> Result<u64, StickStatus> {
         Self::check_key(key)?;
-        match self.claimed(|| self.store.arithmetic(key, incr, delta)) {
+        match self.claimed(|node| node.arithmetic(&DeltaRequest::new(key, incr, delta), |_, _, _| {})) {
             DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => Ok(value),
             DeltaOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
             DeltaOutcome::NonNumeric => Err(STICKLESS_NON_NUMERIC),
@@ -275,14 +268,14 @@ impl Embedded {
         if let Err(status) = Self::check_key(key) {
             return status;
         }
-        match self.replicated(|| self.store.touch(key, self.exptime(ttl))) {
+        match self.settled(self.node.get(key, Some(self.exptime(ttl)), |_| {})) {
             Found::Hit => STICKLESS_OK,
             Found::Miss => STICKLESS_NOT_FOUND,
         }
     }
 
     pub fn flush(&self, delay: u32) {
-        self.replicated(|| self.store.flush_all(self.exptime(delay)));
+        self.settled(self.node.flush_all(self.exptime(delay)));
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -315,11 +308,8 @@ impl Embedded {
         if !self.store.protect_prefixes(config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect()) {
             return STICKLESS_BAD_CONFIG;
         }
-        match Server::start_with_store(config, Arc::clone(&self.store)) {
+        match Server::start_with_node(config, Arc::clone(&self.node)) {
             Ok(started) => {
-                if let Some(node) = &started.shared().replica {
-                    let _ = self.replica.set(Arc::clone(node));
-                }
                 *server = Some(started);
                 STICKLESS_OK
             }

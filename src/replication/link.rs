@@ -12,7 +12,7 @@
 //! full sync when it returns (finding 4: repcached froze its master instead).
 
 use super::heartbeat::LinkTime;
-use super::node::{LINK_CONNECTING, LINK_DOWN, Node, SyncMode};
+use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
 use super::session::Session;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -69,7 +69,7 @@ pub struct LinkThread {
 
 impl LinkThread {
     /// Binds the replication listener and starts the thread.
-    pub fn start(node: Arc<Node>) -> io::Result<LinkThread> {
+    pub fn start(node: Arc<Replicator>) -> io::Result<LinkThread> {
         let listen = resolve(&node.settings.listen)?;
         let mut listener = TcpListener::bind(listen)?;
         let local_addr = listener.local_addr()?;
@@ -122,7 +122,7 @@ fn resolve(addr: &str) -> io::Result<SocketAddr> {
 }
 
 struct Runner {
-    node: Arc<Node>,
+    node: Arc<Replicator>,
     poll: Poll,
     listener: TcpListener,
     links: Slab<Link>,

@@ -2,8 +2,8 @@
 //! changes kept for a peer that reconnects ([`backlog`]), the frames the peers
 //! exchange ([`wire`]), how they prove they belong together ([`handshake`]), what
 //! the heartbeat tells of a peer's health and clock ([`heartbeat`]), one link's
-//! conversation without I/O ([`session`]), the state a node's threads share
-//! ([`node`]), and the thread that moves the bytes ([`link`]). The store decides
+//! conversation without I/O ([`session`]), the replication state a node's threads share
+//! ([`replicator`]), and the thread that moves the bytes ([`link`]). The store decides
 //! which state of a key wins (`store::replica`); this layer decides what to send
 //! and when. It knows nothing of the client protocols or the server.
 
@@ -11,12 +11,12 @@ pub mod backlog;
 pub mod handshake;
 pub mod heartbeat;
 pub mod link;
-pub mod node;
+pub mod replicator;
 pub mod session;
 pub mod wire;
 
 pub use link::LinkThread;
-pub use node::{Node, Settings, SyncMode, last_claimed_here, last_recorded_here};
+pub use replicator::{Replicator, Settings, SyncMode};
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@
 use super::backlog::{Overflowed, Recorded};
 use super::handshake::{PeerHello, fresh_nonce};
 use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
-use super::node::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Node, Progress};
+use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Progress, Replicator};
 use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
 use std::sync::atomic::Ordering;
@@ -109,7 +109,7 @@ enum Pending {
 
 impl Session {
     /// A new link; the dialing side speaks first.
-    pub fn start(node: &Node, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
+    pub fn start(node: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
         let mut session = Session {
             dialed,
             our_nonce: fresh_nonce()?,
@@ -145,7 +145,7 @@ impl Session {
         self.bytes_made += (self.out.len() - before) as u64;
     }
 
-    fn send_hello(&mut self, node: &Node, now_ms: u64) {
+    fn send_hello(&mut self, node: &Replicator, now_ms: u64) {
         let hello = node.settings.identity.hello(self.our_nonce, node.history, now_ms);
         let before = self.out.len();
         wire::encode(&hello, &mut self.out);
@@ -187,7 +187,7 @@ impl Session {
 
     /// Handles every whole frame in `input`; returns the bytes used. An error is
     /// the reason to close the link.
-    pub fn receive(&mut self, node: &Node, input: &[u8], now: LinkTime) -> Result<usize, String> {
+    pub fn receive(&mut self, node: &Replicator, input: &[u8], now: LinkTime) -> Result<usize, String> {
         let mut used = 0;
         let applied_before = self.live_applied;
         while let Some((frame, n)) = wire::decode(&input[used..]).map_err(|e| e.to_string())? {
@@ -211,7 +211,7 @@ impl Session {
         Ok(used)
     }
 
-    fn handle(&mut self, node: &Node, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
+    fn handle(&mut self, node: &Replicator, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
         let identity = &node.settings.identity;
         match self.phase {
             Phase::Hello => {
@@ -247,7 +247,13 @@ impl Session {
         }
     }
 
-    fn handle_ready(&mut self, node: &Node, peer: PeerHello, frame: Frame<'_>, now_ms: u64) -> Result<(), String> {
+    fn handle_ready(
+        &mut self,
+        node: &Replicator,
+        peer: PeerHello,
+        frame: Frame<'_>,
+        now_ms: u64,
+    ) -> Result<(), String> {
         let stats = &node.stats;
         match frame {
             Frame::Resume { history, applied } => {
@@ -359,7 +365,7 @@ impl Session {
         ((local + 500) / 1000).clamp(1, i64::from(u32::MAX)) as u32
     }
 
-    fn apply(&mut self, node: &Node, seq: u64, change: &KeyChange<'_>) {
+    fn apply(&mut self, node: &Replicator, seq: u64, change: &KeyChange<'_>) {
         let stats = &node.stats;
         match node.store.apply_remote(change) {
             Applied::Applied => stats.changes_applied.fetch_add(1, Ordering::Relaxed),
@@ -379,7 +385,7 @@ impl Session {
         }
     }
 
-    fn applied(&mut self, node: &Node, seq: u64) {
+    fn applied(&mut self, node: &Replicator, seq: u64) {
         self.live_applied = seq;
         self.ack_due = true;
         node.stats.applied_seq.store(seq, Ordering::Relaxed);
@@ -387,7 +393,7 @@ impl Session {
 
     /// The peer said what it holds of our changes: resume from the backlog if it
     /// covers that, else send everything.
-    fn start_sending(&mut self, node: &Node, history: u64, applied: u64) {
+    fn start_sending(&mut self, node: &Replicator, history: u64, applied: u64) {
         let stats = &node.stats;
         let backlog = node.backlog.lock().expect("backlog lock");
         if history == node.history && backlog.covers(applied) {
@@ -414,7 +420,7 @@ impl Session {
     /// Fills `out` up to about `budget` bytes with changes and sync slices, and
     /// says whether there is more to send. `Err` when the peer fell behind the
     /// backlog: the link is closed and the peer gets a full sync when it returns.
-    pub fn produce(&mut self, node: &Node, budget: usize) -> Result<bool, String> {
+    pub fn produce(&mut self, node: &Replicator, budget: usize) -> Result<bool, String> {
         if !self.is_ready() || matches!(self.sending, Sending::AwaitResume) {
             return Ok(false);
         }
@@ -459,7 +465,7 @@ impl Session {
 
     /// Sends the refusals whose preceding changes have all gone, each with the
     /// winning state, then acknowledges past them.
-    fn send_refusals(&mut self, node: &Node) {
+    fn send_refusals(&mut self, node: &Replicator) {
         let mut sent = false;
         while let Some((seq, key, after)) = self.refusals.front() {
             if *after >= self.next_seq {
@@ -501,7 +507,7 @@ impl Session {
     /// Sends the next backlog entries, each as its key's current state. The
     /// entries are copied out under the backlog lock and the store is read after
     /// it is released, so writers recording changes never wait for the store.
-    fn send_live(&mut self, node: &Node) -> Result<usize, Overflowed> {
+    fn send_live(&mut self, node: &Replicator) -> Result<usize, Overflowed> {
         let (mut batch, mut keys) = (std::mem::take(&mut self.batch), std::mem::take(&mut self.batch_keys));
         batch.clear();
         keys.clear();
@@ -587,7 +593,7 @@ impl Session {
         Ok(visited)
     }
 
-    fn send_slice(&mut self, node: &Node, cursor: SyncCursor, upto: u64) -> SyncCursor {
+    fn send_slice(&mut self, node: &Replicator, cursor: SyncCursor, upto: u64) -> SyncCursor {
         let before = self.out.len();
         let mut items = 0;
         let out = &mut self.out;
@@ -601,7 +607,7 @@ impl Session {
     }
 
     /// Heartbeat and timeouts; `Err` is the reason to close the link.
-    pub fn tick(&mut self, node: &Node, now: LinkTime) -> Result<(), String> {
+    pub fn tick(&mut self, node: &Replicator, now: LinkTime) -> Result<(), String> {
         let (now_ms, timeout) = (now.mono_ms, node.settings.timeout);
         if !self.is_ready() {
             if now_ms.saturating_sub(self.started.mono_ms) > timeout.as_millis() as u64 {

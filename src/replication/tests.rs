@@ -4,7 +4,7 @@
 
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
-use super::node::{Node, Settings, SyncMode};
+use super::replicator::{Replicator, Settings, SyncMode};
 use super::session::Session;
 use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
 use proptest::prelude::*;
@@ -14,7 +14,7 @@ use std::time::Duration;
 const START_MS: u64 = 1_800_000_000_000;
 const KEYS: usize = 6;
 
-fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Node> {
+fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
@@ -27,7 +27,7 @@ fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Node> {
         mode: SyncMode::Async,
         tombstone_secs: 3600,
     };
-    let node = Arc::new(Node::new(store, settings, history));
+    let node = Arc::new(Replicator::new(store, settings, history));
     assert!(node.observe());
     node
 }
@@ -40,8 +40,8 @@ struct End {
 
 struct Pair {
     clock: ManualClock,
-    a: Arc<Node>,
-    b: Arc<Node>,
+    a: Arc<Replicator>,
+    b: Arc<Replicator>,
     link: Option<(End, End)>,
     histories: u64,
 }
@@ -159,7 +159,7 @@ fn a_pair_links_syncs_and_streams() {
     pair.a.store.delete(b"before");
     pair.settle();
     assert_eq!(visible(&pair.b.store, b"before"), None, "the delete made while cut arrives");
-    let stats = |node: &Node| {
+    let stats = |node: &Replicator| {
         use std::sync::atomic::Ordering::Relaxed;
         (node.stats.full_syncs.load(Relaxed), node.stats.partial_syncs.load(Relaxed))
     };
@@ -195,7 +195,7 @@ fn a_stranger_is_refused_before_anything_is_sent() {
     let stranger = node(3, &pair.clock, 9);
     let mut stranger_identity = stranger.settings.clone();
     stranger_identity.identity = Identity::new(3, b"test", b"not the pair's secret!");
-    let impostor = Arc::new(Node::new(Arc::clone(&stranger.store), stranger_identity, 9));
+    let impostor = Arc::new(Replicator::new(Arc::clone(&stranger.store), stranger_identity, 9));
     let mut dialer = Session::start(&impostor, true, now).unwrap();
     let mut acceptor = Session::start(&pair.a, false, now).unwrap();
     let hello = std::mem::take(&mut dialer.out);
@@ -506,7 +506,7 @@ fn lock_step() -> impl Strategy<Value = LockStep> {
 
 /// Moves a locker one step, as its connection would: an answered `add` either
 /// holds the lock or, refused, runs again.
-fn act(node: &Node, locker: Locker) -> Locker {
+fn act(node: &Replicator, locker: Locker) -> Locker {
     let ack = |seq| node.settings.mode == SyncMode::Async || node.acknowledged(seq);
     match locker {
         Locker::Idle => {
@@ -545,7 +545,7 @@ fn lock_race(mode: SyncMode, skew_ms: i16, steps: Vec<LockStep>) -> Result<(), T
         settings.mode = mode;
         let store = Arc::clone(&node.store);
         // Rebuilt with the mode: the store's observer follows the new node.
-        *node = Arc::new(Node::new(
+        *node = Arc::new(Replicator::new(
             Arc::new(Store::new(
                 StoreConfig { node_id: settings.identity.node, ..StoreConfig::default() },
                 Clock::Manual(clock),

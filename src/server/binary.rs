@@ -5,7 +5,7 @@
 use super::dispatch::{Dispatch, Flow, Session};
 use super::output::Output;
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
-use crate::protocol::text::memcached_item_size;
+use crate::protocol::command::memcached_item_size;
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,
 };
@@ -20,7 +20,7 @@ impl Dispatch<'_> {
     pub fn execute_binary(&self, req: BinaryParsed<'_>, output: &mut Output, session: &mut Session) -> Flow {
         let h = &req.header;
         let c = self.counters;
-        let store = &*self.shared.store;
+        let node = &*self.shared.node;
         let quiet = req.quiet;
         let exempt = matches!(
             req.cmd,
@@ -52,10 +52,10 @@ impl Dispatch<'_> {
         };
         match req.cmd {
             BinaryCommand::Get { key, with_key } => {
-                self.binary_get(h, key, None, (true, with_key, quiet), output, session.fd)
+                self.binary_get(h, key, None, (true, with_key, quiet), output, session)
             }
             BinaryCommand::Touch { key, exptime, with_value, with_key } => {
-                self.binary_get(h, key, Some(exptime), (with_value, with_key, quiet), output, session.fd)
+                self.binary_get(h, key, Some(exptime), (with_value, with_key, quiet), output, session)
             }
             BinaryCommand::Store { mode, key, flags, exptime, data } => {
                 c.cmd_set.inc();
@@ -66,9 +66,14 @@ impl Dispatch<'_> {
                     // A CAS turns set, add and replace alike into a compare-and-swap.
                     _ => StoreMode::Cas,
                 };
-                let req =
-                    StoreRequest { flags, exptime, cas_unique: h.cas, ..StoreRequest::new(store_mode, key, data) };
-                let outcome = store.store(&req);
+                let req = StoreRequest {
+                    flags,
+                    exptime,
+                    cas_unique: h.cas,
+                    failure_discards_old: mode == StoreOp::Set,
+                    ..StoreRequest::new(store_mode, key, data)
+                };
+                let outcome = session.note(node.store_item(&req));
                 self.watch_store(&req, &outcome, session.fd);
                 match outcome {
                     StoreOutcome::Stored { cas, .. } => {
@@ -89,9 +94,6 @@ impl Dispatch<'_> {
                     StoreOutcome::NotStored => write_error(out, h, not_stored_status(mode)),
                     StoreOutcome::NoMemory => {
                         c.store_no_memory.inc();
-                        if mode == StoreOp::Set {
-                            store.discard(key);
-                        }
                         write_error(out, h, status::ENOMEM);
                     }
                 }
@@ -104,7 +106,7 @@ impl Dispatch<'_> {
                 };
                 let mode = if append { StoreMode::Append } else { StoreMode::Prepend };
                 let req = StoreRequest { cas_unique: h.cas, fits: Some(&fits), ..StoreRequest::new(mode, key, data) };
-                let outcome = store.store(&req);
+                let outcome = session.note(node.store_item(&req));
                 self.watch_store(&req, &outcome, session.fd);
                 match outcome {
                     StoreOutcome::Stored { cas, .. } => success(out, cas),
@@ -116,14 +118,12 @@ impl Dispatch<'_> {
             BinaryCommand::TooLarge { set, key } => {
                 c.store_too_large.inc();
                 // A set that fails must not leave the old value readable (memcached F6).
-                if set {
-                    store.discard(key);
-                }
+                session.note(node.refuse_store(key, set));
                 write_error(out, h, status::E2BIG);
             }
             BinaryCommand::Delete { key } => {
                 let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
-                match store.delete_for_meta(&req) {
+                match session.note(node.delete(&req)) {
                     outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
                         if let DeleteOutcome::Deleted { value_len } = outcome {
                             self.watch_deleted(key, "delete", value_len);
@@ -146,13 +146,14 @@ impl Dispatch<'_> {
                     ..DeltaRequest::new(key, incr, delta)
                 };
                 let mut cas = 0;
-                let outcome = store.arithmetic_with(&req, |item, now, created| {
+                let written = node.arithmetic(&req, |item, now, created| {
                     if created {
                         let exptime = i32::try_from(exptime).unwrap_or(i32::MAX);
                         item.set_expires_at(expiry::deadline(exptime, now));
                     }
                     cas = item.cas();
                 });
+                let outcome = session.note(written);
                 let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
                 match outcome {
                     DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
@@ -183,7 +184,7 @@ impl Dispatch<'_> {
                     // memcached's answer to a refused binary flush.
                     write_error(out, h, status::AUTH_ERROR);
                 } else {
-                    store.flush_all(delay);
+                    session.note(node.flush_all(delay));
                     success(out, 0);
                 }
             }
@@ -259,11 +260,11 @@ impl Dispatch<'_> {
         touch: Option<i32>,
         (with_value, with_key, quiet): (bool, bool, bool),
         output: &mut Output,
-        cfd: i32,
+        session: &mut Session,
     ) {
         let c = self.counters;
         let mut size = 0;
-        let found = self.shared.store.get(key, touch, |item| {
+        let written = self.shared.node.get(key, touch, |item| {
             size = item.value().len();
             let value_len = if with_value { item.value().len() } else { 0 };
             let key_len = if with_key { key.len() } else { 0 };
@@ -281,12 +282,13 @@ impl Dispatch<'_> {
                 }
             }
         });
+        let found = session.note(written);
         let (cmds, hits, misses) = match touch {
             Some(_) => (&c.cmd_touch, &c.touch_hits, &c.touch_misses),
             None => (&c.cmd_get, &c.get_hits, &c.get_misses),
         };
         cmds.inc();
-        self.watch_get(key, (found == Found::Hit).then_some(size), cfd);
+        self.watch_get(key, (found == Found::Hit).then_some(size), session.fd);
         if found == Found::Hit {
             hits.inc();
             return;

@@ -398,10 +398,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "C" | "disable-cas" => config.disable_cas = true,
             "protect-prefix" => {
                 let prefix = value("a key prefix")?;
-                if prefix.is_empty() || prefix.len() > crate::protocol::text::KEY_MAX_LENGTH {
+                if prefix.is_empty() || prefix.len() > crate::protocol::command::KEY_MAX_LENGTH {
                     return Err(format!(
                         "--protect-prefix must be 1 to {} bytes",
-                        crate::protocol::text::KEY_MAX_LENGTH
+                        crate::protocol::command::KEY_MAX_LENGTH
                     ));
                 }
                 config.protected_prefixes.push(prefix);

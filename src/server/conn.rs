@@ -15,8 +15,8 @@ use super::stream::Stream;
 use super::watch::Watcher;
 use crate::protocol::WatchKinds;
 use crate::protocol::binary;
-use crate::protocol::text::{self, Limits, ParseError};
-use crate::replication::{Node, SyncMode, last_claimed_here, last_recorded_here};
+use crate::protocol::{self, Limits, ParseError, text};
+use crate::replication::{Replicator, SyncMode};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -261,7 +261,6 @@ impl Conn {
                 };
             }
             let reply = self.output.mark();
-            let claimed_before = last_claimed_here();
             let parsed = match self.protocol {
                 Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {
@@ -274,7 +273,7 @@ impl Conn {
                     // Under -Y nothing but credentials is read until they are accepted.
                     let must_authenticate = dispatch.shared.text_auth.is_some() && !self.session.authenticated;
                     let data = self.rbuf.data();
-                    let parsed = if must_authenticate { text::parse_auth(data) } else { text::parse(data, limits) };
+                    let parsed = if must_authenticate { text::parse_auth(data) } else { protocol::parse(data, limits) };
                     parsed.map(|parsed| {
                         if log::log_enabled!(log::Level::Trace) && !must_authenticate {
                             log::trace!("<{:?}", parsed.cmd);
@@ -300,23 +299,23 @@ impl Conn {
             };
             *budget -= 1;
             self.awaiting_value = false;
-            if let Some(node) = &dispatch.shared.replica {
-                let claimed = last_claimed_here();
-                if claimed != claimed_before {
-                    // The verdict is collected even when it is in already: the peer may
-                    // have refused the claim, and acknowledged past it, before this
-                    // thread got here, and an uncollected refusal would answer STORED.
-                    match node.take_claim_verdict(claimed) {
-                        None => {
-                            self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
-                            return Stop::Claim;
-                        }
-                        Some(true) => {}
-                        // Run the command again: its key is now taken.
-                        Some(false) => {
-                            self.output.rewind(reply);
-                            continue;
-                        }
+            let claimed = std::mem::take(&mut self.session.written.claim);
+            if claimed != 0
+                && let Some(node) = dispatch.shared.node.replicator()
+            {
+                // The verdict is collected even when it is in already: the peer may
+                // have refused the claim, and acknowledged past it, before this
+                // thread got here, and an uncollected refusal would answer STORED.
+                match node.take_claim_verdict(claimed) {
+                    None => {
+                        self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
+                        return Stop::Claim;
+                    }
+                    Some(true) => {}
+                    // Run the command again: its key is now taken.
+                    Some(false) => {
+                        self.output.rewind(reply);
+                        continue;
                     }
                 }
             }
@@ -361,7 +360,7 @@ impl Conn {
     }
 
     /// Whether the replies this connection holds may go now.
-    pub fn ack_arrived(&self, node: &Node) -> bool {
+    pub fn ack_arrived(&self, node: &Replicator) -> bool {
         (self.awaiting_ack == 0 || node.acknowledged(self.awaiting_ack))
             && self.pending_claim.is_none_or(|claim| node.claim_settled(claim.seq))
     }
@@ -371,7 +370,7 @@ impl Conn {
         let Some(claim) = self.pending_claim else {
             return true;
         };
-        let verdict = match &dispatch.shared.replica {
+        let verdict = match dispatch.shared.node.replicator() {
             Some(node) => node.take_claim_verdict(claim.seq),
             None => Some(true),
         };
@@ -400,7 +399,7 @@ impl Conn {
         if self.awaiting_ack == 0 {
             return false;
         }
-        let acknowledged = dispatch.shared.replica.as_ref().is_none_or(|node| node.acknowledged(self.awaiting_ack));
+        let acknowledged = dispatch.shared.node.replicator().is_none_or(|node| node.acknowledged(self.awaiting_ack));
         if acknowledged {
             self.awaiting_ack = 0;
         }
@@ -414,16 +413,15 @@ impl Conn {
         if self.watch_request.is_some() || self.watcher.is_some() {
             return self.serve_watcher(dispatch);
         }
-        let ack_mode = dispatch.shared.replica.as_ref().is_some_and(|node| node.settings.mode == SyncMode::Ack);
+        let ack_mode = dispatch.shared.node.replicator().is_some_and(|node| node.settings.mode == SyncMode::Ack);
         // A connection re-run after a yield or an acknowledgement reads only if an
         // event said there is input.
         let mut drained = self.input_drained;
         loop {
-            let recorded_before = last_recorded_here();
             let stop = self.run_commands(dispatch, limits, budget);
+            let recorded = std::mem::take(&mut self.session.written.recorded);
             if ack_mode {
-                let recorded = last_recorded_here();
-                if recorded != recorded_before {
+                if recorded != 0 {
                     self.awaiting_ack = recorded;
                 }
                 if self.awaiting_ack(dispatch) {
@@ -464,7 +462,7 @@ impl Conn {
                 Ok((n, space)) => {
                     self.silent = false;
                     // Input means commands: stamped once per read, not per command.
-                    self.info.ran_command(dispatch.shared.store.clock().now_secs());
+                    self.info.ran_command(dispatch.shared.node.store().clock().now_secs());
                     dispatch.counters.bytes_read.add(n as u64);
                     drained = n < space && !self.input_closed;
                     self.input_drained = drained;

@@ -5,10 +5,11 @@ use super::Shared;
 use super::output::Output;
 use super::stats::Counters;
 use super::watch::StoreEvent;
+use crate::node::Written;
+use crate::protocol::command::{KEY_MAX_LENGTH, memcached_item_size};
 use crate::protocol::reply::{self, ErrorReply};
-use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size};
 use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode, WatchKinds};
-use crate::store::{self, DeltaOutcome, Found, StoreOutcome, StoreRequest};
+use crate::store::{self, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Receipt, StoreOutcome, StoreRequest};
 
 /// What the connection does after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,23 +32,24 @@ pub struct Session {
     pub sasl_completed: bool,
     /// The connection's descriptor, which `watch` lines name as `cfd`.
     pub fd: i32,
+    /// What replication recorded of the writes run since the connection last
+    /// looked: their answers wait for it (an acknowledgement, a claim's verdict).
+    pub written: Receipt,
+}
+
+impl Session {
+    /// Keeps a write's receipt for the connection; returns what the store did.
+    #[inline]
+    pub fn note<T>(&mut self, written: Written<T>) -> T {
+        self.written.merge(written.receipt);
+        written.outcome
+    }
 }
 
 /// A worker's view of the server while it runs commands.
 pub struct Dispatch<'a> {
     pub shared: &'a Shared,
     pub counters: &'a Counters,
-}
-
-fn store_mode(mode: StoreMode) -> store::StoreMode {
-    match mode {
-        StoreMode::Set => store::StoreMode::Set,
-        StoreMode::Add => store::StoreMode::Add,
-        StoreMode::Replace => store::StoreMode::Replace,
-        StoreMode::Append => store::StoreMode::Append,
-        StoreMode::Prepend => store::StoreMode::Prepend,
-        StoreMode::Cas => store::StoreMode::Cas,
-    }
 }
 
 /// Appends `line` unless the client asked for silence.
@@ -61,10 +63,10 @@ fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
 impl Dispatch<'_> {
     pub fn execute(&self, cmd: Command<'_>, output: &mut Output, session: &mut Session) -> Flow {
         let c = self.counters;
-        let store = &*self.shared.store;
+        let node = &*self.shared.node;
         let out = output.bytes();
         match cmd {
-            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output, session.fd),
+            Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output, session),
             Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
                 c.cmd_set.inc();
                 let limits = self.shared.limits;
@@ -76,9 +78,10 @@ impl Dispatch<'_> {
                     exptime,
                     cas_unique,
                     fits: Some(&fits),
-                    ..StoreRequest::new(store_mode(mode), key, data)
+                    failure_discards_old: mode == StoreMode::Set,
+                    ..StoreRequest::new(mode, key, data)
                 };
-                let outcome = store.store(&req);
+                let outcome = session.note(node.store_item(&req));
                 self.watch_store(&req, &outcome, session.fd);
                 let line = match outcome {
                     StoreOutcome::Stored { .. } => {
@@ -98,9 +101,6 @@ impl Dispatch<'_> {
                     }
                     StoreOutcome::NoMemory => {
                         c.store_no_memory.inc();
-                        if mode == StoreMode::Set {
-                            store.discard(key);
-                        }
                         ErrorReply::OutOfMemoryStoring.line()
                     }
                 };
@@ -109,9 +109,7 @@ impl Dispatch<'_> {
             Command::StoreTooLarge { mode, key, noreply } => {
                 c.store_too_large.inc();
                 // A set that fails must not leave the old value readable (memcached F6).
-                if mode == StoreMode::Set {
-                    store.discard(key);
-                }
+                session.note(node.refuse_store(key, mode == StoreMode::Set));
                 answer(out, noreply, ErrorReply::TooLarge.line());
             }
             Command::BadDataChunk { noreply } => {
@@ -119,13 +117,13 @@ impl Dispatch<'_> {
                 answer(out, noreply, ErrorReply::BadDataChunk.line());
             }
             Command::Delete { key, noreply } => {
-                let line = match store.delete(key) {
-                    Some(value_len) => {
+                let line = match session.note(node.delete(&DeleteRequest { key, ..Default::default() })) {
+                    store::DeleteOutcome::Deleted { value_len } => {
                         c.delete_hits.inc();
                         self.watch_deleted(key, "delete", value_len);
                         reply::DELETED
                     }
-                    None => {
+                    _ => {
                         c.delete_misses.inc();
                         reply::NOT_FOUND
                     }
@@ -134,7 +132,7 @@ impl Dispatch<'_> {
             }
             Command::Arithmetic { incr, key, delta, noreply } => {
                 let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
-                match store.arithmetic(key, incr, delta) {
+                match session.note(node.arithmetic(&DeltaRequest::new(key, incr, delta), |_, _, _| {})) {
                     // Plain incr/decr neither creates items nor compares a CAS.
                     DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
                         hits.inc();
@@ -153,7 +151,7 @@ impl Dispatch<'_> {
             }
             Command::Touch { key, exptime, noreply } => {
                 c.cmd_touch.inc();
-                let line = match store.touch(key, exptime) {
+                let line = match session.note(node.get(key, Some(exptime), |_| {})) {
                     Found::Hit => {
                         c.touch_hits.inc();
                         reply::TOUCHED
@@ -170,7 +168,7 @@ impl Dispatch<'_> {
                 if self.shared.config.disable_flush_all {
                     answer(out, noreply, ErrorReply::FlushAllNotAllowed.line());
                 } else {
-                    store.flush_all(delay);
+                    session.note(node.flush_all(delay));
                     answer(out, noreply, reply::OK);
                 }
             }
@@ -201,18 +199,18 @@ impl Dispatch<'_> {
                 } else if megabytes > 1_000_000_000 {
                     ErrorReply::MemlimitInMegabytes.line()
                 } else {
-                    store.set_memory_limit(megabytes as usize * 1024 * 1024);
+                    node.store().set_memory_limit(megabytes as usize * 1024 * 1024);
                     reply::OK
                 };
                 answer(out, noreply, line);
             }
             Command::MetaNoop => out.extend_from_slice(reply::MN),
-            Command::MetaGet(req) => self.meta_get(req, output, session.fd),
-            Command::MetaSet { req, data } => self.meta_set(req, data, out, session.fd),
-            Command::MetaSetTooLarge(req) => self.meta_set_too_large(req, out),
-            Command::MetaDelete(req) => self.meta_delete(req, out),
+            Command::MetaGet(req) => self.meta_get(req, output, session),
+            Command::MetaSet { req, data } => self.meta_set(req, data, out, session),
+            Command::MetaSetTooLarge(req) => self.meta_set_too_large(req, out, session),
+            Command::MetaDelete(req) => self.meta_delete(req, out, session),
             Command::Watch(kinds) => return Flow::Watch(kinds),
-            Command::MetaArithmetic(req) => self.meta_arithmetic(req, out),
+            Command::MetaArithmetic(req) => self.meta_arithmetic(req, out, session),
             Command::MetaDebug { key, binary } => self.meta_debug(key, binary, out),
             Command::Authenticate { user, password } => {
                 c.auth_cmds.inc();
@@ -241,7 +239,7 @@ impl Dispatch<'_> {
 
     #[inline(never)]
     fn log_store(&self, req: &StoreRequest<'_>, outcome: &StoreOutcome, cfd: i32) {
-        let now = self.shared.store.clock().now_secs();
+        let now = self.shared.node.store().clock().now_secs();
         let requested = store::expiry::deadline(req.exptime, now);
         let (status, expires_at, size) = match *outcome {
             StoreOutcome::Stored { expires_at, value_len, .. } => ("stored", expires_at, value_len),
@@ -250,14 +248,7 @@ impl Dispatch<'_> {
             StoreOutcome::NotFound => ("not_found", requested, req.data.len()),
             StoreOutcome::NoMemory => ("no_memory", requested, req.data.len()),
         };
-        let cmd = match req.mode {
-            store::StoreMode::Set => "set",
-            store::StoreMode::Add => "add",
-            store::StoreMode::Replace => "replace",
-            store::StoreMode::Append => "append",
-            store::StoreMode::Prepend => "prepend",
-            store::StoreMode::Cas => "cas",
-        };
+        let cmd = req.mode.name();
         let ttl = if expires_at == 0 { 0 } else { expires_at.saturating_sub(now) };
         self.shared.watch.item_store(&StoreEvent { key: req.key, status, cmd, ttl, cfd, size });
     }
@@ -278,7 +269,7 @@ impl Dispatch<'_> {
         }
     }
 
-    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Output, cfd: i32) {
+    fn get(&self, keys: Keys<'_>, with_cas: bool, touch: Option<i32>, out: &mut Output, session: &mut Session) {
         let c = self.counters;
         let start = out.mark();
         for key in keys.iter() {
@@ -289,7 +280,7 @@ impl Dispatch<'_> {
                 return;
             }
             let mut size = 0;
-            let found = self.shared.store.get(key, touch, |item| {
+            let found = session.note(self.shared.node.get(key, touch, |item| {
                 size = item.value().len();
                 let cas = with_cas.then(|| item.cas());
                 match item.share() {
@@ -301,8 +292,8 @@ impl Dispatch<'_> {
                     }
                     None => reply::write_value(out.bytes(), key, item.flags(), item.value(), cas),
                 }
-            });
-            self.watch_get(key, (found == Found::Hit).then_some(size), cfd);
+            }));
+            self.watch_get(key, (found == Found::Hit).then_some(size), session.fd);
             match (touch.is_some(), found) {
                 (false, Found::Hit) => {
                     c.cmd_get.inc();
@@ -333,7 +324,7 @@ impl Dispatch<'_> {
             StatsGroup::Items => shared.write_items_stats(out),
             StatsGroup::Slabs => shared.write_slabs_stats(out),
             StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
-            StatsGroup::Conns => shared.registry.write_stats(out, shared.store.clock().now_secs()),
+            StatsGroup::Conns => shared.registry.write_stats(out, shared.node.store().clock().now_secs()),
             StatsGroup::Replication => shared.write_replication_stats(out),
             StatsGroup::Reset => {
                 shared.reset_stats();

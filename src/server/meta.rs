@@ -5,12 +5,13 @@
 //! `W` markers of the stale-while-revalidate protocol. `q` hides only the nominal
 //! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
 
-use super::dispatch::Dispatch;
+use super::dispatch::{Dispatch, Session};
 use super::output::Output;
 use crate::number::write_u64;
-use crate::protocol::meta::{self, MetaFlags, MetaRequest};
+use crate::protocol::command::{KEY_MAX_LENGTH, encode_key, memcached_item_size, memcached_slab_class};
+use crate::protocol::command::{MetaFlags, MetaRequest, decode_key};
+use crate::protocol::meta;
 use crate::protocol::reply::ErrorReply;
-use crate::protocol::text::{KEY_MAX_LENGTH, memcached_item_size, memcached_slab_class};
 use crate::store::{
     BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT, DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest,
     Item, MetaFound, StoreMode, StoreOutcome, StoreRequest, Vivify, expiry,
@@ -20,7 +21,7 @@ use crate::store::{
 fn write_key_flag(out: &mut Vec<u8>, key: &[u8], binary: bool) {
     out.extend_from_slice(b" k");
     if binary {
-        meta::encode_key(key, out);
+        encode_key(key, out);
         out.extend_from_slice(b" b");
     } else {
         out.extend_from_slice(key);
@@ -58,7 +59,7 @@ fn write_flag_number(out: &mut Vec<u8>, letter: u8, value: u64) {
 
 impl Dispatch<'_> {
     /// `mg <key> <flags>*`
-    pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output, cfd: i32) {
+    pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output, session: &mut Session) {
         let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
@@ -67,7 +68,7 @@ impl Dispatch<'_> {
             f.has(b'N').then(|| Vivify { exptime: f.vivify_ttl, cas: f.explicit_cas(), binary_key: f.binary_key() });
         let mut ttl_set = false;
         let mut size = 0;
-        let found = self.shared.store.get_for_meta(key, vivify, !f.has(b'u'), |item, now, created| {
+        let written = self.shared.node.get_for_meta(key, vivify, !f.has(b'u'), |item, now, created| {
             let out = output.bytes();
             out.reserve(64);
             let len = item.value().len() as u64;
@@ -139,8 +140,9 @@ impl Dispatch<'_> {
                 output.bytes().extend_from_slice(b"\r\n");
             }
         });
+        let found = session.note(written);
         let hit = found != MetaFound::Miss;
-        self.watch_get(key, (found == MetaFound::Hit).then_some(size), cfd);
+        self.watch_get(key, (found == MetaFound::Hit).then_some(size), session.fd);
         match (ttl_set, hit) {
             (false, true) => {
                 c.cmd_get.inc();
@@ -168,7 +170,7 @@ impl Dispatch<'_> {
     }
 
     /// `ms <key> <datalen> <flags>*` with its data.
-    pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>, cfd: i32) {
+    pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>, session: &mut Session) {
         let c = self.counters;
         c.cmd_set.inc();
         let mut key_buf = [0; KEY_MAX_LENGTH];
@@ -200,11 +202,13 @@ impl Dispatch<'_> {
             new_cas: f.explicit_cas(),
             vivify,
             binary_key: f.binary_key(),
+            // A failed meta set never leaves the old value behind, whatever the mode.
+            failure_discards_old: true,
             ..StoreRequest::new(mode, key, data)
         };
         let mut cas = 0;
-        let outcome = self.shared.store.store(&store_req);
-        self.watch_store(&store_req, &outcome, cfd);
+        let outcome = session.note(self.shared.node.store_item(&store_req));
+        self.watch_store(&store_req, &outcome, session.fd);
         let status: &[u8] = match outcome {
             StoreOutcome::Stored { cas: stored, .. } => {
                 cas = stored;
@@ -227,8 +231,6 @@ impl Dispatch<'_> {
             }
             StoreOutcome::NoMemory => {
                 c.store_no_memory.inc();
-                // A failed meta set never leaves the old value behind, whatever the mode.
-                self.shared.store.discard(key);
                 out.extend_from_slice(ErrorReply::OutOfMemoryStoring.line());
                 return;
             }
@@ -249,15 +251,15 @@ impl Dispatch<'_> {
     }
 
     /// `ms` whose data exceeds the item size limit.
-    pub fn meta_set_too_large(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+    pub fn meta_set_too_large(&self, req: MetaRequest<'_>, out: &mut Vec<u8>, session: &mut Session) {
         self.counters.store_too_large.inc();
         let mut key_buf = [0; KEY_MAX_LENGTH];
-        self.shared.store.discard(req.key(&mut key_buf));
+        session.note(self.shared.node.refuse_store(req.key(&mut key_buf), true));
         out.extend_from_slice(ErrorReply::TooLarge.line());
     }
 
     /// `md <key> <flags>*`
-    pub fn meta_delete(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+    pub fn meta_delete(&self, req: MetaRequest<'_>, out: &mut Vec<u8>, session: &mut Session) {
         let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
@@ -270,7 +272,7 @@ impl Dispatch<'_> {
             new_cas: f.explicit_cas(),
             empty_value: f.has(b'x').then_some((f.client_flags, if f.has(b'T') { f.ttl } else { 0 })),
         };
-        let status: &[u8] = match self.shared.store.delete_for_meta(&delete) {
+        let status: &[u8] = match session.note(self.shared.node.delete(&delete)) {
             outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
                 if let DeleteOutcome::Deleted { value_len } = outcome {
                     self.watch_deleted(key, "md", value_len);
@@ -302,7 +304,7 @@ impl Dispatch<'_> {
     }
 
     /// `ma <key> <flags>*`
-    pub fn meta_arithmetic(&self, req: MetaRequest<'_>, out: &mut Vec<u8>) {
+    pub fn meta_arithmetic(&self, req: MetaRequest<'_>, out: &mut Vec<u8>, session: &mut Session) {
         let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
@@ -317,7 +319,7 @@ impl Dispatch<'_> {
             new_cas: f.explicit_cas(),
         };
         let start = out.len();
-        let outcome = self.shared.store.arithmetic_with(&delta, |item, now, created| {
+        let written = self.shared.node.arithmetic(&delta, |item, now, created| {
             // The value without the padding an in-place decrement leaves.
             let digits = item.value().iter().take_while(|b| b.is_ascii_digit()).count();
             if f.has(b'v') {
@@ -346,6 +348,7 @@ impl Dispatch<'_> {
                 out.extend_from_slice(b"\r\n");
             }
         });
+        let outcome = session.note(written);
         let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
         let status: &[u8] = match outcome {
             DeltaOutcome::Value(_) => {
@@ -379,12 +382,12 @@ impl Dispatch<'_> {
     /// `me <key> [b]`: memcached's debug line, with its slab class and item size.
     pub fn meta_debug(&self, key: &[u8], binary: bool, out: &mut Vec<u8>) {
         let mut key_buf = [0; KEY_MAX_LENGTH];
-        let key = if binary { meta::decode_key(key, &mut key_buf).expect("checked by the parser") } else { key };
+        let key = if binary { decode_key(key, &mut key_buf).expect("checked by the parser") } else { key };
         let cas_enabled = self.shared.limits.cas_enabled;
-        let found = self.shared.store.get_for_meta(key, None, false, |item, now, _| {
+        let found = self.shared.node.store().get_for_meta(key, None, false, |item, now, _| {
             out.extend_from_slice(b"ME ");
             if item.has_bit(BIT_KEY_BINARY) {
-                meta::encode_key(item.key(), out);
+                encode_key(item.key(), out);
             } else {
                 out.extend_from_slice(item.key());
             }

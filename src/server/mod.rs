@@ -23,10 +23,11 @@ mod worker;
 
 pub use config::{Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, parse_args};
 
+use crate::node::Node;
 use crate::protocol::{Limits, WatchKinds};
 use crate::replication::handshake::Identity;
 use crate::replication::heartbeat::DEFAULT_INTERVAL;
-use crate::replication::{LinkThread, Node, Settings, SyncMode};
+use crate::replication::{LinkThread, Replicator, Settings, SyncMode};
 use crate::store::{Store, StoreConfig};
 use crossbeam_utils::CachePadded;
 use std::io;
@@ -82,7 +83,8 @@ impl ConnectionStats {
 pub struct Shared {
     pub config: Config,
     pub limits: Limits,
-    pub store: Arc<Store>,
+    /// The store and its replication: every command's write goes through it.
+    pub node: Arc<Node>,
     pub counters: Box<[CachePadded<stats::Counters>]>,
     pub connections: ConnectionStats,
     pub started: Instant,
@@ -96,8 +98,6 @@ pub struct Shared {
     pub registry: registry::ConnRegistry,
     /// `watch` connections.
     pub watch: Arc<watch::Watch>,
-    /// With a peer: the replicating node.
-    pub replica: Option<Arc<Node>>,
 }
 
 impl Shared {
@@ -141,8 +141,8 @@ pub struct Server {
     link: Option<LinkThread>,
 }
 
-/// The replicating node for `config`, when it replicates.
-fn replica(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Node>>> {
+/// The replication for `config`, when it replicates.
+fn replicator(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Replicator>>> {
     let repl = &config.replication;
     if !repl.enabled() {
         return Ok(None);
@@ -166,7 +166,7 @@ fn replica(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Node>>>
         tombstone_secs: repl.tombstone_secs,
     };
     let history = u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes"));
-    let node = Arc::new(Node::new(Arc::clone(store), settings, history));
+    let node = Arc::new(Replicator::new(Arc::clone(store), settings, history));
     node.observe();
     Ok(Some(node))
 }
@@ -185,11 +185,12 @@ impl Server {
             },
             config.clock.clone(),
         ));
-        Self::start_with_store(config, store)
+        Self::start_with_node(config, Arc::new(Node::new(store)))
     }
 
-    /// Starts a server over an existing store (an embedding host's, or a test's).
-    pub fn start_with_store(mut config: Config, store: Arc<Store>) -> io::Result<Server> {
+    /// Starts a server over an existing node (an embedding host's), which
+    /// replicates from then on if `config` names a peer or a replication port.
+    pub fn start_with_node(mut config: Config, node: Arc<Node>) -> io::Result<Server> {
         // Whoever built the config, no client port serves a protocol its authentication
         // does not cover (an explicit contradiction is refused, as parse_args does).
         let specified = config.protocol != config::ProtocolChoice::Auto;
@@ -203,10 +204,15 @@ impl Server {
         };
         let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
         let text_auth = load(&config.auth_file)?;
-        let replica = replica(&config, &store)?;
+        let store = Arc::clone(node.store());
+        if let Some(replicator) = replicator(&config, &store)?
+            && !node.replicate(replicator)
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the store already replicates"));
+        }
         // With --repl-wait-sync, a (re)started node catches up with its peer before it
         // listens, so that a load balancer's check sends it clients only then.
-        let early_link = match &replica {
+        let early_link = match node.replicator() {
             Some(node) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
                 let link = LinkThread::start(Arc::clone(node))?;
                 if !node.wait_synced(config.replication.wait_sync) {
@@ -225,7 +231,7 @@ impl Server {
         let registry = registry::ConnRegistry::new(listener_infos, config.threads, store.clock().now_secs());
         let shared = Arc::new(Shared {
             limits: Limits { item_size_max: config.item_size_max, cas_enabled: !config.disable_cas },
-            store,
+            node,
             counters: (0..config.threads).map(|_| CachePadded::new(stats::Counters::default())).collect(),
             connections: ConnectionStats { accepting: AtomicBool::new(true), ..Default::default() },
             started: Instant::now(),
@@ -235,12 +241,11 @@ impl Server {
             text_auth,
             registry,
             watch: Arc::new(watch::Watch::default()),
-            replica,
             config,
         });
         let watch_writer = shared.watch.start_writer()?;
         let evictions = Arc::clone(&shared.watch);
-        shared.store.observe_evictions(Box::new(move |evicted| {
+        store.observe_evictions(Box::new(move |evicted| {
             if evictions.wants(WatchKinds::EVICTIONS) {
                 evictions.evicted(evicted);
             }
@@ -254,7 +259,7 @@ impl Server {
             threads.push(std::thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker.run())?);
         }
         let mut wakers: Vec<Arc<mio::Waker>> = handoffs.iter().map(|(_, w)| Arc::clone(w)).collect();
-        let link = match &shared.replica {
+        let link = match shared.node.replicator() {
             Some(node) => {
                 node.set_ack_wakers(wakers.clone());
                 match early_link {
@@ -280,7 +285,7 @@ impl Server {
                     std::thread::park_timeout(next - now);
                     continue;
                 }
-                sweep_shared.store.sweep_step(buckets);
+                sweep_shared.node.store().sweep_step(buckets);
                 next = now + interval;
             }
         })?;
@@ -303,7 +308,7 @@ impl Server {
     }
 
     pub fn store(&self) -> &Arc<Store> {
-        &self.shared.store
+        self.shared.node.store()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -102,9 +102,9 @@ impl Shared {
         for counters in self.counters.iter() {
             counters.reset();
         }
-        self.store.reset_stats();
+        self.node.store().reset_stats();
         self.connections.reset();
-        if let Some(node) = &self.replica {
+        if let Some(node) = self.node.replicator() {
             node.stats.lag.reset();
         }
     }
@@ -112,8 +112,8 @@ impl Shared {
     /// `stats`: the general statistics, in memcached 1.6's order and names.
     pub fn write_general_stats(&self, out: &mut Vec<u8>) {
         let c = self.counter_totals();
-        let s = self.store.stats();
-        let now = self.store.clock().now_secs();
+        let s = self.node.store().stats();
+        let now = self.node.store().clock().now_secs();
         let (user, system) = rusage();
         let conns = &self.connections;
         let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
@@ -174,7 +174,7 @@ impl Shared {
         stat("evictions_skipped_protected", format_args!("{}", s.evictions_skipped_protected));
         stat("reclaimed", format_args!("{}", s.reclaimed));
         stat("memory_used", format_args!("{}", s.memory_used));
-        if let Some(node) = &self.replica {
+        if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
         out.extend_from_slice(b"END\r\n");
@@ -183,8 +183,8 @@ impl Shared {
     /// `stats replication`: the peer link, or `repl_enabled 0` without a peer.
     pub fn write_replication_stats(&self, out: &mut Vec<u8>) {
         let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
-        stat("repl_enabled", format_args!("{}", u8::from(self.replica.is_some())));
-        if let Some(node) = &self.replica {
+        stat("repl_enabled", format_args!("{}", u8::from(self.node.replicator().is_some())));
+        if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
         out.extend_from_slice(b"END\r\n");
@@ -194,7 +194,7 @@ impl Shared {
     pub fn write_settings_stats(&self, out: &mut Vec<u8>) {
         let cfg = &self.config;
         let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
-        stat("maxbytes", format_args!("{}", self.store.memory_limit()));
+        stat("maxbytes", format_args!("{}", self.node.store().memory_limit()));
         stat("maxconns", format_args!("{}", cfg.max_connections));
         stat("tcpport", format_args!("{}", cfg.port));
         stat("udpport", format_args!("0"));
@@ -219,13 +219,13 @@ impl Shared {
         stat("item_size_max", format_args!("{}", cfg.item_size_max));
         stat("flush_enabled", format_args!("{}", yes_no(!cfg.disable_flush_all)));
         stat("hash_algorithm", format_args!("ahash"));
-        stat("store_shards", format_args!("{}", self.store.shard_count()));
+        stat("store_shards", format_args!("{}", self.node.store().shard_count()));
         out.extend_from_slice(b"END\r\n");
     }
 
     /// `stats items`: stickless has no slab classes, so everything is class 1.
     pub fn write_items_stats(&self, out: &mut Vec<u8>) {
-        let s = self.store.stats();
+        let s = self.node.store().stats();
         if s.curr_items > 0 {
             let mut stat =
                 |name: &str, value: u64| write_stat(out, &format!("items:1:{name}"), format_args!("{value}"));
@@ -242,7 +242,7 @@ impl Shared {
 
     /// `stats slabs`: one pseudo-class holding every item.
     pub fn write_slabs_stats(&self, out: &mut Vec<u8>) {
-        let s = self.store.stats();
+        let s = self.node.store().stats();
         let c = self.counter_totals();
         let active = u64::from(s.curr_items > 0);
         let mut stat = |name: &str, value: u64| write_stat(out, name, format_args!("{value}"));

@@ -7,7 +7,7 @@ use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
-use crate::replication::Node;
+use crate::replication::Replicator;
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -46,13 +46,13 @@ impl Worker {
         let mut held: Vec<usize> = Vec::new();
         let mut events = Events::with_capacity(1024);
         let mut link_wakes = LinkWakes::default();
-        if shared.replica.is_some() {
-            Node::defer_link_wakes_here();
+        if shared.node.replicator().is_some() {
+            Replicator::defer_link_wakes_here();
         }
         loop {
             let mut timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
             let mut acks_arrived = false;
-            if let Some(node) = &shared.replica {
+            if let Some(node) = shared.node.replicator() {
                 if !held.is_empty() {
                     node.await_acks(self.index);
                     // An acknowledgement that came before the flag was set woke no one.
@@ -114,7 +114,7 @@ impl Worker {
         while let Ok(accepted) = self.incoming.try_recv() {
             let entry = conns.vacant_entry();
             let token = Token(entry.key());
-            let now = self.shared.store.clock().now_secs();
+            let now = self.shared.node.store().clock().now_secs();
             let info = Arc::new(ConnInfo::new(accepted.stream.as_raw_fd(), accepted.peer, accepted.local, now));
             let mut conn = Conn::new(accepted.stream, Arc::clone(&info));
             match self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
@@ -179,9 +179,9 @@ const LINK_WAKE_DELAY: Duration = Duration::from_micros(200);
 impl LinkWakes {
     /// Wakes the link if it is time, or turns a sleeping poll into a check, so the
     /// wake-up happens before the worker sleeps.
-    fn before_poll(&mut self, node: &Node, timeout: &mut Option<Duration>) {
+    fn before_poll(&mut self, node: &Replicator, timeout: &mut Option<Duration>) {
         self.probing = false;
-        if !Node::link_wake_pending() {
+        if !Replicator::link_wake_pending() {
             return;
         }
         let now = Instant::now();

@@ -20,7 +20,7 @@ mod replica;
 mod tombstone;
 pub mod version;
 
-pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, SyncCursor};
+pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
 pub use item::{
@@ -180,16 +180,7 @@ pub struct Vivify {
     pub binary_key: bool,
 }
 
-/// The storage commands (memcached's `NREAD_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    Cas,
-}
+pub use crate::store_mode::StoreMode;
 
 /// A storage request.
 #[derive(Clone, Copy)]
@@ -214,6 +205,10 @@ pub struct StoreRequest<'a> {
     pub vivify: bool,
     /// The key was sent in base64 (meta `b`).
     pub binary_key: bool,
+    /// A write refused for want of memory removes the key's old value, so that a
+    /// failed set never leaves a stale one readable (memcached proto_text.c
+    /// `process_update_command` for `set`; `process_mset_command` for every `ms`).
+    pub failure_discards_old: bool,
 }
 
 impl<'a> StoreRequest<'a> {
@@ -230,6 +225,7 @@ impl<'a> StoreRequest<'a> {
             new_cas: None,
             vivify: false,
             binary_key: false,
+            failure_discards_old: false,
         }
     }
 }
@@ -536,6 +532,11 @@ impl Store {
     /// Reads a live item under the shard lock: marks it fetched, optionally sets a new
     /// exptime (gat), then hands it to `read` (which copies what it needs).
     pub fn get(&self, key: &[u8], touch: Option<i32>, read: impl FnOnce(&Item)) -> Found {
+        self.get_noted(key, touch, read, &mut Receipt::default())
+    }
+
+    /// [`Store::get`], telling `receipt` what a touch recorded.
+    pub fn get_noted(&self, key: &[u8], touch: Option<i32>, read: impl FnOnce(&Item), receipt: &mut Receipt) -> Found {
         let hash = self.hash(key);
         let mut shard = self.lock(self.shard_index(hash));
         let now = self.now();
@@ -556,7 +557,7 @@ impl Store {
         read(item);
         drop(shard);
         if replicated {
-            self.note(Change::Key(key));
+            self.note(Change::Key(key), receipt);
         }
         Found::Hit
     }
@@ -578,11 +579,24 @@ impl Store {
         bump: bool,
         read: impl FnOnce(&mut Item, u32, bool),
     ) -> MetaFound {
+        self.get_for_meta_noted(key, vivify, bump, read, &mut Receipt::default())
+    }
+
+    /// [`Store::get_for_meta`], telling `receipt` what a new TTL or a created item
+    /// recorded.
+    pub fn get_for_meta_noted(
+        &self,
+        key: &[u8],
+        vivify: Option<Vivify>,
+        bump: bool,
+        read: impl FnOnce(&mut Item, u32, bool),
+        receipt: &mut Receipt,
+    ) -> MetaFound {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         if vivify.is_some() && !self.reserve(index, Item::charge_for(key.len(), 0, 0)) {
             // memcached answers a miss when it cannot allocate the placeholder.
-            return self.get_for_meta(key, None, bump, read);
+            return self.get_for_meta_noted(key, None, bump, read, receipt);
         }
         let mut shard = self.lock(index);
         let now = self.now();
@@ -617,7 +631,7 @@ impl Store {
                 self.stamp_cas(item, None);
             }
             drop(shard);
-            self.note(Change::Key(key));
+            self.note(Change::Key(key), receipt);
         }
         found
     }
@@ -630,9 +644,14 @@ impl Store {
     /// were cut off, or before this node restarted) is deleted there too, and its
     /// older state cannot come back here.
     pub fn delete_for_meta(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
+        self.delete_for_meta_noted(req, &mut Receipt::default())
+    }
+
+    /// [`Store::delete_for_meta`], telling `receipt` what it recorded.
+    pub fn delete_for_meta_noted(&self, req: &DeleteRequest<'_>, receipt: &mut Receipt) -> DeleteOutcome {
         let (outcome, wrote) = self.delete_for_meta_locally(req);
         if wrote {
-            self.note(Change::Key(req.key));
+            self.note(Change::Key(req.key), receipt);
         }
         outcome
     }
@@ -880,7 +899,15 @@ impl Store {
     /// set, add, replace, append, prepend and cas, with memcached's semantics
     /// (memcached.c `do_store_item`), and the meta options of [`StoreRequest`].
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+        self.store_noted(req, &mut Receipt::default())
+    }
+
+    /// [`Store::store`], telling `receipt` what it recorded.
+    pub fn store_noted(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
         let outcome = self.store_locally(req);
+        if outcome == StoreOutcome::NoMemory && req.failure_discards_old {
+            self.discard_noted(req.key, receipt);
+        }
         if let StoreOutcome::Stored { cas, .. } = outcome {
             // A write that depends on what the key held (add, cas, append, prepend, a
             // compare) is a claim: with a peer, of two such writes made at once on
@@ -889,7 +916,7 @@ impl Store {
                 matches!(req.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend)
                     || req.cas_unique != 0;
             let change = if conditional { Change::Claim { key: req.key, version: cas } } else { Change::Key(req.key) };
-            self.note(change);
+            self.note(change, receipt);
         }
         outcome
     }
@@ -989,6 +1016,11 @@ impl Store {
     /// Removes a key without counting it as a delete: a `set` that failed must not
     /// leave the old value behind (memcached proto_text.c `process_update_command`).
     pub fn discard(&self, key: &[u8]) {
+        self.discard_noted(key, &mut Receipt::default());
+    }
+
+    /// [`Store::discard`], telling `receipt` what it recorded.
+    pub fn discard_noted(&self, key: &[u8], receipt: &mut Receipt) {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         let mut shard = self.lock(index);
@@ -1000,7 +1032,7 @@ impl Store {
             // whether or not this node held it.
             let (version, now) = (self.next_cas(), self.clock.now_secs());
             self.bury_and_make_room(shard, hash, key, version, now);
-            self.note(Change::Key(key));
+            self.note(Change::Key(key), receipt);
         }
     }
 
@@ -1017,6 +1049,16 @@ impl Store {
     /// result no longer than the old value is written in place, padded with spaces;
     /// a longer one makes a new item.
     pub fn arithmetic_with(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
+        self.arithmetic_noted(req, changed, &mut Receipt::default())
+    }
+
+    /// [`Store::arithmetic_with`], telling `receipt` what it recorded.
+    pub fn arithmetic_noted(
+        &self,
+        req: &DeltaRequest<'_>,
+        changed: impl FnOnce(&mut Item, u32, bool),
+        receipt: &mut Receipt,
+    ) -> DeltaOutcome {
         let mut version = 0;
         let outcome = self.arithmetic_locally(req, |item, now, created| {
             version = item.cas();
@@ -1025,7 +1067,7 @@ impl Store {
         if matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
             // A read-modify-write: a claim, so two increments made at once on both
             // nodes both count (the loser's runs again on the winner's value).
-            self.note(Change::Claim { key: req.key, version });
+            self.note(Change::Claim { key: req.key, version }, receipt);
         }
         outcome
     }
@@ -1099,6 +1141,11 @@ impl Store {
     /// `flush_all 1` also hides what is stored in the current second, and an absolute
     /// time before the store started cancels any pending flush and flushes nothing.
     pub fn flush_all(&self, delay: i32) {
+        self.flush_all_noted(delay, &mut Receipt::default());
+    }
+
+    /// [`Store::flush_all`], telling `receipt` what it recorded.
+    pub fn flush_all_noted(&self, delay: i32, receipt: &mut Receipt) {
         let now = self.clock.now_secs();
         if delay <= 0 {
             // A flush now replaces a delayed one, as memcached's single `oldest_live`
@@ -1110,13 +1157,13 @@ impl Store {
             self.flush_at.store(if oldest_live <= self.created { 0 } else { oldest_live }, Ordering::Release);
             let mark = self.next_cas();
             self.flush_cas.fetch_max(mark, Ordering::AcqRel);
-            self.note(Change::Flush { version: mark, at: 0 });
+            self.note(Change::Flush { version: mark, at: 0 }, receipt);
             return;
         }
         let deadline = expiry::deadline(delay, now);
         let oldest_live = if deadline <= self.created { 0 } else { deadline - 1 };
         self.flush_at.store(oldest_live, Ordering::Release);
-        self.note(Change::Flush { version: 0, at: oldest_live });
+        self.note(Change::Flush { version: 0, at: oldest_live }, receipt);
     }
 
     /// Looks at up to `max_buckets` buckets of the next shard and removes the dead

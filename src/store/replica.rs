@@ -33,8 +33,31 @@ pub enum Change<'a> {
     Flush { version: u64, at: u32 },
 }
 
-/// Told of every local change; set once, before traffic.
-pub type ChangeObserver = Box<dyn Fn(Change<'_>) + Send + Sync>;
+/// Told of every local change; set once, before traffic. It returns the number it
+/// recorded the change under (replication's sequence number), which goes back to
+/// the writer in its [`Receipt`].
+pub type ChangeObserver = Box<dyn Fn(Change<'_>) -> u64 + Send + Sync>;
+
+/// What the change observer made of one write: the numbers it recorded the write's
+/// changes under, 0 for none. The writer learns them from the write's own result,
+/// so what it waits for (an acknowledgement, a claim's verdict) never depends on
+/// which thread the observer ran on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The last change the write recorded.
+    pub recorded: u64,
+    /// The claim the write recorded (an `add`, `cas`, `incr`...): its result stands
+    /// only once the peer has not refused it.
+    pub claim: u64,
+}
+
+impl Receipt {
+    /// Adds a later write's receipt to this one: the newest numbers win.
+    pub fn merge(&mut self, later: Receipt) {
+        self.recorded = self.recorded.max(later.recorded);
+        self.claim = self.claim.max(later.claim);
+    }
+}
 
 /// A key's state as it travels between peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,9 +120,13 @@ impl Store {
     }
 
     #[inline]
-    pub(super) fn note(&self, change: Change<'_>) {
+    pub(super) fn note(&self, change: Change<'_>, receipt: &mut Receipt) {
         if let Some(observer) = self.change_observer.get() {
-            observer(change);
+            let number = observer(change);
+            receipt.recorded = receipt.recorded.max(number);
+            if matches!(change, Change::Claim { .. }) {
+                receipt.claim = number;
+            }
         }
     }
 

@@ -31,7 +31,9 @@ fn node(id: u16, clock: &ManualClock) -> Node {
                 Change::Key(key) | Change::Claim { key, .. } => Outgoing::Key(key.to_vec()),
                 Change::Flush { version, at } => Outgoing::Flush { version, at },
             };
-            sink.lock().unwrap().push_back(outgoing);
+            let mut outbox = sink.lock().unwrap();
+            outbox.push_back(outgoing);
+            outbox.len() as u64
         }),
         3600,
     );
@@ -124,6 +126,7 @@ fn evictions_stay_local() {
             if let Change::Key(key) | Change::Claim { key, .. } = change {
                 outbox.lock().unwrap().push_back(Outgoing::Key(key.to_vec()));
             }
+            0
         }),
         3600,
     );
@@ -143,7 +146,7 @@ fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
     let config = StoreConfig { node_id: 1, shards: 4, ..StoreConfig::default() };
     let (source, target) = (node(1, &clock), node(2, &clock));
     let source = Node { store: Store::new(config, Clock::Manual(clock.clone())), ..source };
-    source.store.observe_changes(Box::new(|_| {}), 3600);
+    source.store.observe_changes(Box::new(|_| 0), 3600);
     for i in 0..2_000 {
         source.store.store(&StoreRequest::new(StoreMode::Set, &key(i), b"v"));
     }
@@ -272,7 +275,7 @@ fn tombstones_count_against_the_limit_and_are_shed_beyond_their_share() {
     let limit = 4 << 20;
     let config = StoreConfig { node_id: 2, memory_limit: limit, shards: 4, ..StoreConfig::default() };
     let store = Store::new(config, Clock::Manual(clock.clone()));
-    store.observe_changes(Box::new(|_| {}), 3600);
+    store.observe_changes(Box::new(|_| 0), 3600);
     let value = vec![b'v'; 100];
     for i in 0..200_000 {
         store.store(&StoreRequest::new(StoreMode::Set, format!("live:{i}").as_bytes(), &value));

@@ -171,28 +171,12 @@ const SYNC_POLL: Duration = Duration::from_millis(5);
 const REFUSED_CLAIMS_KEPT: u64 = 1 << 20;
 
 thread_local! {
-    /// The sequence number of the last change this thread recorded: a worker in ack
-    /// mode holds a reply until the peer has applied it.
-    static LAST_RECORDED: Cell<u64> = const { Cell::new(0) };
-    /// The sequence number of the last claim (a change made by `add`) this thread
-    /// recorded: its reply waits for the peer's verdict while a link is up.
-    static LAST_CLAIMED: Cell<u64> = const { Cell::new(0) };
     /// On a thread that defers link wake-ups (a worker): whether a change it recorded
     /// still has to wake the link thread. `None` on other threads, which wake it at once.
     static LINK_WAKE_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-/// The last sequence number the calling thread recorded (0 if none).
-pub fn last_recorded_here() -> u64 {
-    LAST_RECORDED.with(Cell::get)
-}
-
-/// The last claim the calling thread recorded (0 if none).
-pub fn last_claimed_here() -> u64 {
-    LAST_CLAIMED.with(Cell::get)
-}
-
-pub struct Node {
+pub struct Replicator {
     pub store: Arc<Store>,
     pub settings: Settings,
     /// This run's name for its change sequence: random, never 0.
@@ -232,16 +216,16 @@ pub struct Node {
     pub listen_addr: OnceLock<std::net::SocketAddr>,
 }
 
-impl Node {
+impl Replicator {
     /// Microseconds since this node started, for lag measurements.
     pub fn micros(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    pub fn new(store: Arc<Store>, settings: Settings, history: u64) -> Node {
+    pub fn new(store: Arc<Store>, settings: Settings, history: u64) -> Replicator {
         let backlog = Mutex::new(Backlog::new(settings.backlog));
         let stats = ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() };
-        Node {
+        Replicator {
             store,
             settings,
             history: history.max(1),
@@ -270,31 +254,27 @@ impl Node {
     pub fn observe(self: &Arc<Self>) -> bool {
         let node = Arc::downgrade(self);
         let tombstone_secs = self.settings.tombstone_secs;
-        let observer = move |change: Change<'_>| {
-            if let Some(node) = node.upgrade() {
-                node.record(change);
-            }
-        };
+        let observer = move |change: Change<'_>| node.upgrade().map_or(0, |node| node.record(change));
         self.store.observe_changes(Box::new(observer), tombstone_secs)
     }
 
     /// Records a local change (called by the store, in the writing thread, after
-    /// the change is visible) and wakes the link thread.
-    pub fn record(&self, change: Change<'_>) {
+    /// the change is visible), wakes the link thread, and returns the change's
+    /// sequence number, which the write's result carries back to its writer.
+    pub fn record(&self, change: Change<'_>) -> u64 {
         let now = self.micros();
         // Allocated before the lock, so writers hold it for a push only.
         let claim = matches!(change, Change::Claim { .. });
         let change = Recorded::from(change);
         let seq = self.backlog.lock().expect("backlog lock").push(change, now);
-        LAST_RECORDED.with(|last| last.set(seq));
         if claim {
-            LAST_CLAIMED.with(|last| last.set(seq));
             self.urgent.store(true, Ordering::Release);
         }
         let deferred = LINK_WAKE_PENDING.with(|pending| pending.get().map(|_| pending.set(Some(true))).is_some());
         if !deferred {
             self.wake_link();
         }
+        seq
     }
 
     /// Makes the calling thread (a worker) defer the link wake-ups of the changes it
