@@ -7,7 +7,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
-use stickless::protocol::text::{self, Limits};
+use stickless::protocol::{self, Limits};
 use stickless::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
 
 /// Row (a) of BENCHMARKS.md: 100,000 keys of memtier's shape, 100-byte values.
@@ -70,7 +70,7 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| {
             let mut at = 0;
             while at < buf.len() {
-                let parsed = text::parse(&buf[at..], &LIMITS).expect("complete requests");
+                let parsed = protocol::parse(&buf[at..], &LIMITS).expect("complete requests");
                 at += parsed.consumed;
                 black_box(parsed.cmd);
             }

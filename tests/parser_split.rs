@@ -3,7 +3,7 @@
 
 mod common;
 
-use stickless::protocol::text::{Limits, ParseError, parse};
+use stickless::protocol::{Limits, ParseError, parse};
 
 /// Parses as a connection does: commands from the front, swallowing rejected data.
 /// Returns the commands (as text) and the bytes left unparsed.

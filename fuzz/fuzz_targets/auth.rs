@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use stickless::protocol::binary::{self, BinaryCommand};
-use stickless::protocol::text::{AUTH_TOKEN_MAX, Command, Limits, ParseError, parse_auth};
+use stickless::protocol::text::AUTH_TOKEN_MAX;
+use stickless::protocol::{Command, Limits, ParseError, parse_auth};
 use stickless::server::auth::Credentials;
 
 fuzz_target!(|data: &[u8]| {

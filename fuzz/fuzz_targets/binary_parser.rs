@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stickless::protocol::binary::parse;
-use stickless::protocol::text::{Limits, ParseError};
+use stickless::protocol::{Limits, ParseError};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { item_size_max: 4096, cas_enabled: true };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stickless::protocol::text::{Limits, ParseError, parse};
+use stickless::protocol::{Limits, ParseError, parse};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { item_size_max: 4096, cas_enabled: true };

@@ -9,7 +9,7 @@
 //! opcode although it has already consumed the key and extras, which loses the
 //! framing of the next request; we skip exactly the rest of the body.
 
-use super::text::{KEY_MAX_LENGTH, Limits, ParseError, memcached_item_size};
+use super::command::{KEY_MAX_LENGTH, Limits, ParseError, memcached_item_size};
 
 pub const REQUEST_MAGIC: u8 = 0x80;
 pub const RESPONSE_MAGIC: u8 = 0x81;

@@ -1,4 +1,4 @@
-//! memcached's meta commands (`mg`, `ms`, `md`, `ma`, `me`; `mn` is in text.rs):
+//! memcached's meta commands (`mg`, `ms`, `md`, `ma`, `me`; `mn` is in ascii.rs):
 //! one key, then single-letter flags, some carrying a token (`T30`, `Oopaque`).
 //!
 //! The rules follow memcached's proto_text.c (`_meta_flag_preparse` and the
@@ -10,11 +10,11 @@
 //! CAS the write should take, for `ms`, `md`, `ma` and a vivifying `mg`) and `md`'s
 //! `x` (keep the item but empty its value).
 
+use super::command::{
+    Command, KEY_MAX_LENGTH, Limits, MetaFlags, MetaRequest, ParseError, Parsed, decode_key, memcached_item_size,
+};
 use super::reply::ErrorReply;
-use super::text::{Command, KEY_MAX_LENGTH, Limits, ParseError, Parsed, memcached_item_size};
 use crate::number::{parse_i32, parse_u32, parse_u64};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 
 /// memcached's `MFLAG_MAX_OPT_LENGTH`: a meta command with more tokens than this
 /// (command, key, flags and the terminal token) is refused.
@@ -22,108 +22,6 @@ const MAX_TOKENS: usize = 20;
 
 /// memcached's `MFLAG_MAX_OPAQUE_LENGTH`, counted with the leading `O`.
 const MAX_OPAQUE_LEN: usize = 32;
-
-/// The flags of one meta request, parsed once; the tokens stay available in request
-/// order, which is the order return flags are written in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MetaFlags<'a> {
-    /// One bit per flag letter present (ASCII code below 128).
-    seen: u128,
-    /// `T`: new exptime.
-    pub ttl: i32,
-    /// `N`: exptime of an item created on a miss.
-    pub vivify_ttl: i32,
-    /// `R`: win the recache token when the remaining TTL is below this.
-    pub recache_ttl: i32,
-    /// `F`: client flags of an `ms`.
-    pub client_flags: u32,
-    /// `C`: compare-and-swap against this CAS.
-    pub compare_cas: u64,
-    /// `E`: the CAS the write takes instead of a fresh one.
-    pub explicit_cas: u64,
-    /// `J`: initial value of an `ma` that creates its item.
-    pub initial: u64,
-    /// `D`: delta of an `ma` (default 1).
-    pub delta: u64,
-    /// `M`: mode switch of `ms` and `ma` (0 = none).
-    pub mode: u8,
-    /// The flag tokens as sent, separated by spaces.
-    tokens: &'a [u8],
-}
-
-impl<'a> MetaFlags<'a> {
-    /// Whether flag `letter` was sent.
-    #[inline]
-    pub fn has(&self, letter: u8) -> bool {
-        letter < 128 && self.seen & (1u128 << letter) != 0
-    }
-
-    /// The flag tokens in request order.
-    pub fn tokens(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.tokens.split(|&b| b == b' ').filter(|t| !t.is_empty())
-    }
-
-    /// The opaque token (`O...`, as sent) if any.
-    pub fn opaque(&self) -> Option<&'a [u8]> {
-        if !self.has(b'O') {
-            return None;
-        }
-        self.tokens().find(|t| t[0] == b'O')
-    }
-
-    pub fn quiet(&self) -> bool {
-        self.has(b'q')
-    }
-
-    pub fn binary_key(&self) -> bool {
-        self.has(b'b')
-    }
-
-    /// `C`, when sent.
-    pub fn compare_cas(&self) -> Option<u64> {
-        self.has(b'C').then_some(self.compare_cas)
-    }
-
-    /// `E`, when sent.
-    pub fn explicit_cas(&self) -> Option<u64> {
-        self.has(b'E').then_some(self.explicit_cas)
-    }
-}
-
-/// A meta request: its key as sent (base64 when `flags.binary_key()`) and flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MetaRequest<'a> {
-    pub key: &'a [u8],
-    pub flags: MetaFlags<'a>,
-}
-
-impl MetaRequest<'_> {
-    /// The key as stored: decoded into `buf` when it was sent in base64.
-    pub fn key<'b>(&'b self, buf: &'b mut [u8; KEY_MAX_LENGTH]) -> &'b [u8] {
-        if self.flags.binary_key() {
-            decode_key(self.key, buf).expect("the parser checked the key decodes")
-        } else {
-            self.key
-        }
-    }
-}
-
-/// Decodes a base64 key (the `b` flag). memcached's decoder skips characters outside
-/// the alphabet; ours refuses them, so one key has one spelling.
-pub fn decode_key<'b>(encoded: &[u8], buf: &'b mut [u8; KEY_MAX_LENGTH]) -> Option<&'b [u8]> {
-    match BASE64.decode_slice(encoded, buf) {
-        Ok(len) if len > 0 => Some(&buf[..len]),
-        _ => None,
-    }
-}
-
-/// Appends `key` in base64 (for the `k` return flag of a binary key).
-pub fn encode_key(key: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + key.len().div_ceil(3) * 4, 0);
-    let written = BASE64.encode_slice(key, &mut out[start..]).expect("buffer sized for the encoding");
-    out.truncate(start + written);
-}
 
 /// memcached's `_meta_flag_preparse`; `md` and `ma` report any error as "invalid or
 /// duplicate flag", `mg` and `ms` the reply returned here. Unknown and repeated flags stop the scan at
@@ -358,7 +256,8 @@ pub fn arithmetic_decrements(mode: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::text::parse;
+    use crate::protocol::command::encode_key;
+    use crate::protocol::parse;
 
     fn cmd(input: &[u8]) -> Command<'_> {
         parse(input, &Limits::default()).expect("complete").cmd

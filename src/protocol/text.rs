@@ -1,4 +1,5 @@
-//! memcached's classic text protocol: bytes in, [`Command`]s out, with no I/O.
+//! memcached's classic text protocol: a tokenised line in, a [`Command`] out, with
+//! no I/O; [`ascii`](super::ascii) hands it the lines whose verb is not a meta one.
 //!
 //! The parser borrows from the caller's read buffer and reports how many bytes a
 //! command used; "not enough bytes yet" is a normal outcome ([`ParseError::Incomplete`]).
@@ -8,346 +9,40 @@
 //! multi-get takes its keys from the whole line), and `noreply` is recognised only as
 //! the last token.
 
-use super::meta::{self, MetaLine, MetaRequest};
+use super::command::{
+    Command, KEY_MAX_LENGTH, Keys, Limits, ParseError, Parsed, ShutdownMode, StatsGroup, StoreMode, WatchKinds,
+    memcached_item_size,
+};
 use super::reply::ErrorReply;
+use super::tokens::{LINE_LIMIT, Tokens, memchr};
 use crate::number::{parse_i32, parse_u32, parse_u64};
 
-/// Longest key, in bytes (memcached.h `KEY_MAX_LENGTH`).
-pub const KEY_MAX_LENGTH: usize = 250;
-
-/// A line without a newline after this many bytes closes the connection, unless it
-/// is a multi-get, which may keep growing (proto_text.c `try_read_command_ascii`).
-pub const LINE_LIMIT: usize = 2048;
-
-/// How far a multi-get line may grow before we give up on it. memcached lets it grow
-/// without bound; we cap it so one client cannot take all memory.
-pub const MULTIGET_LINE_LIMIT: usize = 16 * 1024 * 1024;
-
-/// memcached's `MAX_TOKENS`: the tokenizer fills at most 23 tokens plus a terminal.
-const MAX_TOKENS: usize = 24;
-
-/// Byte size memcached charges for an item, used to decide "object too large" at the
-/// same boundary as memcached does (items.c `item_make_header` + `item_size_ok`):
-/// the 48-byte `struct _stritem` on 64-bit, the key and its NUL, 4 bytes of client
-/// flags when they are non-zero, the value with its `\r\n`, and 8 bytes of CAS.
-pub fn memcached_item_size(key_len: usize, flags: u32, value_len: usize, cas_enabled: bool) -> usize {
-    const ITEM_HEADER: usize = 48;
-    let flags_len = if flags != 0 { 4 } else { 0 };
-    let cas_len = if cas_enabled { 8 } else { 0 };
-    ITEM_HEADER + key_len + 1 + flags_len + value_len + 2 + cas_len
-}
-
-/// The slab class memcached would store an item of `size` bytes in, with its default
-/// settings (`-n 48 -f 1.25`, 512 KiB largest chunk): slabs.c `slabs_init` starts at
-/// the 48-byte item header plus 48, grows by 1.25 aligned to 8 bytes, and stops
-/// where the next size would pass the largest chunk, which becomes the last class.
-/// Reported by `me` as `cls=`.
-pub fn memcached_slab_class(size: usize) -> u32 {
-    const SLAB_CHUNK_MAX: usize = 512 * 1024;
-    const FACTOR: f64 = 1.25;
-    let mut chunk = 96usize;
-    let mut class = 1;
-    while (chunk as f64) < SLAB_CHUNK_MAX as f64 / FACTOR {
-        chunk = chunk.next_multiple_of(8);
-        if size <= chunk {
-            return class;
-        }
-        chunk = (chunk as f64 * FACTOR) as usize;
-        class += 1;
-    }
-    class
-}
-
-/// What the parser needs to know about the server's settings.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// `-I`: largest item, counted as memcached counts it ([`memcached_item_size`]).
-    pub item_size_max: usize,
-    /// `-C` turns CAS off, which changes the item size accounting.
-    pub cas_enabled: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        // memcached's defaults: -I 1m, CAS on.
-        Limits { item_size_max: 1024 * 1024, cas_enabled: true }
-    }
-}
-
-/// The storage commands; `Cas` carries its unique in [`Command::Store`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreMode {
-    Set,
-    Add,
-    Replace,
-    Append,
-    Prepend,
-    Cas,
-}
-
-/// The `stats` sub-commands we answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatsGroup {
-    General,
-    Settings,
-    Items,
-    Slabs,
-    Sizes,
-    Conns,
-    /// `stats replication` (stickless).
-    Replication,
-    Reset,
-    DetailOn,
-    DetailOff,
-    DetailDump,
-    DetailUsage,
-    Unknown,
-}
-
-/// How `shutdown` was asked to stop the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownMode {
-    Now,
-    Graceful,
-    /// An argument other than `graceful` (refused only when shutdown is enabled).
-    Invalid,
-}
-
-/// The log streams a `watch` connection asks for (memcached's `LOG_*` flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WatchKinds(pub u8);
-
-impl WatchKinds {
-    /// Reads: `type=item_get`. What a bare `watch` shows, as in memcached.
-    pub const FETCHERS: u8 = 1 << 0;
-    /// Storage commands: `type=item_store`.
-    pub const MUTATIONS: u8 = 1 << 1;
-    /// `type=eviction`.
-    pub const EVICTIONS: u8 = 1 << 2;
-    /// `delete` and `md`: `type=deleted`.
-    pub const DELETIONS: u8 = 1 << 3;
-
-    fn from_name(name: &[u8]) -> Option<u8> {
-        Some(match name {
-            b"fetchers" => Self::FETCHERS,
-            b"mutations" => Self::MUTATIONS,
-            b"evictions" => Self::EVICTIONS,
-            b"deletions" => Self::DELETIONS,
-            _ => return None,
-        })
-    }
-}
-
-/// The keys of a multi-key get, split lazily on spaces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keys<'a>(pub &'a [u8]);
-
-impl<'a> Keys<'a> {
-    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.0.split(|&b| b == b' ').filter(|k| !k.is_empty())
-    }
-}
-
-/// One request, borrowing its key and data from the read buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Command<'a> {
-    /// `get`/`gets`/`bget`, and `gat`/`gats` when `touch` holds the exptime.
-    Get {
-        keys: Keys<'a>,
-        with_cas: bool,
-        touch: Option<i32>,
-    },
-    /// A storage command with its complete, well-terminated data block.
-    Store {
-        mode: StoreMode,
-        key: &'a [u8],
-        flags: u32,
-        exptime: i32,
-        data: &'a [u8],
-        cas_unique: u64,
-        noreply: bool,
-    },
-    /// A storage command whose value exceeds `-I`; the data is swallowed
-    /// ([`Parsed::swallow`]) and a `set` removes the old item (memcached F6).
-    StoreTooLarge {
-        mode: StoreMode,
-        key: &'a [u8],
-        noreply: bool,
-    },
-    /// A data block that does not end in `\r\n`.
-    BadDataChunk {
-        noreply: bool,
-    },
-    Delete {
-        key: &'a [u8],
-        noreply: bool,
-    },
-    Arithmetic {
-        incr: bool,
-        key: &'a [u8],
-        delta: u64,
-        noreply: bool,
-    },
-    Touch {
-        key: &'a [u8],
-        exptime: i32,
-        noreply: bool,
-    },
-    /// `flush_all [delay]`; a delay of 0 or less means now.
-    FlushAll {
-        delay: i32,
-        noreply: bool,
-    },
-    Version,
-    Verbosity {
-        level: u32,
-        noreply: bool,
-    },
-    Quit,
-    Stats(StatsGroup),
-    /// `shutdown [graceful]`.
-    Shutdown(ShutdownMode),
-    /// `watch [fetchers|mutations|evictions|deletions ...]`.
-    Watch(WatchKinds),
-    /// `cache_memlimit <megabytes>`.
-    CacheMemlimit {
-        megabytes: u32,
-        noreply: bool,
-    },
-    /// `mn`: the meta no-op, answered `MN`.
-    MetaNoop,
-    MetaGet(MetaRequest<'a>),
-    /// `ms` with its complete, well-terminated data block.
-    MetaSet {
-        req: MetaRequest<'a>,
-        data: &'a [u8],
-    },
-    /// `ms` whose value exceeds `-I`; the data is swallowed and the key removed.
-    MetaSetTooLarge(MetaRequest<'a>),
-    MetaDelete(MetaRequest<'a>),
-    MetaArithmetic(MetaRequest<'a>),
-    /// `me <key> [b]`.
-    MetaDebug {
-        key: &'a [u8],
-        binary: bool,
-    },
-    /// Credentials sent as the value of a `set` before a `-Y` connection may do
-    /// anything else.
-    Authenticate {
-        user: &'a [u8],
-        password: &'a [u8],
-    },
-    /// A line that earns an error reply (or silence, with `noreply`).
-    Error {
-        reply: ErrorReply,
-        noreply: bool,
-    },
-}
-
-/// A parsed command and how many bytes of the buffer it used.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Parsed<'a> {
-    pub cmd: Command<'a>,
-    pub consumed: usize,
-    /// Bytes after `consumed` to discard as they arrive (a rejected data block).
-    pub swallow: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParseError {
-    /// More bytes are needed. `need` is the total buffer length that will complete
-    /// the command, when known (a storage command waiting for its data).
-    Incomplete { need: Option<usize> },
-    /// The line is too long to be a command: close the connection, as memcached does.
-    Close,
-}
-
-/// Tokens of one line, as `tokenize_command` makes them.
-struct Tokens<'a> {
-    tokens: [&'a [u8]; MAX_TOKENS - 1],
-    /// Real tokens seen (at most 23).
-    count: usize,
-}
-
-impl<'a> Tokens<'a> {
-    fn new(line: &'a [u8]) -> Self {
-        let mut tokens: [&'a [u8]; MAX_TOKENS - 1] = [&[]; MAX_TOKENS - 1];
-        let mut count = 0;
-        let mut start = 0;
-        let mut i = 0;
-        while i < line.len() {
-            if line[i] == b' ' {
-                if start != i {
-                    tokens[count] = &line[start..i];
-                    count += 1;
-                    if count == MAX_TOKENS - 1 {
-                        return Tokens { tokens, count };
-                    }
-                }
-                start = i + 1;
-            }
-            i += 1;
-        }
-        if start != i {
-            tokens[count] = &line[start..i];
-            count += 1;
-        }
-        Tokens { tokens, count }
-    }
-
-    /// memcached's `ntokens`: real tokens plus the terminal one.
-    fn ntokens(&self) -> usize {
-        self.count + 1
-    }
-
-    /// Token `i`, or the empty terminal token past the end.
-    fn get(&self, i: usize) -> &'a [u8] {
-        if i < self.count { self.tokens[i] } else { &[] }
-    }
-
-    /// memcached `set_noreply_maybe`: the last real token is exactly `noreply`.
-    fn noreply(&self) -> bool {
-        self.count >= 1 && self.tokens[self.count - 1] == b"noreply"
-    }
-}
-
-/// Parses one command from the front of `buf`.
-pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseError> {
-    let Some(newline) = memchr(b'\n', buf) else {
-        return Err(incomplete_line(buf));
-    };
-    let mut line = &buf[..newline];
-    // memcached strips a '\r' before the '\n' only when the line has another byte.
-    if line.len() > 1 && line[line.len() - 1] == b'\r' {
-        line = &line[..line.len() - 1];
-    }
-    // The C code treats the line as a string: it ends at the first NUL.
-    if let Some(nul) = memchr(0, line) {
-        line = &line[..nul];
-    }
-    let line_len = newline + 1;
-    let toks = Tokens::new(line);
+/// Parses a classic command from its tokenised `line`, the first `line_len` bytes of
+/// `buf` (which holds the data block of a storage command after it).
+pub(super) fn parse_classic<'a>(
+    buf: &'a [u8],
+    line: &'a [u8],
+    line_len: usize,
+    toks: &Tokens<'a>,
+    limits: &Limits,
+) -> Result<Parsed<'a>, ParseError> {
     let simple = |cmd| Ok(Parsed { cmd, consumed: line_len, swallow: 0 });
     let error = |reply, noreply| simple(Command::Error { reply, noreply });
-
     let nt = toks.ntokens();
     let verb = toks.get(0);
-    if nt < 2 || verb.len() < 2 {
-        return error(ErrorReply::Error, false);
-    }
     let want = |ok: bool, cmd: Command<'a>| {
         if ok { simple(cmd) } else { error(ErrorReply::Error, false) }
     };
 
     match verb {
-        b"get" | b"bget" => want(nt >= 3, get_command(line, &toks, false, None)),
-        b"gets" => want(nt >= 3, get_command(line, &toks, true, None)),
+        b"get" | b"bget" => want(nt >= 3, get_command(line, toks, false, None)),
+        b"gets" => want(nt >= 3, get_command(line, toks, true, None)),
         b"gat" | b"gats" => {
             if nt < 3 {
                 return error(ErrorReply::Error, false);
             }
             match parse_i32(toks.get(1)) {
-                Some(exptime) => simple(get_command(line, &toks, verb == b"gats", Some(exptime))),
+                Some(exptime) => simple(get_command(line, toks, verb == b"gats", Some(exptime))),
                 None => error(ErrorReply::InvalidExptime, false),
             }
         }
@@ -362,13 +57,13 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
                 b"append" => StoreMode::Append,
                 _ => StoreMode::Prepend,
             };
-            storage_command(buf, line_len, &toks, mode, limits)
+            storage_command(buf, line_len, toks, mode, limits)
         }
         b"cas" => {
             if nt != 7 && nt != 8 {
                 return error(ErrorReply::Error, false);
             }
-            storage_command(buf, line_len, &toks, StoreMode::Cas, limits)
+            storage_command(buf, line_len, toks, StoreMode::Cas, limits)
         }
         b"delete" => {
             if !(3..=5).contains(&nt) {
@@ -443,7 +138,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
         }
         b"version" => simple(Command::Version),
         b"quit" => simple(Command::Quit),
-        b"stats" => simple(Command::Stats(stats_group(&toks))),
+        b"stats" => simple(Command::Stats(stats_group(toks))),
         b"shutdown" => simple(Command::Shutdown(match (nt, toks.get(1)) {
             (2, _) => ShutdownMode::Now,
             (3, b"graceful") => ShutdownMode::Graceful,
@@ -470,17 +165,6 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, ParseErro
             match parse_u32(toks.get(1)) {
                 Some(megabytes) => simple(Command::CacheMemlimit { megabytes, noreply }),
                 None => error(ErrorReply::Error, noreply),
-            }
-        }
-        b"mn" => simple(Command::MetaNoop),
-        b"mg" | b"ms" | b"md" | b"ma" | b"me" => {
-            let m = MetaLine::new(line, nt, |i| toks.get(i));
-            match verb {
-                b"mg" => meta::parse_get(&m, line_len),
-                b"ms" => meta::parse_set(buf, &m, line_len, limits),
-                b"md" => meta::parse_delete(&m, line_len),
-                b"ma" => meta::parse_arithmetic(&m, line_len),
-                _ => meta::parse_debug(&m, line_len),
             }
         }
         _ => {
@@ -541,21 +225,6 @@ pub fn parse_auth(buf: &[u8]) -> Result<Parsed<'_>, ParseError> {
         consumed: total,
         swallow: 0,
     })
-}
-
-/// No newline yet: wait, or close when the line is too long to be a command.
-fn incomplete_line(buf: &[u8]) -> ParseError {
-    if buf.len() <= LINE_LIMIT {
-        return ParseError::Incomplete { need: None };
-    }
-    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
-    let rest = &buf[spaces..];
-    let is_multiget = rest.starts_with(b"get ") || rest.starts_with(b"gets ");
-    if spaces > 100 || !is_multiget || buf.len() > MULTIGET_LINE_LIMIT {
-        ParseError::Close
-    } else {
-        ParseError::Incomplete { need: None }
-    }
 }
 
 fn get_command<'a>(line: &'a [u8], toks: &Tokens<'a>, with_cas: bool, touch: Option<i32>) -> Command<'a> {
@@ -639,14 +308,11 @@ fn stats_group(toks: &Tokens<'_>) -> StatsGroup {
     }
 }
 
-#[inline]
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::command::memcached_slab_class;
+    use crate::protocol::parse;
 
     fn p(input: &[u8]) -> Result<Parsed<'_>, ParseError> {
         parse(input, &Limits::default())
