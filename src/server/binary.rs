@@ -3,9 +3,9 @@
 //! body; quiet opcodes suppress successes, and the GET family suppresses misses.
 
 use super::dispatch::{Dispatch, Flow, Session};
+use super::outcome;
 use super::output::Output;
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
-use crate::protocol::command::memcached_item_size;
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,
 };
@@ -22,34 +22,11 @@ impl Dispatch<'_> {
         let c = self.counters;
         let node = &*self.shared.node;
         let quiet = req.quiet;
-        let exempt = matches!(
-            req.cmd,
-            BinaryCommand::SaslListMechs
-                | BinaryCommand::SaslAuth { .. }
-                | BinaryCommand::SaslStep { .. }
-                | BinaryCommand::SaslInvalid
-                | BinaryCommand::SaslTooLarge
-                | BinaryCommand::Version
-        );
-        if self.shared.sasl.is_some() && !session.authenticated && !exempt {
+        if !self.sasl_admits(&req.cmd, session) {
             write_error(output.bytes(), h, status::AUTH_ERROR);
             return Flow::Close;
         }
-        // Every SASL exchange starts the connection over, unauthenticated, as
-        // memcached's (proto_bin.c `init_sasl_conn`); a refused message never starts one.
-        let sasl_exchange = matches!(
-            req.cmd,
-            BinaryCommand::SaslListMechs | BinaryCommand::SaslAuth { .. } | BinaryCommand::SaslStep { .. }
-        );
-        if sasl_exchange && self.shared.sasl.is_some() {
-            session.authenticated = false;
-        }
         let out = output.bytes();
-        let success = |out: &mut Vec<u8>, cas: u64| {
-            if !quiet {
-                write_header(out, h, status::SUCCESS, 0, 0, 0, cas);
-            }
-        };
         match req.cmd {
             BinaryCommand::Get { key, with_key } => {
                 self.binary_get(h, key, None, (true, with_key, quiet), output, session)
@@ -58,7 +35,6 @@ impl Dispatch<'_> {
                 self.binary_get(h, key, Some(exptime), (with_value, with_key, quiet), output, session)
             }
             BinaryCommand::Store { mode, key, flags, exptime, data } => {
-                c.cmd_set.inc();
                 let store_mode = match (h.cas, mode) {
                     (0, StoreOp::Set) => StoreMode::Set,
                     (0, StoreOp::Add) => StoreMode::Add,
@@ -73,47 +49,13 @@ impl Dispatch<'_> {
                     failure_discards_old: mode == StoreOp::Set,
                     ..StoreRequest::new(store_mode, key, data)
                 };
-                let outcome = session.note(node.store_item(&req));
-                self.watch_store(&req, &outcome, session.fd);
-                match outcome {
-                    StoreOutcome::Stored { cas, .. } => {
-                        if store_mode == StoreMode::Cas {
-                            c.cas_hits.inc();
-                        }
-                        success(out, cas);
-                    }
-                    StoreOutcome::Exists => {
-                        c.cas_badval.inc();
-                        write_error(out, h, status::KEY_EEXISTS);
-                    }
-                    StoreOutcome::NotFound => {
-                        c.cas_misses.inc();
-                        write_error(out, h, status::KEY_ENOENT);
-                    }
-                    // memcached reports a failed add as "exists" and replace as "not found".
-                    StoreOutcome::NotStored => write_error(out, h, not_stored_status(mode)),
-                    StoreOutcome::NoMemory => {
-                        c.store_no_memory.inc();
-                        write_error(out, h, status::ENOMEM);
-                    }
-                }
+                answer_store(out, h, quiet, &self.store(&req, session), Some(mode));
             }
             BinaryCommand::Concat { append, key, data } => {
-                c.cmd_set.inc();
-                let limits = self.shared.limits;
-                let fits = |flags: u32, len: usize| {
-                    memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
-                };
+                let fits = self.item_fits(key.len());
                 let mode = if append { StoreMode::Append } else { StoreMode::Prepend };
                 let req = StoreRequest { cas_unique: h.cas, fits: Some(&fits), ..StoreRequest::new(mode, key, data) };
-                let outcome = session.note(node.store_item(&req));
-                self.watch_store(&req, &outcome, session.fd);
-                match outcome {
-                    StoreOutcome::Stored { cas, .. } => success(out, cas),
-                    StoreOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
-                    StoreOutcome::NotFound | StoreOutcome::NotStored => write_error(out, h, status::NOT_STORED),
-                    StoreOutcome::NoMemory => write_error(out, h, status::ENOMEM),
-                }
+                answer_store(out, h, quiet, &self.store(&req, session), None);
             }
             BinaryCommand::TooLarge { set, key } => {
                 c.store_too_large.inc();
@@ -121,61 +63,12 @@ impl Dispatch<'_> {
                 session.note(node.refuse_store(key, set));
                 write_error(out, h, status::E2BIG);
             }
-            BinaryCommand::Delete { key } => {
-                let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
-                match session.note(node.delete(&req)) {
-                    outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
-                        if let DeleteOutcome::Deleted { value_len } = outcome {
-                            self.watch_deleted(key, "delete", value_len);
-                        }
-                        c.delete_hits.inc();
-                        success(out, 0);
-                    }
-                    DeleteOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
-                    DeleteOutcome::NotFound => {
-                        c.delete_misses.inc();
-                        write_error(out, h, status::KEY_ENOENT);
-                    }
-                    DeleteOutcome::NoMemory => write_error(out, h, status::ENOMEM),
-                }
-            }
+            BinaryCommand::Delete { key } => self.binary_delete(h, quiet, key, out, session),
             BinaryCommand::Arithmetic { incr, key, delta, initial, exptime } => {
-                let req = DeltaRequest {
-                    compare_cas: h.cas,
-                    vivify: (exptime != NO_CREATE).then_some(initial),
-                    ..DeltaRequest::new(key, incr, delta)
-                };
-                let mut cas = 0;
-                let written = node.arithmetic(&req, |item, now, created| {
-                    if created {
-                        let exptime = i32::try_from(exptime).unwrap_or(i32::MAX);
-                        item.set_expires_at(expiry::deadline(exptime, now));
-                    }
-                    cas = item.cas();
-                });
-                let outcome = session.note(written);
-                let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
-                match outcome {
-                    DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
-                        if matches!(outcome, DeltaOutcome::Value(_)) {
-                            hits.inc();
-                        }
-                        if !quiet {
-                            write_header(out, h, status::SUCCESS, 0, 0, 8, cas);
-                            out.extend_from_slice(&value.to_be_bytes());
-                        }
-                    }
-                    DeltaOutcome::NotFound => {
-                        misses.inc();
-                        write_error(out, h, status::KEY_ENOENT);
-                    }
-                    DeltaOutcome::NonNumeric => write_error(out, h, status::DELTA_BADVAL),
-                    DeltaOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
-                    DeltaOutcome::NoMemory => write_error(out, h, status::ENOMEM),
-                }
+                self.binary_arithmetic(h, quiet, (incr, key, delta, initial, exptime), out, session)
             }
             BinaryCommand::Quit => {
-                success(out, 0);
+                success(out, h, quiet, 0);
                 return Flow::Close;
             }
             BinaryCommand::Flush { delay } => {
@@ -185,7 +78,7 @@ impl Dispatch<'_> {
                     write_error(out, h, status::AUTH_ERROR);
                 } else {
                     session.note(node.flush_all(delay));
-                    success(out, 0);
+                    success(out, h, quiet, 0);
                 }
             }
             BinaryCommand::Noop => write_header(out, h, status::SUCCESS, 0, 0, 0, 0),
@@ -195,19 +88,119 @@ impl Dispatch<'_> {
                 out.extend_from_slice(version);
             }
             BinaryCommand::Stat { group } => self.binary_stats(h, group, out),
-            BinaryCommand::SaslListMechs => {
-                if self.shared.sasl.is_none() {
-                    write_error(out, h, status::UNKNOWN_COMMAND);
-                } else {
-                    write_header(out, h, status::SUCCESS, 0, 0, SASL_MECHANISMS.len() as u32, 0);
-                    out.extend_from_slice(SASL_MECHANISMS);
+            BinaryCommand::SaslListMechs
+            | BinaryCommand::SaslAuth { .. }
+            | BinaryCommand::SaslStep { .. }
+            | BinaryCommand::SaslInvalid
+            | BinaryCommand::SaslTooLarge => self.binary_sasl(h, req.cmd, out, session),
+            BinaryCommand::Unknown => write_error(out, h, status::UNKNOWN_COMMAND),
+            BinaryCommand::Invalid => {
+                write_error(out, h, status::EINVAL);
+                return Flow::Close;
+            }
+            BinaryCommand::BadFraming => {
+                write_error(out, h, status::UNKNOWN_COMMAND);
+                return Flow::Close;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// DELETE, compared against the CAS it carries (0: none).
+    fn binary_delete(&self, h: &Header, quiet: bool, key: &[u8], out: &mut Vec<u8>, session: &mut Session) {
+        let c = self.counters;
+        let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
+        match session.note(self.shared.node.delete(&req)) {
+            outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
+                if let DeleteOutcome::Deleted { value_len } = outcome {
+                    self.watch_deleted(key, "delete", value_len);
+                }
+                c.delete_hits.inc();
+                success(out, h, quiet, 0);
+            }
+            DeleteOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
+            DeleteOutcome::NotFound => {
+                c.delete_misses.inc();
+                write_error(out, h, status::KEY_ENOENT);
+            }
+            DeleteOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+        }
+    }
+
+    /// Whether the SASL gate lets `cmd` run on this connection. Under `-S` only the
+    /// SASL commands and VERSION run before authentication; every SASL exchange starts
+    /// the connection over, unauthenticated, as memcached's (proto_bin.c
+    /// `init_sasl_conn`); a refused message never starts one.
+    fn sasl_admits(&self, cmd: &BinaryCommand<'_>, session: &mut Session) -> bool {
+        if self.shared.sasl.is_none() {
+            return true;
+        }
+        let sasl_exchange = matches!(
+            cmd,
+            BinaryCommand::SaslListMechs | BinaryCommand::SaslAuth { .. } | BinaryCommand::SaslStep { .. }
+        );
+        let exempt = sasl_exchange
+            || matches!(cmd, BinaryCommand::SaslInvalid | BinaryCommand::SaslTooLarge | BinaryCommand::Version);
+        if !session.authenticated && !exempt {
+            return false;
+        }
+        if sasl_exchange {
+            session.authenticated = false;
+        }
+        true
+    }
+
+    /// INCREMENT and DECREMENT, which create their item unless the expiration is
+    /// memcached's "do not create".
+    fn binary_arithmetic(
+        &self,
+        h: &Header,
+        quiet: bool,
+        (incr, key, delta, initial, exptime): (bool, &[u8], u64, u64, u32),
+        out: &mut Vec<u8>,
+        session: &mut Session,
+    ) {
+        let req = DeltaRequest {
+            compare_cas: h.cas,
+            vivify: (exptime != NO_CREATE).then_some(initial),
+            ..DeltaRequest::new(key, incr, delta)
+        };
+        let mut cas = 0;
+        let written = self.shared.node.arithmetic(&req, |item, now, created| {
+            if created {
+                let exptime = i32::try_from(exptime).unwrap_or(i32::MAX);
+                item.set_expires_at(expiry::deadline(exptime, now));
+            }
+            cas = item.cas();
+        });
+        let outcome = session.note(written);
+        self.counters.count_delta(incr, &outcome);
+        match outcome {
+            DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
+                if !quiet {
+                    write_header(out, h, status::SUCCESS, 0, 0, 8, cas);
+                    out.extend_from_slice(&value.to_be_bytes());
                 }
             }
+            DeltaOutcome::NotFound => write_error(out, h, status::KEY_ENOENT),
+            DeltaOutcome::NonNumeric => write_error(out, h, status::DELTA_BADVAL),
+            DeltaOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
+            DeltaOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+        }
+    }
+
+    /// The SASL commands under `-S`; without it memcached answers each as unknown.
+    fn binary_sasl(&self, h: &Header, cmd: BinaryCommand<'_>, out: &mut Vec<u8>, session: &mut Session) {
+        let c = self.counters;
+        let Some(credentials) = &self.shared.sasl else {
+            return write_error(out, h, status::UNKNOWN_COMMAND);
+        };
+        match cmd {
+            BinaryCommand::SaslListMechs => {
+                write_header(out, h, status::SUCCESS, 0, 0, SASL_MECHANISMS.len() as u32, 0);
+                out.extend_from_slice(SASL_MECHANISMS);
+            }
             BinaryCommand::SaslAuth { mech, data } => {
-                let Some(credentials) = &self.shared.sasl else {
-                    write_error(out, h, status::UNKNOWN_COMMAND);
-                    return Flow::Continue;
-                };
                 c.auth_cmds.inc();
                 // A connection authenticates once: memcached's Cyrus context refuses to
                 // start a second exchange after one completed, and the connection is
@@ -223,32 +216,14 @@ impl Dispatch<'_> {
                 }
             }
             BinaryCommand::SaslStep { .. } => {
-                if self.shared.sasl.is_none() {
-                    write_error(out, h, status::UNKNOWN_COMMAND);
-                } else {
-                    // PLAIN completes in its first message, so there is never a step.
-                    c.auth_cmds.inc();
-                    c.auth_errors.inc();
-                    write_error(out, h, status::AUTH_ERROR);
-                }
-            }
-            // Without -S memcached answers every SASL command as unknown, first.
-            BinaryCommand::SaslInvalid | BinaryCommand::SaslTooLarge if self.shared.sasl.is_none() => {
-                write_error(out, h, status::UNKNOWN_COMMAND)
+                // PLAIN completes in its first message, so there is never a step.
+                c.auth_cmds.inc();
+                c.auth_errors.inc();
+                write_error(out, h, status::AUTH_ERROR);
             }
             BinaryCommand::SaslInvalid => write_error(out, h, status::EINVAL),
-            BinaryCommand::SaslTooLarge => write_error(out, h, status::ENOMEM),
-            BinaryCommand::Unknown => write_error(out, h, status::UNKNOWN_COMMAND),
-            BinaryCommand::Invalid => {
-                write_error(out, h, status::EINVAL);
-                return Flow::Close;
-            }
-            BinaryCommand::BadFraming => {
-                write_error(out, h, status::UNKNOWN_COMMAND);
-                return Flow::Close;
-            }
+            _ => write_error(out, h, status::ENOMEM),
         }
-        Flow::Continue
     }
 
     /// GET, GETK, TOUCH, GAT, GATK and their quiet forms.
@@ -262,7 +237,6 @@ impl Dispatch<'_> {
         output: &mut Output,
         session: &mut Session,
     ) {
-        let c = self.counters;
         let mut size = 0;
         let written = self.shared.node.get(key, touch, |item| {
             size = item.value().len();
@@ -283,17 +257,12 @@ impl Dispatch<'_> {
             }
         });
         let found = session.note(written);
-        let (cmds, hits, misses) = match touch {
-            Some(_) => (&c.cmd_touch, &c.touch_hits, &c.touch_misses),
-            None => (&c.cmd_get, &c.get_hits, &c.get_misses),
-        };
-        cmds.inc();
-        self.watch_get(key, (found == Found::Hit).then_some(size), session.fd);
-        if found == Found::Hit {
-            hits.inc();
+        let hit = found == Found::Hit;
+        self.counters.count_read(touch.is_some(), hit);
+        self.watch_get(key, hit.then_some(size), session.fd);
+        if hit {
             return;
         }
-        misses.inc();
         if quiet {
             return;
         }
@@ -342,10 +311,18 @@ impl Dispatch<'_> {
     }
 }
 
-fn not_stored_status(mode: StoreOp) -> u16 {
-    match mode {
-        StoreOp::Add => status::KEY_EEXISTS,
-        StoreOp::Replace => status::KEY_ENOENT,
-        StoreOp::Set => status::NOT_STORED,
+/// The success header, unless the opcode is quiet.
+fn success(out: &mut Vec<u8>, h: &Header, quiet: bool, cas: u64) {
+    if !quiet {
+        write_header(out, h, status::SUCCESS, 0, 0, 0, cas);
+    }
+}
+
+/// A storage command's answer: `op` names set, add or replace; None is append or
+/// prepend.
+fn answer_store(out: &mut Vec<u8>, h: &Header, quiet: bool, outcome: &StoreOutcome, op: Option<StoreOp>) {
+    match outcome {
+        StoreOutcome::Stored { cas, .. } => success(out, h, quiet, *cas),
+        _ => write_error(out, h, outcome::binary_store_status(outcome, op)),
     }
 }

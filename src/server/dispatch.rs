@@ -2,6 +2,7 @@
 //! against the store and its reply is appended to the connection's write buffer.
 
 use super::Shared;
+use super::outcome;
 use super::output::Output;
 use super::stats::Counters;
 use super::watch::StoreEvent;
@@ -9,7 +10,9 @@ use crate::node::Written;
 use crate::protocol::command::{KEY_MAX_LENGTH, memcached_item_size};
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode, WatchKinds};
-use crate::store::{self, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Receipt, StoreOutcome, StoreRequest};
+use crate::store::{
+    self, DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Receipt, StoreOutcome, StoreRequest,
+};
 
 /// What the connection does after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,11 +71,7 @@ impl Dispatch<'_> {
         match cmd {
             Command::Get { keys, with_cas, touch } => self.get(keys, with_cas, touch, output, session),
             Command::Store { mode, key, flags, exptime, data, cas_unique, noreply } => {
-                c.cmd_set.inc();
-                let limits = self.shared.limits;
-                let fits = |flags: u32, len: usize| {
-                    memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
-                };
+                let fits = self.item_fits(key.len());
                 let req = StoreRequest {
                     flags,
                     exptime,
@@ -81,30 +80,8 @@ impl Dispatch<'_> {
                     failure_discards_old: mode == StoreMode::Set,
                     ..StoreRequest::new(mode, key, data)
                 };
-                let outcome = session.note(node.store_item(&req));
-                self.watch_store(&req, &outcome, session.fd);
-                let line = match outcome {
-                    StoreOutcome::Stored { .. } => {
-                        if mode == StoreMode::Cas {
-                            c.cas_hits.inc();
-                        }
-                        reply::STORED
-                    }
-                    StoreOutcome::NotStored => reply::NOT_STORED,
-                    StoreOutcome::Exists => {
-                        c.cas_badval.inc();
-                        reply::EXISTS
-                    }
-                    StoreOutcome::NotFound => {
-                        c.cas_misses.inc();
-                        reply::NOT_FOUND
-                    }
-                    StoreOutcome::NoMemory => {
-                        c.store_no_memory.inc();
-                        ErrorReply::OutOfMemoryStoring.line()
-                    }
-                };
-                answer(out, noreply, line);
+                let outcome = self.store(&req, session);
+                answer(out, noreply, outcome::text_store_line(&outcome));
             }
             Command::StoreTooLarge { mode, key, noreply } => {
                 c.store_too_large.inc();
@@ -116,52 +93,14 @@ impl Dispatch<'_> {
                 c.cmd_set.inc();
                 answer(out, noreply, ErrorReply::BadDataChunk.line());
             }
-            Command::Delete { key, noreply } => {
-                let line = match session.note(node.delete(&DeleteRequest { key, ..Default::default() })) {
-                    store::DeleteOutcome::Deleted { value_len } => {
-                        c.delete_hits.inc();
-                        self.watch_deleted(key, "delete", value_len);
-                        reply::DELETED
-                    }
-                    _ => {
-                        c.delete_misses.inc();
-                        reply::NOT_FOUND
-                    }
-                };
-                answer(out, noreply, line);
-            }
+            Command::Delete { key, noreply } => answer(out, noreply, self.delete(key, session)),
             Command::Arithmetic { incr, key, delta, noreply } => {
-                let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
-                match session.note(node.arithmetic(&DeltaRequest::new(key, incr, delta), |_, _, _| {})) {
-                    // Plain incr/decr neither creates items nor compares a CAS.
-                    DeltaOutcome::Value(value) | DeltaOutcome::Created(value) => {
-                        hits.inc();
-                        if !noreply {
-                            reply::write_number_line(out, value);
-                        }
-                    }
-                    DeltaOutcome::NotFound => {
-                        misses.inc();
-                        answer(out, noreply, reply::NOT_FOUND);
-                    }
-                    DeltaOutcome::NonNumeric => answer(out, noreply, ErrorReply::NonNumeric.line()),
-                    DeltaOutcome::NoMemory => answer(out, noreply, ErrorReply::OutOfMemory.line()),
-                    DeltaOutcome::Exists => answer(out, noreply, reply::EXISTS),
-                }
+                self.arithmetic(incr, key, delta, noreply, out, session)
             }
             Command::Touch { key, exptime, noreply } => {
-                c.cmd_touch.inc();
-                let line = match session.note(node.get(key, Some(exptime), |_| {})) {
-                    Found::Hit => {
-                        c.touch_hits.inc();
-                        reply::TOUCHED
-                    }
-                    Found::Miss => {
-                        c.touch_misses.inc();
-                        reply::NOT_FOUND
-                    }
-                };
-                answer(out, noreply, line);
+                let hit = session.note(node.get(key, Some(exptime), |_| {})) == Found::Hit;
+                c.count_read(true, hit);
+                answer(out, noreply, if hit { reply::TOUCHED } else { reply::NOT_FOUND });
             }
             Command::FlushAll { delay, noreply } => {
                 c.cmd_flush.inc();
@@ -192,18 +131,7 @@ impl Dispatch<'_> {
                     return Flow::Close;
                 }
             },
-            Command::CacheMemlimit { megabytes, noreply } => {
-                // memcached's bounds (proto_text.c `process_memlimit_command`).
-                let line = if megabytes < 8 {
-                    ErrorReply::MemlimitTooSmall.line()
-                } else if megabytes > 1_000_000_000 {
-                    ErrorReply::MemlimitInMegabytes.line()
-                } else {
-                    node.store().set_memory_limit(megabytes as usize * 1024 * 1024);
-                    reply::OK
-                };
-                answer(out, noreply, line);
-            }
+            Command::CacheMemlimit { megabytes, noreply } => answer(out, noreply, self.cache_memlimit(megabytes)),
             Command::MetaNoop => out.extend_from_slice(reply::MN),
             Command::MetaGet(req) => self.meta_get(req, output, session),
             Command::MetaSet { req, data } => self.meta_set(req, data, out, session),
@@ -212,20 +140,87 @@ impl Dispatch<'_> {
             Command::Watch(kinds) => return Flow::Watch(kinds),
             Command::MetaArithmetic(req) => self.meta_arithmetic(req, out, session),
             Command::MetaDebug { key, binary } => self.meta_debug(key, binary, out),
-            Command::Authenticate { user, password } => {
-                c.auth_cmds.inc();
-                let allowed = self.shared.text_auth.as_ref().is_some_and(|creds| creds.check(user, password));
-                if allowed {
-                    session.authenticated = true;
-                    out.extend_from_slice(reply::STORED);
-                } else {
-                    c.auth_errors.inc();
-                    out.extend_from_slice(ErrorReply::AuthFailure.line());
-                }
-            }
+            Command::Authenticate { user, password } => self.authenticate(user, password, out, session),
             Command::Error { reply, noreply } => answer(out, noreply, reply.line()),
         }
         Flow::Continue
+    }
+
+    /// Counts and runs a storage command, and tells `watch mutations` how it went:
+    /// the part of `set` every protocol shares.
+    pub(super) fn store(&self, req: &StoreRequest<'_>, session: &mut Session) -> StoreOutcome {
+        self.counters.cmd_set.inc();
+        let outcome = session.note(self.shared.node.store_item(req));
+        self.watch_store(req, &outcome, session.fd);
+        self.counters.count_store(req.mode, &outcome);
+        outcome
+    }
+
+    /// Whether an item under a key of `key_len` bytes, with these flags and this
+    /// value length, is within `-I` as memcached counts it (for append and prepend,
+    /// whose result the parser cannot size).
+    pub(super) fn item_fits(&self, key_len: usize) -> impl Fn(u32, usize) -> bool + use<> {
+        let limits = self.shared.limits;
+        move |flags, len| memcached_item_size(key_len, flags, len, limits.cas_enabled) <= limits.item_size_max
+    }
+
+    /// `delete <key>`: its reply line.
+    fn delete(&self, key: &[u8], session: &mut Session) -> &'static [u8] {
+        let c = self.counters;
+        match session.note(self.shared.node.delete(&DeleteRequest { key, ..Default::default() })) {
+            DeleteOutcome::Deleted { value_len } => {
+                c.delete_hits.inc();
+                self.watch_deleted(key, "delete", value_len);
+                reply::DELETED
+            }
+            _ => {
+                c.delete_misses.inc();
+                reply::NOT_FOUND
+            }
+        }
+    }
+
+    /// `incr` and `decr`, which neither create items nor compare a CAS.
+    fn arithmetic(&self, incr: bool, key: &[u8], delta: u64, noreply: bool, out: &mut Vec<u8>, session: &mut Session) {
+        let outcome = session.note(self.shared.node.arithmetic(&DeltaRequest::new(key, incr, delta), |_, _, _| {}));
+        self.counters.count_delta(incr, &outcome);
+        match outcome {
+            DeltaOutcome::Value(value) | DeltaOutcome::Created(value) if !noreply => {
+                reply::write_number_line(out, value)
+            }
+            DeltaOutcome::Value(_) | DeltaOutcome::Created(_) => {}
+            DeltaOutcome::NotFound => answer(out, noreply, reply::NOT_FOUND),
+            DeltaOutcome::NonNumeric => answer(out, noreply, ErrorReply::NonNumeric.line()),
+            DeltaOutcome::NoMemory => answer(out, noreply, ErrorReply::OutOfMemory.line()),
+            DeltaOutcome::Exists => answer(out, noreply, reply::EXISTS),
+        }
+    }
+
+    /// `cache_memlimit`, within memcached's bounds (proto_text.c
+    /// `process_memlimit_command`).
+    fn cache_memlimit(&self, megabytes: u32) -> &'static [u8] {
+        if megabytes < 8 {
+            ErrorReply::MemlimitTooSmall.line()
+        } else if megabytes > 1_000_000_000 {
+            ErrorReply::MemlimitInMegabytes.line()
+        } else {
+            self.shared.node.store().set_memory_limit(megabytes as usize * 1024 * 1024);
+            reply::OK
+        }
+    }
+
+    /// `-Y`'s credentials, sent as the value of a `set`.
+    fn authenticate(&self, user: &[u8], password: &[u8], out: &mut Vec<u8>, session: &mut Session) {
+        let c = self.counters;
+        c.auth_cmds.inc();
+        let allowed = self.shared.text_auth.as_ref().is_some_and(|creds| creds.check(user, password));
+        if allowed {
+            session.authenticated = true;
+            out.extend_from_slice(reply::STORED);
+        } else {
+            c.auth_errors.inc();
+            out.extend_from_slice(ErrorReply::AuthFailure.line());
+        }
     }
 
     /// Tells `watch mutations` how a storage command went. Inlined to a single
@@ -294,24 +289,7 @@ impl Dispatch<'_> {
                 }
             }));
             self.watch_get(key, (found == Found::Hit).then_some(size), session.fd);
-            match (touch.is_some(), found) {
-                (false, Found::Hit) => {
-                    c.cmd_get.inc();
-                    c.get_hits.inc();
-                }
-                (false, Found::Miss) => {
-                    c.cmd_get.inc();
-                    c.get_misses.inc();
-                }
-                (true, Found::Hit) => {
-                    c.cmd_touch.inc();
-                    c.touch_hits.inc();
-                }
-                (true, Found::Miss) => {
-                    c.cmd_touch.inc();
-                    c.touch_misses.inc();
-                }
-            }
+            c.count_read(touch.is_some(), found == Found::Hit);
         }
         out.bytes().extend_from_slice(reply::END);
     }

@@ -6,6 +6,7 @@
 //! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
 
 use super::dispatch::{Dispatch, Session};
+use super::outcome;
 use super::output::Output;
 use crate::number::write_u64;
 use crate::protocol::command::{KEY_MAX_LENGTH, encode_key, memcached_item_size, memcached_slab_class};
@@ -13,8 +14,8 @@ use crate::protocol::command::{MetaFlags, MetaRequest, decode_key};
 use crate::protocol::meta;
 use crate::protocol::reply::ErrorReply;
 use crate::store::{
-    BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT, DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest,
-    Item, MetaFound, StoreMode, StoreOutcome, StoreRequest, Vivify, expiry,
+    DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Item, MetaFound, StoreMode, StoreOutcome, StoreRequest,
+    Vivify, expiry,
 };
 
 /// ` k<key>`, in base64 followed by ` b` when the key is binary (memcached `META_KEY`).
@@ -57,10 +58,83 @@ fn write_flag_number(out: &mut Vec<u8>, letter: u8, value: u64) {
     write_u64(out, value);
 }
 
+/// An `mg` hit: its status, return flags and value, with `T` applied and the
+/// recache token handed out as the flags ask; returns whether `T` set a new TTL.
+fn write_meta_hit(f: &MetaFlags<'_>, item: &mut Item, now: u32, created: bool, output: &mut Output) -> bool {
+    let out = output.bytes();
+    out.reserve(64);
+    let len = item.value().len() as u64;
+    if f.has(b'v') {
+        out.extend_from_slice(b"VA ");
+        write_u64(out, len);
+    } else {
+        out.extend_from_slice(b"HD");
+    }
+    let mut won = false;
+    for token in f.tokens() {
+        match token[0] {
+            b'T' => {
+                item.set_expires_at(expiry::deadline(f.ttl, now));
+            }
+            b'N' if created => {
+                item.set_expires_at(expiry::deadline(f.vivify_ttl, now));
+                won = true;
+            }
+            b'R' => {
+                // Win the recache token when the item runs out before the
+                // deadline the client named, unless another client has it.
+                let expires_at = item.expires_at();
+                if !item.recache_token_taken()
+                    && !created
+                    && expires_at != 0
+                    && expires_at < expiry::deadline(f.recache_ttl, now)
+                {
+                    won = true;
+                }
+            }
+            b's' => write_flag_number(out, b's', len),
+            b't' => write_ttl_flag(out, item, now),
+            b'c' => write_flag_number(out, b'c', item.cas()),
+            b'f' => write_flag_number(out, b'f', u64::from(item.flags())),
+            b'l' => write_flag_number(out, b'l', u64::from(now.saturating_sub(item.last_access()))),
+            b'h' => out.extend_from_slice(if item.was_fetched() { b" h1" } else { b" h0" }),
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(token);
+            }
+            b'k' => write_key_flag(out, item.key(), item.key_is_binary()),
+            _ => {}
+        }
+    }
+    // Z before W, so a client never sees both (proto_text.c).
+    if item.recache_token_taken() {
+        out.extend_from_slice(b" Z");
+    }
+    if item.is_stale() {
+        out.extend_from_slice(b" X");
+        if !item.recache_token_taken() {
+            won = true;
+        }
+    }
+    if won {
+        out.extend_from_slice(b" W");
+        item.take_recache_token();
+    }
+    out.extend_from_slice(b"\r\n");
+    if f.has(b'v') {
+        // A long value goes to the socket from the item, as for `get`.
+        match item.share() {
+            Some(value) => output.push_shared(value),
+            None => output.bytes().extend_from_slice(item.value()),
+        }
+        output.bytes().extend_from_slice(b"\r\n");
+    }
+    f.has(b'T')
+}
+
 impl Dispatch<'_> {
     /// `mg <key> <flags>*`
     pub fn meta_get(&self, req: MetaRequest<'_>, output: &mut Output, session: &mut Session) {
-        let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
         let f = &req.flags;
@@ -69,98 +143,13 @@ impl Dispatch<'_> {
         let mut ttl_set = false;
         let mut size = 0;
         let written = self.shared.node.get_for_meta(key, vivify, !f.has(b'u'), |item, now, created| {
-            let out = output.bytes();
-            out.reserve(64);
-            let len = item.value().len() as u64;
             size = item.value().len();
-            if f.has(b'v') {
-                out.extend_from_slice(b"VA ");
-                write_u64(out, len);
-            } else {
-                out.extend_from_slice(b"HD");
-            }
-            let mut won = false;
-            for token in f.tokens() {
-                match token[0] {
-                    b'T' => {
-                        ttl_set = true;
-                        item.set_expires_at(expiry::deadline(f.ttl, now));
-                    }
-                    b'N' if created => {
-                        item.set_expires_at(expiry::deadline(f.vivify_ttl, now));
-                        won = true;
-                    }
-                    b'R' => {
-                        // Win the recache token when the item runs out before the
-                        // deadline the client named, unless another client has it.
-                        let expires_at = item.expires_at();
-                        if !item.has_bit(BIT_TOKEN_SENT)
-                            && !created
-                            && expires_at != 0
-                            && expires_at < expiry::deadline(f.recache_ttl, now)
-                        {
-                            won = true;
-                        }
-                    }
-                    b's' => write_flag_number(out, b's', len),
-                    b't' => write_ttl_flag(out, item, now),
-                    b'c' => write_flag_number(out, b'c', item.cas()),
-                    b'f' => write_flag_number(out, b'f', u64::from(item.flags())),
-                    b'l' => write_flag_number(out, b'l', u64::from(now.saturating_sub(item.last_access()))),
-                    b'h' => out.extend_from_slice(if item.has_bit(BIT_FETCHED) { b" h1" } else { b" h0" }),
-                    b'O' => {
-                        out.push(b' ');
-                        out.extend_from_slice(token);
-                    }
-                    b'k' => write_key_flag(out, item.key(), item.has_bit(BIT_KEY_BINARY)),
-                    _ => {}
-                }
-            }
-            // Z before W, so a client never sees both (proto_text.c).
-            if item.has_bit(BIT_TOKEN_SENT) {
-                out.extend_from_slice(b" Z");
-            }
-            if item.has_bit(BIT_STALE) {
-                out.extend_from_slice(b" X");
-                if !item.has_bit(BIT_TOKEN_SENT) {
-                    won = true;
-                }
-            }
-            if won {
-                out.extend_from_slice(b" W");
-                item.set_bit(BIT_TOKEN_SENT);
-            }
-            out.extend_from_slice(b"\r\n");
-            if f.has(b'v') {
-                // A long value goes to the socket from the item, as for `get`.
-                match item.share() {
-                    Some(value) => output.push_shared(value),
-                    None => output.bytes().extend_from_slice(item.value()),
-                }
-                output.bytes().extend_from_slice(b"\r\n");
-            }
+            ttl_set = write_meta_hit(f, item, now, created, output);
         });
         let found = session.note(written);
         let hit = found != MetaFound::Miss;
         self.watch_get(key, (found == MetaFound::Hit).then_some(size), session.fd);
-        match (ttl_set, hit) {
-            (false, true) => {
-                c.cmd_get.inc();
-                c.get_hits.inc();
-            }
-            (false, false) => {
-                c.cmd_get.inc();
-                c.get_misses.inc();
-            }
-            (true, true) => {
-                c.cmd_touch.inc();
-                c.touch_hits.inc();
-            }
-            (true, false) => {
-                c.cmd_touch.inc();
-                c.touch_misses.inc();
-            }
-        }
+        self.counters.count_read(ttl_set, hit);
         if !hit && !f.quiet() {
             let out = output.bytes();
             out.extend_from_slice(b"EN");
@@ -171,8 +160,6 @@ impl Dispatch<'_> {
 
     /// `ms <key> <datalen> <flags>*` with its data.
     pub fn meta_set(&self, req: MetaRequest<'_>, data: &[u8], out: &mut Vec<u8>, session: &mut Session) {
-        let c = self.counters;
-        c.cmd_set.inc();
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
         let f = &req.flags;
@@ -188,10 +175,7 @@ impl Dispatch<'_> {
         if f.has(b'C') && matches!(mode, StoreMode::Set | StoreMode::Replace) {
             mode = StoreMode::Cas;
         }
-        let limits = self.shared.limits;
-        let fits = |flags: u32, len: usize| {
-            memcached_item_size(key.len(), flags, len, limits.cas_enabled) <= limits.item_size_max
-        };
+        let fits = self.item_fits(key.len());
         let vivify = f.has(b'N') && matches!(mode, StoreMode::Append | StoreMode::Prepend);
         let store_req = StoreRequest {
             flags: f.client_flags,
@@ -206,35 +190,17 @@ impl Dispatch<'_> {
             failure_discards_old: true,
             ..StoreRequest::new(mode, key, data)
         };
-        let mut cas = 0;
-        let outcome = session.note(self.shared.node.store_item(&store_req));
-        self.watch_store(&store_req, &outcome, session.fd);
-        let status: &[u8] = match outcome {
-            StoreOutcome::Stored { cas: stored, .. } => {
-                cas = stored;
-                if mode == StoreMode::Cas {
-                    c.cas_hits.inc();
-                }
-                if f.quiet() {
-                    return;
-                }
-                b"HD"
-            }
-            StoreOutcome::NotStored => b"NS",
-            StoreOutcome::Exists => {
-                c.cas_badval.inc();
-                b"EX"
-            }
-            StoreOutcome::NotFound => {
-                c.cas_misses.inc();
-                b"NF"
-            }
+        let outcome = self.store(&store_req, session);
+        let cas = match outcome {
+            StoreOutcome::Stored { .. } if f.quiet() => return,
+            StoreOutcome::Stored { cas, .. } => cas,
             StoreOutcome::NoMemory => {
-                c.store_no_memory.inc();
-                out.extend_from_slice(ErrorReply::OutOfMemoryStoring.line());
+                out.extend_from_slice(outcome::meta_store_status(&outcome));
                 return;
             }
+            _ => 0,
         };
+        let status = outcome::meta_store_status(&outcome);
         out.extend_from_slice(status);
         for token in f.tokens() {
             match token[0] {
@@ -349,10 +315,9 @@ impl Dispatch<'_> {
             }
         });
         let outcome = session.note(written);
-        let (hits, misses) = if incr { (&c.incr_hits, &c.incr_misses) } else { (&c.decr_hits, &c.decr_misses) };
+        c.count_delta(incr, &outcome);
         let status: &[u8] = match outcome {
             DeltaOutcome::Value(_) => {
-                hits.inc();
                 // memcached hides a quiet success, but not an item it created.
                 if f.quiet() {
                     out.truncate(start);
@@ -360,10 +325,7 @@ impl Dispatch<'_> {
                 return;
             }
             DeltaOutcome::Created(_) => return,
-            DeltaOutcome::NotFound => {
-                misses.inc();
-                b"NF"
-            }
+            DeltaOutcome::NotFound => b"NF",
             DeltaOutcome::Exists => b"EX",
             DeltaOutcome::NonNumeric => {
                 out.extend_from_slice(ErrorReply::NonNumeric.line());
@@ -386,7 +348,7 @@ impl Dispatch<'_> {
         let cas_enabled = self.shared.limits.cas_enabled;
         let found = self.shared.node.store().get_for_meta(key, None, false, |item, now, _| {
             out.extend_from_slice(b"ME ");
-            if item.has_bit(BIT_KEY_BINARY) {
+            if item.key_is_binary() {
                 encode_key(item.key(), out);
             } else {
                 out.extend_from_slice(item.key());
@@ -405,7 +367,7 @@ impl Dispatch<'_> {
             write_u64(out, u64::from(now.saturating_sub(item.last_access())));
             out.extend_from_slice(b" cas=");
             write_u64(out, item.cas());
-            let fetched = item.has_bit(BIT_FETCHED);
+            let fetched = item.was_fetched();
             out.extend_from_slice(if fetched { b" fetch=yes" } else { b" fetch=no" });
             let size = memcached_item_size(item.key().len(), item.flags(), item.value().len(), cas_enabled);
             out.extend_from_slice(b" cls=");

@@ -14,6 +14,7 @@ mod conn;
 pub mod dispatch;
 mod listener;
 mod meta;
+mod outcome;
 mod output;
 mod registry;
 pub mod stats;

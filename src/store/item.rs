@@ -47,21 +47,21 @@ const REFS_OFFSET: usize = 24;
 const REFS_LEN: usize = REFS_OFFSET + 4 - HEADER_LEN;
 
 /// Bits of [`Header::bits`].
-pub const BIT_REFERENCED: u8 = 1 << 0;
-pub const BIT_FETCHED: u8 = 1 << 1;
+pub(super) const BIT_REFERENCED: u8 = 1 << 0;
+pub(super) const BIT_FETCHED: u8 = 1 << 1;
 /// The four bytes before the key hold non-zero client flags.
 const BIT_HAS_FLAGS: u8 = 1 << 2;
 /// The item has a reference count at [`REFS_OFFSET`] (its value is long).
 const BIT_SHARED: u8 = 1 << 3;
 /// Marked stale by a meta invalidation (memcached's `ITEM_STALE`).
-pub const BIT_STALE: u8 = 1 << 4;
+pub(super) const BIT_STALE: u8 = 1 << 4;
 /// A client was handed the recache token (memcached's `ITEM_TOKEN_SENT`).
-pub const BIT_TOKEN_SENT: u8 = 1 << 5;
+pub(super) const BIT_TOKEN_SENT: u8 = 1 << 5;
 /// The key was sent in base64 and is echoed that way (memcached's `ITEM_KEY_BINARY`).
-pub const BIT_KEY_BINARY: u8 = 1 << 6;
+pub(super) const BIT_KEY_BINARY: u8 = 1 << 6;
 /// The CAS was chosen by the client (meta `E`), so it says nothing about when the
 /// item was written and `flush_all` judges the item by its time alone.
-pub const BIT_CLIENT_CAS: u8 = 1 << 7;
+pub(super) const BIT_CLIENT_CAS: u8 = 1 << 7;
 
 /// glibc malloc rounds each block up to a 16-byte multiple and adds an 8-byte size
 /// word (malloc/malloc.c `request2size`); we charge that, so the memory limit counts
@@ -258,7 +258,7 @@ impl Item {
         self.header().last_access
     }
     #[inline]
-    pub fn has_bit(&self, bit: u8) -> bool {
+    pub(super) fn has_bit(&self, bit: u8) -> bool {
         self.header().bits & bit != 0
     }
 
@@ -276,14 +276,45 @@ impl Item {
             h.bits |= BIT_REFERENCED | BIT_FETCHED;
         });
     }
-    pub fn clear_bit(&mut self, bit: u8) {
+    pub(super) fn clear_bit(&mut self, bit: u8) {
         self.update(|h| h.bits &= !bit);
     }
     /// Sets one of the meta bits: [`BIT_STALE`], [`BIT_TOKEN_SENT`], [`BIT_KEY_BINARY`],
     /// [`BIT_CLIENT_CAS`].
-    pub fn set_bit(&mut self, bit: u8) {
+    pub(super) fn set_bit(&mut self, bit: u8) {
         debug_assert!(bit & (BIT_HAS_FLAGS | BIT_SHARED) == 0, "layout bits are fixed at allocation");
         self.update(|h| h.bits |= bit);
+    }
+
+    /// Whether a read has fetched the item since it was stored (meta `h`, `me`'s
+    /// `fetch=`).
+    #[inline]
+    pub fn was_fetched(&self) -> bool {
+        self.has_bit(BIT_FETCHED)
+    }
+
+    /// Whether the key was sent in base64 and is echoed that way (meta `b`).
+    #[inline]
+    pub fn key_is_binary(&self) -> bool {
+        self.has_bit(BIT_KEY_BINARY)
+    }
+
+    /// Whether a meta invalidation or a stale `ms I` marked the item stale (meta `X`).
+    #[inline]
+    pub fn is_stale(&self) -> bool {
+        self.has_bit(BIT_STALE)
+    }
+
+    /// Whether a client already holds the item's recache token (meta `Z`).
+    #[inline]
+    pub fn recache_token_taken(&self) -> bool {
+        self.has_bit(BIT_TOKEN_SENT)
+    }
+
+    /// Hands the recache token to the reading client (meta `W`): later readers see
+    /// it taken until a write or an invalidation frees it.
+    pub fn take_recache_token(&mut self) {
+        self.set_bit(BIT_TOKEN_SENT);
     }
 
     /// Bytes this item's block costs (the table's own memory is counted separately).

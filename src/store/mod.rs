@@ -23,10 +23,8 @@ pub mod version;
 pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
-pub use item::{
-    BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT, Item, ItemMeta, ItemRef, SHARED_VALUE_MIN,
-    allocated_size,
-};
+use item::{BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT};
+pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;

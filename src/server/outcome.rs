@@ -1,0 +1,89 @@
+//! One mapping from what the store did to the counters `stats` shows and to each
+//! protocol's answer, used by the text, meta and binary front ends alike.
+//!
+//! The pattern, for the next front end: run the write through the node
+//! ([`crate::node`]), count its outcome here, and answer with its own row of the
+//! reply tables below, so that two protocols never count one outcome differently.
+
+use super::stats::Counters;
+use crate::protocol::binary::{StoreOp, status};
+use crate::protocol::reply::{self, ErrorReply};
+use crate::store::{DeltaOutcome, StoreMode, StoreOutcome};
+
+impl Counters {
+    /// A read, or with `touch` a gat or touch, that hit or missed.
+    #[inline]
+    pub fn count_read(&self, touch: bool, hit: bool) {
+        let (cmds, hits, misses) = match touch {
+            true => (&self.cmd_touch, &self.touch_hits, &self.touch_misses),
+            false => (&self.cmd_get, &self.get_hits, &self.get_misses),
+        };
+        cmds.inc();
+        if hit { hits.inc() } else { misses.inc() }
+    }
+
+    /// A storage command's outcome (the command itself is counted as it arrives).
+    /// The `cas_*` counters count compare-and-swaps alone, as memcached's
+    /// `do_store_item` does; an append's CAS mismatch is no `cas_badval`.
+    #[inline]
+    pub fn count_store(&self, mode: StoreMode, outcome: &StoreOutcome) {
+        let cas = mode == StoreMode::Cas;
+        match outcome {
+            StoreOutcome::Stored { .. } if cas => self.cas_hits.inc(),
+            StoreOutcome::Exists if cas => self.cas_badval.inc(),
+            StoreOutcome::NotFound if cas => self.cas_misses.inc(),
+            StoreOutcome::NoMemory => self.store_no_memory.inc(),
+            _ => {}
+        }
+    }
+
+    /// An incr or decr: an item it created is neither hit nor miss, as in memcached.
+    #[inline]
+    pub fn count_delta(&self, incr: bool, outcome: &DeltaOutcome) {
+        let (hits, misses) =
+            if incr { (&self.incr_hits, &self.incr_misses) } else { (&self.decr_hits, &self.decr_misses) };
+        match outcome {
+            DeltaOutcome::Value(_) => hits.inc(),
+            DeltaOutcome::NotFound => misses.inc(),
+            _ => {}
+        }
+    }
+}
+
+/// The text protocol's line for a storage command's outcome.
+pub fn text_store_line(outcome: &StoreOutcome) -> &'static [u8] {
+    match outcome {
+        StoreOutcome::Stored { .. } => reply::STORED,
+        StoreOutcome::NotStored => reply::NOT_STORED,
+        StoreOutcome::Exists => reply::EXISTS,
+        StoreOutcome::NotFound => reply::NOT_FOUND,
+        StoreOutcome::NoMemory => ErrorReply::OutOfMemoryStoring.line(),
+    }
+}
+
+/// The meta protocol's status for an `ms` that did not store (`HD` is written with
+/// its return flags; running out of memory answers memcached's error line).
+pub fn meta_store_status(outcome: &StoreOutcome) -> &'static [u8] {
+    match outcome {
+        StoreOutcome::Stored { .. } => b"HD",
+        StoreOutcome::NotStored => b"NS",
+        StoreOutcome::Exists => b"EX",
+        StoreOutcome::NotFound => b"NF",
+        StoreOutcome::NoMemory => ErrorReply::OutOfMemoryStoring.line(),
+    }
+}
+
+/// The binary protocol's status for a storage command's outcome. memcached reports
+/// a failed add as "exists" and a failed replace as "not found"; append and prepend
+/// (`op` None) answer "not stored" for a missing item.
+pub fn binary_store_status(outcome: &StoreOutcome, op: Option<StoreOp>) -> u16 {
+    match (outcome, op) {
+        (StoreOutcome::Stored { .. }, _) => status::SUCCESS,
+        (StoreOutcome::Exists, _) => status::KEY_EEXISTS,
+        (StoreOutcome::NoMemory, _) => status::ENOMEM,
+        (StoreOutcome::NotFound, Some(_)) => status::KEY_ENOENT,
+        (StoreOutcome::NotStored, Some(StoreOp::Add)) => status::KEY_EEXISTS,
+        (StoreOutcome::NotStored, Some(StoreOp::Replace)) => status::KEY_ENOENT,
+        (StoreOutcome::NotFound | StoreOutcome::NotStored, _) => status::NOT_STORED,
+    }
+}
