@@ -4,30 +4,23 @@
 use super::StickStatus::{self, *};
 use super::{StickOpenFlags, StickOptions};
 use crate::node::{Node, Written};
-use crate::protocol::command::{KEY_MAX_LENGTH, memcached_item_size};
+use crate::protocol::command::{DEFAULT_ITEM_SIZE_MAX, KEY_MAX_LENGTH, memcached_item_size};
 use crate::server::{Invocation, Server, parse_args};
-use crate::store::Clock;
+use crate::store::sweeper::{self, Sweeper};
+use crate::store::{Clock, DEFAULT_MEMORY_LIMIT, expiry};
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Store, StoreConfig, StoreMode, StoreOutcome,
     StoreRequest, StoreStats,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// memcached's defaults: `-m 64` and `-I 1m` (memcached.c `settings_init`).
-const DEFAULT_MEMORY: u64 = 64 * 1024 * 1024;
-const DEFAULT_ITEM_SIZE_MAX: usize = 1024 * 1024;
-/// memcached reads an exptime above 30 days as a Unix time (protocol.txt,
-/// "Expiration times"); the ABI's TTL is always relative, so longer ones are sent as
-/// absolute times.
-const RELATIVE_EXPTIME_MAX: u32 = 60 * 60 * 24 * 30;
-/// How often the sweeper reclaims a slice of expired items, and how much: the
-/// daemon's defaults (`server::Config`).
+/// How often the sweeper reclaims a slice of expired items: a tenth of the daemon's
+/// rate ([`sweeper::DEFAULT_INTERVAL`]), since an embedded store shares its host's
+/// cores and wakes up in every host process.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-const SWEEP_BUCKETS: usize = 1024;
 /// How many link timeouts (`--repl-timeout`) a write through the ABI waits at most
 /// for its acknowledgement in ack mode.
 const ACK_WAIT_TIMEOUTS: u32 = 2;
@@ -52,8 +45,7 @@ pub struct Embedded {
     store: Arc<Store>,
     item_size_max: usize,
     cas_enabled: bool,
-    stop: Arc<AtomicBool>,
-    sweeper: Option<JoinHandle<()>>,
+    sweeper: Option<Sweeper>,
     server: Mutex<Option<Server>>,
 }
 
@@ -65,7 +57,7 @@ impl Embedded {
         });
         let flag = |bit: StickOpenFlags| options.flags & bit as u32 != 0;
         let cas_enabled = !flag(StickOpenFlags::STICKLESS_OPEN_NO_CAS);
-        let memory = if options.memory_limit == 0 { DEFAULT_MEMORY } else { options.memory_limit };
+        let memory = if options.memory_limit == 0 { DEFAULT_MEMORY_LIMIT as u64 } else { options.memory_limit };
         let item_size_max =
             if options.item_size_max == 0 { DEFAULT_ITEM_SIZE_MAX } else { options.item_size_max as usize };
         let node_id = if options.node_id == 0 { random_node_id() } else { options.node_id as u16 };
@@ -79,20 +71,13 @@ impl Embedded {
             },
             Clock::System,
         ));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sweeper = {
-            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("stickless-sweeper".into())
-                .spawn(move || sweep(&store, &stop))
-                .map_err(|_| STICKLESS_IO_ERROR)?
-        };
+        let sweeper = Sweeper::start("stickless-sweeper", Arc::clone(&store), SWEEP_INTERVAL, sweeper::DEFAULT_BUCKETS)
+            .map_err(|_| STICKLESS_IO_ERROR)?;
         Ok(Embedded {
             node: Arc::new(Node::new(Arc::clone(&store))),
             store,
             item_size_max,
             cas_enabled,
-            stop,
             sweeper: Some(sweeper),
             server: Mutex::new(None),
         })
@@ -159,7 +144,9 @@ impl Embedded {
 
     /// memcached's exptime for a TTL in seconds from now.
     fn exptime(&self, ttl: u32) -> i32 {
-        if ttl <= RELATIVE_EXPTIME_MAX {
+        // memcached reads an exptime above 30 days as a Unix time; the ABI's TTL is
+        // always relative, so longer ones are sent as absolute times.
+        if i64::from(ttl) <= expiry::MAX_RELATIVE_EXPTIME {
             ttl as i32
         } else {
             i32::try_from(u64::from(self.store.clock().now_secs()) + u64::from(ttl)).unwrap_or(i32::MAX)
@@ -336,25 +323,8 @@ impl Drop for Embedded {
         if let Some(server) = self.server.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             server.shutdown();
         }
-        self.stop.store(true, Ordering::Release);
-        if let Some(sweeper) = self.sweeper.take() {
-            sweeper.thread().unpark();
-            let _ = sweeper.join();
-        }
-    }
-}
-
-/// Reclaims expired items a slice at a time until told to stop.
-fn sweep(store: &Store, stop: &AtomicBool) {
-    let mut next = Instant::now() + SWEEP_INTERVAL;
-    while !stop.load(Ordering::Acquire) {
-        let now = Instant::now();
-        if now < next {
-            std::thread::park_timeout(next - now);
-            continue;
-        }
-        store.sweep_step(SWEEP_BUCKETS);
-        next = now + SWEEP_INTERVAL;
+        // Joins the sweeper.
+        self.sweeper.take();
     }
 }
 

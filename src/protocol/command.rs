@@ -46,6 +46,10 @@ pub fn memcached_slab_class(size: usize) -> u32 {
     class
 }
 
+/// memcached's `-I 1m` (memcached.c `settings_init`): the largest item unless one
+/// is named, for the daemon and an embedded store alike.
+pub const DEFAULT_ITEM_SIZE_MAX: usize = 1024 * 1024;
+
 /// What the parser needs to know about the server's settings.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -58,7 +62,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // memcached's defaults: -I 1m, CAS on.
-        Limits { item_size_max: 1024 * 1024, cas_enabled: true }
+        Limits { item_size_max: DEFAULT_ITEM_SIZE_MAX, cas_enabled: true }
     }
 }
 

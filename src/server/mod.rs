@@ -29,6 +29,7 @@ use crate::protocol::{Limits, WatchKinds};
 use crate::replication::handshake::Identity;
 use crate::replication::heartbeat::DEFAULT_INTERVAL;
 use crate::replication::{LinkThread, Replicator, Settings, SyncMode};
+use crate::store::sweeper::Sweeper;
 use crate::store::{Store, StoreConfig};
 use crossbeam_utils::CachePadded;
 use std::io;
@@ -137,7 +138,7 @@ pub struct Server {
     /// Kept here so that no waker is dropped (closing its eventfd) before the
     /// thread it wakes has seen the wake.
     wakers: Vec<Arc<mio::Waker>>,
-    sweeper: JoinHandle<()>,
+    sweeper: Sweeper,
     threads: Vec<JoinHandle<()>>,
     link: Option<LinkThread>,
 }
@@ -273,23 +274,7 @@ impl Server {
         let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
         wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
-        let sweep_shared = Arc::clone(&shared);
-        // The sweeper sleeps with park_timeout, which costs one futex wait per tick
-        // (a channel's timed receive spins and yields first, stealing the worker's core).
-        let sweeper = std::thread::Builder::new().name("sweeper".into()).spawn(move || {
-            let interval = sweep_shared.config.sweep_interval;
-            let buckets = sweep_shared.config.sweep_buckets;
-            let mut next = Instant::now() + interval;
-            while !sweep_shared.shutting_down.load(Ordering::Acquire) {
-                let now = Instant::now();
-                if now < next {
-                    std::thread::park_timeout(next - now);
-                    continue;
-                }
-                sweep_shared.node.store().sweep_step(buckets);
-                next = now + interval;
-            }
-        })?;
+        let sweeper = Sweeper::start("sweeper", store, shared.config.sweep_interval, shared.config.sweep_buckets)?;
         threads.push(watch_writer);
         Ok(Server { shared, addrs, wakers, sweeper, threads, link })
     }
@@ -325,9 +310,8 @@ impl Server {
         for waker in &self.wakers {
             let _ = waker.wake();
         }
-        self.sweeper.thread().unpark();
+        drop(self.sweeper);
         self.shared.watch.stop();
-        let _ = self.sweeper.join();
         for handle in self.threads {
             let _ = handle.join();
         }

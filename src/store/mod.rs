@@ -17,6 +17,7 @@ mod clock;
 pub mod expiry;
 mod item;
 mod replica;
+pub mod sweeper;
 mod tombstone;
 pub mod version;
 
@@ -53,7 +54,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            memory_limit: 64 * 1024 * 1024,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             evict: true,
             shards: DEFAULT_SHARDS,
             cas_enabled: true,
@@ -66,6 +67,10 @@ impl Default for StoreConfig {
 /// 64 shards keep the chance that two of 4 workers want the same lock under 10 %
 /// while the per-shard tables stay large enough to amortise their growth.
 pub const DEFAULT_SHARDS: usize = 64;
+
+/// memcached's `-m 64` (memcached.c `settings_init`): the daemon's and an embedded
+/// store's memory limit unless one is named.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// How many buckets the CLOCK hand may look at in one call before giving up the lock.
 const CLOCK_MAX_STEPS: usize = 1024;
