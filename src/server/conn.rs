@@ -138,6 +138,23 @@ pub enum Status {
     Closed,
 }
 
+/// What a connection does with its input (memcached's `conn_states` that outlast a
+/// readiness event; `stats conns` shows them through `resting_state`).
+/// Replies held for replication are kept beside it, in `awaiting_ack` and
+/// `pending_claim`: a connection may be closing, or about to watch, with replies
+/// still held.
+enum Phase {
+    /// Running commands as input arrives.
+    Commands,
+    /// Closing once the pending replies are written: `quit`, framing lost, a refused
+    /// credential, or the end of input.
+    Closing,
+    /// `watch`: it becomes a log stream once the replies before it are written.
+    WatchRequested(WatchKinds),
+    /// A log stream: input is read only to notice the client leaving.
+    Watching(Arc<Watcher>),
+}
+
 /// The protocol a connection speaks, settled by its first byte under `-B auto`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Protocol {
@@ -160,14 +177,9 @@ pub struct Conn {
     output: Output,
     /// Bytes of a rejected data block still to discard as they arrive.
     swallow: usize,
-    /// Close once the pending replies are written (`quit`, framing lost, or EOF).
-    closing: bool,
+    phase: Phase,
     /// Queued on the worker's yield list.
     pub queued: bool,
-    /// A `watch` waiting for the replies before it to be written.
-    watch_request: Option<WatchKinds>,
-    /// Set once the connection is a log stream (`watch`).
-    pub watcher: Option<Arc<Watcher>>,
     /// Under `--repl-sync ack`: the change whose acknowledgement the pending
     /// replies wait for (0: none).
     awaiting_ack: u64,
@@ -197,15 +209,21 @@ impl Conn {
             rbuf: ReadBuf::new(),
             output: Output::with_capacity(READ_BUFFER),
             swallow: 0,
-            closing: false,
+            phase: Phase::Commands,
             queued: false,
-            watch_request: None,
-            watcher: None,
             awaiting_ack: 0,
             pending_claim: None,
             held: false,
             input_drained: false,
             input_closed: false,
+        }
+    }
+
+    /// The log stream this connection became, if it did (`watch`).
+    pub fn watcher(&self) -> Option<&Arc<Watcher>> {
+        match &self.phase {
+            Phase::Watching(watcher) => Some(watcher),
+            _ => None,
         }
     }
 
@@ -240,7 +258,7 @@ impl Conn {
                     return Stop::NeedInput;
                 }
             }
-            if self.closing {
+            if matches!(self.phase, Phase::Closing) {
                 return Stop::Closing;
             }
             if self.rbuf.data().is_empty() {
@@ -293,7 +311,7 @@ impl Conn {
                     return Stop::NeedInput;
                 }
                 Err(ParseError::Close) => {
-                    self.closing = true;
+                    self.phase = Phase::Closing;
                     return Stop::Closing;
                 }
             };
@@ -323,9 +341,9 @@ impl Conn {
             self.swallow = swallow;
             match flow {
                 Flow::Continue => {}
-                Flow::Close => self.closing = true,
+                Flow::Close => self.phase = Phase::Closing,
                 Flow::Watch(kinds) => {
-                    self.watch_request = Some(kinds);
+                    self.phase = Phase::WatchRequested(kinds);
                     return Stop::Watch;
                 }
             }
@@ -344,7 +362,7 @@ impl Conn {
 
     /// The state between events, in memcached's terms.
     fn resting_state(&self) -> ConnState {
-        if self.watcher.is_some() {
+        if matches!(self.phase, Phase::Watching(_)) {
             ConnState::Watch
         } else if self.pending_output() > 0 {
             ConnState::Mwrite
@@ -410,7 +428,7 @@ impl Conn {
         if self.awaiting_ack(dispatch) || !self.settle_claim(dispatch) {
             return Status::AwaitingAck;
         }
-        if self.watch_request.is_some() || self.watcher.is_some() {
+        if matches!(self.phase, Phase::WatchRequested(_) | Phase::Watching(_)) {
             return self.serve_watcher(dispatch);
         }
         let ack_mode = dispatch.shared.node.replicator().is_some_and(|node| node.settings.mode == SyncMode::Ack);
@@ -439,7 +457,7 @@ impl Conn {
                 Err(_) => return Status::Closed,
             };
             if !flushed {
-                // The writable event resumes us; with `closing` we finish the write first.
+                // The writable event resumes us; a closing connection finishes the write first.
                 return Status::Idle;
             }
             match stop {
@@ -486,7 +504,8 @@ impl Conn {
             Ok(false) => return Status::Idle,
             Ok(true) => {}
         }
-        if let Some(kinds) = self.watch_request.take() {
+        if let Phase::WatchRequested(kinds) = self.phase {
+            self.phase = Phase::Commands;
             let sink = match self.stream.as_fd().try_clone_to_owned() {
                 Ok(fd) => socket2::Socket::from(fd),
                 Err(e) => {
@@ -495,7 +514,7 @@ impl Conn {
                 }
             };
             match dispatch.shared.watch.add(kinds, sink, b"OK\r\n") {
-                Ok(watcher) => self.watcher = Some(watcher),
+                Ok(watcher) => self.phase = Phase::Watching(watcher),
                 Err(refused) => {
                     // Still an ordinary connection: say why, and go on serving it.
                     self.output.bytes().extend_from_slice(refused.line());

@@ -203,7 +203,7 @@ impl LinkWakes {
 /// Forgets a connection that is being dropped.
 fn closed(shared: &Shared, worker: usize, conn: &Conn) {
     shared.registry.remove(worker, conn.info.fd);
-    if let Some(watcher) = &conn.watcher {
+    if let Some(watcher) = conn.watcher() {
         shared.watch.remove(watcher);
     }
     shared.connections.closed();
