@@ -106,7 +106,8 @@ typedef enum StickStatus {
    */
   STICKLESS_IO_ERROR = -7,
   /*
-   A `stickless_serve` argument that the daemon would refuse; the log says which.
+   A `stickless_serve` argument that the daemon would refuse;
+   `stickless_last_error` says which.
    */
   STICKLESS_BAD_CONFIG = -8,
   /*
@@ -230,6 +231,19 @@ uint32_t stickless_abi_version(void);
  "STICKLESS_UNKNOWN" for a number that is none.
  */
 const char *stickless_result_str(int32_t status);
+
+/*
+ Copies the message of why the last call on this thread failed into `buf`
+ (`buf_len` bytes, not NUL-terminated): why `stickless_serve` refused an argument,
+ why `stickless_open` could not start. `*out_len` always receives the message's
+ length; `STICKLESS_BUFFER_TOO_SMALL` when it exceeds `buf_len` (nothing copied),
+ `STICKLESS_NOT_FOUND` when the last call left no message. Reading it keeps it.
+
+ # Safety
+ `buf` points to `buf_len` writable bytes (or is NULL with `buf_len` 0); `out_len`
+ is valid for a write.
+ */
+int32_t stickless_last_error(char *buf, size_t buf_len, size_t *out_len);
 
 /*
  Sends the library's log to standard error, filtered by `filter` (`filter_len`
@@ -534,8 +548,9 @@ int32_t stickless_stats(const struct Stickless *handle, struct StickStats *out);
  the same command-line arguments (`args`: `args_len` bytes, separated by spaces),
  e.g. `"-l 127.0.0.1 -p 0 --peer 10.0.0.2:11212"`. `-m`, `-I`, `-M`, `-C` and
  `--node-id` are the store's own and are ignored here; `--protect-prefix` applies
- to the store (sessions kept from eviction). Why a flag was refused is logged (see
- `stickless_log_to_stderr`). Stops when the last handle is closed.
+ to the store (sessions kept from eviction). Why a flag was refused is told by
+ `stickless_last_error` (and logged, see `stickless_log_to_stderr`). Stops when the
+ last handle is closed.
 
  With `--repl-sync ack`, every write through this handle (set and the other
  stores, delete, incr, decr, touch, flush) returns only once the peer has applied

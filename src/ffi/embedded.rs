@@ -72,7 +72,10 @@ impl Embedded {
             Clock::System,
         ));
         let sweeper = Sweeper::start("stickless-sweeper", Arc::clone(&store), SWEEP_INTERVAL, sweeper::DEFAULT_BUCKETS)
-            .map_err(|_| STICKLESS_IO_ERROR)?;
+            .map_err(|e| {
+                super::set_last_error(format!("cannot start the sweeper thread: {e}"));
+                STICKLESS_IO_ERROR
+            })?;
         Ok(Embedded {
             node: Arc::new(Node::new(Arc::clone(&store))),
             store,
@@ -271,16 +274,18 @@ impl Embedded {
 
     /// Starts the daemon's listeners, workers and replication over this store.
     pub fn serve(&self, args: &[u8]) -> StickStatus {
+        let refuse = |message: &str| {
+            log::error!("stickless_serve: {message}");
+            super::set_last_error(message);
+            STICKLESS_BAD_CONFIG
+        };
         let Ok(args) = std::str::from_utf8(args) else {
-            return STICKLESS_BAD_CONFIG;
+            return refuse("the arguments are not UTF-8");
         };
         let mut config = match parse_args(args.split_ascii_whitespace().map(String::from)) {
             Ok(Invocation::Run(config)) => *config,
-            Ok(_) => return STICKLESS_BAD_CONFIG,
-            Err(message) => {
-                log::error!("stickless_serve: {message}");
-                return STICKLESS_BAD_CONFIG;
-            }
+            Ok(_) => return refuse("-h and -V print and exit; they do not serve"),
+            Err(message) => return refuse(&message),
         };
         // The store's own settings win over any given here.
         config.memory_limit = self.store.memory_limit();
@@ -288,12 +293,13 @@ impl Embedded {
         config.disable_cas = !self.cas_enabled;
         let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
         if server.is_some() {
+            super::set_last_error("this store already serves");
             return STICKLESS_ALREADY_SERVING;
         }
         // `--protect-prefix` is the one store setting taken from here (sessions kept
         // from eviction), the first time any is named.
         if !self.store.protect_prefixes(config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect()) {
-            return STICKLESS_BAD_CONFIG;
+            return refuse("--protect-prefix was already given to this store");
         }
         match Server::start_with_node(config, Arc::clone(&self.node)) {
             Ok(started) => {
@@ -302,6 +308,7 @@ impl Embedded {
             }
             Err(e) => {
                 log::error!("stickless_serve: {e}");
+                super::set_last_error(e.to_string());
                 if e.kind() == std::io::ErrorKind::InvalidInput { STICKLESS_BAD_CONFIG } else { STICKLESS_IO_ERROR }
             }
         }
@@ -334,18 +341,6 @@ fn random_node_id() -> u16 {
     unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
     // 1..=NODE_MAX: 0 is what an unset id would look like.
     (u16::from_ne_bytes(random) % crate::store::version::NODE_MAX).max(1)
-}
-
-pub fn store_mode(mode: i32) -> Option<StoreMode> {
-    Some(match mode {
-        1 => StoreMode::Set,
-        2 => StoreMode::Add,
-        3 => StoreMode::Replace,
-        4 => StoreMode::Append,
-        5 => StoreMode::Prepend,
-        6 => StoreMode::Cas,
-        _ => return None,
-    })
 }
 
 /// The process-wide stores of `stickless_open_shared`, by name, with the fork

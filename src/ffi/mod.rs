@@ -9,16 +9,74 @@
 //! - reads copy into a caller's buffer and always report the full length, so a short
 //!   buffer gets `STICKLESS_BUFFER_TOO_SMALL` and the size to retry with;
 //! - a handle may be used from many threads at once; nothing calls back into the host;
+//! - a failed call may leave a message for `stickless_last_error`, per thread;
 //! - every entry point catches panics (`STICKLESS_PANIC`), and a handle used in a
 //!   child after `fork` answers `STICKLESS_FORKED` instead of touching the parent's
 //!   threads.
 
 mod embedded;
 
+use crate::store::StoreMode;
 use embedded::{Embedded, fork_generation};
+use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+
+// The boundary toolkit. Every export is a plain `extern "C"` item (cbindgen reads
+// them) whose body runs inside `guard` or `with_store`, and which reads its arguments
+// with these macros: each returns `STICKLESS_INVALID_ARGUMENT` from the body for an
+// argument the ABI's conventions refuse, so the checks read as one line each.
+
+/// The bytes of a C range `(ptr, len)`: `(NULL, 0)` is empty, `(NULL, n > 0)` is
+/// refused.
+macro_rules! c_bytes {
+    ($ptr:expr, $len:expr) => {
+        // SAFETY: every export's contract says a non-NULL range pointer points to its
+        // length of readable bytes, valid for the duration of the call.
+        match unsafe { bytes($ptr, $len) } {
+            Some(bytes) => bytes,
+            None => return STICKLESS_INVALID_ARGUMENT,
+        }
+    };
+}
+
+/// An ABI enum from its `int32_t` code; an unknown code is refused.
+macro_rules! c_enum {
+    ($kind:ty, $code:expr) => {
+        match <$kind>::try_from($code) {
+            Ok(value) => value,
+            Err(_) => return STICKLESS_INVALID_ARGUMENT,
+        }
+    };
+}
+
+/// Refuses the call unless `condition` holds (a required pointer is not NULL).
+macro_rules! require {
+    ($condition:expr) => {
+        if !$condition {
+            return STICKLESS_INVALID_ARGUMENT;
+        }
+    };
+}
+
+thread_local! {
+    /// Why the last call on this thread failed, in words, for `stickless_last_error`
+    /// (as libcurl's error buffer and rustls-ffi's error strings, but per thread, so
+    /// a host's threads never read each other's). Every call clears it.
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records why the current call fails.
+fn set_last_error(message: impl Into<String>) {
+    LAST_ERROR.with(|last| *last.borrow_mut() = Some(message.into()));
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the next guarded call on this thread panic inside the export.
+    static PANIC_IN_NEXT_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// The version of this ABI: bumped only when a function's meaning changes or one is
 /// removed, so a binding built against version N works with any library of version N.
@@ -58,13 +116,65 @@ pub enum StickStatus {
     STICKLESS_PANIC = -6,
     /// A system call failed (a listener that cannot bind, a thread that cannot start).
     STICKLESS_IO_ERROR = -7,
-    /// A `stickless_serve` argument that the daemon would refuse; the log says which.
+    /// A `stickless_serve` argument that the daemon would refuse;
+    /// `stickless_last_error` says which.
     STICKLESS_BAD_CONFIG = -8,
     /// `stickless_serve` on a handle that already serves.
     STICKLESS_ALREADY_SERVING = -9,
 }
 
 use StickStatus::*;
+
+impl StickStatus {
+    /// Every status, in the order of the header.
+    const ALL: [StickStatus; 15] = [
+        STICKLESS_OK,
+        STICKLESS_NOT_FOUND,
+        STICKLESS_EXISTS,
+        STICKLESS_NOT_STORED,
+        STICKLESS_BUFFER_TOO_SMALL,
+        STICKLESS_NON_NUMERIC,
+        STICKLESS_INVALID_ARGUMENT,
+        STICKLESS_BAD_KEY,
+        STICKLESS_VALUE_TOO_LARGE,
+        STICKLESS_OUT_OF_MEMORY,
+        STICKLESS_FORKED,
+        STICKLESS_PANIC,
+        STICKLESS_IO_ERROR,
+        STICKLESS_BAD_CONFIG,
+        STICKLESS_ALREADY_SERVING,
+    ];
+
+    /// The status's C name, NUL-terminated: the one table `stickless_result_str`
+    /// reads.
+    fn name(self) -> &'static str {
+        match self {
+            STICKLESS_OK => "STICKLESS_OK\0",
+            STICKLESS_NOT_FOUND => "STICKLESS_NOT_FOUND\0",
+            STICKLESS_EXISTS => "STICKLESS_EXISTS\0",
+            STICKLESS_NOT_STORED => "STICKLESS_NOT_STORED\0",
+            STICKLESS_BUFFER_TOO_SMALL => "STICKLESS_BUFFER_TOO_SMALL\0",
+            STICKLESS_NON_NUMERIC => "STICKLESS_NON_NUMERIC\0",
+            STICKLESS_INVALID_ARGUMENT => "STICKLESS_INVALID_ARGUMENT\0",
+            STICKLESS_BAD_KEY => "STICKLESS_BAD_KEY\0",
+            STICKLESS_VALUE_TOO_LARGE => "STICKLESS_VALUE_TOO_LARGE\0",
+            STICKLESS_OUT_OF_MEMORY => "STICKLESS_OUT_OF_MEMORY\0",
+            STICKLESS_FORKED => "STICKLESS_FORKED\0",
+            STICKLESS_PANIC => "STICKLESS_PANIC\0",
+            STICKLESS_IO_ERROR => "STICKLESS_IO_ERROR\0",
+            STICKLESS_BAD_CONFIG => "STICKLESS_BAD_CONFIG\0",
+            STICKLESS_ALREADY_SERVING => "STICKLESS_ALREADY_SERVING\0",
+        }
+    }
+}
+
+impl TryFrom<i32> for StickStatus {
+    type Error = i32;
+
+    fn try_from(code: i32) -> Result<Self, i32> {
+        StickStatus::ALL.into_iter().find(|status| *status as i32 == code).ok_or(code)
+    }
+}
 
 /// Bits of [`StickOptions::flags`].
 #[repr(C)]
@@ -128,6 +238,31 @@ pub enum StickStoreMode {
     STICKLESS_CAS = 6,
 }
 
+impl TryFrom<i32> for StickStoreMode {
+    type Error = i32;
+
+    fn try_from(code: i32) -> Result<Self, i32> {
+        use StickStoreMode::*;
+        [STICKLESS_SET, STICKLESS_ADD, STICKLESS_REPLACE, STICKLESS_APPEND, STICKLESS_PREPEND, STICKLESS_CAS]
+            .into_iter()
+            .find(|mode| *mode as i32 == code)
+            .ok_or(code)
+    }
+}
+
+impl From<StickStoreMode> for StoreMode {
+    fn from(mode: StickStoreMode) -> StoreMode {
+        match mode {
+            StickStoreMode::STICKLESS_SET => StoreMode::Set,
+            StickStoreMode::STICKLESS_ADD => StoreMode::Add,
+            StickStoreMode::STICKLESS_REPLACE => StoreMode::Replace,
+            StickStoreMode::STICKLESS_APPEND => StoreMode::Append,
+            StickStoreMode::STICKLESS_PREPEND => StoreMode::Prepend,
+            StickStoreMode::STICKLESS_CAS => StoreMode::Cas,
+        }
+    }
+}
+
 /// Which listener `stickless_port` reports.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +272,18 @@ pub enum StickPortKind {
     STICKLESS_PORT_MEMCACHED = 0,
     /// The replication listener (`--repl-listen`).
     STICKLESS_PORT_REPLICATION = 1,
+}
+
+impl TryFrom<i32> for StickPortKind {
+    type Error = i32;
+
+    fn try_from(code: i32) -> Result<Self, i32> {
+        match code {
+            0 => Ok(StickPortKind::STICKLESS_PORT_MEMCACHED),
+            1 => Ok(StickPortKind::STICKLESS_PORT_REPLICATION),
+            _ => Err(code),
+        }
+    }
 }
 
 /// An open store. Opaque; only ever used through a pointer.
@@ -162,11 +309,27 @@ fn with_store(handle: *const Stickless, body: impl FnOnce(&Embedded) -> StickSta
 }
 
 /// Catches a panic at the boundary: unwinding into C is undefined behaviour, and
-/// aborting would take the host process down.
+/// aborting would take the host process down. Clears the thread's last error first,
+/// so that what `stickless_last_error` reports belongs to the last call.
 fn guard(body: impl FnOnce() -> StickStatus) -> i32 {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    LAST_ERROR.with(|last| last.take());
+    match catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(test)]
+        if PANIC_IN_NEXT_CALL.with(|panic| panic.replace(false)) {
+            panic!("forced by a test");
+        }
+        body()
+    })) {
         Ok(status) => status as i32,
-        Err(_) => STICKLESS_PANIC as i32,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            set_last_error(format!("a bug in stickless was caught: {message}"));
+            STICKLESS_PANIC as i32
+        }
     }
 }
 
@@ -210,25 +373,44 @@ pub extern "C" fn stickless_abi_version() -> u32 {
 /// "STICKLESS_UNKNOWN" for a number that is none.
 #[unsafe(no_mangle)]
 pub extern "C" fn stickless_result_str(status: i32) -> *const c_char {
-    let name: &'static str = match status {
-        0 => "STICKLESS_OK\0",
-        1 => "STICKLESS_NOT_FOUND\0",
-        2 => "STICKLESS_EXISTS\0",
-        3 => "STICKLESS_NOT_STORED\0",
-        4 => "STICKLESS_BUFFER_TOO_SMALL\0",
-        5 => "STICKLESS_NON_NUMERIC\0",
-        -1 => "STICKLESS_INVALID_ARGUMENT\0",
-        -2 => "STICKLESS_BAD_KEY\0",
-        -3 => "STICKLESS_VALUE_TOO_LARGE\0",
-        -4 => "STICKLESS_OUT_OF_MEMORY\0",
-        -5 => "STICKLESS_FORKED\0",
-        -6 => "STICKLESS_PANIC\0",
-        -7 => "STICKLESS_IO_ERROR\0",
-        -8 => "STICKLESS_BAD_CONFIG\0",
-        -9 => "STICKLESS_ALREADY_SERVING\0",
-        _ => "STICKLESS_UNKNOWN\0",
-    };
+    let name = StickStatus::try_from(status).map_or("STICKLESS_UNKNOWN\0", StickStatus::name);
     name.as_ptr().cast()
+}
+
+/// Copies the message of why the last call on this thread failed into `buf`
+/// (`buf_len` bytes, not NUL-terminated): why `stickless_serve` refused an argument,
+/// why `stickless_open` could not start. `*out_len` always receives the message's
+/// length; `STICKLESS_BUFFER_TOO_SMALL` when it exceeds `buf_len` (nothing copied),
+/// `STICKLESS_NOT_FOUND` when the last call left no message. Reading it keeps it.
+///
+/// # Safety
+/// `buf` points to `buf_len` writable bytes (or is NULL with `buf_len` 0); `out_len`
+/// is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn stickless_last_error(buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> i32 {
+    let read = catch_unwind(AssertUnwindSafe(|| {
+        require!(!out_len.is_null());
+        require!(!(buf.is_null() && buf_len > 0));
+        LAST_ERROR.with(|last| {
+            let last = last.borrow();
+            let message = last.as_deref().unwrap_or_default().as_bytes();
+            // SAFETY: checked non-NULL; the caller's contract above.
+            unsafe { out_len.write(message.len()) };
+            if last.is_none() {
+                return STICKLESS_NOT_FOUND;
+            }
+            if message.len() > buf_len {
+                return STICKLESS_BUFFER_TOO_SMALL;
+            }
+            if !message.is_empty() {
+                // SAFETY: `buf` holds `buf_len >= message.len()` writable bytes of the
+                // caller's, which cannot overlap our string.
+                unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), buf.cast::<u8>(), message.len()) };
+            }
+            STICKLESS_OK
+        })
+    }));
+    read.unwrap_or(STICKLESS_PANIC) as i32
 }
 
 /// Sends the library's log to standard error, filtered by `filter` (`filter_len`
@@ -243,10 +425,7 @@ pub extern "C" fn stickless_result_str(status: i32) -> *const c_char {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_log_to_stderr(filter: *const c_char, filter_len: usize) -> i32 {
     guard(|| {
-        // SAFETY: the caller's contract above.
-        let Some(filter) = (unsafe { bytes(filter.cast(), filter_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let filter = c_bytes!(filter.cast(), filter_len);
         let Ok(filter) = std::str::from_utf8(filter) else {
             return STICKLESS_BAD_CONFIG;
         };
@@ -269,9 +448,7 @@ pub unsafe extern "C" fn stickless_log_to_stderr(filter: *const c_char, filter_l
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_open(options: *const StickOptions, out: *mut *mut Stickless) -> i32 {
     guard(|| {
-        if out.is_null() {
-            return STICKLESS_INVALID_ARGUMENT;
-        }
+        require!(!out.is_null());
         // SAFETY: the caller's contract above.
         let options = match unsafe { read_options(options) } {
             Ok(options) => options,
@@ -304,13 +481,8 @@ pub unsafe extern "C" fn stickless_open_shared(
     out: *mut *mut Stickless,
 ) -> i32 {
     guard(|| {
-        // SAFETY: the caller's contract above.
-        let Some(name) = (unsafe { bytes(name, name_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
-        if out.is_null() {
-            return STICKLESS_INVALID_ARGUMENT;
-        }
+        let name = c_bytes!(name, name_len);
+        require!(!out.is_null());
         // SAFETY: the caller's contract above.
         let options = match unsafe { read_options(options) } {
             Ok(options) => options,
@@ -337,10 +509,7 @@ pub unsafe extern "C" fn stickless_open_shared(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_release_shared(name: *const core::ffi::c_void, name_len: usize) -> i32 {
     guard(|| {
-        // SAFETY: the caller's contract above.
-        let Some(name) = (unsafe { bytes(name, name_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let name = c_bytes!(name, name_len);
         if embedded::release_shared(name) { STICKLESS_OK } else { STICKLESS_NOT_FOUND }
     })
 }
@@ -420,13 +589,8 @@ pub unsafe extern "C" fn stickless_get(
     out_ttl: *mut i64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
-        if buf.is_null() && buf_len > 0 {
-            return STICKLESS_INVALID_ARGUMENT;
-        }
+        let key = c_bytes!(key, key_len);
+        require!(!(buf.is_null() && buf_len > 0));
         let found = store.get(key, |value, flags, cas, ttl| {
             // SAFETY: the caller's contract above.
             unsafe {
@@ -471,13 +635,9 @@ pub unsafe extern "C" fn stickless_store(
     out_cas: *mut u64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let (Some(key), Some(value)) = (unsafe { bytes(key, key_len) }, unsafe { bytes(value, value_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
-        let Some(mode) = embedded::store_mode(mode) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
+        let value = c_bytes!(value, value_len);
+        let mode = StoreMode::from(c_enum!(StickStoreMode, mode));
         match store.store(mode, key, value, flags, ttl, cas) {
             Ok(stored_cas) => {
                 // SAFETY: the caller's contract above.
@@ -685,10 +845,7 @@ pub unsafe extern "C" fn stickless_delete(
     key_len: usize,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
         store.delete(key)
     })
 }
@@ -717,10 +874,8 @@ pub unsafe extern "C" fn stickless_lock(
     out_token: *mut u64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let (Some(key), Some(owner)) = (unsafe { bytes(key, key_len) }, unsafe { bytes(owner, owner_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
+        let owner = c_bytes!(owner, owner_len);
         match store.lock(key, owner, lease) {
             Ok(token) => {
                 // SAFETY: the caller's contract above.
@@ -746,10 +901,7 @@ pub unsafe extern "C" fn stickless_unlock(
     token: u64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
         store.unlock(key, token)
     })
 }
@@ -773,10 +925,7 @@ pub unsafe extern "C" fn stickless_lock_info(
     out_ttl: *mut i64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
         match store.lock_info(key) {
             Ok((token, age_ms, ttl)) => {
                 // SAFETY: the caller's contract above.
@@ -837,10 +986,7 @@ unsafe fn arithmetic(
     out_value: *mut u64,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
         match store.arithmetic(key, incr, delta) {
             Ok(value) => {
                 // SAFETY: the caller's contract above.
@@ -864,10 +1010,7 @@ pub unsafe extern "C" fn stickless_touch(
     ttl: u32,
 ) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(key) = (unsafe { bytes(key, key_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let key = c_bytes!(key, key_len);
         store.touch(key, ttl)
     })
 }
@@ -896,9 +1039,7 @@ pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut Sti
         let Some(given) = (unsafe { out.as_mut() }) else {
             return STICKLESS_INVALID_ARGUMENT;
         };
-        if (given.struct_size as usize) < std::mem::size_of::<StickStats>() {
-            return STICKLESS_INVALID_ARGUMENT;
-        }
+        require!(given.struct_size as usize >= std::mem::size_of::<StickStats>());
         let stats = store.stats();
         *given = StickStats {
             struct_size: given.struct_size,
@@ -918,8 +1059,9 @@ pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut Sti
 /// the same command-line arguments (`args`: `args_len` bytes, separated by spaces),
 /// e.g. `"-l 127.0.0.1 -p 0 --peer 10.0.0.2:11212"`. `-m`, `-I`, `-M`, `-C` and
 /// `--node-id` are the store's own and are ignored here; `--protect-prefix` applies
-/// to the store (sessions kept from eviction). Why a flag was refused is logged (see
-/// `stickless_log_to_stderr`). Stops when the last handle is closed.
+/// to the store (sessions kept from eviction). Why a flag was refused is told by
+/// `stickless_last_error` (and logged, see `stickless_log_to_stderr`). Stops when the
+/// last handle is closed.
 ///
 /// With `--repl-sync ack`, every write through this handle (set and the other
 /// stores, delete, incr, decr, touch, flush) returns only once the peer has applied
@@ -931,10 +1073,7 @@ pub unsafe extern "C" fn stickless_stats(handle: *const Stickless, out: *mut Sti
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_serve(handle: *const Stickless, args: *const c_char, args_len: usize) -> i32 {
     with_store(handle, |store| {
-        // SAFETY: the caller's contract above.
-        let Some(args) = (unsafe { bytes(args.cast(), args_len) }) else {
-            return STICKLESS_INVALID_ARGUMENT;
-        };
+        let args = c_bytes!(args.cast(), args_len);
         store.serve(args)
     })
 }
@@ -947,13 +1086,10 @@ pub unsafe extern "C" fn stickless_serve(handle: *const Stickless, args: *const 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_port(handle: *const Stickless, kind: i32, out_port: *mut u16) -> i32 {
     with_store(handle, |store| {
-        if out_port.is_null() {
-            return STICKLESS_INVALID_ARGUMENT;
-        }
-        let port = match kind {
-            0 => store.memcached_port(),
-            1 => store.replication_port(),
-            _ => return STICKLESS_INVALID_ARGUMENT,
+        require!(!out_port.is_null());
+        let port = match c_enum!(StickPortKind, kind) {
+            StickPortKind::STICKLESS_PORT_MEMCACHED => store.memcached_port(),
+            StickPortKind::STICKLESS_PORT_REPLICATION => store.replication_port(),
         };
         match port {
             Some(port) => {
@@ -964,4 +1100,98 @@ pub unsafe extern "C" fn stickless_port(handle: *const Stickless, kind: i32, out
             None => STICKLESS_NOT_FOUND,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> *mut Stickless {
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: NULL options ask for the defaults; `handle` is writable.
+        assert_eq!(unsafe { stickless_open(std::ptr::null(), &mut handle) }, STICKLESS_OK as i32);
+        handle
+    }
+
+    fn set(handle: *mut Stickless, key: &[u8], value: &[u8]) -> i32 {
+        // SAFETY: an open handle and two live slices.
+        unsafe { stickless_set(handle, key.as_ptr().cast(), key.len(), value.as_ptr().cast(), value.len(), 0, 0) }
+    }
+
+    /// The last error of this thread, or the status that said there is none.
+    fn last_error() -> Result<String, i32> {
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        // SAFETY: `buf` holds `buf.len()` writable bytes; `len` is writable.
+        let status = unsafe { stickless_last_error(buf.as_mut_ptr().cast(), buf.len(), &mut len) };
+        if status != STICKLESS_OK as i32 {
+            return Err(status);
+        }
+        Ok(String::from_utf8(buf[..len].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn a_panic_inside_an_export_is_caught_and_the_store_stays_usable() {
+        let handle = open();
+        PANIC_IN_NEXT_CALL.with(|panic| panic.set(true));
+        assert_eq!(set(handle, b"k", b"v"), STICKLESS_PANIC as i32);
+        let message = last_error().expect("a message");
+        assert!(message.contains("forced by a test"), "{message}");
+        assert_eq!(set(handle, b"k", b"v"), STICKLESS_OK as i32);
+        assert_eq!(last_error(), Err(STICKLESS_NOT_FOUND as i32), "a call clears the last error");
+        let mut buf = [0u8; 4];
+        let mut len = 0;
+        // SAFETY: an open handle, a live key, `buf` and `len` writable; NULL outs.
+        let got = unsafe {
+            stickless_get(
+                handle,
+                b"k".as_ptr().cast(),
+                1,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut len,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!((got, &buf[..len]), (STICKLESS_OK as i32, &b"v"[..]));
+        // SAFETY: the handle is open and not used again.
+        unsafe { stickless_close(handle) };
+    }
+
+    #[test]
+    fn a_refused_serve_says_why() {
+        let handle = open();
+        let args = b"-p 0 --no-such-flag";
+        // SAFETY: an open handle and a live argument string.
+        let status = unsafe { stickless_serve(handle, args.as_ptr().cast(), args.len()) };
+        assert_eq!(status, STICKLESS_BAD_CONFIG as i32);
+        let message = last_error().expect("a message");
+        assert!(message.contains("--no-such-flag"), "{message}");
+        // A buffer too short gets the length, as for values.
+        let mut len = 0;
+        // SAFETY: NULL with length 0 asks for the length alone; `len` is writable.
+        let status = unsafe { stickless_last_error(std::ptr::null_mut(), 0, &mut len) };
+        assert_eq!((status, len), (STICKLESS_BUFFER_TOO_SMALL as i32, message.len()));
+        // SAFETY: the handle is open and not used again.
+        unsafe { stickless_close(handle) };
+    }
+
+    #[test]
+    fn every_status_has_its_name_and_codes_decode_to_the_abi_enums() {
+        for status in StickStatus::ALL {
+            // SAFETY: stickless_result_str returns a static NUL-terminated string.
+            let name = unsafe { std::ffi::CStr::from_ptr(stickless_result_str(status as i32)) };
+            assert_eq!(name.to_str().unwrap(), format!("{status:?}"));
+            assert_eq!(StickStatus::try_from(status as i32), Ok(status));
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { std::ffi::CStr::from_ptr(stickless_result_str(42)) };
+        assert_eq!(unknown.to_str().unwrap(), "STICKLESS_UNKNOWN");
+        assert_eq!(StickStoreMode::try_from(6), Ok(StickStoreMode::STICKLESS_CAS));
+        assert_eq!(StickStoreMode::try_from(0), Err(0));
+        assert_eq!(StickPortKind::try_from(1), Ok(StickPortKind::STICKLESS_PORT_REPLICATION));
+        assert_eq!(StickPortKind::try_from(2), Err(2));
+    }
 }

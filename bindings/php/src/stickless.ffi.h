@@ -62,6 +62,8 @@ uint32_t stickless_abi_version(void);
 
 const char *stickless_result_str(int32_t status);
 
+int32_t stickless_last_error(char *buf, size_t buf_len, size_t *out_len);
+
 int32_t stickless_log_to_stderr(const char *filter, size_t filter_len);
 
 int32_t stickless_open(const struct StickOptions *options, struct Stickless **out);
