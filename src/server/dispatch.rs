@@ -1,5 +1,7 @@
-//! The one place where the protocol meets the store: a parsed [`Command`] runs
-//! against the store and its reply is appended to the connection's write buffer.
+//! Where a text command meets the node: a parsed [`Command`] runs through the node
+//! facade ([`crate::node`]), its receipt is kept in the connection's [`Session`], its
+//! outcome is counted and spelled through `outcome.rs`, and its reply is appended to
+//! the connection's write buffer. `meta.rs` and `binary.rs` do the same for theirs.
 
 use super::Shared;
 use super::outcome;

@@ -5,7 +5,10 @@
 //!   acceptor ──(channel + Waker, round robin)──► worker 0 .. worker t-1
 //!   sweeper  ──(every tick)──► Store::sweep_step
 //! ```
-//! `dispatch.rs` is the one place where protocol meets store.
+//! `dispatch.rs` (text), `meta.rs` and `binary.rs` are where a protocol's command
+//! meets the node: each write goes through [`crate::node::Node`], whose receipt the
+//! connection holds the reply on, and each outcome is counted and spelled through
+//! `outcome.rs`, so a new front end (another protocol) follows the same two steps.
 
 pub mod auth;
 mod binary;
