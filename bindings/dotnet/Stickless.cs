@@ -26,11 +26,15 @@ namespace Stickless
     {
         public int Status { get; private set; }
         public string Name { get; private set; }
+        /// <summary>Why, when the library said (a refused Serve argument); null otherwise.</summary>
+        public string Detail { get; private set; }
 
-        internal StickException(int status, string name) : base(name + " (" + status + ")")
+        internal StickException(int status, string name, string detail)
+            : base(name + " (" + status + ")" + (detail == null ? "" : ": " + detail))
         {
             Status = status;
             Name = name;
+            Detail = detail;
         }
     }
 
@@ -126,6 +130,7 @@ namespace Stickless
         [DllImport(Library)] internal static extern IntPtr stickless_version();
         [DllImport(Library)] internal static extern uint stickless_abi_version();
         [DllImport(Library)] internal static extern IntPtr stickless_result_str(int status);
+        [DllImport(Library)] internal static extern int stickless_last_error(byte[] buf, UIntPtr bufLen, out UIntPtr outLen);
 
         [DllImport(Library)]
         internal static extern int stickless_open(ref StickOptions options, out StoreHandle handle);
@@ -202,11 +207,27 @@ namespace Stickless
             get { return Marshal.PtrToStringAnsi(NativeMethods.stickless_version()); }
         }
 
+        /// <summary>Why the last call on this thread failed, if the library said.</summary>
+        private static string LastError()
+        {
+            UIntPtr length;
+            if (NativeMethods.stickless_last_error(null, UIntPtr.Zero, out length) != NativeMethods.BUFFER_TOO_SMALL)
+            {
+                return null;
+            }
+            byte[] message = new byte[(int)length.ToUInt64()];
+            if (NativeMethods.stickless_last_error(message, (UIntPtr)message.Length, out length) != NativeMethods.OK)
+            {
+                return null;
+            }
+            return Encoding.UTF8.GetString(message);
+        }
+
         internal static void Check(int status)
         {
             if (status != NativeMethods.OK)
             {
-                throw new StickException(status, Marshal.PtrToStringAnsi(NativeMethods.stickless_result_str(status)));
+                throw new StickException(status, Marshal.PtrToStringAnsi(NativeMethods.stickless_result_str(status)), LastError());
             }
         }
 

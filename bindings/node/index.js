@@ -54,6 +54,7 @@ const abi = {
   version: lib.func('const char *stickless_version(void)'),
   abiVersion: lib.func('uint32_t stickless_abi_version(void)'),
   resultStr: lib.func('const char *stickless_result_str(int32_t status)'),
+  lastError: lib.func('int32_t stickless_last_error(_Out_ void *buf, size_t buf_len, _Out_ size_t *out_len)'),
   open: lib.func('int32_t stickless_open(const StickOptions *options, _Out_ Stickless **out)'),
   openShared: lib.func(
     'int32_t stickless_open_shared(const void *name, size_t name_len, const StickOptions *options, _Out_ Stickless **out)'),
@@ -86,16 +87,27 @@ if (abi.abiVersion() !== ABI_VERSION) {
 
 /** A status that is an error: bad input, a closed or forked handle, no memory... */
 class StickError extends Error {
-  constructor(status) {
+  // `detail` says why, when the library said (a refused serve argument).
+  constructor(status, detail) {
     const name = abi.resultStr(status);
-    super(`${name} (${status})`);
+    super(detail === undefined ? `${name} (${status})` : `${name} (${status}): ${detail}`);
     this.status = status;
     this.code = name;
+    this.detail = detail;
   }
 }
 
+// Why the last call on this thread failed, if the library said.
+function lastError() {
+  const length = [0];
+  if (abi.lastError(null, 0, length) !== BUFFER_TOO_SMALL) return undefined;
+  const buf = Buffer.alloc(Number(length[0]));
+  if (abi.lastError(buf, buf.length, length) !== OK) return undefined;
+  return buf.toString('utf8');
+}
+
 function check(status) {
-  if (status !== OK) throw new StickError(status);
+  if (status !== OK) throw new StickError(status, lastError());
 }
 
 function bytes(data) {

@@ -153,6 +153,14 @@ public static class StoreTest
             Same(Thrown(() => store.Set("", "v")), "STICKLESS_BAD_KEY", "empty key");
             Same(Thrown(() => store.Set(new string('k', 251), "v")), "STICKLESS_BAD_KEY", "long key");
             Same(Thrown(() => store.Serve("--no-such-flag")), "STICKLESS_BAD_CONFIG", "bad serve flag");
+            try
+            {
+                store.Serve("--no-such-flag");
+            }
+            catch (StickException error)
+            {
+                Same(error.Detail != null && error.Detail.Contains("--no-such-flag"), true, "a refused serve says which flag");
+            }
             using (var tiny = Store.Open(new Options { ItemSizeMax = 1024 }))
             {
                 Same(Thrown(() => tiny.Set(Encoding.UTF8.GetBytes("k"), new byte[2048])), "STICKLESS_VALUE_TOO_LARGE",

@@ -130,6 +130,7 @@ test('errors throw with their status and lose nothing', () => {
   assert.equal(status(() => store.set('', 'v')), 'STICKLESS_BAD_KEY');
   assert.equal(status(() => store.set('k'.repeat(251), 'v')), 'STICKLESS_BAD_KEY');
   assert.equal(status(() => store.serve('--no-such-flag')), 'STICKLESS_BAD_CONFIG');
+  assert.throws(() => store.serve('--no-such-flag'), (error) => error.detail.includes('--no-such-flag'));
   const small = Store.open({ itemSizeMax: 1024 });
   assert.equal(status(() => small.set('k', Buffer.alloc(2048))), 'STICKLESS_VALUE_TOO_LARGE');
   small.close();

@@ -23,9 +23,13 @@ use FFI;
 /** A status that is an error: bad input, a closed or forked handle, no memory... */
 final class StickError extends \RuntimeException
 {
-    public function __construct(public readonly int $status, public readonly string $name)
-    {
-        parent::__construct("$name ($status)", $status);
+    /** `$detail` says why, when the library said (a refused `serve` argument). */
+    public function __construct(
+        public readonly int $status,
+        public readonly string $name,
+        public readonly ?string $detail = null,
+    ) {
+        parent::__construct($detail === null ? "$name ($status)" : "$name ($status): $detail", $status);
     }
 }
 
@@ -91,8 +95,23 @@ final class Store
     private static function check(int $status): void
     {
         if ($status !== self::OK) {
-            throw new StickError($status, self::ffi()->stickless_result_str($status));
+            throw new StickError($status, self::ffi()->stickless_result_str($status), self::lastError());
         }
+    }
+
+    /** Why the last call failed, if the library said. */
+    private static function lastError(): ?string
+    {
+        $ffi = self::ffi();
+        $length = $ffi->new('size_t');
+        if ($ffi->stickless_last_error(null, 0, FFI::addr($length)) !== self::BUFFER_TOO_SMALL) {
+            return null;
+        }
+        $buffer = $ffi->new('char[' . $length->cdata . ']');
+        if ($ffi->stickless_last_error($buffer, $length->cdata, FFI::addr($length)) !== self::OK) {
+            return null;
+        }
+        return FFI::string($buffer, $length->cdata);
     }
 
     private static function options(int $memoryLimit, int $itemSizeMax, int $nodeId, bool $noEvict, bool $noCas): FFI\CData

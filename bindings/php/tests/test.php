@@ -133,6 +133,11 @@ same(thrown(fn () => $store->incr('text')), 'STICKLESS_NON_NUMERIC', 'incr on te
 same(thrown(fn () => $store->set('', 'v')), 'STICKLESS_BAD_KEY', 'empty key');
 same(thrown(fn () => $store->set(str_repeat('k', 251), 'v')), 'STICKLESS_BAD_KEY', 'long key');
 same(thrown(fn () => $store->serve('--no-such-flag')), 'STICKLESS_BAD_CONFIG', 'bad serve flag');
+try {
+    $store->serve('--no-such-flag');
+} catch (StickError $error) {
+    same(str_contains((string) $error->detail, '--no-such-flag'), true, 'a refused serve says which flag');
+}
 $small = Store::open(itemSizeMax: 1024);
 same(thrown(fn () => $small->set('k', str_repeat('x', 2048))), 'STICKLESS_VALUE_TOO_LARGE', 'value too large');
 $small->close();

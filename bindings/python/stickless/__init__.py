@@ -48,17 +48,31 @@ Item.__doc__ = "A value with its flags, CAS unique and seconds to live (None: ne
 
 
 class StickError(Exception):
-    """A status that is an error: bad input, a closed or forked handle, no memory..."""
+    """A status that is an error: bad input, a closed or forked handle, no memory...
+    `detail` says why, when the library said (a refused `serve` argument)."""
 
-    def __init__(self, status):
+    def __init__(self, status, detail=None):
         self.status = status
         self.name = _ffi.string(_lib.stickless_result_str(status)).decode()
-        super().__init__("%s (%d)" % (self.name, status))
+        self.detail = detail
+        text = "%s (%d)" % (self.name, status)
+        super().__init__(text + ": " + detail if detail else text)
+
+
+def _last_error():
+    """Why the last call on this thread failed, if the library said."""
+    length = _ffi.new("size_t *")
+    if _lib.stickless_last_error(_ffi.NULL, 0, length) != _lib.STICKLESS_BUFFER_TOO_SMALL:
+        return None
+    buf = _ffi.new("char[]", length[0])
+    if _lib.stickless_last_error(buf, length[0], length) != _OK:
+        return None
+    return _ffi.buffer(buf, length[0])[:].decode("utf-8", "replace")
 
 
 def _check(status):
     if status != _OK:
-        raise StickError(status)
+        raise StickError(status, _last_error())
 
 
 def _bytes(data):

@@ -141,6 +141,9 @@ class StoreTest(unittest.TestCase):
         with self.assertRaises(StickError) as raised:
             self.store.serve("--no-such-flag")
         self.assertEqual(raised.exception.name, "STICKLESS_BAD_CONFIG")
+        # The library says which argument it refused.
+        self.assertIn("--no-such-flag", raised.exception.detail)
+        self.assertIn("--no-such-flag", str(raised.exception))
         # Nothing was lost on the way.
         self.assertEqual(self.store.get(b"text"), b"abc")
 

@@ -67,6 +67,8 @@ final class Native {
 
     static native String stickless_result_str(int status);
 
+    static native int stickless_last_error(byte[] buf, long bufLen, long[] outLen);
+
     static native int stickless_open(StickOptions options, long[] out);
 
     static native int stickless_open_shared(byte[] name, long nameLen, StickOptions options, long[] out);

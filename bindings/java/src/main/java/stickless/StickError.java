@@ -6,11 +6,13 @@ public final class StickError extends RuntimeException {
 
     private final int status;
     private final String name;
+    private final String detail;
 
-    StickError(int status, String name) {
-        super(name + " (" + status + ")");
+    StickError(int status, String name, String detail) {
+        super(name + " (" + status + ")" + (detail == null ? "" : ": " + detail));
         this.status = status;
         this.name = name;
+        this.detail = detail;
     }
 
     /** The status number, fixed forever by the ABI (stickless.h). */
@@ -21,5 +23,10 @@ public final class StickError extends RuntimeException {
     /** The status name, e.g. "STICKLESS_BAD_KEY". */
     public String name() {
         return name;
+    }
+
+    /** Why, when the library said (a refused serve argument); null otherwise. */
+    public String detail() {
+        return detail;
     }
 }

@@ -86,8 +86,21 @@ public final class Store implements AutoCloseable {
 
     static void check(int status) {
         if (status != Native.OK) {
-            throw new StickError(status, Native.stickless_result_str(status));
+            throw new StickError(status, Native.stickless_result_str(status), lastError());
         }
+    }
+
+    /** Why the last call on this thread failed, if the library said. */
+    private static String lastError() {
+        long[] length = new long[1];
+        if (Native.stickless_last_error(null, 0, length) != Native.BUFFER_TOO_SMALL) {
+            return null;
+        }
+        byte[] message = new byte[(int) length[0]];
+        if (Native.stickless_last_error(message, message.length, length) != Native.OK) {
+            return null;
+        }
+        return new String(message, StandardCharsets.UTF_8);
     }
 
     private static byte[] utf8(String text) {

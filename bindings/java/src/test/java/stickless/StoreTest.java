@@ -155,6 +155,11 @@ public final class StoreTest {
             same(thrown(() -> store.set("", "v", 0, 0)), "STICKLESS_BAD_KEY", "empty key");
             same(thrown(() -> store.set("k".repeat(251), "v", 0, 0)), "STICKLESS_BAD_KEY", "long key");
             same(thrown(() -> store.serve("--no-such-flag")), "STICKLESS_BAD_CONFIG", "bad serve flag");
+            try {
+                store.serve("--no-such-flag");
+            } catch (StickError error) {
+                same(error.detail() != null && error.detail().contains("--no-such-flag"), true, "a refused serve says which flag");
+            }
             Store.Options small = new Store.Options();
             small.itemSizeMax = 1024;
             try (Store tiny = Store.open(small)) {
