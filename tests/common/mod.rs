@@ -119,9 +119,19 @@ impl Drop for Memcached {
     }
 }
 
-/// A port that was free a moment ago (memcached cannot be told to pick one).
+/// A port that was free a moment ago (memcached cannot be told to pick one), and
+/// that this test process has not handed out before: the kernel picks a released
+/// port at random, so two calls in a row may name the same one, and two listeners
+/// that share a port with SO_REUSEPORT (haproxy's frontends) would both bind it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// How long a step waits for its sentinel before sending another one.
