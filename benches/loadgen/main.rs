@@ -15,14 +15,15 @@ mod driver;
 mod server;
 
 use driver::{KeyPattern, Outcome, Protocol, Workload};
-use server::{CpuTime, Kind, Server};
+use server::{CpuTime, Kind, Server, context_switches};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r sync tombstones (default: all of them), or custom with the workload options
-  r: row b with a replication peer attached (async and ack); sync: full sync of --items to a new peer;
+rows: a b c d e f g memory r rs sync tombstones (default: all of them), or custom with the workload options
+  r: row b with a replication peer attached (async and ack); rs: the same with session-shaped
+  traffic (4 KiB values, 1:1, pipeline 1); sync: full sync of --items to a new peer;
   tombstones: memory of --items live items and as many deletes the stopped peer has not applied
 
 options:
@@ -204,6 +205,8 @@ struct Figures {
     sys_us_per_op: f64,
     /// Load generator CPU per operation, in microseconds.
     loadgen_us_per_op: f64,
+    /// The server's context switches (all its threads) per operation.
+    switches_per_op: f64,
     /// With a peer: replication lag (change recorded to peer's acknowledgement).
     lag_p50_us: f64,
     lag_p99_us: f64,
@@ -229,13 +232,16 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
         let server_start = CpuTime::of(server.pid()).expect("server CPU time");
+        let switches_start = context_switches(server.pid()).expect("server context switches");
         let loadgen_start = CpuTime::of(std::process::id()).expect("own CPU time");
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         let server_used = CpuTime::of(server.pid()).expect("server CPU time").since(server_start);
+        let switches = context_switches(server.pid()).expect("server context switches") - switches_start;
         let loadgen_used = CpuTime::of(std::process::id()).expect("own CPU time").since(loadgen_start);
         let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().expect("load thread")).collect();
-        (outcomes, server_used, loadgen_used)
+        (outcomes, (server_used, switches), loadgen_used)
     });
+    let (server_used, switches) = server_used;
     let outcome = outcomes
         .into_iter()
         .reduce(|mut a, b| {
@@ -253,6 +259,7 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
         cpu_us_per_op: server_used.total().as_secs_f64() * 1e6 / ops,
         sys_us_per_op: server_used.system.as_secs_f64() * 1e6 / ops,
         loadgen_us_per_op: loadgen_used.total().as_secs_f64() * 1e6 / ops,
+        switches_per_op: switches as f64 / ops,
         ..Figures::default()
     };
     (figures, outcome)
@@ -366,18 +373,22 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
         if !paired.is_empty() {
             println!();
             println!(
-                "| with a peer | ops/s against stickless alone | server CPU µs/op against alone | replication lag p50 µs | p99 µs |"
+                "| with a peer | ops/s against stickless alone | server CPU µs/op against alone | p99 against alone | \
+                 context switches per op (alone: {:.3}) | replication lag p50 µs | p99 µs |",
+                median_of(alone, |f| f.switches_per_op),
             );
-            println!("|---|---:|---:|---:|---:|");
+            println!("|---|---:|---:|---:|---:|---:|---:|");
         }
         for (kind, figures, _) in paired {
             let ratio =
                 |pick: fn(&Figures) -> f64| median(figures.iter().zip(alone).map(|(p, a)| pick(p) / pick(a)).collect());
             println!(
-                "| {} | **{:.2}×** | {:.2}× | {:.0} | {:.0} |",
+                "| {} | **{:.2}×** | {:.2}× | {:.2}× | {:.3} | {:.0} | {:.0} |",
                 kind.name(),
                 ratio(|f| f.ops_per_sec),
                 ratio(|f| f.cpu_us_per_op),
+                ratio(|f| f.p99_ms),
+                median_of(figures, |f| f.switches_per_op),
                 median_of(figures, |f| f.lag_p50_us),
                 median_of(figures, |f| f.lag_p99_us),
             );
@@ -393,10 +404,17 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
 }
 
 /// Row (r): row (b) on stickless alone, with a peer attached in each mode, and on
-/// memcached, side by side.
-fn replication_row(settings: &Settings, placement: &Placement) {
-    let row = standard_row("b").expect("row b");
-    let row = Row { name: "r".into(), title: format!("{}, with a replication peer attached", row.title), ..row };
+/// memcached, side by side. Row (rs) does the same with session-shaped traffic:
+/// 4 KiB values, 1:1 set:get, pipeline 1 (what a PHP session handler sends).
+fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
+    let row = match name {
+        "rs" => {
+            let workload = Workload { data_size: 4096, sets: 1, gets: 1, ..base_workload() };
+            Row { name: name.into(), title: describe(&workload), workload }
+        }
+        _ => standard_row("b").expect("row b"),
+    };
+    let row = Row { name: name.into(), title: format!("{}, with a replication peer attached", row.title), ..row };
     let servers = vec![Kind::Stickless, Kind::Paired { ack: false }, Kind::Paired { ack: true }, Kind::Memcached];
     let settings = Settings { servers, ..settings.clone() };
     throughput_row(&row, &settings, placement);
@@ -765,7 +783,9 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 }
             }
             row if !row.starts_with('-') => {
-                if !matches!(row, "memory" | "custom" | "r" | "sync" | "tombstones") && standard_row(row).is_none() {
+                if !matches!(row, "memory" | "custom" | "r" | "rs" | "sync" | "tombstones")
+                    && standard_row(row).is_none()
+                {
                     usage_error(&format!("unknown row {row:?}"));
                 }
                 rows.push(row.to_string());
@@ -860,7 +880,7 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "sync", "tombstones"].map(String::from).to_vec()
+            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "rs", "sync", "tombstones"].map(String::from).to_vec()
         };
     }
     header(&settings, &placement);
@@ -869,7 +889,7 @@ fn main() {
             "memory" => {
                 memory_row(&settings, &placement);
             }
-            "r" => replication_row(&settings, &placement),
+            "r" | "rs" => replication_row(name, &settings, &placement),
             "sync" => sync_row(&settings, &placement),
             "tombstones" => tombstones_row(&settings, &placement),
             "custom" => {
