@@ -308,11 +308,17 @@ fn with_store(handle: *const Stickless, body: impl FnOnce(&Embedded) -> StickSta
     })
 }
 
-/// Catches a panic at the boundary: unwinding into C is undefined behaviour, and
-/// aborting would take the host process down. Clears the thread's last error first,
-/// so that what `stickless_last_error` reports belongs to the last call.
+/// The boundary of every export but `stickless_last_error`: clears the thread's last
+/// error first, so that what `stickless_last_error` reports belongs to the last call,
+/// and catches panics.
 fn guard(body: impl FnOnce() -> StickStatus) -> i32 {
     LAST_ERROR.with(|last| last.take());
+    catch_panics(body)
+}
+
+/// Catches a panic at the boundary: unwinding into C is undefined behaviour, and
+/// aborting would take the host process down.
+fn catch_panics(body: impl FnOnce() -> StickStatus) -> i32 {
     match catch_unwind(AssertUnwindSafe(|| {
         #[cfg(test)]
         if PANIC_IN_NEXT_CALL.with(|panic| panic.replace(false)) {
@@ -344,6 +350,24 @@ unsafe fn bytes<'a>(ptr: *const core::ffi::c_void, len: usize) -> Option<&'a [u8
     }
     // SAFETY: the caller's contract above.
     Some(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// Copies `data` into the caller's buffer `(buf, buf_len)`, or answers
+/// `STICKLESS_BUFFER_TOO_SMALL` and copies nothing.
+///
+/// # Safety
+/// `buf` must hold `buf_len` writable bytes (it may be NULL when `buf_len` is 0),
+/// none of them in `data`.
+unsafe fn copy_out(data: &[u8], buf: *mut core::ffi::c_void, buf_len: usize) -> StickStatus {
+    if data.len() > buf_len {
+        return STICKLESS_BUFFER_TOO_SMALL;
+    }
+    if !data.is_empty() {
+        // SAFETY: `buf` holds `buf_len >= data.len()` writable bytes that do not
+        // overlap `data` (the caller's contract above).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.cast::<u8>(), data.len()) };
+    }
+    STICKLESS_OK
 }
 
 /// Writes `value` through an optional out-pointer.
@@ -388,7 +412,8 @@ pub extern "C" fn stickless_result_str(status: i32) -> *const c_char {
 /// is valid for a write.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn stickless_last_error(buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> i32 {
-    let read = catch_unwind(AssertUnwindSafe(|| {
+    // Not `guard`, which would clear the message this call reads.
+    catch_panics(|| {
         require!(!out_len.is_null());
         require!(!(buf.is_null() && buf_len > 0));
         LAST_ERROR.with(|last| {
@@ -399,18 +424,10 @@ pub unsafe extern "C" fn stickless_last_error(buf: *mut c_char, buf_len: usize, 
             if last.is_none() {
                 return STICKLESS_NOT_FOUND;
             }
-            if message.len() > buf_len {
-                return STICKLESS_BUFFER_TOO_SMALL;
-            }
-            if !message.is_empty() {
-                // SAFETY: `buf` holds `buf_len >= message.len()` writable bytes of the
-                // caller's, which cannot overlap our string.
-                unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), buf.cast::<u8>(), message.len()) };
-            }
-            STICKLESS_OK
+            // SAFETY: the caller's contract above; our string is not in their buffer.
+            unsafe { copy_out(message, buf.cast(), buf_len) }
         })
-    }));
-    read.unwrap_or(STICKLESS_PANIC) as i32
+    })
 }
 
 /// Sends the library's log to standard error, filtered by `filter` (`filter_len`
@@ -599,15 +616,9 @@ pub unsafe extern "C" fn stickless_get(
                 put(out_cas, cas);
                 put(out_ttl, ttl);
             }
-            if value.len() > buf_len {
-                return STICKLESS_BUFFER_TOO_SMALL;
-            }
-            if !value.is_empty() {
-                // SAFETY: `buf` holds `buf_len >= value.len()` writable bytes, and a
-                // caller's buffer cannot overlap the store's item.
-                unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), buf.cast::<u8>(), value.len()) };
-            }
-            STICKLESS_OK
+            // SAFETY: the caller's contract above; a caller's buffer cannot overlap
+            // the store's item.
+            unsafe { copy_out(value, buf, buf_len) }
         });
         found.unwrap_or_else(|status| status)
     })
