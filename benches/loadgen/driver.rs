@@ -63,6 +63,57 @@ mod binary {
     pub const SET_EXTRAS_LEN: u8 = 8;
 }
 
+/// A PHP session handler's lock cycle, as its extension puts it on the wire
+/// (shared reference `session-semantics.md`, table 3.1). Each connection is one
+/// user's browser: it locks a session, reads it, writes it back and unlocks it,
+/// over sessions of its own, so locks are never contended between connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionLock {
+    /// php-memcached 3.x: `add <sid>.lock` → `get <sid>` → `set <sid>` → `delete
+    /// <sid>.lock`, one request per round trip.
+    PhpMemcached,
+    /// pecl memcache 3/4: `incr <sid>.lock 1`, `add <sid>.lock 0 15 "1"` and `get
+    /// <sid>` pipelined; then `set <sid>`; then `set <sid>.lock "0"`.
+    PeclMemcache,
+}
+
+impl SessionLock {
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionLock::PhpMemcached => "php-memcached",
+            SessionLock::PeclMemcache => "pecl memcache",
+        }
+    }
+
+    /// The requests of each round trip of one cycle; the last of each is marked.
+    fn steps(self) -> &'static [(Op, bool)] {
+        match self {
+            SessionLock::PhpMemcached => {
+                &[(Op::LockAdd, true), (Op::Get, true), (Op::Set, true), (Op::LockDelete, true)]
+            }
+            SessionLock::PeclMemcache => &[
+                (Op::LockIncr, false),
+                (Op::LockAdd, false),
+                (Op::Get, true),
+                (Op::Set, true),
+                (Op::LockRelease, true),
+            ],
+        }
+    }
+
+    /// The lock's exptime: php-memcached's `sess_lock_expire` falls back to
+    /// `max_execution_time` (30 s by default), pecl memcache's `lock_timeout` is 15 s.
+    fn lock_exptime(self) -> &'static [u8] {
+        match self {
+            SessionLock::PhpMemcached => b"30",
+            SessionLock::PeclMemcache => b"15",
+        }
+    }
+}
+
+/// The lock key of session `key`.
+const LOCK_SUFFIX: &[u8] = b".lock";
+
 /// One workload, with memtier_benchmark's knobs.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -75,6 +126,8 @@ pub struct Workload {
     pub key_pattern: KeyPattern,
     pub key_maximum: u64,
     pub data_size: usize,
+    /// Session lock cycles instead of the set:get ratio (text protocol only).
+    pub session_lock: Option<SessionLock>,
 }
 
 /// What one thread's share of a run produced.
@@ -83,6 +136,14 @@ pub struct Outcome {
     pub gets: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Lock requests (`add`, `incr`, `delete` or `set` of a lock key) that locked or
+    /// unlocked as a lone client expects.
+    pub locks: u64,
+    /// Lock requests that found the lock already held: a cycle of an earlier run
+    /// that the end of its run cut short.
+    pub contended: u64,
+    /// Session lock cycles completed.
+    pub cycles: u64,
     /// Error replies (`SERVER_ERROR ...`, `ERROR`) and values that were not the ones stored.
     pub errors: u64,
     /// Latency of every completed request, in nanoseconds.
@@ -96,13 +157,16 @@ impl Outcome {
             gets: 0,
             hits: 0,
             misses: 0,
+            locks: 0,
+            contended: 0,
+            cycles: 0,
             errors: 0,
             latency: Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3).expect("valid histogram bounds"),
         }
     }
 
     pub fn ops(&self) -> u64 {
-        self.sets + self.gets
+        self.sets + self.gets + self.locks + self.contended
     }
 
     pub fn merge(&mut self, other: &Outcome) {
@@ -110,6 +174,9 @@ impl Outcome {
         self.gets += other.gets;
         self.hits += other.hits;
         self.misses += other.misses;
+        self.locks += other.locks;
+        self.contended += other.contended;
+        self.cycles += other.cycles;
         self.errors += other.errors;
         self.latency.add(&other.latency).expect("histograms with the same bounds");
     }
@@ -125,6 +192,8 @@ impl Outcome {
                 self.gets += 1;
                 self.misses += 1;
             }
+            Reply::Locked => self.locks += 1,
+            Reply::Contended => self.contended += 1,
             Reply::Error => self.errors += 1,
         }
         self.latency.saturating_record(latency_ns.max(1));
@@ -135,6 +204,14 @@ impl Outcome {
 enum Op {
     Set,
     Get,
+    /// `add <sid>.lock`.
+    LockAdd,
+    /// `incr <sid>.lock 1`.
+    LockIncr,
+    /// `delete <sid>.lock`.
+    LockDelete,
+    /// `set <sid>.lock "0"`.
+    LockRelease,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +219,8 @@ enum Reply {
     Stored,
     Hit,
     Miss,
+    Locked,
+    Contended,
     Error,
 }
 
@@ -149,6 +228,8 @@ struct Pending {
     op: Op,
     key: u64,
     sent: Instant,
+    /// The last reply of a session lock cycle.
+    ends_cycle: bool,
 }
 
 /// Writes `memtier-<key>` into `buf` and returns it.
@@ -167,10 +248,14 @@ enum Source {
     Sequential { next: u64, step: u64, last: u64 },
     /// The measured workload.
     Random { rng: SmallRng, normal: Option<Normal<f64>>, issued: u64 },
+    /// Session lock cycles over the sessions `first + k * stride` (this connection's).
+    Sessions { rng: SmallRng, style: SessionLock, first: u64, stride: u64, key: u64, step: usize },
 }
 
 impl Source {
-    fn next(&mut self, workload: &Workload) -> Option<(Op, u64)> {
+    /// The next request, and whether its reply must come before the next is sent (the
+    /// end of a session cycle's round trip; the pipeline depth governs the others).
+    fn next(&mut self, workload: &Workload) -> Option<(Op, u64, bool)> {
         match self {
             Source::Sequential { next, step, last } => {
                 if *next > *last {
@@ -178,7 +263,17 @@ impl Source {
                 }
                 let key = *next;
                 *next += *step;
-                Some((Op::Set, key))
+                Some((Op::Set, key, false))
+            }
+            Source::Sessions { rng, style, first, stride, key, step } => {
+                let steps = style.steps();
+                if *step == 0 {
+                    let sessions = ((workload.key_maximum - *first) / *stride).max(1);
+                    *key = *first + *stride * rng.random_range(0..sessions);
+                }
+                let (op, ends_round) = steps[*step];
+                *step = (*step + 1) % steps.len();
+                Some((op, *key, ends_round))
             }
             Source::Random { rng, normal, issued } => {
                 let cycle = u64::from(workload.sets + workload.gets);
@@ -188,22 +283,36 @@ impl Source {
                     None => rng.random_range(1..=workload.key_maximum),
                     Some(normal) => (normal.sample(rng).round() as i64).clamp(1, workload.key_maximum as i64) as u64,
                 };
-                Some((op, key))
+                Some((op, key, false))
             }
         }
     }
 }
 
 /// Parses the reply at the head of `buf` for `pending`; `None` until it is complete.
-fn parse_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Option<(usize, Reply)>> {
+fn parse_reply(buf: &[u8], pending: &Pending, workload: &Workload) -> io::Result<Option<(usize, Reply)>> {
     let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
         return Ok(None);
     };
     let line = &buf[..eol];
     let line_len = eol + 2;
+    let lone = Some((line_len, Reply::Locked));
+    let contended = Some((line_len, Reply::Contended));
     match pending.op {
         Op::Set if line == b"STORED" => Ok(Some((line_len, Reply::Stored))),
         Op::Get if line == b"END" => Ok(Some((line_len, Reply::Miss))),
+        Op::LockAdd if line == b"STORED" => Ok(lone),
+        // pecl memcache's add follows its incr, and is refused whenever the lock key
+        // exists (the incr then took the lock); php-memcached's add is the lock.
+        Op::LockAdd if line == b"NOT_STORED" => match workload.session_lock {
+            Some(SessionLock::PeclMemcache) => Ok(lone),
+            _ => Ok(contended),
+        },
+        // Unlocked is "0", so the incr that takes it makes 1; no key yet, the add takes it.
+        Op::LockIncr if line == b"1" || line == b"NOT_FOUND" => Ok(lone),
+        Op::LockIncr if !line.is_empty() && line.iter().all(u8::is_ascii_digit) => Ok(contended),
+        Op::LockDelete if line == b"DELETED" => Ok(lone),
+        Op::LockRelease if line == b"STORED" => Ok(lone),
         Op::Get if line.starts_with(b"VALUE ") => {
             let mut fields = line[6..].split(|&b| b == b' ');
             let (Some(key), Some(_flags), Some(bytes)) = (fields.next(), fields.next(), fields.next()) else {
@@ -224,7 +333,7 @@ fn parse_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Op
             if &buf[line_len + bytes..total] != b"\r\nEND\r\n" {
                 return Err(desync("a value not followed by END", line));
             }
-            let reply = if bytes == data_size { Reply::Hit } else { Reply::Error };
+            let reply = if bytes == workload.data_size { Reply::Hit } else { Reply::Error };
             Ok(Some((total, reply)))
         }
         // An error line answers the request and keeps the stream in step.
@@ -237,7 +346,7 @@ fn parse_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Op
 
 /// The binary-protocol counterpart of [`parse_reply`]: the response's opcode and
 /// opaque (the low half of the key number) must match the request's.
-fn parse_binary_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Result<Option<(usize, Reply)>> {
+fn parse_binary_reply(buf: &[u8], pending: &Pending, workload: &Workload) -> io::Result<Option<(usize, Reply)>> {
     use binary::*;
     if buf.len() < HEADER_LEN {
         return Ok(None);
@@ -259,6 +368,7 @@ fn parse_binary_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Re
     let expected_opcode = match pending.op {
         Op::Get => OPCODE_GET,
         Op::Set => OPCODE_SET,
+        _ => return Err(desync("a session lock over the binary protocol", header)),
     };
     if opcode != expected_opcode || opaque != pending.key as u32 {
         return Err(desync("a response to another request", header));
@@ -267,7 +377,7 @@ fn parse_binary_reply(buf: &[u8], pending: &Pending, data_size: usize) -> io::Re
         (Op::Set, STATUS_SUCCESS) => Reply::Stored,
         (Op::Get, STATUS_SUCCESS) => {
             let value_len = body_len.saturating_sub(extras_len + key_len);
-            if value_len == data_size { Reply::Hit } else { Reply::Error }
+            if value_len == workload.data_size { Reply::Hit } else { Reply::Error }
         }
         (Op::Get, STATUS_KEY_ENOENT) => Reply::Miss,
         _ => Reply::Error,
@@ -329,14 +439,25 @@ impl Connection {
         })
     }
 
-    /// Queues requests until `pipeline` are in flight or the source runs dry.
+    /// Queues requests until `pipeline` are in flight, a session cycle's round trip
+    /// is complete, or the source runs dry.
     fn refill(&mut self, workload: &Workload, pipeline: usize, value: &[u8], now: Instant) {
         let mut key_buf = [0u8; 32];
-        while self.in_flight.len() < pipeline {
-            let Some((op, key)) = self.source.next(workload) else {
+        // A session cycle's next round trip waits for the replies of the last.
+        let scripted = matches!(self.source, Source::Sessions { .. });
+        if scripted && !self.in_flight.is_empty() {
+            return;
+        }
+        while scripted || self.in_flight.len() < pipeline {
+            let Some((op, key, ends_round)) = self.source.next(workload) else {
                 break;
             };
             let key_text = key_bytes(key, &mut key_buf);
+            let lock = |wbuf: &mut Vec<u8>, verb: &[u8]| {
+                wbuf.extend_from_slice(verb);
+                wbuf.extend_from_slice(key_text);
+                wbuf.extend_from_slice(LOCK_SUFFIX);
+            };
             match (workload.protocol, op) {
                 (Protocol::Binary, Op::Get) => {
                     write_binary_request(&mut self.wbuf, binary::OPCODE_GET, key_text, key, &[])
@@ -358,8 +479,32 @@ impl Connection {
                     self.wbuf.extend_from_slice(value);
                     self.wbuf.extend_from_slice(b"\r\n");
                 }
+                (Protocol::Text, Op::LockAdd) => {
+                    let exptime = workload.session_lock.map_or(&b"0"[..], SessionLock::lock_exptime);
+                    lock(&mut self.wbuf, b"add ");
+                    self.wbuf.extend_from_slice(b" 0 ");
+                    self.wbuf.extend_from_slice(exptime);
+                    self.wbuf.extend_from_slice(b" 1\r\n1\r\n");
+                }
+                (Protocol::Text, Op::LockIncr) => {
+                    lock(&mut self.wbuf, b"incr ");
+                    self.wbuf.extend_from_slice(b" 1\r\n");
+                }
+                (Protocol::Text, Op::LockDelete) => {
+                    lock(&mut self.wbuf, b"delete ");
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+                (Protocol::Text, Op::LockRelease) => {
+                    lock(&mut self.wbuf, b"set ");
+                    self.wbuf.extend_from_slice(b" 0 0 1\r\n0\r\n");
+                }
+                (Protocol::Binary, _) => panic!("session lock cycles are text requests"),
             }
-            self.in_flight.push_back(Pending { op, key, sent: now });
+            let ends_cycle = scripted && ends_round && matches!(op, Op::LockDelete | Op::LockRelease);
+            self.in_flight.push_back(Pending { op, key, sent: now, ends_cycle });
+            if scripted && ends_round {
+                break;
+            }
         }
         if self.in_flight.is_empty() {
             self.done = true;
@@ -408,12 +553,14 @@ impl Connection {
                     Protocol::Text => parse_reply,
                     Protocol::Binary => parse_binary_reply,
                 };
-                let Some((consumed, reply)) = parse(&self.rbuf[self.rstart..self.rend], pending, workload.data_size)?
-                else {
+                let Some((consumed, reply)) = parse(&self.rbuf[self.rstart..self.rend], pending, workload)? else {
                     break;
                 };
                 if let Some(outcome) = outcome.as_deref_mut() {
                     outcome.count(reply, now.saturating_duration_since(pending.sent).as_nanos() as u64);
+                    if pending.ends_cycle {
+                        outcome.cycles += 1;
+                    }
                 }
                 self.rstart += consumed;
                 self.in_flight.pop_front();
@@ -531,8 +678,16 @@ pub fn run(
                     Some(Normal::new(range / 2.0, range / 6.0).expect("a finite, positive deviation"))
                 }
             };
-            // Stagger the set:get cycle so connections do not set in lockstep.
-            Connection::new(addr, Source::Random { rng, normal, issued: index }, workload)
+            let source = match workload.session_lock {
+                Some(style) => {
+                    // Session ids first + k * stride are this connection's alone.
+                    let stride = connections as u64;
+                    Source::Sessions { rng, style, first: index + 1, stride, key: 0, step: 0 }
+                }
+                // Stagger the set:get cycle so connections do not set in lockstep.
+                None => Source::Random { rng, normal, issued: index },
+            };
+            Connection::new(addr, source, workload)
         })
         .collect::<io::Result<Vec<_>>>()?;
     drive(&mut conns, workload, workload.pipeline, measure_from, Some(until))

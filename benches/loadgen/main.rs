@@ -14,16 +14,17 @@
 mod driver;
 mod server;
 
-use driver::{KeyPattern, Outcome, Protocol, Workload};
+use driver::{KeyPattern, Outcome, Protocol, SessionLock, Workload};
 use server::{CpuTime, Kind, Server, context_switches};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r rs sync tombstones (default: all of them), or custom with the workload options
+rows: a b c d e f g memory r rs lock-php lock-pecl sync tombstones (default: all of them), or custom
   r: row b with a replication peer attached (async and ack); rs: the same with session-shaped
-  traffic (4 KiB values, 1:1, pipeline 1); sync: full sync of --items to a new peer;
+  traffic (4 KiB values, 1:1, pipeline 1); lock-php, lock-pecl: the PHP session handlers' lock
+  cycles (lock, read, write, unlock) with and without a peer; sync: full sync of --items to a new peer;
   tombstones: memory of --items live items and as many deletes the stopped peer has not applied
 
 options:
@@ -89,6 +90,7 @@ fn base_workload() -> Workload {
         key_pattern: KeyPattern::Uniform,
         key_maximum: 100_000,
         data_size: 100,
+        session_lock: None,
     }
 }
 
@@ -128,6 +130,16 @@ fn standard_row(name: &str) -> Option<Row> {
 }
 
 fn describe(w: &Workload) -> String {
+    if let Some(style) = w.session_lock {
+        return format!(
+            "{} session lock cycles, {} connections each locking, reading, writing and unlocking \
+             {}-byte sessions of its own out of {}",
+            style.name(),
+            w.connections,
+            w.data_size,
+            w.key_maximum
+        );
+    }
     format!(
         "{}{} connections, pipeline {}, {}:{} set:get, {}-byte values, {} keys, {} keys",
         if w.protocol == Protocol::Binary { "binary protocol, " } else { "" },
@@ -146,6 +158,9 @@ fn describe(w: &Workload) -> String {
 
 /// The memtier_benchmark command a user would run for the same workload.
 fn memtier_command(w: &Workload, settings: &Settings) -> String {
+    if w.session_lock.is_some() {
+        return "none (memtier_benchmark sends no session lock cycles)".to_string();
+    }
     let pattern = match w.key_pattern {
         KeyPattern::Uniform => "R:R",
         KeyPattern::Gaussian => "G:G",
@@ -210,6 +225,8 @@ struct Figures {
     /// With a peer: replication lag (change recorded to peer's acknowledgement).
     lag_p50_us: f64,
     lag_p99_us: f64,
+    /// Session lock rows: cycles completed per second.
+    cycles_per_sec: f64,
 }
 
 /// One measured run of `workload` on a started, loaded server.
@@ -253,6 +270,7 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
     let ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1e6;
     let figures = Figures {
         ops_per_sec: outcome.ops() as f64 / settings.test_time.as_secs_f64(),
+        cycles_per_sec: outcome.cycles as f64 / settings.test_time.as_secs_f64(),
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
@@ -394,6 +412,24 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
             );
         }
     }
+    if row.workload.session_lock.is_some() {
+        println!();
+        println!("| server | lock cycles/s | against stickless alone | lock requests that found the lock held |");
+        println!("|---|---:|---:|---:|");
+        let alone = results.iter().find(|(kind, _, _)| *kind == Kind::Stickless).map(|(_, figures, _)| figures);
+        for (kind, figures, outcomes) in &results {
+            let against = alone.map_or(f64::NAN, |alone| {
+                median(figures.iter().zip(alone).map(|(f, a)| f.cycles_per_sec / a.cycles_per_sec).collect())
+            });
+            println!(
+                "| {} | {} | {:.2}× | {} |",
+                kind.name(),
+                thousands(median_of(figures, |f| f.cycles_per_sec)),
+                against,
+                outcomes.iter().map(|o| o.contended).sum::<u64>()
+            );
+        }
+    }
     println!();
     for (kind, figures, _) in &results {
         let runs: Vec<String> = figures.iter().map(|f| thousands(f.ops_per_sec)).collect();
@@ -405,11 +441,16 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
 
 /// Row (r): row (b) on stickless alone, with a peer attached in each mode, and on
 /// memcached, side by side. Row (rs) does the same with session-shaped traffic:
-/// 4 KiB values, 1:1 set:get, pipeline 1 (what a PHP session handler sends).
+/// 4 KiB values, 1:1 set:get, pipeline 1 (what a PHP session handler sends). Rows
+/// (lock-php) and (lock-pecl) run the two PHP session handlers' lock cycles, whose
+/// `add` and `incr` are claims the peer must settle in ack mode.
 fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
+    let session = Workload { data_size: 4096, sets: 1, gets: 1, ..base_workload() };
     let row = match name {
-        "rs" => {
-            let workload = Workload { data_size: 4096, sets: 1, gets: 1, ..base_workload() };
+        "rs" => Row { name: name.into(), title: describe(&session), workload: session },
+        "lock-php" | "lock-pecl" => {
+            let style = if name == "lock-php" { SessionLock::PhpMemcached } else { SessionLock::PeclMemcache };
+            let workload = Workload { session_lock: Some(style), ..session };
             Row { name: name.into(), title: describe(&workload), workload }
         }
         _ => standard_row("b").expect("row b"),
@@ -783,7 +824,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 }
             }
             row if !row.starts_with('-') => {
-                if !matches!(row, "memory" | "custom" | "r" | "rs" | "sync" | "tombstones")
+                if !matches!(row, "memory" | "custom" | "r" | "rs" | "lock-php" | "lock-pecl" | "sync" | "tombstones")
                     && standard_row(row).is_none()
                 {
                     usage_error(&format!("unknown row {row:?}"));
@@ -859,6 +900,18 @@ fn smoke() {
             assert_eq!(outcome.misses, 0, "{} {protocol:?}: a loaded key was missing", kind.name());
         }
     }
+    for style in [SessionLock::PhpMemcached, SessionLock::PeclMemcache] {
+        let workload = Workload { session_lock: Some(style), data_size: 1024, ..workload.clone() };
+        let row = Row { name: "smoke".into(), title: describe(&workload), workload };
+        for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
+            let outcome = &outcomes[0];
+            let name = kind.name();
+            assert!(outcome.cycles > 0 && outcome.locks > 0, "{name} {style:?}: no cycles");
+            assert_eq!(outcome.errors, 0, "{name} {style:?}: wrong replies");
+            assert_eq!(outcome.contended, 0, "{name} {style:?}: a lone client found its lock held");
+            assert_eq!(outcome.misses, 0, "{name} {style:?}: a loaded session was missing");
+        }
+    }
     for (kind, samples) in memory_row(&settings, &placement) {
         assert_eq!(samples[0].items, settings.memory_items, "{}: items after load", kind.name());
     }
@@ -880,7 +933,9 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "rs", "sync", "tombstones"].map(String::from).to_vec()
+            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "rs", "lock-php", "lock-pecl", "sync", "tombstones"]
+                .map(String::from)
+                .to_vec()
         };
     }
     header(&settings, &placement);
@@ -889,7 +944,7 @@ fn main() {
             "memory" => {
                 memory_row(&settings, &placement);
             }
-            "r" | "rs" => replication_row(name, &settings, &placement),
+            "r" | "rs" | "lock-php" | "lock-pecl" => replication_row(name, &settings, &placement),
             "sync" => sync_row(&settings, &placement),
             "tombstones" => tombstones_row(&settings, &placement),
             "custom" => {
