@@ -1,5 +1,10 @@
-//! The link thread: one mio `Poll` for the replication listener, the peer links,
-//! and the waker the store's observer rings when changes are recorded.
+//! The link: one mio `Poll` for the replication listener, the peer links, and the
+//! waker the store's observer rings when changes are recorded. It runs on a thread
+//! of its own ([`LinkThread`]) until the server's first worker takes it over
+//! ([`LinkRunner`], hosted in that worker's event loop): a write recorded there
+//! then reaches the peer, and the peer's acknowledgement releases the reply, with
+//! no thread woken in between (on a core shared with the link thread, each such
+//! wake-up was a context switch; see BENCHMARKS.md, "Where ack mode's time goes").
 //!
 //! Both sides dial (with doubling backoff and jitter) whenever no link is up, so a
 //! link cut for any reason comes back by itself (repcached never reconnected,
@@ -19,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -42,6 +48,10 @@ const BURST: usize = 64 * 1024;
 const BATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read (and applied) from one link per turn: the peer's full sync arrives in
+/// turns like those it is sent in ([`BURST`]), so that the worker hosting the link
+/// answers its clients between them.
+const READ_TURN: usize = BURST;
 /// How often heartbeats and timeouts are checked.
 const TICK: Duration = Duration::from_millis(50);
 /// Reconnect backoff: doubling from the first to the last, each with jitter.
@@ -56,46 +66,44 @@ struct Link {
     filled: usize,
     /// Bytes of `session.out` already written.
     written: usize,
+    /// The last turn stopped reading at `READ_TURN` with input left: the next turn
+    /// reads on, unprompted (the poll is edge-triggered).
+    unread: bool,
     peer: SocketAddr,
 }
 
-/// The running link thread.
+/// The link running on a thread of its own.
 pub struct LinkThread {
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<()>,
+    handle: JoinHandle<LinkRunner>,
     local_addr: SocketAddr,
 }
 
 impl LinkThread {
     /// Binds the replication listener and starts the thread.
     pub fn start(node: Arc<Replicator>) -> io::Result<LinkThread> {
-        let listen = resolve(&node.settings.listen)?;
-        let mut listener = TcpListener::bind(listen)?;
-        let local_addr = listener.local_addr()?;
-        let _ = node.listen_addr.set(local_addr);
-        let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        node.set_link_waker(Arc::clone(&waker));
+        LinkThread::spawn(LinkRunner::new(node)?)
+    }
+
+    /// Runs `runner` on a thread of its own.
+    pub fn spawn(mut runner: LinkRunner) -> io::Result<LinkThread> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut runner = Runner {
-            node,
-            poll,
-            listener,
-            links: Slab::new(),
-            active: None,
-            outgoing: None,
-            next_dial: Instant::now(),
-            backoff: DIAL_BACKOFF_FIRST,
-            jitter: 0,
-            busy: false,
-            batching: false,
-            next_send: Instant::now(),
-            stop: Arc::clone(&stop),
-        };
-        runner.jitter = runner.node.history | 1;
-        let handle = std::thread::Builder::new().name("replication".into()).spawn(move || runner.run())?;
+        let (waker, local_addr) = (Arc::clone(&runner.waker), runner.local_addr);
+        let stopped = Arc::clone(&stop);
+        let handle = std::thread::Builder::new().name("replication".into()).spawn(move || {
+            let mut events = Events::with_capacity(EVENTS);
+            while !stopped.load(Ordering::Acquire) {
+                if runner.turn(&mut events, Some(runner.next_timeout())).is_err() {
+                    break;
+                }
+                if runner.busy {
+                    // Let the workers on this core answer their clients before the next burst.
+                    std::thread::yield_now();
+                }
+            }
+            runner
+        })?;
         Ok(LinkThread { waker, stop, handle, local_addr })
     }
 
@@ -104,10 +112,15 @@ impl LinkThread {
         self.local_addr
     }
 
-    pub fn shutdown(self) {
+    /// Stops the thread and hands back its runner, links and all, for a worker to host.
+    pub fn into_runner(self) -> LinkRunner {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
-        let _ = self.handle.join();
+        self.handle.join().expect("the replication thread does not panic")
+    }
+
+    pub fn shutdown(self) {
+        self.into_runner().close_all();
     }
 }
 
@@ -121,9 +134,16 @@ fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address")))
 }
 
-struct Runner {
+/// Events taken per poll of the link.
+const EVENTS: usize = 256;
+
+/// The link's state and event loop, run one turn at a time by its thread or by the
+/// worker that hosts it.
+pub struct LinkRunner {
     node: Arc<Replicator>,
     poll: Poll,
+    waker: Arc<Waker>,
+    local_addr: SocketAddr,
     listener: TcpListener,
     links: Slab<Link>,
     /// The link in use, once its handshake is done.
@@ -140,33 +160,80 @@ struct Runner {
     batching: bool,
     /// Async mode: when the next batch may be sent.
     next_send: Instant,
-    stop: Arc<AtomicBool>,
+    next_tick: Instant,
+    keys: Vec<usize>,
 }
 
-impl Runner {
-    fn now(&self) -> LinkTime {
-        let clock = self.node.store.clock();
-        LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }
+impl LinkRunner {
+    /// Binds the replication listener; nothing runs until a turn is taken.
+    pub fn new(node: Arc<Replicator>) -> io::Result<LinkRunner> {
+        let listen = resolve(&node.settings.listen)?;
+        let mut listener = TcpListener::bind(listen)?;
+        let local_addr = listener.local_addr()?;
+        let _ = node.listen_addr.set(local_addr);
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        node.set_link_waker(Arc::clone(&waker));
+        let jitter = node.history | 1;
+        Ok(LinkRunner {
+            node,
+            poll,
+            waker,
+            local_addr,
+            listener,
+            links: Slab::new(),
+            active: None,
+            outgoing: None,
+            next_dial: Instant::now(),
+            backoff: DIAL_BACKOFF_FIRST,
+            jitter,
+            busy: false,
+            batching: false,
+            next_send: Instant::now(),
+            next_tick: Instant::now(),
+            keys: Vec::new(),
+        })
     }
 
-    fn run(mut self) {
-        let mut events = Events::with_capacity(256);
-        let mut next_tick = Instant::now();
-        while !self.stop.load(Ordering::Acquire) {
-            let now = Instant::now();
-            let mut timeout = if self.busy { Duration::ZERO } else { next_tick.saturating_duration_since(now) };
-            if self.batching {
-                timeout = timeout.min(self.next_send.saturating_duration_since(now));
-            }
-            if self.wants_dial() {
-                timeout = timeout.min(self.next_dial.saturating_duration_since(now));
-            }
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+    /// Where the peer can reach this node (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The link's own poll, which a host's poll watches: it turns readable when any
+    /// of the link's sockets or its waker has an event.
+    pub fn poll_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    /// How long the link may sleep before its next turn: zero while it has more to
+    /// send, else until its next heartbeat check, batch or dial.
+    pub fn next_timeout(&self) -> Duration {
+        if self.busy {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let mut timeout = self.next_tick.saturating_duration_since(now);
+        if self.batching {
+            timeout = timeout.min(self.next_send.saturating_duration_since(now));
+        }
+        if self.wants_dial() {
+            timeout = timeout.min(self.next_dial.saturating_duration_since(now));
+        }
+        timeout
+    }
+
+    /// One turn: waits up to `wait` for the link's events (none: takes no events,
+    /// for a host that knows there are none), handles them, and sends what is due.
+    pub fn turn(&mut self, events: &mut Events, wait: Option<Duration>) -> io::Result<()> {
+        if let Some(wait) = wait {
+            if let Err(e) = self.poll.poll(events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                    return Ok(());
                 }
                 log::error!("replication: poll failed: {e}");
-                break;
+                return Err(e);
             }
             for event in events.iter() {
                 match event.token() {
@@ -175,52 +242,74 @@ impl Runner {
                     Token(key) => self.read(key),
                 }
             }
-            let sent_before = self.node.stats.sent_seq.load(Ordering::Relaxed);
-            let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
-            // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
-            // aside): otherwise every ack from the peer would wake a send of the few
-            // changes made since, and the two would ping-pong at the round-trip rate.
-            let is_async = self.node.settings.mode == SyncMode::Async;
-            // A claim (or a refusal of the peer's) goes at once: a client waits on it.
-            let urgent = self.node.take_urgent();
-            let throttled = is_async && !self.busy && !urgent && Instant::now() < self.next_send;
-            let mut more = false;
-            for key in keys {
-                more |= self.pump(key, !throttled);
-            }
-            let sent = self.node.stats.sent_seq.load(Ordering::Relaxed);
-            if sent != sent_before {
-                self.next_send = Instant::now() + BATCH_INTERVAL;
-            }
-            // Async mode under load: send again after BATCH_INTERVAL, unwoken. Otherwise
-            // sleep until a record wakes us (ack mode: at once, clients are waiting).
-            self.batching = is_async && (sent != sent_before || throttled);
-            if self.batching {
-                self.node.link_batches();
-            } else {
-                self.node.link_sleeps();
-                // A change recorded before we said so rang no waker.
-                let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
-                more |= sending && sent < self.node.last_seq();
-            }
-            self.busy = more;
-            if more {
-                // Let the workers on this core answer their clients before the next burst.
-                std::thread::yield_now();
-            }
-            if Instant::now() >= next_tick {
-                next_tick = Instant::now() + TICK;
-                self.tick();
-            }
-            if self.wants_dial() && Instant::now() >= self.next_dial {
-                self.dial();
-            }
-            self.publish_state();
         }
+        self.service();
+        Ok(())
+    }
+
+    /// Closes every link (the node is shutting down).
+    pub fn close_all(&mut self) {
         let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.close(key, "shutting down");
         }
+    }
+
+    fn now(&self) -> LinkTime {
+        let clock = self.node.store.clock();
+        LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }
+    }
+
+    /// Sends what is due on every link, checks heartbeats when due, and dials.
+    fn service(&mut self) {
+        let sent_before = self.node.stats.sent_seq.load(Ordering::Relaxed);
+        // A worker hosting the link runs this every turn: the keys' list is reused.
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.links.iter().map(|(key, _)| key));
+        let mut unread = false;
+        for &key in &keys {
+            if self.links.get(key).is_some_and(|link| link.unread) {
+                self.read(key);
+                unread |= self.links.get(key).is_some_and(|link| link.unread);
+            }
+        }
+        // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
+        // aside): otherwise every ack from the peer would wake a send of the few
+        // changes made since, and the two would ping-pong at the round-trip rate.
+        let is_async = self.node.settings.mode == SyncMode::Async;
+        // A claim (or a refusal of the peer's) goes at once: a client waits on it.
+        let urgent = self.node.take_urgent();
+        let throttled = is_async && !self.busy && !urgent && Instant::now() < self.next_send;
+        let mut more = false;
+        for &key in &keys {
+            more |= self.pump(key, !throttled);
+        }
+        self.keys = keys;
+        let sent = self.node.stats.sent_seq.load(Ordering::Relaxed);
+        if sent != sent_before {
+            self.next_send = Instant::now() + BATCH_INTERVAL;
+        }
+        // Async mode under load: send again after BATCH_INTERVAL, unwoken. Otherwise
+        // sleep until a record wakes us (ack mode: at once, clients are waiting).
+        self.batching = is_async && (sent != sent_before || throttled);
+        if self.batching {
+            self.node.link_batches();
+        } else {
+            self.node.link_sleeps();
+            // A change recorded before we said so rang no waker.
+            let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
+            more |= sending && sent < self.node.last_seq();
+        }
+        self.busy = more || unread;
+        if Instant::now() >= self.next_tick {
+            self.next_tick = Instant::now() + TICK;
+            self.tick();
+        }
+        if self.wants_dial() && Instant::now() >= self.next_dial {
+            self.dial();
+        }
+        self.publish_state();
     }
 
     fn wants_dial(&self) -> bool {
@@ -268,7 +357,7 @@ impl Runner {
             log::warn!("replication: cannot register a link: {e}");
             return None;
         }
-        entry.insert(Link { stream, session, input: Vec::new(), filled: 0, written: 0, peer });
+        entry.insert(Link { stream, session, input: Vec::new(), filled: 0, written: 0, unread: false, peer });
         Some(key)
     }
 
@@ -308,6 +397,8 @@ impl Runner {
             return;
         };
         let mut outcome = Ok(());
+        let mut taken = 0;
+        link.unread = false;
         loop {
             // `input` keeps its length (zeroed once) and `filled` marks the data, so a
             // read does not clear the buffer first.
@@ -323,6 +414,7 @@ impl Runner {
                 }
                 Ok(n) => {
                     link.filled += n;
+                    taken += n;
                     // A short read took all there was; the next input brings an event
                     // (the poll is edge-triggered), so no read just to hear WouldBlock.
                     n < space
@@ -348,6 +440,10 @@ impl Runner {
                 }
             }
             if drained {
+                break;
+            }
+            if taken >= READ_TURN {
+                link.unread = true;
                 break;
             }
         }

@@ -3,7 +3,8 @@
 //! exchange ([`wire`]), how they prove they belong together ([`handshake`]), what
 //! the heartbeat tells of a peer's health and clock ([`heartbeat`]), one link's
 //! conversation without I/O ([`session`]), the replication state a node's threads share
-//! ([`replicator`]), and the thread that moves the bytes ([`link`]). The store decides
+//! ([`replicator`]), and the event loop that moves the bytes, on a thread of its own
+//! or hosted by the server's first worker ([`link`]). The store decides
 //! which state of a key wins (`store::replica`); this layer decides what to send
 //! and when. It knows nothing of the client protocols or the server.
 
@@ -15,7 +16,7 @@ pub mod replicator;
 pub mod session;
 pub mod wire;
 
-pub use link::LinkThread;
+pub use link::{LinkRunner, LinkThread};
 pub use replicator::{Replicator, Settings, SyncMode};
 
 #[cfg(test)]

@@ -288,6 +288,16 @@ impl Replicator {
         LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true))
     }
 
+    /// For the worker hosting the link, about to send: forgets that this thread's
+    /// changes are still to be announced.
+    pub fn take_link_wake() {
+        LINK_WAKE_PENDING.with(|pending| {
+            if pending.get().is_some() {
+                pending.set(Some(false));
+            }
+        });
+    }
+
     /// Wakes the link thread if a change this thread recorded has not yet.
     pub fn wake_link_if_pending(&self) {
         if LINK_WAKE_PENDING.with(|pending| pending.replace(Some(false))) == Some(true) {
@@ -346,6 +356,14 @@ impl Replicator {
     pub fn await_acks(&self, worker: usize) {
         if let Some(flag) = self.awaiting_acks.get().and_then(|flags| flags.get(worker)) {
             flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Worker `worker` is awake: an acknowledgement need not ring its waker (the
+    /// worker checks its held replies before it sleeps again).
+    pub fn awake(&self, worker: usize) {
+        if let Some(flag) = self.awaiting_acks.get().and_then(|flags| flags.get(worker)) {
+            flag.store(false, Ordering::SeqCst);
         }
     }
 

@@ -31,7 +31,7 @@ use crate::node::Node;
 use crate::protocol::{Limits, WatchKinds};
 use crate::replication::handshake::Identity;
 use crate::replication::heartbeat::DEFAULT_INTERVAL;
-use crate::replication::{LinkThread, Replicator, Settings, SyncMode};
+use crate::replication::{LinkRunner, LinkThread, Replicator, Settings, SyncMode};
 use crate::store::sweeper::Sweeper;
 use crate::store::{Store, StoreConfig};
 use crossbeam_utils::CachePadded;
@@ -143,7 +143,8 @@ pub struct Server {
     wakers: Vec<Arc<mio::Waker>>,
     sweeper: Sweeper,
     threads: Vec<JoinHandle<()>>,
-    link: Option<LinkThread>,
+    /// Where the peer reaches this node's replication.
+    replication_addr: Option<SocketAddr>,
 }
 
 /// The replication for `config`, when it replicates.
@@ -255,36 +256,43 @@ impl Server {
                 evictions.evicted(evicted);
             }
         }));
-        let mut threads = Vec::new();
+        // The first worker hosts the link: its own clients' writes then reach the
+        // peer, and their acknowledgements come back, without a thread hand-off.
+        let mut link = match (shared.node.replicator(), early_link) {
+            (Some(_), Some(early)) => Some(early.into_runner()),
+            (Some(node), None) => Some(LinkRunner::new(Arc::clone(node))?),
+            (None, _) => None,
+        };
+        let replication_addr = link.as_ref().map(LinkRunner::local_addr);
+        let mut workers = Vec::new();
         let mut handoffs = Vec::new();
         for index in 0..shared.config.threads {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let (worker, waker) = worker::Worker::new(index, rx, Arc::clone(&shared))?;
+            let (mut worker, waker) = worker::Worker::new(index, rx, Arc::clone(&shared))?;
+            worker.link = link.take();
             handoffs.push((tx, Arc::new(waker)));
-            threads.push(std::thread::Builder::new().name(format!("worker-{index}")).spawn(move || worker.run())?);
+            workers.push(worker);
         }
         let mut wakers: Vec<Arc<mio::Waker>> = handoffs.iter().map(|(_, w)| Arc::clone(w)).collect();
-        let link = match shared.node.replicator() {
-            Some(node) => {
-                node.set_ack_wakers(wakers.clone());
-                match early_link {
-                    Some(link) => Some(link),
-                    None => Some(LinkThread::start(Arc::clone(node))?),
-                }
-            }
-            None => None,
-        };
+        if let Some(node) = shared.node.replicator() {
+            node.set_ack_wakers(wakers.clone());
+        }
+        let mut threads = Vec::new();
+        for worker in workers {
+            let name = format!("worker-{}", worker.index);
+            threads.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
+        }
         let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
         wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
         let sweeper = Sweeper::start("sweeper", store, shared.config.sweep_interval, shared.config.sweep_buckets)?;
         threads.push(watch_writer);
-        Ok(Server { shared, addrs, wakers, sweeper, threads, link })
+        Ok(Server { shared, addrs, wakers, sweeper, threads, replication_addr })
     }
 
     /// Where the peer reaches this node's replication (useful with port 0).
     pub fn replication_addr(&self) -> Option<SocketAddr> {
-        self.link.as_ref().map(LinkThread::local_addr)
+        self.replication_addr
     }
 
     /// The bound TCP addresses (useful with port 0); empty under `-s`.
@@ -307,9 +315,6 @@ impl Server {
     /// Stops accepting, lets workers write the replies in flight, and joins every thread.
     pub fn shutdown(self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        if let Some(link) = self.link {
-            link.shutdown();
-        }
         for waker in &self.wakers {
             let _ = waker.wake();
         }

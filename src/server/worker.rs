@@ -1,14 +1,16 @@
 //! A worker thread: one mio `Poll`, the connections the acceptor handed it, and a
 //! list of connections that yielded after `-R` requests (memcached `reqs_per_event`,
-//! pelikan's `pending` list with a zero poll timeout).
+//! pelikan's `pending` list with a zero poll timeout). The first worker of a
+//! replicating node also hosts the replication link, whose poll its own watches.
 
 use super::Shared;
 use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
-use crate::replication::Replicator;
+use crate::replication::{LinkRunner, Replicator};
 use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::os::fd::AsRawFd;
@@ -17,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 pub const WAKER: Token = Token(usize::MAX);
+/// The hosted replication link's poll has events.
+const LINK: Token = Token(usize::MAX - 1);
 
 /// How long shutdown waits for replies in flight to reach slow clients.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -26,6 +30,8 @@ pub struct Worker {
     pub poll: Poll,
     pub incoming: Receiver<Accepted>,
     pub shared: Arc<Shared>,
+    /// The replication link, when this worker hosts it.
+    pub link: Option<LinkRunner>,
 }
 
 impl Worker {
@@ -33,7 +39,7 @@ impl Worker {
     pub fn new(index: usize, incoming: Receiver<Accepted>, shared: Arc<Shared>) -> std::io::Result<(Worker, Waker)> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        Ok((Worker { index, poll, incoming, shared }, waker))
+        Ok((Worker { index, poll, incoming, shared, link: None }, waker))
     }
 
     pub fn run(mut self) {
@@ -49,6 +55,15 @@ impl Worker {
         if shared.node.replicator().is_some() {
             Replicator::defer_link_wakes_here();
         }
+        let mut link = self.link.take();
+        let mut link_events = Events::with_capacity(256);
+        if let Some(runner) = &link {
+            let fd = runner.poll_fd();
+            if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
+                log::error!("worker {}: cannot host the replication link: {e}", self.index);
+                return;
+            }
+        }
         loop {
             let mut timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
             let mut acks_arrived = false;
@@ -61,7 +76,20 @@ impl Worker {
                         timeout = Some(Duration::ZERO);
                     }
                 }
-                link_wakes.before_poll(node, &mut timeout);
+                if link_wakes.due(&mut timeout) {
+                    match link.as_mut() {
+                        // Hosted here: send the changes now, no thread to wake.
+                        Some(runner) => {
+                            Replicator::take_link_wake();
+                            link_turn(runner, &mut link_events, None);
+                        }
+                        None => node.wake_link_if_pending(),
+                    }
+                }
+                if let Some(runner) = &link {
+                    let due = runner.next_timeout();
+                    timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
+                }
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -71,11 +99,21 @@ impl Worker {
                 break;
             }
             link_wakes.after_poll(events.is_empty());
+            if let Some(node) = shared.node.replicator()
+                && !held.is_empty()
+            {
+                node.awake(self.index);
+            }
+            let mut link_ready = false;
             for event in events.iter() {
                 if event.token() == WAKER {
                     self.adopt(&mut conns);
                     // Also rung when the peer acknowledges writes (ack mode).
                     acks_arrived = true;
+                    continue;
+                }
+                if event.token() == LINK {
+                    link_ready = true;
                     continue;
                 }
                 let key = event.token().0;
@@ -84,6 +122,15 @@ impl Worker {
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
                     settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
                 }
+            }
+            if let Some(runner) = link.as_mut()
+                && (link_ready || runner.next_timeout().is_zero())
+            {
+                // The changes this turn's clients made go in the same turn.
+                Replicator::take_link_wake();
+                link_turn(runner, &mut link_events, link_ready.then_some(Duration::ZERO));
+                // An acknowledgement this turn read releases replies held here.
+                acks_arrived |= !held.is_empty();
             }
             if acks_arrived {
                 for key in std::mem::take(&mut held) {
@@ -105,6 +152,9 @@ impl Worker {
             if shared.shutting_down.load(Ordering::Acquire) {
                 break;
             }
+        }
+        if let Some(mut runner) = link {
+            runner.close_all();
         }
         self.finish(&mut conns, &dispatch);
     }
@@ -154,6 +204,14 @@ impl Worker {
     }
 }
 
+/// One turn of a hosted link; a link whose poll fails is closed and left unhosted
+/// (the peer sees it gone and the node serves on alone, as with the peer down).
+fn link_turn(runner: &mut LinkRunner, events: &mut Events, wait: Option<Duration>) {
+    if runner.turn(events, wait).is_err() {
+        runner.close_all();
+    }
+}
+
 /// When a worker wakes the link thread for the changes its clients made: once it
 /// has nothing else to do, or `LINK_WAKE_DELAY` after the first change, whichever
 /// comes first. A busy worker thus wakes the link once per round of connections
@@ -177,22 +235,25 @@ struct LinkWakes {
 const LINK_WAKE_DELAY: Duration = Duration::from_micros(200);
 
 impl LinkWakes {
-    /// Wakes the link if it is time, or turns a sleeping poll into a check, so the
-    /// wake-up happens before the worker sleeps.
-    fn before_poll(&mut self, node: &Replicator, timeout: &mut Option<Duration>) {
+    /// Whether the link must hear of this thread's changes now; if not yet, turns a
+    /// sleeping poll into a check, so that it hears of them before the worker sleeps.
+    fn due(&mut self, timeout: &mut Option<Duration>) -> bool {
         self.probing = false;
         if !Replicator::link_wake_pending() {
-            return;
+            self.due = None;
+            return false;
         }
         let now = Instant::now();
         let due = *self.due.get_or_insert(now + LINK_WAKE_DELAY);
         if self.idle || now >= due {
-            node.wake_link_if_pending();
             self.due = None;
-        } else if timeout.is_none() {
+            return true;
+        }
+        if timeout.is_none() {
             *timeout = Some(Duration::ZERO);
             self.probing = true;
         }
+        false
     }
 
     fn after_poll(&mut self, no_events: bool) {
