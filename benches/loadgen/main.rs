@@ -222,6 +222,10 @@ struct Figures {
     loadgen_us_per_op: f64,
     /// The server's context switches (all its threads) per operation.
     switches_per_op: f64,
+    /// With a peer: the peer's CPU per operation, in microseconds.
+    peer_us_per_op: f64,
+    /// With a peer: the share of the load generator's CPUs that it and the peer used.
+    loadgen_cpus_busy: f64,
     /// With a peer: replication lag (change recorded to peer's acknowledgement).
     lag_p50_us: f64,
     lag_p99_us: f64,
@@ -249,16 +253,21 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
         let server_start = CpuTime::of(server.pid()).expect("server CPU time");
+        let peer_start = server.peer_pid().map(|pid| CpuTime::of(pid).expect("peer CPU time"));
         let switches_start = context_switches(server.pid()).expect("server context switches");
         let loadgen_start = CpuTime::of(std::process::id()).expect("own CPU time");
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         let server_used = CpuTime::of(server.pid()).expect("server CPU time").since(server_start);
+        let peer_used = server
+            .peer_pid()
+            .zip(peer_start)
+            .map(|(pid, start)| CpuTime::of(pid).expect("peer CPU time").since(start).total());
         let switches = context_switches(server.pid()).expect("server context switches") - switches_start;
         let loadgen_used = CpuTime::of(std::process::id()).expect("own CPU time").since(loadgen_start);
         let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().expect("load thread")).collect();
-        (outcomes, (server_used, switches), loadgen_used)
+        (outcomes, (server_used, switches, peer_used), loadgen_used)
     });
-    let (server_used, switches) = server_used;
+    let (server_used, switches, peer_used) = server_used;
     let outcome = outcomes
         .into_iter()
         .reduce(|mut a, b| {
@@ -278,6 +287,12 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
         sys_us_per_op: server_used.system.as_secs_f64() * 1e6 / ops,
         loadgen_us_per_op: loadgen_used.total().as_secs_f64() * 1e6 / ops,
         switches_per_op: switches as f64 / ops,
+        peer_us_per_op: peer_used.map_or(f64::NAN, |used| used.as_secs_f64() * 1e6 / ops),
+        loadgen_cpus_busy: peer_used.map_or(f64::NAN, |used| {
+            // The CPUs this process may use: the load generator's, which the peer shares.
+            let cpus = server::allowed_cpus().len().max(1) as f64;
+            (used + loadgen_used.total()).as_secs_f64() / settings.test_time.as_secs_f64() / cpus
+        }),
         ..Figures::default()
     };
     (figures, outcome)
@@ -392,16 +407,17 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
             println!();
             println!(
                 "| with a peer | ops/s against stickless alone | server CPU µs/op against alone | p99 against alone | \
-                 context switches per op (alone: {:.3}) | replication lag p50 µs | p99 µs |",
+                 context switches per op (alone: {:.3}) | replication lag p50 µs | p99 µs | peer CPU µs/op | \
+                 load generator's CPUs busy (with the peer) |",
                 median_of(alone, |f| f.switches_per_op),
             );
-            println!("|---|---:|---:|---:|---:|---:|---:|");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         }
         for (kind, figures, _) in paired {
             let ratio =
                 |pick: fn(&Figures) -> f64| median(figures.iter().zip(alone).map(|(p, a)| pick(p) / pick(a)).collect());
             println!(
-                "| {} | **{:.2}×** | {:.2}× | {:.2}× | {:.3} | {:.0} | {:.0} |",
+                "| {} | **{:.2}×** | {:.2}× | {:.2}× | {:.3} | {:.0} | {:.0} | {:.2} | {:.0}% |",
                 kind.name(),
                 ratio(|f| f.ops_per_sec),
                 ratio(|f| f.cpu_us_per_op),
@@ -409,6 +425,8 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
                 median_of(figures, |f| f.switches_per_op),
                 median_of(figures, |f| f.lag_p50_us),
                 median_of(figures, |f| f.lag_p99_us),
+                median_of(figures, |f| f.peer_us_per_op),
+                median_of(figures, |f| f.loadgen_cpus_busy) * 100.0,
             );
         }
     }

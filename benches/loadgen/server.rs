@@ -209,6 +209,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The replication peer's PID, for a paired server.
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.peer.as_ref().map(|peer| peer.pid())
+    }
+
     /// Sends `stats GROUP` (plain `stats` for "") and returns the named statistic as text.
     pub fn stat_text(&self, group: &str, name: &str) -> io::Result<String> {
         let mut stream = TcpStream::connect(self.addr)?;
