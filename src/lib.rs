@@ -9,7 +9,8 @@
 //!  store/       striped expiring table, CAS, eviction, versions, applying a
 //!               peer's states; no I/O, no protocol
 //!  replication/ the peer link: backlog, frames, handshake, heartbeat, sessions and
-//!               the link thread; uses store, knows nothing of the client protocols
+//!               the link's event loop (hosted by the first worker); uses store,
+//!               knows nothing of the client protocols
 //!  node.rs      the one door every front end writes through: the store and its
 //!               replication; a write's result says what it did and what its
 //!               answer waits for

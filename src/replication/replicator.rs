@@ -172,7 +172,7 @@ const REFUSED_CLAIMS_KEPT: u64 = 1 << 20;
 
 thread_local! {
     /// On a thread that defers link wake-ups (a worker): whether a change it recorded
-    /// still has to wake the link thread. `None` on other threads, which wake it at once.
+    /// still has to reach the link. `None` on other threads, which wake it at once.
     static LINK_WAKE_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
@@ -187,9 +187,10 @@ pub struct Replicator {
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
     acking: AtomicBool,
-    /// Wakes the link thread when changes are recorded, but only when it sleeps:
-    /// under load it sends in batches on its own timer and no write pays for a
-    /// wake-up (a system call and a context switch on a shared core).
+    /// Wakes the link when changes are recorded on a thread that does not host it,
+    /// but only when it sleeps: under load it sends in batches on its own timer and
+    /// no write pays for a wake-up (a system call, and a context switch on a shared
+    /// core).
     link_waker: OnceLock<Arc<mio::Waker>>,
     link_sleeping: AtomicBool,
     /// A claim was recorded, or one of the peer's refused: a client waits on the
@@ -259,7 +260,7 @@ impl Replicator {
     }
 
     /// Records a local change (called by the store, in the writing thread, after
-    /// the change is visible), wakes the link thread, and returns the change's
+    /// the change is visible), wakes the link, and returns the change's
     /// sequence number, which the write's result carries back to its writer.
     pub fn record(&self, change: Change<'_>) -> u64 {
         let now = self.micros();
@@ -298,7 +299,7 @@ impl Replicator {
         });
     }
 
-    /// Wakes the link thread if a change this thread recorded has not yet.
+    /// Wakes the link if a change this thread recorded has not yet.
     pub fn wake_link_if_pending(&self) {
         if LINK_WAKE_PENDING.with(|pending| pending.replace(Some(false))) == Some(true) {
             self.wake_link();
@@ -329,12 +330,12 @@ impl Replicator {
         let _ = self.link_waker.set(waker);
     }
 
-    /// The link thread is about to sleep: the next record wakes it.
+    /// The link is about to sleep: the next record wakes it.
     pub fn link_sleeps(&self) {
         self.link_sleeping.store(true, Ordering::Release);
     }
 
-    /// The link thread is sending on its own timer: records need not wake it.
+    /// The link is sending on its own timer: records need not wake it.
     pub fn link_batches(&self) {
         self.link_sleeping.store(false, Ordering::Release);
     }

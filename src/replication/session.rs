@@ -1,5 +1,5 @@
 //! One link's conversation with the peer, without I/O: bytes in, bytes out. The
-//! link thread moves the bytes; tests drive two sessions against each other.
+//! link's event loop moves the bytes; tests drive two sessions against each other.
 //!
 //! ```text
 //!  dialer                         acceptor
@@ -76,7 +76,7 @@ pub struct Session {
     /// When the next heartbeat is due, on the monotonic clock.
     next_ping_ms: u64,
     skew_warned: bool,
-    /// Set when the handshake completes; the link thread takes it.
+    /// Set when the handshake completes; the link's event loop takes it.
     pub just_ready: bool,
     /// Frames to write.
     pub out: Vec<u8>,
@@ -632,7 +632,7 @@ impl Session {
         Ok(())
     }
 
-    /// When the next heartbeat is due (monotonic ms), for the link thread's poll timeout.
+    /// When the next heartbeat is due (monotonic ms), for the link's poll timeout.
     pub fn next_ping_ms(&self) -> u64 {
         self.next_ping_ms
     }

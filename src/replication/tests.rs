@@ -79,7 +79,7 @@ impl Pair {
     }
 
     /// [`Pair::deliver`], or with `produce` false only what the sender has already
-    /// put out (acknowledgements, answers to pings), as a link thread does when its
+    /// put out (acknowledgements, answers to pings), as the link's event loop does when its
     /// batch timer holds the backlog back.
     fn deliver_produced(&mut self, to_b: bool, max: usize, produce: bool) -> bool {
         let now = LinkTime::both(self.clock.now_ms());
@@ -103,7 +103,7 @@ impl Pair {
 
     fn cut(&mut self) {
         if self.link.take().is_some() {
-            // What a link thread does when a link closes.
+            // What the link's event loop does when a link closes.
             self.a.set_acking(false);
             self.b.set_acking(false);
         }

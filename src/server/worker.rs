@@ -57,6 +57,8 @@ impl Worker {
         }
         let mut link = self.link.take();
         let mut link_events = Events::with_capacity(256);
+        // When the hosted link last sent this worker's changes.
+        let mut link_sent = Instant::now();
         if let Some(runner) = &link {
             let fd = runner.poll_fd();
             if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
@@ -76,19 +78,23 @@ impl Worker {
                         timeout = Some(Duration::ZERO);
                     }
                 }
-                if link_wakes.due(&mut timeout) {
-                    match link.as_mut() {
-                        // Hosted here: send the changes now, no thread to wake.
-                        Some(runner) => {
+                match link.as_mut() {
+                    // Hosted here: the changes go before the worker sleeps, with no
+                    // thread to wake, and the link's timers bound the sleep.
+                    Some(runner) => {
+                        if Replicator::link_wake_pending() {
                             Replicator::take_link_wake();
                             link_turn(runner, &mut link_events, None);
+                            link_sent = Instant::now();
                         }
-                        None => node.wake_link_if_pending(),
+                        let due = runner.next_timeout();
+                        timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
                     }
-                }
-                if let Some(runner) = &link {
-                    let due = runner.next_timeout();
-                    timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
+                    None => {
+                        if link_wakes.due(&mut timeout) {
+                            node.wake_link_if_pending();
+                        }
+                    }
                 }
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -122,6 +128,16 @@ impl Worker {
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
                     settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
                 }
+                // A long turn sends what its first connections wrote without waiting
+                // for its end: in ack mode their replies wait on the peer meanwhile.
+                if let Some(runner) = link.as_mut()
+                    && Replicator::link_wake_pending()
+                    && link_sent.elapsed() >= LINK_WAKE_DELAY
+                {
+                    Replicator::take_link_wake();
+                    link_turn(runner, &mut link_events, None);
+                    link_sent = Instant::now();
+                }
             }
             if let Some(runner) = link.as_mut()
                 && (link_ready || runner.next_timeout().is_zero())
@@ -129,6 +145,7 @@ impl Worker {
                 // The changes this turn's clients made go in the same turn.
                 Replicator::take_link_wake();
                 link_turn(runner, &mut link_events, link_ready.then_some(Duration::ZERO));
+                link_sent = Instant::now();
                 // An acknowledgement this turn read releases replies held here.
                 acks_arrived |= !held.is_empty();
             }
@@ -212,12 +229,13 @@ fn link_turn(runner: &mut LinkRunner, events: &mut Events, wait: Option<Duration
     }
 }
 
-/// When a worker wakes the link thread for the changes its clients made: once it
-/// has nothing else to do, or `LINK_WAKE_DELAY` after the first change, whichever
-/// comes first. A busy worker thus wakes the link once per round of connections
-/// instead of once per connection: each wake-up is a system call here and a
-/// context switch on the core the two share, and in ack mode the round's replies
-/// wait for the peer together.
+/// When a worker that does not host the link wakes it for the changes its clients
+/// made: once it has nothing else to do, or `LINK_WAKE_DELAY` after the first
+/// change, whichever comes first. A busy worker thus wakes the link once per round
+/// of connections instead of once per connection: each wake-up is a system call
+/// here and a context switch on the core the two share, and in ack mode the round's
+/// replies wait for the peer together. The worker hosting the link sends at the
+/// end of each turn, and within a long turn every `LINK_WAKE_DELAY`.
 #[derive(Default)]
 struct LinkWakes {
     /// When the first change not yet announced was made, plus the delay.
