@@ -37,6 +37,8 @@ options:
                         with a peer on the load generator's CPUs; default the first two)
   --threads N           load generator threads (default 1)
   --no-pin              do not pin the servers and the load generator to CPUs
+  --peer-nice N         start replication peers at nice N (default 0; -10 keeps a peer from
+                        waiting behind the load generator on the CPU the two share)
   --items N             items loaded by the memory, sync and tombstones rows (default 1000000)
 workload options (for custom, defaults of row a):
   --connections N --pipeline N --ratio SETS:GETS --data-size BYTES
@@ -799,6 +801,10 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
             "--threads" => settings.loadgen_threads = parse_number(&arg, args.next()),
             "--items" => settings.memory_items = parse_number(&arg, args.next()),
             "--no-pin" => settings.pin = false,
+            "--peer-nice" => {
+                let nice: i32 = parse_number(&arg, args.next());
+                server::PEER_NICE.store(nice, std::sync::atomic::Ordering::Relaxed);
+            }
             "--servers" => {
                 let list = args.next().unwrap_or_default();
                 settings.servers = list
@@ -872,8 +878,10 @@ fn header(settings: &Settings, placement: &Placement) {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|_| "memcached not found".into());
+    let nice = server::PEER_NICE.load(std::sync::atomic::Ordering::Relaxed);
+    let peers = if nice == 0 { String::new() } else { format!(", replication peers at nice {nice}") };
     println!(
-        "Machine: {cores} CPUs; {}. Servers: `-t {} -m {}`, stickless {} against {memcached}. \
+        "Machine: {cores} CPUs; {}{peers}. Servers: `-t {} -m {}`, stickless {} against {memcached}. \
          {} run(s) of {} s after {} s of warm-up, alternating servers ABBA; figures are medians, \
          ratios the medians of the paired runs' ratios.\n",
         placement.describe(),

@@ -5,6 +5,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to start listening.
@@ -44,6 +45,11 @@ impl Kind {
 
 /// How long a peer may take to link up.
 const LINK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The nice value peers start with (`--peer-nice`). The peer shares the load
+/// generator's CPU here; a busy load generator can keep a peer at the same nice
+/// value waiting for its time slice, which no peer on its own host would.
+pub static PEER_NICE: AtomicI32 = AtomicI32::new(0);
 
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -175,11 +181,19 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(cpus) = cpus {
-            // SAFETY: as in `start`.
-            unsafe {
-                cmd.pre_exec(move || pin_current(&cpus));
-            }
+        let nice = PEER_NICE.load(Ordering::Relaxed);
+        // SAFETY: the closure runs between fork and exec and calls only
+        // sched_setaffinity and setpriority, both async-signal-safe system calls.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(cpus) = &cpus {
+                    pin_current(cpus)?;
+                }
+                if nice != 0 && libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let child = cmd.spawn()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
