@@ -8,7 +8,7 @@ use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
-use crate::replication::{LinkRunner, Replicator};
+use crate::replication::{LinkRunner, LinkThread, Replicator};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -59,11 +59,19 @@ impl Worker {
         let mut link_events = Events::with_capacity(256);
         // When the hosted link last sent this worker's changes.
         let mut link_sent = Instant::now();
-        if let Some(runner) = &link {
+        // The link on a thread of its own, should this worker fail to watch its poll.
+        let mut link_thread = None;
+        if let Some(runner) = link.take() {
             let fd = runner.poll_fd();
-            if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
-                log::error!("worker {}: cannot host the replication link: {e}", self.index);
-                return;
+            match self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
+                Ok(()) => link = Some(runner),
+                Err(e) => {
+                    log::warn!("worker {}: cannot host the replication link ({e}); it runs on a thread", self.index);
+                    match LinkThread::spawn(runner) {
+                        Ok(thread) => link_thread = Some(thread),
+                        Err(e) => log::error!("replication: cannot start the link thread: {e}"),
+                    }
+                }
             }
         }
         loop {
@@ -172,6 +180,9 @@ impl Worker {
         }
         if let Some(mut runner) = link {
             runner.close_all();
+        }
+        if let Some(thread) = link_thread {
+            thread.shutdown();
         }
         self.finish(&mut conns, &dispatch);
     }
