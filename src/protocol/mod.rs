@@ -5,10 +5,12 @@
 //!   tokens.rs   lines and tokens of the ASCII protocols
 //!   ascii.rs    one ASCII line to text.rs (classic) or meta.rs, by its verb
 //!   binary.rs   the binary protocol, header and body
+//!   aspnet.rs   the ASP.NET State Server protocol: HTTP/1.1 requests and responses
 //!   reply.rs    the replies and memcached's error lines
 //! ```
 
 pub mod ascii;
+pub mod aspnet;
 pub mod binary;
 pub mod command;
 pub mod meta;
