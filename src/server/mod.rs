@@ -10,6 +10,7 @@
 //! connection holds the reply on, and each outcome is counted and spelled through
 //! `outcome.rs`, so a new front end (another protocol) follows the same two steps.
 
+pub mod aspnet;
 pub mod auth;
 mod binary;
 mod config;
