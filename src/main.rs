@@ -45,6 +45,9 @@ fn main() {
     if let Some(addr) = server.replication_addr() {
         log::info!("replication listening on {addr}");
     }
+    if let Some(addr) = server.aspnet_addr() {
+        log::info!("ASP.NET State Server listening on {addr}");
+    }
     if let Some(path) = &server.shared().config.unix_socket {
         log::info!("listening on unix socket {}", path.display());
     }

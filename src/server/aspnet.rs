@@ -10,8 +10,13 @@
 //! linked, of two acquires made at once on the two nodes, the peer refuses one, and
 //! its request runs again (the caller's part) to find the item locked.
 
+use super::dispatch::{Dispatch, Flow, Session};
+use super::output::Output;
 use crate::node::Node;
-use crate::protocol::aspnet::{DEFAULT_TIMEOUT_MINUTES, Exclusive, Method, StateRequest};
+use crate::protocol::ParseError;
+use crate::protocol::aspnet::{
+    self, DEFAULT_TIMEOUT_MINUTES, Exclusive, Item, Method, Parsed, StateRequest, StateResponse,
+};
 use crate::store::{DeleteOutcome, DeleteRequest, Found, Receipt, StoreMode, StoreOutcome, StoreRequest};
 
 /// Prefixed to the request target: the state server's items share the store with
@@ -128,7 +133,7 @@ pub struct Executed {
 }
 
 /// Buffers a connection keeps, so a request allocates nothing once they have grown.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Scratch {
     key: Vec<u8>,
     /// The item as read.
@@ -137,6 +142,51 @@ pub struct Scratch {
     write: Vec<u8>,
     /// A GET's body.
     pub body: Vec<u8>,
+}
+
+/// Serves the request at the head of `input` for a connection: its response goes to
+/// `output` and what its writes recorded to `session` (the connection holds the
+/// response for the peer's acknowledgement or verdict as for any other write).
+/// Returns the bytes the request took, none to swallow, and whether the connection
+/// goes on.
+pub fn serve(
+    dispatch: &Dispatch<'_>,
+    input: &[u8],
+    output: &mut Output,
+    session: &mut Session,
+) -> Result<(usize, usize, Flow), ParseError> {
+    let max_body = dispatch.shared.config.aspnet.max_body;
+    match aspnet::parse(input, max_body) {
+        Parsed::Incomplete => Err(ParseError::Incomplete { need: None }),
+        Parsed::Bad { reason, consumed } => {
+            if dispatch.shared.verbosity.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                log::warn!("aspnet: fd {}: 400 Bad Request: {reason}", session.fd);
+            }
+            let close = consumed.is_none();
+            aspnet::encode(&StateResponse::BadRequest, false, close, output.bytes());
+            let flow = if close { Flow::Close } else { Flow::Continue };
+            Ok((consumed.unwrap_or(input.len()), 0, flow))
+        }
+        Parsed::Request { request, consumed } => {
+            let executed = execute(&dispatch.shared.node, &request, &mut session.aspnet);
+            session.written.merge(executed.receipt);
+            let body = &session.aspnet.body;
+            let response = match executed.answer {
+                Answer::Item { timeout_minutes, lock_cookie, uninitialized } => {
+                    StateResponse::Ok(Some(Item { timeout_minutes, body, lock_cookie, uninitialized }))
+                }
+                Answer::Done => StateResponse::Ok(None),
+                Answer::Locked { lock_cookie, lock_age_secs, locked_at_ms } => {
+                    StateResponse::Locked { lock_cookie, lock_age_secs, locked_at_unix_ms: locked_at_ms }
+                }
+                Answer::NotFound => StateResponse::NotFound,
+                Answer::Contended => StateResponse::BadRequest,
+            };
+            aspnet::encode(&response, request.method == Method::Head, request.close, output.bytes());
+            let flow = if request.close { Flow::Close } else { Flow::Continue };
+            Ok((consumed, 0, flow))
+        }
+    }
 }
 
 /// Runs `req` on `node`, at the store's wall clock.
@@ -164,7 +214,7 @@ fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: 
         cas = item.cas();
         read.extend_from_slice(item.value());
     });
-    add(receipt, found.receipt);
+    receipt.merge(found.receipt);
     if found.outcome == Found::Miss {
         return match req.method {
             Method::Put => insert(node, req, key, write, now_ms, receipt),
@@ -223,7 +273,7 @@ fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: 
             next.encode(req.body, write);
             let stored =
                 node.store_item(&store_request(StoreMode::Cas, key, write, cas, expiry(now_ms, timeout_minutes)));
-            add(receipt, stored.receipt);
+            receipt.merge(stored.receipt);
             return stored_answer(stored.outcome, Answer::Done);
         }
         Method::Delete if state.locked && !holder(&state) => (None, locked(&state)),
@@ -237,7 +287,7 @@ fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: 
                 empty_value: None,
             };
             let deleted = node.delete(&request);
-            add(receipt, deleted.receipt);
+            receipt.merge(deleted.receipt);
             return match deleted.outcome {
                 DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept => Some(Answer::Done),
                 DeleteOutcome::NotFound => Some(Answer::NotFound),
@@ -251,13 +301,13 @@ fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: 
         Some(next) => {
             next.encode(data, write);
             let stored = node.store_item(&store_request(StoreMode::Cas, key, write, cas, exptime));
-            add(receipt, stored.receipt);
+            receipt.merge(stored.receipt);
             stored_answer(stored.outcome, answer)
         }
         None => {
             // Every access slides the expiry (a touch, which replicates).
             let touched = node.get(key, Some(exptime), |_| {});
-            add(receipt, touched.receipt);
+            receipt.merge(touched.receipt);
             Some(answer)
         }
     }
@@ -282,7 +332,7 @@ fn insert(
     };
     state.encode(req.body, write);
     let stored = node.store_item(&store_request(StoreMode::Add, key, write, 0, expiry(now_ms, timeout_minutes)));
-    add(receipt, stored.receipt);
+    receipt.merge(stored.receipt);
     stored_answer(stored.outcome, Answer::Done)
 }
 
@@ -325,12 +375,6 @@ fn expiry(now_ms: u64, timeout_minutes: u32) -> i32 {
     let at = now_ms / 1000 + u64::from(timeout_minutes) * 60;
     // Zero minutes: expired at once (1 is the earliest absolute time there is).
     i32::try_from(at.max(1)).unwrap_or(i32::MAX)
-}
-
-/// Folds a write's receipt into the request's: the latest change and claim.
-fn add(receipt: &mut Receipt, more: Receipt) {
-    receipt.recorded = receipt.recorded.max(more.recorded);
-    receipt.claim = receipt.claim.max(more.claim);
 }
 
 #[cfg(test)]

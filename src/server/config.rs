@@ -149,6 +149,26 @@ pub struct Config {
     pub protected_prefixes: Vec<String>,
     /// Replication settings; replication runs when a peer is named.
     pub replication: ReplicationConfig,
+    /// The ASP.NET State Server port; off unless given.
+    pub aspnet: AspNetConfig,
+}
+
+/// `--aspnet-listen` and its companions.
+#[derive(Clone, Debug)]
+pub struct AspNetConfig {
+    /// `--aspnet-listen ADDR:PORT`.
+    pub listen: Option<String>,
+    /// `--aspnet-allow-remote`: serve a non-loopback address without a replication
+    /// secret, as Windows' `AllowRemoteConnection` does.
+    pub allow_remote: bool,
+    /// `--aspnet-max-body BYTES`: the largest session accepted.
+    pub max_body: usize,
+}
+
+impl Default for AspNetConfig {
+    fn default() -> Self {
+        AspNetConfig { listen: None, allow_remote: false, max_body: crate::protocol::aspnet::DEFAULT_MAX_BODY }
+    }
 }
 
 impl Default for Config {
@@ -180,6 +200,7 @@ impl Default for Config {
             disable_flush_all: false,
             disable_cas: false,
             protected_prefixes: Vec::new(),
+            aspnet: AspNetConfig::default(),
             replication: ReplicationConfig::default(),
         }
     }
@@ -272,6 +293,11 @@ stickless, a memcached-compatible session cache
     --repl-wait-sync=<secs> at start, listen for clients only once the peer has
                           sent what it holds, or after this long if it is down
                           (default: 10; 0 serves at once from what is here)
+    --aspnet-listen=<addr:port> also serve the ASP.NET State Server protocol here
+                          (42424 is Windows' port; loopback unless --repl-secret
+                          or --aspnet-allow-remote is given)
+    --aspnet-allow-remote serve a non-loopback --aspnet-listen without a secret
+    --aspnet-max-body=<size> the largest session accepted (default: 20m)
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
@@ -413,6 +439,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 config.replication.listen_given = true;
             }
             "repl-cluster" => config.replication.cluster = value("a name")?,
+            "aspnet-listen" => config.aspnet.listen = Some(value("ADDR:PORT")?),
+            "aspnet-allow-remote" => config.aspnet.allow_remote = true,
+            "aspnet-max-body" => config.aspnet.max_body = size(&value("a size")?)?,
             "repl-tombstone" => config.replication.tombstone_secs = number(&value("seconds")?, "tombstone time")?,
             "repl-wait-sync" => {
                 let secs: f64 = number(&value("seconds")?, "sync wait")?;
@@ -451,6 +480,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
     apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
     check_replication(&config)?;
+    check_aspnet(&config)?;
     config.protocol = authenticated_protocol(&config, protocol_specified)?;
     if config.sasl && config.sasl_pwdb.is_none() {
         config.sasl_pwdb = std::env::var_os("MEMCACHED_SASL_PWDB").map(PathBuf::from);
@@ -515,6 +545,28 @@ fn check_replication(config: &Config) -> Result<(), String> {
              can replicate",
             repl.listen
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a state server port anyone could reach, unless the operator says so: the
+/// protocol has no authentication (Windows listens on loopback unless
+/// `AllowRemoteConnection` is set).
+fn check_aspnet(config: &Config) -> Result<(), String> {
+    let Some(listen) = &config.aspnet.listen else {
+        return Ok(());
+    };
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--aspnet-listen '{listen}' is not an ADDR:PORT (use [::1]:PORT for IPv6)"))?;
+    if !addr.ip().is_loopback() && config.replication.secret.is_none() && !config.aspnet.allow_remote {
+        return Err(format!(
+            "--aspnet-listen {listen} is reachable beyond this host and the protocol has no authentication: \
+             give --repl-secret FILE for the pair, or --aspnet-allow-remote"
+        ));
+    }
+    if config.aspnet.max_body == 0 {
+        return Err("--aspnet-max-body must be positive".into());
     }
     Ok(())
 }

@@ -161,6 +161,8 @@ enum Protocol {
     Undecided,
     Text,
     Binary,
+    /// The ASP.NET State Server protocol (`--aspnet-listen`).
+    AspNet,
 }
 
 pub struct Conn {
@@ -217,6 +219,11 @@ impl Conn {
             input_drained: false,
             input_closed: false,
         }
+    }
+
+    /// The connection came in on the ASP.NET State Server port.
+    pub fn speak_aspnet(&mut self) {
+        self.protocol = Protocol::AspNet;
     }
 
     /// The log stream this connection became, if it did (`watch`).
@@ -280,6 +287,9 @@ impl Conn {
             }
             let reply = self.output.mark();
             let parsed = match self.protocol {
+                Protocol::AspNet => {
+                    super::aspnet::serve(dispatch, self.rbuf.data(), &mut self.output, &mut self.session)
+                }
                 Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {
                         log::trace!("<{:?}", parsed.cmd);

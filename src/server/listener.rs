@@ -86,6 +86,22 @@ fn bind_unix(path: &Path, mask: u32, backlog: i32) -> io::Result<Listener> {
 /// Binds every listen address, or only the unix socket when `-s` is given (as in
 /// memcached, it turns the network off). With the default (all interfaces), a host
 /// without IPv6 still starts on IPv4.
+/// The ASP.NET State Server listener, when `--aspnet-listen` asks for one.
+pub fn bind_aspnet(config: &Config) -> io::Result<Option<Listener>> {
+    let Some(listen) = &config.aspnet.listen else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("--aspnet-listen '{listen}' is not an ADDR:PORT"))
+    })?;
+    let listener = bind_one(addr, config.backlog)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (--aspnet-listen): {e}")))?;
+    if !addr.ip().is_loopback() {
+        log::warn!("ASP.NET State Server clients on {addr} are served without authentication (README, ASP.NET)");
+    }
+    Ok(Some(Listener::Tcp(listener)))
+}
+
 pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
     if let Some(path) = &config.unix_socket {
         return Ok(vec![bind_unix(path, config.unix_mask, config.backlog)?]);
@@ -125,11 +141,16 @@ pub struct Acceptor {
     handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
     shared: Arc<Shared>,
     next_worker: usize,
+    /// The last this many listeners serve the ASP.NET State Server protocol.
+    aspnet_listeners: usize,
 }
 
 impl Acceptor {
+    /// Accepts on `listeners`, the last `aspnet_listeners` of which serve the ASP.NET
+    /// State Server protocol.
     pub fn new(
         mut listeners: Vec<Listener>,
+        aspnet_listeners: usize,
         handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
@@ -138,7 +159,7 @@ impl Acceptor {
             poll.registry().register(listener.as_source(), Token(i), Interest::READABLE)?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        Ok(Acceptor { poll, waker, listeners, handoffs, shared, next_worker: 0 })
+        Ok(Acceptor { poll, waker, listeners, handoffs, shared, next_worker: 0, aspnet_listeners })
     }
 
     pub fn waker(&self) -> Arc<Waker> {
@@ -182,10 +203,13 @@ impl Acceptor {
         loop {
             match self.listeners[index].accept() {
                 Ok(mut accepted) => {
+                    accepted.aspnet = index >= self.listeners.len() - self.aspnet_listeners;
                     if !self.shared.connections.try_open(self.shared.config.max_connections) {
                         let max = self.shared.config.max_connections;
                         log::info!("refusing {}: {max} connections open (-c)", accepted.peer);
-                        let _ = accepted.stream.write(TOO_MANY_CONNECTIONS);
+                        if !accepted.aspnet {
+                            let _ = accepted.stream.write(TOO_MANY_CONNECTIONS);
+                        }
                         continue;
                     }
                     let (tx, waker) = &self.handoffs[self.next_worker];

@@ -146,6 +146,8 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// Where the peer reaches this node's replication.
     replication_addr: Option<SocketAddr>,
+    /// The ASP.NET State Server port, under `--aspnet-listen`.
+    aspnet_addr: Option<SocketAddr>,
 }
 
 /// The replication for `config`, when it replicates.
@@ -229,8 +231,12 @@ impl Server {
             }
             _ => None,
         };
-        let listeners = listener::bind(&config)?;
+        let mut listeners = listener::bind(&config)?;
         let addrs = listeners.iter().filter_map(stream::Listener::tcp_addr).collect();
+        let aspnet = listener::bind_aspnet(&config)?;
+        let aspnet_addr = aspnet.as_ref().and_then(stream::Listener::tcp_addr);
+        let aspnet_listeners = usize::from(aspnet.is_some());
+        listeners.extend(aspnet);
         let listener_infos = listeners
             .iter()
             .map(|l| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
@@ -283,17 +289,22 @@ impl Server {
             let name = format!("worker-{}", worker.index);
             threads.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
         }
-        let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
+        let acceptor = listener::Acceptor::new(listeners, aspnet_listeners, handoffs, Arc::clone(&shared))?;
         wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
         let sweeper = Sweeper::start("sweeper", store, shared.config.sweep_interval, shared.config.sweep_buckets)?;
         threads.push(watch_writer);
-        Ok(Server { shared, addrs, wakers, sweeper, threads, replication_addr })
+        Ok(Server { shared, addrs, wakers, sweeper, threads, replication_addr, aspnet_addr })
     }
 
     /// Where the peer reaches this node's replication (useful with port 0).
     pub fn replication_addr(&self) -> Option<SocketAddr> {
         self.replication_addr
+    }
+
+    /// The ASP.NET State Server's bound address (useful with port 0).
+    pub fn aspnet_addr(&self) -> Option<SocketAddr> {
+        self.aspnet_addr
     }
 
     /// The bound TCP addresses (useful with port 0); empty under `-s`.

@@ -114,6 +114,8 @@ pub struct Accepted {
     pub peer: String,
     /// The address it connected to.
     pub local: String,
+    /// It came in on the ASP.NET State Server port.
+    pub aspnet: bool,
 }
 
 impl Listener {
@@ -125,12 +127,17 @@ impl Listener {
                 // The address the client reached, which for a wildcard listener is
                 // the interface it came in on.
                 let local = stream.local_addr().map(describe_tcp).unwrap_or_else(|_| self.describe());
-                Ok(Accepted { stream: Stream::Tcp(stream), peer: describe_tcp(peer), local })
+                Ok(Accepted { stream: Stream::Tcp(stream), peer: describe_tcp(peer), local, aspnet: false })
             }
             Listener::Unix(listener, _) => {
                 let (stream, _) = listener.accept()?;
                 // Unix clients are unnamed: the listener's path is all there is to say.
-                Ok(Accepted { stream: Stream::Unix(stream), peer: "unix:".into(), local: self.describe() })
+                Ok(Accepted {
+                    stream: Stream::Unix(stream),
+                    peer: "unix:".into(),
+                    local: self.describe(),
+                    aspnet: false,
+                })
             }
         }
     }

@@ -195,6 +195,9 @@ impl Worker {
             let now = self.shared.node.store().clock().now_secs();
             let info = Arc::new(ConnInfo::new(accepted.stream.as_raw_fd(), accepted.peer, accepted.local, now));
             let mut conn = Conn::new(accepted.stream, Arc::clone(&info));
+            if accepted.aspnet {
+                conn.speak_aspnet();
+            }
             match self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
                 Ok(()) => {
                     self.shared.registry.add(self.index, info);

@@ -1,0 +1,313 @@
+//! The ASP.NET State Server port, driven by a raw-socket client written from the
+//! protocol's facts (shared reference `aspnet-state-protocol.md`): exact bytes on
+//! the wire for the client's calls, pipelining, malformed requests, large binary
+//! bodies, and a pair of nodes whose sessions and locks are one.
+
+mod common;
+
+use common::start_stickless;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use stickless::server::ReplSync;
+use stickless::server::Server;
+
+/// What every response starts with after its status line.
+const COMMON: &str = "X-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\n";
+
+fn state_server(adjust: impl FnOnce(&mut stickless::server::Config)) -> (Server, SocketAddr) {
+    let server = start_stickless(2, |c| {
+        c.aspnet.listen = Some("127.0.0.1:0".into());
+        adjust(c);
+    });
+    let addr = server.aspnet_addr().expect("the ASP.NET port");
+    (server, addr)
+}
+
+struct Client {
+    stream: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, pending: Vec::new() }
+    }
+
+    fn send(&mut self, request: &[u8]) {
+        self.stream.write_all(request).expect("send");
+    }
+
+    /// Reads one whole response (head and `Content-Length` body).
+    fn response(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.pending[..end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .map(|v| v.parse().expect("a length"))
+                    .expect("every response has a Content-Length");
+                let total = end + 4 + length;
+                if self.pending.len() >= total {
+                    return self.pending.drain(..total).collect();
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk).expect("a response");
+            assert!(n > 0, "the server closed before answering: {:?}", String::from_utf8_lossy(&self.pending));
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn exchange(&mut self, request: &[u8]) -> Vec<u8> {
+        self.send(request);
+        self.response()
+    }
+
+    /// The server closed the connection (after what was pending).
+    fn closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+const KEY: &str = "/%2fLM%2fW3SVC%2f1%2fROOT%2fshop(q7YxKmB0sLz%3d)%2fk2j4mq0abcdefghijklmnopq";
+/// The empty session the client serializes with a 20-minute timeout.
+const EMPTY_SESSION: &[u8] = b"\x14\x00\x00\x00\x00\x00\xff";
+
+fn not_found() -> String {
+    format!("HTTP/1.1 404 Not Found\r\n{COMMON}Content-Length: 0\r\n\r\n")
+}
+
+fn ok() -> String {
+    format!("HTTP/1.1 200 OK\r\n{COMMON}Content-Length: 0\r\n\r\n")
+}
+
+#[test]
+fn a_new_session_goes_as_system_web_sends_it() {
+    let (server, addr) = state_server(|_| {});
+    let mut client = Client::connect(addr);
+    let acquire = format!("GET {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\nExclusive: acquire\r\n\r\n");
+    assert_eq!(text(&client.exchange(acquire.as_bytes())), not_found());
+    let mut create = format!(
+        "PUT {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\nTimeout: 20\r\nExtraFlags: 1\r\nLockCookie: 0\r\n\
+         Content-Length: {}\r\n\r\n",
+        EMPTY_SESSION.len()
+    )
+    .into_bytes();
+    create.extend_from_slice(EMPTY_SESSION);
+    assert_eq!(text(&client.exchange(&create)), ok());
+    let mut expected = format!(
+        "HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nLockCookie: 2\r\nActionFlags: 1\r\nContent-Length: 7\r\n\r\n"
+    )
+    .into_bytes();
+    expected.extend_from_slice(EMPTY_SESSION);
+    assert_eq!(client.exchange(acquire.as_bytes()), expected);
+    let save = format!(
+        "PUT {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\nTimeout: 20\r\nLockCookie: 2\r\nExtraFlags: 0\r\n\
+         Content-Length: 4\r\n\r\ncart"
+    );
+    assert_eq!(text(&client.exchange(save.as_bytes())), ok());
+    let get = format!("GET {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\n\r\n");
+    assert_eq!(
+        text(&client.exchange(get.as_bytes())),
+        format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nContent-Length: 4\r\n\r\ncart")
+    );
+    server.shutdown();
+}
+
+#[test]
+fn a_lock_is_423_with_cookie_age_and_date_and_no_body_until_stolen() {
+    let (server, addr) = state_server(|_| {});
+    let mut owner = Client::connect(addr);
+    owner.exchange(b"PUT /s HTTP/1.1\r\nContent-Length: 2\r\n\r\nab");
+    let granted = text(&owner.exchange(b"GET /s HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(granted.contains("LockCookie: 2\r\n"), "{granted}");
+    let mut other = Client::connect(addr);
+    let locked = text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(locked.starts_with(&format!("HTTP/1.1 423 Locked\r\n{COMMON}LockCookie: 2\r\nLockAge: 0\r\nLockDate: ")));
+    assert!(locked.ends_with("\r\nContent-Length: 0\r\n\r\n"), "{locked}");
+    // A PUT without the holder's cookie is refused, never silently applied.
+    let refused = text(&other.exchange(b"PUT /s HTTP/1.1\r\nLockCookie: 0\r\nContent-Length: 1\r\n\r\nx"));
+    assert!(refused.starts_with("HTTP/1.1 423 Locked\r\n"), "{refused}");
+    // SessionStateModule steals an old lock with the cookie from the 423.
+    assert_eq!(text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: release\r\nLockCookie: 2\r\n\r\n")), ok());
+    let regranted = text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(regranted.contains("LockCookie: 3\r\n") && regranted.ends_with("\r\n\r\nab"), "{regranted}");
+    server.shutdown();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (server, addr) = state_server(|_| {});
+    let mut client = Client::connect(addr);
+    client.send(
+        b"PUT /p HTTP/1.1\r\nContent-Length: 3\r\n\r\none\
+          GET /p HTTP/1.1\r\n\r\n\
+          HEAD /p HTTP/1.1\r\n\r\n\
+          DELETE /p HTTP/1.1\r\n\r\n\
+          HEAD /p HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(text(&client.response()), ok());
+    assert_eq!(
+        text(&client.response()),
+        format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nContent-Length: 3\r\n\r\none")
+    );
+    assert_eq!(text(&client.response()), ok());
+    assert_eq!(text(&client.response()), ok());
+    assert_eq!(text(&client.response()), not_found());
+    server.shutdown();
+}
+
+#[test]
+fn malformed_requests_get_400_and_broken_framing_closes() {
+    let (server, addr) = state_server(|_| {});
+    let bad = format!("HTTP/1.1 400 Bad Request\r\n{COMMON}Content-Length: 0\r\n\r\n");
+    let mut client = Client::connect(addr);
+    for request in [
+        &b"POST /k HTTP/1.1\r\n\r\n"[..],
+        b"GET /k HTTP/1.1\r\nExclusive: later\r\n\r\n",
+        b"GET /k HTTP/1.1\r\nExclusive: release\r\n\r\n",
+        b"DELETE /k HTTP/1.1\r\nLockCookie: -3\r\n\r\n",
+        b"PUT /k HTTP/1.1\r\nTimeout: 525601\r\nContent-Length: 1\r\n\r\nx",
+        b"PUT /k HTTP/1.1\r\nExtraFlags: one\r\n\r\n",
+    ] {
+        assert_eq!(text(&client.exchange(request)), bad, "{}", text(request));
+    }
+    // The connection went on after each: it still serves.
+    assert_eq!(text(&client.exchange(b"HEAD /k HTTP/1.1\r\n\r\n")), not_found());
+    let closing = format!("HTTP/1.1 400 Bad Request\r\n{COMMON}Connection: close\r\nContent-Length: 0\r\n\r\n");
+    let huge_line = format!("GET /{} HTTP/1.1\r\n\r\n", "k".repeat(4096));
+    for request in [
+        &b"PUT /k HTTP/1.1\r\nContent-Length: many\r\n\r\n"[..],
+        b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"\x80\x00\x00\x05junk\r\n\r\n",
+        huge_line.as_bytes(),
+    ] {
+        let mut client = Client::connect(addr);
+        assert_eq!(text(&client.exchange(request)), closing, "{}", text(&request[..request.len().min(40)]));
+        assert!(client.closed(), "{}", text(&request[..request.len().min(40)]));
+    }
+    // A body over --aspnet-max-body is refused without reading it.
+    let (small, small_addr) = state_server(|c| c.aspnet.max_body = 1000);
+    let mut client = Client::connect(small_addr);
+    assert_eq!(text(&client.exchange(b"PUT /k HTTP/1.1\r\nContent-Length: 1001\r\n\r\n")), closing);
+    small.shutdown();
+    server.shutdown();
+}
+
+#[test]
+fn large_binary_sessions_round_trip() {
+    let (server, addr) = state_server(|_| {});
+    let mut client = Client::connect(addr);
+    let body: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut put = format!("PUT /big HTTP/1.1\r\nTimeout: 60\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    put.extend_from_slice(&body);
+    assert_eq!(text(&client.exchange(&put)), ok());
+    let reply = client.exchange(b"GET /big HTTP/1.1\r\n\r\n");
+    let head = format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 60\r\nContent-Length: {}\r\n\r\n", body.len());
+    assert_eq!(text(&reply[..head.len()]), head);
+    assert!(reply[head.len()..] == body[..], "the body came back changed");
+    server.shutdown();
+}
+
+#[test]
+fn a_remote_address_needs_a_secret_or_an_explicit_allowance() {
+    use stickless::server::{Invocation, parse_args};
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let refused = match parse_args(args(&["--aspnet-listen", "0.0.0.0:42424"])) {
+        Err(message) => message,
+        Ok(_) => panic!("a remote state server port without a secret was accepted"),
+    };
+    assert!(refused.contains("--aspnet-allow-remote"), "{refused}");
+    for allowed in
+        [&["--aspnet-listen", "0.0.0.0:42424", "--aspnet-allow-remote"][..], &["--aspnet-listen", "127.0.0.1:42424"]]
+    {
+        assert!(matches!(parse_args(args(allowed)), Ok(Invocation::Run(_))), "{allowed:?}");
+    }
+    assert!(parse_args(args(&["--aspnet-listen", "nowhere"])).is_err());
+}
+
+/// Two nodes linked in ack mode, each with a state server port.
+fn pair() -> (Server, SocketAddr, Server, SocketAddr) {
+    let (first, first_addr) = state_server(|c| {
+        c.replication.listen = "127.0.0.1:0".into();
+        c.replication.listen_given = true;
+        c.replication.node_id = Some(1);
+        c.replication.sync = ReplSync::Ack;
+    });
+    let repl = first.replication_addr().expect("replication port");
+    let (second, second_addr) = state_server(|c| {
+        c.replication.listen = "127.0.0.1:0".into();
+        c.replication.peer = Some(repl.to_string());
+        c.replication.node_id = Some(2);
+        c.replication.sync = ReplSync::Ack;
+        c.replication.wait_sync = Duration::ZERO;
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let linked = |server: &Server| {
+        let node = server.shared().node.replicator().expect("replicating");
+        node.stats.state.load(std::sync::atomic::Ordering::Relaxed) == stickless::replication::replicator::LINK_UP
+    };
+    while !(linked(&first) && linked(&second)) {
+        assert!(Instant::now() < deadline, "the pair did not link");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (first, first_addr, second, second_addr)
+}
+
+#[test]
+fn a_pair_shares_sessions_and_locks() {
+    let (first, a, second, b) = pair();
+    let (mut on_a, mut on_b) = (Client::connect(a), Client::connect(b));
+    // In ack mode the PUT is answered once the peer holds it, so B reads it at once.
+    assert_eq!(text(&on_a.exchange(b"PUT /shared HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")), ok());
+    assert!(text(&on_b.exchange(b"GET /shared HTTP/1.1\r\n\r\n")).ends_with("\r\n\r\nhello"));
+    // A lock taken on A is a 423 on B, with the same cookie.
+    let granted = text(&on_a.exchange(b"GET /shared HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(granted.contains("LockCookie: 2\r\n"), "{granted}");
+    let locked = text(&on_b.exchange(b"GET /shared HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(locked.starts_with("HTTP/1.1 423 Locked\r\n") && locked.contains("LockCookie: 2\r\n"), "{locked}");
+    // The holder saves and releases on the other node.
+    let save = b"PUT /shared HTTP/1.1\r\nLockCookie: 2\r\nContent-Length: 5\r\n\r\nworld";
+    assert_eq!(text(&on_b.exchange(save)), ok());
+    assert!(text(&on_a.exchange(b"GET /shared HTTP/1.1\r\n\r\n")).ends_with("\r\n\r\nworld"));
+    first.shutdown();
+    second.shutdown();
+}
+
+#[test]
+fn racing_acquires_on_both_nodes_grant_one_lock() {
+    let (first, a, second, b) = pair();
+    let mut setup = Client::connect(a);
+    for round in 0..40 {
+        let put = format!("PUT /race{round} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        assert_eq!(text(&setup.exchange(put.as_bytes())), ok());
+    }
+    let acquire_all = |addr: SocketAddr| {
+        std::thread::spawn(move || {
+            let mut client = Client::connect(addr);
+            (0..40)
+                .map(|round| {
+                    let request = format!("GET /race{round} HTTP/1.1\r\nExclusive: acquire\r\n\r\n");
+                    text(&client.exchange(request.as_bytes())).starts_with("HTTP/1.1 200 OK\r\n")
+                })
+                .collect::<Vec<bool>>()
+        })
+    };
+    let (from_a, from_b) = (acquire_all(a), acquire_all(b));
+    let (granted_a, granted_b) = (from_a.join().unwrap(), from_b.join().unwrap());
+    for round in 0..40 {
+        assert!(granted_a[round] ^ granted_b[round], "round {round}: A {} B {}", granted_a[round], granted_b[round]);
+    }
+    first.shutdown();
+    second.shutdown();
+}
