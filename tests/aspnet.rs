@@ -142,7 +142,33 @@ fn a_lock_is_423_with_cookie_age_and_date_and_no_body_until_stolen() {
     assert_eq!(text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: release\r\nLockCookie: 2\r\n\r\n")), ok());
     let regranted = text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
     assert!(regranted.contains("LockCookie: 3\r\n") && regranted.ends_with("\r\n\r\nab"), "{regranted}");
+    // `stats` on the memcached port counts them.
+    let stats = memcached_stats(server.local_addr());
+    for (name, value) in [
+        ("aspnet_acquire", 3),
+        ("aspnet_locks_granted", 2),
+        ("aspnet_locks_contended", 1),
+        ("aspnet_release", 1),
+        ("aspnet_put", 2),
+        ("aspnet_locks_stolen", 0),
+    ] {
+        assert!(stats.contains(&format!("STAT {name} {value}\r\n")), "{name} {value}: {stats}");
+    }
     server.shutdown();
+}
+
+fn memcached_stats(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(b"stats\r\n").unwrap();
+    let mut reply = Vec::new();
+    while !reply.ends_with(b"END\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).expect("stats");
+        assert!(n > 0, "closed");
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    text(&reply)
 }
 
 #[test]

@@ -411,6 +411,9 @@ fn intrusions() -> Vec<(&'static str, Vec<u8>)> {
         ("binary flush", packet(FLUSH, b"", &[], b"")),
         ("binary wrong password", packet(SASL_AUTH, b"PLAIN", &[], b"\0alice\0guess")),
         ("replication handshake without the secret", b"\x00\x00\x00\x10HELLO stickless\r\n".to_vec()),
+        ("state server GET of a memcached key", b"GET sess HTTP/1.1\r\n\r\nGET /sess HTTP/1.1\r\n\r\n".to_vec()),
+        ("state server PUT", b"PUT /forged HTTP/1.1\r\nContent-Length: 5\r\n\r\nforge".to_vec()),
+        ("state server DELETE", b"DELETE sess HTTP/1.1\r\n\r\nDELETE /sess HTTP/1.1\r\n\r\n".to_vec()),
     ]
 }
 
@@ -467,6 +470,17 @@ fn every_door_refuses_a_connection_without_credentials() {
                 c.unix_socket = Some(socket.clone());
             }),
             knock: Box::new(unix.clone()),
+        },
+        Row {
+            door: "ASP.NET State Server port",
+            guard: "loopback unless --repl-secret or --aspnet-allow-remote; reaches only aspnet: items",
+            server: start_stickless(1, |c| {
+                sasl(c);
+                c.aspnet.listen = Some("127.0.0.1:0".into());
+            }),
+            knock: Box::new(|server: &stickless::server::Server| {
+                Knock::Tcp(std::net::TcpStream::connect(server.aspnet_addr().expect("the state server port")).unwrap())
+            }),
         },
         Row {
             door: "replication",

@@ -32,6 +32,10 @@ const FLAG_LOCKED: u8 = 1;
 const FLAG_UNINITIALIZED: u8 = 2;
 /// A new item's lock cookie: its first acquire makes it 2, as `StateRuntime` does.
 const FIRST_COOKIE: u32 = 1;
+/// A release of a lock held this long is counted as stolen: System.Web's
+/// `SessionStateModule` steals a lock once it is `executionTimeout` old, 110 s by
+/// default; the page that holds it releases it sooner.
+const STEAL_AGE_MS: u64 = 110_000;
 /// Compare-and-swap attempts before a request gives up: each failure is another
 /// local write to the same session that landed between the read and the write.
 const ATTEMPTS: usize = 1000;
@@ -130,6 +134,8 @@ pub enum Answer {
 pub struct Executed {
     pub answer: Answer,
     pub receipt: Receipt,
+    /// A release freed a lock this old (milliseconds).
+    pub released_after_ms: Option<u64>,
 }
 
 /// Buffers a connection keeps, so a request allocates nothing once they have grown.
@@ -159,6 +165,7 @@ pub fn serve(
     match aspnet::parse(input, max_body) {
         Parsed::Incomplete => Err(ParseError::Incomplete { need: None }),
         Parsed::Bad { reason, consumed } => {
+            dispatch.counters.aspnet_bad_requests.inc();
             if dispatch.shared.verbosity.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                 log::warn!("aspnet: fd {}: 400 Bad Request: {reason}", session.fd);
             }
@@ -170,6 +177,7 @@ pub fn serve(
         Parsed::Request { request, consumed } => {
             let executed = execute(&dispatch.shared.node, &request, &mut session.aspnet);
             session.written.merge(executed.receipt);
+            count(dispatch, &request, &executed);
             let body = &session.aspnet.body;
             let response = match executed.answer {
                 Answer::Item { timeout_minutes, lock_cookie, uninitialized } => {
@@ -189,6 +197,34 @@ pub fn serve(
     }
 }
 
+/// Counts a request in `stats` by its kind and what it did to the lock.
+fn count(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Executed) {
+    let counters = dispatch.counters;
+    match (request.method, request.exclusive) {
+        (Method::Get, Some(Exclusive::Acquire)) => {
+            counters.aspnet_acquire.inc();
+            match executed.answer {
+                Answer::Item { .. } => counters.aspnet_locks_granted.inc(),
+                Answer::Locked { .. } => counters.aspnet_locks_contended.inc(),
+                _ => {}
+            }
+        }
+        (Method::Get, Some(Exclusive::Release)) => {
+            counters.aspnet_release.inc();
+            if executed.released_after_ms.is_some_and(|held| held >= STEAL_AGE_MS) {
+                counters.aspnet_locks_stolen.inc();
+            }
+        }
+        (Method::Get, None) => counters.aspnet_get.inc(),
+        (Method::Put, _) => counters.aspnet_put.inc(),
+        (Method::Delete, _) => counters.aspnet_delete.inc(),
+        (Method::Head, _) => counters.aspnet_head.inc(),
+    }
+    if executed.answer == Answer::Contended {
+        counters.aspnet_bad_requests.inc();
+    }
+}
+
 /// Runs `req` on `node`, at the store's wall clock.
 pub fn execute(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch) -> Executed {
     let mut receipt = Receipt::default();
@@ -196,16 +232,23 @@ pub fn execute(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch) -> Ex
     scratch.key.extend_from_slice(KEY_PREFIX);
     scratch.key.extend_from_slice(req.key);
     for _ in 0..ATTEMPTS {
-        if let Some(answer) = attempt(node, req, scratch, &mut receipt) {
-            return Executed { answer, receipt };
+        let mut released_after_ms = None;
+        if let Some(answer) = attempt(node, req, scratch, &mut receipt, &mut released_after_ms) {
+            return Executed { answer, receipt, released_after_ms };
         }
     }
-    Executed { answer: Answer::Contended, receipt }
+    Executed { answer: Answer::Contended, receipt, released_after_ms: None }
 }
 
 /// One read and, if the request changes the item, one compare-and-swap; `None`
 /// when the item changed in between and the request must run again.
-fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: &mut Receipt) -> Option<Answer> {
+fn attempt(
+    node: &Node,
+    req: &StateRequest<'_>,
+    scratch: &mut Scratch,
+    receipt: &mut Receipt,
+    released_after_ms: &mut Option<u64>,
+) -> Option<Answer> {
     let Scratch { key, read, write, body } = scratch;
     let now_ms = node.store().clock().now_ms();
     let mut cas = 0;
@@ -238,6 +281,7 @@ fn attempt(node: &Node, req: &StateRequest<'_>, scratch: &mut Scratch, receipt: 
                 Some(Exclusive::Release) if !state.locked => Answer::Done,
                 Some(Exclusive::Release) if holder(&state) => {
                     next.locked = false;
+                    *released_after_ms = Some(now_ms.saturating_sub(state.locked_at_ms));
                     Answer::Done
                 }
                 Some(Exclusive::Release) => locked(&state),

@@ -77,6 +77,16 @@ counters!(
     bytes_read,
     bytes_written,
     conn_yields,
+    aspnet_get,
+    aspnet_acquire,
+    aspnet_release,
+    aspnet_put,
+    aspnet_delete,
+    aspnet_head,
+    aspnet_bad_requests,
+    aspnet_locks_granted,
+    aspnet_locks_contended,
+    aspnet_locks_stolen,
 );
 
 /// CPU time of this process, user and system, as `seconds.micros` strings.
@@ -174,6 +184,18 @@ impl Shared {
         stat("evictions_skipped_protected", format_args!("{}", s.evictions_skipped_protected));
         stat("reclaimed", format_args!("{}", s.reclaimed));
         stat("memory_used", format_args!("{}", s.memory_used));
+        if self.config.aspnet.listen.is_some() {
+            stat("aspnet_get", format_args!("{}", c.aspnet_get));
+            stat("aspnet_acquire", format_args!("{}", c.aspnet_acquire));
+            stat("aspnet_release", format_args!("{}", c.aspnet_release));
+            stat("aspnet_put", format_args!("{}", c.aspnet_put));
+            stat("aspnet_delete", format_args!("{}", c.aspnet_delete));
+            stat("aspnet_head", format_args!("{}", c.aspnet_head));
+            stat("aspnet_bad_requests", format_args!("{}", c.aspnet_bad_requests));
+            stat("aspnet_locks_granted", format_args!("{}", c.aspnet_locks_granted));
+            stat("aspnet_locks_contended", format_args!("{}", c.aspnet_locks_contended));
+            stat("aspnet_locks_stolen", format_args!("{}", c.aspnet_locks_stolen));
+        }
         if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
