@@ -337,3 +337,102 @@ fn racing_acquires_on_both_nodes_grant_one_lock() {
     first.shutdown();
     second.shutdown();
 }
+
+/// A daemon process, for the test that kills one: its ports come from its log.
+struct Daemon {
+    child: std::process::Child,
+    client: SocketAddr,
+    aspnet: SocketAddr,
+    repl: SocketAddr,
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"))
+            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
+            .args(["--aspnet-listen=127.0.0.1:0", "--repl-listen=127.0.0.1:0", "--repl-sync=ack"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let (mut client, mut aspnet, mut repl) = (None, None, None);
+        while aspnet.is_none() {
+            let line = lines.next().expect("the daemon exited before listening").expect("a log line");
+            let after = |marker: &str| line.split(marker).nth(1).map(|at| at.trim().parse().expect("an address"));
+            if let Some(at) = after("ASP.NET State Server listening on ") {
+                aspnet = Some(at);
+            } else if let Some(at) = after("replication listening on ") {
+                repl = Some(at);
+            } else if let Some(at) = after("listening on ") {
+                client = client.or(Some(at));
+            }
+        }
+        // Keep draining the log so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Daemon {
+            child,
+            client: client.expect("the client port"),
+            aspnet: aspnet.expect("the state server port"),
+            repl: repl.expect("the replication port"),
+        }
+    }
+
+    fn linked(&self) -> bool {
+        memcached_stats(self.client).contains("STAT repl_peer_state up\r\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In ack mode, a node killed in the middle of a farm's traffic loses no saved
+/// session and no lock: the peer answers for each as the dead node last did.
+#[test]
+fn a_node_killed_mid_session_in_ack_mode_loses_nothing_acknowledged() {
+    let a = Daemon::start(&["--node-id=1"]);
+    let peer = format!("--peer={}", a.repl);
+    let b = Daemon::start(&["--node-id=2", &peer]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(a.linked() && b.linked()) {
+        assert!(Instant::now() < deadline, "the pair did not link");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut on_a = Client::connect(a.aspnet);
+    let mut cookies = Vec::new();
+    for session in 0..200 {
+        let body = format!("state of session {session}");
+        let put = format!("PUT /farm{session} HTTP/1.1\r\nTimeout: 20\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        assert_eq!(text(&on_a.exchange(put.as_bytes())), ok());
+        if session % 4 == 0 {
+            let acquire = format!("GET /farm{session} HTTP/1.1\r\nExclusive: acquire\r\n\r\n");
+            let granted = text(&on_a.exchange(acquire.as_bytes()));
+            let cookie = granted.split("LockCookie: ").nth(1).and_then(|rest| rest.split("\r\n").next());
+            cookies.push((session, cookie.expect("a cookie").to_string()));
+        }
+    }
+    let mut a = a;
+    a.child.kill().expect("SIGKILL the node");
+    let _ = a.child.wait();
+    let mut on_b = Client::connect(b.aspnet);
+    let locked: std::collections::HashMap<usize, String> = cookies.into_iter().collect();
+    for session in 0..200 {
+        let reply = text(&on_b.exchange(format!("GET /farm{session} HTTP/1.1\r\n\r\n").as_bytes()));
+        match locked.get(&session) {
+            Some(cookie) => assert!(
+                reply.starts_with("HTTP/1.1 423 Locked\r\n") && reply.contains(&format!("LockCookie: {cookie}\r\n")),
+                "session {session}: {reply}"
+            ),
+            None => {
+                assert!(reply.ends_with(&format!("\r\n\r\nstate of session {session}")), "session {session}: {reply}")
+            }
+        }
+    }
+}
