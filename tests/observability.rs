@@ -352,3 +352,32 @@ fn unix_socket_refuses_to_replace_a_file_and_disables_tcp() {
     assert!(daemon.stop().success());
     assert!(!path.exists(), "the socket is removed on a clean exit");
 }
+
+/// The ASP.NET State Server port's requests show under `watch`: writes under
+/// `mutations`, reads under `fetchers`.
+#[test]
+fn watch_reports_state_server_requests() {
+    use std::io::Write;
+    let server = common::start_stickless(2, |c| c.aspnet.listen = Some("127.0.0.1:0".into()));
+    let mut watched = watcher(server.local_addr(), b"watch mutations fetchers\r\n");
+    let mut state = std::net::TcpStream::connect(server.aspnet_addr().expect("the state server port")).unwrap();
+    state
+        .write_all(
+            b"PUT /w HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\
+              GET /w HTTP/1.1\r\nExclusive: acquire\r\n\r\n\
+              GET /w HTTP/1.1\r\n\r\n\
+              HEAD /gone HTTP/1.1\r\n\r\n",
+        )
+        .unwrap();
+    let lines = watch_lines(&mut watched, 4);
+    let expected = [
+        ("gid=1 type=aspnet method=PUT exclusive=none key=/w status=200 cfd=", " size=2"),
+        ("gid=2 type=aspnet method=GET exclusive=acquire key=/w status=200 cfd=", " size=2"),
+        ("gid=3 type=aspnet method=GET exclusive=none key=/w status=423 cfd=", " size=0"),
+        ("gid=4 type=aspnet method=HEAD exclusive=none key=/gone status=404 cfd=", " size=0"),
+    ];
+    for (line, (start, end)) in lines.iter().zip(expected) {
+        assert!(line.starts_with(start) && line.ends_with(end), "{line} is not {start}…{end}");
+    }
+    server.shutdown();
+}

@@ -12,8 +12,10 @@
 
 use super::dispatch::{Dispatch, Flow, Session};
 use super::output::Output;
+use super::watch::AspNetEvent;
 use crate::node::Node;
 use crate::protocol::ParseError;
+use crate::protocol::WatchKinds;
 use crate::protocol::aspnet::{
     self, DEFAULT_TIMEOUT_MINUTES, Exclusive, Item, Method, Parsed, StateRequest, StateResponse,
 };
@@ -178,6 +180,7 @@ pub fn serve(
             let executed = execute(&dispatch.shared.node, &request, &mut session.aspnet);
             session.written.merge(executed.receipt);
             count(dispatch, &request, &executed);
+            watch(dispatch, &request, &executed, session);
             let body = &session.aspnet.body;
             let response = match executed.answer {
                 Answer::Item { timeout_minutes, lock_cookie, uninitialized } => {
@@ -195,6 +198,32 @@ pub fn serve(
             Ok((consumed, 0, flow))
         }
     }
+}
+
+/// Tells `watch` of a request: under `mutations` when it may write, else under
+/// `fetchers`. A single relaxed load while nobody watches.
+fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Executed, session: &Session) {
+    let writes = matches!(request.method, Method::Put | Method::Delete) || request.exclusive.is_some();
+    let kind = if writes { WatchKinds::MUTATIONS } else { WatchKinds::FETCHERS };
+    let watch = &dispatch.shared.watch;
+    if !watch.wants(kind) {
+        return;
+    }
+    let (status, size) = match executed.answer {
+        Answer::Item { .. } => (200, session.aspnet.body.len()),
+        Answer::Done => (200, request.body.len()),
+        Answer::Locked { .. } => (423, 0),
+        Answer::NotFound => (404, 0),
+        Answer::Contended => (400, 0),
+    };
+    let exclusive = match request.exclusive {
+        Some(Exclusive::Acquire) => "acquire",
+        Some(Exclusive::Release) => "release",
+        None => "none",
+    };
+    let event =
+        AspNetEvent { method: request.method.name(), exclusive, key: request.key, status, cfd: session.fd, size };
+    watch.aspnet_request(kind, &event);
 }
 
 /// Counts a request in `stats` by its kind and what it did to the lock.

@@ -177,6 +177,20 @@ impl Watch {
         );
     }
 
+    /// An ASP.NET State Server request: its method (with `Exclusive`, if any), its
+    /// key, the status it was answered with, and the session's size. `kind` is
+    /// `mutations` for a request that may write, `fetchers` for one that reads.
+    pub fn aspnet_request(&self, kind: u8, request: &AspNetEvent<'_>) {
+        let AspNetEvent { method, exclusive, key, status, cfd, size } = *request;
+        let key = EscapedKey(key);
+        self.emit(
+            kind,
+            format_args!(
+                "type=aspnet method={method} exclusive={exclusive} key={key} status={status} cfd={cfd} size={size}"
+            ),
+        );
+    }
+
     /// A deletion by `delete`, `md` or the binary DELETE (memcached's `LOGGER_DELETIONS`).
     pub fn deleted(&self, key: &[u8], cmd: &str, size: usize) {
         let key = EscapedKey(key);
@@ -250,6 +264,19 @@ impl Watcher {
         outbox.drain(..written);
         result
     }
+}
+
+/// What [`Watch::aspnet_request`] logs.
+#[derive(Clone, Copy, Debug)]
+pub struct AspNetEvent<'a> {
+    pub method: &'static str,
+    /// `acquire`, `release` or `none`.
+    pub exclusive: &'static str,
+    pub key: &'a [u8],
+    pub status: u16,
+    pub cfd: i32,
+    /// The session's bytes sent or received.
+    pub size: usize,
 }
 
 /// What [`Watch::item_store`] logs.
