@@ -11,6 +11,7 @@
 //! Run without `--bench` (as `cargo test --all-targets` does) it makes a short smoke
 //! run against both servers and fails on any wrong reply.
 
+mod aspnet;
 mod driver;
 mod server;
 
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r rs lock-php lock-pecl sync tombstones (default: all of them), or custom
+rows: a b c d e f g memory r rs lock-php lock-pecl aspnet sync tombstones (default: all), or custom
   r: row b with a replication peer attached (async and ack); rs: the same with session-shaped
   traffic (4 KiB values, 1:1, pipeline 1); lock-php, lock-pecl: the PHP session handlers' lock
-  cycles (lock, read, write, unlock) with and without a peer; sync: full sync of --items to a new peer;
+  cycles (lock, read, write, unlock) with and without a peer; aspnet: the ASP.NET State Server port,
+  one node and an ack pair; sync: full sync of --items to a new peer;
   tombstones: memory of --items live items and as many deletes the stopped peer has not applied
 
 options:
@@ -481,6 +483,106 @@ fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
     throughput_row(&row, &settings, placement);
 }
 
+/// Row (aspnet): the ASP.NET State Server port of one node and of a pair in ack
+/// mode, side by side, runs alternating: requests per second, latency, and the
+/// server's CPU per request, for a page's cycle and a new session's.
+fn aspnet_row(settings: &Settings, placement: &Placement) {
+    use aspnet::Cycle;
+    server::ASPNET_PORTS.store(true, std::sync::atomic::Ordering::Relaxed);
+    const SESSIONS: u64 = 100_000;
+    const BODY: usize = 4096;
+    const CONNECTIONS: usize = 50;
+    let kinds = [Kind::Stickless, Kind::Paired { ack: true }];
+    let servers: Vec<Server> = kinds
+        .iter()
+        .map(|&kind| {
+            let server = Server::start(kind, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
+            aspnet::load(server.aspnet.expect("a state server port"), SESSIONS, BODY).expect("load the sessions");
+            server
+        })
+        .collect();
+    println!(
+        "### (aspnet) ASP.NET State Server: {CONNECTIONS} connections, {BODY}-byte sessions
+"
+    );
+    println!(
+        "Each connection plays one web server of a farm, one request at a time, on sessions of its own \
+         ({SESSIONS} loaded). No memtier_benchmark equivalent: it speaks only memcached.\n"
+    );
+    println!(
+        "| cycle | server | requests/s | cycles/s | p50 ms | p99 ms | server CPU µs/request | requests/s against one node |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for cycle in [Cycle::Page, Cycle::NewSession] {
+        // Per server, per run: requests/s, cycles/s, p50 ms, p99 ms, CPU µs/request.
+        type Run = (f64, f64, f64, f64, f64);
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); kinds.len()];
+        for run in 0..settings.runs {
+            let mut order: Vec<usize> = (0..kinds.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for index in order {
+                let server = &servers[index];
+                let addr = server.aspnet.expect("a state server port");
+                let measure_from = Instant::now() + settings.warmup.max(Duration::from_millis(200));
+                let until = measure_from + settings.test_time;
+                let seed = 1 + run as u64 * 2 + index as u64;
+                let (outcome, used) = std::thread::scope(|scope| {
+                    let load = scope.spawn(|| {
+                        let load =
+                            aspnet::Load { cycle, connections: CONNECTIONS, sessions: SESSIONS, body_len: BODY, seed };
+                        aspnet::run(addr, &load, measure_from, until)
+                            .unwrap_or_else(|e| panic!("{}: {e}", kinds[index].name()))
+                    });
+                    std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+                    let start = CpuTime::of(server.pid()).expect("server CPU time");
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    let used = CpuTime::of(server.pid()).expect("server CPU time").since(start);
+                    (load.join().expect("load thread"), used)
+                });
+                assert_eq!(outcome.errors, 0, "{}: unexpected statuses", kinds[index].name());
+                let secs = settings.test_time.as_secs_f64();
+                let requests = outcome.requests.max(1) as f64;
+                let figures = (
+                    outcome.requests as f64 / secs,
+                    outcome.cycles as f64 / secs,
+                    aspnet::ms(&outcome.latency, 0.5),
+                    aspnet::ms(&outcome.latency, 0.99),
+                    used.total().as_secs_f64() * 1e6 / requests,
+                );
+                eprintln!(
+                    "  (aspnet) {} run {} {}: {} requests/s, server CPU {:.2} µs/request",
+                    cycle.name(),
+                    run + 1,
+                    kinds[index].name(),
+                    thousands(figures.0),
+                    figures.4
+                );
+                runs[index].push(figures);
+            }
+        }
+        for (index, kind) in kinds.iter().enumerate() {
+            let pick = |f: fn(&Run) -> f64| median(runs[index].iter().map(f).collect());
+            let against = median(runs[index].iter().zip(&runs[0]).map(|(r, alone)| r.0 / alone.0).collect());
+            println!(
+                "| {} | {} | {} | {} | {:.3} | {:.3} | {:.2} | {:.2}× |",
+                cycle.name(),
+                kind.name(),
+                thousands(pick(|f| f.0)),
+                thousands(pick(|f| f.1)),
+                pick(|f| f.2),
+                pick(|f| f.3),
+                pick(|f| f.4),
+                against
+            );
+        }
+    }
+    println!();
+    server::ASPNET_PORTS.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One full sync: how long a new peer takes to receive every item, and the
 /// sender's get latency meanwhile against the same load without a sync.
 struct SyncSample {
@@ -848,8 +950,10 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                 }
             }
             row if !row.starts_with('-') => {
-                if !matches!(row, "memory" | "custom" | "r" | "rs" | "lock-php" | "lock-pecl" | "sync" | "tombstones")
-                    && standard_row(row).is_none()
+                if !matches!(
+                    row,
+                    "memory" | "custom" | "r" | "rs" | "lock-php" | "lock-pecl" | "aspnet" | "sync" | "tombstones"
+                ) && standard_row(row).is_none()
                 {
                     usage_error(&format!("unknown row {row:?}"));
                 }
@@ -959,9 +1063,25 @@ fn main() {
         rows = if custom.is_some() {
             vec!["custom".into()]
         } else {
-            ["a", "b", "c", "d", "e", "f", "g", "memory", "r", "rs", "lock-php", "lock-pecl", "sync", "tombstones"]
-                .map(String::from)
-                .to_vec()
+            [
+                "a",
+                "b",
+                "c",
+                "d",
+                "e",
+                "f",
+                "g",
+                "memory",
+                "r",
+                "rs",
+                "lock-php",
+                "lock-pecl",
+                "aspnet",
+                "sync",
+                "tombstones",
+            ]
+            .map(String::from)
+            .to_vec()
         };
     }
     header(&settings, &placement);
@@ -972,6 +1092,7 @@ fn main() {
             }
             "r" | "rs" | "lock-php" | "lock-pecl" => replication_row(name, &settings, &placement),
             "sync" => sync_row(&settings, &placement),
+            "aspnet" => aspnet_row(&settings, &placement),
             "tombstones" => tombstones_row(&settings, &placement),
             "custom" => {
                 let workload = custom.clone().unwrap_or_else(base_workload);

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to start listening.
@@ -51,6 +51,10 @@ const LINK_DEADLINE: Duration = Duration::from_secs(10);
 /// value waiting for its time slice, which no peer on its own host would.
 pub static PEER_NICE: AtomicI32 = AtomicI32::new(0);
 
+/// stickless servers also serve the ASP.NET State Server protocol, on a port of
+/// their own (`--aspnet-listen`), for row (aspnet).
+pub static ASPNET_PORTS: AtomicBool = AtomicBool::new(false);
+
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity writes
@@ -90,6 +94,8 @@ pub struct Server {
     child: Child,
     /// The replication listener of a replicating server.
     pub repl: Option<SocketAddr>,
+    /// The ASP.NET State Server port, under [`ASPNET_PORTS`].
+    pub aspnet: Option<SocketAddr>,
     peer: Option<Box<Server>>,
 }
 
@@ -109,6 +115,14 @@ impl Server {
             }
             if kind == (Kind::Paired { ack: true }) {
                 cmd.arg("--repl-sync=ack");
+            }
+            let aspnet = match kind {
+                Kind::Memcached => None,
+                _ if ASPNET_PORTS.load(Ordering::Relaxed) => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
+                _ => None,
+            };
+            if let Some(aspnet) = aspnet {
+                cmd.arg(format!("--aspnet-listen={aspnet}"));
             }
             cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
                 .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
@@ -144,7 +158,7 @@ impl Server {
                     break; // the port was taken in the meantime: try another
                 }
                 if TcpStream::connect(addr).is_ok() {
-                    let mut server = Server { addr, child, repl, peer: None };
+                    let mut server = Server { addr, child, repl, aspnet, peer: None };
                     if let Kind::Paired { ack } = kind {
                         let others: Vec<usize> = match &cpus {
                             Some(mine) => allowed_cpus().into_iter().filter(|c| !mine.contains(c)).collect(),
@@ -204,7 +218,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Server { addr, child, repl: None, peer: None })
+        Ok(Server { addr, child, repl: None, aspnet: None, peer: None })
     }
 
     /// Waits until the replication link is up.
