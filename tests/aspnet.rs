@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use stickless::server::ReplSync;
 use stickless::server::Server;
 
-/// What every response starts with after its status line.
-const COMMON: &str = "X-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\n";
+/// A response's head as [MS-ASP] 2.2.5 orders it: the status, `Content-Length`,
+/// `X-AspNet-Version`, then the response's own headers.
+fn head(status: &str, length: usize, own: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nContent-Length: {length}\r\nX-AspNet-Version: 4.0.30319\r\n{own}\r\n")
+}
 
 fn state_server(adjust: impl FnOnce(&mut stickless::server::Config)) -> (Server, SocketAddr) {
     let server = start_stickless(2, |c| {
@@ -84,11 +87,11 @@ const KEY: &str = "/%2fLM%2fW3SVC%2f1%2fROOT%2fshop(q7YxKmB0sLz%3d)%2fk2j4mq0abc
 const EMPTY_SESSION: &[u8] = b"\x14\x00\x00\x00\x00\x00\xff";
 
 fn not_found() -> String {
-    format!("HTTP/1.1 404 Not Found\r\n{COMMON}Content-Length: 0\r\n\r\n")
+    head("404 Not Found", 0, "")
 }
 
 fn ok() -> String {
-    format!("HTTP/1.1 200 OK\r\n{COMMON}Content-Length: 0\r\n\r\n")
+    head("200 OK", 0, "")
 }
 
 #[test]
@@ -105,10 +108,7 @@ fn a_new_session_goes_as_system_web_sends_it() {
     .into_bytes();
     create.extend_from_slice(EMPTY_SESSION);
     assert_eq!(text(&client.exchange(&create)), ok());
-    let mut expected = format!(
-        "HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nLockCookie: 2\r\nActionFlags: 1\r\nContent-Length: 7\r\n\r\n"
-    )
-    .into_bytes();
+    let mut expected = head("200 OK", 7, "Timeout: 20\r\nActionFlags: 1\r\nLockCookie: 2\r\n").into_bytes();
     expected.extend_from_slice(EMPTY_SESSION);
     assert_eq!(client.exchange(acquire.as_bytes()), expected);
     let save = format!(
@@ -117,10 +117,7 @@ fn a_new_session_goes_as_system_web_sends_it() {
     );
     assert_eq!(text(&client.exchange(save.as_bytes())), ok());
     let get = format!("GET {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\n\r\n");
-    assert_eq!(
-        text(&client.exchange(get.as_bytes())),
-        format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nContent-Length: 4\r\n\r\ncart")
-    );
+    assert_eq!(text(&client.exchange(get.as_bytes())), head("200 OK", 4, "Timeout: 20\r\n") + "cart");
     server.shutdown();
 }
 
@@ -133,8 +130,9 @@ fn a_lock_is_423_with_cookie_age_and_date_and_no_body_until_stolen() {
     assert!(granted.contains("LockCookie: 2\r\n"), "{granted}");
     let mut other = Client::connect(addr);
     let locked = text(&other.exchange(b"GET /s HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
-    assert!(locked.starts_with(&format!("HTTP/1.1 423 Locked\r\n{COMMON}LockCookie: 2\r\nLockAge: 0\r\nLockDate: ")));
-    assert!(locked.ends_with("\r\nContent-Length: 0\r\n\r\n"), "{locked}");
+    let expected = head("423 Locked", 0, "LockCookie: 2\r\nLockAge: 0\r\nLockDate: ");
+    assert!(locked.starts_with(expected.trim_end_matches("\r\n")), "{locked}");
+    assert!(locked.ends_with("\r\n\r\n"), "no body: {locked}");
     // A PUT without the holder's cookie is refused, never silently applied.
     let refused = text(&other.exchange(b"PUT /s HTTP/1.1\r\nLockCookie: 0\r\nContent-Length: 1\r\n\r\nx"));
     assert!(refused.starts_with("HTTP/1.1 423 Locked\r\n"), "{refused}");
@@ -183,10 +181,7 @@ fn pipelined_requests_are_answered_in_order() {
           HEAD /p HTTP/1.1\r\n\r\n",
     );
     assert_eq!(text(&client.response()), ok());
-    assert_eq!(
-        text(&client.response()),
-        format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 20\r\nContent-Length: 3\r\n\r\none")
-    );
+    assert_eq!(text(&client.response()), head("200 OK", 3, "Timeout: 20\r\n") + "one");
     assert_eq!(text(&client.response()), ok());
     assert_eq!(text(&client.response()), ok());
     assert_eq!(text(&client.response()), not_found());
@@ -196,7 +191,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn malformed_requests_get_400_and_broken_framing_closes() {
     let (server, addr) = state_server(|_| {});
-    let bad = format!("HTTP/1.1 400 Bad Request\r\n{COMMON}Content-Length: 0\r\n\r\n");
+    let bad = head("400 Bad Request", 0, "");
     let mut client = Client::connect(addr);
     for request in [
         &b"POST /k HTTP/1.1\r\n\r\n"[..],
@@ -210,7 +205,7 @@ fn malformed_requests_get_400_and_broken_framing_closes() {
     }
     // The connection went on after each: it still serves.
     assert_eq!(text(&client.exchange(b"HEAD /k HTTP/1.1\r\n\r\n")), not_found());
-    let closing = format!("HTTP/1.1 400 Bad Request\r\n{COMMON}Connection: close\r\nContent-Length: 0\r\n\r\n");
+    let closing = head("400 Bad Request", 0, "Connection: close\r\n");
     let huge_line = format!("GET /{} HTTP/1.1\r\n\r\n", "k".repeat(4096));
     for request in [
         &b"PUT /k HTTP/1.1\r\nContent-Length: many\r\n\r\n"[..],
@@ -239,9 +234,9 @@ fn large_binary_sessions_round_trip() {
     put.extend_from_slice(&body);
     assert_eq!(text(&client.exchange(&put)), ok());
     let reply = client.exchange(b"GET /big HTTP/1.1\r\n\r\n");
-    let head = format!("HTTP/1.1 200 OK\r\n{COMMON}Timeout: 60\r\nContent-Length: {}\r\n\r\n", body.len());
-    assert_eq!(text(&reply[..head.len()]), head);
-    assert!(reply[head.len()..] == body[..], "the body came back changed");
+    let expected = head("200 OK", body.len(), "Timeout: 60\r\n");
+    assert_eq!(text(&reply[..expected.len()]), expected);
+    assert!(reply[expected.len()..] == body[..], "the body came back changed");
     server.shutdown();
 }
 
@@ -435,4 +430,50 @@ fn a_node_killed_mid_session_in_ack_mode_loses_nothing_acknowledged() {
             }
         }
     }
+}
+
+/// [MS-ASP] section 4's example exchange. Its cookies differ: this server starts a
+/// new item at cookie 1, as `StateRuntime` does, so the first lock is 2 where the
+/// example's server hands out 1. Its GETs carry bodies (`Content-Length: 184` and
+/// `163`), which the server reads past and ignores.
+#[test]
+fn the_specifications_example_exchange() {
+    use std::iter::repeat_n;
+    let (server, addr) = state_server(|_| {});
+    let key = "/w3svc/root/fxstatebvt(NDbkwGi0191wFdDv0yOUOobtHns%3d)%2f15hgq1uszp2tjt45lkwxmb55";
+    let host = "Host: 172.30.189.147:42424\r\n";
+    let data = vec![b'd'; 2381];
+    let mut first = Client::connect(addr);
+    let mut create = format!(
+        "PUT {key} HTTP/1.1\r\n{host}Content-Length: 2381\r\nTimeout: 10\r\nLock-Cookie: 1\r\nExtraFlags: 0\r\n\r\n"
+    )
+    .into_bytes();
+    create.extend_from_slice(&data);
+    assert_eq!(text(&first.exchange(&create)), ok());
+    let mut acquire =
+        format!("GET {key} HTTP/1.1\r\n{host}Exclusive: Acquire\r\nContent-Length: 184\r\n\r\n").into_bytes();
+    acquire.extend(repeat_n(b'x', 184));
+    let mut granted = head("200 OK", data.len(), "Timeout: 10\r\nLockCookie: 2\r\n").into_bytes();
+    granted.extend_from_slice(&data);
+    assert_eq!(text(&first.exchange(&acquire)), text(&granted));
+    let mut second = Client::connect(addr);
+    let mut get = format!("GET {key} HTTP/1.1\r\n{host}Content-Length: 163\r\n\r\n").into_bytes();
+    get.extend(repeat_n(b'y', 163));
+    let locked = text(&second.exchange(&get));
+    let expected = head("423 Locked", 0, "LockCookie: 2\r\nLockAge: 0\r\nLockDate: ");
+    assert!(locked.starts_with(expected.trim_end_matches("\r\n")) && locked.ends_with("\r\n\r\n"), "{locked}");
+    let updated = vec![b'u'; 2981];
+    let mut save = format!(
+        "PUT {key} HTTP/1.1\r\n{host}Content-Length: 2981\r\nTimeout: 10\r\nLock-Cookie: 2\r\nExtraFlags: 0\r\n\r\n"
+    )
+    .into_bytes();
+    save.extend_from_slice(&updated);
+    assert_eq!(text(&first.exchange(&save)), ok());
+    let release = format!("GET {key} HTTP/1.1\r\n{host}Exclusive: release\r\nLock-Cookie: 2\r\n\r\n");
+    assert_eq!(text(&first.exchange(release.as_bytes())), ok());
+    let mut read = head("200 OK", updated.len(), "Timeout: 10\r\n").into_bytes();
+    read.extend_from_slice(&updated);
+    let get = format!("GET {key} HTTP/1.1\r\n{host}\r\n");
+    assert_eq!(text(&second.exchange(get.as_bytes())), text(&read));
+    server.shutdown();
 }

@@ -46,6 +46,8 @@ pub struct Outcome {
     pub cycles: u64,
     /// Responses whose status was not the one the cycle expects.
     pub errors: u64,
+    /// The first few of them: the step, the status and the session.
+    pub first_errors: Vec<String>,
     /// Locks found held by a cycle an earlier run cut short, and stolen as
     /// `SessionStateModule` steals them: a release with the cookie of the 423.
     pub stolen: u64,
@@ -194,6 +196,7 @@ pub fn run(addr: SocketAddr, load: &Load, measure_from: Instant, until: Instant)
         requests: 0,
         cycles: 0,
         errors: 0,
+        first_errors: Vec::new(),
         stolen: 0,
         latency: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
     };
@@ -229,6 +232,11 @@ pub fn run(addr: SocketAddr, load: &Load, measure_from: Instant, until: Instant)
                     // A lock left by a cycle that the end of an earlier run cut short.
                     let held = cycle == Cycle::Page && conn.step == 0 && status == 423 && !conn.stealing;
                     let expected = if conn.stealing { 200 } else { steps[conn.step] };
+                    if status != expected && !held && outcome.first_errors.len() < 5 {
+                        let session = conn.session;
+                        let step = if conn.stealing { "release".to_string() } else { conn.step.to_string() };
+                        outcome.first_errors.push(format!("step {step}: {status} for session {session}"));
+                    }
                     if counting {
                         outcome.requests += 1;
                         outcome.errors += u64::from(status != expected && !held);

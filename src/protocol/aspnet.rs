@@ -264,31 +264,29 @@ pub fn ticks_of_unix_ms(unix_ms: u64) -> i64 {
     TICKS_AT_UNIX_EPOCH.saturating_add((unix_ms as i64).saturating_mul(10_000))
 }
 
-/// Appends `response` to `out`. A response to HEAD has no body, and `close` adds
-/// `Connection: close` (the connection ends after it).
+/// Appends `response` to `out`, its headers in the order of [MS-ASP] 2.2.5's
+/// grammar (`Content-Length`, `X-AspNet-Version`, then the response's own). A
+/// response to HEAD has no body, and `close` adds `Connection: close` (the
+/// connection ends after it).
 pub fn encode(response: &StateResponse<'_>, head: bool, close: bool, out: &mut Vec<u8>) {
-    let status: &[u8] = match response {
-        StateResponse::Ok(_) => b"HTTP/1.1 200 OK\r\n",
-        StateResponse::Locked { .. } => b"HTTP/1.1 423 Locked\r\n",
-        StateResponse::NotFound => b"HTTP/1.1 404 Not Found\r\n",
-        StateResponse::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
+    let (status, body): (&[u8], &[u8]) = match response {
+        StateResponse::Ok(item) => (b"HTTP/1.1 200 OK\r\n", item.map_or(&[][..], |item| item.body)),
+        StateResponse::Locked { .. } => (b"HTTP/1.1 423 Locked\r\n", &[]),
+        StateResponse::NotFound => (b"HTTP/1.1 404 Not Found\r\n", &[]),
+        StateResponse::BadRequest => (b"HTTP/1.1 400 Bad Request\r\n", &[]),
     };
     out.extend_from_slice(status);
-    out.extend_from_slice(b"X-AspNet-Version: ");
-    out.extend_from_slice(ASPNET_VERSION.as_bytes());
-    out.extend_from_slice(b"\r\nCache-Control: private\r\n");
     // Writing into a Vec cannot fail.
-    let mut body: &[u8] = &[];
+    let _ = write!(out, "Content-Length: {}\r\nX-AspNet-Version: {ASPNET_VERSION}\r\n", body.len());
     match response {
         StateResponse::Ok(Some(item)) => {
             let _ = write!(out, "Timeout: {}\r\n", item.timeout_minutes);
-            if let Some(cookie) = item.lock_cookie {
-                let _ = write!(out, "LockCookie: {cookie}\r\n");
-            }
             if item.uninitialized {
                 out.extend_from_slice(b"ActionFlags: 1\r\n");
             }
-            body = item.body;
+            if let Some(cookie) = item.lock_cookie {
+                let _ = write!(out, "LockCookie: {cookie}\r\n");
+            }
         }
         // No body, ever: the original client leaks memory on a 423 that has one.
         &StateResponse::Locked { lock_cookie, lock_age_secs, locked_at_unix_ms } => {
@@ -300,7 +298,7 @@ pub fn encode(response: &StateResponse<'_>, head: bool, close: bool, out: &mut V
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(b"\r\n");
     if !head {
         out.extend_from_slice(body);
     }
@@ -452,36 +450,40 @@ mod tests {
     }
 
     #[test]
-    fn responses_carry_what_the_client_reads() {
+    fn responses_carry_what_the_client_reads_in_the_specifications_order() {
         let item = Item { timeout_minutes: 20, body: b"data", lock_cookie: Some(2), uninitialized: true };
         assert_eq!(
             encoded(StateResponse::Ok(Some(item)), false, false),
-            "HTTP/1.1 200 OK\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\nTimeout: 20\r\n\
-             LockCookie: 2\r\nActionFlags: 1\r\nContent-Length: 4\r\n\r\ndata"
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-AspNet-Version: 4.0.30319\r\nTimeout: 20\r\n\
+             ActionFlags: 1\r\nLockCookie: 2\r\n\r\ndata"
         );
         let plain = Item { lock_cookie: None, uninitialized: false, ..item };
         assert_eq!(
             encoded(StateResponse::Ok(Some(plain)), false, false),
-            "HTTP/1.1 200 OK\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\nTimeout: 20\r\n\
-             Content-Length: 4\r\n\r\ndata"
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-AspNet-Version: 4.0.30319\r\nTimeout: 20\r\n\r\ndata"
+        );
+        // HEAD: the length of what a GET would send, and no body.
+        assert_eq!(
+            encoded(StateResponse::Ok(Some(plain)), true, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-AspNet-Version: 4.0.30319\r\nTimeout: 20\r\n\r\n"
         );
         assert_eq!(
-            encoded(StateResponse::Ok(None), true, false),
-            "HTTP/1.1 200 OK\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\nContent-Length: 0\r\n\r\n"
+            encoded(StateResponse::Ok(None), false, false),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-AspNet-Version: 4.0.30319\r\n\r\n"
         );
         assert_eq!(
             encoded(StateResponse::Locked { lock_cookie: 5, lock_age_secs: 3, locked_at_unix_ms: 0 }, false, false),
-            "HTTP/1.1 423 Locked\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\nLockCookie: 5\r\n\
-             LockAge: 3\r\nLockDate: 621355968000000000\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 423 Locked\r\nContent-Length: 0\r\nX-AspNet-Version: 4.0.30319\r\nLockCookie: 5\r\n\
+             LockAge: 3\r\nLockDate: 621355968000000000\r\n\r\n"
         );
         assert_eq!(
             encoded(StateResponse::NotFound, false, false),
-            "HTTP/1.1 404 Not Found\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nX-AspNet-Version: 4.0.30319\r\n\r\n"
         );
         assert_eq!(
             encoded(StateResponse::BadRequest, false, true),
-            "HTTP/1.1 400 Bad Request\r\nX-AspNet-Version: 4.0.30319\r\nCache-Control: private\r\n\
-             Connection: close\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nX-AspNet-Version: 4.0.30319\r\n\
+             Connection: close\r\n\r\n"
         );
     }
 
