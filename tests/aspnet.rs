@@ -477,3 +477,91 @@ fn the_specifications_example_exchange() {
     assert_eq!(text(&second.exchange(get.as_bytes())), text(&read));
     server.shutdown();
 }
+
+/// The requests the tests above send, for the parser properties below.
+fn sample_requests() -> Vec<Vec<u8>> {
+    let mut put =
+        b"PUT /k HTTP/1.1\r\nTimeout: 20\r\nLockCookie: 2\r\nExtraFlags: 0\r\nContent-Length: 7\r\n\r\n".to_vec();
+    put.extend_from_slice(EMPTY_SESSION);
+    vec![
+        format!("GET {KEY} HTTP/1.1\r\nHost: 127.0.0.1:42424\r\nExclusive: acquire\r\n\r\n").into_bytes(),
+        put,
+        b"GET /k HTTP/1.1\r\nExclusive: release\r\nLock-Cookie: 2\r\n\r\n".to_vec(),
+        b"DELETE /k HTTP/1.1\r\nLockCookie: 3\r\n\r\nHEAD /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec(),
+        b"GET /k HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzPUT /k HTTP/1.1\r\nExtraFlags: 1\r\n\r\n".to_vec(),
+    ]
+}
+
+/// Reads requests from the front of `input` as a connection does; returns what each
+/// parsed to, and the bytes left.
+fn parse_stream(input: &[u8]) -> (Vec<String>, usize) {
+    use stickless::protocol::aspnet::{Parsed, parse};
+    let mut seen = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let rest = &input[pos..];
+        match parse(rest, 1 << 16) {
+            Parsed::Request { request, consumed } => {
+                assert!(consumed > 0 && consumed <= rest.len(), "progress within the buffer");
+                seen.push(format!("{request:?}"));
+                pos += consumed;
+            }
+            Parsed::Bad { reason, consumed: Some(consumed) } => {
+                assert!(consumed > 0 && consumed <= rest.len(), "a skipped request is within the buffer");
+                seen.push(format!("400 {reason}"));
+                pos += consumed;
+            }
+            Parsed::Bad { reason, consumed: None } => {
+                seen.push(format!("400 {reason}, closed"));
+                return (seen, input.len());
+            }
+            Parsed::Incomplete => break,
+        }
+    }
+    (seen, pos)
+}
+
+/// A request that arrives in two reads, cut anywhere, parses as it does whole:
+/// incomplete input is never a 400.
+#[test]
+fn every_cut_parses_the_same() {
+    for request in sample_requests() {
+        let (whole, used) = parse_stream(&request);
+        assert_eq!(used, request.len(), "{}", text(&request));
+        for cut in 0..request.len() {
+            let (first, used) = parse_stream(&request[..cut]);
+            let mut buffered = request[used..cut].to_vec();
+            buffered.extend_from_slice(&request[cut..]);
+            let (second, _) = parse_stream(&buffered);
+            assert_eq!([first, second].concat(), whole, "cut at {cut} of {}", text(&request));
+        }
+    }
+}
+
+/// The fuzz target's properties (`fuzz/fuzz_targets/aspnet_parser.rs`) over
+/// deterministic mutations of the requests above, so that every CI run checks them.
+#[test]
+fn mutated_requests_parse_safely() {
+    let interesting = [b' ', b'\r', b'\n', b':', 0, b'0', b'9', b'-', 0xff];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    for original in sample_requests() {
+        for _ in 0..500 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len() + 1);
+                match next(3) {
+                    0 if at < bytes.len() => bytes[at] = interesting[next(interesting.len())],
+                    1 => bytes.insert(at, interesting[next(interesting.len())]),
+                    _ => bytes.truncate(at),
+                }
+            }
+            parse_stream(&bytes);
+        }
+    }
+}

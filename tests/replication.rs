@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// How long replication may take to show a change on the peer.
 const CONVERGE: Duration = Duration::from_secs(10);
+/// libfaketime's multi-threaded library, from Debian's `faketime` package.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// A daemon started by the test, killed by its PID on drop.
 struct Node {
@@ -27,26 +29,21 @@ struct Node {
 
 impl Node {
     fn start(args: &[&str]) -> Node {
-        Node::start_under(&[], args)
+        Node::start_with_env(&[], args)
     }
 
-    /// Starts the daemon behind `prefix` (e.g. `faketime`), on free ports.
-    fn start_under(prefix: &[&str], args: &[&str]) -> Node {
-        let bin = env!("CARGO_BIN_EXE_stickless");
-        let mut command = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
+    /// Starts the daemon with `env` added (libfaketime's preload), on free ports.
+    /// libfaketime is preloaded rather than run through Debian's `faketime` wrapper:
+    /// the wrapper names a semaphore after its PID, which a killed wrapper leaves in
+    /// /dev/shm, and a later wrapper given the same PID then refuses to start.
+    fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stickless"));
+        command.envs(env.iter().copied());
         let mut args: Vec<&str> = args.to_vec();
         if !args.iter().any(|a| a.starts_with("--repl-listen")) {
             args.push("--repl-listen=127.0.0.1:0");
         }
-        // Its own process group: `faketime` runs the daemon as a child of its own, and
-        // dropping the node ends the whole group, not only the wrapper.
+        // Its own process group, which dropping the node ends whole.
         let mut child = command
             .process_group(0)
             .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
@@ -60,7 +57,11 @@ impl Node {
         let log = Arc::new(Mutex::new(String::new()));
         let (mut addr, mut repl) = (None, None);
         while repl.is_none() {
-            let line = lines.next().expect("the daemon exited before listening").unwrap();
+            let Some(line) = lines.next() else {
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                panic!("the daemon exited ({status}) before listening; its log:\n{}", log.lock().unwrap());
+            };
+            let line = line.unwrap();
             log.lock().unwrap().push_str(&format!("{line}\n"));
             if let Some(at) = line.split("replication listening on ").nth(1) {
                 repl = Some(at.trim().parse().expect("replication address"));
@@ -355,7 +356,8 @@ fn a_peer_with_a_tenth_of_the_memory_evicts_only_locally() {
 #[test]
 fn a_peer_whose_clock_is_30_s_ahead_expires_items_at_the_same_moment() {
     let a = Node::start(&[]);
-    let b = Node::start_under(&["faketime", "-f", "+30s"], &[&a.peer_arg()]);
+    let faketime = [("LD_PRELOAD", LIBFAKETIME), ("FAKETIME", "+30s")];
+    let b = Node::start_with_env(&faketime, &[&a.peer_arg()]);
     wait_linked(&a, &b);
     wait_for("a clock sample", CONVERGE, || a.stat("repl_clock_skew_ms").abs_diff(30_000) < 1_000);
     assert!(a.log().contains("clock is") || b.log().contains("clock is"), "the skew is warned about");
