@@ -542,26 +542,10 @@ fn every_cut_parses_the_same() {
 /// deterministic mutations of the requests above, so that every CI run checks them.
 #[test]
 fn mutated_requests_parse_safely() {
-    let interesting = [b' ', b'\r', b'\n', b':', 0, b'0', b'9', b'-', 0xff];
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
+    let mut mutator = common::Mutator::new(0x9E37_79B9_7F4A_7C15, b" \r\n:\x0009-\xff");
     for original in sample_requests() {
         for _ in 0..500 {
-            let mut bytes = original.clone();
-            for _ in 0..1 + next(4) {
-                let at = next(bytes.len() + 1);
-                match next(3) {
-                    0 if at < bytes.len() => bytes[at] = interesting[next(interesting.len())],
-                    1 => bytes.insert(at, interesting[next(interesting.len())]),
-                    _ => bytes.truncate(at),
-                }
-            }
-            parse_stream(&bytes);
+            parse_stream(&mutator.mutate(&original));
         }
     }
 }

@@ -76,30 +76,14 @@ fn every_cut_parses_the_same() {
 #[test]
 fn mutated_corpus_parses_safely() {
     let limits = Limits { item_size_max: 4096, cas_enabled: true };
-    let interesting = [b' ', b'\r', b'\n', 0, b'0', b'9', b'-', 0xff];
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
+    let mut mutator = common::Mutator::new(0x2545_F491_4F6C_DD1D, b" \r\n\x0009-\xff");
     for case in common::corpus::all() {
         let original = case.bytes();
         if original.len() > 4096 {
             continue;
         }
         for _ in 0..40 {
-            let mut bytes = original.clone();
-            for _ in 0..1 + next(4) {
-                let at = next(bytes.len() + 1);
-                match next(3) {
-                    0 if at < bytes.len() => bytes[at] = interesting[next(interesting.len())],
-                    1 => bytes.insert(at, interesting[next(interesting.len())]),
-                    _ => bytes.truncate(at),
-                }
-            }
-            parse_all(&bytes, &limits, &mut 0, &mut Vec::new());
+            parse_all(&mutator.mutate(&original), &limits, &mut 0, &mut Vec::new());
         }
     }
 }

@@ -416,20 +416,7 @@ fn store_request<'a>(
     cas_unique: u64,
     exptime: i32,
 ) -> StoreRequest<'a> {
-    StoreRequest {
-        mode,
-        key,
-        flags: ITEM_FLAGS,
-        exptime,
-        data,
-        cas_unique,
-        fits: None,
-        allow_stale: false,
-        new_cas: None,
-        vivify: false,
-        binary_key: false,
-        failure_discards_old: false,
-    }
+    StoreRequest { flags: ITEM_FLAGS, exptime, cas_unique, ..StoreRequest::new(mode, key, data) }
 }
 
 /// The answer once a write is in; `None` to run again when another write came

@@ -303,3 +303,39 @@ impl Rng {
         Duration::from_millis(from + self.below(to - from))
     }
 }
+
+/// Deterministic mutations of a request, as a fuzzer makes them: one to four edits,
+/// each a byte overwritten or inserted (from bytes that matter to parsers) or the
+/// rest cut off. The same seed gives the same mutations on every run.
+pub struct Mutator {
+    state: u64,
+    interesting: &'static [u8],
+}
+
+impl Mutator {
+    pub fn new(seed: u64, interesting: &'static [u8]) -> Mutator {
+        Mutator { state: seed | 1, interesting }
+    }
+
+    /// xorshift64: a number below `n`.
+    fn next(&mut self, n: usize) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % n.max(1) as u64) as usize
+    }
+
+    pub fn mutate(&mut self, original: &[u8]) -> Vec<u8> {
+        let mut bytes = original.to_vec();
+        for _ in 0..1 + self.next(4) {
+            let at = self.next(bytes.len() + 1);
+            let byte = self.interesting[self.next(self.interesting.len())];
+            match self.next(3) {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => bytes.truncate(at),
+            }
+        }
+        bytes
+    }
+}
