@@ -1,6 +1,8 @@
-//! examples/webfarm end to end: haproxy round-robin over two PHP app servers whose
-//! sessions live in a stickless pair; a node killed with SIGKILL and restarted
-//! mid-run, and every request still sees its session, its count never going back.
+//! The example farms end to end, each with a node killed with SIGKILL and restarted
+//! mid-run. examples/webfarm: haproxy round-robin over two PHP app servers whose
+//! sessions live in a stickless pair; every request still sees its session, its
+//! count never going back. examples/aspnet-farm: an ASP.NET farm's state server
+//! traffic through haproxy to a pair on `--aspnet-listen`.
 
 use std::process::Command;
 
@@ -12,6 +14,26 @@ fn a_web_farm_keeps_every_session_through_a_killed_and_restarted_node() {
         .args(["120", "/usr/bin/python3", script, "--stickless", env!("CARGO_BIN_EXE_stickless")])
         .output()
         .expect("python3, php and haproxy (scripts/test installs them)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.ends_with("ok\n"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// examples/aspnet-farm end to end: two web servers' state server traffic, as
+/// System.Web sends it, through haproxy to a stickless pair; a node killed with
+/// SIGKILL and restarted mid-run, and every page still finds its session, locks
+/// it and saves it, its count never going back.
+#[test]
+fn an_aspnet_farm_keeps_its_session_and_lock_through_a_killed_and_restarted_node() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/aspnet-farm/farm.py");
+    // Bounded: coreutils' timeout stops a run that hangs.
+    let output = Command::new("timeout")
+        .args(["120", "/usr/bin/python3", script, "--stickless", env!("CARGO_BIN_EXE_stickless")])
+        .output()
+        .expect("python3 and haproxy (scripts/test installs them)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.ends_with("ok\n"),
