@@ -149,6 +149,7 @@ fn a_lock_is_423_with_cookie_age_and_date_and_no_body_until_stolen() {
         ("aspnet_release", 1),
         ("aspnet_put", 2),
         ("aspnet_locks_stolen", 0),
+        ("aspnet_items", 1),
     ] {
         assert!(stats.contains(&format!("STAT {name} {value}\r\n")), "{name} {value}: {stats}");
     }

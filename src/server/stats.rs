@@ -195,6 +195,8 @@ impl Shared {
             stat("aspnet_locks_granted", format_args!("{}", c.aspnet_locks_granted));
             stat("aspnet_locks_contended", format_args!("{}", c.aspnet_locks_contended));
             stat("aspnet_locks_stolen", format_args!("{}", c.aspnet_locks_stolen));
+            let items = self.node.store().count_prefix(super::aspnet::KEY_PREFIX);
+            stat("aspnet_items", format_args!("{items}"));
         }
         if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));

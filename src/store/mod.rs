@@ -1229,6 +1229,15 @@ impl Store {
         s
     }
 
+    /// Items whose key begins with `prefix`, live or expired but not yet reclaimed
+    /// (as `curr_items` counts them). It visits every item, one shard's lock at a
+    /// time, so it is for `stats`, not for a request's path.
+    pub fn count_prefix(&self, prefix: &[u8]) -> u64 {
+        (0..self.shards.len())
+            .map(|index| self.lock(index).table.iter().filter(|item| item.key().starts_with(prefix)).count() as u64)
+            .sum()
+    }
+
     /// Zeroes the counters that `stats reset` resets.
     pub fn reset_stats(&self) {
         for index in 0..self.shards.len() {
