@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::start_stickless;
+use common::{Daemon, start_stickless};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -157,17 +157,7 @@ fn a_lock_is_423_with_cookie_age_and_date_and_no_body_until_stolen() {
 }
 
 fn memcached_stats(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(b"stats\r\n").unwrap();
-    let mut reply = Vec::new();
-    while !reply.ends_with(b"END\r\n") {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).expect("stats");
-        assert!(n > 0, "closed");
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    text(&reply)
+    text(&common::Client::connect(addr).step(b"stats\r\n"))
 }
 
 #[test]
@@ -334,74 +324,29 @@ fn racing_acquires_on_both_nodes_grant_one_lock() {
     second.shutdown();
 }
 
-/// A daemon process, for the test that kills one: its ports come from its log.
-struct Daemon {
-    child: std::process::Child,
-    client: SocketAddr,
-    aspnet: SocketAddr,
-    repl: SocketAddr,
+/// A daemon of an ack pair with a state server port, for the test that kills one.
+fn state_daemon(args: &[&str]) -> Daemon {
+    let ports = ["-t", "2", "--aspnet-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0", "--repl-sync=ack"];
+    Daemon::start(&[&ports[..], args].concat())
 }
 
-impl Daemon {
-    fn start(args: &[&str]) -> Daemon {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"))
-            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
-            .args(["--aspnet-listen=127.0.0.1:0", "--repl-listen=127.0.0.1:0", "--repl-sync=ack"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the daemon");
-        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (mut client, mut aspnet, mut repl) = (None, None, None);
-        while aspnet.is_none() {
-            let line = lines.next().expect("the daemon exited before listening").expect("a log line");
-            let after = |marker: &str| line.split(marker).nth(1).map(|at| at.trim().parse().expect("an address"));
-            if let Some(at) = after("ASP.NET State Server listening on ") {
-                aspnet = Some(at);
-            } else if let Some(at) = after("replication listening on ") {
-                repl = Some(at);
-            } else if let Some(at) = after("listening on ") {
-                client = client.or(Some(at));
-            }
-        }
-        // Keep draining the log so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Daemon {
-            child,
-            client: client.expect("the client port"),
-            aspnet: aspnet.expect("the state server port"),
-            repl: repl.expect("the replication port"),
-        }
-    }
-
-    fn linked(&self) -> bool {
-        memcached_stats(self.client).contains("STAT repl_peer_state up\r\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn linked(daemon: &Daemon) -> bool {
+    memcached_stats(daemon.addr).contains("STAT repl_peer_state up\r\n")
 }
 
 /// In ack mode, a node killed in the middle of a farm's traffic loses no saved
 /// session and no lock: the peer answers for each as the dead node last did.
 #[test]
 fn a_node_killed_mid_session_in_ack_mode_loses_nothing_acknowledged() {
-    let a = Daemon::start(&["--node-id=1"]);
-    let peer = format!("--peer={}", a.repl);
-    let b = Daemon::start(&["--node-id=2", &peer]);
+    let a = state_daemon(&["--node-id=1"]);
+    let peer = format!("--peer={}", a.repl_addr.expect("the replication port"));
+    let b = state_daemon(&["--node-id=2", &peer]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(a.linked() && b.linked()) {
+    while !(linked(&a) && linked(&b)) {
         assert!(Instant::now() < deadline, "the pair did not link");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut on_a = Client::connect(a.aspnet);
+    let mut on_a = Client::connect(a.aspnet_addr.expect("the state server port"));
     let mut cookies = Vec::new();
     for session in 0..200 {
         let body = format!("state of session {session}");
@@ -417,7 +362,7 @@ fn a_node_killed_mid_session_in_ack_mode_loses_nothing_acknowledged() {
     let mut a = a;
     a.child.kill().expect("SIGKILL the node");
     let _ = a.child.wait();
-    let mut on_b = Client::connect(b.aspnet);
+    let mut on_b = Client::connect(b.aspnet_addr.expect("the state server port"));
     let locked: std::collections::HashMap<usize, String> = cookies.into_iter().collect();
     for session in 0..200 {
         let reply = text(&on_b.exchange(format!("GET /farm{session} HTTP/1.1\r\n\r\n").as_bytes()));

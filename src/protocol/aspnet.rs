@@ -215,14 +215,7 @@ pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
 
 /// Whether the request line, complete or not, is longer than a line may be.
 fn first_line_too_long(input: &[u8]) -> bool {
-    match memchr_newline(input) {
-        Some(end) => end > MAX_LINE,
-        None => input.len() > MAX_LINE,
-    }
-}
-
-fn memchr_newline(input: &[u8]) -> Option<usize> {
-    input.iter().position(|&b| b == b'\n')
+    input.iter().position(|&b| b == b'\n').unwrap_or(input.len()) > MAX_LINE
 }
 
 /// A header value that is all ASCII digits (spaces around allowed), as a number;

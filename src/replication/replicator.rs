@@ -289,19 +289,15 @@ impl Replicator {
         LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true))
     }
 
-    /// For the worker hosting the link, about to send: forgets that this thread's
-    /// changes are still to be announced.
-    pub fn take_link_wake() {
-        LINK_WAKE_PENDING.with(|pending| {
-            if pending.get().is_some() {
-                pending.set(Some(false));
-            }
-        });
+    /// Whether this thread's changes were still to be announced, forgetting that
+    /// they were: the caller announces them (the worker hosting the link sends them).
+    pub fn take_link_wake() -> bool {
+        LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true) && pending.replace(Some(false)) == Some(true))
     }
 
     /// Wakes the link if a change this thread recorded has not yet.
     pub fn wake_link_if_pending(&self) {
-        if LINK_WAKE_PENDING.with(|pending| pending.replace(Some(false))) == Some(true) {
+        if Self::take_link_wake() {
             self.wake_link();
         }
     }

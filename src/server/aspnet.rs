@@ -107,11 +107,11 @@ impl State {
 }
 
 /// What a request's response says; a 200 to a GET has its body in the caller's
-/// buffer.
+/// [`Scratch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// 200 with the item (GET): its timeout, the cookie if it acquired, and whether
-    /// it was uninitialized. The body is in `body`.
+    /// it was uninitialized. The body is [`Scratch::body`].
     Item {
         timeout_minutes: u32,
         lock_cookie: Option<u32>,
@@ -146,10 +146,17 @@ pub struct Scratch {
     key: Vec<u8>,
     /// The item as read.
     read: Vec<u8>,
+    /// Where the session's bytes begin in `read`, after the state header.
+    body_at: usize,
     /// The item to write.
     write: Vec<u8>,
-    /// A GET's body.
-    pub body: Vec<u8>,
+}
+
+impl Scratch {
+    /// The session a GET answered with: the bytes of the item read, past its header.
+    pub fn body(&self) -> &[u8] {
+        &self.read[self.body_at..]
+    }
 }
 
 /// Serves the request at the head of `input` for a connection: its response goes to
@@ -181,7 +188,7 @@ pub fn serve(
             session.written.merge(executed.receipt);
             count(dispatch, &request, &executed);
             watch(dispatch, &request, &executed, session);
-            let body = &session.aspnet.body;
+            let body = session.aspnet.body();
             let response = match executed.answer {
                 Answer::Item { timeout_minutes, lock_cookie, uninitialized } => {
                     StateResponse::Ok(Some(Item { timeout_minutes, body, lock_cookie, uninitialized }))
@@ -210,7 +217,7 @@ fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Execute
         return;
     }
     let (status, size) = match executed.answer {
-        Answer::Item { .. } => (200, session.aspnet.body.len()),
+        Answer::Item { .. } => (200, session.aspnet.body().len()),
         Answer::Done => (200, request.body.len()),
         Answer::Locked { .. } => (423, 0),
         Answer::NotFound => (404, 0),
@@ -278,10 +285,11 @@ fn attempt(
     receipt: &mut Receipt,
     released_after_ms: &mut Option<u64>,
 ) -> Option<Answer> {
-    let Scratch { key, read, write, body } = scratch;
+    let Scratch { key, read, body_at, write } = scratch;
     let now_ms = node.store().clock().now_ms();
     let mut cas = 0;
     read.clear();
+    *body_at = 0;
     let found = node.get(key, None, |item| {
         cas = item.cas();
         read.extend_from_slice(item.value());
@@ -332,8 +340,7 @@ fn attempt(
                 },
             };
             if matches!(answer, Answer::Item { .. }) {
-                body.clear();
-                body.extend_from_slice(data);
+                *body_at = read.len() - data.len();
             }
             (Some(next).filter(|next| *next != state), answer)
         }
@@ -465,7 +472,7 @@ mod tests {
             };
             let executed = execute(&self.node, &request, &mut self.scratch);
             let body = match executed.answer {
-                Answer::Item { .. } => self.scratch.body.clone(),
+                Answer::Item { .. } => self.scratch.body().to_vec(),
                 _ => Vec::new(),
             };
             (executed.answer, body)

@@ -83,9 +83,6 @@ fn bind_unix(path: &Path, mask: u32, backlog: i32) -> io::Result<Listener> {
     Ok(Listener::Unix(UnixListener::from_std(std_listener), path.to_path_buf()))
 }
 
-/// Binds every listen address, or only the unix socket when `-s` is given (as in
-/// memcached, it turns the network off). With the default (all interfaces), a host
-/// without IPv6 still starts on IPv4.
 /// The ASP.NET State Server listener, when `--aspnet-listen` asks for one.
 pub fn bind_aspnet(config: &Config) -> io::Result<Option<Listener>> {
     let Some(listen) = &config.aspnet.listen else {
@@ -102,6 +99,9 @@ pub fn bind_aspnet(config: &Config) -> io::Result<Option<Listener>> {
     Ok(Some(Listener::Tcp(listener)))
 }
 
+/// Binds every listen address, or only the unix socket when `-s` is given (as in
+/// memcached, it turns the network off). With the default (all interfaces), a host
+/// without IPv6 still starts on IPv4.
 pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
     if let Some(path) = &config.unix_socket {
         return Ok(vec![bind_unix(path, config.unix_mask, config.backlog)?]);

@@ -55,16 +55,13 @@ impl Worker {
         if shared.node.replicator().is_some() {
             Replicator::defer_link_wakes_here();
         }
-        let mut link = self.link.take();
-        let mut link_events = Events::with_capacity(256);
-        // When the hosted link last sent this worker's changes.
-        let mut link_sent = Instant::now();
+        let mut link = None;
         // The link on a thread of its own, should this worker fail to watch its poll.
         let mut link_thread = None;
-        if let Some(runner) = link.take() {
+        if let Some(runner) = self.link.take() {
             let fd = runner.poll_fd();
             match self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
-                Ok(()) => link = Some(runner),
+                Ok(()) => link = Some(HostedLink { runner, events: Events::with_capacity(256), sent: Instant::now() }),
                 Err(e) => {
                     log::warn!("worker {}: cannot host the replication link ({e}); it runs on a thread", self.index);
                     match LinkThread::spawn(runner) {
@@ -89,13 +86,11 @@ impl Worker {
                 match link.as_mut() {
                     // Hosted here: the changes go before the worker sleeps, with no
                     // thread to wake, and the link's timers bound the sleep.
-                    Some(runner) => {
+                    Some(hosted) => {
                         if Replicator::link_wake_pending() {
-                            Replicator::take_link_wake();
-                            link_turn(runner, &mut link_events, None);
-                            link_sent = Instant::now();
+                            hosted.turn(false);
                         }
-                        let due = runner.next_timeout();
+                        let due = hosted.runner.next_timeout();
                         timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
                     }
                     None => {
@@ -138,22 +133,18 @@ impl Worker {
                 }
                 // A long turn sends what its first connections wrote without waiting
                 // for its end: in ack mode their replies wait on the peer meanwhile.
-                if let Some(runner) = link.as_mut()
+                if let Some(hosted) = link.as_mut()
                     && Replicator::link_wake_pending()
-                    && link_sent.elapsed() >= LINK_WAKE_DELAY
+                    && hosted.sent.elapsed() >= LINK_WAKE_DELAY
                 {
-                    Replicator::take_link_wake();
-                    link_turn(runner, &mut link_events, None);
-                    link_sent = Instant::now();
+                    hosted.turn(false);
                 }
             }
-            if let Some(runner) = link.as_mut()
-                && (link_ready || runner.next_timeout().is_zero())
+            if let Some(hosted) = link.as_mut()
+                && (link_ready || hosted.runner.next_timeout().is_zero())
             {
                 // The changes this turn's clients made go in the same turn.
-                Replicator::take_link_wake();
-                link_turn(runner, &mut link_events, link_ready.then_some(Duration::ZERO));
-                link_sent = Instant::now();
+                hosted.turn(link_ready);
                 // An acknowledgement this turn read releases replies held here.
                 acks_arrived |= !held.is_empty();
             }
@@ -178,8 +169,8 @@ impl Worker {
                 break;
             }
         }
-        if let Some(mut runner) = link {
-            runner.close_all();
+        if let Some(mut hosted) = link {
+            hosted.runner.close_all();
         }
         if let Some(thread) = link_thread {
             thread.shutdown();
@@ -235,11 +226,25 @@ impl Worker {
     }
 }
 
-/// One turn of a hosted link; a link whose poll fails is closed and left unhosted
-/// (the peer sees it gone and the node serves on alone, as with the peer down).
-fn link_turn(runner: &mut LinkRunner, events: &mut Events, wait: Option<Duration>) {
-    if runner.turn(events, wait).is_err() {
-        runner.close_all();
+/// The replication link, hosted in this worker's event loop.
+struct HostedLink {
+    runner: LinkRunner,
+    events: Events,
+    /// When it last sent this worker's changes.
+    sent: Instant,
+}
+
+impl HostedLink {
+    /// One turn of the link, which sends every change recorded so far, this
+    /// worker's included; with `events_ready` it first takes its poll's events. A
+    /// link whose poll fails is closed (the peer sees it gone and the node serves on
+    /// alone, as with the peer down).
+    fn turn(&mut self, events_ready: bool) {
+        Replicator::take_link_wake();
+        if self.runner.turn(&mut self.events, events_ready.then_some(Duration::ZERO)).is_err() {
+            self.runner.close_all();
+        }
+        self.sent = Instant::now();
     }
 }
 
