@@ -39,3 +39,4 @@ pub mod replication;
 pub mod server;
 pub mod store;
 pub mod store_mode;
+pub mod tls;

@@ -25,9 +25,9 @@ fn main() {
         .init();
     log::set_max_level(log_filter(config.verbosity));
 
-    // SIGINT, SIGTERM and SIGUSR1 are blocked before any thread starts, so every thread
-    // inherits the mask and only `wait_for_stop_signal` below receives them.
-    let signals = stop_signals();
+    // SIGINT, SIGTERM, SIGUSR1 and SIGHUP are blocked before any thread starts, so every
+    // thread inherits the mask and only `wait_for_signal` below receives them.
+    let signals = handled_signals();
     // SAFETY: `signals` is an initialised sigset; a null old-set pointer is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "pthread_sigmask");
@@ -51,12 +51,17 @@ fn main() {
     if let Some(path) = &server.shared().config.unix_socket {
         log::info!("listening on unix socket {}", path.display());
     }
-    let signal = wait_for_stop_signal(&signals);
+    let signal = loop {
+        match wait_for_signal(&signals) {
+            libc::SIGHUP => reload_certificates(&server),
+            signal => break signal,
+        }
+    };
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
     server.shutdown();
 }
 
-fn stop_signals() -> libc::sigset_t {
+fn handled_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set it is given; sigaddset adds valid signals.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -65,11 +70,25 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         // `shutdown graceful` (with -A) raises SIGUSR1, as in memcached.
         libc::sigaddset(&mut set, libc::SIGUSR1);
+        // SIGHUP reloads the TLS certificates.
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-fn wait_for_stop_signal(signals: &libc::sigset_t) -> i32 {
+/// SIGHUP loads the TLS certificates again, as `refresh_certs` does.
+fn reload_certificates(server: &Server) {
+    let Some(tls) = &server.shared().tls else {
+        log::info!("SIGHUP: no TLS certificates to reload");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => log::info!("SIGHUP: TLS certificates reloaded"),
+        Err(message) => log::error!("SIGHUP: {message}; the certificates loaded before stay in use"),
+    }
+}
+
+fn wait_for_signal(signals: &libc::sigset_t) -> i32 {
     loop {
         let mut signal = 0;
         // SAFETY: `signals` is an initialised set blocked in this thread; `signal` is writable.

@@ -189,6 +189,10 @@ pub enum Command<'a> {
     Stats(StatsGroup),
     /// `shutdown [graceful]`.
     Shutdown(ShutdownMode),
+    /// `refresh_certs`: load the TLS certificates again.
+    RefreshCerts {
+        noreply: bool,
+    },
     /// `watch [fetchers|mutations|evictions|deletions ...]`.
     Watch(WatchKinds),
     /// `cache_memlimit <megabytes>`.

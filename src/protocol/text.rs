@@ -144,6 +144,8 @@ pub(super) fn parse_classic<'a>(
             (3, b"graceful") => ShutdownMode::Graceful,
             _ => ShutdownMode::Invalid,
         })),
+        // Arguments other than noreply are ignored, as memcached ignores them.
+        b"refresh_certs" => simple(Command::RefreshCerts { noreply: toks.noreply() }),
         b"watch" => {
             // Each argument names a stream; anything else is refused with `ERROR`, as
             // memcached refuses it (proto_text.c `process_watch_command`).
@@ -439,6 +441,8 @@ mod tests {
         assert_eq!(cmd(b"quit\r\n"), Command::Quit);
         assert_eq!(cmd(b"mn\r\n"), Command::MetaNoop);
         assert_eq!(cmd(b"shutdown graceful\r\n"), Command::Shutdown(ShutdownMode::Graceful));
+        assert_eq!(cmd(b"refresh_certs\r\n"), Command::RefreshCerts { noreply: false });
+        assert_eq!(cmd(b"refresh_certs noreply\r\n"), Command::RefreshCerts { noreply: true });
         assert_eq!(cmd(b"shutdown now\r\n"), Command::Shutdown(ShutdownMode::Invalid));
         assert_eq!(cmd(b"watch\r\n"), Command::Watch(WatchKinds(WatchKinds::FETCHERS)));
         let both = WatchKinds::MUTATIONS | WatchKinds::DELETIONS;

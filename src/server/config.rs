@@ -2,6 +2,7 @@
 //! so that `stickless` can replace `memcached` in a start script unchanged.
 
 use crate::store::Clock;
+use crate::tls::{MinVersion, ServerSettings, VerifyMode};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -151,6 +152,81 @@ pub struct Config {
     pub replication: ReplicationConfig,
     /// The ASP.NET State Server port; off unless given.
     pub aspnet: AspNetConfig,
+    /// `-Z` and `-o ssl_*`: TLS on the client ports.
+    pub tls: TlsConfig,
+}
+
+/// `-Z` and memcached's `-o ssl_*` options.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// `-Z`: TCP listeners serve TLS, except those given as `-l notls:ADDR`.
+    pub enabled: bool,
+    pub chain_cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub verify_mode: VerifyMode,
+    pub min_version: MinVersion,
+    /// `ssl_ciphers`: an OpenSSL cipher list, which rustls has no use for (it offers
+    /// only its own modern suites); kept for `stats settings`.
+    pub ciphers: Option<String>,
+    /// `ssl_wbuf_size`, in bytes; kept for `stats settings` (rustls seals replies in
+    /// records of its own size).
+    pub wbuf_size: usize,
+    /// `ssl_kernel_tls`: asked for; rustls keeps the encryption in user space.
+    pub kernel_tls: bool,
+    /// `--tls-handshake-timeout`: a connection whose handshake has not finished by
+    /// then is closed, so that clients that never finish one hold nothing for long.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            chain_cert: None,
+            key: None,
+            ca_cert: None,
+            verify_mode: VerifyMode::None,
+            min_version: MinVersion::Tls12,
+            ciphers: None,
+            // memcached's default (`ssl_wbuf_size`, 16 KiB).
+            wbuf_size: 16 * 1024,
+            kernel_tls: false,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// How long a TLS handshake may take: a client on a slow link completes one in a
+/// few round trips, well under a second; ten leaves room for a loaded host.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TlsConfig {
+    /// The client ports' TLS settings, when `-Z` is given.
+    pub fn server_settings(&self) -> Result<Option<ServerSettings>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let chain_cert = self.chain_cert.clone().ok_or_else(|| {
+            "-Z needs -o ssl_chain_cert=FILE (and ssl_key=FILE unless the key is in that file)".to_string()
+        })?;
+        Ok(Some(ServerSettings {
+            chain_cert,
+            key: self.key.clone(),
+            ca_cert: self.ca_cert.clone(),
+            verify_mode: self.verify_mode,
+            min_version: self.min_version,
+        }))
+    }
+}
+
+/// Splits memcached's `notls:` prefix off a `-l` entry: that listener stays
+/// plaintext under `-Z`.
+pub fn split_notls(entry: &str) -> (bool, &str) {
+    match entry.strip_prefix("notls:") {
+        Some(rest) => (true, rest),
+        None => (false, entry),
+    }
 }
 
 /// `--aspnet-listen` and its companions.
@@ -201,6 +277,7 @@ impl Default for Config {
             disable_cas: false,
             protected_prefixes: Vec::new(),
             aspnet: AspNetConfig::default(),
+            tls: TlsConfig::default(),
             replication: ReplicationConfig::default(),
         }
     }
@@ -300,6 +377,24 @@ stickless, a memcached-compatible session cache
     --aspnet-max-body=<size> the largest session accepted (default: 20m)
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
+-Z, --enable-ssl          serve TLS on the TCP ports (with -o ssl_chain_cert=...);
+                          -l notls:<ip>:<port> keeps a listener plaintext
+-o, --extended            comma separated list of extended options:
+   - ssl_chain_cert:      certificate chain file in PEM format
+   - ssl_key:             private key, if not part of the ssl_chain_cert
+   - ssl_keyformat:       private key format (PEM only) (default: PEM)
+   - ssl_verify_mode:     peer certificate verification mode, default is 0(None).
+                          valid values are 0(None), 1(Request), 2(Require)
+                          or 3(Once)
+   - ssl_ciphers:         accepted; the modern suites of rustls are always used
+   - ssl_ca_cert:         PEM format file of acceptable client CA's
+   - ssl_wbuf_size:       accepted; replies are sealed in records of up to 16k
+   - ssl_session_cache:   accepted; sessions always resume
+   - ssl_kernel_tls:      accepted; encryption stays in user space
+   - ssl_min_version:     minimum protocol version to accept (default: tlsv1.2)
+                          valid values are 2(tlsv1.2) or 3(tlsv1.3)
+    --tls-handshake-timeout=<secs> close a connection whose TLS handshake has
+                          not finished by then (default: 10)
 -u, --user=<user>         accepted for compatibility; stickless does not switch users
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
@@ -474,6 +569,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 }
             }
             "Y" | "auth-file" => config.auth_file = Some(value("a file")?.into()),
+            "Z" | "enable-ssl" => config.tls.enabled = true,
+            "o" | "extended" => {
+                for option in value("a list of options")?.split(',') {
+                    extended_option(&mut config, option)?;
+                }
+            }
+            "tls-handshake-timeout" => {
+                let secs: f64 = number(&value("seconds")?, "handshake timeout")?;
+                if !(secs > 0.0 && secs <= 3600.0) {
+                    return Err("--tls-handshake-timeout must be between 0 and 3600 seconds".into());
+                }
+                config.tls.handshake_timeout = Duration::from_secs_f64(secs);
+            }
             _ => return Err(format!("unknown option '{arg}'; see -h")),
         }
     }
@@ -481,6 +589,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
     check_replication(&config)?;
     check_aspnet(&config)?;
+    config.tls.server_settings()?;
     config.protocol = authenticated_protocol(&config, protocol_specified)?;
     if config.sasl && config.sasl_pwdb.is_none() {
         config.sasl_pwdb = std::env::var_os("MEMCACHED_SASL_PWDB").map(PathBuf::from);
@@ -498,6 +607,46 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         return Err("Cannot set item size limit higher than 1/2 of memory max.".into());
     }
     Ok(Invocation::Run(Box::new(config)))
+}
+
+/// One of memcached's `-o` options (`key=value`, or a bare `key`). Unknown keys are
+/// refused with memcached's message (memcached.c, the `-o` suboption loop).
+fn extended_option(config: &mut Config, option: &str) -> Result<(), String> {
+    let (key, value) = match option.split_once('=') {
+        Some((key, value)) => (key, Some(value)),
+        None => (option, None),
+    };
+    let needs = |what: &str| value.filter(|v| !v.is_empty()).ok_or_else(|| format!("Missing {what} argument"));
+    let tls = &mut config.tls;
+    match key {
+        "ssl_chain_cert" => tls.chain_cert = Some(needs("ssl_chain_cert")?.into()),
+        "ssl_key" => tls.key = Some(needs("ssl_key")?.into()),
+        "ssl_ca_cert" => tls.ca_cert = Some(needs("ssl_ca_cert")?.into()),
+        "ssl_verify_mode" => {
+            tls.verify_mode = needs("ssl_verify_mode")?
+                .parse()
+                .ok()
+                .and_then(VerifyMode::from_number)
+                .ok_or("Invalid ssl_verify_mode. Use help to see valid options.")?;
+        }
+        "ssl_min_version" => tls.min_version = MinVersion::parse(needs("ssl_min_version")?)?,
+        "ssl_keyformat" => {
+            // 1 is OpenSSL's SSL_FILETYPE_PEM, memcached's default; PEM is all rustls reads.
+            if !matches!(needs("ssl_keyformat")?, "1" | "PEM" | "pem") {
+                return Err("ssl_keyformat: only PEM keys (1) are supported".into());
+            }
+        }
+        "ssl_ciphers" => tls.ciphers = Some(needs("ssl_ciphers")?.to_string()),
+        "ssl_wbuf_size" => {
+            let kib: usize = number(needs("ssl_wbuf_size")?, "ssl_wbuf_size")?;
+            tls.wbuf_size = kib.saturating_mul(1024);
+        }
+        // Sessions always resume: TLS 1.3 tickets and a TLS 1.2 session cache.
+        "ssl_session_cache" => {}
+        "ssl_kernel_tls" => tls.kernel_tls = true,
+        _ => return Err(format!("Illegal suboption \"{option}\"")),
+    }
+    Ok(())
 }
 
 /// repcached's `-x HOST` names the peer and `-X PORT` is the replication port on

@@ -250,7 +250,23 @@ impl Conn {
             }
         }
         self.output.reset();
-        Ok(true)
+        // TLS may hold sealed records the socket has not taken yet.
+        self.stream.push()
+    }
+
+    /// The connection ends on a read: a TLS handshake that ends this way failed.
+    fn read_ended(&self, dispatch: &Dispatch<'_>) -> Status {
+        if self.stream.handshaking()
+            && let Some(tls) = &dispatch.shared.tls
+        {
+            tls.count_handshake_error();
+        }
+        Status::Closed
+    }
+
+    /// A TLS connection still in its handshake.
+    pub fn handshaking(&self) -> bool {
+        self.stream.handshaking()
     }
 
     /// Runs buffered commands until input runs out, the budget is spent, or output
@@ -485,7 +501,7 @@ impl Conn {
             match self.rbuf.read_from(&mut self.stream) {
                 Ok((0, _)) => {
                     // End of input: replies to what was received have been written.
-                    return Status::Closed;
+                    return self.read_ended(dispatch);
                 }
                 Ok((n, space)) => {
                     self.silent = false;
@@ -500,7 +516,12 @@ impl Conn {
                     self.input_drained = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Status::Closed,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        log::info!("closing {}: {e}", self.info.peer);
+                    }
+                    return self.read_ended(dispatch);
+                }
             }
         }
     }
@@ -516,6 +537,14 @@ impl Conn {
         }
         if let Phase::WatchRequested(kinds) = self.phase {
             self.phase = Phase::Commands;
+            if self.stream.is_tls() {
+                // The watch writer writes to the socket itself, which under TLS
+                // would send the lines unsealed.
+                log::info!("watch refused on {}: not served over TLS", self.info.peer);
+                self.output.bytes().extend_from_slice(super::watch::WatchRefused::Failed.line());
+                let mut budget = dispatch.shared.config.reqs_per_event;
+                return self.serve(dispatch, &dispatch.shared.limits, &mut budget);
+            }
             let sink = match self.stream.as_fd().try_clone_to_owned() {
                 Ok(fd) => socket2::Socket::from(fd),
                 Err(e) => {

@@ -135,6 +135,18 @@ impl Dispatch<'_> {
                     return Flow::Close;
                 }
             },
+            Command::RefreshCerts { noreply } => match &self.shared.tls {
+                // memcached answers these whatever noreply says.
+                None => out.extend_from_slice(b"Error TLS not enabled\r\n"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => answer(out, noreply, reply::OK),
+                    Err(message) => {
+                        log::warn!("refresh_certs: {message}");
+                        out.extend_from_slice(message.as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                },
+            },
             Command::CacheMemlimit { megabytes, noreply } => answer(out, noreply, self.cache_memlimit(megabytes)),
             Command::MetaNoop => out.extend_from_slice(reply::MN),
             Command::MetaGet(req) => self.meta_get(req, output, session),

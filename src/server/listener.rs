@@ -3,7 +3,7 @@
 
 use super::Shared;
 use super::config::Config;
-use super::stream::{Accepted, Listener};
+use super::stream::{Accepted, Listener, Stream};
 use crossbeam_channel::Sender;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -22,28 +22,40 @@ const WAKER: Token = Token(usize::MAX);
 /// (memcached.c `conn_new` with `maxconns_fast`).
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
 
-/// Resolves `-l` entries (each `ip`, `ip:port`, `[v6]:port` or a host name) with `-p`.
-fn listen_addrs(config: &Config) -> io::Result<Vec<SocketAddr>> {
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Port {
+    /// The ASP.NET State Server protocol rather than memcached's.
+    pub aspnet: bool,
+    /// TLS (`-Z`, unless the address was given as `notls:`).
+    pub tls: bool,
+}
+
+/// Resolves `-l` entries (each `ip`, `ip:port`, `[v6]:port` or a host name, maybe
+/// after memcached's `notls:`) with `-p`; each comes with whether it serves TLS.
+fn listen_addrs(config: &Config) -> io::Result<Vec<(SocketAddr, bool)>> {
+    let tls = config.tls.enabled;
     if config.listen.is_empty() {
         // memcached's default: every interface, IPv4 and IPv6.
         return Ok(vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port),
+            (SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port), tls),
+            (SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), config.port), tls),
         ]);
     }
     let mut addrs = Vec::new();
     for entry in &config.listen {
-        let entry = entry.trim();
+        let (notls, entry) = super::config::split_notls(entry.trim());
+        let tls = tls && !notls;
         if let Ok(ip) = entry.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
-            addrs.push(SocketAddr::new(ip, config.port));
+            addrs.push((SocketAddr::new(ip, config.port), tls));
         } else if let Ok(addr) = entry.parse::<SocketAddr>() {
-            addrs.push(addr);
+            addrs.push((addr, tls));
         } else {
             let resolved = (entry, config.port)
                 .to_socket_addrs()
                 .or_else(|_| entry.to_socket_addrs())
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve listen address '{entry}': {e}")))?;
-            addrs.extend(resolved);
+            addrs.extend(resolved.map(|addr| (addr, tls)));
         }
     }
     Ok(addrs)
@@ -83,11 +95,14 @@ fn bind_unix(path: &Path, mask: u32, backlog: i32) -> io::Result<Listener> {
     Ok(Listener::Unix(UnixListener::from_std(std_listener), path.to_path_buf()))
 }
 
-/// The ASP.NET State Server listener, when `--aspnet-listen` asks for one.
-pub fn bind_aspnet(config: &Config) -> io::Result<Option<Listener>> {
+/// The ASP.NET State Server listener, when `--aspnet-listen` asks for one: TLS
+/// under `-Z` unless given as `notls:ADDR:PORT`.
+pub fn bind_aspnet(config: &Config) -> io::Result<Option<(Listener, Port)>> {
     let Some(listen) = &config.aspnet.listen else {
         return Ok(None);
     };
+    let (notls, listen) = super::config::split_notls(listen);
+    let port = Port { aspnet: true, tls: config.tls.enabled && !notls };
     let addr: SocketAddr = listen.parse().map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("--aspnet-listen '{listen}' is not an ADDR:PORT"))
     })?;
@@ -96,21 +111,22 @@ pub fn bind_aspnet(config: &Config) -> io::Result<Option<Listener>> {
     if !addr.ip().is_loopback() {
         log::warn!("ASP.NET State Server clients on {addr} are served without authentication (README, ASP.NET)");
     }
-    Ok(Some(Listener::Tcp(listener)))
+    Ok(Some((Listener::Tcp(listener), port)))
 }
 
 /// Binds every listen address, or only the unix socket when `-s` is given (as in
 /// memcached, it turns the network off). With the default (all interfaces), a host
 /// without IPv6 still starts on IPv4.
-pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
+pub fn bind(config: &Config) -> io::Result<Vec<(Listener, Port)>> {
     if let Some(path) = &config.unix_socket {
-        return Ok(vec![bind_unix(path, config.unix_mask, config.backlog)?]);
+        // A unix socket reaches no one off this host: plaintext, as memcached serves it.
+        return Ok(vec![(bind_unix(path, config.unix_mask, config.backlog)?, Port::default())]);
     }
     let addrs = listen_addrs(config)?;
     let mut listeners = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
+    for (i, (addr, tls)) in addrs.iter().enumerate() {
         match bind_one(*addr, config.backlog) {
-            Ok(listener) => listeners.push(Listener::Tcp(listener)),
+            Ok(listener) => listeners.push((Listener::Tcp(listener), Port { aspnet: false, tls: *tls })),
             Err(e) if config.listen.is_empty() && i > 0 => log::warn!("not listening on {addr}: {e}"),
             Err(e) => return Err(io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))),
         }
@@ -122,11 +138,14 @@ pub fn bind(config: &Config) -> io::Result<Vec<Listener>> {
 /// memcached's default bind (every interface) is kept for drop-in use, but a port
 /// anyone on the network can reach without authentication is said at start, at the
 /// default verbosity: every session in the cache is readable and writable there.
-fn warn_if_open(config: &Config, addrs: &[SocketAddr]) {
+/// (TLS hides the traffic; it authenticates clients only under `ssl_verify_mode` 2
+/// or 3.)
+fn warn_if_open(config: &Config, addrs: &[(SocketAddr, bool)]) {
     if config.sasl || config.auth_file.is_some() {
         return;
     }
-    for addr in addrs.iter().filter(|addr| !addr.ip().is_loopback()) {
+    let verified = matches!(config.tls.verify_mode, crate::tls::VerifyMode::Require | crate::tls::VerifyMode::Once);
+    for (addr, _) in addrs.iter().filter(|(addr, tls)| !addr.ip().is_loopback() && !(*tls && verified)) {
         log::warn!(
             "clients on {addr} are served without authentication: anyone who reaches it can read, write and \
              flush every item (bind with -l 127.0.0.1, or require -S or -Y; README, Security)"
@@ -137,29 +156,25 @@ fn warn_if_open(config: &Config, addrs: &[SocketAddr]) {
 pub struct Acceptor {
     poll: Poll,
     waker: Arc<Waker>,
-    listeners: Vec<Listener>,
+    listeners: Vec<(Listener, Port)>,
     handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
     shared: Arc<Shared>,
     next_worker: usize,
-    /// The last this many listeners serve the ASP.NET State Server protocol.
-    aspnet_listeners: usize,
 }
 
 impl Acceptor {
-    /// Accepts on `listeners`, the last `aspnet_listeners` of which serve the ASP.NET
-    /// State Server protocol.
+    /// Accepts on `listeners`, each serving what its [`Port`] says.
     pub fn new(
-        mut listeners: Vec<Listener>,
-        aspnet_listeners: usize,
+        mut listeners: Vec<(Listener, Port)>,
         handoffs: Vec<(Sender<Accepted>, Arc<Waker>)>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         let poll = Poll::new()?;
-        for (i, listener) in listeners.iter_mut().enumerate() {
+        for (i, (listener, _)) in listeners.iter_mut().enumerate() {
             poll.registry().register(listener.as_source(), Token(i), Interest::READABLE)?;
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        Ok(Acceptor { poll, waker, listeners, handoffs, shared, next_worker: 0, aspnet_listeners })
+        Ok(Acceptor { poll, waker, listeners, handoffs, shared, next_worker: 0 })
     }
 
     pub fn waker(&self) -> Arc<Waker> {
@@ -201,16 +216,33 @@ impl Acceptor {
     /// Accepts until the listener would block. False when out of file descriptors.
     fn accept_all(&mut self, index: usize) -> bool {
         loop {
-            match self.listeners[index].accept() {
+            let (listener, port) = &self.listeners[index];
+            match listener.accept() {
                 Ok(mut accepted) => {
-                    accepted.aspnet = index >= self.listeners.len() - self.aspnet_listeners;
+                    accepted.aspnet = port.aspnet;
                     if !self.shared.connections.try_open(self.shared.config.max_connections) {
                         let max = self.shared.config.max_connections;
                         log::info!("refusing {}: {max} connections open (-c)", accepted.peer);
-                        if !accepted.aspnet {
+                        // Over TLS the line would be garbage before a handshake.
+                        if !accepted.aspnet && !port.tls {
                             let _ = accepted.stream.write(TOO_MANY_CONNECTIONS);
                         }
                         continue;
+                    }
+                    if port.tls
+                        && let Some(tls) = self.shared.tls.as_deref()
+                    {
+                        accepted.stream = match accepted.stream {
+                            Stream::Tcp(sock) => match tls.accept(sock) {
+                                Ok(stream) => Stream::Tls(Box::new(stream)),
+                                Err(e) => {
+                                    log::warn!("cannot start TLS with {}: {e}", accepted.peer);
+                                    self.shared.connections.closed();
+                                    continue;
+                                }
+                            },
+                            other => other,
+                        };
                     }
                     let (tx, waker) = &self.handoffs[self.next_worker];
                     self.next_worker = (self.next_worker + 1) % self.handoffs.len();

@@ -35,6 +35,7 @@ use crate::replication::heartbeat::DEFAULT_INTERVAL;
 use crate::replication::{LinkRunner, LinkThread, Replicator, Settings, SyncMode};
 use crate::store::sweeper::Sweeper;
 use crate::store::{Store, StoreConfig};
+use crate::tls;
 use crossbeam_utils::CachePadded;
 use std::io;
 use std::net::SocketAddr;
@@ -100,6 +101,8 @@ pub struct Shared {
     pub sasl: Option<auth::Credentials>,
     /// With `-Y`: who may authenticate over the text protocol.
     pub text_auth: Option<auth::Credentials>,
+    /// With `-Z`: the client ports' TLS.
+    pub tls: Option<Arc<tls::ServerTls>>,
     /// Listeners and connections, for `stats conns`.
     pub registry: registry::ConnRegistry,
     /// `watch` connections.
@@ -231,15 +234,23 @@ impl Server {
             }
             _ => None,
         };
+        let tls = config
+            .tls
+            .server_settings()
+            .and_then(|settings| settings.map(tls::ServerTls::new).transpose())
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?
+            .map(Arc::new);
+        if config.tls.kernel_tls {
+            log::warn!("ssl_kernel_tls: encryption stays in user space (rustls; BENCHMARKS.md, TLS)");
+        }
         let mut listeners = listener::bind(&config)?;
-        let addrs = listeners.iter().filter_map(stream::Listener::tcp_addr).collect();
+        let addrs = listeners.iter().filter_map(|(l, _)| l.tcp_addr()).collect();
         let aspnet = listener::bind_aspnet(&config)?;
-        let aspnet_addr = aspnet.as_ref().and_then(stream::Listener::tcp_addr);
-        let aspnet_listeners = usize::from(aspnet.is_some());
+        let aspnet_addr = aspnet.as_ref().and_then(|(l, _)| l.tcp_addr());
         listeners.extend(aspnet);
         let listener_infos = listeners
             .iter()
-            .map(|l| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
+            .map(|(l, _)| registry::ListenerInfo { fd: std::os::fd::AsRawFd::as_raw_fd(l), addr: l.describe() })
             .collect();
         let registry = registry::ConnRegistry::new(listener_infos, config.threads, store.clock().now_secs());
         let shared = Arc::new(Shared {
@@ -252,6 +263,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             sasl,
             text_auth,
+            tls,
             registry,
             watch: Arc::new(watch::Watch::default()),
             config,
@@ -289,7 +301,7 @@ impl Server {
             let name = format!("worker-{}", worker.index);
             threads.push(std::thread::Builder::new().name(name).spawn(move || worker.run())?);
         }
-        let acceptor = listener::Acceptor::new(listeners, aspnet_listeners, handoffs, Arc::clone(&shared))?;
+        let acceptor = listener::Acceptor::new(listeners, handoffs, Arc::clone(&shared))?;
         wakers.push(acceptor.waker());
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
         let sweeper = Sweeper::start("sweeper", store, shared.config.sweep_interval, shared.config.sweep_buckets)?;

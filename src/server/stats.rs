@@ -184,6 +184,10 @@ impl Shared {
         stat("evictions_skipped_protected", format_args!("{}", s.evictions_skipped_protected));
         stat("reclaimed", format_args!("{}", s.reclaimed));
         stat("memory_used", format_args!("{}", s.memory_used));
+        if let Some(tls) = &self.tls {
+            stat("ssl_handshake_errors", format_args!("{}", tls.handshake_errors.load(Ordering::Relaxed)));
+            stat("time_since_server_cert_refresh", format_args!("{}", tls.since_refresh()));
+        }
         if self.config.aspnet.listen.is_some() {
             stat("aspnet_get", format_args!("{}", c.aspnet_get));
             stat("aspnet_acquire", format_args!("{}", c.aspnet_acquire));
@@ -244,6 +248,25 @@ impl Shared {
         stat("flush_enabled", format_args!("{}", yes_no(!cfg.disable_flush_all)));
         stat("hash_algorithm", format_args!("ahash"));
         stat("store_shards", format_args!("{}", self.node.store().shard_count()));
+        // memcached's lines, with its spellings of unset paths: `(null)` for the
+        // certificate and key, `NULL` for the rest.
+        let tls = &cfg.tls;
+        let path = |p: &Option<std::path::PathBuf>, unset: &str| {
+            p.as_ref().map_or_else(|| unset.to_string(), |p| p.display().to_string())
+        };
+        stat("ssl_enabled", format_args!("{}", yes_no(tls.enabled)));
+        stat("ssl_chain_cert", format_args!("{}", path(&tls.chain_cert, "(null)")));
+        stat("ssl_key", format_args!("{}", path(&tls.key, "(null)")));
+        stat("ssl_verify_mode", format_args!("{}", tls.verify_mode.number()));
+        // OpenSSL's SSL_FILETYPE_PEM.
+        stat("ssl_keyformat", format_args!("1"));
+        stat("ssl_ciphers", format_args!("{}", tls.ciphers.as_deref().unwrap_or("NULL")));
+        stat("ssl_ca_cert", format_args!("{}", path(&tls.ca_cert, "NULL")));
+        stat("ssl_wbuf_size", format_args!("{}", tls.wbuf_size));
+        stat("ssl_session_cache", format_args!("{}", yes_no(tls.enabled)));
+        stat("ssl_kernel_tls", format_args!("no"));
+        stat("ssl_min_version", format_args!("{}", tls.min_version.name()));
+        stat("tls_handshake_timeout", format_args!("{}", tls.handshake_timeout.as_secs_f64()));
         out.extend_from_slice(b"END\r\n");
     }
 

@@ -1,5 +1,5 @@
-//! The two kinds of socket the daemon serves: TCP (`-p`, `-l`) and a unix socket
-//! (`-s`, `-a`). Each is an enum over mio's types, so a connection reads, writes and
+//! The kinds of socket the daemon serves: TCP (`-p`, `-l`) and a unix socket
+//! (`-s`, `-a`), and TLS over TCP (`-Z`). Each is an enum over mio's types, so a connection reads, writes and
 //! registers the same way whichever it is.
 
 use mio::event::Source;
@@ -9,12 +9,35 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
+use crate::tls::TlsStream;
 
 /// A client connection.
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over TCP (`-Z`).
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// Sends what TLS holds sealed for the socket; true when nothing is left
+    /// (always, for a plain socket, which holds nothing of ours).
+    pub fn push(&mut self) -> io::Result<bool> {
+        match self {
+            Stream::Tls(s) => s.push(),
+            _ => Ok(true),
+        }
+    }
+
+    /// A TLS connection whose handshake has not finished.
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.is_handshaking())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
 }
 
 impl Read for Stream {
@@ -23,6 +46,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -33,6 +57,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
     #[inline]
@@ -40,6 +65,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -52,6 +78,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.socket().as_raw_fd(),
         }
     }
 }
@@ -61,6 +88,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.socket().as_fd(),
         }
     }
 }
@@ -70,18 +98,21 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Tls(s) => s.socket_mut().register(registry, token, interests),
         }
     }
     fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Tls(s) => s.socket_mut().reregister(registry, token, interests),
         }
     }
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Tls(s) => s.socket_mut().deregister(registry),
         }
     }
 }

@@ -13,6 +13,7 @@ use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,6 +53,7 @@ impl Worker {
         let mut held: Vec<usize> = Vec::new();
         let mut events = Events::with_capacity(1024);
         let mut link_wakes = LinkWakes::default();
+        let mut handshakes = Handshakes::default();
         if shared.node.replicator().is_some() {
             Replicator::defer_link_wakes_here();
         }
@@ -100,6 +102,10 @@ impl Worker {
                     }
                 }
             }
+            if let Some(due) = handshakes.next_due() {
+                let wait = due.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -116,7 +122,7 @@ impl Worker {
             let mut link_ready = false;
             for event in events.iter() {
                 if event.token() == WAKER {
-                    self.adopt(&mut conns);
+                    self.adopt(&mut conns, &mut handshakes);
                     // Also rung when the peer acknowledges writes (ack mode).
                     acks_arrived = true;
                     continue;
@@ -157,6 +163,7 @@ impl Worker {
                     }
                 }
             }
+            handshakes.close_overdue(&mut conns, &shared, self.index);
             // Connections that yielded run again now, after everyone else had a turn.
             for key in std::mem::take(&mut yielded) {
                 if let Some(conn) = conns.get_mut(key) {
@@ -179,7 +186,7 @@ impl Worker {
     }
 
     /// Registers the connections the acceptor sent.
-    fn adopt(&mut self, conns: &mut Slab<Conn>) {
+    fn adopt(&mut self, conns: &mut Slab<Conn>, handshakes: &mut Handshakes) {
         while let Ok(accepted) = self.incoming.try_recv() {
             let entry = conns.vacant_entry();
             let token = Token(entry.key());
@@ -191,6 +198,10 @@ impl Worker {
             }
             match self.poll.registry().register(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE) {
                 Ok(()) => {
+                    if conn.handshaking() {
+                        let deadline = Instant::now() + self.shared.config.tls.handshake_timeout;
+                        handshakes.pending.push_back((deadline, token.0, Arc::clone(&info)));
+                    }
                     self.shared.registry.add(self.index, info);
                     entry.insert(conn);
                 }
@@ -245,6 +256,41 @@ impl HostedLink {
             self.runner.close_all();
         }
         self.sent = Instant::now();
+    }
+}
+
+/// TLS connections whose handshake must finish by a deadline
+/// (`--tls-handshake-timeout`): a client that connects and never completes one, or
+/// trickles it a byte at a time, is closed then. Deadlines are in adoption order,
+/// which is deadline order.
+#[derive(Default)]
+struct Handshakes {
+    pending: VecDeque<(Instant, usize, Arc<ConnInfo>)>,
+}
+
+impl Handshakes {
+    fn next_due(&self) -> Option<Instant> {
+        self.pending.front().map(|(due, ..)| *due)
+    }
+
+    fn close_overdue(&mut self, conns: &mut Slab<Conn>, shared: &Shared, worker: usize) {
+        let now = Instant::now();
+        while let Some((due, key, info)) = self.pending.front() {
+            if *due > now {
+                break;
+            }
+            // The slab slot may hold another connection by now: compare identities.
+            let overdue = conns.get(*key).is_some_and(|conn| Arc::ptr_eq(&conn.info, info) && conn.handshaking());
+            if overdue {
+                log::info!("closing {}: TLS handshake not finished in time", info.peer);
+                if let Some(tls) = &shared.tls {
+                    tls.count_handshake_error();
+                }
+                let conn = conns.remove(*key);
+                closed(shared, worker, &conn);
+            }
+            self.pending.pop_front();
+        }
     }
 }
 
