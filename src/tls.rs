@@ -64,8 +64,15 @@ impl VerifyMode {
         })
     }
 
-    pub fn number(self) -> u8 {
-        self as u8
+    /// The mode as memcached's `stats settings` shows it: the OpenSSL flags it
+    /// stands for (`SSL_VERIFY_PEER` 1, `_FAIL_IF_NO_PEER_CERT` 2, `_CLIENT_ONCE` 4).
+    pub fn openssl_flags(self) -> u8 {
+        match self {
+            VerifyMode::None => 0,
+            VerifyMode::Request => 1,
+            VerifyMode::Require => 3,
+            VerifyMode::Once => 7,
+        }
     }
 }
 
@@ -82,9 +89,9 @@ impl MinVersion {
         match text {
             "2" | "tlsv1.2" => Ok(MinVersion::Tls12),
             "3" | "tlsv1.3" => Ok(MinVersion::Tls13),
-            "0" | "1" | "tlsv1.0" | "tlsv1.1" | "tlsv1" => {
-                Err(format!("ssl_min_version {text}: TLS 1.0 and 1.1 are not supported; use 2 (tlsv1.2) or 3 (tlsv1.3)"))
-            }
+            "0" | "1" | "tlsv1.0" | "tlsv1.1" | "tlsv1" => Err(format!(
+                "ssl_min_version {text}: TLS 1.0 and 1.1 are not supported; use 2 (tlsv1.2) or 3 (tlsv1.3)"
+            )),
             _ => Err("could not parse argument to ssl_min_version".into()),
         }
     }
@@ -137,8 +144,7 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// A private key (PKCS#8, PKCS#1 or SEC1 PEM), in memcached's words when it cannot be read.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("Error loading the key: {} : {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("Error loading the key: {} : {e}", path.display()))
 }
 
 /// The trusted CAs of a file.
@@ -155,7 +161,10 @@ pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, String> {
 }
 
 /// Builds a server configuration from the files, as they are now.
-fn build_server(settings: &ServerSettings, ticketer: &Arc<dyn rustls::server::ProducesTickets>) -> Result<ServerConfig, String> {
+fn build_server(
+    settings: &ServerSettings,
+    ticketer: &Arc<dyn rustls::server::ProducesTickets>,
+) -> Result<ServerConfig, String> {
     let chain = load_chain(&settings.chain_cert)?;
     let key = load_key(settings.key.as_deref().unwrap_or(&settings.chain_cert))?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -168,7 +177,9 @@ fn build_server(settings: &ServerSettings, ticketer: &Arc<dyn rustls::server::Pr
             let verifier = if mode == VerifyMode::Request { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
         }
-        (_, None) => return Err("ssl_verify_mode 1 to 3 needs ssl_ca_cert: the CAs clients' certificates must come from".into()),
+        (_, None) => {
+            return Err("ssl_verify_mode 1 to 3 needs ssl_ca_cert: the CAs clients' certificates must come from".into());
+        }
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| format!("Error loading the key: {e}"))?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);

@@ -741,6 +741,7 @@ fn size(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn run(args: &[&str]) -> Result<Config, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
@@ -853,6 +854,44 @@ mod tests {
         let c = run(&["--protect-prefix", "memc.sess.key.", "--protect-prefix=lock:"]).unwrap();
         assert_eq!(c.protected_prefixes, ["memc.sess.key.", "lock:"]);
         assert!(run(&["--protect-prefix="]).unwrap_err().contains("--protect-prefix"));
+    }
+
+    #[test]
+    fn tls_options_in_memcacheds_spelling() {
+        let c = run(&[
+            "-Z",
+            "-o",
+            "ssl_chain_cert=/c.pem,ssl_key=/k.pem,ssl_ca_cert=/ca.pem,ssl_verify_mode=3,ssl_min_version=tlsv1.3",
+            "-o",
+            "ssl_wbuf_size=32,ssl_session_cache,ssl_ciphers=HIGH,ssl_keyformat=1",
+            "-l",
+            "notls:127.0.0.1:11311,127.0.0.1",
+        ])
+        .unwrap();
+        let tls = &c.tls;
+        assert!(tls.enabled);
+        assert_eq!(
+            (tls.chain_cert.as_deref(), tls.key.as_deref()),
+            (Some(Path::new("/c.pem")), Some(Path::new("/k.pem")))
+        );
+        assert_eq!((tls.verify_mode, tls.min_version, tls.wbuf_size), (VerifyMode::Once, MinVersion::Tls13, 32 << 10));
+        assert_eq!(tls.ciphers.as_deref(), Some("HIGH"));
+        assert_eq!(split_notls(&c.listen[0]), (true, "127.0.0.1:11311"));
+        assert_eq!(run(&["-o", "ssl_min_version=2"]).unwrap().tls.min_version, MinVersion::Tls12);
+    }
+
+    #[test]
+    fn tls_refusals_use_memcacheds_words() {
+        assert_eq!(run(&["-o", "bogus=1"]).unwrap_err(), "Illegal suboption \"bogus=1\"");
+        assert_eq!(
+            run(&["-o", "ssl_verify_mode=4"]).unwrap_err(),
+            "Invalid ssl_verify_mode. Use help to see valid options."
+        );
+        assert_eq!(run(&["-o", "ssl_min_version=9"]).unwrap_err(), "could not parse argument to ssl_min_version");
+        assert!(run(&["-o", "ssl_min_version=1"]).unwrap_err().contains("not supported"));
+        assert!(run(&["-o", "ssl_keyformat=2"]).unwrap_err().contains("PEM"));
+        assert!(run(&["-Z"]).unwrap_err().contains("ssl_chain_cert"));
+        assert!(run(&["--tls-handshake-timeout", "0"]).is_err());
     }
 
     #[test]

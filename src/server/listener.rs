@@ -145,7 +145,7 @@ fn warn_if_open(config: &Config, addrs: &[(SocketAddr, bool)]) {
         return;
     }
     let verified = matches!(config.tls.verify_mode, crate::tls::VerifyMode::Require | crate::tls::VerifyMode::Once);
-    for (addr, _) in addrs.iter().filter(|(addr, tls)| !addr.ip().is_loopback() && !(*tls && verified)) {
+    for (addr, _) in addrs.iter().filter(|(addr, tls)| !(addr.ip().is_loopback() || *tls && verified)) {
         log::warn!(
             "clients on {addr} are served without authentication: anyone who reaches it can read, write and \
              flush every item (bind with -l 127.0.0.1, or require -S or -Y; README, Security)"

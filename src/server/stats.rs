@@ -257,7 +257,7 @@ impl Shared {
         stat("ssl_enabled", format_args!("{}", yes_no(tls.enabled)));
         stat("ssl_chain_cert", format_args!("{}", path(&tls.chain_cert, "(null)")));
         stat("ssl_key", format_args!("{}", path(&tls.key, "(null)")));
-        stat("ssl_verify_mode", format_args!("{}", tls.verify_mode.number()));
+        stat("ssl_verify_mode", format_args!("{}", tls.verify_mode.openssl_flags()));
         // OpenSSL's SSL_FILETYPE_PEM.
         stat("ssl_keyformat", format_args!("1"));
         stat("ssl_ciphers", format_args!("{}", tls.ciphers.as_deref().unwrap_or("NULL")));

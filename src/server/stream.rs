@@ -2,6 +2,7 @@
 //! (`-s`, `-a`), and TLS over TCP (`-Z`). Each is an enum over mio's types, so a connection reads, writes and
 //! registers the same way whichever it is.
 
+use crate::tls::TlsStream;
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -9,7 +10,6 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use crate::tls::TlsStream;
 
 /// A client connection.
 #[derive(Debug)]
