@@ -291,10 +291,7 @@ impl PeerTls {
 
     /// Dials through TLS: `host` is the name (or address) the peer's certificate must carry.
     pub fn connect(&self, sock: TcpStream, host: &str) -> io::Result<TlsStream> {
-        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("peer name {host}: {e}")))?;
-        let conn = rustls::ClientConnection::new(Arc::clone(&self.client), name).map_err(io::Error::other)?;
-        Ok(TlsStream::new(sock, conn.into()))
+        TlsStream::client(sock, Arc::clone(&self.client), host)
     }
 }
 
@@ -323,6 +320,15 @@ impl TlsStream {
     fn new(sock: TcpStream, mut tls: rustls::Connection) -> TlsStream {
         tls.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         TlsStream { sock, tls, cipher: Vec::new(), cipher_start: 0, cipher_end: 0, not_tls: false, fresh: true }
+    }
+
+    /// A client's side, verifying the server as `name` (a host name or address);
+    /// the handshake runs as the stream is written and read.
+    pub fn client(sock: TcpStream, config: Arc<ClientConfig>, name: &str) -> io::Result<TlsStream> {
+        let name = ServerName::try_from(name.trim_start_matches('[').trim_end_matches(']').to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("server name {name}: {e}")))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+        Ok(TlsStream::new(sock, conn.into()))
     }
 
     pub fn socket(&self) -> &TcpStream {

@@ -42,6 +42,9 @@ options:
   --peer-nice N         start replication peers at nice N (default 0; -10 keeps a peer from
                         waiting behind the load generator on the CPU the two share)
   --items N             items loaded by the memory, sync and tombstones rows (default 1000000)
+  --tls                 every server serves TLS (memcached's -Z) with a certificate made for
+                        the run, and the load generator speaks TLS (rustls, as memtier_benchmark's
+                        --tls speaks OpenSSL)
 workload options (for custom, defaults of row a):
   --connections N --pipeline N --ratio SETS:GETS --data-size BYTES
   --key-maximum N --key-pattern R|G --protocol memcache_text|memcache_binary
@@ -58,6 +61,8 @@ struct Settings {
     loadgen_threads: usize,
     pin: bool,
     memory_items: u64,
+    /// `--tls`.
+    tls: bool,
 }
 
 impl Default for Settings {
@@ -72,6 +77,7 @@ impl Default for Settings {
             loadgen_threads: 1,
             pin: true,
             memory_items: 1_000_000,
+            tls: false,
         }
     }
 }
@@ -171,7 +177,7 @@ fn memtier_command(w: &Workload, settings: &Settings) -> String {
     };
     format!(
         "memtier_benchmark --protocol={} -s 127.0.0.1 -p 11211 -t 1 -c {} --pipeline={} \
-         --ratio={}:{} --data-size={} --key-maximum={} --key-pattern={} --test-time={} --hide-histogram",
+         --ratio={}:{} --data-size={} --key-maximum={} --key-pattern={} --test-time={} --hide-histogram{}",
         w.protocol.memtier_name(),
         w.connections,
         w.pipeline,
@@ -180,7 +186,8 @@ fn memtier_command(w: &Workload, settings: &Settings) -> String {
         w.data_size,
         w.key_maximum,
         pattern,
-        settings.test_time.as_secs()
+        settings.test_time.as_secs(),
+        if settings.tls { " --tls --cacert=ca.pem --sni=localhost" } else { "" }
     )
 }
 
@@ -919,6 +926,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
             "--threads" => settings.loadgen_threads = parse_number(&arg, args.next()),
             "--items" => settings.memory_items = parse_number(&arg, args.next()),
             "--no-pin" => settings.pin = false,
+            "--tls" => settings.tls = true,
             "--peer-nice" => {
                 let nice: i32 = parse_number(&arg, args.next());
                 server::PEER_NICE.store(nice, std::sync::atomic::Ordering::Relaxed);
@@ -999,7 +1007,10 @@ fn header(settings: &Settings, placement: &Placement) {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|_| "memcached not found".into());
     let nice = server::PEER_NICE.load(std::sync::atomic::Ordering::Relaxed);
-    let peers = if nice == 0 { String::new() } else { format!(", replication peers at nice {nice}") };
+    let mut peers = if nice == 0 { String::new() } else { format!(", replication peers at nice {nice}") };
+    if settings.tls {
+        peers.push_str(", over TLS (P-256 certificate, TLS 1.3)");
+    }
     println!(
         "Machine: {cores} CPUs; {}{peers}. Servers: `-t {} -m {}`, stickless {} against {memcached}. \
          {} run(s) of {} s after {} s of warm-up, alternating servers ABBA; figures are medians, \
@@ -1012,6 +1023,66 @@ fn header(settings: &Settings, placement: &Placement) {
         settings.test_time.as_secs_f64(),
         settings.warmup.as_secs_f64(),
     );
+}
+
+/// A directory of certificates for one run, removed when dropped.
+struct Certificates(std::path::PathBuf);
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `--tls`: makes a CA and a certificate for localhost with `openssl`, has every
+/// server started from now on serve TLS with it, and every connection trust it.
+fn use_tls() -> Certificates {
+    let dir = std::env::temp_dir().join(format!("stickless-loadgen-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("certificate directory");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(&dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &curve,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=loadgen-ca"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[&["req"][..], &curve, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let roots = stickless::tls::load_roots(&dir.join("ca.pem")).expect("the CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let _ = driver::CLIENT_TLS.set(std::sync::Arc::new(config));
+    let _ = server::SERVER_TLS.set((dir.join("server.pem"), dir.join("server.key")));
+    Certificates(dir)
 }
 
 /// The short run made by `cargo test`: both servers, every reply checked.
@@ -1061,6 +1132,19 @@ fn smoke() {
     for (kind, samples) in memory_row(&settings, &placement) {
         assert_eq!(samples[0].items, settings.memory_items, "{}: items after load", kind.name());
     }
+    // Last, as `--tls` turns TLS on for every server started after it.
+    let settings = Settings { tls: true, ..settings };
+    let _certificates = use_tls();
+    for protocol in [Protocol::Text, Protocol::Binary] {
+        let workload = Workload { protocol, data_size: 3000, ..workload.clone() };
+        let row = Row { name: "smoke over TLS".into(), title: describe(&workload), workload };
+        for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
+            let outcome = &outcomes[0];
+            assert!(outcome.sets > 0 && outcome.gets > 0, "{} {protocol:?} over TLS: no traffic", kind.name());
+            assert_eq!(outcome.errors, 0, "{} {protocol:?} over TLS: wrong replies", kind.name());
+            assert_eq!(outcome.misses, 0, "{} {protocol:?} over TLS: a loaded key was missing", kind.name());
+        }
+    }
 }
 
 fn main() {
@@ -1071,6 +1155,7 @@ fn main() {
         return;
     }
     let (settings, mut rows, custom) = parse_args(args.into_iter().filter(|a| a != "--bench").collect());
+    let _certificates = settings.tls.then(use_tls);
     let placement = Placement::choose(settings.pin);
     if let Some(loadgen) = &placement.loadgen {
         server::pin_current(loadgen).expect("pin the load generator");

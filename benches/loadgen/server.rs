@@ -55,6 +55,10 @@ pub static PEER_NICE: AtomicI32 = AtomicI32::new(0);
 /// their own (`--aspnet-listen`), for row (aspnet).
 pub static ASPNET_PORTS: AtomicBool = AtomicBool::new(false);
 
+/// Set by `--tls`: servers serve TLS with this certificate and key (memcached's
+/// `-Z -o ssl_chain_cert=,ssl_key=`), plus a plaintext port for `stats`.
+pub static SERVER_TLS: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> = std::sync::OnceLock::new();
+
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity writes
@@ -91,6 +95,8 @@ fn free_port() -> io::Result<u16> {
 /// A running server, killed by PID when dropped (with its peer, if any).
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `stats` is asked: `addr`, or under TLS a plaintext port beside it.
+    pub admin: SocketAddr,
     child: Child,
     /// The replication listener of a replicating server.
     pub repl: Option<SocketAddr>,
@@ -124,7 +130,22 @@ impl Server {
             if let Some(aspnet) = aspnet {
                 cmd.arg(format!("--aspnet-listen={aspnet}"));
             }
-            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+            let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+            let mut admin = addr;
+            match SERVER_TLS.get() {
+                None => {
+                    cmd.args(["-l", "127.0.0.1"]);
+                }
+                Some((chain, key)) => {
+                    admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                    cmd.args(["-l", &format!("127.0.0.1,notls:{admin}"), "-Z", "-o"]).arg(format!(
+                        "ssl_chain_cert={},ssl_key={}",
+                        chain.display(),
+                        key.display()
+                    ));
+                }
+            }
+            cmd.args(["-p", &port.to_string()])
                 .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -147,7 +168,6 @@ impl Server {
                 }
             }
             let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", kind.program())))?;
-            let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
             loop {
                 if Instant::now() >= deadline {
                     let _ = child.kill();
@@ -157,8 +177,8 @@ impl Server {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken in the meantime: try another
                 }
-                if TcpStream::connect(addr).is_ok() {
-                    let mut server = Server { addr, child, repl, aspnet, peer: None };
+                if TcpStream::connect(admin).is_ok() {
+                    let mut server = Server { addr, admin, child, repl, aspnet, peer: None };
                     if let Kind::Paired { ack } = kind {
                         let others: Vec<usize> = match &cpus {
                             Some(mine) => allowed_cpus().into_iter().filter(|c| !mine.contains(c)).collect(),
@@ -218,7 +238,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Server { addr, child, repl: None, aspnet: None, peer: None })
+        Ok(Server { addr, admin: addr, child, repl: None, aspnet: None, peer: None })
     }
 
     /// Waits until the replication link is up.
@@ -244,7 +264,7 @@ impl Server {
 
     /// Sends `stats GROUP` (plain `stats` for "") and returns the named statistic as text.
     pub fn stat_text(&self, group: &str, name: &str) -> io::Result<String> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = TcpStream::connect(self.admin)?;
         stream.set_read_timeout(Some(START_DEADLINE))?;
         let request = if group.is_empty() { "stats\r\n".to_string() } else { format!("stats {group}\r\n") };
         stream.write_all(request.as_bytes())?;
@@ -268,7 +288,7 @@ impl Server {
 
     /// `stats reset`.
     pub fn reset_stats(&self) -> io::Result<()> {
-        let mut stream = TcpStream::connect(self.addr)?;
+        let mut stream = TcpStream::connect(self.admin)?;
         stream.write_all(b"stats reset\r\n")?;
         let mut reply = [0u8; 7];
         stream.read_exact(&mut reply)?;
