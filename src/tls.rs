@@ -260,6 +260,12 @@ pub struct PeerTls {
     client: Arc<ClientConfig>,
 }
 
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
 impl PeerTls {
     pub fn new(settings: &PeerSettings) -> Result<PeerTls, String> {
         let roots = load_roots(&settings.ca)?;
@@ -355,7 +361,10 @@ impl TlsStream {
             match self.tls.write_tls(&mut self.sock) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                // A dial still connecting: its writable event comes once it has.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected) => {
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -19,6 +19,7 @@
 use super::heartbeat::LinkTime;
 use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
 use super::session::Session;
+use crate::tls::TlsStream;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -58,8 +59,52 @@ const TICK: Duration = Duration::from_millis(50);
 const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// A link's socket: plain TCP, or mutual TLS over it (`--repl-tls-*`).
+enum LinkStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl LinkStream {
+    fn socket(&mut self) -> &mut TcpStream {
+        match self {
+            LinkStream::Plain(s) => s,
+            LinkStream::Tls(s) => s.socket_mut(),
+        }
+    }
+
+    /// Sends the records TLS holds for the socket; false while some wait for it.
+    fn push(&mut self) -> io::Result<bool> {
+        match self {
+            LinkStream::Plain(_) => Ok(true),
+            LinkStream::Tls(s) => s.push(),
+        }
+    }
+}
+
+impl Read for LinkStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            LinkStream::Plain(s) => s.read(buf),
+            LinkStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for LinkStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            LinkStream::Plain(s) => s.write(buf),
+            LinkStream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 struct Link {
-    stream: TcpStream,
+    stream: LinkStream,
     session: Session,
     input: Vec<u8>,
     /// Bytes of `input` received and not yet used.
@@ -329,7 +374,7 @@ impl LinkRunner {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    self.adopt(stream, peer, false);
+                    self.adopt(stream, peer, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -341,8 +386,28 @@ impl LinkRunner {
         }
     }
 
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, dialed: bool) -> Option<usize> {
+    /// Takes a link just accepted or dialed (`host`: the name the peer's certificate
+    /// must carry, for a dial over TLS).
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) -> Option<usize> {
         let _ = stream.set_nodelay(true);
+        let mut stream = match (&self.node.settings.tls, dialed) {
+            (None, _) => LinkStream::Plain(stream),
+            (Some(tls), None) => match tls.accept(stream) {
+                Ok(stream) => LinkStream::Tls(Box::new(stream)),
+                Err(e) => {
+                    log::warn!("replication: cannot start TLS with {peer}: {e}");
+                    return None;
+                }
+            },
+            (Some(tls), Some(host)) => match tls.connect(stream, host) {
+                Ok(stream) => LinkStream::Tls(Box::new(stream)),
+                Err(e) => {
+                    log::warn!("replication: cannot start TLS with {peer}: {e}");
+                    return None;
+                }
+            },
+        };
+        let dialed = dialed.is_some();
         let session = match Session::start(&self.node, dialed, self.now()) {
             Ok(session) => session,
             Err(e) => {
@@ -352,7 +417,8 @@ impl LinkRunner {
         };
         let entry = self.links.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+        if let Err(e) =
+            self.poll.registry().register(stream.socket(), Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             log::warn!("replication: cannot register a link: {e}");
             return None;
@@ -373,8 +439,10 @@ impl LinkRunner {
                 return;
             }
         };
+        // The name the peer's certificate must carry: the host of --peer.
+        let host = peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host);
         match TcpStream::connect(addr) {
-            Ok(stream) => self.outgoing = self.adopt(stream, addr, true),
+            Ok(stream) => self.outgoing = self.adopt(stream, addr, Some(host)),
             Err(e) => log::debug!("replication: dialing {addr}: {e}"),
         }
     }
@@ -422,6 +490,13 @@ impl LinkRunner {
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => break,
                     io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::InvalidData => {
+                        // TLS refused the peer (a certificate from another CA) or
+                        // the bytes: said at the default verbosity, as a wrong secret is.
+                        log::warn!("replication: TLS with {}: {e}", link.peer);
+                        outcome = Err(format!("TLS failed: {e}"));
+                        break;
+                    }
                     _ => {
                         outcome = Err(format!("read failed: {e}"));
                         break;
@@ -510,6 +585,10 @@ impl LinkRunner {
             if link.written == link.session.out.len() {
                 link.session.out.clear();
                 link.written = 0;
+                // TLS may still hold records the socket has not taken.
+                if let Err(e) = link.stream.push() {
+                    failure = Some(format!("write failed: {e}"));
+                }
                 break;
             }
             match link.stream.write(&link.session.out[link.written..]) {
@@ -558,7 +637,7 @@ impl LinkRunner {
         let Some(mut link) = self.links.try_remove(key) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut link.stream);
+        let _ = self.poll.registry().deregister(link.stream.socket());
         if self.outgoing == Some(key) {
             self.outgoing = None;
         }

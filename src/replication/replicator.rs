@@ -36,6 +36,8 @@ pub struct Settings {
     pub mode: SyncMode,
     /// How long a deleted key's tombstone outlives it.
     pub tombstone_secs: u32,
+    /// Mutual TLS on the link (`--repl-tls-*`).
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
 }
 
 /// The link's state, as `stats` names it (`repl_peer_state`).

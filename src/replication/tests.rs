@@ -26,6 +26,7 @@ fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
         heartbeat: Duration::from_millis(500),
         mode: SyncMode::Async,
         tombstone_secs: 3600,
+        tls: None,
     };
     let node = Arc::new(Replicator::new(store, settings, history));
     assert!(node.observe());

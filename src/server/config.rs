@@ -2,7 +2,7 @@
 //! so that `stickless` can replace `memcached` in a start script unchanged.
 
 use crate::store::Clock;
-use crate::tls::{MinVersion, ServerSettings, VerifyMode};
+use crate::tls::{MinVersion, PeerSettings, ServerSettings, VerifyMode};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +54,12 @@ pub struct ReplicationConfig {
     /// only once the peer has sent everything it holds (or after this long, if it
     /// cannot be reached). 0: at once.
     pub wait_sync: Duration,
+    /// `--repl-tls-cert`, `--repl-tls-key`, `--repl-tls-ca`: the link runs over
+    /// mutual TLS, each node verifying the other's certificate against the CA.
+    pub tls: Option<PeerSettings>,
+    /// `--repl-insecure`: a non-loopback `--repl-listen` replicates in clear text
+    /// (still authenticated by `--repl-secret`).
+    pub insecure: bool,
 }
 
 impl ReplicationConfig {
@@ -91,6 +97,8 @@ impl Default for ReplicationConfig {
             // a 16 MiB backlog at a few thousand writes a second.
             tombstone_secs: 600,
             wait_sync: DEFAULT_WAIT_SYNC,
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -360,8 +368,13 @@ stickless, a memcached-compatible session cache
     --peer=<host:port>    replicate with this peer's replication port
     --repl-listen=<addr:port> where the peer connects (default: 127.0.0.1:11212)
     --node-id=<0-4095>    this node's id (default: derived from host and ports)
-    --repl-secret=<file>  shared secret of the pair (required when --repl-listen
-                          is not a loopback address)
+    --repl-secret=<file>  shared secret of the pair, proved by both nodes
+    --repl-tls-cert=<file> this node's certificate (PEM) for the replication link,
+    --repl-tls-key=<file>  its key, and the CA the peer's must come from: the link
+    --repl-tls-ca=<file>   runs over mutual TLS (required when --repl-listen is not
+                          a loopback address, unless --repl-insecure)
+    --repl-insecure       replicate in clear text on a non-loopback --repl-listen
+                          (with --repl-secret)
     --repl-backlog=<size> changes kept for a reconnecting peer (default: 16m)
     --repl-timeout=<secs> a silent peer is down after this long (default: 3)
     --repl-sync=<mode>    async, or ack: answer a write once the peer has it
@@ -433,6 +446,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     let mut args = args.into_iter();
     let mut memory_mb: usize = 64;
     let (mut peer_host, mut repl_port): (Option<String>, Option<u16>) = (None, None);
+    let (mut repl_cert, mut repl_key, mut repl_ca): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) =
+        (None, None, None);
     let mut protocol_specified = false;
     while let Some(arg) = args.next() {
         // Split "--name=value", "-p11211" and "-p 11211" into a name and maybe a value.
@@ -553,6 +568,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                 config.replication.node_id = Some(id);
             }
             "repl-secret" => config.replication.secret = Some(value("a file")?.into()),
+            "repl-tls-cert" => repl_cert = Some(value("a file")?.into()),
+            "repl-tls-key" => repl_key = Some(value("a file")?.into()),
+            "repl-tls-ca" => repl_ca = Some(value("a file")?.into()),
+            "repl-insecure" => config.replication.insecure = true,
             "repl-backlog" => config.replication.backlog = size(&value("a size")?)?,
             "repl-timeout" => {
                 let secs: f64 = number(&value("seconds")?, "replication timeout")?;
@@ -587,6 +606,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     }
     config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
     apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
+    config.replication.tls = match (repl_cert, repl_key, repl_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(PeerSettings { cert, key, ca }),
+        (None, None, None) => None,
+        _ => return Err("--repl-tls-cert, --repl-tls-key and --repl-tls-ca go together".into()),
+    };
     check_replication(&config)?;
     check_aspnet(&config)?;
     config.tls.server_settings()?;
@@ -688,12 +712,22 @@ fn check_replication(config: &Config) -> Result<(), String> {
         .listen
         .parse()
         .map_err(|_| format!("--repl-listen '{}' is not an ADDR:PORT (use [::1]:PORT for IPv6)", repl.listen))?;
-    if !listen.ip().is_loopback() && repl.secret.is_none() {
-        return Err(format!(
-            "--repl-listen {} is reachable beyond this host: give --repl-secret FILE so that only the peer \
-             can replicate",
-            repl.listen
-        ));
+    if !listen.ip().is_loopback() && repl.tls.is_none() {
+        if !repl.insecure {
+            return Err(format!(
+                "--repl-listen {} is reachable beyond this host: give --repl-tls-cert, --repl-tls-key and \
+                 --repl-tls-ca so that the link is encrypted and only the peer can replicate, or \
+                 --repl-insecure (with --repl-secret) to replicate in clear text",
+                repl.listen
+            ));
+        }
+        if repl.secret.is_none() {
+            return Err(format!(
+                "--repl-listen {} is reachable beyond this host: --repl-insecure still needs --repl-secret FILE \
+                 so that only the peer can replicate",
+                repl.listen
+            ));
+        }
     }
     Ok(())
 }
@@ -801,7 +835,8 @@ mod tests {
 
     #[test]
     fn replication_flags_and_repcached_aliases() {
-        let c = run(&["--peer", "10.0.0.2:11212", "--repl-secret", "/s", "--repl-listen", "0.0.0.0:11300"]).unwrap();
+        let c = run(&["--peer", "10.0.0.2:11212", "--repl-secret", "/s", "--repl-listen", "0.0.0.0:11300", "--repl-insecure"])
+            .unwrap();
         let r = &c.replication;
         assert_eq!((r.peer.as_deref(), r.listen.as_str()), (Some("10.0.0.2:11212"), "0.0.0.0:11300"));
         let c = run(&["-x", "127.0.0.1", "-X", "11400", "--node-id", "9", "--repl-sync", "ack"]).unwrap();
@@ -826,7 +861,14 @@ mod tests {
     #[test]
     fn unsafe_replication_is_refused() {
         let open = run(&["--peer", "h:1", "--repl-listen", "0.0.0.0:11212"]).unwrap_err();
-        assert!(open.contains("--repl-secret"), "{open}");
+        assert!(open.contains("--repl-tls-cert"), "{open}");
+        let clear = run(&["--peer", "h:1", "--repl-listen", "0.0.0.0:11212", "--repl-insecure"]).unwrap_err();
+        assert!(clear.contains("--repl-secret"), "{clear}");
+        let tls = ["--repl-tls-cert", "/c", "--repl-tls-key", "/k", "--repl-tls-ca", "/ca"];
+        let c = run(&[&["--peer", "h:1", "--repl-listen", "0.0.0.0:11212"][..], &tls].concat()).unwrap();
+        let files = c.replication.tls.unwrap();
+        assert_eq!((files.cert, files.key, files.ca), ("/c".into(), "/k".into(), "/ca".into()));
+        assert!(run(&["--repl-tls-cert", "/c"]).unwrap_err().contains("go together"));
         assert!(run(&["--peer", "h:1", "-C"]).unwrap_err().contains("-C"));
         assert!(run(&["--peer", "h:1", "-x", "h"]).is_err());
         assert!(run(&["--node-id", "4096"]).is_err());

@@ -176,6 +176,13 @@ fn replicator(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Repl
             ReplSync::Ack => SyncMode::Ack,
         },
         tombstone_secs: repl.tombstone_secs,
+        tls: repl
+            .tls
+            .as_ref()
+            .map(tls::PeerTls::new)
+            .transpose()
+            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, format!("replication TLS: {message}")))?
+            .map(Arc::new),
     };
     let history = u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes"));
     let node = Arc::new(Replicator::new(Arc::clone(store), settings, history));

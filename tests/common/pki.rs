@@ -1,0 +1,130 @@
+//! Keys and certificates made with `openssl` in a scratch directory, for the TLS
+//! tests of the client ports and the replication link.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// libfaketime, which `openssl` runs under to make a certificate that has expired.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// A scratch directory of keys and certificates made with `openssl`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("stickless-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Pki { dir }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn openssl(&self, args: &[&str], fake_time: Option<&str>) {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(&self.dir);
+        if let Some(offset) = fake_time {
+            cmd.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", offset).env("DONT_FAKE_MONOTONIC", "1");
+        }
+        let out = cmd.output().expect("openssl (scripts/test installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A self-signed CA: `<name>.pem` and `<name>.key`.
+    pub fn ca(&self, name: &str) -> &Pki {
+        let (key, pem, subject) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
+        self.openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "30",
+                "-subj",
+                &subject,
+            ],
+            None,
+        );
+        self
+    }
+
+    /// A certificate for `localhost` and 127.0.0.1 signed by `ca`: `<name>.pem`,
+    /// `<name>.key`; `fake_time` shifts the clock it is made at (libfaketime's syntax).
+    pub fn issue(&self, ca: &str, name: &str, fake_time: Option<&str>) -> &Pki {
+        let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.path(&ext),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        let subject = format!("/CN={name}");
+        self.openssl(
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &subject,
+            ],
+            None,
+        );
+        let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+        self.openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "10",
+                "-extfile",
+                &ext,
+            ],
+            fake_time,
+        );
+        self
+    }
+
+    /// The usual set: CA `ca` with `server` and `client`, and `other-ca` with
+    /// `stranger`, a client certificate no one here trusts.
+    pub fn standard(name: &str) -> Pki {
+        let pki = Pki::new(name);
+        pki.ca("ca").issue("ca", "server", None).issue("ca", "client", None);
+        pki.ca("other-ca").issue("other-ca", "stranger", None);
+        pki
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
