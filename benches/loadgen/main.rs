@@ -1081,7 +1081,11 @@ fn use_tls() -> Certificates {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let _ = driver::CLIENT_TLS.set(std::sync::Arc::new(config));
-    let _ = server::SERVER_TLS.set((dir.join("server.pem"), dir.join("server.key")));
+    let _ = server::SERVER_TLS.set(server::TlsFiles {
+        chain: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+    });
     Certificates(dir)
 }
 

@@ -56,8 +56,26 @@ pub static PEER_NICE: AtomicI32 = AtomicI32::new(0);
 pub static ASPNET_PORTS: AtomicBool = AtomicBool::new(false);
 
 /// Set by `--tls`: servers serve TLS with this certificate and key (memcached's
-/// `-Z -o ssl_chain_cert=,ssl_key=`), plus a plaintext port for `stats`.
-pub static SERVER_TLS: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> = std::sync::OnceLock::new();
+/// `-Z -o ssl_chain_cert=,ssl_key=`), plus a plaintext port for `stats`, and
+/// replicating ones link over mutual TLS with the same certificate and its CA.
+pub static SERVER_TLS: std::sync::OnceLock<TlsFiles> = std::sync::OnceLock::new();
+
+pub struct TlsFiles {
+    pub chain: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    /// `--repl-tls-*` for a replicating stickless.
+    fn repl_args(&self) -> [String; 3] {
+        [
+            format!("--repl-tls-cert={}", self.chain.display()),
+            format!("--repl-tls-key={}", self.key.display()),
+            format!("--repl-tls-ca={}", self.ca.display()),
+        ]
+    }
+}
 
 /// The CPUs this process may run on.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -118,6 +136,9 @@ impl Server {
             };
             if let Some(repl) = repl {
                 cmd.arg(format!("--repl-listen={repl}"));
+                if let Some(files) = SERVER_TLS.get() {
+                    cmd.args(files.repl_args());
+                }
             }
             if kind == (Kind::Paired { ack: true }) {
                 cmd.arg("--repl-sync=ack");
@@ -136,12 +157,12 @@ impl Server {
                 None => {
                     cmd.args(["-l", "127.0.0.1"]);
                 }
-                Some((chain, key)) => {
+                Some(files) => {
                     admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                     cmd.args(["-l", &format!("127.0.0.1,notls:{admin}"), "-Z", "-o"]).arg(format!(
                         "ssl_chain_cert={},ssl_key={}",
-                        chain.display(),
-                        key.display()
+                        files.chain.display(),
+                        files.key.display()
                     ));
                 }
             }
@@ -211,6 +232,7 @@ impl Server {
             .arg(format!("--peer={repl}"))
             .arg(format!("--repl-listen=127.0.0.1:{}", free_port()?))
             .arg(if ack { "--repl-sync=ack" } else { "--repl-sync=async" })
+            .args(SERVER_TLS.get().map(TlsFiles::repl_args).into_iter().flatten())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

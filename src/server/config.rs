@@ -835,8 +835,16 @@ mod tests {
 
     #[test]
     fn replication_flags_and_repcached_aliases() {
-        let c = run(&["--peer", "10.0.0.2:11212", "--repl-secret", "/s", "--repl-listen", "0.0.0.0:11300", "--repl-insecure"])
-            .unwrap();
+        let c = run(&[
+            "--peer",
+            "10.0.0.2:11212",
+            "--repl-secret",
+            "/s",
+            "--repl-listen",
+            "0.0.0.0:11300",
+            "--repl-insecure",
+        ])
+        .unwrap();
         let r = &c.replication;
         assert_eq!((r.peer.as_deref(), r.listen.as_str()), (Some("10.0.0.2:11212"), "0.0.0.0:11300"));
         let c = run(&["-x", "127.0.0.1", "-X", "11400", "--node-id", "9", "--repl-sync", "ack"]).unwrap();
