@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::pki::Pki;
+
 use common::{Client, Memcached, parse_stats, show, start_stickless};
 use std::net::SocketAddr;
 
@@ -358,10 +360,12 @@ fn contradictory_protocol_flags_are_refused_at_start_as_memcached_refuses_them()
     }
 }
 
-/// A connection to one of a node's doors, TCP or unix.
+/// A connection to one of a node's doors, TCP or unix, or TLS without a
+/// certificate of its own.
 enum Knock {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
+    Tls(std::net::TcpStream, std::sync::Arc<rustls::ClientConfig>),
 }
 
 impl Knock {
@@ -383,6 +387,16 @@ impl Knock {
                 let _ = stream.write_all(bytes);
                 let _ = stream.shutdown(std::net::Shutdown::Write);
                 let _ = stream.read_to_end(&mut received);
+            }
+            Knock::Tls(stream, config) => {
+                stream.set_read_timeout(limit).unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(config, name).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let _ = tls.write_all(bytes).and_then(|()| tls.flush());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                let _ = tls.read_to_end(&mut received);
             }
         }
         received
@@ -428,6 +442,9 @@ fn every_door_refuses_a_connection_without_credentials() {
     let secret = users.dir.join("repl-secret");
     std::fs::write(&secret, "a secret of the pair, long enough\n").unwrap();
     let socket = users.dir.join("socket");
+    let pki = Pki::standard("security-table");
+    // A client that trusts the node's CA but has no certificate of its own.
+    let anonymous = pki.client_config("ca", None);
     struct Row {
         door: &'static str,
         guard: &'static str,
@@ -496,6 +513,62 @@ fn every_door_refuses_a_connection_without_credentials() {
             }),
         },
     ];
+    let verified_tls = |c: &mut stickless::server::Config| {
+        c.tls.enabled = true;
+        c.tls.chain_cert = Some(pki.path("server.pem"));
+        c.tls.key = Some(pki.path("server.key"));
+        c.tls.ca_cert = Some(pki.path("ca.pem"));
+        c.tls.verify_mode = stickless::tls::VerifyMode::Require;
+    };
+    let mutual_tls = |c: &mut stickless::server::Config| {
+        c.replication.listen = "127.0.0.1:0".into();
+        c.replication.listen_given = true;
+        c.replication.tls = Some(stickless::tls::PeerSettings {
+            cert: pki.path("server.pem"),
+            key: pki.path("server.key"),
+            ca: pki.path("ca.pem"),
+        });
+    };
+    let repl_addr = |server: &stickless::server::Server| server.replication_addr().expect("replication");
+    let mut rows = rows;
+    rows.extend([
+        Row {
+            door: "client TCP, -Z, plaintext",
+            guard: "TLS: a plaintext client is sent nothing",
+            server: start_stickless(1, verified_tls),
+            knock: Box::new(tcp),
+        },
+        Row {
+            door: "client TCP, -Z ssl_verify_mode=2, TLS without a certificate",
+            guard: "a client certificate from ssl_ca_cert",
+            server: start_stickless(1, verified_tls),
+            knock: Box::new({
+                let anonymous = anonymous.clone();
+                move |server: &stickless::server::Server| {
+                    Knock::Tls(std::net::TcpStream::connect(server.local_addr()).unwrap(), anonymous.clone())
+                }
+            }),
+        },
+        Row {
+            door: "replication over mutual TLS, plaintext",
+            guard: "TLS: a plaintext stranger is sent nothing",
+            server: start_stickless(1, mutual_tls),
+            knock: Box::new(move |server: &stickless::server::Server| {
+                Knock::Tcp(std::net::TcpStream::connect(repl_addr(server)).unwrap())
+            }),
+        },
+        Row {
+            door: "replication over mutual TLS, TLS without a certificate",
+            guard: "a certificate from --repl-tls-ca",
+            server: start_stickless(1, mutual_tls),
+            knock: Box::new({
+                let anonymous = anonymous.clone();
+                move |server: &stickless::server::Server| {
+                    Knock::Tls(std::net::TcpStream::connect(repl_addr(server)).unwrap(), anonymous.clone())
+                }
+            }),
+        },
+    ]);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the unix socket is its owner's alone");

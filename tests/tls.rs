@@ -8,8 +8,7 @@ mod common;
 
 use common::pki::Pki;
 use common::{Daemon, Memcached, parse_stats, show, start_stickless};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -28,30 +27,6 @@ fn start_tls(pki: &Pki, mode: VerifyMode, adjust: impl FnOnce(&mut stickless::se
         c.tls.ca_cert = Some(pki.path("ca.pem"));
         c.tls.verify_mode = mode;
         adjust(c);
-    })
-}
-
-/// A client configuration trusting `ca`, showing `identity`'s certificate if given.
-fn client_config(pki: &Pki, ca: &str, identity: Option<&str>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(pki.path(&format!("{ca}.pem"))).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match identity {
-        None => builder.with_no_client_auth(),
-        Some(name) => {
-            let chain = CertificateDer::pem_file_iter(pki.path(&format!("{name}.pem")))
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_file(pki.path(&format!("{name}.key"))).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
     })
 }
 
@@ -136,7 +111,7 @@ fn binary(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
 fn every_protocol_is_served_over_tls() {
     let pki = Pki::standard("protocols");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
-    let config = client_config(&pki, "ca", None);
+    let config = pki.client_config("ca", None);
     let mut client = TlsClient::connect(server.local_addr(), &config).unwrap();
     assert_eq!(
         client.step(b"set k 5 0 3\r\nabc\r\nget k\r\nms m 2 T0\r\nhi\r\nmg m v f\r\n").unwrap(),
@@ -171,7 +146,7 @@ fn every_protocol_is_served_over_tls() {
 fn sessions_resume_on_reconnect() {
     let pki = Pki::standard("resume");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
-    let config = client_config(&pki, "ca", None);
+    let config = pki.client_config("ca", None);
     let mut first = TlsClient::connect(server.local_addr(), &config).unwrap();
     // The tickets come after the handshake: a request makes sure they have arrived.
     first.step(b"version\r\n").unwrap();
@@ -195,12 +170,12 @@ fn each_verify_mode_asks_for_what_memcached_asks_for() {
     for (mode, anonymous, trusted, stranger) in table {
         let server = start_tls(&pki, mode, |_| {});
         let addr = server.local_addr();
-        let outcome = |identity| served(addr, &client_config(&pki, "ca", identity));
+        let outcome = |identity| served(addr, &pki.client_config("ca", identity));
         assert_eq!(outcome(None).is_ok(), anonymous, "{mode:?} without a certificate: {:?}", outcome(None));
         assert_eq!(outcome(Some("client")).is_ok(), trusted, "{mode:?} with the CA's certificate");
         assert_eq!(outcome(Some("stranger")).is_ok(), stranger, "{mode:?} with another CA's certificate");
         let errors: u64 =
-            stats(addr, &client_config(&pki, "ca", Some("client")))["ssl_handshake_errors"].parse().unwrap();
+            stats(addr, &pki.client_config("ca", Some("client")))["ssl_handshake_errors"].parse().unwrap();
         let refused = [anonymous, trusted, stranger].iter().filter(|ok| !**ok).count() as u64;
         assert_eq!(errors, refused, "{mode:?}: each refusal counted as a handshake error");
         server.shutdown();
@@ -211,7 +186,7 @@ fn each_verify_mode_asks_for_what_memcached_asks_for() {
 fn a_client_that_trusts_another_ca_refuses_the_server() {
     let pki = Pki::standard("wrong-ca");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
-    let error = served(server.local_addr(), &client_config(&pki, "other-ca", None)).unwrap_err();
+    let error = served(server.local_addr(), &pki.client_config("other-ca", None)).unwrap_err();
     assert!(error.contains("UnknownIssuer"), "{error}");
     server.shutdown();
 }
@@ -225,13 +200,13 @@ fn expired_certificates_are_refused_both_ways() {
         c.tls.chain_cert = Some(pki.path("old-server.pem"));
         c.tls.key = Some(pki.path("old-server.key"));
     });
-    let error = served(server.local_addr(), &client_config(&pki, "ca", None)).unwrap_err();
+    let error = served(server.local_addr(), &pki.client_config("ca", None)).unwrap_err();
     assert!(error.contains("certificate expired"), "{error}");
     server.shutdown();
 
     let server = start_tls(&pki, VerifyMode::Require, |_| {});
-    assert!(served(server.local_addr(), &client_config(&pki, "ca", Some("client"))).is_ok());
-    assert!(served(server.local_addr(), &client_config(&pki, "ca", Some("old-client"))).is_err());
+    assert!(served(server.local_addr(), &pki.client_config("ca", Some("client"))).is_ok());
+    assert!(served(server.local_addr(), &pki.client_config("ca", Some("old-client"))).is_err());
     server.shutdown();
 }
 
@@ -248,7 +223,7 @@ fn plaintext_and_tls_crossed_get_nothing() {
     let _ = plain.read_to_end(&mut got);
     assert_eq!(got, b"", "a plaintext client on a TLS port is sent {}", show(&got));
     // Nothing was stored either.
-    let config = client_config(&pki, "ca", None);
+    let config = pki.client_config("ca", None);
     let mut client = TlsClient::connect(tls_addr, &config).unwrap();
     assert_eq!(client.step(b"get k\r\n").unwrap(), b"END\r\n");
     assert_eq!(stats(tls_addr, &config)["ssl_handshake_errors"], "1");
@@ -276,7 +251,7 @@ fn a_handshake_that_never_finishes_is_closed() {
         assert!(closed.is_ok() && got.is_empty(), "{closed:?} {}", show(&got));
     }
     assert!(started.elapsed() < common::EXCHANGE_DEADLINE);
-    let config = client_config(&pki, "ca", None);
+    let config = pki.client_config("ca", None);
     assert_eq!(stats(server.local_addr(), &config)["ssl_handshake_errors"], "2");
     // A client that does finish is not affected by the deadline.
     let mut client = TlsClient::connect(server.local_addr(), &config).unwrap();
@@ -301,7 +276,7 @@ fn refresh_certs_loads_new_files_and_keeps_the_old_on_failure() {
     let addr = server.local_addr();
     // A new configuration for each check: one used before would resume its session
     // (tickets outlive a reload), and resuming verifies no certificate.
-    let (trust_ca, trust_ca2) = (|| client_config(&pki, "ca", None), || client_config(&pki, "ca2", None));
+    let (trust_ca, trust_ca2) = (|| pki.client_config("ca", None), || pki.client_config("ca2", None));
     let mut admin = TlsClient::connect(addr, &trust_ca()).unwrap();
     std::fs::copy(pki.path("server2.pem"), live("server.pem")).unwrap();
     std::fs::copy(pki.path("server2.key"), live("server.key")).unwrap();
@@ -328,12 +303,12 @@ fn sighup_reloads_the_daemons_certificates() {
     std::fs::copy(pki.path("server.key"), live("server.key")).unwrap();
     let option = format!("ssl_chain_cert={},ssl_key={}", live("server.pem").display(), live("server.key").display());
     let daemon = Daemon::start(&["-Z", "-o", &option]);
-    assert!(served(daemon.addr, &client_config(&pki, "ca", None)).is_ok());
+    assert!(served(daemon.addr, &pki.client_config("ca", None)).is_ok());
     std::fs::copy(pki.path("server2.pem"), live("server.pem")).unwrap();
     std::fs::copy(pki.path("server2.key"), live("server.key")).unwrap();
     // SAFETY: kill(2) on the daemon this test started, by its PID.
     assert_eq!(unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) }, 0);
-    let trust_ca2 = client_config(&pki, "ca2", None);
+    let trust_ca2 = pki.client_config("ca2", None);
     let deadline = Instant::now() + common::EXCHANGE_DEADLINE;
     while served(daemon.addr, &trust_ca2).is_err() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload the certificates");
@@ -351,7 +326,7 @@ fn the_state_server_and_sasl_are_served_over_tls() {
         c.sasl = true;
         c.sasl_pwdb = Some(dir.clone());
     });
-    let config = client_config(&pki, "ca", None);
+    let config = pki.client_config("ca", None);
     let mut state = TlsClient::connect(server.aspnet_addr().unwrap(), &config).unwrap();
     let put = b"PUT /LM/W3SVC/1/ROOT/s1 HTTP/1.1\r\nHost: localhost\r\nTimeout: 20\r\nContent-Length: 3\r\n\r\nabc";
     let reply = state.request(put, b"\r\n\r\n").unwrap();
@@ -373,7 +348,7 @@ fn the_state_server_and_sasl_are_served_over_tls() {
 fn watch_is_refused_over_tls_and_the_connection_goes_on() {
     let pki = Pki::standard("watch");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
-    let mut client = TlsClient::connect(server.local_addr(), &client_config(&pki, "ca", None)).unwrap();
+    let mut client = TlsClient::connect(server.local_addr(), &pki.client_config("ca", None)).unwrap();
     assert_eq!(
         client.step(b"watch\r\nversion\r\n").unwrap()[..44],
         b"WATCHER_FAILED failed to add log watcher\r\nVE"[..]
@@ -432,7 +407,7 @@ fn memcached_and_stickless_answer_tls_requests_alike() {
     );
     let memcached = Memcached::start(&["-Z", "-o", &option]);
     let stickless = Daemon::start(&["-Z", "-o", &option]);
-    let config = client_config(&pki, "ca", Some("client"));
+    let config = pki.client_config("ca", Some("client"));
     let requests: &[&[u8]] = &[
         b"set a 1 0 5\r\nhello\r\n",
         b"get a b\r\n",
@@ -467,8 +442,8 @@ fn memcached_and_stickless_answer_tls_requests_alike() {
     };
     assert_eq!(settings(&mut us), settings(&mut mc));
     // Both refuse a client without a certificate.
-    assert!(served(memcached.addr, &client_config(&pki, "ca", None)).is_err());
-    assert!(served(stickless.addr, &client_config(&pki, "ca", None)).is_err());
+    assert!(served(memcached.addr, &pki.client_config("ca", None)).is_err());
+    assert!(served(stickless.addr, &pki.client_config("ca", None)).is_err());
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Keys and certificates made with `openssl` in a scratch directory, for the TLS
 //! tests of the client ports and the replication link.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 /// libfaketime, which `openssl` runs under to make a certificate that has expired.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -119,6 +122,32 @@ impl Pki {
         pki.ca("ca").issue("ca", "server", None).issue("ca", "client", None);
         pki.ca("other-ca").issue("other-ca", "stranger", None);
         pki
+    }
+}
+
+impl Pki {
+    /// A client configuration trusting `ca`, showing `identity`'s certificate if given.
+    pub fn client_config(&self, ca: &str, identity: Option<&str>) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(self.path(&format!("{ca}.pem"))).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        Arc::new(match identity {
+            None => builder.with_no_client_auth(),
+            Some(name) => {
+                let chain = CertificateDer::pem_file_iter(self.path(&format!("{name}.pem")))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap();
+                let key = PrivateKeyDer::from_pem_file(self.path(&format!("{name}.key"))).unwrap();
+                builder.with_client_auth_cert(chain, key).unwrap()
+            }
+        })
     }
 }
 
