@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 /// How long replication may take to show a change on the peer.
 const CONVERGE: Duration = Duration::from_secs(10);
-/// libfaketime's multi-threaded library, from Debian's `faketime` package.
-
 /// A daemon started by the test, killed by its PID on drop.
 struct Node {
     child: Child,

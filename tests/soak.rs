@@ -12,11 +12,13 @@
 //! locks: a lock is never held by two at once while the nodes are linked.
 //!
 //! The suite runs a short seeded soak in each mode; `scripts/soak --secs 3600` runs
-//! a long one (STICKLESS_SOAK_SECS, STICKLESS_SOAK_SEED, STICKLESS_SOAK_KEYS).
+//! a long one (STICKLESS_SOAK_SECS, STICKLESS_SOAK_SEED, STICKLESS_SOAK_KEYS), and
+//! `scripts/soak --tls` one whose link runs over mutual TLS (STICKLESS_SOAK_TLS=1).
 //! Every loop is bounded by the run's deadline; every process is ended by its PID.
 
 mod common;
 
+use common::pki::{LIBFAKETIME, Pki};
 use common::{Rng, parse_stats};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,8 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// libfaketime's multi-threaded library, from Debian's `faketime` package.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 /// How long a client waits for a reply: longer than the soak's `--repl-timeout`,
 /// after which an ack-mode node answers without its stopped peer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -471,14 +471,16 @@ fn soak(mode: &str) -> Figures {
     let seed: u64 = env_or("STICKLESS_SOAK_SEED", 16);
     let key_count: usize = env_or("STICKLESS_SOAK_KEYS", 400);
     assert!(std::path::Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing (Debian's faketime package)");
-    eprintln!("soak: mode {mode}, {secs} s, seed {seed}, {key_count} keys");
+    let over = if env_or("STICKLESS_SOAK_TLS", 0) == 1 { ", link over mutual TLS" } else { "" };
+    eprintln!("soak: mode {mode}, {secs} s, seed {seed}, {key_count} keys{over}");
     let dir = std::env::temp_dir().join(format!("stickless-soak-{}-{mode}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut ports = Rng::new(seed ^ u64::from(std::process::id()) ^ mode.len() as u64);
     let (client_ports, repl_ports) = ([0; 2].map(|_| fixed_port(&mut ports)), [0; 2].map(|_| fixed_port(&mut ports)));
     let relays = [0, 1].map(|i| Relay::start(SocketAddr::from(([127, 0, 0, 1], repl_ports[i]))));
+    let pki = (env_or("STICKLESS_SOAK_TLS", 0) == 1).then(|| Pki::standard(&format!("soak-{mode}")));
     let mut nodes = [0, 1].map(|i| {
-        let args = [
+        let mut args = vec![
             "-l".to_string(),
             "127.0.0.1".into(),
             "-p".into(),
@@ -493,7 +495,13 @@ fn soak(mode: &str) -> Figures {
             format!("--repl-sync={mode}"),
             format!("--repl-timeout={REPL_TIMEOUT_SECS}"),
         ];
-        Node::new(["A", "B"][i], args.to_vec(), client_ports[i], &dir)
+        if let Some(pki) = &pki {
+            let name = ["server", "client"][i];
+            args.push(format!("--repl-tls-cert={}", pki.path(&format!("{name}.pem")).display()));
+            args.push(format!("--repl-tls-key={}", pki.path(&format!("{name}.key")).display()));
+            args.push(format!("--repl-tls-ca={}", pki.path("ca.pem").display()));
+        }
+        Node::new(["A", "B"][i], args, client_ports[i], &dir)
     });
     // Both start at once: each waits (up to --repl-wait-sync) for the other's sync.
     std::thread::scope(|scope| {
