@@ -301,6 +301,51 @@ impl PeerTls {
     }
 }
 
+/// A TCP socket, with or without TLS over it, read and written alike.
+pub enum MaybeTls {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl MaybeTls {
+    /// The socket, to register with a poll.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        match self {
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(s) => s.socket_mut(),
+        }
+    }
+
+    /// Sends the records TLS holds for the socket; false while some wait for it.
+    pub fn push(&mut self) -> io::Result<bool> {
+        match self {
+            MaybeTls::Plain(_) => Ok(true),
+            MaybeTls::Tls(s) => s.push(),
+        }
+    }
+}
+
+impl Read for MaybeTls {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            MaybeTls::Plain(s) => s.read(buf),
+            MaybeTls::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for MaybeTls {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            MaybeTls::Plain(s) => s.write(buf),
+            MaybeTls::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A TCP socket with TLS over it, read and written as the socket would be.
 pub struct TlsStream {
     sock: TcpStream,
@@ -443,11 +488,8 @@ impl Read for TlsStream {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if filled > 0 => {
-                    // The plaintext before an unclean end first; the error comes next call.
-                    let _ = e;
-                    return Ok(filled);
-                }
+                // The plaintext before an unclean end first; the error comes next call.
+                Err(_) if filled > 0 => return Ok(filled),
                 Err(e) => return Err(e),
             }
             if self.cipher_start < self.cipher_end {

@@ -5,7 +5,7 @@ mod common;
 
 use common::pki::Pki;
 
-use common::{Client, Memcached, parse_stats, show, start_stickless};
+use common::{Client, Memcached, binary_request as packet, parse_stats, show, start_stickless};
 use std::net::SocketAddr;
 
 /// Steps on one connection, each answered by one line before the next is sent (the
@@ -50,20 +50,6 @@ fn authfile_replies_match_memcached() {
     assert_eq!((stats["auth_cmds"].as_str(), stats["auth_errors"].as_str()), ("3", "1"));
     stickless.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// A binary request: opcode, key, extras and value, opaque 0.
-fn packet(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = (key.len() + extras.len() + value.len()) as u32;
-    let mut out = vec![0x80, opcode];
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
-    out.extend_from_slice(&body.to_be_bytes());
-    out.extend_from_slice(&[0; 12]);
-    out.extend_from_slice(extras);
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
-    out
 }
 
 // Opcodes from memcached's protocol_binary.h.

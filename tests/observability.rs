@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, Daemon, EXCHANGE_DEADLINE, Memcached};
+use common::{Client, Daemon, EXCHANGE_DEADLINE, Memcached, binary_request};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -190,20 +190,6 @@ fn watch_reports_every_protocol_path_in_memcacheds_format() {
     let lines = watch_lines(&mut watched, 2);
     assert!(lines[0].starts_with("gid=11 type=item_store key=a%20key%0A status=stored cmd=set ttl=0"), "{lines:?}");
     assert_eq!(lines[1], "gid=12 type=deleted key=a%20key%0A cmd=delete clsid=1 size=1");
-}
-
-/// A binary-protocol request (memcached's protocol_binary.h header).
-fn binary_request(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = extras.len() + key.len() + value.len();
-    let mut out = vec![0x80, opcode];
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
-    out.extend_from_slice(&(body as u32).to_be_bytes());
-    out.extend_from_slice(&[0; 12]);
-    out.extend_from_slice(extras);
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
-    out
 }
 
 #[test]

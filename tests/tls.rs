@@ -7,7 +7,7 @@
 mod common;
 
 use common::pki::Pki;
-use common::{Daemon, Memcached, parse_stats, show, start_stickless};
+use common::{Daemon, Memcached, binary_request as binary, parse_stats, show, start_stickless};
 use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -92,19 +92,6 @@ fn served(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> Result<(), St
 
 fn stats(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> std::collections::BTreeMap<String, String> {
     parse_stats(&TlsClient::connect(addr, config).unwrap().request(b"stats\r\n", b"END\r\n").unwrap())
-}
-
-/// A binary protocol request (memcached's protocol_binary.h layout).
-fn binary(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80, opcode];
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
-    out.extend_from_slice(&((extras.len() + key.len() + value.len()) as u32).to_be_bytes());
-    out.extend_from_slice(&[0; 12]);
-    out.extend_from_slice(extras);
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
-    out
 }
 
 #[test]
@@ -267,8 +254,7 @@ fn refresh_certs_loads_new_files_and_keeps_the_old_on_failure() {
     let pki = Pki::standard("reload");
     pki.ca("ca2").issue("ca2", "server2", None);
     let live = |file: &str| pki.path(&format!("live-{file}"));
-    std::fs::copy(pki.path("server.pem"), live("server.pem")).unwrap();
-    std::fs::copy(pki.path("server.key"), live("server.key")).unwrap();
+    pki.install("server", "live-server");
     let server = start_tls(&pki, VerifyMode::None, |c| {
         c.tls.chain_cert = Some(live("server.pem"));
         c.tls.key = Some(live("server.key"));
@@ -278,8 +264,7 @@ fn refresh_certs_loads_new_files_and_keeps_the_old_on_failure() {
     // (tickets outlive a reload), and resuming verifies no certificate.
     let (trust_ca, trust_ca2) = (|| pki.client_config("ca", None), || pki.client_config("ca2", None));
     let mut admin = TlsClient::connect(addr, &trust_ca()).unwrap();
-    std::fs::copy(pki.path("server2.pem"), live("server.pem")).unwrap();
-    std::fs::copy(pki.path("server2.key"), live("server.key")).unwrap();
+    pki.install("server2", "live-server");
     // Until refreshed, new connections get the certificate loaded at start.
     assert!(served(addr, &trust_ca()).is_ok());
     assert_eq!(admin.step(b"refresh_certs\r\n").unwrap(), b"OK\r\n");
@@ -299,13 +284,11 @@ fn sighup_reloads_the_daemons_certificates() {
     let pki = Pki::standard("sighup");
     pki.ca("ca2").issue("ca2", "server2", None);
     let live = |file: &str| pki.path(&format!("live-{file}"));
-    std::fs::copy(pki.path("server.pem"), live("server.pem")).unwrap();
-    std::fs::copy(pki.path("server.key"), live("server.key")).unwrap();
+    pki.install("server", "live-server");
     let option = format!("ssl_chain_cert={},ssl_key={}", live("server.pem").display(), live("server.key").display());
     let daemon = Daemon::start(&["-Z", "-o", &option]);
     assert!(served(daemon.addr, &pki.client_config("ca", None)).is_ok());
-    std::fs::copy(pki.path("server2.pem"), live("server.pem")).unwrap();
-    std::fs::copy(pki.path("server2.key"), live("server.key")).unwrap();
+    pki.install("server2", "live-server");
     // SAFETY: kill(2) on the daemon this test started, by its PID.
     assert_eq!(unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) }, 0);
     let trust_ca2 = pki.client_config("ca2", None);

@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stickless::tls::TlsStream;
+use stickless::tls::{MaybeTls, TlsStream};
 
 /// memtier_benchmark's default `--key-prefix`.
 pub const KEY_PREFIX: &[u8] = b"memtier-";
@@ -408,68 +408,24 @@ fn desync(what: &str, line: &[u8]) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {:?}", String::from_utf8_lossy(line)))
 }
 
-/// The load generator's side of a connection: plain, or TLS as memtier_benchmark's
-/// `--tls` (a rustls client; the servers' certificate is trusted through
-/// [`CLIENT_TLS`]).
-enum Wire {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
-}
-
-/// Set by `--tls`: every connection speaks TLS, trusting this configuration's CA.
+/// Set by `--tls`: every connection speaks TLS, as memtier_benchmark's `--tls`
+/// (a rustls client), trusting this configuration's CA.
 pub static CLIENT_TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
 
-impl Wire {
-    fn connect(addr: SocketAddr) -> io::Result<Wire> {
-        let stream = std::net::TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
-        let stream = TcpStream::from_std(stream);
-        Ok(match CLIENT_TLS.get() {
-            None => Wire::Plain(stream),
-            Some(config) => Wire::Tls(Box::new(TlsStream::client(stream, Arc::clone(config), "localhost")?)),
-        })
-    }
-
-    fn source(&mut self) -> &mut TcpStream {
-        match self {
-            Wire::Plain(s) => s,
-            Wire::Tls(s) => s.socket_mut(),
-        }
-    }
-
-    /// Sends the records TLS holds for the socket.
-    fn push(&mut self) -> io::Result<()> {
-        match self {
-            Wire::Plain(_) => Ok(()),
-            Wire::Tls(s) => s.push().map(drop),
-        }
-    }
-}
-
-impl Read for Wire {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Wire::Plain(s) => s.read(buf),
-            Wire::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Wire {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Wire::Plain(s) => s.write(buf),
-            Wire::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// Connects to `addr`, over TLS under [`CLIENT_TLS`].
+fn connect(addr: SocketAddr) -> io::Result<MaybeTls> {
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    let stream = TcpStream::from_std(stream);
+    Ok(match CLIENT_TLS.get() {
+        None => MaybeTls::Plain(stream),
+        Some(config) => MaybeTls::Tls(Box::new(TlsStream::client(stream, Arc::clone(config), "localhost")?)),
+    })
 }
 
 struct Connection {
-    stream: Wire,
+    stream: MaybeTls,
     source: Source,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -486,7 +442,7 @@ impl Connection {
         // Room for a full pipeline of replies, so a read rarely stops short.
         let reply_size = workload.data_size + 64;
         Ok(Connection {
-            stream: Wire::connect(addr)?,
+            stream: connect(addr)?,
             source,
             rbuf: vec![0; (reply_size * workload.pipeline).max(64 * 1024)],
             rstart: 0,
@@ -582,7 +538,7 @@ impl Connection {
         }
         self.wbuf.clear();
         self.wpos = 0;
-        self.stream.push()
+        self.stream.push().map(drop)
     }
 
     /// Reads what the socket holds and settles every complete reply.
@@ -656,7 +612,7 @@ fn drive(
     let mut poll = Poll::new()?;
     let now = Instant::now();
     for (index, conn) in conns.iter_mut().enumerate() {
-        poll.registry().register(conn.stream.source(), Token(index), Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry().register(conn.stream.socket(), Token(index), Interest::READABLE | Interest::WRITABLE)?;
         conn.refill(workload, pipeline, &value, now);
         conn.flush()?;
     }

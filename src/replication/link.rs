@@ -19,7 +19,7 @@
 use super::heartbeat::LinkTime;
 use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
 use super::session::Session;
-use crate::tls::TlsStream;
+use crate::tls::MaybeTls;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -59,52 +59,9 @@ const TICK: Duration = Duration::from_millis(50);
 const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// A link's socket: plain TCP, or mutual TLS over it (`--repl-tls-*`).
-enum LinkStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
-}
-
-impl LinkStream {
-    fn socket(&mut self) -> &mut TcpStream {
-        match self {
-            LinkStream::Plain(s) => s,
-            LinkStream::Tls(s) => s.socket_mut(),
-        }
-    }
-
-    /// Sends the records TLS holds for the socket; false while some wait for it.
-    fn push(&mut self) -> io::Result<bool> {
-        match self {
-            LinkStream::Plain(_) => Ok(true),
-            LinkStream::Tls(s) => s.push(),
-        }
-    }
-}
-
-impl Read for LinkStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            LinkStream::Plain(s) => s.read(buf),
-            LinkStream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for LinkStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            LinkStream::Plain(s) => s.write(buf),
-            LinkStream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 struct Link {
-    stream: LinkStream,
+    /// Mutual TLS over TCP under `--repl-tls-*`.
+    stream: MaybeTls,
     session: Session,
     input: Vec<u8>,
     /// Bytes of `input` received and not yet used.
@@ -391,16 +348,16 @@ impl LinkRunner {
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) -> Option<usize> {
         let _ = stream.set_nodelay(true);
         let mut stream = match (&self.node.settings.tls, dialed) {
-            (None, _) => LinkStream::Plain(stream),
+            (None, _) => MaybeTls::Plain(stream),
             (Some(tls), None) => match tls.accept(stream) {
-                Ok(stream) => LinkStream::Tls(Box::new(stream)),
+                Ok(stream) => MaybeTls::Tls(Box::new(stream)),
                 Err(e) => {
                     log::warn!("replication: cannot start TLS with {peer}: {e}");
                     return None;
                 }
             },
             (Some(tls), Some(host)) => match tls.connect(stream, host) {
-                Ok(stream) => LinkStream::Tls(Box::new(stream)),
+                Ok(stream) => MaybeTls::Tls(Box::new(stream)),
                 Err(e) => {
                     log::warn!("replication: cannot start TLS with {peer}: {e}");
                     return None;

@@ -150,6 +150,21 @@ pub const BINARY_SENTINEL: [u8; 24] =
 pub const BINARY_SENTINEL_REPLY: [u8; 24] =
     [0x81, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x5e, 0x47, 0x11, 0xe1, 0, 0, 0, 0, 0, 0, 0, 0];
 
+/// A binary protocol request: memcached's protocol_binary.h header (opaque and CAS
+/// zero), then extras, key and value.
+pub fn binary_request(opcode: u8, key: &[u8], extras: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = (extras.len() + key.len() + value.len()) as u32;
+    let mut out = vec![0x80, opcode];
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[extras.len() as u8, 0, 0, 0]);
+    out.extend_from_slice(&body.to_be_bytes());
+    out.extend_from_slice(&[0; 12]);
+    out.extend_from_slice(extras);
+    out.extend_from_slice(key);
+    out.extend_from_slice(value);
+    out
+}
+
 /// A raw connection that sends bytes and reads replies up to a sentinel.
 pub struct Client {
     stream: TcpStream,

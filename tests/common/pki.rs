@@ -10,6 +10,9 @@ use std::sync::Arc;
 /// libfaketime, which `openssl` runs under to make a certificate that has expired.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
+/// `openssl req` options for a new P-256 key, unencrypted.
+const NEW_P256_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 /// A scratch directory of keys and certificates made with `openssl`.
 pub struct Pki {
     pub dir: PathBuf,
@@ -40,26 +43,8 @@ impl Pki {
     /// A self-signed CA: `<name>.pem` and `<name>.key`.
     pub fn ca(&self, name: &str) -> &Pki {
         let (key, pem, subject) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
-        self.openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &pem,
-                "-days",
-                "30",
-                "-subj",
-                &subject,
-            ],
-            None,
-        );
+        let rest = ["-keyout", &key, "-out", &pem, "-days", "30", "-subj", &subject];
+        self.openssl(&[&["req", "-x509"][..], &NEW_P256_KEY, &rest].concat(), None);
         self
     }
 
@@ -68,51 +53,38 @@ impl Pki {
     pub fn issue(&self, ca: &str, name: &str, fake_time: Option<&str>) -> &Pki {
         let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
         let ext = format!("{name}.ext");
-        std::fs::write(
-            self.path(&ext),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
-        )
-        .unwrap();
+        let extensions = "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n";
+        std::fs::write(self.path(&ext), extensions).unwrap();
         let subject = format!("/CN={name}");
-        self.openssl(
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &subject,
-            ],
-            None,
-        );
+        let rest = ["-keyout", &key, "-out", &csr, "-subj", &subject];
+        self.openssl(&[&["req"][..], &NEW_P256_KEY, &rest].concat(), None);
         let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-        self.openssl(
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &ca_pem,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "10",
-                "-extfile",
-                &ext,
-            ],
-            fake_time,
-        );
+        let sign = [
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "10",
+            "-extfile",
+            &ext,
+        ];
+        self.openssl(&sign, fake_time);
         self
+    }
+
+    /// Copies `from`'s certificate and key to `to`'s names (a node's live files).
+    pub fn install(&self, from: &str, to: &str) {
+        for suffix in ["pem", "key"] {
+            std::fs::copy(self.path(&format!("{from}.{suffix}")), self.path(&format!("{to}.{suffix}"))).unwrap();
+        }
     }
 
     /// The usual set: CA `ca` with `server` and `client`, and `other-ca` with
