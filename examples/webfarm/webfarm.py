@@ -17,6 +17,7 @@ import argparse
 import http.cookiejar
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -37,10 +38,24 @@ PACE_SECONDS = 0.025
 DEADLINE_SECONDS = 20
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768 on): a node killed and
+    started again binds its ports once more, and a port the kernel hands out to
+    outgoing connections (the peer's dials) could meanwhile be one's local port."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_listening(port, what):
