@@ -1,5 +1,6 @@
 //! The `stickless` daemon: `stickless -p 11211 -m 64` behaves as `memcached -p 11211 -m 64`.
 
+use stickless::server::service::{self, PidFile};
 use stickless::server::{Invocation, Server, USAGE, VERSION, log_filter, parse_args};
 
 fn main() {
@@ -18,12 +19,43 @@ fn main() {
             std::process::exit(64); // EX_USAGE
         }
     };
+    // -d forks now, while this is the only thread; the parent returns once the
+    // child listens.
+    let mut detached = if config.service.daemonize {
+        match service::detach() {
+            Ok(detached) => Some(detached),
+            Err(e) => {
+                eprintln!("stickless: failed to daemon() in order to daemonize: {e}");
+                std::process::exit(71); // EX_OSERR
+            }
+        }
+    } else {
+        None
+    };
+    let mut fail = |status: i32, message: String| -> ! {
+        eprintln!("stickless: {message}");
+        if let Some(detached) = detached.as_mut() {
+            detached.failed(status as u8);
+        }
+        std::process::exit(status);
+    };
     env_logger::Builder::new()
         .filter_level(log::LevelFilter::Trace)
         .parse_default_env()
         .format_timestamp_millis()
         .init();
     log::set_max_level(log_filter(config.verbosity));
+    for note in &config.notes {
+        log::info!("{note}");
+    }
+    if config.service.core_dumps {
+        service::enable_core_dumps();
+    }
+    if config.service.lock_memory {
+        service::lock_memory();
+    }
+    let (pid_path, user, verbose) =
+        (config.service.pid_file.clone(), config.service.user.clone(), config.verbosity > 0);
 
     // SIGINT, SIGTERM, SIGUSR1 and SIGHUP are blocked before any thread starts, so every
     // thread inherits the mask and only `wait_for_signal` below receives them.
@@ -34,10 +66,7 @@ fn main() {
 
     let server = match Server::start(config) {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("stickless: {e}");
-            std::process::exit(71); // EX_OSERR
-        }
+        Err(e) => fail(71, e.to_string()), // EX_OSERR
     };
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");
@@ -51,6 +80,18 @@ fn main() {
     if let Some(path) = &server.shared().config.unix_socket {
         log::info!("listening on unix socket {}", path.display());
     }
+    let pid_file = pid_path.map(|path| PidFile::write(&path).unwrap_or_else(|e| fail(73, e.to_string()))); // EX_CANTCREAT
+    // The ports are bound: root is needed no longer.
+    if let Some(user) = &user
+        && let Err(message) = service::become_user(user)
+    {
+        fail(77, message); // EX_NOPERM
+    }
+    if let Some(detached) = detached.as_mut()
+        && let Err(e) = detached.ready(verbose)
+    {
+        log::error!("cannot detach from the terminal: {e}");
+    }
     let signal = loop {
         match wait_for_signal(&signals) {
             libc::SIGHUP => reload_certificates(&server),
@@ -59,6 +100,7 @@ fn main() {
     };
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
     server.shutdown();
+    drop(pid_file);
 }
 
 fn handled_signals() -> libc::sigset_t {

@@ -99,3 +99,124 @@ fn a_port_open_to_the_network_without_authentication_is_warned_about() {
     assert!(!guarded.contains("without authentication"), "{guarded}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The options of Debian's `/etc/memcached.conf` (as its start script passes them:
+/// `-d`, a pid file, `-u memcache`), with the issue's `-c` and `-o idle_timeout`,
+/// given to Debian's memcached and to stickless alike: both detach and return 0 once
+/// listening, write their pid, run as the user, serve, and remove the pid file on
+/// SIGTERM.
+#[test]
+fn debians_start_line_runs_both_binaries_alike() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("stickless-service-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = std::fs::read_to_string("/etc/memcached.conf").expect("Debian's memcached package installs it");
+    // The start script's own lines (`logfile`) are not options; `-p` and `-P` are
+    // the test's, so that the two binaries and any memcached already running
+    // never share a port or a file.
+    let mut options: Vec<String> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('-') && !line.starts_with("-p") && !line.starts_with("-P"))
+        .flat_map(|line| line.splitn(2, ' ').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    options.extend(["-c", "1024", "-o", "idle_timeout=600"].map(String::from));
+    assert!(options.contains(&"-d".to_string()) && options.contains(&"-u".to_string()), "{options:?}");
+    let user = options[options.iter().position(|o| o == "-u").unwrap() + 1].clone();
+    let c_user = std::ffi::CString::new(user.clone()).unwrap();
+    // SAFETY: getpwnam reads a NUL-terminated name; the entry is read at once.
+    let uid = unsafe {
+        let entry = libc::getpwnam(c_user.as_ptr());
+        assert!(!entry.is_null(), "the user {user} exists (Debian's memcached package adds it)");
+        (*entry).pw_uid
+    };
+    // The user's own, as Debian's /run/memcached is: it removes the pid file at exit.
+    std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for program in ["memcached", env!("CARGO_BIN_EXE_stickless")] {
+        let port = common::free_port();
+        let pid_file = dir.join(format!("{}.pid", port));
+        let status = Command::new("timeout")
+            .args(["20", program])
+            .args(&options)
+            .args(["-p", &port.to_string(), "-P"])
+            .arg(&pid_file)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{program}: {status}");
+        // The parent returned: the child listens (memcached writes its pid file
+        // just after, so wait for that with a deadline).
+        let deadline = std::time::Instant::now() + common::EXCHANGE_DEADLINE;
+        let pid: i32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|text| text.trim().parse().ok()) {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{program}: no pid file");
+            std::thread::yield_now();
+        };
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut client = Client::connect(addr);
+        assert_eq!(
+            client.step(b"set k 0 0 1\r\nv\r\nget k\r\n"),
+            b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n",
+            "{program}"
+        );
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let runs_as = status.lines().find(|l| l.starts_with("Uid:")).unwrap().split_whitespace().nth(2).unwrap();
+        assert_eq!(runs_as, uid.to_string(), "{program} runs as {user}");
+        let settings = common::parse_stats(&client.request(b"stats settings\r\n", b"END\r\n"));
+        assert_eq!(settings["idle_timeout"], "600", "{program}");
+        assert_eq!(settings["maxconns"], "1024", "{program}");
+        // SAFETY: kill(2) on the daemon this test started, by the pid it wrote.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = std::time::Instant::now() + common::EXCHANGE_DEADLINE;
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(std::time::Instant::now() < deadline, "{program} did not exit on SIGTERM");
+            std::thread::yield_now();
+        }
+        if program != "memcached" {
+            assert!(!pid_file.exists(), "stickless removes its pid file at exit");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A daemon that cannot start says why on the terminal, and `-d` returns its status.
+#[test]
+fn a_detached_daemon_that_cannot_start_fails_in_the_foreground() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = bin().args(["-d", "-l", "127.0.0.1", "-p", &port]).output().unwrap();
+    assert_eq!(out.status.code(), Some(71));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"), "{:?}", out);
+    let out = bin().args(["-d", "-l", "127.0.0.1", "-p", "0", "-u", "no-such-user-here"]).output().unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(out.status.code(), Some(77));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("can't find the user"), "{:?}", out);
+    }
+}
+
+/// `-o idle_timeout`: a connection silent that long is closed and counted
+/// (`idle_kicks`); one that keeps talking is not.
+#[test]
+fn idle_connections_are_closed_after_idle_timeout() {
+    let clock = stickless::store::ManualClock::new(1_700_000_000_000);
+    let server = common::start_stickless(1, |c| {
+        c.clock = stickless::store::Clock::Manual(clock.clone());
+        c.idle_timeout = std::time::Duration::from_secs(30);
+    });
+    let mut idle = Client::connect(server.local_addr());
+    assert_eq!(idle.step(b"version\r\n").len(), "VERSION ".len() + stickless::server::VERSION.len() + 2);
+    let mut busy = Client::connect(server.local_addr());
+    clock.advance_secs(20);
+    assert_eq!(busy.step(b"get k\r\n"), b"END\r\n");
+    clock.advance_secs(15);
+    // The worker looks once a second: the idle one goes, the busy one (20 s ago) stays.
+    assert_eq!(idle.read_until(b"<never>"), b"<closed>");
+    assert_eq!(busy.step(b"get k\r\n"), b"END\r\n");
+    let stats = common::parse_stats(&busy.request(b"stats\r\n", b"END\r\n"));
+    assert_eq!(stats["idle_kicks"], "1");
+    server.shutdown();
+}

@@ -162,6 +162,27 @@ pub struct Config {
     pub aspnet: AspNetConfig,
     /// `-Z` and `-o ssl_*`: TLS on the client ports.
     pub tls: TlsConfig,
+    /// How the process runs: `-d`, `-P`, `-u`, `-k`, `-r`.
+    pub service: ServiceConfig,
+    /// `-o idle_timeout`: connections idle this long are closed (0: never).
+    pub idle_timeout: Duration,
+    /// Options memcached knows that mean nothing here, each with why; said at `-v`.
+    pub notes: Vec<String>,
+}
+
+/// How the process runs, as memcached's service flags say.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    /// `-d`: fork, detach from the terminal, and return once listening.
+    pub daemonize: bool,
+    /// `-P`: where the process id is written (removed at exit).
+    pub pid_file: Option<PathBuf>,
+    /// `-u`: the user to become, when started as root, once the ports are bound.
+    pub user: Option<String>,
+    /// `-k`: lock all memory (`mlockall`).
+    pub lock_memory: bool,
+    /// `-r`: raise the core file limit to its maximum.
+    pub core_dumps: bool,
 }
 
 /// `-Z` and memcached's `-o ssl_*` options.
@@ -286,6 +307,9 @@ impl Default for Config {
             protected_prefixes: Vec::new(),
             aspnet: AspNetConfig::default(),
             tls: TlsConfig::default(),
+            service: ServiceConfig::default(),
+            idle_timeout: Duration::ZERO,
+            notes: Vec::new(),
             replication: ReplicationConfig::default(),
         }
     }
@@ -393,6 +417,9 @@ stickless, a memcached-compatible session cache
 -Z, --enable-ssl          serve TLS on the TCP ports (with -o ssl_chain_cert=...);
                           -l notls:<ip>:<port> keeps a listener plaintext
 -o, --extended            comma separated list of extended options:
+   - idle_timeout:        close connections idle this many seconds (default: 0,
+                          never); memcached's other options are accepted and
+                          noted at -v
    - ssl_chain_cert:      certificate chain file in PEM format
    - ssl_key:             private key, if not part of the ssl_chain_cert
    - ssl_keyformat:       private key format (PEM only) (default: PEM)
@@ -408,7 +435,13 @@ stickless, a memcached-compatible session cache
                           valid values are 2(tlsv1.2) or 3(tlsv1.3)
     --tls-handshake-timeout=<secs> close a connection whose TLS handshake has
                           not finished by then (default: 10)
--u, --user=<user>         accepted for compatibility; stickless does not switch users
+-d, --daemon              run as a daemon (returns once listening)
+-P, --pidfile=<file>      save PID in <file> (removed at exit)
+-u, --user=<user>         assume identity of <username> (only when run as root),
+                          once the ports are bound
+-k, --lock-memory         lock down all paged memory
+-r, --enable-coredumps    maximize core file limit
+-L, -f, -n, -D            accepted for start scripts (noted at -v)
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
 -h, --help                print this help and exit
@@ -514,8 +547,33 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
                     return Err("Number of requests per event must be greater than 0".into());
                 }
             }
-            "u" | "user" => {
-                value("a user name")?;
+            "u" | "user" => config.service.user = Some(value("a user name")?),
+            "d" | "daemon" => config.service.daemonize = true,
+            "P" | "pidfile" => config.service.pid_file = Some(value("a file")?.into()),
+            "k" | "lock-memory" => config.service.lock_memory = true,
+            "r" | "enable-coredumps" => config.service.core_dumps = true,
+            "L" | "enable-largepages" => config
+                .notes
+                .push("-L: items live in the heap, not in preallocated pages; large pages are not asked for".into()),
+            "f" | "slab-growth-factor" => {
+                let factor: f64 = number(&value("a factor")?, "growth factor")?;
+                if factor <= 1.0 {
+                    return Err("Factor must be greater than 1".into());
+                }
+                config
+                    .notes
+                    .push(format!("-f {factor}: there are no slab classes; each item takes the memory it needs"));
+            }
+            "n" | "slab-min-size" => {
+                let min: usize = number(&value("bytes")?, "minimum size")?;
+                if min == 0 {
+                    return Err("Chunk size must be greater than 0".into());
+                }
+                config.notes.push(format!("-n {min}: there are no slab chunks; each item takes the memory it needs"));
+            }
+            "D" => {
+                let delimiter = value("a delimiter")?;
+                config.notes.push(format!("-D {delimiter}: stats detail (per-prefix stats) is not kept"));
             }
             "B" | "protocol" => {
                 protocol_specified = true;
@@ -633,6 +691,62 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
     Ok(Invocation::Run(Box::new(config)))
 }
 
+/// memcached 1.6's other `-o` options (memcached.c `usage()`): accepted, since start
+/// scripts pass them, and said at `-v` with why they change nothing here.
+const UNUSED_EXTENDED_OPTIONS: &[(&str, &str)] = &[
+    ("hashpower", "the hash tables grow by themselves, shard by shard"),
+    ("no_hashexpand", "the hash tables grow by themselves, shard by shard"),
+    ("tail_repair_time", "there is no LRU tail to repair"),
+    ("hash_algorithm", "keys are hashed with ahash"),
+    ("lru_crawler", "expired items are swept by the sweeper thread"),
+    ("no_lru_crawler", "expired items are swept by the sweeper thread"),
+    ("lru_crawler_sleep", "expired items are swept by the sweeper thread"),
+    ("lru_crawler_tocrawl", "expired items are swept by the sweeper thread"),
+    ("lru_maintainer", "eviction takes the least recently used item of a shard"),
+    ("no_lru_maintainer", "eviction takes the least recently used item of a shard"),
+    ("lru_segmented", "eviction takes the least recently used item of a shard"),
+    ("no_lru_segmented", "eviction takes the least recently used item of a shard"),
+    ("hot_lru_pct", "there are no segmented LRUs"),
+    ("warm_lru_pct", "there are no segmented LRUs"),
+    ("hot_max_factor", "there are no segmented LRUs"),
+    ("warm_max_factor", "there are no segmented LRUs"),
+    ("temporary_ttl", "there is no temporary LRU"),
+    ("read_buf_mem_limit", "read buffers are given back once they empty"),
+    ("slab_reassign", "there are no slab classes"),
+    ("slab_automove", "there are no slab classes"),
+    ("slab_automove_ratio", "there are no slab classes"),
+    ("slab_automove_window", "there are no slab classes"),
+    ("slab_automove_freeratio", "there are no slab classes"),
+    ("slab_chunk_max", "there are no slab chunks"),
+    ("slab_sizes", "there are no slab classes"),
+    ("watcher_logbuf_size", "each watcher holds up to 256 KiB of lines"),
+    ("worker_logbuf_size", "each watcher holds up to 256 KiB of lines"),
+    ("track_sizes", "there are no slab classes to track sizes for"),
+    ("modern", "its settings are the defaults here"),
+    ("no_modern", "its settings are the defaults here"),
+    ("inline_ascii_response", "replies are built whole before they are written"),
+    ("no_inline_ascii_response", "replies are built whole before they are written"),
+    ("sock_cookie_id", "sockets are not marked"),
+    ("ext_path", "there is no external storage: every item is in memory"),
+    ("ext_page_size", "there is no external storage"),
+    ("ext_wbuf_size", "there is no external storage"),
+    ("ext_threads", "there is no external storage"),
+    ("ext_io_depth", "there is no external storage"),
+    ("ext_item_size", "there is no external storage"),
+    ("ext_item_age", "there is no external storage"),
+    ("ext_low_ttl", "there is no external storage"),
+    ("ext_drop_unread", "there is no external storage"),
+    ("ext_recache_rate", "there is no external storage"),
+    ("ext_compact_under", "there is no external storage"),
+    ("ext_drop_under", "there is no external storage"),
+    ("ext_max_frag", "there is no external storage"),
+    ("ext_max_sleep", "there is no external storage"),
+    ("ext_direct_io", "there is no external storage"),
+    ("proxy_config", "there is no proxy mode"),
+    ("proxy_startfile", "there is no proxy mode"),
+    ("proxy_startarg", "there is no proxy mode"),
+];
+
 /// One of memcached's `-o` options (`key=value`, or a bare `key`). Unknown keys are
 /// refused with memcached's message (memcached.c, the `-o` suboption loop).
 fn extended_option(config: &mut Config, option: &str) -> Result<(), String> {
@@ -668,7 +782,19 @@ fn extended_option(config: &mut Config, option: &str) -> Result<(), String> {
         // Sessions always resume: TLS 1.3 tickets and a TLS 1.2 session cache.
         "ssl_session_cache" => {}
         "ssl_kernel_tls" => tls.kernel_tls = true,
-        _ => return Err(format!("Illegal suboption \"{option}\"")),
+        "idle_timeout" => {
+            let secs: u64 = number(needs("idle_timeout")?, "idle_timeout")?;
+            config.idle_timeout = Duration::from_secs(secs);
+        }
+        // Honoured as memcached honours it: a connection over -c is told so and closed.
+        "maxconns_fast" => {}
+        "no_maxconns_fast" => {
+            config.notes.push("no_maxconns_fast: a connection over -c is always closed at once".into())
+        }
+        _ => match UNUSED_EXTENDED_OPTIONS.iter().find(|(name, _)| *name == key) {
+            Some((_, why)) => config.notes.push(format!("-o {option}: {why}")),
+            None => return Err(format!("Illegal suboption \"{option}\"")),
+        },
     }
     Ok(())
 }
@@ -928,6 +1054,36 @@ mod tests {
         assert_eq!(tls.ciphers.as_deref(), Some("HIGH"));
         assert_eq!(split_notls(&c.listen[0]), (true, "127.0.0.1:11311"));
         assert_eq!(run(&["-o", "ssl_min_version=2"]).unwrap().tls.min_version, MinVersion::Tls12);
+    }
+
+    #[test]
+    fn every_memcached_extended_option_is_accepted_and_unknown_ones_refused() {
+        // memcached 1.6.18's `-o` options (`memcached -h`), with values as a start
+        // script would give them.
+        let all = "maxconns_fast,hashpower=16,tail_repair_time=0,hash_algorithm=murmur3,no_lru_crawler,\
+                   lru_crawler_sleep=100,lru_crawler_tocrawl=0,read_buf_mem_limit=0,no_lru_maintainer,\
+                   hot_lru_pct=20,warm_lru_pct=40,hot_max_factor=0.2,warm_max_factor=2.0,temporary_ttl=61,\
+                   idle_timeout=600,slab_chunk_max=524288,watcher_logbuf_size=256,worker_logbuf_size=64,\
+                   track_sizes,no_hashexpand,modern,no_modern,sock_cookie_id=0,ext_path=/tmp/x:64m,\
+                   ext_page_size=64,ext_wbuf_size=8,ext_threads=1,ext_item_size=512,ext_item_age=0,\
+                   ext_low_ttl=0,ext_drop_unread,ext_recache_rate=2000,ext_compact_under=0,ext_drop_under=0,\
+                   ext_max_frag=0.8,ext_max_sleep=1000000,slab_automove_freeratio=0.01,slab_reassign,\
+                   slab_automove=1,lru_crawler,lru_maintainer,ssl_session_cache,ssl_kernel_tls";
+        let c = run(&["-o", all]).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(600));
+        assert!(c.notes.iter().any(|n| n.starts_with("-o hashpower=16: ")), "{:?}", c.notes);
+        // A note for each of the 43 but the four honoured here (maxconns_fast,
+        // idle_timeout, ssl_session_cache, ssl_kernel_tls).
+        assert_eq!(c.notes.len(), 39, "{:#?}", c.notes);
+        assert_eq!(run(&["-o", "modern,bogus"]).unwrap_err(), "Illegal suboption \"bogus\"");
+        assert!(run(&["-o", "idle_timeout=x"]).is_err());
+        let c =
+            run(&["-L", "-f", "1.25", "-n", "48", "-D", ":", "-k", "-r", "-d", "-P", "/p", "-u", "nobody"]).unwrap();
+        assert_eq!(c.notes.len(), 4);
+        let s = &c.service;
+        assert!(s.daemonize && s.lock_memory && s.core_dumps);
+        assert_eq!((s.pid_file.as_deref(), s.user.as_deref()), (Some(Path::new("/p")), Some("nobody")));
+        assert!(run(&["-f", "1"]).is_err());
     }
 
     #[test]

@@ -264,6 +264,16 @@ impl Conn {
         Status::Closed
     }
 
+    /// Whether `-o idle_timeout` may close this connection now: it waits for a
+    /// command, with nothing to write and nothing held for the peer (memcached
+    /// times out connections waiting in `conn_new_cmd`, `conn_read` and `conn_waiting`).
+    pub fn waits_for_input(&self) -> bool {
+        matches!(self.phase, Phase::Commands)
+            && self.pending_output() == 0
+            && self.awaiting_ack == 0
+            && self.pending_claim.is_none()
+    }
+
     /// A TLS connection still in its handshake.
     pub fn handshaking(&self) -> bool {
         self.stream.handshaking()

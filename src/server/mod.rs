@@ -21,6 +21,7 @@ mod meta;
 mod outcome;
 mod output;
 mod registry;
+pub mod service;
 pub mod stats;
 mod stream;
 mod watch;

@@ -87,6 +87,11 @@ impl ConnInfo {
     }
 
     #[inline]
+    /// Seconds since the last input, at `now_secs`.
+    pub fn idle_secs(&self, now_secs: u32) -> u32 {
+        now_secs.saturating_sub(self.last_cmd.load(Ordering::Relaxed))
+    }
+
     pub fn ran_command(&self, now_secs: u32) {
         self.last_cmd.store(now_secs, Ordering::Relaxed);
     }

@@ -77,6 +77,7 @@ counters!(
     bytes_read,
     bytes_written,
     conn_yields,
+    idle_kicks,
     aspnet_get,
     aspnet_acquire,
     aspnet_release,
@@ -169,6 +170,7 @@ impl Shared {
         stat("listen_disabled_num", format_args!("{}", conns.listen_disabled.load(Ordering::Relaxed)));
         stat("threads", format_args!("{}", self.config.threads));
         stat("conn_yields", format_args!("{}", c.conn_yields));
+        stat("idle_kicks", format_args!("{}", c.idle_kicks));
         // memcached's hash table is one power-of-two table; ours is striped, so
         // report the total bucket memory and the power of its item count.
         let power = (s.curr_items.max(1).next_power_of_two().trailing_zeros()).max(16);
@@ -266,6 +268,7 @@ impl Shared {
         stat("ssl_session_cache", format_args!("{}", yes_no(tls.enabled)));
         stat("ssl_kernel_tls", format_args!("no"));
         stat("ssl_min_version", format_args!("{}", tls.min_version.name()));
+        stat("idle_timeout", format_args!("{}", cfg.idle_timeout.as_secs()));
         stat("tls_handshake_timeout", format_args!("{}", tls.handshake_timeout.as_secs_f64()));
         out.extend_from_slice(b"END\r\n");
     }

@@ -54,6 +54,8 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut link_wakes = LinkWakes::default();
         let mut handshakes = Handshakes::default();
+        let idle_timeout = shared.config.idle_timeout;
+        let mut next_idle_check = Instant::now() + IDLE_CHECK;
         if shared.node.replicator().is_some() {
             Replicator::defer_link_wakes_here();
         }
@@ -101,6 +103,10 @@ impl Worker {
                         }
                     }
                 }
+            }
+            if !idle_timeout.is_zero() {
+                let wait = next_idle_check.saturating_duration_since(Instant::now());
+                timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
             }
             if let Some(due) = handshakes.next_due() {
                 let wait = due.saturating_duration_since(Instant::now());
@@ -164,6 +170,10 @@ impl Worker {
                 }
             }
             handshakes.close_overdue(&mut conns, &shared, self.index);
+            if !idle_timeout.is_zero() && Instant::now() >= next_idle_check {
+                next_idle_check = Instant::now() + IDLE_CHECK;
+                close_idle(&mut conns, &shared, self.index, idle_timeout);
+            }
             // Connections that yielded run again now, after everyone else had a turn.
             for key in std::mem::take(&mut yielded) {
                 if let Some(conn) = conns.get_mut(key) {
@@ -256,6 +266,28 @@ impl HostedLink {
             self.runner.close_all();
         }
         self.sent = Instant::now();
+    }
+}
+
+/// How often `-o idle_timeout` looks for idle connections (memcached's idle timeout
+/// thread also looks once a second).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// `-o idle_timeout`: closes the connections that have waited for a command that
+/// long, and counts them (`idle_kicks`).
+fn close_idle(conns: &mut Slab<Conn>, shared: &Shared, worker: usize, timeout: Duration) {
+    let now = shared.node.store().clock().now_secs();
+    let limit = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
+    let idle: Vec<usize> = conns
+        .iter()
+        .filter(|(_, conn)| conn.waits_for_input() && conn.info.idle_secs(now) >= limit)
+        .map(|(key, _)| key)
+        .collect();
+    for key in idle {
+        let conn = conns.remove(key);
+        log::info!("closing {}: idle for {} s (-o idle_timeout)", conn.info.peer, conn.info.idle_secs(now));
+        shared.counters[worker].idle_kicks.inc();
+        closed(shared, worker, &conn);
     }
 }
 
