@@ -74,6 +74,9 @@ fn main() {
     if let Some(addr) = server.replication_addr() {
         log::info!("replication listening on {addr}");
     }
+    if let Some(addr) = server.metrics_addr() {
+        log::info!("metrics listening on {addr}");
+    }
     if let Some(addr) = server.aspnet_addr() {
         log::info!("ASP.NET State Server listening on {addr}");
     }

@@ -519,6 +519,17 @@ fn every_door_refuses_a_connection_without_credentials() {
     let mut rows = rows;
     rows.extend([
         Row {
+            door: "metrics (--metrics-listen)",
+            guard: "off by default; answers GET /metrics with counts only, and nothing it reads reaches the store",
+            server: start_stickless(1, |c| {
+                sasl(c);
+                c.metrics_listen = Some("127.0.0.1:0".into());
+            }),
+            knock: Box::new(|server: &stickless::server::Server| {
+                Knock::Tcp(std::net::TcpStream::connect(server.metrics_addr().expect("the metrics port")).unwrap())
+            }),
+        },
+        Row {
             door: "client TCP, -Z, plaintext",
             guard: "TLS: a plaintext client is sent nothing",
             server: start_stickless(1, verified_tls),

@@ -367,3 +367,110 @@ fn watch_reports_state_server_requests() {
     }
     server.shutdown();
 }
+
+/// One HTTP request to the metrics port; the status line and the body.
+fn http(addr: SocketAddr, request: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(EXCHANGE_DEADLINE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a complete response");
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Parses the exposition with the Prometheus client library's own parser and
+/// prints each sample as `name{labels} value`, sorted; fails on anything malformed.
+const PARSE_EXPOSITION: &str = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+text = sys.stdin.read()
+samples = []
+for family in text_string_to_metric_families(text):
+    assert family.name.startswith("stickless_"), family.name
+    assert family.documentation, family.name
+    for sample in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+        samples.append(f"{sample.name}{{{labels}}} {sample.value:g}")
+print("\n".join(sorted(samples)))
+"#;
+
+fn parsed_metrics(addr: SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    let (status, body) = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut parser = Command::new("/usr/bin/python3")
+        .args(["-c", PARSE_EXPOSITION])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (scripts/test installs it)");
+    parser.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = parser.wait_with_output().unwrap();
+    assert!(out.status.success(), "the exposition does not parse: {}\n{body}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            (name.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// `--metrics-listen`: `/metrics` parses with Prometheus's own parser and counts
+/// what the clients did, replication included; other paths are 404, other methods 405.
+#[test]
+fn metrics_parse_and_count_what_clients_did() {
+    let a = Daemon::start(&["--metrics-listen", "127.0.0.1:0", "--repl-listen", "127.0.0.1:0"]);
+    let peer = format!("--peer={}", a.repl_addr.unwrap());
+    let b = Daemon::start(&["--repl-listen", "127.0.0.1:0", &peer, "--repl-wait-sync", "5"]);
+    let metrics = a.metrics_addr.unwrap();
+    let mut client = Client::connect(a.addr);
+    assert_eq!(
+        client.step(b"set k 0 0 1\r\nv\r\nget k\r\nget nope\r\ndelete nope\r\n"),
+        b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\nEND\r\nNOT_FOUND\r\n"
+    );
+    // Wait for the peer to acknowledge, so the lag histogram has its sample.
+    let deadline = Instant::now() + EXCHANGE_DEADLINE;
+    let m = loop {
+        let m = parsed_metrics(metrics);
+        if m.get("stickless_replication_lag_seconds_count{}").copied().unwrap_or(0.0) >= 1.0 {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no replication lag sample: {m:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let get = |name: &str| *m.get(name).unwrap_or_else(|| panic!("no {name} in {m:#?}"));
+    assert_eq!(get("stickless_commands_total{command=\"get\"}"), 2.0);
+    assert_eq!(get("stickless_commands_total{command=\"set\"}"), 1.0);
+    assert_eq!(get("stickless_lookups_total{command=\"get\",result=\"hit\"}"), 1.0);
+    assert_eq!(get("stickless_lookups_total{command=\"get\",result=\"miss\"}"), 1.0);
+    assert_eq!(get("stickless_lookups_total{command=\"delete\",result=\"miss\"}"), 1.0);
+    assert_eq!(get("stickless_items{}"), 1.0);
+    assert_eq!(get("stickless_connections{}"), 1.0);
+    assert_eq!(get("stickless_replication_peer_up{}"), 1.0);
+    assert!(get("stickless_replication_syncs_total{kind=\"full\"}") >= 1.0);
+    assert!(get("stickless_memory_bytes{kind=\"items\"}") > 0.0);
+    assert!(get("stickless_memory_bytes{kind=\"connection_buffers\"}") >= 16384.0);
+    assert!(get("stickless_memory_bytes{kind=\"backlog\"}") > 0.0);
+    assert_eq!(
+        get("stickless_replication_lag_seconds_bucket{le=\"+Inf\"}"),
+        get("stickless_replication_lag_seconds_count{}")
+    );
+    // Every counter family's samples end in _total (or are a histogram's).
+    for name in m.keys() {
+        let family = name.split('{').next().unwrap();
+        assert!(!family.contains("__") && family.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{family}");
+    }
+
+    assert_eq!(http(metrics, "GET /other HTTP/1.1\r\n\r\n").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        http(metrics, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    assert_eq!(http(metrics, "\x16\x03\x01 garbage\r\n\r\n").0, "HTTP/1.1 400 Bad Request");
+    let (status, body) = http(metrics, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", ""));
+    drop(b);
+}

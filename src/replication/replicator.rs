@@ -102,11 +102,13 @@ pub struct ReplStats {
 #[derive(Debug)]
 pub struct LagHistogram {
     buckets: Box<[AtomicU64]>,
+    /// The sum of the samples, for a Prometheus histogram's `_sum`.
+    sum_us: AtomicU64,
 }
 
 impl Default for LagHistogram {
     fn default() -> Self {
-        LagHistogram { buckets: (0..256).map(|_| AtomicU64::new(0)).collect() }
+        LagHistogram { buckets: (0..256).map(|_| AtomicU64::new(0)).collect(), sum_us: AtomicU64::new(0) }
     }
 }
 
@@ -129,12 +131,28 @@ impl LagHistogram {
 
     pub fn record(&self, us: u64) {
         self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     pub fn reset(&self) {
         for bucket in self.buckets.iter() {
             bucket.store(0, Ordering::Relaxed);
         }
+        self.sum_us.store(0, Ordering::Relaxed);
+    }
+
+    /// For each of `bounds_us` (ascending), the samples in buckets that end at or
+    /// below it; then the count of all samples and their sum.
+    pub fn cumulative(&self, bounds_us: &[u64]) -> (Vec<u64>, u64, u64) {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let below = bounds_us
+            .iter()
+            .map(|&bound| {
+                let whole = (0..counts.len()).take_while(|&index| Self::lower_bound(index + 1) <= bound + 1);
+                whole.map(|index| counts[index]).sum()
+            })
+            .collect();
+        (below, counts.iter().sum(), self.sum_us.load(Ordering::Relaxed))
     }
 
     /// The lower bound of the bucket holding the `per_mille`th sample; 0 when empty.

@@ -168,6 +168,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Options memcached knows that mean nothing here, each with why; said at `-v`.
     pub notes: Vec<String>,
+    /// `--metrics-listen ADDR:PORT`: Prometheus metrics at `/metrics`.
+    pub metrics_listen: Option<String>,
 }
 
 /// How the process runs, as memcached's service flags say.
@@ -310,6 +312,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             idle_timeout: Duration::ZERO,
             notes: Vec::new(),
+            metrics_listen: None,
             replication: ReplicationConfig::default(),
         }
     }
@@ -412,6 +415,7 @@ stickless, a memcached-compatible session cache
                           or --aspnet-allow-remote is given)
     --aspnet-allow-remote serve a non-loopback --aspnet-listen without a secret
     --aspnet-max-body=<size> the largest session accepted (default: 20m)
+    --metrics-listen=<addr:port> serve Prometheus metrics at /metrics there
 -x, --peer-host=<host>    repcached's peer option (with -X for its port)
 -X, --repl-port=<num>     repcached's replication port, listened on and dialled
 -Z, --enable-ssl          serve TLS on the TCP ports (with -o ssl_chain_cert=...);
@@ -609,6 +613,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             "repl-cluster" => config.replication.cluster = value("a name")?,
             "aspnet-listen" => config.aspnet.listen = Some(value("ADDR:PORT")?),
             "aspnet-allow-remote" => config.aspnet.allow_remote = true,
+            "metrics-listen" => {
+                let listen = value("ADDR:PORT")?;
+                listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("--metrics-listen '{listen}' is not an ADDR:PORT (use [::1]:PORT for IPv6)")
+                })?;
+                config.metrics_listen = Some(listen);
+            }
             "aspnet-max-body" => config.aspnet.max_body = size(&value("a size")?)?,
             "repl-tombstone" => config.replication.tombstone_secs = number(&value("seconds")?, "tombstone time")?,
             "repl-wait-sync" => {

@@ -393,6 +393,7 @@ impl Conn {
         let mut budget = reqs_per_event;
         let status = self.serve(dispatch, limits, &mut budget);
         self.info.set_state(self.resting_state());
+        self.info.set_buffer_bytes(self.rbuf.buf.len() + self.output.capacity());
         status
     }
 

@@ -18,6 +18,7 @@ mod conn;
 pub mod dispatch;
 mod listener;
 mod meta;
+pub mod metrics;
 mod outcome;
 mod output;
 mod registry;
@@ -152,6 +153,8 @@ pub struct Server {
     replication_addr: Option<SocketAddr>,
     /// The ASP.NET State Server port, under `--aspnet-listen`.
     aspnet_addr: Option<SocketAddr>,
+    /// The Prometheus metrics port, under `--metrics-listen`.
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// The replication for `config`, when it replicates.
@@ -314,7 +317,14 @@ impl Server {
         threads.push(std::thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?);
         let sweeper = Sweeper::start("sweeper", store, shared.config.sweep_interval, shared.config.sweep_buckets)?;
         threads.push(watch_writer);
-        Ok(Server { shared, addrs, wakers, sweeper, threads, replication_addr, aspnet_addr })
+        let mut metrics_addr = None;
+        if let Some(listen) = shared.config.metrics_listen.clone() {
+            let (addr, thread, waker) = metrics::start(&listen, Arc::clone(&shared))?;
+            metrics_addr = Some(addr);
+            threads.push(thread);
+            wakers.push(waker);
+        }
+        Ok(Server { shared, addrs, wakers, sweeper, threads, replication_addr, aspnet_addr, metrics_addr })
     }
 
     /// Where the peer reaches this node's replication (useful with port 0).
@@ -325,6 +335,11 @@ impl Server {
     /// The ASP.NET State Server's bound address (useful with port 0).
     pub fn aspnet_addr(&self) -> Option<SocketAddr> {
         self.aspnet_addr
+    }
+
+    /// The Prometheus metrics port (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The bound TCP addresses (useful with port 0); empty under `-s`.

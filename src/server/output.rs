@@ -68,6 +68,11 @@ impl Output {
         self.bytes.truncate(mark.bytes);
     }
 
+    /// Bytes the buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Bytes queued and not yet written.
     #[inline]
     pub fn pending(&self) -> usize {

@@ -70,11 +70,20 @@ pub struct ConnInfo {
     state: AtomicU8,
     /// Store-clock seconds of the last command run.
     last_cmd: AtomicU32,
+    /// Bytes of its read and write buffers, for the metrics.
+    buffer_bytes: AtomicU32,
 }
 
 impl ConnInfo {
     pub fn new(fd: RawFd, peer: String, local: String, now_secs: u32) -> ConnInfo {
-        ConnInfo { fd, peer, local, state: AtomicU8::new(ConnState::NewCmd as u8), last_cmd: AtomicU32::new(now_secs) }
+        ConnInfo {
+            fd,
+            peer,
+            local,
+            state: AtomicU8::new(ConnState::NewCmd as u8),
+            last_cmd: AtomicU32::new(now_secs),
+            buffer_bytes: AtomicU32::new(0),
+        }
     }
 
     #[inline]
@@ -86,12 +95,22 @@ impl ConnInfo {
         ConnState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    #[inline]
     /// Seconds since the last input, at `now_secs`.
     pub fn idle_secs(&self, now_secs: u32) -> u32 {
         now_secs.saturating_sub(self.last_cmd.load(Ordering::Relaxed))
     }
 
+    /// Records the bytes of the connection's read and write buffers (written only
+    /// when they change, which is rarely: buffers grow for large values only).
+    #[inline]
+    pub fn set_buffer_bytes(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        if self.buffer_bytes.load(Ordering::Relaxed) != bytes {
+            self.buffer_bytes.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
     pub fn ran_command(&self, now_secs: u32) {
         self.last_cmd.store(now_secs, Ordering::Relaxed);
     }
@@ -124,6 +143,17 @@ impl ConnRegistry {
 
     pub fn add(&self, worker: usize, info: Arc<ConnInfo>) {
         self.workers[worker].lock().unwrap_or_else(|e| e.into_inner()).insert(info.fd, info);
+    }
+
+    /// Bytes of every open connection's buffers.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|conns| {
+                let conns = conns.lock().unwrap_or_else(|e| e.into_inner());
+                conns.values().map(|info| u64::from(info.buffer_bytes.load(Ordering::Relaxed))).sum::<u64>()
+            })
+            .sum()
     }
 
     pub fn remove(&self, worker: usize, fd: RawFd) {

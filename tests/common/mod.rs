@@ -77,6 +77,8 @@ pub struct Daemon {
     pub repl_addr: Option<SocketAddr>,
     /// The ASP.NET State Server port, when started with `--aspnet-listen`.
     pub aspnet_addr: Option<SocketAddr>,
+    /// The metrics port, when started with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Daemon {
@@ -93,21 +95,28 @@ impl Daemon {
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
         let replicates = args.contains(&"--repl-listen");
         let states = args.contains(&"--aspnet-listen");
-        let (mut addr, mut repl_addr, mut aspnet_addr) = (None, None, None);
-        while addr.is_none() || (replicates && repl_addr.is_none()) || (states && aspnet_addr.is_none()) {
+        let metrics = args.contains(&"--metrics-listen");
+        let (mut addr, mut repl_addr, mut aspnet_addr, mut metrics_addr) = (None, None, None, None);
+        while addr.is_none()
+            || (replicates && repl_addr.is_none())
+            || (states && aspnet_addr.is_none())
+            || (metrics && metrics_addr.is_none())
+        {
             let line = lines.next().expect("the daemon exited before listening").unwrap();
             let parse = |marker: &str| line.split(marker).nth(1).map(|a| a.trim().parse().expect("listen address"));
             if let Some(found) = parse("ASP.NET State Server listening on ") {
                 aspnet_addr = Some(found);
             } else if let Some(found) = parse("replication listening on ") {
                 repl_addr = Some(found);
+            } else if let Some(found) = parse("metrics listening on ") {
+                metrics_addr = Some(found);
             } else if let Some(found) = parse("listening on ") {
-                addr = Some(found);
+                addr = addr.or(Some(found));
             }
         }
         // Keep draining the log so the daemon never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr }
+        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr, metrics_addr }
     }
 }
 
