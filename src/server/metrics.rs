@@ -40,11 +40,11 @@ pub fn start(addr: &str, shared: Arc<Shared>) -> io::Result<(SocketAddr, JoinHan
     let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
         let mut events = mio::Events::with_capacity(8);
         while !shared.shutting_down.load(Ordering::Acquire) {
-            if let Err(e) = poll.poll(&mut events, None) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("metrics: poll failed: {e}");
-                    return;
-                }
+            if let Err(e) = poll.poll(&mut events, None)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("metrics: poll failed: {e}");
+                return;
             }
             loop {
                 match listener.accept() {
