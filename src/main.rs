@@ -102,7 +102,18 @@ fn main() {
         }
     };
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
-    server.shutdown();
+    let memory_file = server.shared().config.memory_file.clone();
+    match server.shutdown_and_save() {
+        None => {}
+        Some(Ok(report)) => log::warn!(
+            "warm restart: saved {} items ({} bytes) to {} in {:.2} s",
+            report.items,
+            report.bytes,
+            memory_file.unwrap_or_default().display(),
+            report.seconds
+        ),
+        Some(Err(e)) => log::error!("warm restart: cannot save to {}: {e}", memory_file.unwrap_or_default().display()),
+    }
     drop(pid_file);
 }
 

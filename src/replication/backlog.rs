@@ -92,6 +92,14 @@ impl Backlog {
         }
     }
 
+    /// Continues a sequence saved by an earlier run (warm restart): the next change
+    /// is `last_seq + 1`, and a peer that applied up to `last_seq` resumes with
+    /// nothing to resend. Only for an empty backlog.
+    pub fn continue_after(&mut self, last_seq: u64) {
+        debug_assert!(self.entries.is_empty());
+        self.next_seq = last_seq + 1;
+    }
+
     /// Records a change and returns its sequence number, dropping the oldest
     /// entries while over capacity.
     pub fn push(&mut self, change: Recorded, at: u64) -> u64 {

@@ -269,6 +269,22 @@ impl Replicator {
         }
     }
 
+    /// Where this node stood when an earlier run saved it (warm restart): its own
+    /// sequence (the `history` it was built with) goes on after `last_seq`, and what
+    /// it had applied of the peer's is asked for from there. Call before the link runs.
+    pub fn resume(&self, last_seq: u64, progress: Progress) {
+        self.backlog.lock().expect("backlog lock").continue_after(last_seq);
+        self.acked.store(last_seq, Ordering::SeqCst);
+        *self.progress.lock().expect("progress lock") = progress;
+    }
+
+    /// What a warm restart saves: this run's history, the last change recorded,
+    /// and what it has applied of the peer's.
+    pub fn position(&self) -> (u64, u64, Progress) {
+        let last_seq = self.backlog.lock().expect("backlog lock").last_seq();
+        (self.history, last_seq, *self.progress.lock().expect("progress lock"))
+    }
+
     /// Installs this node as the store's change observer. The observer holds the node
     /// weakly: the node holds the store, and an embedded store must be freed when its
     /// host closes it. After the node is gone, changes are no longer recorded.

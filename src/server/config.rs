@@ -170,6 +170,8 @@ pub struct Config {
     pub notes: Vec<String>,
     /// `--metrics-listen ADDR:PORT`: Prometheus metrics at `/metrics`.
     pub metrics_listen: Option<String>,
+    /// `-e FILE`: items are saved here at a graceful stop and loaded at start.
+    pub memory_file: Option<PathBuf>,
 }
 
 /// How the process runs, as memcached's service flags say.
@@ -313,6 +315,7 @@ impl Default for Config {
             idle_timeout: Duration::ZERO,
             notes: Vec::new(),
             metrics_listen: None,
+            memory_file: None,
             replication: ReplicationConfig::default(),
         }
     }
@@ -443,6 +446,8 @@ stickless, a memcached-compatible session cache
 -P, --pidfile=<file>      save PID in <file> (removed at exit)
 -u, --user=<user>         assume identity of <username> (only when run as root),
                           once the ports are bound
+-e, --memory-file=<file>  warm restart: save the items here on SIGTERM, SIGINT,
+                          SIGUSR1 or shutdown graceful, and load them at start
 -k, --lock-memory         lock down all paged memory
 -r, --enable-coredumps    maximize core file limit
 -L, -f, -n, -D            accepted for start scripts (noted at -v)
@@ -553,6 +558,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
             "u" | "user" => config.service.user = Some(value("a user name")?),
             "d" | "daemon" => config.service.daemonize = true,
+            "e" | "memory-file" => config.memory_file = Some(value("a file")?.into()),
             "P" | "pidfile" => config.service.pid_file = Some(value("a file")?.into()),
             "k" | "lock-memory" => config.service.lock_memory = true,
             "r" | "enable-coredumps" => config.service.core_dumps = true,

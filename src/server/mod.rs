@@ -25,6 +25,7 @@ mod registry;
 pub mod service;
 pub mod stats;
 mod stream;
+pub mod warm;
 mod watch;
 mod worker;
 
@@ -157,8 +158,13 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
 }
 
-/// The replication for `config`, when it replicates.
-fn replicator(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Replicator>>> {
+/// The replication for `config`, when it replicates; `resume` continues where a
+/// saved run stood (warm restart).
+fn replicator(
+    config: &Config,
+    store: &Arc<Store>,
+    resume: Option<warm::ReplicationPosition>,
+) -> io::Result<Option<Arc<Replicator>>> {
     let repl = &config.replication;
     if !repl.enabled() {
         return Ok(None);
@@ -188,8 +194,19 @@ fn replicator(config: &Config, store: &Arc<Store>) -> io::Result<Option<Arc<Repl
             .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, format!("replication TLS: {message}")))?
             .map(Arc::new),
     };
-    let history = u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes"));
+    let history = match resume {
+        Some(position) => position.history,
+        None => u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes")),
+    };
     let node = Arc::new(Replicator::new(Arc::clone(store), settings, history));
+    if let Some(position) = resume {
+        node.resume(position.last_seq, position.progress);
+        log::info!(
+            "replication: resuming change {} of this node's run, and change {} of the peer's",
+            position.last_seq,
+            position.progress.applied
+        );
+    }
     node.observe();
     Ok(Some(node))
 }
@@ -208,12 +225,39 @@ impl Server {
             },
             config.clock.clone(),
         ));
-        Self::start_with_node(config, Arc::new(Node::new(store)))
+        // -e: the items of the last graceful stop, before anything listens.
+        let mut resume = None;
+        if let Some(path) = &config.memory_file {
+            match warm::load(&store, path) {
+                None => log::info!("warm restart: no {} yet; starting empty", path.display()),
+                Some(Ok(report)) => {
+                    log::warn!(
+                        "warm restart: loaded {} items from {} in {:.2} s ({} expired meanwhile, {} without room)",
+                        report.items,
+                        path.display(),
+                        report.seconds,
+                        report.expired,
+                        report.no_memory
+                    );
+                    resume = report.replication;
+                }
+                Some(Err(message)) => log::error!("warm restart: {message}; starting empty"),
+            }
+        }
+        Self::start_inner(config, Arc::new(Node::new(store)), resume)
     }
 
     /// Starts a server over an existing node (an embedding host's), which
     /// replicates from then on if `config` names a peer or a replication port.
-    pub fn start_with_node(mut config: Config, node: Arc<Node>) -> io::Result<Server> {
+    pub fn start_with_node(config: Config, node: Arc<Node>) -> io::Result<Server> {
+        Self::start_inner(config, node, None)
+    }
+
+    fn start_inner(
+        mut config: Config,
+        node: Arc<Node>,
+        resume: Option<warm::ReplicationPosition>,
+    ) -> io::Result<Server> {
         // Whoever built the config, no client port serves a protocol its authentication
         // does not cover (an explicit contradiction is refused, as parse_args does).
         let specified = config.protocol != config::ProtocolChoice::Auto;
@@ -228,7 +272,7 @@ impl Server {
         let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
         let text_auth = load(&config.auth_file)?;
         let store = Arc::clone(node.store());
-        if let Some(replicator) = replicator(&config, &store)?
+        if let Some(replicator) = replicator(&config, &store, resume)?
             && !node.replicate(replicator)
         {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the store already replicates"));
@@ -357,6 +401,20 @@ impl Server {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Stops as [`Server::shutdown`] does, then saves the items to `-e`'s file (if
+    /// given), with where replication stood.
+    pub fn shutdown_and_save(self) -> Option<io::Result<warm::Report>> {
+        let node = Arc::clone(&self.shared.node);
+        let path = self.shared.config.memory_file.clone();
+        self.shutdown();
+        let path = path?;
+        let position = node.replicator().map(|replicator| {
+            let (history, last_seq, progress) = replicator.position();
+            warm::ReplicationPosition { history, last_seq, progress }
+        });
+        Some(warm::save(node.store(), position, &path))
     }
 
     /// Stops accepting, lets workers write the replies in flight, and joins every thread.

@@ -79,6 +79,7 @@ pub struct Daemon {
     pub aspnet_addr: Option<SocketAddr>,
     /// The metrics port, when started with `--metrics-listen`.
     pub metrics_addr: Option<SocketAddr>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Daemon {
@@ -97,12 +98,17 @@ impl Daemon {
         let states = args.contains(&"--aspnet-listen");
         let metrics = args.contains(&"--metrics-listen");
         let (mut addr, mut repl_addr, mut aspnet_addr, mut metrics_addr) = (None, None, None, None);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         while addr.is_none()
             || (replicates && repl_addr.is_none())
             || (states && aspnet_addr.is_none())
             || (metrics && metrics_addr.is_none())
         {
-            let line = lines.next().expect("the daemon exited before listening").unwrap();
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("the daemon exited before listening; its log:\n{}", log.lock().unwrap()))
+                .unwrap();
+            log.lock().unwrap().push_str(&format!("{line}\n"));
             let parse = |marker: &str| line.split(marker).nth(1).map(|a| a.trim().parse().expect("listen address"));
             if let Some(found) = parse("ASP.NET State Server listening on ") {
                 aspnet_addr = Some(found);
@@ -115,8 +121,25 @@ impl Daemon {
             }
         }
         // Keep draining the log so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr, metrics_addr }
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr, metrics_addr, log }
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` and waits for the daemon to exit; its exit status.
+    pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on the PID of the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+        self.child.wait().unwrap()
     }
 }
 

@@ -1,0 +1,261 @@
+//! Warm restart (`-e FILE`): at a graceful stop the node writes its items to FILE,
+//! and the next start with the same `-e` loads them before it listens, so that an
+//! upgrade logs nobody out. memcached's `-e` keeps its slab memory in a mapped file;
+//! here the file is a stream of records, written once at the stop.
+//!
+//! The file, all integers little-endian:
+//!
+//! ```text
+//! magic "STKLWARM" | format u32 | saved_at u32 (Unix seconds) | node_id u16
+//! history u64 | last_seq u64 | peer_history u64 | peer_applied u64   (replication; 0: none)
+//! flush_version u64 | flush_at u32
+//! records: key_len u16 (0 ends them) | value_len u32 | flags u32 | expires_at u32 | version u64 | key | value
+//! SHA-256 of every byte before it
+//! ```
+//!
+//! Values, flags, CAS uniques (versions) and absolute expiry times are kept; items
+//! that expired meanwhile are dropped. The file is written beside FILE and renamed
+//! over it, so a stop that dies half way leaves the last good one; and it is
+//! removed once loaded, so a node that later crashes does not come back with a
+//! stale copy (and stale replication positions) of an earlier run.
+
+use crate::replication::replicator::Progress;
+use crate::store::{KeyChange, KeyState, Store, SyncCursor};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const MAGIC: &[u8; 8] = b"STKLWARM";
+const FORMAT: u32 = 1;
+/// Buckets copied out per shard lock while saving: the copy is written to the file
+/// after the lock is released.
+const SAVE_SLICE: usize = 4096;
+/// Bytes of the fixed header after the magic.
+const HEADER_LEN: usize = 4 + 4 + 2 + 8 * 4 + 8 + 4;
+
+/// Where replication stood at the save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicationPosition {
+    pub history: u64,
+    pub last_seq: u64,
+    pub progress: Progress,
+}
+
+/// What a save wrote or a load read.
+#[derive(Debug)]
+pub struct Report {
+    pub items: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Items left out on load because they expired meanwhile.
+    pub expired: u64,
+    /// Items the store had no room for on load (a smaller `-m` than before).
+    pub no_memory: u64,
+    pub replication: Option<ReplicationPosition>,
+}
+
+/// Writes `store`'s live items to `path`, atomically. Call once nothing writes any
+/// more (after the workers stop).
+pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path) -> io::Result<Report> {
+    let started = Instant::now();
+    let temporary = temporary_path(path);
+    let mut out =
+        Hashing { inner: BufWriter::with_capacity(1 << 20, File::create(&temporary)?), hash: Sha256::new(), bytes: 0 };
+    let position =
+        replication.unwrap_or(ReplicationPosition { history: 0, last_seq: 0, progress: Progress::default() });
+    let (flush_version, flush_at) = store.flush_marks();
+    let mut header = Vec::with_capacity(8 + HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT.to_le_bytes());
+    header.extend_from_slice(&store.clock().now_secs().to_le_bytes());
+    header.extend_from_slice(&store.node_id().to_le_bytes());
+    for value in [position.history, position.last_seq, position.progress.history, position.progress.applied] {
+        header.extend_from_slice(&value.to_le_bytes());
+    }
+    header.extend_from_slice(&flush_version.to_le_bytes());
+    header.extend_from_slice(&flush_at.to_le_bytes());
+    out.write_all(&header)?;
+    let mut cursor = SyncCursor::default();
+    let mut slice = Vec::with_capacity(1 << 20);
+    let mut items = 0;
+    while !cursor.done {
+        slice.clear();
+        // Copied under the shard's lock, written after it is released.
+        cursor = store.sync_slice(cursor, 0, SAVE_SLICE, |change| {
+            if let KeyState::Value { value, flags, expires_at } = change.state {
+                slice.extend_from_slice(&(change.key.len() as u16).to_le_bytes());
+                slice.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                slice.extend_from_slice(&flags.to_le_bytes());
+                slice.extend_from_slice(&expires_at.to_le_bytes());
+                slice.extend_from_slice(&change.version.to_le_bytes());
+                slice.extend_from_slice(change.key);
+                slice.extend_from_slice(value);
+                items += 1;
+            }
+        });
+        out.write_all(&slice)?;
+    }
+    out.write_all(&0u16.to_le_bytes())?;
+    let digest = out.hash.clone().finalize();
+    let mut file = out.inner.into_inner().map_err(|e| e.into_error())?;
+    file.write_all(&digest)?;
+    file.sync_all()?;
+    let bytes = out.bytes + digest.len() as u64;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable once the directory is.
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(Report { items, bytes, seconds: started.elapsed().as_secs_f64(), expired: 0, no_memory: 0, replication })
+}
+
+/// Loads a file [`save`] wrote into `store` (empty, before it serves), checking the
+/// whole file before applying any of it, and removes the file. A file that is
+/// not one, of another format, damaged or cut short is refused with why, and the
+/// store stays empty. `None` when there is no file.
+pub fn load(store: &Store, path: &Path) -> Option<Result<Report, String>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(format!("cannot open {}: {e}", path.display()))),
+    };
+    let result = check(file, path).and_then(|()| apply(store, path));
+    if result.is_ok()
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        log::warn!("warm restart: loaded {} but cannot remove it: {e}", path.display());
+    }
+    Some(result)
+}
+
+/// Verifies the magic, the format and the checksum.
+fn check(file: File, path: &Path) -> Result<(), String> {
+    let refuse = |why: &str| format!("{} is not usable: {why}", path.display());
+    let len = file.metadata().map_err(|e| refuse(&e.to_string()))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut head = [0u8; 12];
+    let mut got = 0;
+    while got < head.len() {
+        match reader.read(&mut head[got..]).map_err(|e| refuse(&e.to_string()))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    if got < MAGIC.len() || &head[..8] != MAGIC {
+        return Err(refuse("not a stickless warm restart file"));
+    }
+    if got < head.len() || len < (MAGIC.len() + HEADER_LEN + 2 + 32) as u64 {
+        return Err(refuse("too short to be a warm restart file (cut short)"));
+    }
+    let format = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT {
+        return Err(refuse(&format!("format {format}, and this build reads format {FORMAT}")));
+    }
+    let mut hash = Sha256::new();
+    hash.update(head);
+    let mut left = len - 12 - 32;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = (left as usize).min(buf.len());
+        reader.read_exact(&mut buf[..n]).map_err(|e| refuse(&e.to_string()))?;
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut stored = [0u8; 32];
+    reader.read_exact(&mut stored).map_err(|e| refuse(&e.to_string()))?;
+    if hash.finalize()[..] != stored {
+        return Err(refuse("its checksum does not match (damaged or cut short)"));
+    }
+    Ok(())
+}
+
+/// Reads the checked file again and stores its items.
+fn apply(store: &Store, path: &Path) -> Result<Report, String> {
+    let started = Instant::now();
+    let refuse = |why: String| format!("{} is not usable: {why}", path.display());
+    let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
+    let len = file.metadata().map_err(|e| refuse(e.to_string()))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; 8 + HEADER_LEN];
+    reader.read_exact(&mut header).map_err(|e| refuse(e.to_string()))?;
+    let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let node_id = u16::from_le_bytes([header[16], header[17]]);
+    let (history, last_seq) = (u64_at(18), u64_at(26));
+    let progress = Progress { history: u64_at(34), applied: u64_at(42) };
+    let flush_version = u64_at(50);
+    let flush_at = u32::from_le_bytes(header[58..62].try_into().expect("4 bytes"));
+    if node_id != store.node_id() {
+        log::warn!(
+            "warm restart: {} was saved by node {node_id}, this is node {}: items are loaded, the replication \
+             position is not",
+            path.display(),
+            store.node_id()
+        );
+    }
+    if flush_version != 0 || flush_at != 0 {
+        store.apply_remote_flush(flush_version, flush_at);
+    }
+    let now = store.clock().now_secs();
+    let (mut items, mut expired, mut no_memory) = (0, 0, 0);
+    let mut record = [0u8; 22];
+    let mut key = Vec::with_capacity(256);
+    let mut value = Vec::new();
+    loop {
+        reader.read_exact(&mut record[..2]).map_err(|e| refuse(e.to_string()))?;
+        let key_len = u16::from_le_bytes([record[0], record[1]]) as usize;
+        if key_len == 0 {
+            break;
+        }
+        reader.read_exact(&mut record[2..]).map_err(|e| refuse(e.to_string()))?;
+        let value_len = u32::from_le_bytes(record[2..6].try_into().expect("4 bytes")) as usize;
+        let flags = u32::from_le_bytes(record[6..10].try_into().expect("4 bytes"));
+        let expires_at = u32::from_le_bytes(record[10..14].try_into().expect("4 bytes"));
+        let version = u64::from_le_bytes(record[14..22].try_into().expect("8 bytes"));
+        if value_len as u64 > len {
+            return Err(refuse(format!("a record claims {value_len} bytes")));
+        }
+        key.resize(key_len, 0);
+        value.resize(value_len, 0);
+        reader.read_exact(&mut key).map_err(|e| refuse(e.to_string()))?;
+        reader.read_exact(&mut value).map_err(|e| refuse(e.to_string()))?;
+        if expires_at != 0 && expires_at <= now {
+            expired += 1;
+            continue;
+        }
+        let change = KeyChange { key: &key, version, state: KeyState::Value { value: &value, flags, expires_at } };
+        match store.apply_remote(&change) {
+            crate::store::Applied::NoMemory => no_memory += 1,
+            _ => items += 1,
+        }
+    }
+    let replication =
+        (history != 0 && node_id == store.node_id()).then_some(ReplicationPosition { history, last_seq, progress });
+    Ok(Report { items, bytes: len, seconds: started.elapsed().as_secs_f64(), expired, no_memory, replication })
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".saving");
+    path.with_file_name(name)
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
