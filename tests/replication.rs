@@ -930,3 +930,58 @@ fn a_node_waiting_for_its_sync_serves_only_once_it_holds_everything() {
     assert_eq!(parse_stats(&b.client().request(b"stats\r\n", b"END\r\n"))["curr_items"], "5000");
     assert_eq!(b.client().step(b"mg item:4999 v\r\n"), b"VA 10\r\nvalue-4999\r\n");
 }
+
+/// A rolling restart with `-e`: each node in turn is stopped (SIGTERM), saves its
+/// items and where replication stood, and comes back with them; the pair resumes by
+/// partial resync both ways, and no full sync moves the data again.
+#[test]
+fn a_rolling_restart_with_warm_files_moves_almost_nothing() {
+    let dir = std::env::temp_dir().join(format!("stickless-rolling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file_a, file_b) = (dir.join("a.items"), dir.join("b.items"));
+    let a_args = |file: &std::path::Path| vec![format!("--memory-file={}", file.display()), "--node-id=1".to_string()];
+    let start_a = |listen: &str| {
+        let mut args = a_args(&file_a);
+        args.push(format!("--repl-listen={listen}"));
+        Node::start(&strs(&args))
+    };
+    let mut a = start_a("127.0.0.1:0");
+    let repl_a = a.repl.to_string();
+    let b_args = vec![format!("--memory-file={}", file_b.display()), "--node-id=2".to_string(), a.peer_arg()];
+    let mut b = Node::start(&strs(&b_args));
+    wait_linked(&a, &b);
+    for i in 0..300 {
+        let set = format!("set roll{i} 0 0 4\r\nv{i:03}\r\n");
+        assert_eq!([&a, &b][i % 2].client().step(set.as_bytes()), b"STORED\r\n");
+    }
+    wait_quiet(&a, &b);
+    let keys: Vec<String> = (0..300).map(|i| format!("roll{i}")).collect();
+    let before = gets(&a, &keys);
+    assert_eq!(gets(&b, &keys), before);
+
+    // B first: stopped, restarted from its file, relinked.
+    b.signal(libc::SIGTERM);
+    assert!(b.child.wait().unwrap().success());
+    assert!(b.log().contains("warm restart: saved 300 items"), "{}", b.log());
+    let a_full_syncs = a.stat("repl_full_syncs");
+    b = Node::start(&strs(&b_args));
+    assert!(b.log().contains("warm restart: loaded 300 items"), "{}", b.log());
+    wait_linked(&a, &b);
+    wait_quiet(&a, &b);
+    assert_eq!((b.stat("repl_full_syncs"), a.stat("repl_full_syncs")), (0, a_full_syncs), "B: {}", b.log());
+    assert!(b.stat("repl_partial_syncs") >= 1 && a.stat("repl_partial_syncs") >= 1);
+    assert_eq!(gets(&b, &keys), before);
+
+    // Then A, on the same replication address, while B takes a write.
+    a.signal(libc::SIGTERM);
+    assert!(a.child.wait().unwrap().success());
+    assert_eq!(b.client().step(b"set during 0 0 1\r\nd\r\n"), b"STORED\r\n");
+    a = start_a(&repl_a);
+    wait_linked(&a, &b);
+    wait_quiet(&a, &b);
+    assert_eq!(a.stat("repl_full_syncs"), 0, "A: {}", a.log());
+    assert!(a.stat("repl_partial_syncs") >= 1);
+    assert_eq!(gets(&a, &keys), before);
+    assert_eq!(gets(&a, &["during".to_string()]), gets(&b, &["during".to_string()]));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r rs lock-php lock-pecl aspnet sync tombstones (default: all), or custom
+rows: a b c d e f g memory r rs lock-php lock-pecl aspnet sync tombstones warm (default: all), or custom
   r: row b with a replication peer attached (async and ack); rs: the same with session-shaped
   traffic (4 KiB values, 1:1, pipeline 1); lock-php, lock-pecl: the PHP session handlers' lock
   cycles (lock, read, write, unlock) with and without a peer; aspnet: the ASP.NET State Server port,
   one node and an ack pair; sync: full sync of --items to a new peer;
-  tombstones: memory of --items live items and as many deletes the stopped peer has not applied
+  tombstones: memory of --items live items and as many deletes the stopped peer has not applied;
+  warm: a stop and a start with -e holding --items sessions of 4 KiB
 
 options:
   --runs N              runs per server and row, figures are medians (default 6)
@@ -710,6 +711,77 @@ fn sync_row(settings: &Settings, placement: &Placement) {
     println!();
 }
 
+/// Row (warm): `-e` with `--items` sessions of 4 KiB: how long the stop takes to
+/// save them and the next start to load them (until it listens).
+fn warm_row(settings: &Settings, placement: &Placement) {
+    use std::os::unix::process::CommandExt;
+    let items = settings.memory_items;
+    let data_size = 4096;
+    // Room for the items (about 4.2 KiB each with key and header) and their tables.
+    let memory_mb = (items * 4400 / (1024 * 1024) + 256).to_string();
+    let dir = std::env::temp_dir().join(format!("stickless-loadgen-warm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let file = dir.join("items");
+    let port = server::free_port().expect("a port");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let start = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"));
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-t", "1", "-m", &memory_mb, "-e"])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(cpus) = placement.server.clone() {
+            // SAFETY: sched_setaffinity between fork and exec, async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || server::pin_current(&cpus));
+            }
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().expect("start stickless");
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(600), "stickless did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (child, started.elapsed().as_secs_f64())
+    };
+    let mut runs = Vec::new();
+    for _ in 0..settings.runs.min(3) {
+        let _ = std::fs::remove_file(&file);
+        let (mut child, _) = start();
+        let workload = Workload { data_size, key_maximum: items, connections: 8, ..base_workload() };
+        driver::load(addr, &workload).expect("load the sessions");
+        let stopped = Instant::now();
+        // SAFETY: kill(2) on the child this benchmark started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().expect("the stop");
+        let save = stopped.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let (mut child, load) = start();
+        let probe = Server::stat_at(addr, "curr_items").expect("curr_items");
+        // SAFETY: as above.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        eprintln!("  (warm) {items} items: saved in {save:.2} s ({bytes} bytes), loaded in {load:.2} s, {probe} back");
+        assert_eq!(probe, items, "every session came back");
+        runs.push((save, load, bytes));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("### (warm) warm restart with -e: {} sessions of {data_size} bytes\n", thousands(items as f64));
+    println!(
+        "Loaded with the load generator, then SIGTERM: the stop's time (finishing, saving, fsync, rename) until \
+         the process exits, and the next start's until it listens (checking the file's SHA-256, then loading).\n"
+    );
+    println!("| file bytes | stop and save, s | start and load, s |");
+    println!("|---:|---:|---:|");
+    println!(
+        "| {} | **{:.2}** | **{:.2}** |\n",
+        thousands(runs.last().map_or(0.0, |r| r.2 as f64)),
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect())
+    );
+}
+
 /// What a replicating node holds at one point of the tombstones row.
 #[derive(Clone, Copy, Default)]
 struct Held {
@@ -976,7 +1048,16 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
             row if !row.starts_with('-') => {
                 if !matches!(
                     row,
-                    "memory" | "custom" | "r" | "rs" | "lock-php" | "lock-pecl" | "aspnet" | "sync" | "tombstones"
+                    "memory"
+                        | "custom"
+                        | "r"
+                        | "rs"
+                        | "lock-php"
+                        | "lock-pecl"
+                        | "aspnet"
+                        | "sync"
+                        | "tombstones"
+                        | "warm"
                 ) && standard_row(row).is_none()
                 {
                     usage_error(&format!("unknown row {row:?}"));
@@ -1184,6 +1265,7 @@ fn main() {
                 "aspnet",
                 "sync",
                 "tombstones",
+                "warm",
             ]
             .map(String::from)
             .to_vec()
@@ -1199,6 +1281,7 @@ fn main() {
             "sync" => sync_row(&settings, &placement),
             "aspnet" => aspnet_row(&settings, &placement),
             "tombstones" => tombstones_row(&settings, &placement),
+            "warm" => warm_row(&settings, &placement),
             "custom" => {
                 let workload = custom.clone().unwrap_or_else(base_workload);
                 let row = Row { name: "custom".into(), title: describe(&workload), workload };

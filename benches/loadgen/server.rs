@@ -106,7 +106,7 @@ pub fn pin_current(cpus: &[usize]) -> io::Result<()> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -284,28 +284,14 @@ impl Server {
         self.peer.as_ref().map(|peer| peer.pid())
     }
 
+    /// The named general statistic of whatever listens at `addr`.
+    pub fn stat_at(addr: SocketAddr, name: &str) -> io::Result<u64> {
+        stat_text_at(addr, "", name)?.parse().map_err(|_| io::Error::other(format!("stat {name} is not a number")))
+    }
+
     /// Sends `stats GROUP` (plain `stats` for "") and returns the named statistic as text.
     pub fn stat_text(&self, group: &str, name: &str) -> io::Result<String> {
-        let mut stream = TcpStream::connect(self.admin)?;
-        stream.set_read_timeout(Some(START_DEADLINE))?;
-        let request = if group.is_empty() { "stats\r\n".to_string() } else { format!("stats {group}\r\n") };
-        stream.write_all(request.as_bytes())?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        let mut found = None;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line)? == 0 || line == "END\r\n" {
-                break;
-            }
-            let mut fields = line.trim_end().splitn(3, ' ');
-            if let (Some("STAT"), Some(key), Some(value)) = (fields.next(), fields.next(), fields.next())
-                && key == name
-            {
-                found = Some(value.to_string());
-            }
-        }
-        found.ok_or_else(|| io::Error::other(format!("no stat {name}")))
+        stat_text_at(self.admin, group, name)
     }
 
     /// `stats reset`.
@@ -321,6 +307,30 @@ impl Server {
     pub fn stat(&self, name: &str) -> io::Result<u64> {
         self.stat_text("", name)?.parse().map_err(|_| io::Error::other(format!("stat {name} is not a number")))
     }
+}
+
+/// Sends `stats GROUP` to `addr` and returns the named statistic as text.
+fn stat_text_at(addr: SocketAddr, group: &str, name: &str) -> io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(START_DEADLINE))?;
+    let request = if group.is_empty() { "stats\r\n".to_string() } else { format!("stats {group}\r\n") };
+    stream.write_all(request.as_bytes())?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut found = None;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "END\r\n" {
+            break;
+        }
+        let mut fields = line.trim_end().splitn(3, ' ');
+        if let (Some("STAT"), Some(key), Some(value)) = (fields.next(), fields.next(), fields.next())
+            && key == name
+        {
+            found = Some(value.to_string());
+        }
+    }
+    found.ok_or_else(|| io::Error::other(format!("no stat {name}")))
 }
 
 impl Drop for Server {

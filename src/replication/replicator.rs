@@ -275,6 +275,8 @@ impl Replicator {
     pub fn resume(&self, last_seq: u64, progress: Progress) {
         self.backlog.lock().expect("backlog lock").continue_after(last_seq);
         self.acked.store(last_seq, Ordering::SeqCst);
+        self.stats.sent_seq.store(last_seq, Ordering::Relaxed);
+        self.stats.applied_seq.store(progress.applied, Ordering::Relaxed);
         *self.progress.lock().expect("progress lock") = progress;
     }
 
