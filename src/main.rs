@@ -95,13 +95,21 @@ fn main() {
     {
         log::error!("cannot detach from the terminal: {e}");
     }
+    // Listening, and synced with the peer under --repl-wait-sync: systemd may start
+    // what depends on the cache.
+    service::notify_systemd("READY=1");
     let signal = loop {
         match wait_for_signal(&signals) {
-            libc::SIGHUP => reload_certificates(&server),
+            libc::SIGHUP => {
+                service::notify_systemd("RELOADING=1");
+                reload_certificates(&server);
+                service::notify_systemd("READY=1");
+            }
             signal => break signal,
         }
     };
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
+    service::notify_systemd("STOPPING=1");
     let memory_file = server.shared().config.memory_file.clone();
     match server.shutdown_and_save() {
         None => {}

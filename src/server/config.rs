@@ -453,6 +453,8 @@ stickless, a memcached-compatible session cache
 -L, -f, -n, -D            accepted for start scripts (noted at -v)
 -v, --verbose             verbose (print errors/warnings while in event loop)
 -vv                       very verbose (also print client commands/responses)
+    --config-file=<file>  read options from a file in /etc/memcached.conf's
+                          style (one per line, # comments); later options win
 -h, --help                print this help and exit
 -V, --version             print version and exit
 ";
@@ -483,9 +485,45 @@ pub fn authenticated_protocol(config: &Config, specified: bool) -> Result<Protoc
     Ok(protocol)
 }
 
+/// The options of a configuration file in `/etc/memcached.conf`'s style: one
+/// option (and its value) per line, `#` comments, blank lines. Debian's start
+/// script reads that file's `logfile` line itself; here the log goes to standard
+/// error (the journal, under systemd), so the line is skipped.
+pub fn config_file_options(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the configuration file {path}: {e}"))?;
+    let mut options = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with("logfile") {
+            continue;
+        }
+        match line.split_once(char::is_whitespace) {
+            Some((option, value)) if !option.contains('=') => {
+                options.push(option.to_string());
+                options.push(value.trim().to_string());
+            }
+            _ => options.push(line.to_string()),
+        }
+    }
+    Ok(options)
+}
+
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
     let mut config = Config::default();
-    let mut args = args.into_iter();
+    // `--config-file FILE` stands for the options in the file, where it is given.
+    let mut expanded = Vec::new();
+    let mut given = args.into_iter();
+    while let Some(arg) = given.next() {
+        let file = match arg.strip_prefix("--config-file") {
+            Some("") => Some(given.next().ok_or("option --config-file needs a file")?),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        };
+        match file {
+            Some(file) => expanded.extend(config_file_options(&file)?),
+            None => expanded.push(arg),
+        }
+    }
+    let mut args = expanded.into_iter();
     let mut memory_mb: usize = 64;
     let (mut peer_host, mut repl_port): (Option<String>, Option<u16>) = (None, None);
     let (mut repl_cert, mut repl_key, mut repl_ca): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) =

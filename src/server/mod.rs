@@ -29,7 +29,9 @@ pub mod warm;
 mod watch;
 mod worker;
 
-pub use config::{Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, parse_args};
+pub use config::{
+    Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, config_file_options, parse_args,
+};
 
 use crate::node::Node;
 use crate::protocol::{Limits, WatchKinds};

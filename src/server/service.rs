@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The detached child's line to its parent, which waits on it and exits with what
@@ -125,6 +126,31 @@ pub fn become_user(name: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Tells systemd (a `Type=notify` unit) how the service stands: `READY=1` once it
+/// listens, `STOPPING=1` when it begins to stop. Nothing without `NOTIFY_SOCKET`
+/// (sd_notify(3): a datagram to that unix socket, abstract when it starts with `@`).
+pub fn notify_systemd(state: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> io::Result<()> {
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        let target = target.as_encoded_bytes();
+        let addr = match target.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                std::os::unix::net::SocketAddr::from_abstract_name(name)?
+            }
+            None => std::os::unix::net::SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(target))?,
+        };
+        socket.send_to_addr(state.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        log::warn!("cannot tell systemd {state}: {e}");
+    }
 }
 
 /// `-k`: locks the process's memory, now and to come; a failure is a warning, as in
