@@ -10,11 +10,14 @@
 //! history u64 | last_seq u64 | peer_history u64 | peer_applied u64   (replication; 0: none)
 //! flush_version u64 | flush_at u32
 //! records: key_len u16 (0 ends them) | value_len u32 | flags u32 | expires_at u32 | version u64 | key | value
+//! tombstones: key_len u16 (0 ends them) | version u64 | kept_until u32 | key
 //! SHA-256 of every byte before it
 //! ```
 //!
 //! Values, flags, CAS uniques (versions) and absolute expiry times are kept; items
-//! that expired meanwhile are dropped. The file is written beside FILE and renamed
+//! that expired meanwhile are dropped. So are the tombstones of recent deletes, so
+//! that a peer holding an older copy of a deleted key cannot bring it back when
+//! the two resync. The file is written beside FILE and renamed
 //! over it, so a stop that dies half way leaves the last good one; and it is
 //! removed once loaded, so a node that later crashes does not come back with a
 //! stale copy (and stale replication positions) of an earlier run.
@@ -98,6 +101,17 @@ pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path
         out.write_all(&slice)?;
     }
     out.write_all(&0u16.to_le_bytes())?;
+    for shard in 0..store.shard_count() {
+        slice.clear();
+        store.shard_tombstones(shard, |key, version, until| {
+            slice.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            slice.extend_from_slice(&version.to_le_bytes());
+            slice.extend_from_slice(&until.to_le_bytes());
+            slice.extend_from_slice(key);
+        });
+        out.write_all(&slice)?;
+    }
+    out.write_all(&0u16.to_le_bytes())?;
     let digest = out.hash.clone().finalize();
     let mut file = out.inner.into_inner().map_err(|e| e.into_error())?;
     file.write_all(&digest)?;
@@ -146,7 +160,7 @@ fn check(file: File, path: &Path) -> Result<(), String> {
     if got < MAGIC.len() || &head[..8] != MAGIC {
         return Err(refuse("not a stickless warm restart file"));
     }
-    if got < head.len() || len < (MAGIC.len() + HEADER_LEN + 2 + 32) as u64 {
+    if got < head.len() || len < (MAGIC.len() + HEADER_LEN + 2 + 2 + 32) as u64 {
         return Err(refuse("too short to be a warm restart file (cut short)"));
     }
     let format = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
@@ -230,6 +244,22 @@ fn apply(store: &Store, path: &Path) -> Result<Report, String> {
             _ => items += 1,
         }
     }
+    let mut tomb = [0u8; 12];
+    loop {
+        reader.read_exact(&mut record[..2]).map_err(|e| refuse(e.to_string()))?;
+        let key_len = u16::from_le_bytes([record[0], record[1]]) as usize;
+        if key_len == 0 {
+            break;
+        }
+        reader.read_exact(&mut tomb).map_err(|e| refuse(e.to_string()))?;
+        key.resize(key_len, 0);
+        reader.read_exact(&mut key).map_err(|e| refuse(e.to_string()))?;
+        let version = u64::from_le_bytes(tomb[..8].try_into().expect("8 bytes"));
+        let until = u32::from_le_bytes(tomb[8..].try_into().expect("4 bytes"));
+        if until > now {
+            store.restore_tombstone(&key, version, until);
+        }
+    }
     let replication =
         (history != 0 && node_id == store.node_id()).then_some(ReplicationPosition { history, last_seq, progress });
     Ok(Report { items, bytes: len, seconds: started.elapsed().as_secs_f64(), expired, no_memory, replication })
@@ -257,5 +287,44 @@ impl<W: Write> Write for Hashing<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Clock, ManualClock, StoreConfig, StoreMode, StoreRequest};
+
+    fn replicated_store(node_id: u16, clock: &ManualClock) -> Store {
+        let store = Store::new(StoreConfig { node_id, ..StoreConfig::default() }, Clock::Manual(clock.clone()));
+        // As replication does: deletes leave tombstones.
+        assert!(store.observe_changes(Box::new(|_| 1), 600));
+        store
+    }
+
+    #[test]
+    fn items_tombstones_and_the_replication_position_come_back() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let first = replicated_store(7, &clock);
+        first.store(&StoreRequest::new(StoreMode::Set, b"kept", b"value"));
+        first.store(&StoreRequest::new(StoreMode::Set, b"deleted", b"gone"));
+        assert!(first.delete(b"deleted").is_some());
+        let kept_version = first.key_state(b"kept", |change| change.version).unwrap();
+        let deleted_version = first.key_state(b"deleted", |change| change.version).unwrap();
+        let path = std::env::temp_dir().join(format!("stickless-warm-unit-{}", std::process::id()));
+        let position = ReplicationPosition { history: 42, last_seq: 3, progress: Progress { history: 9, applied: 5 } };
+        let saved = save(&first, Some(position), &path).unwrap();
+        assert_eq!(saved.items, 1);
+
+        clock.advance_secs(10);
+        let second = replicated_store(7, &clock);
+        let loaded = load(&second, &path).expect("a file").unwrap();
+        assert_eq!((loaded.items, loaded.replication), (1, Some(position)));
+        assert_eq!(second.key_state(b"kept", |change| change.version), Some(kept_version));
+        // The delete is still remembered, with its version, for the peer.
+        let deleted = second.key_state(b"deleted", |change| (change.version, change.state == KeyState::Deleted));
+        assert_eq!(deleted, Some((deleted_version, true)));
+        assert_eq!(second.tombstones(), 1);
+        assert!(!path.exists(), "a loaded file is used up");
     }
 }

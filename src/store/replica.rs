@@ -354,6 +354,33 @@ impl Store {
         SyncCursor { shard: shard_index, bucket: 0, buckets_seen: 0, done: shard_index == self.shards.len() }
     }
 
+    /// Visits the tombstones of shard `shard` (key, version, kept until), under that
+    /// shard's lock only; for a warm restart's save.
+    pub fn shard_tombstones(&self, shard: usize, visit: impl FnMut(&[u8], u64, u32)) {
+        if shard < self.shards.len() {
+            self.lock(shard).tombstones.each_kept(visit);
+        }
+    }
+
+    /// Restores a tombstone a warm restart saved: `key` deleted at `version`,
+    /// remembered until `until` (Unix seconds), not yet sent to the peer. A live
+    /// item of the key, newer or not, stays: it came from the same save.
+    pub fn restore_tombstone(&self, key: &[u8], version: u64, until: u32) {
+        self.versions.observe(version);
+        let hash = self.hash(key);
+        let index = self.shard_index(hash);
+        let mut guard = self.lock(index);
+        let shard = &mut *guard;
+        if shard.table.find(hash, |it| it.key() == key).is_some() {
+            return;
+        }
+        let added = shard.tombstones.bury(&self.hasher, hash, key, version, until, Burial::Delete);
+        if added != 0 {
+            self.tombstone_bytes.fetch_add(added, Ordering::Relaxed);
+            self.used.fetch_add(added, Ordering::Relaxed);
+        }
+    }
+
     /// Tombstones held, for stats and tests.
     pub fn tombstones(&self) -> usize {
         (0..self.shards.len()).map(|i| self.lock(i).tombstones.len()).sum()

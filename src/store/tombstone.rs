@@ -164,6 +164,14 @@ impl Tombstones {
         Some(tomb.cas())
     }
 
+    /// Visits every tombstone's key, version and the time it is kept until, marking
+    /// nothing (a warm restart saving them).
+    pub fn each_kept(&self, mut visit: impl FnMut(&[u8], u64, u32)) {
+        for tomb in self.table.iter() {
+            visit(tomb.key(), tomb.cas(), tomb.expires_at());
+        }
+    }
+
     /// Visits every tombstone's key and version for a full sync covering up to
     /// `seq`, marking the deletes as sent in it.
     pub fn each(&mut self, seq: u64, mut visit: impl FnMut(&[u8], u64)) {
