@@ -1,6 +1,7 @@
 //! The fault soak: two real nodes, writers on both, and one fault at a time: the
 //! link cut (by a relay between the nodes that drops and refuses connections), a
-//! node stopped (`SIGSTOP`), a node killed (`SIGKILL`) and restarted empty, and a
+//! node stopped (`SIGSTOP`), a node killed (`SIGKILL`) and restarted empty, a node
+//! stopped with SIGTERM and restarted from its warm restart file (`-e`), and a
 //! node's wall clock stepped forward (libfaketime, reading its offset from a file).
 //!
 //! Each key has one writer, which sends each write to either node at random, so
@@ -194,6 +195,28 @@ impl Node {
     fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// SIGTERM: the node finishes, saves its items (`-e`) and exits.
+    fn stop_gracefully(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(status.success(), "node {} exited with {status} on SIGTERM:\n{}", self.name, self.log_tail());
+                return;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {} did not stop on SIGTERM:\n{}", self.name, self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn kill(&mut self) {
@@ -494,6 +517,9 @@ fn soak(mode: &str) -> Figures {
             format!("--peer=127.0.0.1:{}", relays[1 - i].port),
             format!("--repl-sync={mode}"),
             format!("--repl-timeout={REPL_TIMEOUT_SECS}"),
+            // Used by the graceful restarts; a SIGKILL leaves no file (a loaded
+            // one is removed), so those restart empty.
+            format!("--memory-file={}", dir.join(format!("items-{i}")).display()),
         ];
         if let Some(pki) = &pki {
             let name = ["server", "client"][i];
@@ -623,7 +649,7 @@ fn soak(mode: &str) -> Figures {
         let victim = rng.below(2) as usize;
         let fault_began = Instant::now();
         let lasting = rng.millis(300, 2500);
-        let fault = match rng.below(4) {
+        let fault = match rng.below(5) {
             0 => {
                 relays.iter().for_each(Relay::cut);
                 std::thread::sleep(lasting);
@@ -644,6 +670,14 @@ fn soak(mode: &str) -> Figures {
                 std::thread::sleep(rng.millis(100, 800));
                 nodes[victim].start();
                 "SIGKILL and restart"
+            }
+            3 => {
+                // Nothing it answered may be lost: its items, tombstones and
+                // replication position come back from its -e file.
+                nodes[victim].stop_gracefully();
+                std::thread::sleep(rng.millis(100, 800));
+                nodes[victim].start();
+                "SIGTERM and warm restart"
             }
             _ => {
                 let step = 1 + rng.below(3);
