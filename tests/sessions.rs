@@ -164,3 +164,271 @@ fn memcached_session_manager_keys_work_across_the_pair() {
         assert_eq!(reader.step(format!("add lock:{sid} 0 5 6\r\nlocked\r\n").as_bytes()), b"STORED\r\n");
     }
 }
+
+/// How many sessions each failover cycle runs (the README's table ran 50).
+const FAILOVER_SESSIONS: usize = 24;
+
+/// A port below Linux's ephemeral range, free now: a restarted server binds it
+/// again, which a port the kernel hands out to outgoing connections could take.
+fn fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    NEXT.compare_exchange(0, 20_000 + (std::process::id() % 8_000) as u16, Ordering::AcqRel, Ordering::Acquire).ok();
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::AcqRel);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One request through php-memcached's session handler (its own process).
+fn php_request(mode: &str, save_path: &str, failover: bool, id: &str) -> String {
+    let script = format!("{}/tests/clients/php_failover.php", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("timeout")
+        .args([CLIENT_TIMEOUT_SECS, "php", &script, mode, save_path, if failover { "1" } else { "0" }, id])
+        .output()
+        .expect("php (scripts/test installs it)");
+    assert!(output.status.success(), "{mode}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// What one setup went through: the kill, update, restart, read cycle.
+#[derive(Debug, Default)]
+struct Cycle {
+    /// Updates while a node was dead that found their session.
+    updated: usize,
+    /// Sessions that read back with their update after the node returned.
+    intact: usize,
+}
+
+/// A cache node the cycle can kill and start again on the same ports.
+trait CacheNode {
+    fn kill(&mut self);
+    fn restart(&mut self);
+}
+
+/// Two cache servers, `[a, b]`, and where each request's PHP process points
+/// (`save_path(request, b_dead)`, so a setup can route around a dead node as its
+/// load balancer would); runs the cycle: `FAILOVER_SESSIONS` sessions written, A
+/// killed, each updated, A started again, each read.
+fn failover_cycle(
+    nodes: &mut [Box<dyn CacheNode>; 2],
+    failover: bool,
+    save_path: impl Fn(usize, bool) -> String,
+) -> Cycle {
+    let ids: Vec<String> = (0..FAILOVER_SESSIONS).map(|i| format!("failover{i:02}x{}", std::process::id())).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(php_request("write", &save_path(i, false), failover, id), "ok", "write {id}");
+    }
+    nodes[0].kill();
+    let mut cycle = Cycle::default();
+    for (i, id) in ids.iter().enumerate() {
+        cycle.updated += usize::from(php_request("update", &save_path(i, true), failover, id) == "ok");
+    }
+    nodes[0].restart();
+    for (i, id) in ids.iter().enumerate() {
+        cycle.intact += usize::from(php_request("read", &save_path(i, false), failover, id) == "2");
+    }
+    cycle
+}
+
+/// A stickless node on fixed ports, in a pair: its peer is the other's replication port.
+struct StickNode {
+    daemon: Option<Daemon>,
+    args: Vec<String>,
+}
+
+impl StickNode {
+    fn start(args: Vec<String>) -> StickNode {
+        let daemon = Some(Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        StickNode { daemon, args }
+    }
+}
+
+impl CacheNode for StickNode {
+    fn kill(&mut self) {
+        // Dropping the daemon kills it with SIGKILL, by its PID.
+        self.daemon.take();
+    }
+    fn restart(&mut self) {
+        self.daemon = Some(Daemon::start(&self.args.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+}
+
+/// A stickless pair on fixed client ports; returns the nodes and their ports.
+fn fixed_pair() -> ([Box<dyn CacheNode>; 2], [u16; 2]) {
+    let (ports, repl) = ([fixed_port(), fixed_port()], [fixed_port(), fixed_port()]);
+    let node = |i: usize| {
+        let mut args: Vec<String> = ["-p", &ports[i].to_string(), "--repl-listen", &format!("127.0.0.1:{}", repl[i])]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--peer".into(), format!("127.0.0.1:{}", repl[1 - i]), "--repl-sync".into(), "ack".into()]);
+        // Start without waiting for a peer that is not there yet; a restart waits.
+        args.extend(["--node-id".into(), (i + 1).to_string()]);
+        args
+    };
+    let mut first = node(0);
+    first.extend(["--repl-wait-sync".into(), "0".into()]);
+    let a = StickNode::start(first);
+    let b = StickNode::start(node(1));
+    let mut a = a;
+    // A's restarts wait for B's sync, as a node behind a load balancer should.
+    a.args.truncate(a.args.len() - 2);
+    let mut probe = Client::connect(SocketAddr::from(([127, 0, 0, 1], ports[1])));
+    assert_eq!(probe.step(b"set linked 0 0 1\r\n1\r\n"), b"STORED\r\n");
+    let mut on_a = Client::connect(SocketAddr::from(([127, 0, 0, 1], ports[0])));
+    wait_for("the pair to link", || on_a.step(b"mg linked v\r\n") == b"VA 1\r\n1\r\n");
+    ([Box::new(a), Box::new(b)], ports)
+}
+
+/// Debian's memcached on a fixed port, killed and started again empty.
+struct MemcachedNode {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl MemcachedNode {
+    fn start(port: u16) -> MemcachedNode {
+        let mut node = MemcachedNode { child: None, port };
+        node.restart();
+        node
+    }
+}
+
+impl CacheNode for MemcachedNode {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    fn restart(&mut self) {
+        let child = Command::new("memcached")
+            .args(["-l", "127.0.0.1", "-p", &self.port.to_string(), "-U", "0", "-u", "root"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached (scripts/test installs it)");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_for("memcached to listen", || std::net::TcpStream::connect(addr).is_ok());
+    }
+}
+
+impl Drop for MemcachedNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// haproxy in front of a pair, as the README recommends: one TCP address, the first
+/// node preferred and the second a backup; a refused connection marks the first
+/// down at once. Stopped by its PID on drop.
+struct Failover {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Failover {
+    fn start(ports: [u16; 2]) -> Failover {
+        let port = fixed_port();
+        let dir = std::env::temp_dir().join(format!("stickless-sessions-haproxy-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "defaults\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+                 listen cache\n    bind 127.0.0.1:{port}\n    mode tcp\n    option redispatch\n    retries 3\n\
+                 \x20   server a 127.0.0.1:{} check inter 100ms fall 1 rise 2 observe layer4 error-limit 1 \
+                 on-error mark-down\n\
+                 \x20   server b 127.0.0.1:{} check inter 100ms fall 1 rise 2 backup\n",
+                ports[0], ports[1]
+            ),
+        )
+        .unwrap();
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (scripts/test installs it)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_for("haproxy to listen", || std::net::TcpStream::connect(addr).is_ok());
+        Failover { child, port, dir }
+    }
+}
+
+impl Drop for Failover {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn both(ports: [u16; 2]) -> String {
+    format!("127.0.0.1:{},127.0.0.1:{}", ports[0], ports[1])
+}
+
+/// The README's table, setup by setup: a node killed with SIGKILL while every
+/// session is updated, one PHP process per request, then started again and every
+/// session read. The supported stickless setups lose nothing and fail no request;
+/// the others are measured as they are, so the README's figures stay true.
+#[test]
+fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
+    // Both nodes listed with php-memcached's failover settings: it writes each
+    // session to both, and leaves a failed node out for the rest of the request
+    // (README, Sessions).
+    let (mut nodes, ports) = fixed_pair();
+    let listed = failover_cycle(&mut nodes, true, |_, _| both(ports));
+    assert_eq!((listed.updated, listed.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "both listed, replicas 1");
+    drop(nodes);
+
+    // One failover address (haproxy: the first node, the second as backup), the
+    // handler's defaults: the README's recommendation.
+    let (mut nodes, ports) = fixed_pair();
+    let proxy = Failover::start(ports);
+    let front = format!("127.0.0.1:{}", proxy.port);
+    let fronted = failover_cycle(&mut nodes, false, |_, _| front.clone());
+    assert_eq!((fronted.updated, fronted.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "one failover address");
+    drop((proxy, nodes));
+
+    // The local node on every app server: requests alternate between two app
+    // servers, each pointing at its own node; while A's host is down, the load
+    // balancer sends every request to B's.
+    let (mut nodes, ports) = fixed_pair();
+    let local = failover_cycle(&mut nodes, false, |request, a_dead| {
+        let app = if a_dead { 1 } else { request % 2 };
+        format!("127.0.0.1:{}", ports[app])
+    });
+    assert_eq!((local.updated, local.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "local node");
+    drop(nodes);
+
+    // The naive setup: both nodes listed, the handler's defaults. php-memcached
+    // hashes each session to one node and never asks the other, so the sessions
+    // hashed to the dead node fail their request (nothing a server can answer: no
+    // stickless node is asked). The pair still holds their last saved state.
+    let (mut nodes, ports) = fixed_pair();
+    let naive = failover_cycle(&mut nodes, false, |_, _| both(ports));
+    assert!(naive.updated < FAILOVER_SESSIONS && naive.updated > 0, "defaults: {naive:?}");
+    assert_eq!(naive.intact, naive.updated, "every update that succeeded is kept: {naive:?}");
+    drop(nodes);
+
+    // What PHP users do today: two of Debian's memcached, php-memcached's own
+    // replication. Updates succeed, but the restarted, empty server is read first
+    // for the sessions hashed to it: those users are logged out.
+    let ports = [fixed_port(), fixed_port()];
+    let mut nodes: [Box<dyn CacheNode>; 2] =
+        [Box::new(MemcachedNode::start(ports[0])), Box::new(MemcachedNode::start(ports[1]))];
+    let memcached = failover_cycle(&mut nodes, true, |_, _| both(ports));
+    assert_eq!(memcached.updated, FAILOVER_SESSIONS, "memcached, failover settings: {memcached:?}");
+    assert!(memcached.intact < FAILOVER_SESSIONS, "memcached loses the sessions it reads first from the empty server");
+    eprintln!(
+        "of {FAILOVER_SESSIONS} sessions: both listed, failover {listed:?}; one address {fronted:?}; local node \
+         {local:?}; both listed, defaults {naive:?}; memcached pair, failover {memcached:?}"
+    );
+}
