@@ -170,10 +170,12 @@ const FAILOVER_SESSIONS: usize = 24;
 
 /// A port below Linux's ephemeral range, free now: a restarted server binds it
 /// again, which a port the kernel hands out to outgoing connections could take.
+/// Handed out in order from a fixed base, so that the clients' hashing of
+/// `host:port` sends the same sessions to the same server in every run (a run
+/// where one port is taken moves on to the next).
 fn fixed_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    NEXT.compare_exchange(0, 20_000 + (std::process::id() % 8_000) as u16, Ordering::AcqRel, Ordering::Acquire).ok();
+    static NEXT: AtomicU16 = AtomicU16::new(24_000);
     loop {
         let port = NEXT.fetch_add(1, Ordering::AcqRel);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -183,10 +185,10 @@ fn fixed_port() -> u16 {
 }
 
 /// One request through php-memcached's session handler (its own process).
-fn php_request(mode: &str, save_path: &str, failover: bool, id: &str) -> String {
+fn php_request(mode: &str, save_path: &str, setup: &str, id: &str) -> String {
     let script = format!("{}/tests/clients/php_failover.php", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new("timeout")
-        .args([CLIENT_TIMEOUT_SECS, "php", &script, mode, save_path, if failover { "1" } else { "0" }, id])
+        .args([CLIENT_TIMEOUT_SECS, "php", &script, mode, save_path, setup, id])
         .output()
         .expect("php (scripts/test installs it)");
     assert!(output.status.success(), "{mode}: {}", String::from_utf8_lossy(&output.stderr));
@@ -214,21 +216,22 @@ trait CacheNode {
 /// killed, each updated, A started again, each read.
 fn failover_cycle(
     nodes: &mut [Box<dyn CacheNode>; 2],
-    failover: bool,
+    setup: &str,
     save_path: impl Fn(usize, bool) -> String,
 ) -> Cycle {
-    let ids: Vec<String> = (0..FAILOVER_SESSIONS).map(|i| format!("failover{i:02}x{}", std::process::id())).collect();
+    // Fixed ids, like the ports: each run hashes them alike.
+    let ids: Vec<String> = (0..FAILOVER_SESSIONS).map(|i| format!("failover{i:02}")).collect();
     for (i, id) in ids.iter().enumerate() {
-        assert_eq!(php_request("write", &save_path(i, false), failover, id), "ok", "write {id}");
+        assert_eq!(php_request("write", &save_path(i, false), setup, id), "ok", "write {id}");
     }
     nodes[0].kill();
     let mut cycle = Cycle::default();
     for (i, id) in ids.iter().enumerate() {
-        cycle.updated += usize::from(php_request("update", &save_path(i, true), failover, id) == "ok");
+        cycle.updated += usize::from(php_request("update", &save_path(i, true), setup, id) == "ok");
     }
     nodes[0].restart();
     for (i, id) in ids.iter().enumerate() {
-        cycle.intact += usize::from(php_request("read", &save_path(i, false), failover, id) == "2");
+        cycle.intact += usize::from(php_request("read", &save_path(i, false), setup, id) == "2");
     }
     cycle
 }
@@ -384,7 +387,7 @@ fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
     // session to both, and leaves a failed node out for the rest of the request
     // (README, Sessions).
     let (mut nodes, ports) = fixed_pair();
-    let listed = failover_cycle(&mut nodes, true, |_, _| both(ports));
+    let listed = failover_cycle(&mut nodes, "failover", |_, _| both(ports));
     assert_eq!((listed.updated, listed.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "both listed, replicas 1");
     drop(nodes);
 
@@ -393,7 +396,7 @@ fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
     let (mut nodes, ports) = fixed_pair();
     let proxy = Failover::start(ports);
     let front = format!("127.0.0.1:{}", proxy.port);
-    let fronted = failover_cycle(&mut nodes, false, |_, _| front.clone());
+    let fronted = failover_cycle(&mut nodes, "defaults", |_, _| front.clone());
     assert_eq!((fronted.updated, fronted.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "one failover address");
     drop((proxy, nodes));
 
@@ -401,11 +404,19 @@ fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
     // servers, each pointing at its own node; while A's host is down, the load
     // balancer sends every request to B's.
     let (mut nodes, ports) = fixed_pair();
-    let local = failover_cycle(&mut nodes, false, |request, a_dead| {
+    let local = failover_cycle(&mut nodes, "defaults", |request, a_dead| {
         let app = if a_dead { 1 } else { request % 2 };
         format!("127.0.0.1:{}", ports[app])
     });
     assert_eq!((local.updated, local.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "local node");
+    drop(nodes);
+
+    // pecl memcache's handler at its defaults, both nodes listed: it writes each
+    // session to two servers (memcache.session_redundancy=2) and reads the next
+    // when one fails (memcache.allow_failover=1).
+    let (mut nodes, ports) = fixed_pair();
+    let pecl = failover_cycle(&mut nodes, "pecl", |_, _| both(ports));
+    assert_eq!((pecl.updated, pecl.intact), (FAILOVER_SESSIONS, FAILOVER_SESSIONS), "pecl memcache");
     drop(nodes);
 
     // The naive setup: both nodes listed, the handler's defaults. php-memcached
@@ -413,7 +424,7 @@ fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
     // hashed to the dead node fail their request (nothing a server can answer: no
     // stickless node is asked). The pair still holds their last saved state.
     let (mut nodes, ports) = fixed_pair();
-    let naive = failover_cycle(&mut nodes, false, |_, _| both(ports));
+    let naive = failover_cycle(&mut nodes, "defaults", |_, _| both(ports));
     assert!(naive.updated < FAILOVER_SESSIONS && naive.updated > 0, "defaults: {naive:?}");
     assert_eq!(naive.intact, naive.updated, "every update that succeeded is kept: {naive:?}");
     drop(nodes);
@@ -424,11 +435,20 @@ fn php_sessions_survive_a_dead_node_in_every_supported_setup() {
     let ports = [fixed_port(), fixed_port()];
     let mut nodes: [Box<dyn CacheNode>; 2] =
         [Box::new(MemcachedNode::start(ports[0])), Box::new(MemcachedNode::start(ports[1]))];
-    let memcached = failover_cycle(&mut nodes, true, |_, _| both(ports));
+    let memcached = failover_cycle(&mut nodes, "failover", |_, _| both(ports));
     assert_eq!(memcached.updated, FAILOVER_SESSIONS, "memcached, failover settings: {memcached:?}");
     assert!(memcached.intact < FAILOVER_SESSIONS, "memcached loses the sessions it reads first from the empty server");
+    drop(nodes);
+    // pecl memcache over the same two memcached servers loses them the same way.
+    let ports = [fixed_port(), fixed_port()];
+    let mut nodes: [Box<dyn CacheNode>; 2] =
+        [Box::new(MemcachedNode::start(ports[0])), Box::new(MemcachedNode::start(ports[1]))];
+    let memcached_pecl = failover_cycle(&mut nodes, "pecl", |_, _| both(ports));
+    assert_eq!(memcached_pecl.updated, FAILOVER_SESSIONS, "memcached, pecl memcache: {memcached_pecl:?}");
+    assert!(memcached_pecl.intact < FAILOVER_SESSIONS, "pecl memcache reads the empty server too");
     eprintln!(
         "of {FAILOVER_SESSIONS} sessions: both listed, failover {listed:?}; one address {fronted:?}; local node \
-         {local:?}; both listed, defaults {naive:?}; memcached pair, failover {memcached:?}"
+         {local:?}; pecl memcache {pecl:?}; both listed, defaults {naive:?}; memcached pair, failover \
+         {memcached:?}; memcached pair, pecl memcache {memcached_pecl:?}"
     );
 }

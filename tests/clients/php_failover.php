@@ -2,21 +2,28 @@
 // One PHP request, as php-fpm runs each in a fresh process (so php-memcached's
 // count of a server's failures starts at zero every time), with the memcached
 // session handler at its defaults but for the settings the setup names:
-//   php php_failover.php MODE SAVE_PATH FAILOVER ID
-// FAILOVER 1 is php-memcached's failover: one replica of each session on the next
-// server, and a server that fails once left out for the rest of the request
+//   php php_failover.php MODE SAVE_PATH SETUP ID
+// SETUP failover is php-memcached's failover: one replica of each session on the
+// next server, and a server that fails once left out for the rest of the request
 // (sess_number_of_replicas=1, sess_remove_failed_servers=1,
-// sess_server_failure_limit=1); 0 leaves all three at their defaults.
+// sess_server_failure_limit=1); defaults leaves all three at their defaults; pecl
+// is pecl memcache's handler instead, at its defaults (memcache.session_redundancy=2
+// writes each session to two servers, memcache.allow_failover=1 reads the next).
 //   write:  starts the session with count=1
 //   update: adds one to count
 //   read:   prints count, or "missing" when the session came back empty
 // Prints "failed" when session_start fails (the request would show an error page).
-[, $mode, $savePath, $failover, $id] = $argv;
-ini_set('session.save_handler', 'memcached');
-ini_set('session.save_path', $savePath);
+[, $mode, $savePath, $setup, $id] = $argv;
+if ($setup === 'pecl') {
+    ini_set('session.save_handler', 'memcache');
+    ini_set('session.save_path', implode(',', array_map(fn ($s) => "tcp://$s", explode(',', $savePath))));
+} else {
+    ini_set('session.save_handler', 'memcached');
+    ini_set('session.save_path', $savePath);
+}
 ini_set('session.use_cookies', '0');
 ini_set('session.use_strict_mode', '0');
-if ($failover === '1') {
+if ($setup === 'failover') {
     ini_set('memcached.sess_number_of_replicas', '1');
     ini_set('memcached.sess_remove_failed_servers', '1');
     ini_set('memcached.sess_server_failure_limit', '1');
