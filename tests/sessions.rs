@@ -2,7 +2,10 @@
 //! stickless pair, with requests going to either node as a round-robin load
 //! balancer sends them: php-memcached's session handler with its locking, over its
 //! default binary protocol; pecl memcache's incr/add lock; and
-//! memcached-session-manager's lock:, validity: and bak: keys.
+//! memcached-session-manager's lock:, validity: and bak: keys. Then the failover
+//! cycle of the README's table: a node killed while every session is updated, one
+//! PHP process per request, in each supported setup, beside the setups that lose
+//! sessions (the handler's defaults with both nodes listed, two memcached servers).
 
 mod common;
 
