@@ -38,9 +38,7 @@ fn succeed(program: &str, args: &[&str]) -> String {
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stickless-clients-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir(&format!("clients-{name}"))
 }
 
 const SASL_USER: &str = "alice";

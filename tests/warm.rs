@@ -9,10 +9,7 @@ use common::{Client, Daemon};
 use std::path::{Path, PathBuf};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stickless-warm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir(&format!("warm-{name}"))
 }
 
 fn start(file: &Path, extra: &[&str]) -> Daemon {

@@ -172,6 +172,14 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// An empty scratch directory of this test process, `stickless-<name>-<pid>`.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stickless-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// How long a step waits for its sentinel before sending another one.
 const RESENTINEL_AFTER: Duration = Duration::from_millis(500);
 const TIMEOUT_MARK: &[u8] = b"<timeout>";
