@@ -327,15 +327,24 @@ fn the_state_server_and_sasl_are_served_over_tls() {
     server.shutdown();
 }
 
+/// `watch` over TLS: the log lines arrive sealed, like every reply.
 #[test]
-fn watch_is_refused_over_tls_and_the_connection_goes_on() {
+fn watch_streams_its_lines_over_tls() {
     let pki = Pki::standard("watch");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
-    let mut client = TlsClient::connect(server.local_addr(), &pki.client_config("ca", None)).unwrap();
-    assert_eq!(
-        client.step(b"watch\r\nversion\r\n").unwrap()[..44],
-        b"WATCHER_FAILED failed to add log watcher\r\nVE"[..]
-    );
+    let config = pki.client_config("ca", None);
+    let mut watcher = TlsClient::connect(server.local_addr(), &config).unwrap();
+    assert_eq!(watcher.request(b"watch mutations\r\n", b"OK\r\n").unwrap(), b"OK\r\n");
+    let mut writer = TlsClient::connect(server.local_addr(), &config).unwrap();
+    assert_eq!(writer.step(b"set watched 0 0 2\r\nhi\r\n").unwrap(), b"STORED\r\n");
+    let line = String::from_utf8(watcher.request(b"", b"\n").unwrap()).unwrap();
+    assert!(line.starts_with("ts=") && line.contains(" type=item_store key=watched status=stored cmd=set "), "{line}");
+    // After the first leaves, later watchers are served too.
+    drop(watcher);
+    for _ in 0..2 {
+        let mut again = TlsClient::connect(server.local_addr(), &config).unwrap();
+        assert_eq!(again.request(b"watch\r\n", b"OK\r\n").unwrap(), b"OK\r\n");
+    }
     server.shutdown();
 }
 

@@ -136,6 +136,9 @@ pub enum Status {
     AwaitingAck,
     /// Done; drop it.
     Closed,
+    /// `watch` on a TLS connection: the worker hands the whole connection to the
+    /// watch writer, which seals the lines ([`Conn::into_stream`]).
+    WatchOverTls(WatchKinds),
 }
 
 /// What a connection does with its input (memcached's `conn_states` that outlast a
@@ -549,12 +552,8 @@ impl Conn {
         if let Phase::WatchRequested(kinds) = self.phase {
             self.phase = Phase::Commands;
             if self.stream.is_tls() {
-                // The watch writer writes to the socket itself, which under TLS
-                // would send the lines unsealed.
-                log::info!("watch refused on {}: not served over TLS", self.info.peer);
-                self.output.bytes().extend_from_slice(super::watch::WatchRefused::Failed.line());
-                let mut budget = dispatch.shared.config.reqs_per_event;
-                return self.serve(dispatch, &dispatch.shared.limits, &mut budget);
+                // The lines must be sealed: the writer takes the TLS stream itself.
+                return Status::WatchOverTls(kinds);
             }
             let sink = match self.stream.as_fd().try_clone_to_owned() {
                 Ok(fd) => socket2::Socket::from(fd),
@@ -563,9 +562,9 @@ impl Conn {
                     return Status::Closed;
                 }
             };
-            match dispatch.shared.watch.add(kinds, sink, b"OK\r\n") {
+            match dispatch.shared.watch.add(kinds, super::watch::WatchSink::Socket(sink), b"OK\r\n") {
                 Ok(watcher) => self.phase = Phase::Watching(watcher),
-                Err(refused) => {
+                Err((refused, _)) => {
                     // Still an ordinary connection: say why, and go on serving it.
                     self.output.bytes().extend_from_slice(refused.line());
                     let mut budget = dispatch.shared.config.reqs_per_event;
@@ -585,6 +584,11 @@ impl Conn {
                 Err(_) => return Status::Closed,
             }
         }
+    }
+
+    /// The connection's stream, for a TLS watcher's writer to own.
+    pub fn into_stream(self) -> Stream {
+        self.stream
     }
 
     /// At shutdown: try to write what is pending, without reading anything new.

@@ -11,8 +11,9 @@
 
 use crate::protocol::WatchKinds;
 use crate::store::Evicted;
+use crate::tls::TlsStream;
 use socket2::Socket;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
@@ -51,11 +52,59 @@ struct Pending {
     skipped: u64,
 }
 
+/// Where a watcher's lines go.
+pub enum WatchSink {
+    /// A duplicate of the connection's socket (the connection stays with its
+    /// worker, which reads it only to notice the client leaving).
+    Socket(Socket),
+    /// A TLS connection, handed over whole: the lines must be sealed, and the writer
+    /// reads it to notice the client leaving.
+    Tls(Box<TlsStream>),
+}
+
+impl WatchSink {
+    /// Writes what the connection takes now, without blocking.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            // MSG_NOSIGNAL: a watcher that hung up must not raise SIGPIPE in a host
+            // process that embeds the server.
+            WatchSink::Socket(socket) => socket.send_with_flags(bytes, libc::MSG_NOSIGNAL),
+            WatchSink::Tls(tls) => tls.write(bytes),
+        }
+    }
+
+    /// Says why a watch was refused, as far as the connection takes it at once.
+    pub fn refuse(&mut self, line: &[u8]) {
+        let _ = self.send(line);
+        let _ = self.settle();
+    }
+
+    /// After a round of writes: TLS sends what it sealed, and says whether the
+    /// client is still there (its input is read and dropped, as memcached drops a
+    /// watcher's).
+    fn settle(&mut self) -> io::Result<()> {
+        let WatchSink::Tls(tls) = self else {
+            return Ok(());
+        };
+        tls.push()?;
+        let mut discard = [0u8; 1024];
+        loop {
+            match tls.read(&mut discard) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// One watching connection.
 pub struct Watcher {
     kinds: u8,
-    /// A duplicate of the connection's socket, written by the writer thread only.
-    sink: Socket,
+    /// Written by the writer thread only.
+    sink: Mutex<WatchSink>,
     pending: Mutex<Pending>,
     /// Bytes the writer took from `pending` and the socket has not yet accepted.
     outbox: Mutex<Vec<u8>>,
@@ -103,19 +152,29 @@ impl Watch {
         }
     }
 
-    /// Adds a watcher writing to `sink` (a duplicate of the connection's socket,
-    /// non-blocking). `greeting` (the `OK`) is sent first, before any log line.
-    pub fn add(&self, kinds: WatchKinds, sink: Socket, greeting: &[u8]) -> Result<Arc<Watcher>, WatchRefused> {
+    /// Adds a watcher writing to `sink` (non-blocking). `greeting` (the `OK`) is
+    /// sent first, before any log line.
+    /// A refused sink comes back, to say why on it.
+    pub fn add(
+        &self,
+        kinds: WatchKinds,
+        sink: WatchSink,
+        greeting: &[u8],
+    ) -> Result<Arc<Watcher>, (WatchRefused, WatchSink)> {
         let mut watchers = lock(&self.watchers);
         if watchers.len() >= WATCHER_LIMIT {
-            return Err(WatchRefused::TooMany);
+            return Err((WatchRefused::TooMany, sink));
         }
         if self.writer.get().is_none() {
-            return Err(WatchRefused::Failed);
+            return Err((WatchRefused::Failed, sink));
         }
         let pending = Pending { bytes: greeting.to_vec(), skipped: 0 };
-        let watcher =
-            Arc::new(Watcher { kinds: kinds.0, sink, pending: Mutex::new(pending), outbox: Mutex::default() });
+        let watcher = Arc::new(Watcher {
+            kinds: kinds.0,
+            sink: Mutex::new(sink),
+            pending: Mutex::new(pending),
+            outbox: Mutex::default(),
+        });
         watchers.push(Arc::clone(&watcher));
         self.wanted.fetch_or(kinds.0, Ordering::Relaxed);
         drop(watchers);
@@ -246,14 +305,13 @@ impl Watcher {
                 pending.bytes.clear();
             }
         }
+        let mut sink = lock(&self.sink);
         let mut written = 0;
         let result = loop {
             if written == outbox.len() {
-                break Ok(());
+                break sink.settle();
             }
-            // MSG_NOSIGNAL: a watcher that hung up must not raise SIGPIPE in a host
-            // process that embeds the server.
-            match self.sink.send_with_flags(&outbox[written..], libc::MSG_NOSIGNAL) {
+            match sink.send(&outbox[written..]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
@@ -320,7 +378,8 @@ mod tests {
     fn watcher_pair(watch: &Watch, kinds: u8) -> (Arc<Watcher>, UnixStream) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        (watch.add(WatchKinds(kinds), Socket::from(ours), b"").unwrap(), theirs)
+        let added = watch.add(WatchKinds(kinds), WatchSink::Socket(Socket::from(ours)), b"");
+        (added.ok().expect("room for a watcher"), theirs)
     }
 
     #[test]
@@ -371,8 +430,8 @@ mod tests {
         let _ = watch.writer.set(std::thread::current());
         let peers: Vec<_> = (0..WATCHER_LIMIT).map(|_| watcher_pair(&watch, WatchKinds::FETCHERS)).collect();
         let (ours, _theirs) = UnixStream::pair().unwrap();
-        let refused = watch.add(WatchKinds(WatchKinds::FETCHERS), Socket::from(ours), b"OK\r\n");
-        assert_eq!(refused.err(), Some(WatchRefused::TooMany));
+        let refused = watch.add(WatchKinds(WatchKinds::FETCHERS), WatchSink::Socket(Socket::from(ours)), b"OK\r\n");
+        assert_eq!(refused.err().map(|(why, _)| why), Some(WatchRefused::TooMany));
         drop(peers);
     }
 }

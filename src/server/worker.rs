@@ -141,7 +141,15 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.readiness(event.is_read_closed());
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                    settle(
+                        self.poll.registry(),
+                        &mut conns,
+                        (&mut yielded, &mut held),
+                        key,
+                        status,
+                        &shared,
+                        self.index,
+                    );
                 }
                 // A long turn sends what its first connections wrote without waiting
                 // for its end: in ack mode their replies wait on the peer meanwhile.
@@ -165,7 +173,15 @@ impl Worker {
                     if let Some(conn) = conns.get_mut(key) {
                         conn.held = false;
                         let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                        settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                        settle(
+                            self.poll.registry(),
+                            &mut conns,
+                            (&mut yielded, &mut held),
+                            key,
+                            status,
+                            &shared,
+                            self.index,
+                        );
                     }
                 }
             }
@@ -179,7 +195,15 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.queued = false;
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(&mut conns, (&mut yielded, &mut held), key, status, &shared, self.index);
+                    settle(
+                        self.poll.registry(),
+                        &mut conns,
+                        (&mut yielded, &mut held),
+                        key,
+                        status,
+                        &shared,
+                        self.index,
+                    );
                 }
             }
             if shared.shutting_down.load(Ordering::Acquire) {
@@ -386,6 +410,7 @@ fn closed(shared: &Shared, worker: usize, conn: &Conn) {
 }
 
 fn settle(
+    registry: &mio::Registry,
     conns: &mut Slab<Conn>,
     (yielded, held): (&mut Vec<usize>, &mut Vec<usize>),
     key: usize,
@@ -412,6 +437,20 @@ fn settle(
         Status::Closed => {
             let conn = conns.remove(key);
             closed(shared, worker, &conn);
+        }
+        Status::WatchOverTls(kinds) => {
+            // The connection leaves this worker: from now on the watch writer owns
+            // it, seals its lines, and notices the client leaving.
+            let conn = conns.remove(key);
+            closed(shared, worker, &conn);
+            let mut stream = conn.into_stream();
+            let _ = registry.deregister(&mut stream);
+            if let super::stream::Stream::Tls(tls) = stream
+                && let Err((refused, mut sink)) = shared.watch.add(kinds, super::watch::WatchSink::Tls(tls), b"OK\r\n")
+            {
+                // Said, then closed: the connection has left its worker.
+                sink.refuse(refused.line());
+            }
         }
     }
 }
