@@ -18,6 +18,10 @@ use stickless::tls::{MaybeTls, TlsStream};
 /// memtier_benchmark's default `--key-prefix`.
 pub const KEY_PREFIX: &[u8] = b"memtier-";
 
+/// The longest a load may take: a million 4 KiB sessions (row warm) take about a
+/// minute here.
+const LOAD_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Pipeline depth used to load the key space (memtier's load runs use deep pipelines too).
 const LOAD_PIPELINE: usize = 64;
 
@@ -663,11 +667,16 @@ pub fn load(addr: SocketAddr, workload: &Workload) -> io::Result<Outcome> {
             Connection::new(addr, source, workload)
         })
         .collect::<io::Result<Vec<_>>>()?;
-    let outcome = drive(&mut conns, workload, LOAD_PIPELINE, Instant::now(), None)?;
+    // Bounded, so that a server that stops answering fails the run instead of
+    // hanging it.
+    let outcome = drive(&mut conns, workload, LOAD_PIPELINE, Instant::now(), Some(Instant::now() + LOAD_DEADLINE))?;
     if outcome.sets != workload.key_maximum || outcome.errors != 0 {
         return Err(io::Error::other(format!(
-            "load stored {} of {} keys ({} errors)",
-            outcome.sets, workload.key_maximum, outcome.errors
+            "load stored {} of {} keys ({} errors) within {} s",
+            outcome.sets,
+            workload.key_maximum,
+            outcome.errors,
+            LOAD_DEADLINE.as_secs()
         )));
     }
     Ok(outcome)

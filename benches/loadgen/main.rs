@@ -1217,8 +1217,11 @@ fn smoke() {
     for (kind, samples) in memory_row(&settings, &placement) {
         assert_eq!(samples[0].items, settings.memory_items, "{}: items after load", kind.name());
     }
-    // Last, as `--tls` turns TLS on for every server started after it.
-    let settings = Settings { tls: true, ..settings };
+    // Last, as `--tls` turns TLS on for every server started after it. stickless
+    // alone: Debian's memcached 1.6.18 `-Z` now and then stops answering the load's
+    // deep pipelines of 3000-byte sets under the unoptimised load generator
+    // (BENCHMARKS.md, TLS), and tests/tls.rs compares the two over TLS already.
+    let settings = Settings { tls: true, servers: vec![Kind::Stickless], ..settings };
     let _certificates = use_tls();
     for protocol in [Protocol::Text, Protocol::Binary] {
         let workload = Workload { protocol, data_size: 3000, ..workload.clone() };
