@@ -212,7 +212,9 @@ pub fn render(shared: &Shared) -> String {
     m.gauge("memory_limit_bytes", "Item memory allowed (-m).", s.memory_limit);
     m.gauge("memory_used_bytes", "Item memory in use: items and their hash tables, what -m limits.", s.memory_used);
     let replicator = shared.node.replicator();
-    let stat = |name: &str| replication_stat(replicator, name);
+    // `stats replication` read once per scrape (it counts tombstones shard by shard).
+    let lines = replication_lines(replicator);
+    let stat = |name: &str| lines.get(name).and_then(|value| value.parse().ok()).unwrap_or(0u64);
     let mut memory = vec![
         ("items", s.item_bytes),
         ("hash_tables", s.table_bytes),
@@ -262,22 +264,20 @@ pub fn render(shared: &Shared) -> String {
         m.gauge("aspnet_sessions", "ASP.NET sessions held.", sessions);
     }
     if let Some(node) = replicator {
-        replication(&mut m, node, &stat);
+        replication(&mut m, node, &lines, &stat);
     }
     m.out
 }
 
-/// A numeric line of `stats replication`, 0 when absent.
-fn replication_stat(node: Option<&Arc<Replicator>>, name: &str) -> u64 {
-    let mut found = 0;
+/// The lines of `stats replication`, by name (none without a peer).
+fn replication_lines(node: Option<&Arc<Replicator>>) -> std::collections::HashMap<String, String> {
+    let mut lines = std::collections::HashMap::new();
     if let Some(node) = node {
         node.stats_lines(|line, value| {
-            if line == name {
-                found = value.parse().unwrap_or(0);
-            }
+            lines.insert(line.to_string(), value);
         });
     }
-    found
+    lines
 }
 
 /// Upper bounds of the replication lag histogram's buckets, in microseconds: from
@@ -285,14 +285,14 @@ fn replication_stat(node: Option<&Arc<Replicator>>, name: &str) -> u64 {
 const LAG_BOUNDS_US: [u64; 14] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];
 
-fn replication(m: &mut Exposition, node: &Replicator, stat: &dyn Fn(&str) -> u64) {
-    let mut state = String::new();
-    let mut skew_ms = 0i64;
-    node.stats_lines(|line, value| match line {
-        "repl_peer_state" => state = value.to_string(),
-        "repl_clock_skew_ms" => skew_ms = value.parse().unwrap_or(0),
-        _ => {}
-    });
+fn replication(
+    m: &mut Exposition,
+    node: &Replicator,
+    lines: &std::collections::HashMap<String, String>,
+    stat: &dyn Fn(&str) -> u64,
+) {
+    let state = lines.get("repl_peer_state").map_or("", String::as_str);
+    let skew_ms: i64 = lines.get("repl_clock_skew_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
     m.gauge("replication_peer_up", "1 when the link to the peer is up.", u8::from(state == "up"));
     m.gauge(
         "replication_clock_skew_seconds",
