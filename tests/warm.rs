@@ -47,7 +47,7 @@ fn every_graceful_stop_keeps_items_cas_uniques_and_expiry() {
             "SIGUSR1" => first.stop_with(libc::SIGUSR1),
             _ => {
                 Client::connect(first.addr).send(b"shutdown graceful\r\n");
-                first.child.wait().unwrap()
+                first.wait_exit()
             }
         };
         assert!(status.success(), "{stop}: {status}");

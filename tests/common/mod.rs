@@ -80,6 +80,8 @@ pub struct Daemon {
     /// The metrics port, when started with `--metrics-listen`.
     pub metrics_addr: Option<SocketAddr>,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The thread copying the log, which ends when the daemon does.
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -122,12 +124,12 @@ impl Daemon {
         }
         // Keep draining the log so the daemon never blocks on a full pipe.
         let sink = std::sync::Arc::clone(&log);
-        std::thread::spawn(move || {
+        let drain = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr, metrics_addr, log }
+        Daemon { child, addr: addr.unwrap(), repl_addr, aspnet_addr, metrics_addr, log, drain: Some(drain) }
     }
 
     /// What the daemon has logged so far.
@@ -139,7 +141,16 @@ impl Daemon {
     pub fn stop_with(&mut self, signal: i32) -> std::process::ExitStatus {
         // SAFETY: kill(2) on the PID of the child this test started and has not reaped.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-        self.child.wait().unwrap()
+        self.wait_exit()
+    }
+
+    /// Waits for the daemon to exit and for its last log lines; its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        status
     }
 }
 
