@@ -347,22 +347,21 @@ impl LinkRunner {
     /// must carry, for a dial over TLS).
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) -> Option<usize> {
         let _ = stream.set_nodelay(true);
-        let mut stream = match (&self.node.settings.tls, dialed) {
-            (None, _) => MaybeTls::Plain(stream),
-            (Some(tls), None) => match tls.accept(stream) {
-                Ok(stream) => MaybeTls::Tls(Box::new(stream)),
-                Err(e) => {
-                    log::warn!("replication: cannot start TLS with {peer}: {e}");
-                    return None;
+        let mut stream = match &self.node.settings.tls {
+            None => MaybeTls::Plain(stream),
+            Some(tls) => {
+                let wrapped = match dialed {
+                    None => tls.accept(stream),
+                    Some(host) => tls.connect(stream, host),
+                };
+                match wrapped {
+                    Ok(stream) => MaybeTls::Tls(Box::new(stream)),
+                    Err(e) => {
+                        log::warn!("replication: cannot start TLS with {peer}: {e}");
+                        return None;
+                    }
                 }
-            },
-            (Some(tls), Some(host)) => match tls.connect(stream, host) {
-                Ok(stream) => MaybeTls::Tls(Box::new(stream)),
-                Err(e) => {
-                    log::warn!("replication: cannot start TLS with {peer}: {e}");
-                    return None;
-                }
-            },
+            }
         };
         let dialed = dialed.is_some();
         let session = match Session::start(&self.node, dialed, self.now()) {

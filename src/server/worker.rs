@@ -59,6 +59,13 @@ impl Worker {
         if shared.node.replicator().is_some() {
             Replicator::defer_link_wakes_here();
         }
+        let settle = match self.poll.registry().try_clone() {
+            Ok(registry) => Settle { registry, shared: &shared, worker: self.index },
+            Err(e) => {
+                log::error!("worker {}: cannot start: {e}", self.index);
+                return;
+            }
+        };
         let mut link = None;
         // The link on a thread of its own, should this worker fail to watch its poll.
         let mut link_thread = None;
@@ -141,15 +148,7 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.readiness(event.is_read_closed());
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(
-                        self.poll.registry(),
-                        &mut conns,
-                        (&mut yielded, &mut held),
-                        key,
-                        status,
-                        &shared,
-                        self.index,
-                    );
+                    settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                 }
                 // A long turn sends what its first connections wrote without waiting
                 // for its end: in ack mode their replies wait on the peer meanwhile.
@@ -173,37 +172,21 @@ impl Worker {
                     if let Some(conn) = conns.get_mut(key) {
                         conn.held = false;
                         let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                        settle(
-                            self.poll.registry(),
-                            &mut conns,
-                            (&mut yielded, &mut held),
-                            key,
-                            status,
-                            &shared,
-                            self.index,
-                        );
+                        settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                     }
                 }
             }
-            handshakes.close_overdue(&mut conns, &shared, self.index);
+            handshakes.close_overdue(&mut conns, &settle);
             if !idle_timeout.is_zero() && Instant::now() >= next_idle_check {
                 next_idle_check = Instant::now() + IDLE_CHECK;
-                close_idle(&mut conns, &shared, self.index, idle_timeout);
+                close_idle(&mut conns, &settle, idle_timeout);
             }
             // Connections that yielded run again now, after everyone else had a turn.
             for key in std::mem::take(&mut yielded) {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.queued = false;
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    settle(
-                        self.poll.registry(),
-                        &mut conns,
-                        (&mut yielded, &mut held),
-                        key,
-                        status,
-                        &shared,
-                        self.index,
-                    );
+                    settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                 }
             }
             if shared.shutting_down.load(Ordering::Acquire) {
@@ -299,8 +282,8 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// `-o idle_timeout`: closes the connections that have waited for a command that
 /// long, and counts them (`idle_kicks`).
-fn close_idle(conns: &mut Slab<Conn>, shared: &Shared, worker: usize, timeout: Duration) {
-    let now = shared.node.store().clock().now_secs();
+fn close_idle(conns: &mut Slab<Conn>, settle: &Settle<'_>, timeout: Duration) {
+    let now = settle.shared.node.store().clock().now_secs();
     let limit = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
     let idle: Vec<usize> = conns
         .iter()
@@ -308,10 +291,9 @@ fn close_idle(conns: &mut Slab<Conn>, shared: &Shared, worker: usize, timeout: D
         .map(|(key, _)| key)
         .collect();
     for key in idle {
-        let conn = conns.remove(key);
+        let conn = settle.remove(conns, key);
         log::info!("closing {}: idle for {} s (-o idle_timeout)", conn.info.peer, conn.info.idle_secs(now));
-        shared.counters[worker].idle_kicks.inc();
-        closed(shared, worker, &conn);
+        settle.shared.counters[settle.worker].idle_kicks.inc();
     }
 }
 
@@ -329,7 +311,10 @@ impl Handshakes {
         self.pending.front().map(|(due, ..)| *due)
     }
 
-    fn close_overdue(&mut self, conns: &mut Slab<Conn>, shared: &Shared, worker: usize) {
+    fn close_overdue(&mut self, conns: &mut Slab<Conn>, settle: &Settle<'_>) {
+        if self.pending.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some((due, key, info)) = self.pending.front() {
             if *due > now {
@@ -339,11 +324,10 @@ impl Handshakes {
             let overdue = conns.get(*key).is_some_and(|conn| Arc::ptr_eq(&conn.info, info) && conn.handshaking());
             if overdue {
                 log::info!("closing {}: TLS handshake not finished in time", info.peer);
-                if let Some(tls) = &shared.tls {
+                if let Some(tls) = &settle.shared.tls {
                     tls.count_handshake_error();
                 }
-                let conn = conns.remove(*key);
-                closed(shared, worker, &conn);
+                settle.remove(conns, *key);
             }
             self.pending.pop_front();
         }
@@ -409,48 +393,61 @@ fn closed(shared: &Shared, worker: usize, conn: &Conn) {
     shared.connections.closed();
 }
 
-fn settle(
-    registry: &mio::Registry,
-    conns: &mut Slab<Conn>,
-    (yielded, held): (&mut Vec<usize>, &mut Vec<usize>),
-    key: usize,
-    status: Status,
-    shared: &Shared,
+/// Where a driven connection goes next, by its [`Status`]; and dropping one.
+struct Settle<'a> {
+    /// The worker's poll, to deregister a connection that leaves it.
+    registry: mio::Registry,
+    shared: &'a Shared,
     worker: usize,
-) {
-    match status {
-        Status::Idle => {}
-        Status::Yielded => {
-            let conn = &mut conns[key];
-            if !conn.queued {
-                conn.queued = true;
-                yielded.push(key);
+}
+
+impl Settle<'_> {
+    fn status(
+        &self,
+        conns: &mut Slab<Conn>,
+        (yielded, held): (&mut Vec<usize>, &mut Vec<usize>),
+        key: usize,
+        status: Status,
+    ) {
+        match status {
+            Status::Idle => {}
+            Status::Yielded => {
+                let conn = &mut conns[key];
+                if !conn.queued {
+                    conn.queued = true;
+                    yielded.push(key);
+                }
+            }
+            Status::AwaitingAck => {
+                let conn = &mut conns[key];
+                if !conn.held {
+                    conn.held = true;
+                    held.push(key);
+                }
+            }
+            Status::Closed => {
+                self.remove(conns, key);
+            }
+            Status::WatchOverTls(kinds) => {
+                // The connection leaves this worker: from now on the watch writer owns
+                // it, seals its lines, and notices the client leaving.
+                let mut stream = self.remove(conns, key).into_stream();
+                let _ = self.registry.deregister(&mut stream);
+                if let super::stream::Stream::Tls(tls) = stream
+                    && let Err((refused, mut sink)) =
+                        self.shared.watch.add(kinds, super::watch::WatchSink::Tls(tls), b"OK\r\n")
+                {
+                    // Said, then closed: the connection has left its worker.
+                    sink.refuse(refused.line());
+                }
             }
         }
-        Status::AwaitingAck => {
-            let conn = &mut conns[key];
-            if !conn.held {
-                conn.held = true;
-                held.push(key);
-            }
-        }
-        Status::Closed => {
-            let conn = conns.remove(key);
-            closed(shared, worker, &conn);
-        }
-        Status::WatchOverTls(kinds) => {
-            // The connection leaves this worker: from now on the watch writer owns
-            // it, seals its lines, and notices the client leaving.
-            let conn = conns.remove(key);
-            closed(shared, worker, &conn);
-            let mut stream = conn.into_stream();
-            let _ = registry.deregister(&mut stream);
-            if let super::stream::Stream::Tls(tls) = stream
-                && let Err((refused, mut sink)) = shared.watch.add(kinds, super::watch::WatchSink::Tls(tls), b"OK\r\n")
-            {
-                // Said, then closed: the connection has left its worker.
-                sink.refuse(refused.line());
-            }
-        }
+    }
+
+    /// Takes a connection out of the worker, forgotten by the registry and counts.
+    fn remove(&self, conns: &mut Slab<Conn>, key: usize) -> Conn {
+        let conn = conns.remove(key);
+        closed(self.shared, self.worker, &conn);
+        conn
     }
 }
