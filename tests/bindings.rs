@@ -16,26 +16,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A directory holding the cdylib cargo built with these tests (found in
-/// `target/<profile>/deps/`, or copied up to `target/<profile>/` by a build) under
-/// its link name and its SONAME, `libstickless.so.1`.
+/// A directory holding the cdylib cargo built with these tests under its link
+/// name and its SONAME, `libstickless.so.1`.
 fn library_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let deps = exe.parent().expect("target/<profile>/deps");
-        let candidates =
-            [deps.join("libstickless.so"), deps.parent().expect("target/<profile>").join("libstickless.so")];
-        let library = candidates
-            .iter()
-            .find(|path| path.exists())
-            .unwrap_or_else(|| panic!("no libstickless.so in {candidates:?}"));
+        let library = common::built_cdylib();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bindings");
         std::fs::create_dir_all(&dir).unwrap();
         for name in ["libstickless.so", "libstickless.so.1"] {
             let link = dir.join(name);
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(library, &link).unwrap();
+            std::os::unix::fs::symlink(&library, &link).unwrap();
         }
         dir
     })

@@ -27,8 +27,7 @@ fn run(program: &str, args: &[&str]) -> String {
 /// Builds the package from this test build's binary and library.
 fn build_package(out: &Path) -> PathBuf {
     let binary = Path::new(env!("CARGO_BIN_EXE_stickless"));
-    let library = binary.with_file_name("libstickless.so");
-    assert!(library.exists(), "{} (cargo builds the cdylib with the tests)", library.display());
+    let library = common::built_cdylib();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deb");
     let printed = run(
         script,

@@ -184,6 +184,19 @@ pub fn free_port() -> u16 {
 }
 
 /// An empty scratch directory of this test process, `stickless-<name>-<pid>`.
+/// The cdylib cargo built with these tests: `cargo test` leaves it in
+/// `target/<profile>/deps/`; a `cargo build` also copies it up to `target/<profile>/`.
+pub fn built_cdylib() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [deps.join("libstickless.so"), deps.parent().expect("target/<profile>").join("libstickless.so")];
+    candidates
+        .iter()
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("no libstickless.so in {candidates:?}"))
+        .clone()
+}
+
 pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("stickless-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
