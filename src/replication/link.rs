@@ -71,6 +71,10 @@ struct Link {
     /// The last turn stopped reading at `READ_TURN` with input left: the next turn
     /// reads on, unprompted (the poll is edge-triggered).
     unread: bool,
+    /// The poll said the peer shut its side: read to the end rather than take a short
+    /// read as drained, or its EOF (whose edge came with the last data) goes unheard
+    /// until the heartbeat gives up.
+    peer_closed: bool,
     peer: SocketAddr,
 }
 
@@ -241,7 +245,14 @@ impl LinkRunner {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
-                    Token(key) => self.read(key),
+                    Token(key) => {
+                        if event.is_read_closed()
+                            && let Some(link) = self.links.get_mut(key)
+                        {
+                            link.peer_closed = true;
+                        }
+                        self.read(key)
+                    }
                 }
             }
         }
@@ -379,7 +390,16 @@ impl LinkRunner {
             log::warn!("replication: cannot register a link: {e}");
             return None;
         }
-        entry.insert(Link { stream, session, input: Vec::new(), filled: 0, written: 0, unread: false, peer });
+        entry.insert(Link {
+            stream,
+            session,
+            input: Vec::new(),
+            filled: 0,
+            written: 0,
+            unread: false,
+            peer_closed: false,
+            peer,
+        });
         Some(key)
     }
 
@@ -440,8 +460,9 @@ impl LinkRunner {
                     link.filled += n;
                     taken += n;
                     // A short read took all there was; the next input brings an event
-                    // (the poll is edge-triggered), so no read just to hear WouldBlock.
-                    n < space
+                    // (the poll is edge-triggered), so no read just to hear WouldBlock;
+                    // but no event follows the peer's EOF once it has been signalled.
+                    n < space && !link.peer_closed
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => break,
@@ -612,6 +633,40 @@ impl LinkRunner {
         } else {
             self.node.stats.refused.fetch_add(1, Ordering::Relaxed);
             log::warn!("replication: refused a connection from {}: {reason}", link.peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ManualClock;
+    use std::io::Write;
+    use std::net::Shutdown;
+
+    /// A peer that sends its last bytes and shuts its side at once: both reach the
+    /// link in one edge-triggered event, and the link must hear the EOF behind the
+    /// bytes. The manual clock never moves, so no handshake or heartbeat timeout
+    /// can be what closes it.
+    #[test]
+    fn a_peer_closing_right_after_its_last_bytes_is_heard_at_once() {
+        let clock = ManualClock::new(1_800_000_000_000);
+        let node = super::super::tests::node_listening(1, &clock, 1, "127.0.0.1:0");
+        let mut runner = LinkRunner::new(node).unwrap();
+        let mut peer = std::net::TcpStream::connect(runner.local_addr()).unwrap();
+        // The first byte of a frame whose rest never comes, then the EOF.
+        peer.write_all(&[0]).unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let mut events = Events::with_capacity(EVENTS);
+        let mut accepted = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            runner.turn(&mut events, Some(Duration::from_millis(100))).unwrap();
+            accepted |= !runner.links.is_empty();
+            if accepted && runner.links.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the link never heard the peer's EOF (accepted: {accepted})");
         }
     }
 }

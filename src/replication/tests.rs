@@ -15,11 +15,16 @@ const START_MS: u64 = 1_800_000_000_000;
 const KEYS: usize = 6;
 
 fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
+    node_listening(id, clock, history, "")
+}
+
+/// A node whose link (when one is built) listens on `listen`.
+pub(super) fn node_listening(id: u16, clock: &ManualClock, history: u64, listen: &str) -> Arc<Replicator> {
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
         peer: None,
-        listen: String::new(),
+        listen: listen.to_string(),
         identity: Identity::new(id, b"test", b"0123456789abcdef"),
         backlog: 1 << 20,
         timeout: Duration::from_secs(3),
