@@ -216,17 +216,20 @@ fn replicator(
 impl Server {
     /// Binds the listeners and starts every thread.
     pub fn start(config: Config) -> io::Result<Server> {
-        let store = Arc::new(Store::new(
-            StoreConfig {
-                memory_limit: config.memory_limit,
-                evict: !config.no_evict,
-                shards: config.shards,
-                cas_enabled: !config.disable_cas,
-                node_id: config.node_id(),
-                protected_prefixes: config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect(),
-            },
-            config.clock.clone(),
-        ));
+        let new_store = || {
+            Arc::new(Store::new(
+                StoreConfig {
+                    memory_limit: config.memory_limit,
+                    evict: !config.no_evict,
+                    shards: config.shards,
+                    cas_enabled: !config.disable_cas,
+                    node_id: config.node_id(),
+                    protected_prefixes: config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect(),
+                },
+                config.clock.clone(),
+            ))
+        };
+        let mut store = new_store();
         // -e: the items of the last graceful stop, before anything listens.
         let mut resume = None;
         if let Some(path) = &config.memory_file {
@@ -243,7 +246,11 @@ impl Server {
                     );
                     resume = report.replication;
                 }
-                Some(Err(message)) => log::error!("warm restart: {message}; starting empty"),
+                Some(Err(message)) => {
+                    log::error!("warm restart: {message}; starting empty");
+                    // What was applied of a refused file goes with the store.
+                    store = new_store();
+                }
             }
         }
         Self::start_inner(config, Arc::new(Node::new(store)), resume)
