@@ -724,14 +724,17 @@ fn warm_row(settings: &Settings, placement: &Placement) {
     let file = dir.join("items");
     let port = server::free_port().expect("a port");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let start = || {
+    // The node that is filled runs on the server's CPU, away from the load
+    // generator; the restarted one is not pinned, as nothing else runs while it
+    // loads and its checksum thread runs beside the load.
+    let start = |pinned: bool| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"));
         cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-t", "1", "-m", &memory_mb, "-e"])
             .arg(&file)
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        if let Some(cpus) = placement.server.clone() {
+        if let Some(cpus) = placement.server.clone().filter(|_| pinned) {
             // SAFETY: sched_setaffinity between fork and exec, async-signal-safe.
             unsafe {
                 cmd.pre_exec(move || server::pin_current(&cpus));
@@ -748,7 +751,7 @@ fn warm_row(settings: &Settings, placement: &Placement) {
     let mut runs = Vec::new();
     for _ in 0..settings.runs.min(3) {
         let _ = std::fs::remove_file(&file);
-        let (mut child, _) = start();
+        let (mut child, _) = start(true);
         let workload = Workload { data_size, key_maximum: items, connections: 8, ..base_workload() };
         driver::load(addr, &workload).expect("load the sessions");
         let stopped = Instant::now();
@@ -757,7 +760,7 @@ fn warm_row(settings: &Settings, placement: &Placement) {
         child.wait().expect("the stop");
         let save = stopped.elapsed().as_secs_f64();
         let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        let (mut child, load) = start();
+        let (mut child, load) = start(false);
         let probe = Server::stat_at(addr, "curr_items").expect("curr_items");
         // SAFETY: as above.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -770,7 +773,8 @@ fn warm_row(settings: &Settings, placement: &Placement) {
     println!("### (warm) warm restart with -e: {} sessions of {data_size} bytes\n", thousands(items as f64));
     println!(
         "Loaded with the load generator, then SIGTERM: the stop's time (finishing, saving, fsync, rename) until \
-         the process exits, and the next start's until it listens (checking the file's SHA-256, then loading).\n"
+         the process exits, and the next start's, unpinned, until it listens (loading, and checking the file's SHA-256 \
+         on a second thread).\n"
     );
     println!("| file bytes | stop and save, s | start and load, s |");
     println!("|---:|---:|---:|");
