@@ -333,19 +333,31 @@ fn watch_streams_its_lines_over_tls() {
     let pki = Pki::standard("watch");
     let server = start_tls(&pki, VerifyMode::None, |_| {});
     let config = pki.client_config("ca", None);
+    let mut writer = TlsClient::connect(server.local_addr(), &config).unwrap();
+    let alone = curr_connections(&mut writer);
     let mut watcher = TlsClient::connect(server.local_addr(), &config).unwrap();
     assert_eq!(watcher.request(b"watch mutations\r\n", b"OK\r\n").unwrap(), b"OK\r\n");
-    let mut writer = TlsClient::connect(server.local_addr(), &config).unwrap();
+    // The watcher has left its worker for the watch writer, and still counts.
+    assert_eq!(curr_connections(&mut writer), alone + 1);
     assert_eq!(writer.step(b"set watched 0 0 2\r\nhi\r\n").unwrap(), b"STORED\r\n");
     let line = String::from_utf8(watcher.request(b"", b"\n").unwrap()).unwrap();
     assert!(line.starts_with("ts=") && line.contains(" type=item_store key=watched status=stored cmd=set "), "{line}");
-    // After the first leaves, later watchers are served too.
+    // After the first leaves, it no longer counts, and later watchers are served too.
     drop(watcher);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curr_connections(&mut writer) != alone {
+        assert!(Instant::now() < deadline, "the departed watcher still counts");
+        std::thread::yield_now();
+    }
     for _ in 0..2 {
         let mut again = TlsClient::connect(server.local_addr(), &config).unwrap();
         assert_eq!(again.request(b"watch\r\n", b"OK\r\n").unwrap(), b"OK\r\n");
     }
     server.shutdown();
+}
+
+fn curr_connections(client: &mut TlsClient) -> u64 {
+    parse_stats(&client.request(b"stats\r\n", b"END\r\n").unwrap())["curr_connections"].parse().unwrap()
 }
 
 #[test]

@@ -56,7 +56,8 @@ pub const VERSION: &str = concat!("1.6.18-stickless-", env!("CARGO_PKG_VERSION")
 /// Connection counters shared by the acceptor and the workers.
 #[derive(Default, Debug)]
 pub struct ConnectionStats {
-    current: AtomicUsize,
+    /// Shared with connections that leave their worker (a `watch` over TLS).
+    current: Arc<AtomicUsize>,
     pub total: AtomicU64,
     pub rejected: AtomicU64,
     pub peak: AtomicUsize,
@@ -85,9 +86,25 @@ impl ConnectionStats {
     pub fn closed(&self) {
         self.current.fetch_sub(1, Ordering::AcqRel);
     }
+    /// An open connection that leaves its worker for another owner: still counted
+    /// until the returned guard is dropped.
+    pub fn handed_over(&self) -> OpenConnection {
+        OpenConnection(Arc::clone(&self.current))
+    }
     fn reset(&self) {
         self.total.store(0, Ordering::Relaxed);
         self.rejected.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A connection counted in `curr_connections` away from the workers; dropping it
+/// counts the connection closed.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -9,6 +9,7 @@
 //! command ever waits on a watcher's socket. A watcher that cannot keep up loses
 //! lines, and is told how many with a `[skipped: N]` line, as memcached does.
 
+use super::OpenConnection;
 use crate::protocol::WatchKinds;
 use crate::store::Evicted;
 use crate::tls::TlsStream;
@@ -58,8 +59,8 @@ pub enum WatchSink {
     /// worker, which reads it only to notice the client leaving).
     Socket(Socket),
     /// A TLS connection, handed over whole: the lines must be sealed, and the writer
-    /// reads it to notice the client leaving.
-    Tls(Box<TlsStream>),
+    /// reads it to notice the client leaving. Counted as open while it is kept.
+    Tls(Box<TlsStream>, OpenConnection),
 }
 
 impl WatchSink {
@@ -69,7 +70,7 @@ impl WatchSink {
             // MSG_NOSIGNAL: a watcher that hung up must not raise SIGPIPE in a host
             // process that embeds the server.
             WatchSink::Socket(socket) => socket.send_with_flags(bytes, libc::MSG_NOSIGNAL),
-            WatchSink::Tls(tls) => tls.write(bytes),
+            WatchSink::Tls(tls, _) => tls.write(bytes),
         }
     }
 
@@ -83,7 +84,7 @@ impl WatchSink {
     /// client is still there (its input is read and dropped, as memcached drops a
     /// watcher's).
     fn settle(&mut self) -> io::Result<()> {
-        let WatchSink::Tls(tls) = self else {
+        let WatchSink::Tls(tls, _) = self else {
             return Ok(());
         };
         tls.push()?;

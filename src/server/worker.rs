@@ -386,11 +386,16 @@ impl LinkWakes {
 
 /// Forgets a connection that is being dropped.
 fn closed(shared: &Shared, worker: usize, conn: &Conn) {
+    forget(shared, worker, conn);
+    shared.connections.closed();
+}
+
+/// Takes a connection out of `stats conns` and the watchers, as it leaves the worker.
+fn forget(shared: &Shared, worker: usize, conn: &Conn) {
     shared.registry.remove(worker, conn.info.fd);
     if let Some(watcher) = conn.watcher() {
         shared.watch.remove(watcher);
     }
-    shared.connections.closed();
 }
 
 /// Where a driven connection goes next, by its [`Status`]; and dropping one.
@@ -430,12 +435,16 @@ impl Settle<'_> {
             }
             Status::WatchOverTls(kinds) => {
                 // The connection leaves this worker: from now on the watch writer owns
-                // it, seals its lines, and notices the client leaving.
-                let mut stream = self.remove(conns, key).into_stream();
+                // it, seals its lines, and notices the client leaving. It stays in
+                // curr_connections until then.
+                let conn = conns.remove(key);
+                forget(self.shared, self.worker, &conn);
+                let open = self.shared.connections.handed_over();
+                let mut stream = conn.into_stream();
                 let _ = self.registry.deregister(&mut stream);
                 if let super::stream::Stream::Tls(tls) = stream
                     && let Err((refused, mut sink)) =
-                        self.shared.watch.add(kinds, super::watch::WatchSink::Tls(tls), b"OK\r\n")
+                        self.shared.watch.add(kinds, super::watch::WatchSink::Tls(tls, open), b"OK\r\n")
                 {
                     // Said, then closed: the connection has left its worker.
                     sink.refuse(refused.line());
