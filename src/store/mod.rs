@@ -1101,14 +1101,16 @@ impl Store {
             return DeltaOutcome::Created(initial);
         };
         let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        // memcached's do_add_delta refuses an empty value before it compares the CAS,
+        // and a value that is not a number after.
+        if item.value().is_empty() {
+            return DeltaOutcome::NonNumeric;
+        }
         if req.compare_cas != 0 && req.compare_cas != item.cas() {
             return DeltaOutcome::Exists;
         }
         let value = item.value();
         let old_len = value.len();
-        if value.is_empty() {
-            return DeltaOutcome::NonNumeric;
-        }
         let Some(current) = crate::number::parse_u64(value) else {
             return DeltaOutcome::NonNumeric;
         };
