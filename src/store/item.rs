@@ -276,6 +276,16 @@ impl Item {
             h.bits |= BIT_REFERENCED | BIT_FETCHED;
         });
     }
+    /// Marks a use that is not a fetch (memcached's `do_item_update` after `incr`,
+    /// `decr`, or an `add` that found the item): referenced for CLOCK, its last
+    /// access moved, and `h`, `fetch=` and the `*_unfetched` counters unchanged.
+    #[inline]
+    pub fn touch_update(&mut self, now: u32) {
+        self.update(|h| {
+            h.last_access = now;
+            h.bits |= BIT_REFERENCED;
+        });
+    }
     pub(super) fn clear_bit(&mut self, bit: u8) {
         self.update(|h| h.bits &= !bit);
     }

@@ -954,9 +954,10 @@ impl Store {
             (StoreMode::Set, _) => fresh,
             (StoreMode::Add, None) | (StoreMode::Replace, Some(_)) => fresh,
             (StoreMode::Add, Some(bucket)) => {
-                // memcached bumps an item that `add` found (do_store_item).
+                // memcached bumps an item that `add` found (do_store_item), without
+                // counting it fetched.
                 let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
-                item.touch_access(now.secs);
+                item.touch_update(now.secs);
                 return StoreOutcome::NotStored;
             }
             (StoreMode::Append | StoreMode::Prepend, None) if req.vivify => Item::new(req.key, &[req.data], meta),
@@ -1117,7 +1118,7 @@ impl Store {
         let updated = if req.incr { current.wrapping_add(req.delta) } else { current.saturating_sub(req.delta) };
         let mut buf = [0u8; 20];
         let digits = crate::number::format_u64(&mut buf, updated);
-        item.touch_access(now.secs);
+        item.touch_update(now.secs);
         let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
         if digits.len() <= old_len && !item.is_shared() {
             let slot = item.value_mut();
