@@ -279,6 +279,23 @@ fn refresh_certs_loads_new_files_and_keeps_the_old_on_failure() {
     server.shutdown();
 }
 
+/// Options rustls cannot honour are accepted, as memcached's start lines carry them,
+/// and each is named in the log at the default verbosity.
+#[test]
+fn options_rustls_cannot_honour_are_named_at_start() {
+    let pki = Pki::standard("unhonoured");
+    let option = format!(
+        "ssl_chain_cert={},ssl_key={},ssl_ciphers=HIGH:!aNULL,ssl_kernel_tls",
+        pki.path("server.pem").display(),
+        pki.path("server.key").display()
+    );
+    let daemon = Daemon::start(&["-Z", "-o", &option]);
+    assert!(served(daemon.addr, &pki.client_config("ca", None)).is_ok());
+    let log = daemon.log();
+    assert!(log.contains("ssl_ciphers=HIGH:!aNULL: not applied; rustls offers only AEAD suites"), "{log}");
+    assert!(log.contains("ssl_kernel_tls: encryption stays in user space"), "{log}");
+}
+
 #[test]
 fn sighup_reloads_the_daemons_certificates() {
     let pki = Pki::standard("sighup");

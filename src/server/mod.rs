@@ -324,6 +324,14 @@ impl Server {
         if config.tls.kernel_tls {
             log::warn!("ssl_kernel_tls: encryption stays in user space (rustls; BENCHMARKS.md, TLS)");
         }
+        if let Some(ciphers) = &config.tls.ciphers {
+            // An operator who narrows the ciphers must hear that the list is not
+            // applied, not find out from a scanner.
+            log::warn!(
+                "ssl_ciphers={ciphers}: not applied; rustls offers only AEAD suites: TLS 1.3 AES-GCM and \
+                 ChaCha20-Poly1305, and TLS 1.2 ECDHE with the same ciphers"
+            );
+        }
         let mut listeners = listener::bind(&config)?;
         let addrs = listeners.iter().filter_map(|(l, _)| l.tcp_addr()).collect();
         let aspnet = listener::bind_aspnet(&config)?;
