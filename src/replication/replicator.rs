@@ -57,6 +57,17 @@ fn state_name(state: u8) -> &'static str {
     }
 }
 
+/// What the backlog holds, read at once.
+#[derive(Clone, Copy, Debug)]
+pub struct BacklogFigures {
+    pub last_seq: u64,
+    pub first_seq: u64,
+    pub bytes: usize,
+    pub capacity: usize,
+    /// When the oldest change the peer has not acknowledged was recorded (µs).
+    pub oldest_unacked_us: Option<u64>,
+}
+
 /// Counters of the link, written by the link thread and read by `stats`.
 #[derive(Debug, Default)]
 pub struct ReplStats {
@@ -548,18 +559,34 @@ impl Replicator {
     }
 
     /// The `stats replication` lines, also part of plain `stats`.
+    /// The backlog's figures, read under one lock (for `stats replication` and the
+    /// metrics).
+    pub fn backlog_figures(&self) -> BacklogFigures {
+        let backlog = self.backlog.lock().expect("backlog lock");
+        let acked = self.acked();
+        let oldest_unacked_us = if acked < backlog.last_seq() { backlog.recorded_at(acked + 1) } else { None };
+        BacklogFigures {
+            last_seq: backlog.last_seq(),
+            first_seq: backlog.first_seq(),
+            bytes: backlog.bytes(),
+            capacity: backlog.capacity(),
+            oldest_unacked_us,
+        }
+    }
+
+    /// Bytes sent on the link the peer has not confirmed reading; 0 while it is down.
+    pub fn lag_bytes(&self) -> u64 {
+        let state = self.stats.state.load(Ordering::Relaxed);
+        if state == LINK_UP || state == LINK_SYNCING { self.stats.lag_bytes.load(Ordering::Relaxed) } else { 0 }
+    }
+
     pub fn stats_lines(&self, mut line: impl FnMut(&str, String)) {
         let s = &self.stats;
         let now = self.store.clock().now_ms();
         let now_us = self.micros();
-        let (last_seq, first_seq, backlog_bytes, backlog_capacity, oldest_unacked_us) = {
-            let backlog = self.backlog.lock().expect("backlog lock");
-            let acked = self.acked();
-            let oldest = if acked < backlog.last_seq() { backlog.recorded_at(acked + 1) } else { None };
-            (backlog.last_seq(), backlog.first_seq(), backlog.bytes(), backlog.capacity(), oldest)
-        };
+        let BacklogFigures { last_seq, first_seq, bytes: backlog_bytes, capacity: backlog_capacity, oldest_unacked_us } =
+            self.backlog_figures();
         let state = s.state.load(Ordering::Relaxed);
-        let up = state == LINK_UP || state == LINK_SYNCING;
         let peer_node = s.peer_node.load(Ordering::Relaxed);
         let last_heard = s.last_heard_ms.load(Ordering::Relaxed);
         line("repl_node_id", self.settings.identity.node.to_string());
@@ -578,7 +605,7 @@ impl Replicator {
         line("repl_acked_seq", self.acked().to_string());
         line("repl_applied_seq", s.applied_seq.load(Ordering::Relaxed).to_string());
         line("repl_lag_ops", last_seq.saturating_sub(self.acked()).to_string());
-        line("repl_lag_bytes", if up { s.lag_bytes.load(Ordering::Relaxed) } else { 0 }.to_string());
+        line("repl_lag_bytes", self.lag_bytes().to_string());
         line("repl_lag_ms", oldest_unacked_us.map_or(0, |at| now_us.saturating_sub(at) / 1000).to_string());
         line("repl_lag_p50_us", s.lag.percentile(500).to_string());
         line("repl_lag_p99_us", s.lag.percentile(990).to_string());

@@ -7,12 +7,12 @@
 //! path.
 
 use super::Shared;
-use crate::replication::Replicator;
+use crate::replication::replicator::{BacklogFigures, LINK_UP, Replicator};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -212,17 +212,15 @@ pub fn render(shared: &Shared) -> String {
     m.gauge("memory_limit_bytes", "Item memory allowed (-m).", s.memory_limit);
     m.gauge("memory_used_bytes", "Item memory in use: items and their hash tables, what -m limits.", s.memory_used);
     let replicator = shared.node.replicator();
-    // `stats replication` read once per scrape (it counts tombstones shard by shard).
-    let lines = replication_lines(replicator);
-    let stat = |name: &str| lines.get(name).and_then(|value| value.parse().ok()).unwrap_or(0u64);
+    let backlog = replicator.map(|node| node.backlog_figures());
     let mut memory = vec![
         ("items", s.item_bytes),
         ("hash_tables", s.table_bytes),
         ("connection_buffers", shared.registry.buffer_bytes()),
     ];
-    if replicator.is_some() {
-        memory.push(("tombstones", stat("repl_tombstone_bytes")));
-        memory.push(("backlog", stat("repl_backlog_bytes")));
+    if let Some(backlog) = &backlog {
+        memory.push(("tombstones", shared.node.store().tombstone_bytes() as u64));
+        memory.push(("backlog", backlog.bytes as u64));
     }
     m.labelled("memory_bytes", "gauge", "Memory by what holds it.", "kind", &memory);
     if let Some(tls) = &shared.tls {
@@ -263,21 +261,10 @@ pub fn render(shared: &Shared) -> String {
         let sessions = shared.node.store().count_prefix(super::aspnet::KEY_PREFIX);
         m.gauge("aspnet_sessions", "ASP.NET sessions held.", sessions);
     }
-    if let Some(node) = replicator {
-        replication(&mut m, node, &lines, &stat);
+    if let (Some(node), Some(backlog)) = (replicator, backlog) {
+        replication(&mut m, node, &backlog);
     }
     m.out
-}
-
-/// The lines of `stats replication`, by name (none without a peer).
-fn replication_lines(node: Option<&Arc<Replicator>>) -> std::collections::HashMap<String, String> {
-    let mut lines = std::collections::HashMap::new();
-    if let Some(node) = node {
-        node.stats_lines(|line, value| {
-            lines.insert(line.to_string(), value);
-        });
-    }
-    lines
 }
 
 /// Upper bounds of the replication lag histogram's buckets, in microseconds: from
@@ -285,26 +272,22 @@ fn replication_lines(node: Option<&Arc<Replicator>>) -> std::collections::HashMa
 const LAG_BOUNDS_US: [u64; 14] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];
 
-fn replication(
-    m: &mut Exposition,
-    node: &Replicator,
-    lines: &std::collections::HashMap<String, String>,
-    stat: &dyn Fn(&str) -> u64,
-) {
-    let state = lines.get("repl_peer_state").map_or("", String::as_str);
-    let skew_ms: i64 = lines.get("repl_clock_skew_ms").and_then(|v| v.parse().ok()).unwrap_or(0);
-    m.gauge("replication_peer_up", "1 when the link to the peer is up.", u8::from(state == "up"));
+fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) {
+    let stats = &node.stats;
+    let stat = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let up = stats.state.load(Ordering::Relaxed) == LINK_UP;
+    m.gauge("replication_peer_up", "1 when the link to the peer is up.", u8::from(up));
     m.gauge(
         "replication_clock_skew_seconds",
         "The peer's clock minus this node's, as heartbeats measure it.",
-        skew_ms as f64 / 1000.0,
+        stats.skew_ms.load(Ordering::Relaxed) as f64 / 1000.0,
     );
     m.gauge(
         "replication_lag_changes",
         "Changes recorded here that the peer has not acknowledged.",
-        stat("repl_lag_ops"),
+        backlog.last_seq.saturating_sub(node.acked()),
     );
-    m.gauge("replication_lag_bytes", "Bytes of changes the peer has not acknowledged.", stat("repl_lag_bytes"));
+    m.gauge("replication_lag_bytes", "Bytes of changes the peer has not acknowledged.", node.lag_bytes());
     let (below, count, sum_us) = node.stats.lag.cumulative(&LAG_BOUNDS_US);
     m.family("replication_lag_seconds", "histogram", "Time from recording a change to the peer's acknowledgement.");
     for (bound, n) in LAG_BOUNDS_US.iter().zip(&below) {
@@ -318,25 +301,25 @@ fn replication(
         "counter",
         "Resyncs after the link came up, by kind.",
         "kind",
-        &[("full", stat("repl_full_syncs")), ("partial", stat("repl_partial_syncs"))],
+        &[("full", stat(&stats.full_syncs)), ("partial", stat(&stats.partial_syncs))],
     );
     m.labelled(
         "replication_claims_total",
         "counter",
         "Claims (add and the like) the peer refused, or that lost to the peer's.",
         "outcome",
-        &[("refused", stat("repl_claims_refused")), ("lost", stat("repl_claims_lost"))],
+        &[("refused", stat(&stats.claims_refused)), ("lost", stat(&stats.claims_lost))],
     );
-    m.counter("replication_changes_applied_total", "The peer's changes applied here.", stat("repl_changes_applied"));
+    m.counter("replication_changes_applied_total", "The peer's changes applied here.", stat(&stats.changes_applied));
     m.counter(
         "replication_conflicts_total",
         "The peer's changes that lost to a newer version here.",
-        stat("repl_conflicts"),
+        stat(&stats.conflicts),
     );
-    m.counter("replication_sent_bytes_total", "Bytes sent to the peer.", stat("repl_sent_bytes"));
-    m.counter("replication_received_bytes_total", "Bytes received from the peer.", stat("repl_received_bytes"));
-    m.counter("replication_links_total", "Links established with the peer.", stat("repl_links"));
-    m.counter("replication_refused_total", "Connections refused on the replication port.", stat("repl_refused"));
-    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", stat("repl_tombstones"));
-    m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", stat("repl_backlog_size"));
+    m.counter("replication_sent_bytes_total", "Bytes sent to the peer.", stat(&stats.sent_bytes));
+    m.counter("replication_received_bytes_total", "Bytes received from the peer.", stat(&stats.received_bytes));
+    m.counter("replication_links_total", "Links established with the peer.", stat(&stats.links));
+    m.counter("replication_refused_total", "Connections refused on the replication port.", stat(&stats.refused));
+    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", node.store.tombstones());
+    m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
 }
