@@ -14,7 +14,11 @@ fn bin() -> Command {
 fn help_and_bad_flags() {
     let help = bin().arg("-h").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("-p, --port=<num>"));
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(help.contains("-p, --port=<num>"));
+    // Every replication option with a default names it.
+    let sync = help.split("--repl-sync=").nth(1).unwrap().split("\n    --").next().unwrap();
+    assert!(sync.contains("(default: async)"), "{sync}");
     let udp = bin().args(["-U", "11211"]).output().unwrap();
     assert_eq!(udp.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&udp.stderr).contains("UDP is not supported"));
@@ -180,6 +184,71 @@ fn debians_start_line_runs_both_binaries_alike() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A replication secret that is too short, or a file that cannot be read, is a
+/// mistake in the command line: EX_USAGE (64), as for a bad flag, not EX_OSERR.
+#[test]
+fn a_bad_replication_secret_is_a_usage_error() {
+    let dir = common::scratch_dir("bad-secret");
+    let short = dir.join("short.secret");
+    std::fs::write(&short, "too short\n").unwrap();
+    let args = |secret: &std::path::Path| {
+        let secret = secret.to_str().unwrap().to_string();
+        bin()
+            .args(["-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--repl-wait-sync", "0"])
+            .args(["--repl-secret", &secret])
+            .output()
+            .unwrap()
+    };
+    let out = args(&short);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16 bytes"), "{out:?}");
+    let out = args(&dir.join("missing.secret"));
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the replication secret"), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node told to wait for its peer's sync says so at the default verbosity (no
+/// `-v`), naming the peer and the wait, and says when it gives up: otherwise it
+/// looks dead for `--repl-wait-sync` seconds.
+#[test]
+fn a_node_waiting_for_its_peer_says_whom_and_how_long() {
+    let absent = format!("127.0.0.1:{}", common::free_port());
+    let mut child = bin()
+        .args(["-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--peer", &absent])
+        .args(["--repl-wait-sync", "0.3"])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that never says it gives up is stopped (by its PID, before it is
+    // reaped) after a deadline, so the read below ends.
+    let pid = child.id() as i32;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(std::time::Duration::from_secs(20)).is_err() {
+            // SAFETY: kill(2) on the daemon this test started; it is reaped only
+            // after this thread is joined.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("serving clients from what this node holds")) {
+        match lines.next() {
+            Some(Ok(line)) => seen.push(line),
+            _ => break,
+        }
+    }
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let waiting = format!("waiting up to 0.3 s for the peer {absent} to send what it holds before serving clients");
+    assert!(seen.iter().any(|l| l.contains(&waiting)), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains(&format!("no sync from the peer {absent} within 0.3 s"))), "{seen:#?}");
 }
 
 /// A daemon that cannot start says why on the terminal, and `-d` returns its status.

@@ -44,6 +44,10 @@ pub struct ReplicationConfig {
     pub sync: ReplSync,
     /// `--repl-listen` was given: replicate (accepting the peer) even without `--peer`.
     pub listen_given: bool,
+    /// Whether the node accepts its peer on `listen`. The daemon always does
+    /// (repcached's port when `--repl-listen` is not given); an embedded node only
+    /// when given `--repl-listen`, so that it never takes a local daemon's port.
+    pub accept: bool,
     /// `--repl-cluster`: a name both peers must share, so that a node is never
     /// joined to another pair's cache by a wrong address.
     pub cluster: String,
@@ -83,6 +87,7 @@ impl Default for ReplicationConfig {
         ReplicationConfig {
             peer: None,
             listen: format!("127.0.0.1:{REPL_DEFAULT_PORT}"),
+            accept: true,
             node_id: None,
             secret: None,
             // Room for about 100,000 changes to session-sized keys: a reconnect
@@ -408,6 +413,7 @@ stickless, a memcached-compatible session cache
     --repl-backlog=<size> changes kept for a reconnecting peer (default: 16m)
     --repl-timeout=<secs> a silent peer is down after this long (default: 3)
     --repl-sync=<mode>    async, or ack: answer a write once the peer has it
+                          (default: async)
     --repl-cluster=<name> name both peers must share (default: stickless)
     --repl-tombstone=<secs> how long a delete is remembered (default: 600)
     --repl-wait-sync=<secs> at start, listen for clients only once the peer has
@@ -415,7 +421,8 @@ stickless, a memcached-compatible session cache
                           (default: 10; 0 serves at once from what is here)
     --aspnet-listen=<addr:port> also serve the ASP.NET State Server protocol here
                           (42424 is Windows' port; loopback unless --repl-secret
-                          or --aspnet-allow-remote is given)
+                          or --aspnet-allow-remote is given; notls:<addr:port>
+                          keeps it plaintext under -Z)
     --aspnet-allow-remote serve a non-loopback --aspnet-listen without a secret
     --aspnet-max-body=<size> the largest session accepted (default: 20m)
     --metrics-listen=<addr:port> serve Prometheus metrics at /metrics there
@@ -920,6 +927,9 @@ fn check_aspnet(config: &Config) -> Result<(), String> {
     let Some(listen) = &config.aspnet.listen else {
         return Ok(());
     };
+    // `notls:ADDR:PORT` keeps the port plaintext under -Z (as `-l` takes it); the
+    // address is what follows the prefix.
+    let (_, listen) = split_notls(listen);
     let addr: std::net::SocketAddr = listen
         .parse()
         .map_err(|_| format!("--aspnet-listen '{listen}' is not an ADDR:PORT (use [::1]:PORT for IPv6)"))?;
@@ -1153,6 +1163,15 @@ mod tests {
         assert!(run(&["-o", "ssl_keyformat=2"]).unwrap_err().contains("PEM"));
         assert!(run(&["-Z"]).unwrap_err().contains("ssl_chain_cert"));
         assert!(run(&["--tls-handshake-timeout", "0"]).is_err());
+    }
+
+    #[test]
+    fn aspnet_listen_takes_the_notls_prefix() {
+        let c = run(&["--aspnet-listen", "notls:127.0.0.1:42424"]).unwrap();
+        assert_eq!(split_notls(c.aspnet.listen.as_deref().unwrap()), (true, "127.0.0.1:42424"));
+        let refused = run(&["--aspnet-listen", "notls:10.0.0.1:42424"]).unwrap_err();
+        assert!(refused.contains("no authentication"), "{refused}");
+        assert!(run(&["--aspnet-listen", "notls:nowhere"]).unwrap_err().contains("not an ADDR:PORT"));
     }
 
     #[test]
