@@ -66,7 +66,10 @@ fn main() {
 
     let server = match Server::start(config) {
         Ok(server) => server,
-        Err(e) => fail(71, e.to_string()), // EX_OSERR
+        // A file named on the command line that holds the wrong thing (a short
+        // secret, a key that does not load) is a usage error, as a bad flag is.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => fail(64, e.to_string()), // EX_USAGE
+        Err(e) => fail(71, e.to_string()),                                                 // EX_OSERR
     };
     for addr in server.local_addrs() {
         log::info!("listening on {addr}");

@@ -34,6 +34,13 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// The file's permission bits when its group or others may read it.
+fn loose_permissions(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 impl Identity {
     pub fn new(node: u16, cluster: &[u8], secret: &[u8]) -> Identity {
         Identity { node, cluster: cluster.to_vec(), secret: secret.to_vec() }
@@ -48,6 +55,12 @@ impl Identity {
         }
         if secret.len() < SECRET_MIN_LEN {
             return Err(format!("the replication secret in {} is shorter than {SECRET_MIN_LEN} bytes", path.display()));
+        }
+        if let Some(mode) = loose_permissions(path) {
+            log::warn!(
+                "the replication secret {} can be read by other users (mode {mode:04o}): chmod 600 it",
+                path.display()
+            );
         }
         Ok(secret)
     }

@@ -194,7 +194,7 @@ fn replicator(
     };
     let settings = Settings {
         peer: repl.peer.clone(),
-        listen: repl.listen.clone(),
+        listen: repl.accept.then(|| repl.listen.clone()),
         identity: Identity::new(store.node_id(), repl.cluster.as_bytes(), &secret),
         backlog: repl.backlog,
         timeout: repl.timeout,
@@ -308,8 +308,21 @@ impl Server {
         let early_link = match node.replicator() {
             Some(node) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
                 let link = LinkThread::start(Arc::clone(node))?;
-                if !node.wait_synced(config.replication.wait_sync) {
-                    log::warn!("replication: no sync from the peer yet; serving without it");
+                let peer = config.replication.peer.as_deref().unwrap_or_default();
+                let limit = config.replication.wait_sync.as_secs_f64();
+                // At the default verbosity: a node that refuses clients for seconds
+                // must say why, or it looks dead.
+                log::warn!(
+                    "replication: waiting up to {limit} s for the peer {peer} to send what it holds before \
+                     serving clients (--repl-wait-sync; 0 serves at once)"
+                );
+                if node.wait_synced(config.replication.wait_sync) {
+                    log::warn!("replication: synced from the peer {peer}; serving clients");
+                } else {
+                    log::warn!(
+                        "replication: no sync from the peer {peer} within {limit} s; serving clients from what \
+                         this node holds"
+                    );
                 }
                 Some(link)
             }
@@ -371,7 +384,7 @@ impl Server {
             (Some(node), None) => Some(LinkRunner::new(Arc::clone(node))?),
             (None, _) => None,
         };
-        let replication_addr = link.as_ref().map(LinkRunner::local_addr);
+        let replication_addr = link.as_ref().and_then(LinkRunner::local_addr);
         let mut workers = Vec::new();
         let mut handoffs = Vec::new();
         for index in 0..shared.config.threads {
