@@ -52,6 +52,9 @@ fn every_graceful_stop_keeps_items_cas_uniques_and_expiry() {
         };
         assert!(status.success(), "{stop}: {status}");
         assert!(first.log().contains("warm restart: saved 4 items"), "{stop}: {}", first.log());
+        // It holds every session: only the daemon's user may read it.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600, "{stop}");
         let second = start(&file, flags);
         assert!(second.log().contains("warm restart: loaded 4 items"), "{stop}: {}", second.log());
         let mut client = Client::connect(second.addr);

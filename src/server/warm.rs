@@ -60,13 +60,22 @@ pub struct Report {
     pub replication: Option<ReplicationPosition>,
 }
 
+/// A new file that only this user may read: it holds every session. A file left
+/// by an earlier attempt is made private too before it is written over.
+fn private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// Writes `store`'s live items to `path`, atomically. Call once nothing writes any
 /// more (after the workers stop).
 pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path) -> io::Result<Report> {
     let started = Instant::now();
     let temporary = temporary_path(path);
     let mut out =
-        Hashing { inner: BufWriter::with_capacity(1 << 20, File::create(&temporary)?), hash: Sha256::new(), bytes: 0 };
+        Hashing { inner: BufWriter::with_capacity(1 << 20, private_file(&temporary)?), hash: Sha256::new(), bytes: 0 };
     let position =
         replication.unwrap_or(ReplicationPosition { history: 0, last_seq: 0, progress: Progress::default() });
     let (flush_version, flush_at) = store.flush_marks();
