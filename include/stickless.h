@@ -552,6 +552,11 @@ int32_t stickless_stats(const struct Stickless *handle, struct StickStats *out);
  `stickless_last_error` (and logged, see `stickless_log_to_stderr`). Stops when the
  last handle is closed.
 
+ Unlike the daemon, the node accepts a peer only when given `--repl-listen`: with
+ `--peer` alone it dials and opens no replication port, so it never takes a local
+ daemon's. With `--peer`, the call returns once the peer has sent what it holds,
+ or after `--repl-wait-sync` seconds (10 unless given) if it cannot be reached.
+
  With `--repl-sync ack`, every write through this handle (set and the other
  stores, delete, incr, decr, touch, flush) returns only once the peer has applied
  it, exactly when the daemon would reply to a client; while no link is up it

@@ -123,6 +123,42 @@ fn an_embedded_node_replicates_with_a_daemon_both_ways() {
     assert_eq!(local.request(b"get from:daemon\r\n", b"END\r\n"), b"VALUE from:daemon 0 5\r\nhello\r\nEND\r\n");
 }
 
+/// An embedded node given only `--peer` dials and opens no replication port, so a
+/// local daemon holding repcached's port 11212 is no obstacle; a port that cannot be
+/// bound is named in the error.
+#[test]
+fn an_embedded_node_accepts_a_peer_only_when_given_repl_listen() {
+    // As a daemon started with the defaults holds it (taken by someone else already
+    // does as well).
+    let _daemon_default = std::net::TcpListener::bind("127.0.0.1:11212");
+    let daemon = Daemon::start(&["--repl-listen", "127.0.0.1:0"]);
+    let embedded = Handle::open();
+    embedded.serve(&format!("-l 127.0.0.1 -p 0 --repl-wait-sync 0 --peer {}", daemon.repl_addr.unwrap()));
+    let mut port = 0;
+    // SAFETY: an open handle; `port` is valid for a write.
+    let status = unsafe { stickless_port(embedded.0, StickPortKind::STICKLESS_PORT_REPLICATION as i32, &mut port) };
+    assert_eq!(status, StickStatus::STICKLESS_NOT_FOUND as i32, "no replication port: {port}");
+    let mut client = Client::connect(daemon.addr);
+    assert_eq!(embedded.set(b"dialed", b"yes"), 0);
+    wait_for("the dialing node's write on the daemon", || {
+        client.request(b"get dialed\r\n", b"END\r\n") == b"VALUE dialed 0 3\r\nyes\r\nEND\r\n"
+    });
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap();
+    let other = Handle::open();
+    let args = format!("-l 127.0.0.1 -p 0 --repl-listen {taken}");
+    // SAFETY: an open handle and a live string.
+    let status = unsafe { stickless_serve(other.0, args.as_ptr().cast(), args.len()) };
+    assert_eq!(status, StickStatus::STICKLESS_IO_ERROR as i32);
+    let mut message = vec![0u8; 512];
+    let mut len = 0;
+    // SAFETY: a writable buffer of its length and a writable length.
+    assert_eq!(unsafe { stickless_last_error(message.as_mut_ptr().cast(), message.len(), &mut len) }, 0);
+    let message = String::from_utf8_lossy(&message[..len]).to_string();
+    assert!(message.starts_with(&format!("cannot listen for the peer on {taken} (--repl-listen): ")), "{message}");
+}
+
 #[test]
 fn one_handle_serves_many_threads() {
     let handle = Handle::open();

@@ -287,6 +287,9 @@ impl Embedded {
             Ok(_) => return refuse("-h and -V print and exit; they do not serve"),
             Err(message) => return refuse(&message),
         };
+        // An embedded node accepts its peer only where told to: repcached's default
+        // port is a local daemon's, and a node that only dials needs no port.
+        config.replication.accept = config.replication.listen_given;
         // The store's own settings win over any given here.
         config.memory_limit = self.store.memory_limit();
         config.item_size_max = self.item_size_max;

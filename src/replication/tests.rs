@@ -24,7 +24,7 @@ pub(super) fn node_listening(id: u16, clock: &ManualClock, history: u64, listen:
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
         peer: None,
-        listen: listen.to_string(),
+        listen: Some(listen.to_string()),
         identity: Identity::new(id, b"test", b"0123456789abcdef"),
         backlog: 1 << 20,
         timeout: Duration::from_secs(3),
