@@ -582,6 +582,32 @@ fn a_node_with_a_certificate_from_another_ca_gets_nothing() {
     assert!(received.is_empty(), "a plaintext stranger received {}", show(&received));
 }
 
+/// TLS on only one node of a pair: each side's log says which side speaks TLS and
+/// what to do, `repl_tls_mismatches` counts it, and `repl_link_tls` shows whether
+/// each node's link is encrypted.
+#[test]
+fn tls_on_only_one_side_is_named_in_the_log_and_the_stats() {
+    let pki = Pki::standard("repl-one-sided");
+    let advice = "give both nodes --repl-tls-cert, --repl-tls-key and --repl-tls-ca, or neither";
+    // A TLS node dials a plaintext one: the plaintext side hears a TLS handshake.
+    let plain = Node::start(&["--repl-wait-sync=0", "--node-id=81"]);
+    let mut args = tls_args(&pki, "server").to_vec();
+    args.extend([plain.peer_arg(), "--repl-wait-sync=0".into(), "--node-id=82".into()]);
+    let tls = Node::start(&strs(&args));
+    wait_for("the plaintext node to name the mismatch", CONVERGE, || plain.stat("repl_tls_mismatches") >= 1);
+    let heard_tls = format!("speaks TLS and this node does not: {advice}");
+    assert!(plain.log().contains(&heard_tls), "{}", plain.log());
+    // A plaintext node dials the TLS one: the TLS side hears plaintext.
+    let _dialer = Node::start(&[&tls.peer_arg(), "--repl-wait-sync=0", "--node-id=83"]);
+    wait_for("the TLS node to name the mismatch", CONVERGE, || tls.stat("repl_tls_mismatches") >= 1);
+    assert!(tls.log().contains(&format!("sent plaintext, not TLS: {advice}")), "{}", tls.log());
+    for node in [&plain, &tls] {
+        assert!(!node.log().contains("unknown frame type"), "{}", node.log());
+        assert_ne!(node.stats()["repl_peer_state"], "up");
+    }
+    assert_eq!((plain.stats()["repl_link_tls"].as_str(), tls.stats()["repl_link_tls"].as_str()), ("0", "1"));
+}
+
 #[test]
 fn a_stalled_peer_leaves_clients_unblocked_and_catches_up() {
     let (a, b) = pair(&["--repl-timeout=1"], &["--repl-timeout=1"]);

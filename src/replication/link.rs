@@ -83,7 +83,7 @@ pub struct LinkThread {
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<LinkRunner>,
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
 }
 
 impl LinkThread {
@@ -113,8 +113,9 @@ impl LinkThread {
         Ok(LinkThread { waker, stop, handle, local_addr })
     }
 
-    /// Where the peer can reach this node (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// Where the peer can reach this node (useful with port 0); none for a node
+    /// that only dials.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -140,6 +141,24 @@ fn resolve(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address")))
 }
 
+/// What to do when only one node of a pair runs its link over TLS.
+const ONE_SIDED_TLS: &str = "give both nodes --repl-tls-cert, --repl-tls-key and --repl-tls-ca, or neither";
+
+/// Whether bytes open with a TLS record header: a handshake (22) or an alert (21),
+/// then major version 3 (RFC 8446, section 5.1). No replication frame starts so.
+fn starts_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [21 | 22, 3, ..])
+}
+
+/// Whether rustls refused the peer's bytes for not being TLS records at all: a
+/// peer that sends its plaintext hello.
+fn is_plaintext_on_tls(error: &io::Error) -> bool {
+    matches!(
+        error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType))
+    )
+}
+
 /// Events taken per poll of the link.
 const EVENTS: usize = 256;
 
@@ -149,8 +168,9 @@ pub struct LinkRunner {
     node: Arc<Replicator>,
     poll: Poll,
     waker: Arc<Waker>,
-    local_addr: SocketAddr,
-    listener: TcpListener,
+    local_addr: Option<SocketAddr>,
+    /// None for a node that only dials (an embedded node not given --repl-listen).
+    listener: Option<TcpListener>,
     links: Slab<Link>,
     /// The link in use, once its handshake is done.
     active: Option<usize>,
@@ -171,14 +191,23 @@ pub struct LinkRunner {
 }
 
 impl LinkRunner {
-    /// Binds the replication listener; nothing runs until a turn is taken.
+    /// Binds the replication listener, if the node accepts its peer; nothing runs
+    /// until a turn is taken.
     pub fn new(node: Arc<Replicator>) -> io::Result<LinkRunner> {
-        let listen = resolve(&node.settings.listen)?;
-        let mut listener = TcpListener::bind(listen)?;
-        let local_addr = listener.local_addr()?;
-        let _ = node.listen_addr.set(local_addr);
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut listener = None;
+        let mut local_addr = None;
+        if let Some(listen) = &node.settings.listen {
+            // The error names the address: "Address already in use" alone does not
+            // say which of a node's ports is taken.
+            let mut bound = resolve(listen).and_then(TcpListener::bind).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen for the peer on {listen} (--repl-listen): {e}"))
+            })?;
+            let addr = bound.local_addr()?;
+            let _ = node.listen_addr.set(addr);
+            poll.registry().register(&mut bound, LISTENER, Interest::READABLE)?;
+            (listener, local_addr) = (Some(bound), Some(addr));
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         node.set_link_waker(Arc::clone(&waker));
         let jitter = node.history | 1;
@@ -202,8 +231,9 @@ impl LinkRunner {
         })
     }
 
-    /// Where the peer can reach this node (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// Where the peer can reach this node (useful with port 0); none for a node
+    /// that only dials.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -340,7 +370,10 @@ impl LinkRunner {
 
     fn accept(&mut self) {
         loop {
-            match self.listener.accept() {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
                 Ok((stream, peer)) => {
                     self.adopt(stream, peer, None);
                 }
@@ -467,6 +500,11 @@ impl LinkRunner {
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => break,
                     io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::InvalidData if is_plaintext_on_tls(&e) => {
+                        self.node.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                        outcome = Err(format!("{} sent plaintext, not TLS: {ONE_SIDED_TLS}", link.peer));
+                        break;
+                    }
                     io::ErrorKind::InvalidData => {
                         // TLS refused the peer (a certificate from another CA) or
                         // the bytes: said at the default verbosity, as a wrong secret is.
@@ -480,6 +518,16 @@ impl LinkRunner {
                     }
                 },
             };
+            // A plaintext link whose peer opens with a TLS record: say so, rather
+            // than "unknown frame type 22".
+            if matches!(link.stream, MaybeTls::Plain(_))
+                && !link.session.met_peer()
+                && starts_like_tls(&link.input[..link.filled])
+            {
+                self.node.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                outcome = Err(format!("{} speaks TLS and this node does not: {ONE_SIDED_TLS}", link.peer));
+                break;
+            }
             // Apply as we go, so a long burst is not buffered whole.
             match link.session.receive(&self.node, &link.input[..link.filled], now) {
                 Ok(used) => {
@@ -653,7 +701,7 @@ mod tests {
         let clock = ManualClock::new(1_800_000_000_000);
         let node = super::super::tests::node_listening(1, &clock, 1, "127.0.0.1:0");
         let mut runner = LinkRunner::new(node).unwrap();
-        let mut peer = std::net::TcpStream::connect(runner.local_addr()).unwrap();
+        let mut peer = std::net::TcpStream::connect(runner.local_addr().unwrap()).unwrap();
         // The first byte of a frame whose rest never comes, then the EOF.
         peer.write_all(&[0]).unwrap();
         peer.shutdown(Shutdown::Write).unwrap();

@@ -25,8 +25,8 @@ pub enum SyncMode {
 pub struct Settings {
     /// The peer's replication address, when this node dials it.
     pub peer: Option<String>,
-    /// Where this node accepts its peer.
-    pub listen: String,
+    /// Where this node accepts its peer; none for a node that only dials.
+    pub listen: Option<String>,
     pub identity: Identity,
     /// Bytes of recent changes kept for a peer that reconnects.
     pub backlog: usize,
@@ -102,6 +102,8 @@ pub struct ReplStats {
     pub receiving_sync: AtomicBool,
     pub links: AtomicU64,
     pub refused: AtomicU64,
+    /// Connections refused because one side spoke TLS and the other did not.
+    pub tls_mismatches: AtomicU64,
     /// Ack mode with the peer down: writes are acknowledged without it.
     pub degraded: AtomicBool,
     /// Replication lag of acknowledged changes, in microseconds.
@@ -594,6 +596,8 @@ impl Replicator {
         line("repl_peer", self.settings.peer.clone().unwrap_or_default());
         line("repl_peer_node_id", if peer_node == u64::MAX { String::new() } else { peer_node.to_string() });
         line("repl_peer_state", state_name(state).to_string());
+        // Whether the link runs over TLS: a link comes up only when both sides agree.
+        line("repl_link_tls", u8::from(self.settings.tls.is_some()).to_string());
         line("repl_mode", if self.settings.mode == SyncMode::Ack { "ack" } else { "async" }.to_string());
         line("repl_degraded", u8::from(s.degraded.load(Ordering::Relaxed)).to_string());
         line("repl_rtt_ms", s.rtt_ms.load(Ordering::Relaxed).to_string());
@@ -626,6 +630,7 @@ impl Replicator {
         line("repl_sync_items_sent", s.sync_items_sent.load(Ordering::Relaxed).to_string());
         line("repl_links", s.links.load(Ordering::Relaxed).to_string());
         line("repl_refused", s.refused.load(Ordering::Relaxed).to_string());
+        line("repl_tls_mismatches", s.tls_mismatches.load(Ordering::Relaxed).to_string());
         line("repl_tombstones", self.store.tombstones().to_string());
         line("repl_tombstone_bytes", self.store.tombstone_bytes().to_string());
         line("repl_tombstones_shed", self.store.tombstones_shed().to_string());
