@@ -637,6 +637,32 @@ fn a_stalled_peer_leaves_clients_unblocked_and_catches_up() {
     assert_eq!(b.stat("repl_full_syncs"), 1, "caught up from the backlog");
 }
 
+/// README, failure table: in ack mode a peer that hangs rather than dies holds
+/// every write until it is declared down (`--repl-timeout`), which is then answered
+/// without it; a `noreply` write is sent no answer, and a later reply on the same
+/// connection waits behind it.
+#[test]
+fn in_ack_mode_a_hung_peer_holds_writes_until_it_is_declared_down() {
+    let (a, b) = pair(&["--repl-timeout=1", "--repl-sync=ack"], &["--repl-timeout=1", "--repl-sync=ack"]);
+    b.signal(libc::SIGSTOP);
+    let mut c = a.client();
+    // Answered only after A gave up on B: the reply finds A degraded.
+    assert_eq!(c.request(b"set hung 0 0 1\r\n1\r\n", b"\r\n"), b"STORED\r\n");
+    let stats = a.stats();
+    assert_eq!((stats["repl_peer_state"].as_str(), stats["repl_degraded"].as_str()), ("down", "1"), "{stats:?}");
+    b.signal(libc::SIGCONT);
+    wait_linked(&a, &b);
+    wait_for("A to leave degraded mode", CONVERGE, || a.stats()["repl_degraded"] == "0");
+    b.signal(libc::SIGSTOP);
+    // A noreply write: nothing comes back for it; the no-op after it is answered
+    // only once the write is settled, after the peer is declared down.
+    assert_eq!(c.request(b"set quiet 0 0 1 noreply\r\n1\r\nmn\r\n", b"MN\r\n"), b"MN\r\n");
+    assert_eq!(a.stats()["repl_degraded"], "1");
+    b.signal(libc::SIGCONT);
+    wait_linked(&a, &b);
+    wait_same(&a, &b, &["hung", "quiet"]);
+}
+
 #[test]
 fn ack_mode_loses_no_acknowledged_write_when_either_node_is_killed() {
     for kill_writer in [true, false] {
