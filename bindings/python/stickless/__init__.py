@@ -4,7 +4,7 @@
     with Store(memory_limit=64 << 20) as store:
         store.set(b"sess:abc", b"data", ttl=1440)
         store.get(b"sess:abc")                       # b"data"
-        store.serve("-l 127.0.0.1 -p 11211 --peer 10.0.0.2:11311")
+        store.serve("-l 127.0.0.1 -p 11211 --peer 10.0.0.2:11212")
 
 The library is found at ``$STICKLESS_LIBRARY``, else as ``libstickless.so.1`` on the
 loader's path. Answers a caller acts on come back as values: a missing key is
