@@ -207,6 +207,22 @@ fn a_bad_replication_secret_is_a_usage_error() {
     let out = args(&dir.join("missing.secret"));
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the replication secret"), "{out:?}");
+    // A secret others may read is used, and named in the log with what to do.
+    let loose = dir.join("loose.secret");
+    std::fs::write(&loose, "0123456789abcdef0123456789abcdef\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let daemon = Daemon::start(&[
+        "--repl-listen",
+        "127.0.0.1:0",
+        "--repl-wait-sync",
+        "0",
+        "--repl-secret",
+        loose.to_str().unwrap(),
+    ]);
+    let warning =
+        format!("the replication secret {} can be read by other users (mode 0644): chmod 600 it", loose.display());
+    assert!(daemon.log().contains(&warning), "{}", daemon.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -164,14 +164,18 @@ fn release_dir() -> PathBuf {
 }
 
 /// A command without the variables `cargo test` sets for its tests, so that a
-/// `cargo` it runs behaves as on a user's terminal.
+/// `cargo` it runs behaves as on a user's terminal (and finds the release build
+/// that `cargo build --release` made there up to date).
 fn without_cargo_env(mut command: Command) -> Command {
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(|k| k.starts_with("CARGO_") && k != "CARGO_HOME") {
             command.env_remove(key);
         }
     }
-    command.env_remove("RUST_LOG");
+    // OUT_DIR is this package's build script's: a build that sees it builds again.
+    for key in ["OUT_DIR", "LD_LIBRARY_PATH", "RUST_LOG"] {
+        command.env_remove(key);
+    }
     command
 }
 
