@@ -754,9 +754,11 @@ fn every_supported_php_setup_keeps_its_session_through_a_dead_node() {
             std::fs::write(ini.join("sessions.ini"), block(&format!("php {setup}"))).unwrap();
         }
     }
-    let script = repo().join("tests/clients/php_ini_session.php");
+    let script = repo().join("tests/clients/php_failover.php");
     let request = |setup: &str, host: &str, mode: &str| -> (String, String) {
-        let command = format!("PHP_INI_SCAN_DIR=:$PWD/php-{setup} php {} {mode} readme-{setup}", script.display());
+        // The settings are the README's, read by PHP with its own php.ini files.
+        let command =
+            format!("PHP_INI_SCAN_DIR=:$PWD/php-{setup} php {} {mode} - ini readme-{setup}", script.display());
         let out = production.host(host).run(&command, Cwd::Home, true);
         assert!(out.status.success(), "{setup} {mode} on {host}: {}", printed(&out.stderr));
         (printed(&out.stdout), printed(&out.stderr))

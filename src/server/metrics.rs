@@ -320,6 +320,12 @@ fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) 
     m.counter("replication_received_bytes_total", "Bytes received from the peer.", stat(&stats.received_bytes));
     m.counter("replication_links_total", "Links established with the peer.", stat(&stats.links));
     m.counter("replication_refused_total", "Connections refused on the replication port.", stat(&stats.refused));
+    m.counter(
+        "replication_tls_mismatches_total",
+        "Links refused because only one side ran TLS.",
+        stat(&stats.tls_mismatches),
+    );
+    m.gauge("replication_link_tls", "1 when the link runs over mutual TLS.", u64::from(node.settings.tls.is_some()));
     m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", node.store.tombstones());
     m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
 }
