@@ -8,7 +8,7 @@
 //! - the production commands run verbatim on the hosts they name, cache1
 //!   (10.0.0.1) and cache2 (10.0.0.2), beside a web server (10.0.0.10): network
 //!   namespaces this test makes, joined by a bridge, each host with its own host
-//!   name and its own `/etc` (an overlay), its certificates and secret made by the
+//!   name and its own `/etc` and `/usr/local` (overlays), its certificates and secret made by the
 //!   README's own commands and installed by them;
 //! - PHP's session settings run against that pair through a node's death and
 //!   return, as the README's table says they do;
@@ -61,6 +61,7 @@ const SCENARIOS: &[&str] = &[
     "c-build",
     "c-build output",
     "checkout-sh",
+    "install-library",
 ];
 
 fn repo() -> &'static Path {
@@ -275,7 +276,9 @@ impl Host {
 
     fn with_netns(scratch: &Path, name: &'static str, netns: Netns) -> Host {
         let dir = scratch.join(name);
-        for sub in ["etc-upper", "etc-work", "checkout-upper", "checkout-work", "home"] {
+        for sub in
+            ["etc-upper", "etc-work", "usr-local-upper", "usr-local-work", "checkout-upper", "checkout-work", "home"]
+        {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         Host { name, netns, dir }
@@ -294,11 +297,14 @@ impl Host {
     /// host name, its `/etc`, a private `/tmp`, and the release build on the PATH.
     fn command(&self, script: &str, cwd: Cwd, errexit: bool) -> Command {
         let dir = &self.dir;
-        let mut setup = format!(
-            "set -e\nmount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc\n",
-            dir.join("etc-upper").display(),
-            dir.join("etc-work").display()
-        );
+        let mut setup = String::from("set -e\n");
+        for (tree, layer) in [("/etc", "etc"), ("/usr/local", "usr-local")] {
+            setup.push_str(&format!(
+                "mount -t overlay overlay -o lowerdir={tree},upperdir={},workdir={} {tree}\n",
+                dir.join(format!("{layer}-upper")).display(),
+                dir.join(format!("{layer}-work")).display()
+            ));
+        }
         let cwd = match cwd {
             Cwd::Home => self.home(),
             Cwd::Checkout => {
@@ -500,6 +506,22 @@ fn the_c_example_builds_and_runs_as_shown() {
     let printed_out = host.run_ok(&block("c-build"), Cwd::Checkout);
     assert_eq!(printed_out, printed(block("c-build output").as_bytes()));
     assert!(!repo().join("hello").exists() && !repo().join("hello.c").exists(), "the checkout stays clean");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// bindings/README.md's install puts the library where the loader finds it by its
+/// SONAME: the C example, linked without an rpath, runs.
+#[test]
+fn the_installed_library_is_found_by_its_soname() {
+    let dir = scratch("install");
+    let host = Host::loopback(&dir, "server");
+    std::fs::write(host.dir.join("checkout-upper/hello.c"), block("c-example")).unwrap();
+    let _ = release_dir();
+    host.run_ok(&block("install-library"), Cwd::Checkout);
+    let found = host.run_ok("ldconfig -p | grep libstickless.so.1", Cwd::Checkout);
+    assert!(found.contains("=> /usr/local/lib/libstickless.so.1"), "{found}");
+    let ran = host.run_ok("cc -Iinclude hello.c -Ltarget/release -lstickless -o hello && ./hello", Cwd::Checkout);
+    assert_eq!(ran, printed(block("c-build output").as_bytes()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
