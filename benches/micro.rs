@@ -1,12 +1,14 @@
-//! Micro-benchmarks of the layers under the server: the text parser, the store's get
-//! and set (alone and contended by two threads), and the expiry sweep.
+//! Micro-benchmarks of the layers under the server: the text parser, get and set
+//! through the node every front end writes through (alone and contended by two
+//! threads), and the store's expiry sweep.
 //!
 //! `cargo bench --bench micro`; under `cargo test` each runs once as a check.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use stickless::node::Node;
 use stickless::protocol::{self, Limits};
 use stickless::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
 
@@ -26,28 +28,34 @@ fn scattered(i: usize) -> usize {
     (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) % KEYS
 }
 
-fn set(store: &Store, key: &[u8], exptime: i32) {
+fn set(node: &Node, key: &[u8], exptime: i32) {
     let req = StoreRequest { exptime, ..StoreRequest::new(StoreMode::Set, key, &VALUE) };
-    black_box(store.store(&req));
+    black_box(node.store_item(&req).outcome);
 }
 
-fn get(store: &Store, key: &[u8]) {
-    black_box(store.get(key, None, |item| {
-        black_box(item.value());
-    }));
+fn get(node: &Node, key: &[u8]) {
+    black_box(
+        node.get(key, None, |item| {
+            black_box(item.value());
+        })
+        .outcome,
+    );
 }
 
-fn loaded_store(clock: Clock, exptime: i32) -> (Store, Vec<Vec<u8>>) {
-    loaded_store_with(clock, exptime, KEYS, StoreConfig::default().shards)
-}
-
-fn loaded_store_with(clock: Clock, exptime: i32, items: usize, shards: usize) -> (Store, Vec<Vec<u8>>) {
-    let store = Store::new(StoreConfig { memory_limit: 1 << 30, shards, ..StoreConfig::default() }, clock);
+/// A node over a store of `items` keys; the store too, for the sweep.
+fn loaded(clock: Clock, exptime: i32, items: usize, shards: usize) -> (Arc<Store>, Node, Vec<Vec<u8>>) {
+    let store = Arc::new(Store::new(StoreConfig { memory_limit: 1 << 30, shards, ..StoreConfig::default() }, clock));
+    let node = Node::new(Arc::clone(&store));
     let keys: Vec<Vec<u8>> = (0..items).map(key).collect();
     for k in &keys {
-        set(&store, k, exptime);
+        set(&node, k, exptime);
     }
-    (store, keys)
+    (store, node, keys)
+}
+
+fn loaded_node(clock: Clock, exptime: i32) -> (Node, Vec<Vec<u8>>) {
+    let (_, node, keys) = loaded(clock, exptime, KEYS, StoreConfig::default().shards);
+    (node, keys)
 }
 
 fn parsing(c: &mut Criterion) {
@@ -80,7 +88,7 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn single_thread(c: &mut Criterion) {
-    let (store, keys) = loaded_store(Clock::System, 0);
+    let (store, keys) = loaded_node(Clock::System, 0);
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1));
     let mut i = 0;
@@ -122,7 +130,7 @@ fn two_threads(iters: u64, op: impl Fn(usize, usize) + Sync) -> Duration {
 }
 
 fn contended(c: &mut Criterion) {
-    let (store, keys) = loaded_store(Clock::System, 0);
+    let (store, keys) = loaded_node(Clock::System, 0);
     let hot = &keys[0];
     let mut group = c.benchmark_group("store, 2 threads");
     // Each iteration is one operation on each thread.
@@ -152,14 +160,14 @@ fn sweep(c: &mut Criterion) {
     const SLICE: usize = 1024;
     let mut group = c.benchmark_group("sweep");
     group.throughput(Throughput::Elements(SLICE as u64));
-    let (live, _) = loaded_store(Clock::System, 0);
+    let (live, _, _) = loaded(Clock::System, 0, KEYS, StoreConfig::default().shards);
     group.bench_function("1024 buckets, nothing expired", |b| b.iter(|| black_box(live.sweep_step(SLICE))));
     group.bench_function("1024 buckets, everything expired", |b| {
         b.iter_batched(
             || {
                 // One shard of 1,024 buckets, as full as hashbrown lets it be (7/8).
                 let clock = ManualClock::new(1_700_000_000_000);
-                let (store, _) = loaded_store_with(Clock::Manual(clock.clone()), 60, SLICE * 7 / 8, 1);
+                let (store, _, _) = loaded(Clock::Manual(clock.clone()), 60, SLICE * 7 / 8, 1);
                 clock.advance_secs(61);
                 store
             },

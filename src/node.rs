@@ -18,12 +18,14 @@
 //!
 //! The store tells replication of every change itself (its change observer), so no
 //! front end can write without replicating; going through the node is what tells the
-//! front end which change was its own, on whatever thread the write ran.
+//! front end which change was its own, on whatever thread the write ran. A front end
+//! never holds the store: it reads through [`Node::view`], which has no writes, and
+//! the store's writes without a receipt exist only in its own tests.
 
 use crate::replication::Replicator;
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, Item, MetaFound, Receipt, Store, StoreOutcome,
-    StoreRequest, Vivify,
+    StoreRequest, StoreView, Vivify,
 };
 use std::sync::{Arc, OnceLock};
 
@@ -46,8 +48,16 @@ impl Node {
         Node { store, replicator: OnceLock::new() }
     }
 
-    /// The store, for reads and statistics.
-    pub fn store(&self) -> &Arc<Store> {
+    /// What a front end sees of the store: reads, statistics and settings.
+    pub fn view(&self) -> StoreView<'_> {
+        StoreView::new(&self.store)
+    }
+
+    /// The store itself, for the threads that keep it beside the front ends: the
+    /// sweeper, replication and warm restart, which the server starts and stops.
+    /// A front end reads through [`Node::view`] and writes through the methods
+    /// below, whose receipts say what each write must wait for.
+    pub(crate) fn store_for_upkeep(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -59,7 +69,7 @@ impl Node {
     /// Starts replicating through `replicator` (over this node's store); false if
     /// the node already replicates.
     pub fn replicate(&self, replicator: Arc<Replicator>) -> bool {
-        debug_assert!(Arc::ptr_eq(&replicator.store, &self.store));
+        debug_assert!(replicator.replicates(&self.store));
         self.replicator.set(replicator).is_ok()
     }
 

@@ -571,7 +571,7 @@ fn every_door_refuses_a_connection_without_credentials() {
     assert_eq!(mode, 0o700, "the unix socket is its owner's alone");
     let seed = |server: &stickless::server::Server| {
         let request = stickless::store::StoreRequest::new(stickless::store::StoreMode::Set, b"sess", SESSION_VALUE);
-        server.store().store(&request);
+        let _ = server.node().store_item(&request);
     };
     for row in &rows {
         seed(&row.server);
@@ -585,7 +585,8 @@ fn every_door_refuses_a_connection_without_credentials() {
                 show(&received)
             );
             let mut held = None;
-            row.server.store().get_for_meta(b"sess", None, false, |item, _, _| held = Some(item.value().to_vec()));
+            let _ =
+                row.server.node().get_for_meta(b"sess", None, false, |item, _, _| held = Some(item.value().to_vec()));
             assert_eq!(
                 held.as_deref(),
                 Some(SESSION_VALUE),
@@ -594,7 +595,7 @@ fn every_door_refuses_a_connection_without_credentials() {
                 row.guard
             );
             let mut forged = false;
-            row.server.store().get_for_meta(b"forged", None, false, |_, _, _| forged = true);
+            let _ = row.server.node().get_for_meta(b"forged", None, false, |_, _, _| forged = true);
             assert!(!forged, "{} ({}): {name} wrote a key", row.door, row.guard);
             assert!(
                 !row.server.shared().shutting_down.load(std::sync::atomic::Ordering::Acquire),

@@ -42,7 +42,6 @@ pub struct Embedded {
     /// The store, and once `serve` starts it, its replication: in ack mode a write
     /// through the ABI returns only once the peer holds it, as the daemon's reply does.
     node: Arc<Node>,
-    store: Arc<Store>,
     item_size_max: usize,
     cas_enabled: bool,
     sweeper: Option<Sweeper>,
@@ -78,7 +77,6 @@ impl Embedded {
             })?;
         Ok(Embedded {
             node: Arc::new(Node::new(Arc::clone(&store))),
-            store,
             item_size_max,
             cas_enabled,
             sweeper: Some(sweeper),
@@ -132,14 +130,15 @@ impl Embedded {
     ) -> Result<StickStatus, StickStatus> {
         Self::check_key(key)?;
         let mut status = STICKLESS_NOT_FOUND;
-        let found = self.store.get(key, None, |item| {
+        let clock = self.node.view().clock();
+        // Without a touch, a read: it records nothing.
+        let found = self.node.get(key, None, |item| {
             let expires_at = item.expires_at();
             // The clock is read only for items that expire.
-            let ttl =
-                if expires_at == 0 { -1 } else { i64::from(expires_at.saturating_sub(self.store.clock().now_secs())) };
+            let ttl = if expires_at == 0 { -1 } else { i64::from(expires_at.saturating_sub(clock.now_secs())) };
             status = read(item.value(), item.flags(), item.cas(), ttl);
         });
-        match found {
+        match found.outcome {
             Found::Hit => Ok(status),
             Found::Miss => Err(STICKLESS_NOT_FOUND),
         }
@@ -152,7 +151,7 @@ impl Embedded {
         if i64::from(ttl) <= expiry::MAX_RELATIVE_EXPTIME {
             ttl as i32
         } else {
-            i32::try_from(u64::from(self.store.clock().now_secs()) + u64::from(ttl)).unwrap_or(i32::MAX)
+            i32::try_from(u64::from(self.node.view().clock().now_secs()) + u64::from(ttl)).unwrap_or(i32::MAX)
         }
     }
 
@@ -237,7 +236,7 @@ impl Embedded {
         let mut info = (0, 0, 0);
         self.get(key, |_, _, token, ttl| {
             let taken_ms = crate::store::version::unix_ms_of(token);
-            info = (token, self.store.clock().now_ms().saturating_sub(taken_ms), ttl);
+            info = (token, self.node.view().clock().now_ms().saturating_sub(taken_ms), ttl);
             STICKLESS_OK
         })?;
         Ok(info)
@@ -269,7 +268,7 @@ impl Embedded {
     }
 
     pub fn stats(&self) -> StoreStats {
-        self.store.stats()
+        self.node.view().stats()
     }
 
     /// Starts the daemon's listeners, workers and replication over this store.
@@ -291,7 +290,7 @@ impl Embedded {
         // port is a local daemon's, and a node that only dials needs no port.
         config.replication.accept = config.replication.listen_given;
         // The store's own settings win over any given here.
-        config.memory_limit = self.store.memory_limit();
+        config.memory_limit = self.node.view().memory_limit();
         config.item_size_max = self.item_size_max;
         config.disable_cas = !self.cas_enabled;
         let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
@@ -301,7 +300,7 @@ impl Embedded {
         }
         // `--protect-prefix` is the one store setting taken from here (sessions kept
         // from eviction), the first time any is named.
-        if !self.store.protect_prefixes(config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect()) {
+        if !self.node.view().protect_prefixes(config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect()) {
             return refuse("--protect-prefix was already given to this store");
         }
         match Server::start_with_node(config, Arc::clone(&self.node)) {

@@ -210,7 +210,9 @@ thread_local! {
 }
 
 pub struct Replicator {
-    pub store: Arc<Store>,
+    /// Replication's own hold on the store, to apply the peer's changes and send a
+    /// full sync; never handed to a front end, which writes through the node.
+    pub(super) store: Arc<Store>,
     pub settings: Settings,
     /// This run's name for its change sequence: random, never 0.
     pub history: u64,
@@ -580,6 +582,16 @@ impl Replicator {
     pub fn lag_bytes(&self) -> u64 {
         let state = self.stats.state.load(Ordering::Relaxed);
         if state == LINK_UP || state == LINK_SYNCING { self.stats.lag_bytes.load(Ordering::Relaxed) } else { 0 }
+    }
+
+    /// Whether this replication runs over `store`.
+    pub fn replicates(&self, store: &Arc<Store>) -> bool {
+        Arc::ptr_eq(&self.store, store)
+    }
+
+    /// Deleted keys remembered against late writes.
+    pub fn tombstones(&self) -> usize {
+        self.store.tombstones()
     }
 
     pub fn stats_lines(&self, mut line: impl FnMut(&str, String)) {

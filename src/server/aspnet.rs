@@ -286,7 +286,7 @@ fn attempt(
     released_after_ms: &mut Option<u64>,
 ) -> Option<Answer> {
     let Scratch { key, read, body_at, write } = scratch;
-    let now_ms = node.store().clock().now_ms();
+    let now_ms = node.view().clock().now_ms();
     let mut cas = 0;
     read.clear();
     *body_at = 0;

@@ -520,7 +520,7 @@ impl Conn {
                 Ok((n, space)) => {
                     self.silent = false;
                     // Input means commands: stamped once per read, not per command.
-                    self.info.ran_command(dispatch.shared.node.store().clock().now_secs());
+                    self.info.ran_command(dispatch.shared.node.view().clock().now_secs());
                     dispatch.counters.bytes_read.add(n as u64);
                     drained = n < space && !self.input_closed;
                     self.input_drained = drained;

@@ -220,7 +220,7 @@ impl Dispatch<'_> {
         } else if megabytes > 1_000_000_000 {
             ErrorReply::MemlimitInMegabytes.line()
         } else {
-            self.shared.node.store().set_memory_limit(megabytes as usize * 1024 * 1024);
+            self.shared.node.view().set_memory_limit(megabytes as usize * 1024 * 1024);
             reply::OK
         }
     }
@@ -250,7 +250,7 @@ impl Dispatch<'_> {
 
     #[inline(never)]
     fn log_store(&self, req: &StoreRequest<'_>, outcome: &StoreOutcome, cfd: i32) {
-        let now = self.shared.node.store().clock().now_secs();
+        let now = self.shared.node.view().clock().now_secs();
         let requested = store::expiry::deadline(req.exptime, now);
         let (status, expires_at, size) = match *outcome {
             StoreOutcome::Stored { expires_at, value_len, .. } => ("stored", expires_at, value_len),
@@ -318,7 +318,7 @@ impl Dispatch<'_> {
             StatsGroup::Items => shared.write_items_stats(out),
             StatsGroup::Slabs => shared.write_slabs_stats(out),
             StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
-            StatsGroup::Conns => shared.registry.write_stats(out, shared.node.store().clock().now_secs()),
+            StatsGroup::Conns => shared.registry.write_stats(out, shared.node.view().clock().now_secs()),
             StatsGroup::Replication => shared.write_replication_stats(out),
             StatsGroup::Reset => {
                 shared.reset_stats();

@@ -346,7 +346,8 @@ impl Dispatch<'_> {
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = if binary { decode_key(key, &mut key_buf).expect("checked by the parser") } else { key };
         let cas_enabled = self.shared.limits.cas_enabled;
-        let found = self.shared.node.store().get_for_meta(key, None, false, |item, now, _| {
+        // No vivify and no bump: a read, which records nothing.
+        let found = self.shared.node.get_for_meta(key, None, false, |item, now, _| {
             out.extend_from_slice(b"ME ");
             if item.key_is_binary() {
                 encode_key(item.key(), out);
@@ -376,7 +377,7 @@ impl Dispatch<'_> {
             write_u64(out, size as u64);
             out.extend_from_slice(b"\r\n");
         });
-        if found == MetaFound::Miss {
+        if found.outcome == MetaFound::Miss {
             out.extend_from_slice(b"EN\r\n");
         }
     }

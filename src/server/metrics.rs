@@ -145,7 +145,7 @@ impl Exposition {
 /// Every metric, read now.
 pub fn render(shared: &Shared) -> String {
     let c = shared.counter_totals();
-    let s = shared.node.store().stats();
+    let s = shared.node.view().stats();
     let conns = &shared.connections;
     let mut m = Exposition { out: String::with_capacity(8 * 1024) };
     m.gauge("uptime_seconds", "Seconds since the node started.", shared.started.elapsed().as_secs());
@@ -219,7 +219,7 @@ pub fn render(shared: &Shared) -> String {
         ("connection_buffers", shared.registry.buffer_bytes()),
     ];
     if let Some(backlog) = &backlog {
-        memory.push(("tombstones", shared.node.store().tombstone_bytes() as u64));
+        memory.push(("tombstones", shared.node.view().tombstone_bytes() as u64));
         memory.push(("backlog", backlog.bytes as u64));
     }
     m.labelled("memory_bytes", "gauge", "Memory by what holds it.", "kind", &memory);
@@ -258,7 +258,7 @@ pub fn render(shared: &Shared) -> String {
                 ("stolen", c.aspnet_locks_stolen),
             ],
         );
-        let sessions = shared.node.store().count_prefix(super::aspnet::KEY_PREFIX);
+        let sessions = shared.node.view().count_prefix(super::aspnet::KEY_PREFIX);
         m.gauge("aspnet_sessions", "ASP.NET sessions held.", sessions);
     }
     if let (Some(node), Some(backlog)) = (replicator, backlog) {
@@ -326,6 +326,6 @@ fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) 
         stat(&stats.tls_mismatches),
     );
     m.gauge("replication_link_tls", "1 when the link runs over mutual TLS.", u64::from(node.settings.tls.is_some()));
-    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", node.store.tombstones());
+    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", node.tombstones());
     m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
 }

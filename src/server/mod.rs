@@ -297,7 +297,7 @@ impl Server {
         };
         let sasl = if config.sasl { load(&config.sasl_pwdb)? } else { None };
         let text_auth = load(&config.auth_file)?;
-        let store = Arc::clone(node.store());
+        let store = Arc::clone(node.store_for_upkeep());
         if let Some(replicator) = replicator(&config, &store, resume)?
             && !node.replicate(replicator)
         {
@@ -442,8 +442,9 @@ impl Server {
         self.addrs[0]
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        self.shared.node.store()
+    /// The node every front end writes through (tests and hosts write through it too).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.shared.node
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -461,7 +462,7 @@ impl Server {
             let (history, last_seq, progress) = replicator.position();
             warm::ReplicationPosition { history, last_seq, progress }
         });
-        Some(warm::save(node.store(), position, &path))
+        Some(warm::save(node.store_for_upkeep(), position, &path))
     }
 
     /// Stops accepting, lets workers write the replies in flight, and joins every thread.

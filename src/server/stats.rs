@@ -113,7 +113,7 @@ impl Shared {
         for counters in self.counters.iter() {
             counters.reset();
         }
-        self.node.store().reset_stats();
+        self.node.view().reset_stats();
         self.connections.reset();
         if let Some(node) = self.node.replicator() {
             node.stats.lag.reset();
@@ -123,8 +123,8 @@ impl Shared {
     /// `stats`: the general statistics, in memcached 1.6's order and names.
     pub fn write_general_stats(&self, out: &mut Vec<u8>) {
         let c = self.counter_totals();
-        let s = self.node.store().stats();
-        let now = self.node.store().clock().now_secs();
+        let s = self.node.view().stats();
+        let now = self.node.view().clock().now_secs();
         let (user, system) = rusage();
         let conns = &self.connections;
         let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
@@ -201,7 +201,7 @@ impl Shared {
             stat("aspnet_locks_granted", format_args!("{}", c.aspnet_locks_granted));
             stat("aspnet_locks_contended", format_args!("{}", c.aspnet_locks_contended));
             stat("aspnet_locks_stolen", format_args!("{}", c.aspnet_locks_stolen));
-            let items = self.node.store().count_prefix(super::aspnet::KEY_PREFIX);
+            let items = self.node.view().count_prefix(super::aspnet::KEY_PREFIX);
             stat("aspnet_items", format_args!("{items}"));
         }
         if let Some(node) = self.node.replicator() {
@@ -224,7 +224,7 @@ impl Shared {
     pub fn write_settings_stats(&self, out: &mut Vec<u8>) {
         let cfg = &self.config;
         let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
-        stat("maxbytes", format_args!("{}", self.node.store().memory_limit()));
+        stat("maxbytes", format_args!("{}", self.node.view().memory_limit()));
         stat("maxconns", format_args!("{}", cfg.max_connections));
         stat("tcpport", format_args!("{}", cfg.port));
         stat("udpport", format_args!("0"));
@@ -249,7 +249,7 @@ impl Shared {
         stat("item_size_max", format_args!("{}", cfg.item_size_max));
         stat("flush_enabled", format_args!("{}", yes_no(!cfg.disable_flush_all)));
         stat("hash_algorithm", format_args!("ahash"));
-        stat("store_shards", format_args!("{}", self.node.store().shard_count()));
+        stat("store_shards", format_args!("{}", self.node.view().shard_count()));
         // memcached's lines, with its spellings of unset paths: `(null)` for the
         // certificate and key, `NULL` for the rest.
         let tls = &cfg.tls;
@@ -275,7 +275,7 @@ impl Shared {
 
     /// `stats items`: stickless has no slab classes, so everything is class 1.
     pub fn write_items_stats(&self, out: &mut Vec<u8>) {
-        let s = self.node.store().stats();
+        let s = self.node.view().stats();
         if s.curr_items > 0 {
             let mut stat =
                 |name: &str, value: u64| write_stat(out, &format!("items:1:{name}"), format_args!("{value}"));
@@ -292,7 +292,7 @@ impl Shared {
 
     /// `stats slabs`: one pseudo-class holding every item.
     pub fn write_slabs_stats(&self, out: &mut Vec<u8>) {
-        let s = self.node.store().stats();
+        let s = self.node.view().stats();
         let c = self.counter_totals();
         let active = u64::from(s.curr_items > 0);
         let mut stat = |name: &str, value: u64| write_stat(out, name, format_args!("{value}"));

@@ -207,7 +207,7 @@ impl Worker {
         while let Ok(accepted) = self.incoming.try_recv() {
             let entry = conns.vacant_entry();
             let token = Token(entry.key());
-            let now = self.shared.node.store().clock().now_secs();
+            let now = self.shared.node.view().clock().now_secs();
             let info = Arc::new(ConnInfo::new(accepted.stream.as_raw_fd(), accepted.peer, accepted.local, now));
             let mut conn = Conn::new(accepted.stream, Arc::clone(&info));
             if accepted.aspnet {
@@ -283,7 +283,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// `-o idle_timeout`: closes the connections that have waited for a command that
 /// long, and counts them (`idle_kicks`).
 fn close_idle(conns: &mut Slab<Conn>, settle: &Settle<'_>, timeout: Duration) {
-    let now = settle.shared.node.store().clock().now_secs();
+    let now = settle.shared.node.view().clock().now_secs();
     let limit = u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX);
     let idle: Vec<usize> = conns
         .iter()

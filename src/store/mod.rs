@@ -20,12 +20,14 @@ mod replica;
 pub mod sweeper;
 mod tombstone;
 pub mod version;
+mod view;
 
 pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
 use item::{BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT};
 pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
+pub use view::StoreView;
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
@@ -534,12 +536,19 @@ impl Store {
 
     /// Reads a live item under the shard lock: marks it fetched, optionally sets a new
     /// exptime (gat), then hands it to `read` (which copies what it needs).
+    #[cfg(test)]
     pub fn get(&self, key: &[u8], touch: Option<i32>, read: impl FnOnce(&Item)) -> Found {
         self.get_noted(key, touch, read, &mut Receipt::default())
     }
 
     /// [`Store::get`], telling `receipt` what a touch recorded.
-    pub fn get_noted(&self, key: &[u8], touch: Option<i32>, read: impl FnOnce(&Item), receipt: &mut Receipt) -> Found {
+    pub(crate) fn get_noted(
+        &self,
+        key: &[u8],
+        touch: Option<i32>,
+        read: impl FnOnce(&Item),
+        receipt: &mut Receipt,
+    ) -> Found {
         let hash = self.hash(key);
         let mut shard = self.lock(self.shard_index(hash));
         let now = self.now();
@@ -566,6 +575,7 @@ impl Store {
     }
 
     /// `touch`: a new exptime for a live item.
+    #[cfg(test)]
     pub fn touch(&self, key: &[u8], exptime: i32) -> Found {
         self.get(key, Some(exptime), |_| {})
     }
@@ -575,6 +585,7 @@ impl Store {
     /// after `read`, so it sees whether the item was fetched before and when it was
     /// last accessed; with `bump` false it is not recorded at all (`mg`'s `u`).
     /// With `vivify`, a miss creates an empty item and `read` sees that.
+    #[cfg(test)]
     pub fn get_for_meta(
         &self,
         key: &[u8],
@@ -587,7 +598,7 @@ impl Store {
 
     /// [`Store::get_for_meta`], telling `receipt` what a new TTL or a created item
     /// recorded.
-    pub fn get_for_meta_noted(
+    pub(crate) fn get_for_meta_noted(
         &self,
         key: &[u8],
         vivify: Option<Vivify>,
@@ -646,12 +657,13 @@ impl Store {
     /// goes to the peer, so that a key only the peer held (written while the two
     /// were cut off, or before this node restarted) is deleted there too, and its
     /// older state cannot come back here.
+    #[cfg(test)]
     pub fn delete_for_meta(&self, req: &DeleteRequest<'_>) -> DeleteOutcome {
         self.delete_for_meta_noted(req, &mut Receipt::default())
     }
 
     /// [`Store::delete_for_meta`], telling `receipt` what it recorded.
-    pub fn delete_for_meta_noted(&self, req: &DeleteRequest<'_>, receipt: &mut Receipt) -> DeleteOutcome {
+    pub(crate) fn delete_for_meta_noted(&self, req: &DeleteRequest<'_>, receipt: &mut Receipt) -> DeleteOutcome {
         let (outcome, wrote) = self.delete_for_meta_locally(req);
         if wrote {
             self.note(Change::Key(req.key), receipt);
@@ -722,6 +734,7 @@ impl Store {
     }
 
     /// `delete`; returns the removed value's length. A plain meta delete.
+    #[cfg(test)]
     pub fn delete(&self, key: &[u8]) -> Option<usize> {
         match self.delete_for_meta(&DeleteRequest { key, ..Default::default() }) {
             DeleteOutcome::Deleted { value_len } => Some(value_len),
@@ -901,12 +914,13 @@ impl Store {
 
     /// set, add, replace, append, prepend and cas, with memcached's semantics
     /// (memcached.c `do_store_item`), and the meta options of [`StoreRequest`].
+    #[cfg(test)]
     pub fn store(&self, req: &StoreRequest<'_>) -> StoreOutcome {
         self.store_noted(req, &mut Receipt::default())
     }
 
     /// [`Store::store`], telling `receipt` what it recorded.
-    pub fn store_noted(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
+    pub(crate) fn store_noted(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
         let outcome = self.store_locally(req);
         if outcome == StoreOutcome::NoMemory && req.failure_discards_old {
             self.discard_noted(req.key, receipt);
@@ -1019,12 +1033,13 @@ impl Store {
 
     /// Removes a key without counting it as a delete: a `set` that failed must not
     /// leave the old value behind (memcached proto_text.c `process_update_command`).
+    #[cfg(test)]
     pub fn discard(&self, key: &[u8]) {
         self.discard_noted(key, &mut Receipt::default());
     }
 
     /// [`Store::discard`], telling `receipt` what it recorded.
-    pub fn discard_noted(&self, key: &[u8], receipt: &mut Receipt) {
+    pub(crate) fn discard_noted(&self, key: &[u8], receipt: &mut Receipt) {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         let mut shard = self.lock(index);
@@ -1041,6 +1056,7 @@ impl Store {
     }
 
     /// incr/decr on an unsigned 64-bit decimal value.
+    #[cfg(test)]
     pub fn arithmetic(&self, key: &[u8], incr: bool, delta: u64) -> DeltaOutcome {
         self.arithmetic_with(&DeltaRequest::new(key, incr, delta), |_, _, _| {})
     }
@@ -1052,12 +1068,13 @@ impl Store {
     /// incr wraps at 2^64, decr stops at 0. As memcached does (`do_add_delta`), a
     /// result no longer than the old value is written in place, padded with spaces;
     /// a longer one makes a new item.
+    #[cfg(test)]
     pub fn arithmetic_with(&self, req: &DeltaRequest<'_>, changed: impl FnOnce(&mut Item, u32, bool)) -> DeltaOutcome {
         self.arithmetic_noted(req, changed, &mut Receipt::default())
     }
 
     /// [`Store::arithmetic_with`], telling `receipt` what it recorded.
-    pub fn arithmetic_noted(
+    pub(crate) fn arithmetic_noted(
         &self,
         req: &DeltaRequest<'_>,
         changed: impl FnOnce(&mut Item, u32, bool),
@@ -1146,12 +1163,13 @@ impl Store {
     /// the flush covers items last touched up to one second before the deadline, so
     /// `flush_all 1` also hides what is stored in the current second, and an absolute
     /// time before the store started cancels any pending flush and flushes nothing.
+    #[cfg(test)]
     pub fn flush_all(&self, delay: i32) {
         self.flush_all_noted(delay, &mut Receipt::default());
     }
 
     /// [`Store::flush_all`], telling `receipt` what it recorded.
-    pub fn flush_all_noted(&self, delay: i32, receipt: &mut Receipt) {
+    pub(crate) fn flush_all_noted(&self, delay: i32, receipt: &mut Receipt) {
         let now = self.clock.now_secs();
         if delay <= 0 {
             // A flush now replaces a delayed one, as memcached's single `oldest_live`
