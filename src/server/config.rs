@@ -531,7 +531,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
         }
     }
     let mut args = expanded.into_iter();
-    let mut memory_mb: usize = 64;
     let (mut peer_host, mut repl_port): (Option<String>, Option<u16>) = (None, None);
     let (mut repl_cert, mut repl_key, mut repl_ca): (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) =
         (None, None, None);
@@ -589,10 +588,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             }
             "c" | "conn-limit" => config.max_connections = number(&value("a number")?, "connection limit")?,
             "m" | "memory-limit" => {
-                memory_mb = number(&value("megabytes")?, "memory limit")?;
-                if memory_mb == 0 {
+                let megabytes: usize = number(&value("megabytes")?, "memory limit")?;
+                if megabytes == 0 {
                     return Err("Memory limit must be at least 1 megabyte".into());
                 }
+                config.memory_limit = megabytes.saturating_mul(1024 * 1024);
             }
             "I" | "max-item-size" => config.item_size_max = size(&value("a size")?)?,
             "R" | "max-reqs-per-event" => {
@@ -724,7 +724,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation,
             _ => return Err(format!("unknown option '{arg}'; see -h")),
         }
     }
-    config.memory_limit = memory_mb.saturating_mul(1024 * 1024);
     apply_repcached_aliases(&mut config.replication, peer_host, repl_port)?;
     config.replication.tls = match (repl_cert, repl_key, repl_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(PeerSettings { cert, key, ca }),
