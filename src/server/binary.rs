@@ -3,7 +3,7 @@
 //! body; quiet opcodes suppress successes, and the GET family suppresses misses.
 
 use super::dispatch::{Dispatch, Flow, Session};
-use super::outcome;
+use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
 use crate::store::{
@@ -108,22 +108,15 @@ impl Dispatch<'_> {
 
     /// DELETE, compared against the CAS it carries (0: none).
     fn binary_delete(&self, h: &Header, quiet: bool, key: &[u8], out: &mut Vec<u8>, session: &mut Session) {
-        let c = self.counters;
         let req = DeleteRequest { key, compare_cas: (h.cas != 0).then_some(h.cas), ..Default::default() };
-        match session.note(self.shared.node.delete(&req)) {
-            outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
-                if let DeleteOutcome::Deleted { value_len } = outcome {
-                    self.watch_deleted(key, "delete", value_len);
-                }
-                c.delete_hits.inc();
-                success(out, h, quiet, 0);
-            }
-            DeleteOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
-            DeleteOutcome::NotFound => {
-                c.delete_misses.inc();
-                write_error(out, h, status::KEY_ENOENT);
-            }
-            DeleteOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+        let outcome = session.note(self.shared.node.delete(&req));
+        self.counters.count_delete(&outcome, DeleteCounting::Binary);
+        if let DeleteOutcome::Deleted { value_len } = outcome {
+            self.watch_deleted(key, "delete", value_len);
+        }
+        match outcome::binary_delete_status(&outcome) {
+            status::SUCCESS => success(out, h, quiet, 0),
+            failure => write_error(out, h, failure),
         }
     }
 

@@ -4,7 +4,7 @@
 //! the connection's write buffer. `meta.rs` and `binary.rs` do the same for theirs.
 
 use super::Shared;
-use super::outcome;
+use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use super::stats::Counters;
 use super::watch::StoreEvent;
@@ -182,18 +182,12 @@ impl Dispatch<'_> {
 
     /// `delete <key>`: its reply line.
     fn delete(&self, key: &[u8], session: &mut Session) -> &'static [u8] {
-        let c = self.counters;
-        match session.note(self.shared.node.delete(&DeleteRequest { key, ..Default::default() })) {
-            DeleteOutcome::Deleted { value_len } => {
-                c.delete_hits.inc();
-                self.watch_deleted(key, "delete", value_len);
-                reply::DELETED
-            }
-            _ => {
-                c.delete_misses.inc();
-                reply::NOT_FOUND
-            }
+        let outcome = session.note(self.shared.node.delete(&DeleteRequest { key, ..Default::default() }));
+        self.counters.count_delete(&outcome, DeleteCounting::Text);
+        if let DeleteOutcome::Deleted { value_len } = outcome {
+            self.watch_deleted(key, "delete", value_len);
         }
+        outcome::text_delete_line(&outcome)
     }
 
     /// `incr` and `decr`, which neither create items nor compare a CAS.

@@ -6,7 +6,7 @@
 //! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
 
 use super::dispatch::{Dispatch, Session};
-use super::outcome;
+use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use crate::number::write_u64;
 use crate::protocol::command::{KEY_MAX_LENGTH, encode_key, memcached_item_size, memcached_slab_class};
@@ -226,7 +226,6 @@ impl Dispatch<'_> {
 
     /// `md <key> <flags>*`
     pub fn meta_delete(&self, req: MetaRequest<'_>, out: &mut Vec<u8>, session: &mut Session) {
-        let c = self.counters;
         let mut key_buf = [0; KEY_MAX_LENGTH];
         let key = req.key(&mut key_buf);
         let f = &req.flags;
@@ -238,32 +237,20 @@ impl Dispatch<'_> {
             new_cas: f.explicit_cas(),
             empty_value: f.has(b'x').then_some((f.client_flags, if f.has(b'T') { f.ttl } else { 0 })),
         };
-        let status: &[u8] = match session.note(self.shared.node.delete(&delete)) {
-            outcome @ (DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept) => {
-                if let DeleteOutcome::Deleted { value_len } = outcome {
-                    self.watch_deleted(key, "md", value_len);
-                }
-                if matches!(outcome, DeleteOutcome::Deleted { .. }) || !delete.invalidate {
-                    c.delete_hits.inc();
-                }
-                if f.quiet() {
-                    return;
-                }
-                b"HD"
-            }
-            DeleteOutcome::NotFound => {
-                c.delete_misses.inc();
-                b"NF"
-            }
-            DeleteOutcome::Exists => {
-                c.delete_misses.inc();
-                b"EX"
-            }
+        let outcome = session.note(self.shared.node.delete(&delete));
+        self.counters.count_delete(&outcome, DeleteCounting::Meta { invalidate: delete.invalidate });
+        if let DeleteOutcome::Deleted { value_len } = outcome {
+            self.watch_deleted(key, "md", value_len);
+        }
+        let status = outcome::meta_delete_status(&outcome);
+        match outcome {
             DeleteOutcome::NoMemory => {
-                out.extend_from_slice(ErrorReply::OutOfMemory.line());
+                out.extend_from_slice(status);
                 return;
             }
-        };
+            DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept if f.quiet() => return,
+            _ => {}
+        }
         out.extend_from_slice(status);
         write_opaque_and_key(out, f, key);
         out.extend_from_slice(b"\r\n");

@@ -8,7 +8,7 @@
 use super::stats::Counters;
 use crate::protocol::binary::{StoreOp, status};
 use crate::protocol::reply::{self, ErrorReply};
-use crate::store::{DeltaOutcome, StoreMode, StoreOutcome};
+use crate::store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome};
 
 impl Counters {
     /// A read, or with `touch` a gat or touch, that hit or missed.
@@ -37,6 +37,29 @@ impl Counters {
         }
     }
 
+    /// A delete's outcome, by its protocol's rule: memcached counts them differently
+    /// in its text, binary and meta paths, and clients of each read those counts.
+    #[inline]
+    pub fn count_delete(&self, outcome: &DeleteOutcome, protocol: DeleteCounting) {
+        let hit = match (outcome, protocol) {
+            (DeleteOutcome::Deleted { .. }, _) => Some(true),
+            // `delete` answers NOT_FOUND to anything but a removal.
+            (_, DeleteCounting::Text) => Some(false),
+            // A stale mark (`md ... I`) is no hit; a kept item otherwise is.
+            (DeleteOutcome::Kept, DeleteCounting::Meta { invalidate }) => (!invalidate).then_some(true),
+            (DeleteOutcome::Kept, DeleteCounting::Binary) => Some(true),
+            (DeleteOutcome::NotFound, _) => Some(false),
+            // A CAS mismatch: a miss to meta, neither to binary.
+            (DeleteOutcome::Exists, DeleteCounting::Meta { .. }) => Some(false),
+            (DeleteOutcome::Exists, DeleteCounting::Binary) | (DeleteOutcome::NoMemory, _) => None,
+        };
+        match hit {
+            Some(true) => self.delete_hits.inc(),
+            Some(false) => self.delete_misses.inc(),
+            None => {}
+        }
+    }
+
     /// An incr or decr: an item it created is neither hit nor miss, as in memcached.
     #[inline]
     pub fn count_delta(&self, incr: bool, outcome: &DeltaOutcome) {
@@ -47,6 +70,46 @@ impl Counters {
             DeltaOutcome::NotFound => misses.inc(),
             _ => {}
         }
+    }
+}
+
+/// Which protocol's rule a delete is counted by.
+#[derive(Clone, Copy, Debug)]
+pub enum DeleteCounting {
+    Text,
+    Binary,
+    /// `md`, which with `I` marks the item stale rather than removing it.
+    Meta {
+        invalidate: bool,
+    },
+}
+
+/// The text protocol's line for a delete's outcome.
+pub fn text_delete_line(outcome: &DeleteOutcome) -> &'static [u8] {
+    match outcome {
+        DeleteOutcome::Deleted { .. } => reply::DELETED,
+        _ => reply::NOT_FOUND,
+    }
+}
+
+/// The meta protocol's status for an `md` (running out of memory answers
+/// memcached's error line instead).
+pub fn meta_delete_status(outcome: &DeleteOutcome) -> &'static [u8] {
+    match outcome {
+        DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept => b"HD",
+        DeleteOutcome::NotFound => b"NF",
+        DeleteOutcome::Exists => b"EX",
+        DeleteOutcome::NoMemory => ErrorReply::OutOfMemory.line(),
+    }
+}
+
+/// The binary protocol's status for a DELETE.
+pub fn binary_delete_status(outcome: &DeleteOutcome) -> u16 {
+    match outcome {
+        DeleteOutcome::Deleted { .. } | DeleteOutcome::Kept => status::SUCCESS,
+        DeleteOutcome::Exists => status::KEY_EEXISTS,
+        DeleteOutcome::NotFound => status::KEY_ENOENT,
+        DeleteOutcome::NoMemory => status::ENOMEM,
     }
 }
 
