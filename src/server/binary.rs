@@ -5,6 +5,7 @@
 use super::dispatch::{Dispatch, Flow, Session};
 use super::outcome::{self, DeleteCounting};
 use super::output::Output;
+use super::stats::{BinaryStats, StatSink};
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,
@@ -272,35 +273,27 @@ impl Dispatch<'_> {
     /// STAT: one response per statistic (key = name, value = value), then an empty one.
     fn binary_stats(&self, h: &Header, group: &[u8], out: &mut Vec<u8>) {
         let shared = self.shared;
-        let mut text = Vec::new();
+        let mut sink = BinaryStats::new(out, h);
         // memcached matches these groups by prefix (proto_bin.c `process_bin_stat`).
         match group {
-            b"" => shared.write_general_stats(&mut text),
-            g if g.starts_with(b"reset") => shared.reset_stats(),
-            g if g.starts_with(b"settings") => shared.write_settings_stats(&mut text),
+            b"" => shared.write_general_stats(&mut sink),
+            g if g.starts_with(b"reset") => {
+                shared.reset_stats();
+                sink.end();
+            }
+            g if g.starts_with(b"settings") => shared.write_settings_stats(&mut sink),
             g if g.starts_with(b"detail") => match &g[6..] {
-                rest if rest.starts_with(b" on") || rest.starts_with(b" off") => {}
-                rest if rest.starts_with(b" dump") => {}
-                _ => return write_error(out, h, status::KEY_ENOENT),
+                rest if rest.starts_with(b" on") || rest.starts_with(b" off") || rest.starts_with(b" dump") => {
+                    sink.end()
+                }
+                _ => write_error(out, h, status::KEY_ENOENT),
             },
-            b"items" => shared.write_items_stats(&mut text),
-            b"slabs" => shared.write_slabs_stats(&mut text),
-            b"sizes" => text.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
-            b"replication" => shared.write_replication_stats(&mut text),
-            _ => return write_error(out, h, status::KEY_ENOENT),
+            b"items" => shared.write_items_stats(&mut sink),
+            b"slabs" => shared.write_slabs_stats(&mut sink),
+            b"sizes" => shared.write_sizes_stats(&mut sink),
+            b"replication" => shared.write_replication_stats(&mut sink),
+            _ => write_error(out, h, status::KEY_ENOENT),
         }
-        for line in text.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(stat) = line.strip_prefix(b"STAT ") else {
-                continue;
-            };
-            let space = stat.iter().position(|&b| b == b' ').unwrap_or(stat.len());
-            let (name, value) = (&stat[..space], stat.get(space + 1..).unwrap_or(&[]));
-            write_header(out, h, status::SUCCESS, 0, name.len() as u16, (name.len() + value.len()) as u32, 0);
-            out.extend_from_slice(name);
-            out.extend_from_slice(value);
-        }
-        write_header(out, h, status::SUCCESS, 0, 0, 0, 0);
     }
 }
 

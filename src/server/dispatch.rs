@@ -7,6 +7,7 @@ use super::Shared;
 use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use super::stats::Counters;
+use super::stats::TextStats;
 use super::watch::StoreEvent;
 use crate::node::Written;
 use crate::protocol::command::{KEY_MAX_LENGTH, memcached_item_size};
@@ -307,13 +308,13 @@ impl Dispatch<'_> {
     fn stats(&self, group: StatsGroup, out: &mut Vec<u8>) {
         let shared = self.shared;
         match group {
-            StatsGroup::General => shared.write_general_stats(out),
-            StatsGroup::Settings => shared.write_settings_stats(out),
-            StatsGroup::Items => shared.write_items_stats(out),
-            StatsGroup::Slabs => shared.write_slabs_stats(out),
-            StatsGroup::Sizes => out.extend_from_slice(b"STAT sizes_status disabled\r\nEND\r\n"),
+            StatsGroup::General => shared.write_general_stats(&mut TextStats(out)),
+            StatsGroup::Settings => shared.write_settings_stats(&mut TextStats(out)),
+            StatsGroup::Items => shared.write_items_stats(&mut TextStats(out)),
+            StatsGroup::Slabs => shared.write_slabs_stats(&mut TextStats(out)),
+            StatsGroup::Sizes => shared.write_sizes_stats(&mut TextStats(out)),
             StatsGroup::Conns => shared.registry.write_stats(out, shared.node.view().clock().now_secs()),
-            StatsGroup::Replication => shared.write_replication_stats(out),
+            StatsGroup::Replication => shared.write_replication_stats(&mut TextStats(out)),
             StatsGroup::Reset => {
                 shared.reset_stats();
                 out.extend_from_slice(reply::RESET);

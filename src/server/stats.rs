@@ -5,8 +5,60 @@
 //! workers' sets (memcached keeps per-thread stats the same way, `threadlocal_stats`).
 
 use super::Shared;
+use crate::protocol::binary::{Header, status, write_header};
 use crate::protocol::reply::write_stat;
+use std::fmt::Arguments;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a `stats` group goes, one statistic at a time: memcached's text lines, or
+/// its binary STAT responses.
+pub trait StatSink {
+    fn stat(&mut self, name: &str, value: Arguments<'_>);
+    /// The group is complete.
+    fn end(&mut self);
+}
+
+/// `STAT <name> <value>` lines, then `END`.
+pub struct TextStats<'a>(pub &'a mut Vec<u8>);
+
+impl StatSink for TextStats<'_> {
+    fn stat(&mut self, name: &str, value: Arguments<'_>) {
+        write_stat(self.0, name, value);
+    }
+    fn end(&mut self) {
+        self.0.extend_from_slice(b"END\r\n");
+    }
+}
+
+/// One binary response per statistic (the key its name, the value its value), then
+/// an empty one (memcached's proto_bin.c `append_bin_stats`).
+pub struct BinaryStats<'a> {
+    out: &'a mut Vec<u8>,
+    header: &'a Header,
+    value: Vec<u8>,
+}
+
+impl<'a> BinaryStats<'a> {
+    pub fn new(out: &'a mut Vec<u8>, header: &'a Header) -> BinaryStats<'a> {
+        BinaryStats { out, header, value: Vec::new() }
+    }
+}
+
+impl StatSink for BinaryStats<'_> {
+    fn stat(&mut self, name: &str, value: Arguments<'_>) {
+        use std::io::Write;
+        self.value.clear();
+        let _ = self.value.write_fmt(value);
+        let (name, value) = (name.as_bytes(), &self.value);
+        let body = (name.len() + value.len()) as u32;
+        write_header(self.out, self.header, status::SUCCESS, 0, name.len() as u16, body, 0);
+        self.out.extend_from_slice(name);
+        self.out.extend_from_slice(value);
+    }
+    fn end(&mut self) {
+        write_header(self.out, self.header, status::SUCCESS, 0, 0, 0, 0);
+    }
+}
 
 /// A counter with a single writer.
 #[derive(Default, Debug)]
@@ -121,13 +173,13 @@ impl Shared {
     }
 
     /// `stats`: the general statistics, in memcached 1.6's order and names.
-    pub fn write_general_stats(&self, out: &mut Vec<u8>) {
+    pub fn write_general_stats(&self, sink: &mut impl StatSink) {
         let c = self.counter_totals();
         let s = self.node.view().stats();
         let now = self.node.view().clock().now_secs();
         let (user, system) = rusage();
         let conns = &self.connections;
-        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+        let mut stat = |name: &str, value: Arguments<'_>| sink.stat(name, value);
         stat("pid", format_args!("{}", std::process::id()));
         stat("uptime", format_args!("{}", self.started.elapsed().as_secs()));
         stat("time", format_args!("{now}"));
@@ -207,23 +259,29 @@ impl Shared {
         if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
-        out.extend_from_slice(b"END\r\n");
+        sink.end();
     }
 
     /// `stats replication`: the peer link, or `repl_enabled 0` without a peer.
-    pub fn write_replication_stats(&self, out: &mut Vec<u8>) {
-        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+    pub fn write_replication_stats(&self, sink: &mut impl StatSink) {
+        let mut stat = |name: &str, value: Arguments<'_>| sink.stat(name, value);
         stat("repl_enabled", format_args!("{}", u8::from(self.node.replicator().is_some())));
         if let Some(node) = self.node.replicator() {
             node.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
-        out.extend_from_slice(b"END\r\n");
+        sink.end();
+    }
+
+    /// `stats sizes`: memcached's answer when it does not track sizes.
+    pub fn write_sizes_stats(&self, sink: &mut impl StatSink) {
+        sink.stat("sizes_status", format_args!("disabled"));
+        sink.end();
     }
 
     /// `stats settings`.
-    pub fn write_settings_stats(&self, out: &mut Vec<u8>) {
+    pub fn write_settings_stats(&self, sink: &mut impl StatSink) {
         let cfg = &self.config;
-        let mut stat = |name: &str, value: std::fmt::Arguments<'_>| write_stat(out, name, value);
+        let mut stat = |name: &str, value: Arguments<'_>| sink.stat(name, value);
         stat("maxbytes", format_args!("{}", self.node.view().memory_limit()));
         stat("maxconns", format_args!("{}", cfg.max_connections));
         stat("tcpport", format_args!("{}", cfg.port));
@@ -270,15 +328,14 @@ impl Shared {
         stat("ssl_min_version", format_args!("{}", tls.min_version.name()));
         stat("idle_timeout", format_args!("{}", cfg.idle_timeout.as_secs()));
         stat("tls_handshake_timeout", format_args!("{}", tls.handshake_timeout.as_secs_f64()));
-        out.extend_from_slice(b"END\r\n");
+        sink.end();
     }
 
     /// `stats items`: stickless has no slab classes, so everything is class 1.
-    pub fn write_items_stats(&self, out: &mut Vec<u8>) {
+    pub fn write_items_stats(&self, sink: &mut impl StatSink) {
         let s = self.node.view().stats();
         if s.curr_items > 0 {
-            let mut stat =
-                |name: &str, value: u64| write_stat(out, &format!("items:1:{name}"), format_args!("{value}"));
+            let mut stat = |name: &str, value: u64| sink.stat(&format!("items:1:{name}"), format_args!("{value}"));
             stat("number", s.curr_items);
             stat("mem_requested", s.item_bytes);
             stat("evicted", s.evictions);
@@ -287,15 +344,15 @@ impl Shared {
             stat("expired_unfetched", s.expired_unfetched);
             stat("evicted_unfetched", s.evicted_unfetched);
         }
-        out.extend_from_slice(b"END\r\n");
+        sink.end();
     }
 
     /// `stats slabs`: one pseudo-class holding every item.
-    pub fn write_slabs_stats(&self, out: &mut Vec<u8>) {
+    pub fn write_slabs_stats(&self, sink: &mut impl StatSink) {
         let s = self.node.view().stats();
         let c = self.counter_totals();
         let active = u64::from(s.curr_items > 0);
-        let mut stat = |name: &str, value: u64| write_stat(out, name, format_args!("{value}"));
+        let mut stat = |name: &str, value: u64| sink.stat(name, format_args!("{value}"));
         if active == 1 {
             stat("1:used_chunks", s.curr_items);
             stat("1:get_hits", c.get_hits);
@@ -309,7 +366,7 @@ impl Shared {
         }
         stat("active_slabs", active);
         stat("total_malloced", s.memory_used);
-        out.extend_from_slice(b"END\r\n");
+        sink.end();
     }
 }
 
