@@ -88,12 +88,12 @@ impl Embedded {
     /// in ack mode until the peer has applied it (or the link is down: ack mode then
     /// degrades as the daemon's does). Returns the outcome.
     fn settled<T>(&self, written: Written<T>) -> T {
-        if let Some(node) = self.node.replicator()
+        if let Some(replicator) = self.node.replicator()
             && written.receipt.recorded != 0
         {
             // The link's own timeout takes it down long before this runs out; the
             // bound only keeps a host thread from hanging should that fail.
-            node.wait_acknowledged(written.receipt.recorded, node.settings.timeout * ACK_WAIT_TIMEOUTS);
+            replicator.wait_acknowledged(written.receipt.recorded, replicator.settings.timeout * ACK_WAIT_TIMEOUTS);
         }
         written.outcome
     }
@@ -107,8 +107,8 @@ impl Embedded {
             let claim = written.receipt.claim;
             let outcome = self.settled(written);
             match self.node.replicator() {
-                Some(node) if claim != 0 => {
-                    if node.wait_claim_verdict(claim, node.settings.timeout * ACK_WAIT_TIMEOUTS) {
+                Some(replicator) if claim != 0 => {
+                    if replicator.wait_claim_verdict(claim, replicator.settings.timeout * ACK_WAIT_TIMEOUTS) {
                         return outcome;
                     }
                 }

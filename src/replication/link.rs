@@ -88,8 +88,8 @@ pub struct LinkThread {
 
 impl LinkThread {
     /// Binds the replication listener and starts the thread.
-    pub fn start(node: Arc<Replicator>) -> io::Result<LinkThread> {
-        LinkThread::spawn(LinkRunner::new(node)?)
+    pub fn start(replicator: Arc<Replicator>) -> io::Result<LinkThread> {
+        LinkThread::spawn(LinkRunner::new(replicator)?)
     }
 
     /// Runs `runner` on a thread of its own.
@@ -165,7 +165,7 @@ const EVENTS: usize = 256;
 /// The link's state and event loop, run one turn at a time by its thread or by the
 /// worker that hosts it.
 pub struct LinkRunner {
-    node: Arc<Replicator>,
+    replicator: Arc<Replicator>,
     poll: Poll,
     waker: Arc<Waker>,
     local_addr: Option<SocketAddr>,
@@ -193,26 +193,26 @@ pub struct LinkRunner {
 impl LinkRunner {
     /// Binds the replication listener, if the node accepts its peer; nothing runs
     /// until a turn is taken.
-    pub fn new(node: Arc<Replicator>) -> io::Result<LinkRunner> {
+    pub fn new(replicator: Arc<Replicator>) -> io::Result<LinkRunner> {
         let poll = Poll::new()?;
         let mut listener = None;
         let mut local_addr = None;
-        if let Some(listen) = &node.settings.listen {
+        if let Some(listen) = &replicator.settings.listen {
             // The error names the address: "Address already in use" alone does not
             // say which of a node's ports is taken.
             let mut bound = resolve(listen).and_then(TcpListener::bind).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot listen for the peer on {listen} (--repl-listen): {e}"))
             })?;
             let addr = bound.local_addr()?;
-            let _ = node.listen_addr.set(addr);
+            let _ = replicator.listen_addr.set(addr);
             poll.registry().register(&mut bound, LISTENER, Interest::READABLE)?;
             (listener, local_addr) = (Some(bound), Some(addr));
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        node.set_link_waker(Arc::clone(&waker));
-        let jitter = node.history | 1;
+        replicator.set_link_waker(Arc::clone(&waker));
+        let jitter = replicator.history | 1;
         Ok(LinkRunner {
-            node,
+            replicator,
             poll,
             waker,
             local_addr,
@@ -299,13 +299,13 @@ impl LinkRunner {
     }
 
     fn now(&self) -> LinkTime {
-        let clock = self.node.store.clock();
+        let clock = self.replicator.store.clock();
         LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }
     }
 
     /// Sends what is due on every link, checks heartbeats when due, and dials.
     fn service(&mut self) {
-        let sent_before = self.node.stats.sent_seq.load(Ordering::Relaxed);
+        let sent_before = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
         // A worker hosting the link runs this every turn: the keys' list is reused.
         let mut keys = std::mem::take(&mut self.keys);
         keys.clear();
@@ -320,16 +320,16 @@ impl LinkRunner {
         // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
         // aside): otherwise every ack from the peer would wake a send of the few
         // changes made since, and the two would ping-pong at the round-trip rate.
-        let is_async = self.node.settings.mode == SyncMode::Async;
+        let is_async = self.replicator.settings.mode == SyncMode::Async;
         // A claim (or a refusal of the peer's) goes at once: a client waits on it.
-        let urgent = self.node.take_urgent();
+        let urgent = self.replicator.take_urgent();
         let throttled = is_async && !self.busy && !urgent && Instant::now() < self.next_send;
         let mut more = false;
         for &key in &keys {
             more |= self.pump(key, !throttled);
         }
         self.keys = keys;
-        let sent = self.node.stats.sent_seq.load(Ordering::Relaxed);
+        let sent = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
         if sent != sent_before {
             self.next_send = Instant::now() + BATCH_INTERVAL;
         }
@@ -337,12 +337,12 @@ impl LinkRunner {
         // sleep until a record wakes us (ack mode: at once, clients are waiting).
         self.batching = is_async && (sent != sent_before || throttled);
         if self.batching {
-            self.node.link_batches();
+            self.replicator.link_batches();
         } else {
-            self.node.link_sleeps();
+            self.replicator.link_sleeps();
             // A change recorded before we said so rang no waker.
             let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
-            more |= sending && sent < self.node.last_seq();
+            more |= sending && sent < self.replicator.last_seq();
         }
         self.busy = more || unread;
         if Instant::now() >= self.next_tick {
@@ -356,7 +356,7 @@ impl LinkRunner {
     }
 
     fn wants_dial(&self) -> bool {
-        self.node.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
+        self.replicator.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
     }
 
     fn publish_state(&self) {
@@ -365,7 +365,7 @@ impl LinkRunner {
             None if self.outgoing.is_some() => LINK_CONNECTING,
             None => LINK_DOWN,
         };
-        self.node.stats.state.store(state, Ordering::Relaxed);
+        self.replicator.stats.state.store(state, Ordering::Relaxed);
     }
 
     fn accept(&mut self) {
@@ -391,7 +391,7 @@ impl LinkRunner {
     /// must carry, for a dial over TLS).
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) -> Option<usize> {
         let _ = stream.set_nodelay(true);
-        let mut stream = match &self.node.settings.tls {
+        let mut stream = match &self.replicator.settings.tls {
             None => MaybeTls::Plain(stream),
             Some(tls) => {
                 let wrapped = match dialed {
@@ -408,7 +408,7 @@ impl LinkRunner {
             }
         };
         let dialed = dialed.is_some();
-        let session = match Session::start(&self.node, dialed, self.now()) {
+        let session = match Session::start(&self.replicator, dialed, self.now()) {
             Ok(session) => session,
             Err(e) => {
                 log::error!("replication: no random challenge: {e}");
@@ -437,7 +437,7 @@ impl LinkRunner {
     }
 
     fn dial(&mut self) {
-        let Some(peer) = self.node.settings.peer.clone() else {
+        let Some(peer) = self.replicator.settings.peer.clone() else {
             return;
         };
         self.schedule_dial();
@@ -501,7 +501,7 @@ impl LinkRunner {
                     io::ErrorKind::WouldBlock => break,
                     io::ErrorKind::Interrupted => continue,
                     io::ErrorKind::InvalidData if is_plaintext_on_tls(&e) => {
-                        self.node.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                        self.replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
                         outcome = Err(format!("{} sent plaintext, not TLS: {ONE_SIDED_TLS}", link.peer));
                         break;
                     }
@@ -524,12 +524,12 @@ impl LinkRunner {
                 && !link.session.met_peer()
                 && starts_like_tls(&link.input[..link.filled])
             {
-                self.node.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                self.replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
                 outcome = Err(format!("{} speaks TLS and this node does not: {ONE_SIDED_TLS}", link.peer));
                 break;
             }
             // Apply as we go, so a long burst is not buffered whole.
-            match link.session.receive(&self.node, &link.input[..link.filled], now) {
+            match link.session.receive(&self.replicator, &link.input[..link.filled], now) {
                 Ok(used) => {
                     link.input.copy_within(used..link.filled, 0);
                     link.filled -= used;
@@ -558,7 +558,7 @@ impl LinkRunner {
 
     /// A link proved itself: keep it unless another is up and preferred.
     fn handshake_done(&mut self, key: usize) {
-        let stats = &self.node.stats;
+        let stats = &self.replicator.stats;
         let link = &self.links[key];
         let peer_node = link.session.peer_node().expect("ready");
         stats.links.fetch_add(1, Ordering::Relaxed);
@@ -568,7 +568,7 @@ impl LinkRunner {
         }
         self.backoff = DIAL_BACKOFF_FIRST;
         // The link both sides keep: the one the lower node id dialed.
-        let preferred = |link: &Link| link.session.dialed == (self.node.settings.identity.node < peer_node);
+        let preferred = |link: &Link| link.session.dialed == (self.replicator.settings.identity.node < peer_node);
         match self.active {
             Some(other) if other != key && self.links.contains(other) => {
                 if preferred(link) {
@@ -578,7 +578,7 @@ impl LinkRunner {
                     // restarts them when the peer asks for our changes, which it may
                     // have done already, in the read that completed the handshake.
                     if self.links[key].session.is_sending() {
-                        self.node.set_acking(true);
+                        self.replicator.set_acking(true);
                     }
                 } else {
                     self.close(key, "a link to this peer is already up");
@@ -594,14 +594,14 @@ impl LinkRunner {
     /// Produces one burst of frames and writes what the socket takes; true when
     /// the session has more to send right away.
     fn pump(&mut self, key: usize, produce: bool) -> bool {
-        let node = Arc::clone(&self.node);
+        let replicator = Arc::clone(&self.replicator);
         let Some(link) = self.links.get_mut(key) else {
             return false;
         };
         let mut failure = None;
         let mut more = false;
         if produce && link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
-            match link.session.produce(&node, link.session.out.len() + BURST) {
+            match link.session.produce(&replicator, link.session.out.len() + BURST) {
                 Ok(left) => more = left,
                 Err(reason) => failure = Some(reason),
             }
@@ -619,7 +619,7 @@ impl LinkRunner {
             match link.stream.write(&link.session.out[link.written..]) {
                 Ok(n) => {
                     link.written += n;
-                    node.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    replicator.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     if link.written == link.session.out.len() {
                         link.session.out.clear();
                         link.written = 0;
@@ -650,7 +650,7 @@ impl LinkRunner {
         let now = self.now();
         let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
         for key in keys {
-            if let Err(reason) = self.links[key].session.tick(&self.node, now) {
+            if let Err(reason) = self.links[key].session.tick(&self.replicator, now) {
                 self.close(key, &reason);
             } else {
                 self.busy |= self.pump(key, true);
@@ -668,8 +668,8 @@ impl LinkRunner {
         }
         if self.active == Some(key) {
             self.active = None;
-            self.node.set_acking(false);
-            self.node.stats.receiving_sync.store(false, Ordering::Relaxed);
+            self.replicator.set_acking(false);
+            self.replicator.stats.receiving_sync.store(false, Ordering::Relaxed);
             log::warn!("replication: link to {} down: {reason}", link.peer);
             // Reconnect promptly; the backoff grows only while dials fail.
             self.backoff = DIAL_BACKOFF_FIRST;
@@ -679,7 +679,7 @@ impl LinkRunner {
         } else if link.session.dialed && !link.session.met_peer() {
             log::debug!("replication: dial to {} failed: {reason}", link.peer);
         } else {
-            self.node.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.replicator.stats.refused.fetch_add(1, Ordering::Relaxed);
             log::warn!("replication: refused a connection from {}: {reason}", link.peer);
         }
     }
@@ -699,8 +699,8 @@ mod tests {
     #[test]
     fn a_peer_closing_right_after_its_last_bytes_is_heard_at_once() {
         let clock = ManualClock::new(1_800_000_000_000);
-        let node = super::super::tests::node_listening(1, &clock, 1, "127.0.0.1:0");
-        let mut runner = LinkRunner::new(node).unwrap();
+        let replicator = super::super::tests::replicator_listening(1, &clock, 1, "127.0.0.1:0");
+        let mut runner = LinkRunner::new(replicator).unwrap();
         let mut peer = std::net::TcpStream::connect(runner.local_addr().unwrap()).unwrap();
         // The first byte of a frame whose rest never comes, then the EOF.
         peer.write_all(&[0]).unwrap();

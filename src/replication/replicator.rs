@@ -306,9 +306,9 @@ impl Replicator {
     /// weakly: the node holds the store, and an embedded store must be freed when its
     /// host closes it. After the node is gone, changes are no longer recorded.
     pub fn observe(self: &Arc<Self>) -> bool {
-        let node = Arc::downgrade(self);
+        let weak = Arc::downgrade(self);
         let tombstone_secs = self.settings.tombstone_secs;
-        let observer = move |change: Change<'_>| node.upgrade().map_or(0, |node| node.record(change));
+        let observer = move |change: Change<'_>| weak.upgrade().map_or(0, |replicator| replicator.record(change));
         self.store.observe_changes(Box::new(observer), tombstone_secs)
     }
 

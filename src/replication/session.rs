@@ -109,7 +109,7 @@ enum Pending {
 
 impl Session {
     /// A new link; the dialing side speaks first.
-    pub fn start(node: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
+    pub fn start(replicator: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
         let mut session = Session {
             dialed,
             our_nonce: fresh_nonce()?,
@@ -134,7 +134,7 @@ impl Session {
             won_in_refusals: std::collections::VecDeque::new(),
         };
         if dialed {
-            session.send_hello(node, now.wall_ms);
+            session.send_hello(replicator, now.wall_ms);
         }
         Ok(session)
     }
@@ -145,8 +145,8 @@ impl Session {
         self.bytes_made += (self.out.len() - before) as u64;
     }
 
-    fn send_hello(&mut self, node: &Replicator, now_ms: u64) {
-        let hello = node.settings.identity.hello(self.our_nonce, node.history, now_ms);
+    fn send_hello(&mut self, replicator: &Replicator, now_ms: u64) {
+        let hello = replicator.settings.identity.hello(self.our_nonce, replicator.history, now_ms);
         let before = self.out.len();
         wire::encode(&hello, &mut self.out);
         self.bytes_made += (self.out.len() - before) as u64;
@@ -187,21 +187,21 @@ impl Session {
 
     /// Handles every whole frame in `input`; returns the bytes used. An error is
     /// the reason to close the link.
-    pub fn receive(&mut self, node: &Replicator, input: &[u8], now: LinkTime) -> Result<usize, String> {
+    pub fn receive(&mut self, replicator: &Replicator, input: &[u8], now: LinkTime) -> Result<usize, String> {
         let mut used = 0;
         let applied_before = self.live_applied;
         while let Some((frame, n)) = wire::decode(&input[used..]).map_err(|e| e.to_string())? {
             used += n;
             self.bytes_read += n as u64;
             self.clock.heard(now.mono_ms);
-            self.handle(node, frame, now)?;
+            self.handle(replicator, frame, now)?;
         }
-        node.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
+        replicator.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
         if self.live_applied != applied_before
             && self.receiving_sync.is_none()
             && let Phase::Ready(peer) = self.phase
         {
-            *node.progress.lock().expect("progress lock") =
+            *replicator.progress.lock().expect("progress lock") =
                 Progress { history: peer.history, applied: self.live_applied };
         }
         if self.ack_due {
@@ -211,13 +211,13 @@ impl Session {
         Ok(used)
     }
 
-    fn handle(&mut self, node: &Replicator, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
-        let identity = &node.settings.identity;
+    fn handle(&mut self, replicator: &Replicator, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
+        let identity = &replicator.settings.identity;
         match self.phase {
             Phase::Hello => {
                 let peer = identity.check_hello(&frame)?;
                 if !self.dialed {
-                    self.send_hello(node, now.wall_ms);
+                    self.send_hello(replicator, now.wall_ms);
                 }
                 let mac = identity.prove(&peer.nonce);
                 self.emit(&Frame::Auth { mac });
@@ -233,71 +233,71 @@ impl Session {
                 identity.check_auth(&frame, &peer, &self.our_nonce)?;
                 self.phase = Phase::Ready(peer);
                 self.just_ready = true;
-                let held = *node.progress.lock().expect("progress lock");
+                let held = *replicator.progress.lock().expect("progress lock");
                 let resume = if held.history == peer.history { held } else { Progress::default() };
                 if resume.history != 0 {
                     // A run this node already holds: only the rest follows.
-                    node.mark_synced();
+                    replicator.mark_synced();
                 }
                 self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
                 self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
-            Phase::Ready(peer) => self.handle_ready(node, peer, frame, now.wall_ms),
+            Phase::Ready(peer) => self.handle_ready(replicator, peer, frame, now.wall_ms),
         }
     }
 
     fn handle_ready(
         &mut self,
-        node: &Replicator,
+        replicator: &Replicator,
         peer: PeerHello,
         frame: Frame<'_>,
         now_ms: u64,
     ) -> Result<(), String> {
-        let stats = &node.stats;
+        let stats = &replicator.stats;
         match frame {
             Frame::Resume { history, applied } => {
                 if !matches!(self.sending, Sending::AwaitResume) {
                     return Err("the peer sent a second resume".into());
                 }
-                self.start_sending(node, history, applied);
+                self.start_sending(replicator, history, applied);
             }
             Frame::Set { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
                 let state = KeyState::Value { value, flags, expires_at };
-                self.apply(node, seq, &KeyChange { key, version, state });
+                self.apply(replicator, seq, &KeyChange { key, version, state });
             }
             Frame::Claim { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
                 let state = KeyState::Value { value, flags, expires_at };
-                if node.store.apply_remote_claim(&KeyChange { key, version, state }) == Applied::Refused {
+                if replicator.store.apply_remote_claim(&KeyChange { key, version, state }) == Applied::Refused {
                     stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     stats.claims_refused.fetch_add(1, Ordering::Relaxed);
-                    self.refusals.push_back((seq, key.into(), node.last_seq()));
-                    node.make_urgent();
+                    self.refusals.push_back((seq, key.into(), replicator.last_seq()));
+                    replicator.make_urgent();
                 } else {
                     stats.changes_applied.fetch_add(1, Ordering::Relaxed);
                 }
-                self.applied(node, seq);
+                self.applied(replicator, seq);
             }
             Frame::Refuse { seq, version, flags, expires_ms, key, value } => {
                 if version != 0 {
                     let state = KeyState::Value { value, flags, expires_at: self.to_local_secs(expires_ms) };
-                    node.store.apply_remote(&KeyChange { key, version, state });
+                    replicator.store.apply_remote(&KeyChange { key, version, state });
                 }
-                node.claim_refused(seq);
+                replicator.claim_refused(seq);
             }
             Frame::Delete { seq, version, key } => {
-                self.apply(node, seq, &KeyChange { key, version, state: KeyState::Deleted });
+                self.apply(replicator, seq, &KeyChange { key, version, state: KeyState::Deleted });
             }
             Frame::Flush { seq, version, at_ms } => {
-                node.store.apply_remote_flush(version, self.to_local_secs(at_ms));
-                self.applied(node, seq);
+                replicator.store.apply_remote_flush(version, self.to_local_secs(at_ms));
+                self.applied(replicator, seq);
             }
-            Frame::Skip { seq } => self.applied(node, seq),
+            Frame::Skip { seq } => self.applied(replicator, seq),
             Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
                 self.receiving_sync = Some(seq);
-                node.store.apply_remote_flush(flush_version, self.to_local_secs(flush_at_ms));
+                replicator.store.apply_remote_flush(flush_version, self.to_local_secs(flush_at_ms));
                 stats.receiving_sync.store(true, Ordering::Relaxed);
                 stats.sync_items_received.store(0, Ordering::Relaxed);
                 log::info!("replication: receiving a full sync from node {}", peer.node);
@@ -310,10 +310,10 @@ impl Session {
                 let applied = upto.max(seq).max(self.live_applied);
                 self.live_applied = applied;
                 self.ack_due = true;
-                *node.progress.lock().expect("progress lock") = Progress { history: peer.history, applied };
+                *replicator.progress.lock().expect("progress lock") = Progress { history: peer.history, applied };
                 stats.receiving_sync.store(false, Ordering::Relaxed);
                 stats.applied_seq.store(applied, Ordering::Relaxed);
-                node.mark_synced();
+                replicator.mark_synced();
                 log::info!(
                     "replication: full sync from node {} complete, {} items",
                     peer.node,
@@ -321,11 +321,11 @@ impl Session {
                 );
             }
             Frame::Ping { applied, sent_ms } => {
-                node.peer_applied(applied);
+                replicator.peer_applied(applied);
                 self.emit(&Frame::Pong { applied: self.ackable(), echo_ms: sent_ms, sent_ms: now_ms });
             }
             Frame::Pong { applied, echo_ms, sent_ms } => {
-                node.peer_applied(applied);
+                replicator.peer_applied(applied);
                 let skew = self.clock.pong(now_ms, echo_ms, sent_ms);
                 stats.rtt_ms.store(self.clock.rtt_ms.unwrap_or(0), Ordering::Relaxed);
                 stats.skew_ms.store(skew, Ordering::Relaxed);
@@ -339,10 +339,10 @@ impl Session {
                 }
             }
             Frame::Ack { applied, bytes } => {
-                if let Some(at) = node.backlog.lock().expect("backlog lock").recorded_at(applied) {
-                    stats.lag.record(node.micros().saturating_sub(at));
+                if let Some(at) = replicator.backlog.lock().expect("backlog lock").recorded_at(applied) {
+                    stats.lag.record(replicator.micros().saturating_sub(at));
                 }
-                node.peer_applied(applied);
+                replicator.peer_applied(applied);
                 self.bytes_acked = bytes;
                 stats.lag_bytes.store(self.bytes_made.saturating_sub(bytes), Ordering::Relaxed);
             }
@@ -365,9 +365,9 @@ impl Session {
         ((local + 500) / 1000).clamp(1, i64::from(u32::MAX)) as u32
     }
 
-    fn apply(&mut self, node: &Replicator, seq: u64, change: &KeyChange<'_>) {
-        let stats = &node.stats;
-        match node.store.apply_remote(change) {
+    fn apply(&mut self, replicator: &Replicator, seq: u64, change: &KeyChange<'_>) {
+        let stats = &replicator.stats;
+        match replicator.store.apply_remote(change) {
             Applied::Applied => stats.changes_applied.fetch_add(1, Ordering::Relaxed),
             Applied::Older => stats.conflicts.fetch_add(1, Ordering::Relaxed),
             Applied::NoMemory => {
@@ -381,22 +381,22 @@ impl Session {
         if seq == 0 {
             stats.sync_items_received.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.applied(node, seq);
+            self.applied(replicator, seq);
         }
     }
 
-    fn applied(&mut self, node: &Replicator, seq: u64) {
+    fn applied(&mut self, replicator: &Replicator, seq: u64) {
         self.live_applied = seq;
         self.ack_due = true;
-        node.stats.applied_seq.store(seq, Ordering::Relaxed);
+        replicator.stats.applied_seq.store(seq, Ordering::Relaxed);
     }
 
     /// The peer said what it holds of our changes: resume from the backlog if it
     /// covers that, else send everything.
-    fn start_sending(&mut self, node: &Replicator, history: u64, applied: u64) {
-        let stats = &node.stats;
-        let backlog = node.backlog.lock().expect("backlog lock");
-        if history == node.history && backlog.covers(applied) {
+    fn start_sending(&mut self, replicator: &Replicator, history: u64, applied: u64) {
+        let stats = &replicator.stats;
+        let backlog = replicator.backlog.lock().expect("backlog lock");
+        if history == replicator.history && backlog.covers(applied) {
             self.next_seq = applied + 1;
             self.sending = Sending::Live;
             drop(backlog);
@@ -405,7 +405,7 @@ impl Session {
         } else {
             let upto = backlog.last_seq();
             drop(backlog);
-            let (flush_version, flush_at) = node.store.flush_marks();
+            let (flush_version, flush_at) = replicator.store.flush_marks();
             let flush_at_ms = u64::from(flush_at) * 1000;
             self.emit(&Frame::SyncBegin { seq: upto, flush_version, flush_at_ms });
             self.next_seq = upto + 1;
@@ -414,33 +414,33 @@ impl Session {
             stats.sync_items_sent.store(0, Ordering::Relaxed);
             log::info!("replication: full sync to the peer (it holds nothing of this run's changes up to {upto})");
         }
-        node.set_acking(true);
+        replicator.set_acking(true);
     }
 
     /// Fills `out` up to about `budget` bytes with changes and sync slices, and
     /// says whether there is more to send. `Err` when the peer fell behind the
     /// backlog: the link is closed and the peer gets a full sync when it returns.
-    pub fn produce(&mut self, node: &Replicator, budget: usize) -> Result<bool, String> {
+    pub fn produce(&mut self, replicator: &Replicator, budget: usize) -> Result<bool, String> {
         if !self.is_ready() || matches!(self.sending, Sending::AwaitResume) {
             return Ok(false);
         }
         let made_before = self.bytes_made;
         while self.out.len() < budget {
-            let sent = self.send_live(node).map_err(|Overflowed| {
+            let sent = self.send_live(replicator).map_err(|Overflowed| {
                 format!(
                     "the peer fell more than --repl-backlog ({} bytes) behind; it takes a full sync when it returns",
-                    node.settings.backlog
+                    replicator.settings.backlog
                 )
             })?;
             match self.sending {
                 Sending::Full { cursor, upto } => {
-                    let cursor = self.send_slice(node, cursor, upto);
+                    let cursor = self.send_slice(replicator, cursor, upto);
                     if cursor.done {
                         self.emit(&Frame::SyncEnd { seq: upto });
                         self.sending = Sending::Live;
                         log::info!(
                             "replication: full sync sent, {} items",
-                            node.stats.sync_items_sent.load(Ordering::Relaxed)
+                            replicator.stats.sync_items_sent.load(Ordering::Relaxed)
                         );
                     } else {
                         self.sending = Sending::Full { cursor, upto };
@@ -450,9 +450,9 @@ impl Session {
                 _ => {}
             }
         }
-        self.send_refusals(node);
+        self.send_refusals(replicator);
         if self.bytes_made != made_before {
-            node.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
+            replicator.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
         }
         Ok(self.out.len() >= budget)
     }
@@ -465,7 +465,7 @@ impl Session {
 
     /// Sends the refusals whose preceding changes have all gone, each with the
     /// winning state, then acknowledges past them.
-    fn send_refusals(&mut self, node: &Replicator) {
+    fn send_refusals(&mut self, replicator: &Replicator) {
         let mut sent = false;
         while let Some((seq, key, after)) = self.refusals.front() {
             if *after >= self.next_seq {
@@ -476,7 +476,7 @@ impl Session {
             let before = self.out.len();
             let mut out = std::mem::take(&mut self.out);
             let mut winner_version = None;
-            node.store.key_state(&key, |winner| {
+            replicator.store.key_state(&key, |winner| {
                 if let KeyState::Value { value, flags, expires_at } = winner.state {
                     let (version, expires_ms) = (winner.version, u64::from(expires_at) * 1000);
                     let key = &key[..];
@@ -484,7 +484,7 @@ impl Session {
                     winner_version = Some(version);
                 }
             });
-            if let Some(version) = winner_version.filter(|&v| version_node(v) == node.store.node_id()) {
+            if let Some(version) = winner_version.filter(|&v| version_node(v) == replicator.store.node_id()) {
                 if self.won_in_refusals.len() == WON_IN_REFUSALS_KEPT {
                     self.won_in_refusals.pop_front();
                 }
@@ -507,12 +507,12 @@ impl Session {
     /// Sends the next backlog entries, each as its key's current state. The
     /// entries are copied out under the backlog lock and the store is read after
     /// it is released, so writers recording changes never wait for the store.
-    fn send_live(&mut self, node: &Replicator) -> Result<usize, Overflowed> {
+    fn send_live(&mut self, replicator: &Replicator) -> Result<usize, Overflowed> {
         let (mut batch, mut keys) = (std::mem::take(&mut self.batch), std::mem::take(&mut self.batch_keys));
         batch.clear();
         keys.clear();
         let visited =
-            node.backlog.lock().expect("backlog lock").visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
+            replicator.backlog.lock().expect("backlog lock").visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
                 batch.push(match change {
                     Recorded::Key(key) => {
                         keys.extend_from_slice(key);
@@ -528,7 +528,7 @@ impl Session {
         let mut out = std::mem::take(&mut self.out);
         let before = out.len();
         let mut last_skipped = None;
-        let our_node = node.store.node_id();
+        let our_node = replicator.store.node_id();
         let mut lost = Vec::new();
         let mut key_at = 0;
         for &(seq, pending) in &batch {
@@ -547,7 +547,7 @@ impl Session {
                         let seen = self.won_in_refusals.iter().position(|&v| v == made);
                         seen.map(|at| self.won_in_refusals.remove(at)).is_none()
                     });
-                    let sent = node.store.key_state_sent(key, seq, |change| {
+                    let sent = replicator.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
                         // the add made. A state from the peer that replaced it since
                         // was a concurrent write there that won: the add lost.
@@ -575,7 +575,7 @@ impl Session {
         }
         // Before the frames go, so the verdicts are in when their acks come back.
         for seq in lost {
-            node.claim_refused(seq);
+            replicator.claim_refused(seq);
         }
         self.bytes_made += (out.len() - before) as u64;
         self.out = out;
@@ -588,27 +588,27 @@ impl Session {
         }
         if let Some(seq) = last {
             self.next_seq = seq + 1;
-            node.stats.sent_seq.store(seq, Ordering::Relaxed);
+            replicator.stats.sent_seq.store(seq, Ordering::Relaxed);
         }
         Ok(visited)
     }
 
-    fn send_slice(&mut self, node: &Replicator, cursor: SyncCursor, upto: u64) -> SyncCursor {
+    fn send_slice(&mut self, replicator: &Replicator, cursor: SyncCursor, upto: u64) -> SyncCursor {
         let before = self.out.len();
         let mut items = 0;
         let out = &mut self.out;
-        let cursor = node.store.sync_slice(cursor, upto, SYNC_SLICE_BUCKETS, |change| {
+        let cursor = replicator.store.sync_slice(cursor, upto, SYNC_SLICE_BUCKETS, |change| {
             encode_change(out, 0, &change, false);
             items += 1;
         });
         self.bytes_made += (self.out.len() - before) as u64;
-        node.stats.sync_items_sent.fetch_add(items, Ordering::Relaxed);
+        replicator.stats.sync_items_sent.fetch_add(items, Ordering::Relaxed);
         cursor
     }
 
     /// Heartbeat and timeouts; `Err` is the reason to close the link.
-    pub fn tick(&mut self, node: &Replicator, now: LinkTime) -> Result<(), String> {
-        let (now_ms, timeout) = (now.mono_ms, node.settings.timeout);
+    pub fn tick(&mut self, replicator: &Replicator, now: LinkTime) -> Result<(), String> {
+        let (now_ms, timeout) = (now.mono_ms, replicator.settings.timeout);
         if !self.is_ready() {
             if now_ms.saturating_sub(self.started.mono_ms) > timeout.as_millis() as u64 {
                 return Err(format!("handshake not completed within {} ms", timeout.as_millis()));
@@ -624,10 +624,10 @@ impl Session {
         }
         // Shown by `stats` as a wall-clock time: as long ago as on the monotonic clock.
         let heard_wall_ms = now.wall_ms.saturating_sub(now_ms.saturating_sub(self.clock.last_heard_ms));
-        node.stats.last_heard_ms.store(heard_wall_ms, Ordering::Relaxed);
+        replicator.stats.last_heard_ms.store(heard_wall_ms, Ordering::Relaxed);
         if now_ms >= self.next_ping_ms {
             self.emit(&Frame::Ping { applied: self.ackable(), sent_ms: now.wall_ms });
-            self.next_ping_ms = now_ms + node.settings.heartbeat.as_millis() as u64;
+            self.next_ping_ms = now_ms + replicator.settings.heartbeat.as_millis() as u64;
         }
         Ok(())
     }

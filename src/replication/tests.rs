@@ -14,12 +14,12 @@ use std::time::Duration;
 const START_MS: u64 = 1_800_000_000_000;
 const KEYS: usize = 6;
 
-fn node(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
-    node_listening(id, clock, history, "")
+fn replicator(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
+    replicator_listening(id, clock, history, "")
 }
 
 /// A node whose link (when one is built) listens on `listen`.
-pub(super) fn node_listening(id: u16, clock: &ManualClock, history: u64, listen: &str) -> Arc<Replicator> {
+pub(super) fn replicator_listening(id: u16, clock: &ManualClock, history: u64, listen: &str) -> Arc<Replicator> {
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
@@ -33,9 +33,9 @@ pub(super) fn node_listening(id: u16, clock: &ManualClock, history: u64, listen:
         tombstone_secs: 3600,
         tls: None,
     };
-    let node = Arc::new(Replicator::new(store, settings, history));
-    assert!(node.observe());
-    node
+    let replicator = Arc::new(Replicator::new(store, settings, history));
+    assert!(replicator.observe());
+    replicator
 }
 
 /// One side of a link: its session and the bytes it has received but not used.
@@ -55,7 +55,7 @@ struct Pair {
 impl Pair {
     fn new() -> Pair {
         let clock = ManualClock::new(START_MS);
-        let (a, b) = (node(1, &clock, 1), node(2, &clock, 2));
+        let (a, b) = (replicator(1, &clock, 1), replicator(2, &clock, 2));
         Pair { clock, a, b, link: None, histories: 2 }
     }
 
@@ -123,7 +123,7 @@ impl Pair {
         self.cut();
         self.clock.advance_ms(1);
         self.histories += 1;
-        self.b = node(2, &self.clock, self.histories);
+        self.b = replicator(2, &self.clock, self.histories);
     }
 
     fn settle(&mut self) {
@@ -165,9 +165,9 @@ fn a_pair_links_syncs_and_streams() {
     pair.a.store.delete(b"before");
     pair.settle();
     assert_eq!(visible(&pair.b.store, b"before"), None, "the delete made while cut arrives");
-    let stats = |node: &Replicator| {
+    let stats = |replicator: &Replicator| {
         use std::sync::atomic::Ordering::Relaxed;
-        (node.stats.full_syncs.load(Relaxed), node.stats.partial_syncs.load(Relaxed))
+        (replicator.stats.full_syncs.load(Relaxed), replicator.stats.partial_syncs.load(Relaxed))
     };
     assert_eq!((stats(&pair.a), stats(&pair.b)), ((1, 1), (1, 1)), "the reconnect resumed from the backlogs");
 }
@@ -198,7 +198,7 @@ fn a_stranger_is_refused_before_anything_is_sent() {
     assert!(refused.contains("unknown frame type"), "{refused}");
     assert!(acceptor.out.is_empty());
 
-    let stranger = node(3, &pair.clock, 9);
+    let stranger = replicator(3, &pair.clock, 9);
     let mut stranger_identity = stranger.settings.clone();
     stranger_identity.identity = Identity::new(3, b"test", b"not the pair's secret!");
     let impostor = Arc::new(Replicator::new(Arc::clone(&stranger.store), stranger_identity, 9));
@@ -378,10 +378,10 @@ proptest! {
             match step {
                 Step::Write { on_b, key: k, write } => {
                     pair.clock.advance_ms(1);
-                    let node = if on_b { Arc::clone(&pair.b) } else { Arc::clone(&pair.a) };
-                    let store = &node.store;
+                    let replicator = if on_b { Arc::clone(&pair.b) } else { Arc::clone(&pair.a) };
+                    let store = &replicator.store;
                     let name = key(k);
-                    let before = node.last_seq();
+                    let before = replicator.last_seq();
                     let state = match write {
                         Write::Set { value, flags, ttl } => {
                             let flags = if flags { 0xC0FFEE } else { 0 };
@@ -409,9 +409,9 @@ proptest! {
                             None
                         }
                     };
-                    let seq = node.last_seq();
+                    let seq = replicator.last_seq();
                     prop_assert!(seq > before, "every write is recorded, whether or not the key was held");
-                    log.push(Logged { key: k, seq_on_b: on_b.then_some(seq), history: node.history, state });
+                    log.push(Logged { key: k, seq_on_b: on_b.then_some(seq), history: replicator.history, state });
                 }
                 Step::Deliver { to_b, bytes } => {
                     pair.deliver(to_b, usize::from(bytes));
@@ -512,30 +512,30 @@ fn lock_step() -> impl Strategy<Value = LockStep> {
 
 /// Moves a locker one step, as its connection would: an answered `add` either
 /// holds the lock or, refused, runs again.
-fn act(node: &Replicator, locker: Locker) -> Locker {
-    let ack = |seq| node.settings.mode == SyncMode::Async || node.acknowledged(seq);
+fn act(replicator: &Replicator, locker: Locker) -> Locker {
+    let ack = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
     match locker {
         Locker::Idle => {
             let add = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, b"lock", b"me") };
-            match node.store.store(&add) {
-                crate::store::StoreOutcome::Stored { .. } => Locker::Added(node.last_seq()),
+            match replicator.store.store(&add) {
+                crate::store::StoreOutcome::Stored { .. } => Locker::Added(replicator.last_seq()),
                 _ => Locker::Idle,
             }
         }
         // As a connection does right after the add: the verdict may be in already.
-        Locker::Added(seq) => match node.take_claim_verdict(seq) {
+        Locker::Added(seq) => match replicator.take_claim_verdict(seq) {
             Some(true) => Locker::Holding,
-            Some(false) => act(node, Locker::Idle),
+            Some(false) => act(replicator, Locker::Idle),
             None => Locker::Claiming(seq),
         },
-        Locker::Claiming(seq) if ack(seq) => match node.take_claim_verdict(seq) {
+        Locker::Claiming(seq) if ack(seq) => match replicator.take_claim_verdict(seq) {
             Some(true) => Locker::Holding,
-            Some(false) => act(node, Locker::Idle),
+            Some(false) => act(replicator, Locker::Idle),
             None => locker,
         },
         Locker::Holding => {
-            node.store.delete(b"lock");
-            Locker::Releasing(node.last_seq())
+            replicator.store.delete(b"lock");
+            Locker::Releasing(replicator.last_seq())
         }
         Locker::Releasing(seq) if ack(seq) => Locker::Idle,
         waiting => waiting,
@@ -546,21 +546,21 @@ fn act(node: &Replicator, locker: Locker) -> Locker {
 fn lock_race(mode: SyncMode, skew_ms: i16, steps: Vec<LockStep>) -> Result<(), TestCaseError> {
     let mut pair = Pair::new();
     let clock_b = ManualClock::new(START_MS.saturating_add_signed(i64::from(skew_ms)));
-    for (node, clock) in [(&mut pair.a, pair.clock.clone()), (&mut pair.b, clock_b.clone())] {
-        let mut settings = node.settings.clone();
+    for (replicator, clock) in [(&mut pair.a, pair.clock.clone()), (&mut pair.b, clock_b.clone())] {
+        let mut settings = replicator.settings.clone();
         settings.mode = mode;
-        let store = Arc::clone(&node.store);
+        let store = Arc::clone(&replicator.store);
         // Rebuilt with the mode: the store's observer follows the new node.
-        *node = Arc::new(Replicator::new(
+        *replicator = Arc::new(Replicator::new(
             Arc::new(Store::new(
                 StoreConfig { node_id: settings.identity.node, ..StoreConfig::default() },
                 Clock::Manual(clock),
             )),
             settings,
-            node.history,
+            replicator.history,
         ));
         drop(store);
-        assert!(node.observe());
+        assert!(replicator.observe());
     }
     pair.settle();
     let mut lockers = [Locker::Idle, Locker::Idle];
@@ -574,9 +574,9 @@ fn lock_race(mode: SyncMode, skew_ms: i16, steps: Vec<LockStep>) -> Result<(), T
                 pair.clock.advance_ms(1);
                 clock_b.advance_ms(1);
                 let side = usize::from(on_b);
-                let node = if on_b { &pair.b } else { &pair.a };
+                let replicator = if on_b { &pair.b } else { &pair.a };
                 let before = lockers[side];
-                lockers[side] = act(node, before);
+                lockers[side] = act(replicator, before);
                 if matches!(lockers[side], Locker::Added(_)) {
                     added_in[side] = generation;
                 }

@@ -358,12 +358,12 @@ impl Conn {
             self.awaiting_value = false;
             let claimed = std::mem::take(&mut self.session.written.claim);
             if claimed != 0
-                && let Some(node) = dispatch.shared.node.replicator()
+                && let Some(replicator) = dispatch.shared.node.replicator()
             {
                 // The verdict is collected even when it is in already: the peer may
                 // have refused the claim, and acknowledged past it, before this
                 // thread got here, and an uncollected refusal would answer STORED.
-                match node.take_claim_verdict(claimed) {
+                match replicator.take_claim_verdict(claimed) {
                     None => {
                         self.pending_claim = Some(PendingClaim { seq: claimed, reply, consumed, swallow });
                         return Stop::Claim;
@@ -418,9 +418,9 @@ impl Conn {
     }
 
     /// Whether the replies this connection holds may go now.
-    pub fn ack_arrived(&self, node: &Replicator) -> bool {
-        (self.awaiting_ack == 0 || node.acknowledged(self.awaiting_ack))
-            && self.pending_claim.is_none_or(|claim| node.claim_settled(claim.seq))
+    pub fn ack_arrived(&self, replicator: &Replicator) -> bool {
+        (self.awaiting_ack == 0 || replicator.acknowledged(self.awaiting_ack))
+            && self.pending_claim.is_none_or(|claim| replicator.claim_settled(claim.seq))
     }
 
     /// Settles an `add` waiting for its claim's verdict; false while it still waits.
@@ -429,7 +429,7 @@ impl Conn {
             return true;
         };
         let verdict = match dispatch.shared.node.replicator() {
-            Some(node) => node.take_claim_verdict(claim.seq),
+            Some(replicator) => replicator.take_claim_verdict(claim.seq),
             None => Some(true),
         };
         match verdict {
@@ -457,7 +457,8 @@ impl Conn {
         if self.awaiting_ack == 0 {
             return false;
         }
-        let acknowledged = dispatch.shared.node.replicator().is_none_or(|node| node.acknowledged(self.awaiting_ack));
+        let acknowledged =
+            dispatch.shared.node.replicator().is_none_or(|replicator| replicator.acknowledged(self.awaiting_ack));
         if acknowledged {
             self.awaiting_ack = 0;
         }
@@ -471,7 +472,8 @@ impl Conn {
         if matches!(self.phase, Phase::WatchRequested(_) | Phase::Watching(_)) {
             return self.serve_watcher(dispatch);
         }
-        let ack_mode = dispatch.shared.node.replicator().is_some_and(|node| node.settings.mode == SyncMode::Ack);
+        let ack_mode =
+            dispatch.shared.node.replicator().is_some_and(|replicator| replicator.settings.mode == SyncMode::Ack);
         // A connection re-run after a yield or an acknowledgement reads only if an
         // event said there is input.
         let mut drained = self.input_drained;

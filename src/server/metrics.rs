@@ -212,7 +212,7 @@ pub fn render(shared: &Shared) -> String {
     m.gauge("memory_limit_bytes", "Item memory allowed (-m).", s.memory_limit);
     m.gauge("memory_used_bytes", "Item memory in use: items and their hash tables, what -m limits.", s.memory_used);
     let replicator = shared.node.replicator();
-    let backlog = replicator.map(|node| node.backlog_figures());
+    let backlog = replicator.map(|replicator| replicator.backlog_figures());
     let mut memory = vec![
         ("items", s.item_bytes),
         ("hash_tables", s.table_bytes),
@@ -261,8 +261,8 @@ pub fn render(shared: &Shared) -> String {
         let sessions = shared.node.view().count_prefix(super::aspnet::KEY_PREFIX);
         m.gauge("aspnet_sessions", "ASP.NET sessions held.", sessions);
     }
-    if let (Some(node), Some(backlog)) = (replicator, backlog) {
-        replication(&mut m, node, &backlog);
+    if let (Some(replicator), Some(backlog)) = (replicator, backlog) {
+        replication(&mut m, replicator, &backlog);
     }
     m.out
 }
@@ -272,8 +272,8 @@ pub fn render(shared: &Shared) -> String {
 const LAG_BOUNDS_US: [u64; 14] =
     [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000];
 
-fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) {
-    let stats = &node.stats;
+fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFigures) {
+    let stats = &replicator.stats;
     let stat = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let up = stats.state.load(Ordering::Relaxed) == LINK_UP;
     m.gauge("replication_peer_up", "1 when the link to the peer is up.", u8::from(up));
@@ -285,10 +285,10 @@ fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) 
     m.gauge(
         "replication_lag_changes",
         "Changes recorded here that the peer has not acknowledged.",
-        backlog.last_seq.saturating_sub(node.acked()),
+        backlog.last_seq.saturating_sub(replicator.acked()),
     );
-    m.gauge("replication_lag_bytes", "Bytes of changes the peer has not acknowledged.", node.lag_bytes());
-    let (below, count, sum_us) = node.stats.lag.cumulative(&LAG_BOUNDS_US);
+    m.gauge("replication_lag_bytes", "Bytes of changes the peer has not acknowledged.", replicator.lag_bytes());
+    let (below, count, sum_us) = replicator.stats.lag.cumulative(&LAG_BOUNDS_US);
     m.family("replication_lag_seconds", "histogram", "Time from recording a change to the peer's acknowledgement.");
     for (bound, n) in LAG_BOUNDS_US.iter().zip(&below) {
         m.sample("replication_lag_seconds_bucket", &format!("{{le=\"{}\"}}", *bound as f64 / 1e6), n);
@@ -325,7 +325,11 @@ fn replication(m: &mut Exposition, node: &Replicator, backlog: &BacklogFigures) 
         "Links refused because only one side ran TLS.",
         stat(&stats.tls_mismatches),
     );
-    m.gauge("replication_link_tls", "1 when the link runs over mutual TLS.", u64::from(node.settings.tls.is_some()));
-    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", node.tombstones());
+    m.gauge(
+        "replication_link_tls",
+        "1 when the link runs over mutual TLS.",
+        u64::from(replicator.settings.tls.is_some()),
+    );
+    m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", replicator.tombstones());
     m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
 }

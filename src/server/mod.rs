@@ -217,17 +217,17 @@ fn replicator(
         Some(position) => position.history,
         None => u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes")),
     };
-    let node = Arc::new(Replicator::new(Arc::clone(store), settings, history));
+    let replicator = Arc::new(Replicator::new(Arc::clone(store), settings, history));
     if let Some(position) = resume {
-        node.resume(position.last_seq, position.progress);
+        replicator.resume(position.last_seq, position.progress);
         log::info!(
             "replication: resuming change {} of this node's run, and change {} of the peer's",
             position.last_seq,
             position.progress.applied
         );
     }
-    node.observe();
-    Ok(Some(node))
+    replicator.observe();
+    Ok(Some(replicator))
 }
 
 impl Server {
@@ -306,8 +306,8 @@ impl Server {
         // With --repl-wait-sync, a (re)started node catches up with its peer before it
         // listens, so that a load balancer's check sends it clients only then.
         let early_link = match node.replicator() {
-            Some(node) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
-                let link = LinkThread::start(Arc::clone(node))?;
+            Some(replicator) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
+                let link = LinkThread::start(Arc::clone(replicator))?;
                 let peer = config.replication.peer.as_deref().unwrap_or_default();
                 let limit = config.replication.wait_sync.as_secs_f64();
                 // At the default verbosity: a node that refuses clients for seconds
@@ -316,7 +316,7 @@ impl Server {
                     "replication: waiting up to {limit} s for the peer {peer} to send what it holds before \
                      serving clients (--repl-wait-sync; 0 serves at once)"
                 );
-                if node.wait_synced(config.replication.wait_sync) {
+                if replicator.wait_synced(config.replication.wait_sync) {
                     log::warn!("replication: synced from the peer {peer}; serving clients");
                 } else {
                     log::warn!(
@@ -381,7 +381,7 @@ impl Server {
         // peer, and their acknowledgements come back, without a thread hand-off.
         let mut link = match (shared.node.replicator(), early_link) {
             (Some(_), Some(early)) => Some(early.into_runner()),
-            (Some(node), None) => Some(LinkRunner::new(Arc::clone(node))?),
+            (Some(replicator), None) => Some(LinkRunner::new(Arc::clone(replicator))?),
             (None, _) => None,
         };
         let replication_addr = link.as_ref().and_then(LinkRunner::local_addr);
@@ -395,8 +395,8 @@ impl Server {
             workers.push(worker);
         }
         let mut wakers: Vec<Arc<mio::Waker>> = handoffs.iter().map(|(_, w)| Arc::clone(w)).collect();
-        if let Some(node) = shared.node.replicator() {
-            node.set_ack_wakers(wakers.clone());
+        if let Some(replicator) = shared.node.replicator() {
+            replicator.set_ack_wakers(wakers.clone());
         }
         let mut threads = Vec::new();
         for worker in workers {

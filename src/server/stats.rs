@@ -167,8 +167,8 @@ impl Shared {
         }
         self.node.view().reset_stats();
         self.connections.reset();
-        if let Some(node) = self.node.replicator() {
-            node.stats.lag.reset();
+        if let Some(replicator) = self.node.replicator() {
+            replicator.stats.lag.reset();
         }
     }
 
@@ -256,8 +256,8 @@ impl Shared {
             let items = self.node.view().count_prefix(super::aspnet::KEY_PREFIX);
             stat("aspnet_items", format_args!("{items}"));
         }
-        if let Some(node) = self.node.replicator() {
-            node.stats_lines(|name, value| stat(name, format_args!("{value}")));
+        if let Some(replicator) = self.node.replicator() {
+            replicator.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
         sink.end();
     }
@@ -266,8 +266,8 @@ impl Shared {
     pub fn write_replication_stats(&self, sink: &mut impl StatSink) {
         let mut stat = |name: &str, value: Arguments<'_>| sink.stat(name, value);
         stat("repl_enabled", format_args!("{}", u8::from(self.node.replicator().is_some())));
-        if let Some(node) = self.node.replicator() {
-            node.stats_lines(|name, value| stat(name, format_args!("{value}")));
+        if let Some(replicator) = self.node.replicator() {
+            replicator.stats_lines(|name, value| stat(name, format_args!("{value}")));
         }
         sink.end();
     }

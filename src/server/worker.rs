@@ -85,11 +85,12 @@ impl Worker {
         loop {
             let mut timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
             let mut acks_arrived = false;
-            if let Some(node) = shared.node.replicator() {
+            if let Some(replicator) = shared.node.replicator() {
                 if !held.is_empty() {
-                    node.await_acks(self.index);
+                    replicator.await_acks(self.index);
                     // An acknowledgement that came before the flag was set woke no one.
-                    acks_arrived = held.iter().any(|&key| conns.get(key).is_none_or(|conn| conn.ack_arrived(node)));
+                    acks_arrived =
+                        held.iter().any(|&key| conns.get(key).is_none_or(|conn| conn.ack_arrived(replicator)));
                     if acks_arrived {
                         timeout = Some(Duration::ZERO);
                     }
@@ -106,7 +107,7 @@ impl Worker {
                     }
                     None => {
                         if link_wakes.due(&mut timeout) {
-                            node.wake_link_if_pending();
+                            replicator.wake_link_if_pending();
                         }
                     }
                 }
@@ -127,10 +128,10 @@ impl Worker {
                 break;
             }
             link_wakes.after_poll(events.is_empty());
-            if let Some(node) = shared.node.replicator()
+            if let Some(replicator) = shared.node.replicator()
                 && !held.is_empty()
             {
-                node.awake(self.index);
+                replicator.awake(self.index);
             }
             let mut link_ready = false;
             for event in events.iter() {
