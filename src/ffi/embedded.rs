@@ -271,6 +271,12 @@ impl Embedded {
         self.node.view().stats()
     }
 
+    /// The node, for tests that reach inside it.
+    #[cfg(test)]
+    pub(super) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     /// Starts the daemon's listeners, workers and replication over this store.
     pub fn serve(&self, args: &[u8]) -> StickStatus {
         let refuse = |message: &str| {

@@ -1176,6 +1176,52 @@ mod tests {
         unsafe { stickless_close(handle) };
     }
 
+    /// A panic inside replication code poisons the lock it held (the backlog's, as a
+    /// panic while a change is recorded would). The store still serves: the next
+    /// writes through the ABI are recorded in an emptied backlog, as a poisoned
+    /// store shard is emptied and used.
+    #[test]
+    fn a_panic_inside_replication_leaves_the_store_usable() {
+        let handle = open();
+        let args = b"-l 127.0.0.1 -p 0 --repl-listen 127.0.0.1:0";
+        // SAFETY: an open handle and a live argument string.
+        assert_eq!(unsafe { stickless_serve(handle, args.as_ptr().cast(), args.len()) }, STICKLESS_OK as i32);
+        assert_eq!(set(handle, b"before", b"1"), STICKLESS_OK as i32);
+        // SAFETY: the handle is open until the end of this test.
+        let embedded = unsafe { &*handle };
+        let replicator = Arc::clone(embedded.inner.node().replicator().expect("serving with --repl-listen replicates"));
+        let held = Arc::clone(&replicator);
+        let panicked = std::thread::spawn(move || {
+            let _backlog = held.backlog();
+            panic!("a panic inside replication, forced by a test");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(set(handle, b"after", b"2"), STICKLESS_OK as i32);
+        let mut buf = [0u8; 4];
+        let mut len = 0;
+        // SAFETY: an open handle, a live key, `buf` and `len` writable; NULL outs.
+        let got = unsafe {
+            stickless_get(
+                handle,
+                b"after".as_ptr().cast(),
+                5,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut len,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!((got, &buf[..len]), (STICKLESS_OK as i32, &b"2"[..]));
+        let backlog = replicator.backlog();
+        assert_eq!((backlog.first_seq(), backlog.last_seq()), (2, 2), "emptied, its sequence going on");
+        drop(backlog);
+        // SAFETY: the handle is open and not used again.
+        unsafe { stickless_close(handle) };
+    }
+
     #[test]
     fn a_refused_serve_says_why() {
         let handle = open();

@@ -100,6 +100,13 @@ impl Backlog {
         self.next_seq = last_seq + 1;
     }
 
+    /// Drops every change held, keeping the sequence: the next change is numbered
+    /// as it would have been, and a peer behind this point gets a full sync.
+    pub fn forget_all(&mut self) {
+        self.entries.clear();
+        self.key_bytes = 0;
+    }
+
     /// Records a change and returns its sequence number, dropping the oldest
     /// entries while over capacity.
     pub fn push(&mut self, change: Recorded, at: u64) -> u64 {

@@ -8,7 +8,7 @@ use super::handshake::Identity;
 use crate::store::{Change, Store};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How a client's write is acknowledged.
@@ -216,8 +216,8 @@ pub struct Replicator {
     pub settings: Settings,
     /// This run's name for its change sequence: random, never 0.
     pub history: u64,
-    pub backlog: Mutex<Backlog>,
-    pub progress: Mutex<Progress>,
+    backlog: Mutex<Backlog>,
+    progress: Mutex<Progress>,
     /// The highest of our sequence numbers the peer has applied.
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
@@ -288,18 +288,18 @@ impl Replicator {
     /// sequence (the `history` it was built with) goes on after `last_seq`, and what
     /// it had applied of the peer's is asked for from there. Call before the link runs.
     pub fn resume(&self, last_seq: u64, progress: Progress) {
-        self.backlog.lock().expect("backlog lock").continue_after(last_seq);
+        self.backlog().continue_after(last_seq);
         self.acked.store(last_seq, Ordering::SeqCst);
         self.stats.sent_seq.store(last_seq, Ordering::Relaxed);
         self.stats.applied_seq.store(progress.applied, Ordering::Relaxed);
-        *self.progress.lock().expect("progress lock") = progress;
+        *self.progress() = progress;
     }
 
     /// What a warm restart saves: this run's history, the last change recorded,
     /// and what it has applied of the peer's.
     pub fn position(&self) -> (u64, u64, Progress) {
-        let last_seq = self.backlog.lock().expect("backlog lock").last_seq();
-        (self.history, last_seq, *self.progress.lock().expect("progress lock"))
+        let last_seq = self.backlog().last_seq();
+        (self.history, last_seq, *self.progress())
     }
 
     /// Installs this node as the store's change observer. The observer holds the node
@@ -320,7 +320,7 @@ impl Replicator {
         // Allocated before the lock, so writers hold it for a push only.
         let claim = matches!(change, Change::Claim { .. });
         let change = Recorded::from(change);
-        let seq = self.backlog.lock().expect("backlog lock").push(change, now);
+        let seq = self.backlog().push(change, now);
         if claim {
             self.urgent.store(true, Ordering::Release);
         }
@@ -391,7 +391,7 @@ impl Replicator {
 
     /// The last sequence number recorded.
     pub fn last_seq(&self) -> u64 {
-        self.backlog.lock().expect("backlog lock").last_seq()
+        self.backlog().last_seq()
     }
 
     /// The workers' wakers, by worker index.
@@ -498,7 +498,7 @@ impl Replicator {
         if !self.claim_settled(seq) {
             return None;
         }
-        let mut refused = self.refused_claims.lock().expect("refused claims lock");
+        let mut refused = self.refused_claims();
         let lost = refused.remove(&seq);
         if lost {
             self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
@@ -508,7 +508,7 @@ impl Replicator {
 
     /// The peer refused our claim `seq` (before acknowledging it).
     pub fn claim_refused(&self, seq: u64) {
-        let mut refused = self.refused_claims.lock().expect("refused claims lock");
+        let mut refused = self.refused_claims();
         // Verdicts whose `add` went away uncollected (its client left) are dropped
         // once far behind, so the set stays small.
         while refused.first().is_some_and(|&oldest| oldest + REFUSED_CLAIMS_KEPT < seq) {
@@ -566,7 +566,7 @@ impl Replicator {
     /// The backlog's figures, read under one lock (for `stats replication` and the
     /// metrics).
     pub fn backlog_figures(&self) -> BacklogFigures {
-        let backlog = self.backlog.lock().expect("backlog lock");
+        let backlog = self.backlog();
         let acked = self.acked();
         let oldest_unacked_us = if acked < backlog.last_seq() { backlog.recorded_at(acked + 1) } else { None };
         BacklogFigures {
@@ -582,6 +582,35 @@ impl Replicator {
     pub fn lag_bytes(&self) -> u64 {
         let state = self.stats.state.load(Ordering::Relaxed);
         if state == LINK_UP || state == LINK_SYNCING { self.stats.lag_bytes.load(Ordering::Relaxed) } else { 0 }
+    }
+
+    /// The backlog. A panic while it was held may have left it half written, so a
+    /// poisoned backlog is emptied rather than trusted, as the store empties a
+    /// poisoned shard: the sequence goes on, and a peer that needed what it held
+    /// gets a full sync. The node keeps serving and replicating either way.
+    pub(crate) fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(|poisoned| {
+            let mut backlog = poisoned.into_inner();
+            backlog.forget_all();
+            self.backlog.clear_poison();
+            log::error!(
+                "replication: the backlog was poisoned by a panic and has been emptied; a peer behind it gets a \
+                 full sync"
+            );
+            backlog
+        })
+    }
+
+    /// Where this node stands in the peer's sequence. It is only ever replaced
+    /// whole, so a panic cannot leave it half written: a poisoned one is used as is.
+    pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Our refused claims; a set that is inserted into and removed from whole, used
+    /// as is when poisoned.
+    fn refused_claims(&self) -> MutexGuard<'_, std::collections::BTreeSet<u64>> {
+        self.refused_claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether this replication runs over `store`.

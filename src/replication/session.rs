@@ -201,8 +201,7 @@ impl Session {
             && self.receiving_sync.is_none()
             && let Phase::Ready(peer) = self.phase
         {
-            *replicator.progress.lock().expect("progress lock") =
-                Progress { history: peer.history, applied: self.live_applied };
+            *replicator.progress() = Progress { history: peer.history, applied: self.live_applied };
         }
         if self.ack_due {
             self.ack_due = false;
@@ -233,7 +232,7 @@ impl Session {
                 identity.check_auth(&frame, &peer, &self.our_nonce)?;
                 self.phase = Phase::Ready(peer);
                 self.just_ready = true;
-                let held = *replicator.progress.lock().expect("progress lock");
+                let held = *replicator.progress();
                 let resume = if held.history == peer.history { held } else { Progress::default() };
                 if resume.history != 0 {
                     // A run this node already holds: only the rest follows.
@@ -310,7 +309,7 @@ impl Session {
                 let applied = upto.max(seq).max(self.live_applied);
                 self.live_applied = applied;
                 self.ack_due = true;
-                *replicator.progress.lock().expect("progress lock") = Progress { history: peer.history, applied };
+                *replicator.progress() = Progress { history: peer.history, applied };
                 stats.receiving_sync.store(false, Ordering::Relaxed);
                 stats.applied_seq.store(applied, Ordering::Relaxed);
                 replicator.mark_synced();
@@ -339,7 +338,7 @@ impl Session {
                 }
             }
             Frame::Ack { applied, bytes } => {
-                if let Some(at) = replicator.backlog.lock().expect("backlog lock").recorded_at(applied) {
+                if let Some(at) = replicator.backlog().recorded_at(applied) {
                     stats.lag.record(replicator.micros().saturating_sub(at));
                 }
                 replicator.peer_applied(applied);
@@ -395,7 +394,7 @@ impl Session {
     /// covers that, else send everything.
     fn start_sending(&mut self, replicator: &Replicator, history: u64, applied: u64) {
         let stats = &replicator.stats;
-        let backlog = replicator.backlog.lock().expect("backlog lock");
+        let backlog = replicator.backlog();
         if history == replicator.history && backlog.covers(applied) {
             self.next_seq = applied + 1;
             self.sending = Sending::Live;
@@ -511,20 +510,19 @@ impl Session {
         let (mut batch, mut keys) = (std::mem::take(&mut self.batch), std::mem::take(&mut self.batch_keys));
         batch.clear();
         keys.clear();
-        let visited =
-            replicator.backlog.lock().expect("backlog lock").visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
-                batch.push(match change {
-                    Recorded::Key(key) => {
-                        keys.extend_from_slice(key);
-                        (seq, Pending::Key(key.len()))
-                    }
-                    &Recorded::Claim { ref key, version } => {
-                        keys.extend_from_slice(key);
-                        (seq, Pending::Claim(key.len(), version))
-                    }
-                    &Recorded::Flush { version, at } => (seq, Pending::Flush { version, at }),
-                })
-            });
+        let visited = replicator.backlog().visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
+            batch.push(match change {
+                Recorded::Key(key) => {
+                    keys.extend_from_slice(key);
+                    (seq, Pending::Key(key.len()))
+                }
+                &Recorded::Claim { ref key, version } => {
+                    keys.extend_from_slice(key);
+                    (seq, Pending::Claim(key.len(), version))
+                }
+                &Recorded::Flush { version, at } => (seq, Pending::Flush { version, at }),
+            })
+        });
         let mut out = std::mem::take(&mut self.out);
         let before = out.len();
         let mut last_skipped = None;

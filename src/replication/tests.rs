@@ -419,7 +419,7 @@ proptest! {
                 Step::Connect => pair.connect(),
                 Step::Cut => pair.cut(),
                 Step::RestartB => {
-                    let held = *pair.a.progress.lock().unwrap();
+                    let held = *pair.a.progress();
                     let applied = if held.history == pair.b.history { held.applied } else { 0 };
                     survived_restarts.push((pair.b.history, applied));
                     pair.restart_b();
