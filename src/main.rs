@@ -1,6 +1,8 @@
 //! The `stickless` daemon: `stickless -p 11211 -m 64` behaves as `memcached -p 11211 -m 64`.
 
-use stickless::server::service::{self, PidFile};
+mod service;
+
+use service::PidFile;
 use stickless::server::{Invocation, Server, USAGE, VERSION, log_filter, parse_args};
 
 fn main() {

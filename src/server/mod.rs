@@ -22,7 +22,6 @@ pub mod metrics;
 mod outcome;
 mod output;
 mod registry;
-pub mod service;
 pub mod stats;
 mod stream;
 pub mod warm;

@@ -1,6 +1,9 @@
 //! The process as a service, the way memcached's start scripts run it: `-d` (detach,
 //! and return once listening), `-P` (a pid file, removed at exit), `-u` (become a
 //! user once the ports are bound), `-k` (lock memory) and `-r` (core dumps).
+//!
+//! Part of the `stickless` binary (`main.rs` declares it), not of the library: a
+//! host that embeds the store manages its own process.
 
 use std::ffi::CString;
 use std::io;
