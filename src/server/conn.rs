@@ -168,20 +168,37 @@ enum Protocol {
     AspNet,
 }
 
+/// Where reading the next command stands between events, as memcached's states
+/// name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    /// At a command, or in a line not yet complete (`conn_new_cmd`, `conn_read`).
+    Command,
+    /// The buffer holds the start of a value whose end has not arrived (`conn_nread`).
+    Value,
+    /// Bytes of a rejected data block still to discard as they arrive (`conn_swallow`).
+    Swallow(usize),
+}
+
+impl Reading {
+    /// After a command: its refused data block's bytes still to come, if any.
+    fn after(swallow: usize) -> Reading {
+        if swallow > 0 { Reading::Swallow(swallow) } else { Reading::Command }
+    }
+}
+
 pub struct Conn {
     pub stream: Stream,
     /// What `stats conns` shows of this connection.
     pub info: Arc<ConnInfo>,
-    /// The buffer holds the start of a value whose end has not arrived.
-    awaiting_value: bool,
+    /// Where reading the next command stands.
+    reading: Reading,
     /// Nothing has been received yet.
     silent: bool,
     protocol: Protocol,
     session: Session,
     rbuf: ReadBuf,
     output: Output,
-    /// Bytes of a rejected data block still to discard as they arrive.
-    swallow: usize,
     phase: Phase,
     /// Queued on the worker's yield list.
     pub queued: bool,
@@ -208,12 +225,11 @@ impl Conn {
             stream,
             session: Session { fd: info.fd, ..Session::default() },
             info,
-            awaiting_value: false,
+            reading: Reading::Command,
             silent: true,
             protocol: Protocol::Undecided,
             rbuf: ReadBuf::new(),
             output: Output::with_capacity(READ_BUFFER),
-            swallow: 0,
             phase: Phase::Commands,
             queued: false,
             awaiting_ack: 0,
@@ -286,11 +302,11 @@ impl Conn {
     /// backs up, and says which.
     fn run_commands(&mut self, dispatch: &Dispatch<'_>, limits: &Limits, budget: &mut usize) -> Stop {
         loop {
-            if self.swallow > 0 {
-                let n = self.swallow.min(self.rbuf.data().len());
+            if let Reading::Swallow(left) = self.reading {
+                let n = left.min(self.rbuf.data().len());
                 self.rbuf.consume(n);
-                self.swallow -= n;
-                if self.swallow > 0 {
+                self.reading = Reading::after(left - n);
+                if n < left {
                     return Stop::NeedInput;
                 }
             }
@@ -343,7 +359,7 @@ impl Conn {
             let (consumed, swallow, flow) = match parsed {
                 Ok(done) => done,
                 Err(ParseError::Incomplete { need }) => {
-                    self.awaiting_value = need.is_some();
+                    self.reading = if need.is_some() { Reading::Value } else { Reading::Command };
                     if let Some(total) = need {
                         self.rbuf.reserve_total(total);
                     }
@@ -355,7 +371,7 @@ impl Conn {
                 }
             };
             *budget -= 1;
-            self.awaiting_value = false;
+            self.reading = Reading::Command;
             let claimed = std::mem::take(&mut self.session.written.claim);
             if claimed != 0
                 && let Some(replicator) = dispatch.shared.node.replicator()
@@ -377,7 +393,7 @@ impl Conn {
                 }
             }
             self.rbuf.consume(consumed);
-            self.swallow = swallow;
+            self.reading = Reading::after(swallow);
             match flow {
                 Flow::Continue => {}
                 Flow::Close => self.phase = Phase::Closing,
@@ -406,14 +422,13 @@ impl Conn {
             ConnState::Watch
         } else if self.pending_output() > 0 {
             ConnState::Mwrite
-        } else if self.swallow > 0 {
-            ConnState::Swallow
-        } else if self.awaiting_value {
-            ConnState::Nread
-        } else if self.silent {
-            ConnState::NewCmd
         } else {
-            ConnState::Read
+            match self.reading {
+                Reading::Swallow(_) => ConnState::Swallow,
+                Reading::Value => ConnState::Nread,
+                Reading::Command if self.silent => ConnState::NewCmd,
+                Reading::Command => ConnState::Read,
+            }
         }
     }
 
@@ -436,7 +451,7 @@ impl Conn {
             None => return false,
             Some(true) => {
                 self.rbuf.consume(claim.consumed);
-                self.swallow = claim.swallow;
+                self.reading = Reading::after(claim.swallow);
             }
             // Run the add again: its key is now taken.
             Some(false) => self.output.rewind(claim.reply),
