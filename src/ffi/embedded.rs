@@ -91,6 +91,8 @@ impl Embedded {
         if let Some(replicator) = self.node.replicator()
             && written.receipt.recorded != 0
         {
+            // A host's thread has no event loop to batch announcements in.
+            replicator.announce();
             // The link's own timeout takes it down long before this runs out; the
             // bound only keeps a host thread from hanging should that fail.
             replicator.wait_acknowledged(written.receipt.recorded, replicator.settings.timeout * ACK_WAIT_TIMEOUTS);

@@ -6,7 +6,6 @@
 use super::backlog::{Backlog, Recorded};
 use super::handshake::Identity;
 use crate::store::{Change, Store};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -203,12 +202,6 @@ const SYNC_POLL: Duration = Duration::from_millis(5);
 /// collected as soon as acknowledged, so only an `add` whose client left leaves one.
 const REFUSED_CLAIMS_KEPT: u64 = 1 << 20;
 
-thread_local! {
-    /// On a thread that defers link wake-ups (a worker): whether a change it recorded
-    /// still has to reach the link. `None` on other threads, which wake it at once.
-    static LINK_WAKE_PENDING: Cell<Option<bool>> = const { Cell::new(None) };
-}
-
 pub struct Replicator {
     /// Replication's own hold on the store, to apply the peer's changes and send a
     /// full sync; never handed to a front end, which writes through the node.
@@ -313,8 +306,10 @@ impl Replicator {
     }
 
     /// Records a local change (called by the store, in the writing thread, after
-    /// the change is visible), wakes the link, and returns the change's
-    /// sequence number, which the write's result carries back to its writer.
+    /// the change is visible) and returns the change's sequence number, which the
+    /// write's receipt carries back to its writer. The writer announces it to the
+    /// link ([`Replicator::announce`]) when it chooses: a worker once per turn of its
+    /// event loop, a host's thread at once.
     pub fn record(&self, change: Change<'_>) -> u64 {
         let now = self.micros();
         // Allocated before the lock, so writers hold it for a push only.
@@ -324,35 +319,14 @@ impl Replicator {
         if claim {
             self.urgent.store(true, Ordering::Release);
         }
-        let deferred = LINK_WAKE_PENDING.with(|pending| pending.get().map(|_| pending.set(Some(true))).is_some());
-        if !deferred {
-            self.wake_link();
-        }
         seq
     }
 
-    /// Makes the calling thread (a worker) defer the link wake-ups of the changes it
-    /// records until `wake_link_if_pending`: one wake-up per turn of its event loop,
-    /// not per connection, saves a system call and a context switch each.
-    pub fn defer_link_wakes_here() {
-        LINK_WAKE_PENDING.with(|pending| pending.set(Some(false)));
-    }
-
-    pub fn link_wake_pending() -> bool {
-        LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true))
-    }
-
-    /// Whether this thread's changes were still to be announced, forgetting that
-    /// they were: the caller announces them (the worker hosting the link sends them).
-    pub fn take_link_wake() -> bool {
-        LINK_WAKE_PENDING.with(|pending| pending.get() == Some(true) && pending.replace(Some(false)) == Some(true))
-    }
-
-    /// Wakes the link if a change this thread recorded has not yet.
-    pub fn wake_link_if_pending(&self) {
-        if Self::take_link_wake() {
-            self.wake_link();
-        }
+    /// Tells the link that changes were recorded (a receipt said so): wakes it if it
+    /// sleeps, or if a claim waits. While it sends in batches on its own timer, no
+    /// write pays for a wake-up (a system call, and a context switch on a shared core).
+    pub fn announce(&self) {
+        self.wake_link();
     }
 
     fn wake_link(&self) {

@@ -213,6 +213,9 @@ pub struct Conn {
     /// so another would only return `WouldBlock` (the poll is edge-triggered: new
     /// input brings an event).
     input_drained: bool,
+    /// The commands run since the worker last asked recorded changes the link has
+    /// not been told of (their receipts said so).
+    unannounced: bool,
     /// The client has shut its writing side: the end of input may already be in the
     /// socket behind the last bytes read, and no further event will say so, so reads
     /// go on until they return it.
@@ -234,6 +237,7 @@ impl Conn {
             queued: false,
             awaiting_ack: 0,
             pending_claim: None,
+            unannounced: false,
             held: false,
             input_drained: false,
             input_closed: false,
@@ -416,6 +420,12 @@ impl Conn {
         status
     }
 
+    /// Whether the commands run since the last call recorded changes the link has
+    /// not been told of; the worker tells it, once for all its connections.
+    pub fn take_unannounced(&mut self) -> bool {
+        std::mem::take(&mut self.unannounced)
+    }
+
     /// The state between events, in memcached's terms.
     fn resting_state(&self) -> ConnState {
         if matches!(self.phase, Phase::Watching(_)) {
@@ -495,6 +505,7 @@ impl Conn {
         loop {
             let stop = self.run_commands(dispatch, limits, budget);
             let recorded = std::mem::take(&mut self.session.written.recorded);
+            self.unannounced |= recorded != 0;
             if ack_mode {
                 if recorded != 0 {
                     self.awaiting_ack = recorded;

@@ -8,7 +8,7 @@ use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
-use crate::replication::{LinkRunner, LinkThread, Replicator};
+use crate::replication::{LinkRunner, LinkThread};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -56,9 +56,6 @@ impl Worker {
         let mut handshakes = Handshakes::default();
         let idle_timeout = shared.config.idle_timeout;
         let mut next_idle_check = Instant::now() + IDLE_CHECK;
-        if shared.node.replicator().is_some() {
-            Replicator::defer_link_wakes_here();
-        }
         let settle = match self.poll.registry().try_clone() {
             Ok(registry) => Settle { registry, shared: &shared, worker: self.index },
             Err(e) => {
@@ -99,15 +96,16 @@ impl Worker {
                     // Hosted here: the changes go before the worker sleeps, with no
                     // thread to wake, and the link's timers bound the sleep.
                     Some(hosted) => {
-                        if Replicator::link_wake_pending() {
+                        if link_wakes.pending {
                             hosted.turn(false);
+                            link_wakes.announced();
                         }
                         let due = hosted.runner.next_timeout();
                         timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
                     }
                     None => {
                         if link_wakes.due(&mut timeout) {
-                            replicator.wake_link_if_pending();
+                            replicator.announce();
                         }
                     }
                 }
@@ -149,15 +147,17 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.readiness(event.is_read_closed());
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                    link_wakes.note(conn);
                     settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                 }
                 // A long turn sends what its first connections wrote without waiting
                 // for its end: in ack mode their replies wait on the peer meanwhile.
                 if let Some(hosted) = link.as_mut()
-                    && Replicator::link_wake_pending()
+                    && link_wakes.pending
                     && hosted.sent.elapsed() >= LINK_WAKE_DELAY
                 {
                     hosted.turn(false);
+                    link_wakes.announced();
                 }
             }
             if let Some(hosted) = link.as_mut()
@@ -165,6 +165,7 @@ impl Worker {
             {
                 // The changes this turn's clients made go in the same turn.
                 hosted.turn(link_ready);
+                link_wakes.announced();
                 // An acknowledgement this turn read releases replies held here.
                 acks_arrived |= !held.is_empty();
             }
@@ -173,6 +174,7 @@ impl Worker {
                     if let Some(conn) = conns.get_mut(key) {
                         conn.held = false;
                         let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                        link_wakes.note(conn);
                         settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                     }
                 }
@@ -187,6 +189,7 @@ impl Worker {
                 if let Some(conn) = conns.get_mut(key) {
                     conn.queued = false;
                     let status = conn.drive(&dispatch, &limits, reqs_per_event);
+                    link_wakes.note(conn);
                     settle.status(&mut conns, (&mut yielded, &mut held), key, status);
                 }
             }
@@ -269,7 +272,6 @@ impl HostedLink {
     /// link whose poll fails is closed (the peer sees it gone and the node serves on
     /// alone, as with the peer down).
     fn turn(&mut self, events_ready: bool) {
-        Replicator::take_link_wake();
         if self.runner.turn(&mut self.events, events_ready.then_some(Duration::ZERO)).is_err() {
             self.runner.close_all();
         }
@@ -344,6 +346,9 @@ impl Handshakes {
 /// end of each turn, and within a long turn every `LINK_WAKE_DELAY`.
 #[derive(Default)]
 struct LinkWakes {
+    /// A connection driven since the last announcement recorded changes (its
+    /// receipts said so) that the link has not been told of.
+    pending: bool,
     /// When the first change not yet announced was made, plus the delay.
     due: Option<Instant>,
     /// This turn's poll was only a check for events (zero timeout), not a wait.
@@ -363,14 +368,14 @@ impl LinkWakes {
     /// sleeping poll into a check, so that it hears of them before the worker sleeps.
     fn due(&mut self, timeout: &mut Option<Duration>) -> bool {
         self.probing = false;
-        if !Replicator::link_wake_pending() {
+        if !self.pending {
             self.due = None;
             return false;
         }
         let now = Instant::now();
         let due = *self.due.get_or_insert(now + LINK_WAKE_DELAY);
         if self.idle || now >= due {
-            self.due = None;
+            self.announced();
             return true;
         }
         if timeout.is_none() {
@@ -382,6 +387,17 @@ impl LinkWakes {
 
     fn after_poll(&mut self, no_events: bool) {
         self.idle = self.probing && no_events;
+    }
+
+    /// Takes what a connection's receipts recorded since it was last driven.
+    fn note(&mut self, conn: &mut Conn) {
+        self.pending |= conn.take_unannounced();
+    }
+
+    /// The link has been told (woken, or run by this worker).
+    fn announced(&mut self) {
+        self.pending = false;
+        self.due = None;
     }
 }
 
