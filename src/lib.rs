@@ -13,22 +13,30 @@
 //!               knows nothing of the client protocols
 //!  node.rs      the one door every front end writes through: the store and its
 //!               replication; a write's result says what it did and what its
-//!               answer waits for
-//!  server/      mio event loops, listener, connections; dispatch.rs joins protocol
-//!               and store, and the daemon starts replication
+//!               answer waits for, and front ends see the store only through its
+//!               read-only view
+//!  server/      mio event loops, listener, connections; the front ends (text in
+//!               dispatch.rs, meta, binary, ASP.NET) run commands through the node,
+//!               and the daemon starts replication
 //!  ffi/         the C ABI (include/stickless.h): the store embedded in a host
 //!               process, serving and replicating through server/ on request; the
 //!               only extern "C" items
+//!  tls.rs       rustls under the client ports and the replication link
 //! ```
 //!
-//! Threads of the daemon:
+//! Threads of the daemon (`main.rs`, with `service.rs` for -d, -P and -u):
 //!
 //! ```text
 //!   acceptor ──(crossbeam channel + Waker)──► worker 0..t  (one mio Poll each)
-//!                                                │  parse ► dispatch ► store
-//!   sweeper ── every tick: Store::sweep_step ────┤  (shard locks, never across I/O)
-//!                                                │  store observer ► backlog ► Waker
-//!   replication ── one mio Poll: listener, peer links ◄┘  (acks wake the workers)
+//!                                              │  parse ► node ► store ► receipt
+//!   sweeper ── every tick: sweep_step ─────────┤  (shard locks, never across I/O)
+//!                                              │  store observer ► backlog
+//!                                              │  receipts ► worker ► link
+//!   worker 0 also hosts the replication link: its listener and peer links are one
+//!   mio Poll that worker 0 watches, so its own clients' changes go out in the turn
+//!   they were made; the other workers wake it once per turn when their receipts
+//!   say they recorded changes (and acknowledgements wake the workers).
+//!   metrics, watch writer: a thread each, when asked for
 //! ```
 
 pub mod ffi;

@@ -1,8 +1,13 @@
 //! The daemon: a listener thread that accepts, worker threads that each run a mio
 //! event loop over their connections, and a sweeper that reclaims expired items.
+//! With a peer, worker 0 also hosts the replication link (its poll is one of worker
+//! 0's sources); every worker tells the link of the changes its connections'
+//! receipts say were recorded, once per turn.
 //!
 //! ```text
 //!   acceptor ──(channel + Waker, round robin)──► worker 0 .. worker t-1
+//!                                                 │ receipts ► announce
+//!   replication link ◄── hosted by worker 0 ◄─────┘
 //!   sweeper  ──(every tick)──► Store::sweep_step
 //! ```
 //! `dispatch.rs` (text), `meta.rs` and `binary.rs` are where a protocol's command
