@@ -441,27 +441,27 @@ fn sample_requests() -> Vec<Vec<u8>> {
 /// Reads requests from the front of `input` as a connection does; returns what each
 /// parsed to, and the bytes left.
 fn parse_stream(input: &[u8]) -> (Vec<String>, usize) {
-    use stickless::protocol::aspnet::{Parsed, parse};
+    use stickless::protocol::aspnet::{StateParse, parse};
     let mut seen = Vec::new();
     let mut pos = 0;
     while pos < input.len() {
         let rest = &input[pos..];
         match parse(rest, 1 << 16) {
-            Parsed::Request { request, consumed } => {
+            StateParse::Request { request, consumed } => {
                 assert!(consumed > 0 && consumed <= rest.len(), "progress within the buffer");
                 seen.push(format!("{request:?}"));
                 pos += consumed;
             }
-            Parsed::Bad { reason, consumed: Some(consumed) } => {
+            StateParse::Bad { reason, consumed: Some(consumed) } => {
                 assert!(consumed > 0 && consumed <= rest.len(), "a skipped request is within the buffer");
                 seen.push(format!("400 {reason}"));
                 pos += consumed;
             }
-            Parsed::Bad { reason, consumed: None } => {
+            StateParse::Bad { reason, consumed: None } => {
                 seen.push(format!("400 {reason}, closed"));
                 return (seen, input.len());
             }
-            Parsed::Incomplete => break,
+            StateParse::Incomplete => break,
         }
     }
     (seen, pos)

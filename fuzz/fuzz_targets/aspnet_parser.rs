@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stickless::protocol::aspnet::{self, Item, Parsed, StateResponse};
+use stickless::protocol::aspnet::{self, StateItem, StateParse, StateResponse};
 
 /// Small enough that the fuzzer reaches the body limit.
 const MAX_BODY: usize = 4096;
@@ -16,16 +16,21 @@ fuzz_target!(|data: &[u8]| {
     while pos < data.len() {
         let rest = &data[pos..];
         match aspnet::parse(rest, MAX_BODY) {
-            Parsed::Request { request, consumed } => {
+            StateParse::Request { request, consumed } => {
                 assert!(consumed > 0 && consumed <= rest.len(), "progress within the buffer");
                 assert!(request.body.len() <= MAX_BODY, "the body limit holds");
                 match aspnet::parse(&rest[..consumed], MAX_BODY) {
-                    Parsed::Request { request: alone, consumed: again } => {
+                    StateParse::Request { request: alone, consumed: again } => {
                         assert_eq!((alone, again), (request, consumed), "a request is self-contained");
                     }
                     other => panic!("a request parsed differently from its own bytes: {other:?}"),
                 }
-                let item = Item { timeout_minutes: 20, body: request.body, lock_cookie: request.lock_cookie, uninitialized: true };
+                let item = StateItem {
+                    timeout_minutes: 20,
+                    body: request.body,
+                    lock_cookie: request.lock_cookie,
+                    uninitialized: true,
+                };
                 for response in [StateResponse::Ok(Some(item)), StateResponse::NotFound, StateResponse::BadRequest] {
                     out.clear();
                     aspnet::encode(&response, request.method == aspnet::Method::Head, request.close, &mut out);
@@ -33,11 +38,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 pos += consumed;
             }
-            Parsed::Bad { consumed: Some(consumed), .. } => {
+            StateParse::Bad { consumed: Some(consumed), .. } => {
                 assert!(consumed > 0 && consumed <= rest.len(), "a skipped request is within the buffer");
                 pos += consumed;
             }
-            Parsed::Bad { consumed: None, .. } | Parsed::Incomplete => break,
+            StateParse::Bad { consumed: None, .. } | StateParse::Incomplete => break,
         }
     }
 });

@@ -12,6 +12,10 @@ use std::io::Write as _;
 
 /// The port Windows' ASP.NET State Service listens on.
 pub const DEFAULT_PORT: u16 = 42424;
+/// Where a state server's sessions live among the store's keys: the request target
+/// after this prefix, so they never collide with memcached's keys (README,
+/// "ASP.NET"). The front end writes under it; `stats` and `/metrics` count it.
+pub const KEY_PREFIX: &[u8] = b"aspnet:";
 /// Sent on every response. The client reads it on its first response from a
 /// server and refuses any major version below 2; 4.0.30319 is .NET 4's.
 pub const ASPNET_VERSION: &str = "4.0.30319";
@@ -82,7 +86,7 @@ pub struct StateRequest<'a> {
 
 /// What the head of the input holds.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parsed<'a> {
+pub enum StateParse<'a> {
     /// A complete request, which took `consumed` bytes.
     Request { request: StateRequest<'a>, consumed: usize },
     /// Not all of it has arrived.
@@ -94,7 +98,7 @@ pub enum Parsed<'a> {
 }
 
 /// Parses the request at the head of `input`.
-pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
+pub fn parse(input: &[u8], max_body: usize) -> StateParse<'_> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut head = httparse::Request::new(&mut headers);
     let head_len = match head.parse(input) {
@@ -103,15 +107,15 @@ pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
             // A line, or a head, longer than it may be is refused before it is whole.
             let open_line = input.len() - input.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
             if open_line > MAX_LINE || input.len() > MAX_LINE * (MAX_HEADERS + 1) || first_line_too_long(input) {
-                return Parsed::Bad { reason: "request head too long", consumed: None };
+                return StateParse::Bad { reason: "request head too long", consumed: None };
             }
-            return Parsed::Incomplete;
+            return StateParse::Incomplete;
         }
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad { reason: "too many headers", consumed: None },
-        Err(_) => return Parsed::Bad { reason: "malformed request head", consumed: None },
+        Err(httparse::Error::TooManyHeaders) => return StateParse::Bad { reason: "too many headers", consumed: None },
+        Err(_) => return StateParse::Bad { reason: "malformed request head", consumed: None },
     };
     if first_line_too_long(input) || head.headers.iter().any(|h| h.name.len() + 2 + h.value.len() > MAX_LINE) {
-        return Parsed::Bad { reason: "request line or header too long", consumed: None };
+        return StateParse::Bad { reason: "request line or header too long", consumed: None };
     }
     let mut content_length = None;
     let mut chunked = false;
@@ -120,10 +124,10 @@ pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
     for header in head.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
             let Some(length) = decimal(header.value).and_then(|n| usize::try_from(n).ok()) else {
-                return Parsed::Bad { reason: "bad Content-Length", consumed: None };
+                return StateParse::Bad { reason: "bad Content-Length", consumed: None };
             };
             if content_length.is_some_and(|seen| seen != length) {
-                return Parsed::Bad { reason: "conflicting Content-Length", consumed: None };
+                return StateParse::Bad { reason: "conflicting Content-Length", consumed: None };
             }
             content_length = Some(length);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -138,17 +142,17 @@ pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
     }
     if chunked {
         // The client always sends Content-Length; a chunked body cannot be followed.
-        return Parsed::Bad { reason: "Transfer-Encoding is not supported", consumed: None };
+        return StateParse::Bad { reason: "Transfer-Encoding is not supported", consumed: None };
     }
     let body_len = content_length.unwrap_or(0);
     if body_len > max_body {
-        return Parsed::Bad { reason: "body too large", consumed: None };
+        return StateParse::Bad { reason: "body too large", consumed: None };
     }
     let consumed = head_len + body_len;
     if input.len() < consumed {
-        return Parsed::Incomplete;
+        return StateParse::Incomplete;
     }
-    let bad = |reason| Parsed::Bad { reason, consumed: Some(consumed) };
+    let bad = |reason| StateParse::Bad { reason, consumed: Some(consumed) };
     let close = connection_close || (head.version == Some(0) && !keep_alive);
     let method = match head.method {
         Some("GET") => Method::Get,
@@ -210,7 +214,7 @@ pub fn parse(input: &[u8], max_body: usize) -> Parsed<'_> {
     if method == Method::Get && request.exclusive == Some(Exclusive::Release) && request.lock_cookie.is_none() {
         return bad("release without LockCookie");
     }
-    Parsed::Request { request, consumed }
+    StateParse::Request { request, consumed }
 }
 
 /// Whether the request line, complete or not, is longer than a line may be.
@@ -234,7 +238,7 @@ pub enum StateResponse<'a> {
     /// Status 200. A GET's carries the item: its timeout, the session's bytes, the
     /// new cookie when it acquired, and `ActionFlags: 1` when the item was
     /// uninitialized. Every other 200 is bare.
-    Ok(Option<Item<'a>>),
+    Ok(Option<StateItem<'a>>),
     /// Status 423: the lock's holder, how long it has held it, and since when.
     Locked { lock_cookie: u32, lock_age_secs: u64, locked_at_unix_ms: u64 },
     /// Status 404: no such item.
@@ -245,7 +249,7 @@ pub enum StateResponse<'a> {
 
 /// What a GET's 200 carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Item<'a> {
+pub struct StateItem<'a> {
     pub timeout_minutes: u32,
     pub body: &'a [u8],
     pub lock_cookie: Option<u32>,
@@ -305,14 +309,14 @@ mod tests {
 
     fn request(input: &[u8]) -> (StateRequest<'_>, usize) {
         match parse(input, MAX_BODY) {
-            Parsed::Request { request, consumed } => (request, consumed),
+            StateParse::Request { request, consumed } => (request, consumed),
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
         }
     }
 
     fn bad(input: &[u8]) -> (&'static str, Option<usize>) {
         match parse(input, MAX_BODY) {
-            Parsed::Bad { reason, consumed } => (reason, consumed),
+            StateParse::Bad { reason, consumed } => (reason, consumed),
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(input)),
         }
     }
@@ -373,9 +377,9 @@ mod tests {
     fn a_request_is_incomplete_until_its_head_and_body_are_in() {
         let put = b"PUT /k HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         for end in 0..put.len() {
-            assert_eq!(parse(&put[..end], MAX_BODY), Parsed::Incomplete, "{end}");
+            assert_eq!(parse(&put[..end], MAX_BODY), StateParse::Incomplete, "{end}");
         }
-        assert!(matches!(parse(put, MAX_BODY), Parsed::Request { .. }));
+        assert!(matches!(parse(put, MAX_BODY), StateParse::Request { .. }));
     }
 
     #[test]
@@ -444,13 +448,13 @@ mod tests {
 
     #[test]
     fn responses_carry_what_the_client_reads_in_the_specifications_order() {
-        let item = Item { timeout_minutes: 20, body: b"data", lock_cookie: Some(2), uninitialized: true };
+        let item = StateItem { timeout_minutes: 20, body: b"data", lock_cookie: Some(2), uninitialized: true };
         assert_eq!(
             encoded(StateResponse::Ok(Some(item)), false, false),
             "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-AspNet-Version: 4.0.30319\r\nTimeout: 20\r\n\
              ActionFlags: 1\r\nLockCookie: 2\r\n\r\ndata"
         );
-        let plain = Item { lock_cookie: None, uninitialized: false, ..item };
+        let plain = StateItem { lock_cookie: None, uninitialized: false, ..item };
         assert_eq!(
             encoded(StateResponse::Ok(Some(plain)), false, false),
             "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-AspNet-Version: 4.0.30319\r\nTimeout: 20\r\n\r\ndata"

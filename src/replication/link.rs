@@ -18,7 +18,7 @@
 
 use super::heartbeat::LinkTime;
 use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
-use super::session::Session;
+use super::session::LinkSession;
 use crate::tls::MaybeTls;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -62,7 +62,7 @@ const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 struct Link {
     /// Mutual TLS over TCP under `--repl-tls-*`.
     stream: MaybeTls,
-    session: Session,
+    session: LinkSession,
     input: Vec<u8>,
     /// Bytes of `input` received and not yet used.
     filled: usize,
@@ -408,7 +408,7 @@ impl LinkRunner {
             }
         };
         let dialed = dialed.is_some();
-        let session = match Session::start(&self.replicator, dialed, self.now()) {
+        let session = match LinkSession::start(&self.replicator, dialed, self.now()) {
             Ok(session) => session,
             Err(e) => {
                 log::error!("replication: no random challenge: {e}");

@@ -28,7 +28,7 @@ const LIVE_BATCH: usize = 512;
 const SYNC_SLICE_BUCKETS: usize = 256;
 
 #[derive(Clone, Copy, Debug)]
-enum Phase {
+enum LinkPhase {
     /// Waiting for the peer's `Hello`.
     Hello,
     /// Waiting for the peer's proof.
@@ -48,10 +48,10 @@ enum Sending {
     Live,
 }
 
-pub struct Session {
+pub struct LinkSession {
     pub dialed: bool,
     our_nonce: [u8; NONCE_LEN],
-    phase: Phase,
+    phase: LinkPhase,
     sending: Sending,
     /// Our next sequence number to send.
     next_seq: u64,
@@ -107,13 +107,13 @@ enum Pending {
     },
 }
 
-impl Session {
+impl LinkSession {
     /// A new link; the dialing side speaks first.
-    pub fn start(replicator: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<Session> {
-        let mut session = Session {
+    pub fn start(replicator: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<LinkSession> {
+        let mut session = LinkSession {
             dialed,
             our_nonce: fresh_nonce()?,
-            phase: Phase::Hello,
+            phase: LinkPhase::Hello,
             sending: Sending::AwaitResume,
             next_seq: 1,
             receiving_sync: None,
@@ -155,16 +155,16 @@ impl Session {
     /// Whether the peer got as far as a valid hello (so a failure is a refusal,
     /// not a connection that never formed).
     pub fn met_peer(&self) -> bool {
-        !matches!(self.phase, Phase::Hello)
+        !matches!(self.phase, LinkPhase::Hello)
     }
 
     pub fn is_ready(&self) -> bool {
-        matches!(self.phase, Phase::Ready(_))
+        matches!(self.phase, LinkPhase::Ready(_))
     }
 
     pub fn peer_node(&self) -> Option<u16> {
         match self.phase {
-            Phase::Ready(peer) => Some(peer.node),
+            LinkPhase::Ready(peer) => Some(peer.node),
             _ => None,
         }
     }
@@ -199,7 +199,7 @@ impl Session {
         replicator.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
         if self.live_applied != applied_before
             && self.receiving_sync.is_none()
-            && let Phase::Ready(peer) = self.phase
+            && let LinkPhase::Ready(peer) = self.phase
         {
             *replicator.progress() = Progress { history: peer.history, applied: self.live_applied };
         }
@@ -213,7 +213,7 @@ impl Session {
     fn handle(&mut self, replicator: &Replicator, frame: Frame<'_>, now: LinkTime) -> Result<(), String> {
         let identity = &replicator.settings.identity;
         match self.phase {
-            Phase::Hello => {
+            LinkPhase::Hello => {
                 let peer = identity.check_hello(&frame)?;
                 if !self.dialed {
                     self.send_hello(replicator, now.wall_ms);
@@ -225,12 +225,12 @@ impl Session {
                 // reads the peer's clock one delivery late.
                 let midpoint = if self.dialed { (self.started.wall_ms + now.wall_ms) / 2 } else { now.wall_ms };
                 self.clock.skew_ms = Some(peer.clock_ms as i64 - midpoint as i64);
-                self.phase = Phase::Auth(peer);
+                self.phase = LinkPhase::Auth(peer);
                 Ok(())
             }
-            Phase::Auth(peer) => {
+            LinkPhase::Auth(peer) => {
                 identity.check_auth(&frame, &peer, &self.our_nonce)?;
-                self.phase = Phase::Ready(peer);
+                self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
                 let held = *replicator.progress();
                 let resume = if held.history == peer.history { held } else { Progress::default() };
@@ -242,7 +242,7 @@ impl Session {
                 self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
-            Phase::Ready(peer) => self.handle_ready(replicator, peer, frame, now.wall_ms),
+            LinkPhase::Ready(peer) => self.handle_ready(replicator, peer, frame, now.wall_ms),
         }
     }
 

@@ -5,7 +5,7 @@
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
 use super::replicator::{Replicator, Settings, SyncMode};
-use super::session::Session;
+use super::session::LinkSession;
 use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub(super) fn replicator_listening(id: u16, clock: &ManualClock, history: u64, l
 
 /// One side of a link: its session and the bytes it has received but not used.
 struct End {
-    session: Session,
+    session: LinkSession,
     inbox: Vec<u8>,
 }
 
@@ -62,8 +62,8 @@ impl Pair {
     fn connect(&mut self) {
         if self.link.is_none() {
             let now = LinkTime::both(self.clock.now_ms());
-            let a = Session::start(&self.a, true, now).unwrap();
-            let b = Session::start(&self.b, false, now).unwrap();
+            let a = LinkSession::start(&self.a, true, now).unwrap();
+            let b = LinkSession::start(&self.b, false, now).unwrap();
             self.link = Some((End { session: a, inbox: Vec::new() }, End { session: b, inbox: Vec::new() }));
             // The handshake happens at once, so that its clock samples are exact
             // (both nodes share the clock); the data after it crosses piecemeal.
@@ -192,7 +192,7 @@ fn silences_are_timed_on_the_monotonic_clock() {
 fn a_stranger_is_refused_before_anything_is_sent() {
     let pair = Pair::new();
     let now = LinkTime::both(pair.clock.now_ms());
-    let mut acceptor = Session::start(&pair.a, false, now).unwrap();
+    let mut acceptor = LinkSession::start(&pair.a, false, now).unwrap();
     assert!(acceptor.out.is_empty(), "the accepting side speaks only after a valid hello");
     let refused = acceptor.receive(&pair.a, b"set k 0 0 1\r\nx\r\n", now).unwrap_err();
     assert!(refused.contains("unknown frame type"), "{refused}");
@@ -202,8 +202,8 @@ fn a_stranger_is_refused_before_anything_is_sent() {
     let mut stranger_identity = stranger.settings.clone();
     stranger_identity.identity = Identity::new(3, b"test", b"not the pair's secret!");
     let impostor = Arc::new(Replicator::new(Arc::clone(&stranger.store), stranger_identity, 9));
-    let mut dialer = Session::start(&impostor, true, now).unwrap();
-    let mut acceptor = Session::start(&pair.a, false, now).unwrap();
+    let mut dialer = LinkSession::start(&impostor, true, now).unwrap();
+    let mut acceptor = LinkSession::start(&pair.a, false, now).unwrap();
     let hello = std::mem::take(&mut dialer.out);
     acceptor.receive(&pair.a, &hello, now).unwrap();
     let challenge = std::mem::take(&mut acceptor.out);

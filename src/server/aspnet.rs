@@ -17,13 +17,10 @@ use crate::node::Node;
 use crate::protocol::ParseError;
 use crate::protocol::WatchKinds;
 use crate::protocol::aspnet::{
-    self, DEFAULT_TIMEOUT_MINUTES, Exclusive, Item, Method, Parsed, StateRequest, StateResponse,
+    self, DEFAULT_TIMEOUT_MINUTES, Exclusive, KEY_PREFIX, Method, StateItem, StateParse, StateRequest, StateResponse,
 };
 use crate::store::{DeleteOutcome, DeleteRequest, Found, Receipt, StoreMode, StoreOutcome, StoreRequest};
 
-/// Prefixed to the request target: the state server's items share the store with
-/// memcached's and must not collide with them.
-pub const KEY_PREFIX: &[u8] = b"aspnet:";
 /// The memcached client flags of a state item, "ASPS", which tell a memcached
 /// client that reads one what it is.
 pub const ITEM_FLAGS: u32 = u32::from_be_bytes(*b"ASPS");
@@ -169,11 +166,12 @@ pub fn serve(
     input: &[u8],
     output: &mut Output,
     session: &mut Session,
+    scratch: &mut Scratch,
 ) -> Result<(usize, usize, Flow), ParseError> {
     let max_body = dispatch.shared.config.aspnet.max_body;
     match aspnet::parse(input, max_body) {
-        Parsed::Incomplete => Err(ParseError::Incomplete { need: None }),
-        Parsed::Bad { reason, consumed } => {
+        StateParse::Incomplete => Err(ParseError::Incomplete { need: None }),
+        StateParse::Bad { reason, consumed } => {
             dispatch.counters.aspnet_bad_requests.inc();
             if dispatch.shared.verbosity.load(std::sync::atomic::Ordering::Relaxed) > 0 {
                 log::warn!("aspnet: fd {}: 400 Bad Request: {reason}", session.fd);
@@ -183,15 +181,15 @@ pub fn serve(
             let flow = if close { Flow::Close } else { Flow::Continue };
             Ok((consumed.unwrap_or(input.len()), 0, flow))
         }
-        Parsed::Request { request, consumed } => {
-            let executed = execute(&dispatch.shared.node, &request, &mut session.aspnet);
+        StateParse::Request { request, consumed } => {
+            let executed = execute(&dispatch.shared.node, &request, scratch);
             session.written.merge(executed.receipt);
             count(dispatch, &request, &executed);
-            watch(dispatch, &request, &executed, session);
-            let body = session.aspnet.body();
+            let body = scratch.body();
+            watch(dispatch, &request, &executed, body.len(), session.fd);
             let response = match executed.answer {
                 Answer::Item { timeout_minutes, lock_cookie, uninitialized } => {
-                    StateResponse::Ok(Some(Item { timeout_minutes, body, lock_cookie, uninitialized }))
+                    StateResponse::Ok(Some(StateItem { timeout_minutes, body, lock_cookie, uninitialized }))
                 }
                 Answer::Done => StateResponse::Ok(None),
                 Answer::Locked { lock_cookie, lock_age_secs, locked_at_ms } => {
@@ -209,7 +207,7 @@ pub fn serve(
 
 /// Tells `watch` of a request: under `mutations` when it may write, else under
 /// `fetchers`. A single relaxed load while nobody watches.
-fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Executed, session: &Session) {
+fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Executed, body_len: usize, cfd: i32) {
     let writes = matches!(request.method, Method::Put | Method::Delete) || request.exclusive.is_some();
     let kind = if writes { WatchKinds::MUTATIONS } else { WatchKinds::FETCHERS };
     let watch = &dispatch.shared.watch;
@@ -217,7 +215,7 @@ fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Execute
         return;
     }
     let (status, size) = match executed.answer {
-        Answer::Item { .. } => (200, session.aspnet.body().len()),
+        Answer::Item { .. } => (200, body_len),
         Answer::Done => (200, request.body.len()),
         Answer::Locked { .. } => (423, 0),
         Answer::NotFound => (404, 0),
@@ -228,8 +226,7 @@ fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Execute
         Some(Exclusive::Release) => "release",
         None => "none",
     };
-    let event =
-        AspNetEvent { method: request.method.name(), exclusive, key: request.key, status, cfd: session.fd, size };
+    let event = AspNetEvent { method: request.method.name(), exclusive, key: request.key, status, cfd, size };
     watch.aspnet_request(kind, &event);
 }
 
@@ -447,7 +444,7 @@ fn expiry(now_ms: u64, timeout_minutes: u32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::aspnet::{Parsed, parse};
+    use crate::protocol::aspnet::{StateParse, parse};
     use crate::store::{Clock, ManualClock, Store, StoreConfig};
     use std::sync::Arc;
 
@@ -467,7 +464,7 @@ mod tests {
         /// Sends one request, as the client writes it, and returns the answer and,
         /// for an item, its body.
         fn send(&mut self, request: &str) -> (Answer, Vec<u8>) {
-            let Parsed::Request { request, .. } = parse(request.as_bytes(), 1 << 20) else {
+            let StateParse::Request { request, .. } = parse(request.as_bytes(), 1 << 20) else {
                 panic!("not a request: {request:?}");
             };
             let executed = execute(&self.node, &request, &mut self.scratch);

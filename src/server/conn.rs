@@ -193,6 +193,8 @@ pub struct Conn {
     pub info: Arc<ConnInfo>,
     /// Where reading the next command stands.
     reading: Reading,
+    /// An ASP.NET State Server connection's buffers, grown once and reused.
+    aspnet_scratch: super::aspnet::Scratch,
     /// Nothing has been received yet.
     silent: bool,
     protocol: Protocol,
@@ -229,6 +231,7 @@ impl Conn {
             session: Session { fd: info.fd, ..Session::default() },
             info,
             reading: Reading::Command,
+            aspnet_scratch: super::aspnet::Scratch::default(),
             silent: true,
             protocol: Protocol::Undecided,
             rbuf: ReadBuf::new(),
@@ -337,7 +340,8 @@ impl Conn {
             let reply = self.output.mark();
             let parsed = match self.protocol {
                 Protocol::AspNet => {
-                    super::aspnet::serve(dispatch, self.rbuf.data(), &mut self.output, &mut self.session)
+                    let scratch = &mut self.aspnet_scratch;
+                    super::aspnet::serve(dispatch, self.rbuf.data(), &mut self.output, &mut self.session, scratch)
                 }
                 Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {

@@ -41,8 +41,6 @@ pub struct Session {
     /// What replication recorded of the writes run since the connection last
     /// looked: their answers wait for it (an acknowledgement, a claim's verdict).
     pub written: Receipt,
-    /// An ASP.NET State Server connection's buffers.
-    pub aspnet: super::aspnet::Scratch,
 }
 
 impl Session {

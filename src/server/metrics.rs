@@ -258,7 +258,7 @@ pub fn render(shared: &Shared) -> String {
                 ("stolen", c.aspnet_locks_stolen),
             ],
         );
-        let sessions = shared.node.view().count_prefix(super::aspnet::KEY_PREFIX);
+        let sessions = shared.node.view().count_prefix(crate::protocol::aspnet::KEY_PREFIX);
         m.gauge("aspnet_sessions", "ASP.NET sessions held.", sessions);
     }
     if let (Some(replicator), Some(backlog)) = (replicator, backlog) {

@@ -253,7 +253,7 @@ impl Shared {
             stat("aspnet_locks_granted", format_args!("{}", c.aspnet_locks_granted));
             stat("aspnet_locks_contended", format_args!("{}", c.aspnet_locks_contended));
             stat("aspnet_locks_stolen", format_args!("{}", c.aspnet_locks_stolen));
-            let items = self.node.view().count_prefix(super::aspnet::KEY_PREFIX);
+            let items = self.node.view().count_prefix(crate::protocol::aspnet::KEY_PREFIX);
             stat("aspnet_items", format_args!("{items}"));
         }
         if let Some(replicator) = self.node.replicator() {
