@@ -73,21 +73,7 @@ fn main() {
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => fail(64, e.to_string()), // EX_USAGE
         Err(e) => fail(71, e.to_string()),                                                 // EX_OSERR
     };
-    for addr in server.local_addrs() {
-        log::info!("listening on {addr}");
-    }
-    if let Some(addr) = server.replication_addr() {
-        log::info!("replication listening on {addr}");
-    }
-    if let Some(addr) = server.metrics_addr() {
-        log::info!("metrics listening on {addr}");
-    }
-    if let Some(addr) = server.aspnet_addr() {
-        log::info!("ASP.NET State Server listening on {addr}");
-    }
-    if let Some(path) = &server.shared().config.unix_socket {
-        log::info!("listening on unix socket {}", path.display());
-    }
+    log_listeners(&server);
     let pid_file = pid_path.map(|path| PidFile::write(&path).unwrap_or_else(|e| fail(73, e.to_string()))); // EX_CANTCREAT
     // The ports are bound: root is needed no longer.
     if let Some(user) = &user
@@ -115,6 +101,31 @@ fn main() {
     };
     log::info!("signal {signal}: no longer accepting, finishing replies in flight");
     service::notify_systemd("STOPPING=1");
+    stop_and_save(server);
+    drop(pid_file);
+}
+
+/// Where the node listens, at `-v` (the tests read the addresses here).
+fn log_listeners(server: &Server) {
+    for addr in server.local_addrs() {
+        log::info!("listening on {addr}");
+    }
+    if let Some(addr) = server.replication_addr() {
+        log::info!("replication listening on {addr}");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        log::info!("metrics listening on {addr}");
+    }
+    if let Some(addr) = server.aspnet_addr() {
+        log::info!("ASP.NET State Server listening on {addr}");
+    }
+    if let Some(path) = &server.shared().config.unix_socket {
+        log::info!("listening on unix socket {}", path.display());
+    }
+}
+
+/// Writes the replies in flight, stops every thread, and with `-e` saves the items.
+fn stop_and_save(server: Server) {
     let memory_file = server.shared().config.memory_file.clone();
     match server.shutdown_and_save() {
         None => {}
@@ -127,7 +138,6 @@ fn main() {
         ),
         Some(Err(e)) => log::error!("warm restart: cannot save to {}: {e}", memory_file.unwrap_or_default().display()),
     }
-    drop(pid_file);
 }
 
 fn handled_signals() -> libc::sigset_t {

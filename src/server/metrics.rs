@@ -7,6 +7,7 @@
 //! path.
 
 use super::Shared;
+use super::stats::CounterTotals;
 use crate::replication::replicator::{BacklogFigures, LINK_UP, Replicator};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -143,12 +144,9 @@ impl Exposition {
 }
 
 /// Every metric, read now.
-pub fn render(shared: &Shared) -> String {
-    let c = shared.counter_totals();
-    let s = shared.node.view().stats();
+/// The client connections: open, accepted, refused, closed idle, yielded.
+fn connections(m: &mut Exposition, shared: &Shared, c: &CounterTotals) {
     let conns = &shared.connections;
-    let mut m = Exposition { out: String::with_capacity(8 * 1024) };
-    m.gauge("uptime_seconds", "Seconds since the node started.", shared.started.elapsed().as_secs());
     m.gauge("connections", "Client connections open now.", conns.current());
     m.gauge("connections_max", "The most client connections served at once (-c).", shared.config.max_connections);
     m.counter("connections_opened_total", "Client connections accepted.", conns.total.load(Ordering::Relaxed));
@@ -159,6 +157,14 @@ pub fn render(shared: &Shared) -> String {
     );
     m.counter("connections_idle_closed_total", "Connections closed by -o idle_timeout.", c.idle_kicks);
     m.counter("connection_yields_total", "Times a connection yielded after -R requests.", c.conn_yields);
+}
+
+pub fn render(shared: &Shared) -> String {
+    let c = shared.counter_totals();
+    let s = shared.node.view().stats();
+    let mut m = Exposition { out: String::with_capacity(8 * 1024) };
+    m.gauge("uptime_seconds", "Seconds since the node started.", shared.started.elapsed().as_secs());
+    connections(&mut m, shared, &c);
     m.labelled(
         "commands_total",
         "counter",

@@ -234,6 +234,58 @@ fn replicator(
     Ok(Some(replicator))
 }
 
+/// With --repl-wait-sync, a (re)started node catches up with its peer before it
+/// listens, so that a load balancer's check sends it clients only then. The link
+/// runs on a thread of its own meanwhile; it is handed to the first worker after.
+fn wait_for_peer_sync(config: &Config, node: &Node) -> io::Result<Option<LinkThread>> {
+    let repl = &config.replication;
+    let (Some(replicator), Some(peer)) = (node.replicator(), repl.peer.as_deref()) else {
+        return Ok(None);
+    };
+    if repl.wait_sync.is_zero() {
+        return Ok(None);
+    }
+    let link = LinkThread::start(Arc::clone(replicator))?;
+    let limit = repl.wait_sync.as_secs_f64();
+    // At the default verbosity: a node that refuses clients for seconds must say
+    // why, or it looks dead.
+    log::warn!(
+        "replication: waiting up to {limit} s for the peer {peer} to send what it holds before serving clients \
+         (--repl-wait-sync; 0 serves at once)"
+    );
+    if replicator.wait_synced(repl.wait_sync) {
+        log::warn!("replication: synced from the peer {peer}; serving clients");
+    } else {
+        log::warn!(
+            "replication: no sync from the peer {peer} within {limit} s; serving clients from what this node holds"
+        );
+    }
+    Ok(Some(link))
+}
+
+/// The client ports' TLS under -Z, and the log lines for the options rustls cannot
+/// honour.
+fn client_tls(config: &Config) -> io::Result<Option<Arc<tls::ServerTls>>> {
+    let tls = config
+        .tls
+        .server_settings()
+        .and_then(|settings| settings.map(tls::ServerTls::new).transpose())
+        .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?
+        .map(Arc::new);
+    if config.tls.kernel_tls {
+        log::warn!("ssl_kernel_tls: encryption stays in user space (rustls; BENCHMARKS.md, TLS)");
+    }
+    if let Some(ciphers) = &config.tls.ciphers {
+        // An operator who narrows the ciphers must hear that the list is not
+        // applied, not find out from a scanner.
+        log::warn!(
+            "ssl_ciphers={ciphers}: not applied; rustls offers only AEAD suites: TLS 1.3 AES-GCM and \
+             ChaCha20-Poly1305, and TLS 1.2 ECDHE with the same ciphers"
+        );
+    }
+    Ok(tls)
+}
+
 impl Server {
     /// Binds the listeners and starts every thread.
     pub fn start(config: Config) -> io::Result<Server> {
@@ -307,48 +359,8 @@ impl Server {
         {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "the store already replicates"));
         }
-        // With --repl-wait-sync, a (re)started node catches up with its peer before it
-        // listens, so that a load balancer's check sends it clients only then.
-        let early_link = match node.replicator() {
-            Some(replicator) if !config.replication.wait_sync.is_zero() && config.replication.peer.is_some() => {
-                let link = LinkThread::start(Arc::clone(replicator))?;
-                let peer = config.replication.peer.as_deref().unwrap_or_default();
-                let limit = config.replication.wait_sync.as_secs_f64();
-                // At the default verbosity: a node that refuses clients for seconds
-                // must say why, or it looks dead.
-                log::warn!(
-                    "replication: waiting up to {limit} s for the peer {peer} to send what it holds before \
-                     serving clients (--repl-wait-sync; 0 serves at once)"
-                );
-                if replicator.wait_synced(config.replication.wait_sync) {
-                    log::warn!("replication: synced from the peer {peer}; serving clients");
-                } else {
-                    log::warn!(
-                        "replication: no sync from the peer {peer} within {limit} s; serving clients from what \
-                         this node holds"
-                    );
-                }
-                Some(link)
-            }
-            _ => None,
-        };
-        let tls = config
-            .tls
-            .server_settings()
-            .and_then(|settings| settings.map(tls::ServerTls::new).transpose())
-            .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?
-            .map(Arc::new);
-        if config.tls.kernel_tls {
-            log::warn!("ssl_kernel_tls: encryption stays in user space (rustls; BENCHMARKS.md, TLS)");
-        }
-        if let Some(ciphers) = &config.tls.ciphers {
-            // An operator who narrows the ciphers must hear that the list is not
-            // applied, not find out from a scanner.
-            log::warn!(
-                "ssl_ciphers={ciphers}: not applied; rustls offers only AEAD suites: TLS 1.3 AES-GCM and \
-                 ChaCha20-Poly1305, and TLS 1.2 ECDHE with the same ciphers"
-            );
-        }
+        let early_link = wait_for_peer_sync(&config, &node)?;
+        let tls = client_tls(&config)?;
         let mut listeners = listener::bind(&config)?;
         let addrs = listeners.iter().filter_map(|(l, _)| l.tcp_addr()).collect();
         let aspnet = listener::bind_aspnet(&config)?;
