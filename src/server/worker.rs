@@ -3,12 +3,12 @@
 //! pelikan's `pending` list with a zero poll timeout). The first worker of a
 //! replicating node also hosts the replication link, whose poll its own watches.
 
-use super::Shared;
 use super::conn::{Conn, Status};
 use super::dispatch::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
-use crate::replication::{LinkRunner, LinkThread};
+use super::{Limits, Shared};
+use crate::replication::{LinkRunner, LinkThread, Replicator};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -63,22 +63,8 @@ impl Worker {
                 return;
             }
         };
-        let mut link = None;
-        // The link on a thread of its own, should this worker fail to watch its poll.
-        let mut link_thread = None;
-        if let Some(runner) = self.link.take() {
-            let fd = runner.poll_fd();
-            match self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
-                Ok(()) => link = Some(HostedLink { runner, events: Events::with_capacity(256), sent: Instant::now() }),
-                Err(e) => {
-                    log::warn!("worker {}: cannot host the replication link ({e}); it runs on a thread", self.index);
-                    match LinkThread::spawn(runner) {
-                        Ok(thread) => link_thread = Some(thread),
-                        Err(e) => log::error!("replication: cannot start the link thread: {e}"),
-                    }
-                }
-            }
-        }
+        let turn = Turn { dispatch: &dispatch, limits, reqs_per_event, settle: &settle };
+        let (mut link, link_thread) = self.host_link();
         loop {
             let mut timeout = if yielded.is_empty() { None } else { Some(Duration::ZERO) };
             let mut acks_arrived = false;
@@ -92,31 +78,13 @@ impl Worker {
                         timeout = Some(Duration::ZERO);
                     }
                 }
-                match link.as_mut() {
-                    // Hosted here: the changes go before the worker sleeps, with no
-                    // thread to wake, and the link's timers bound the sleep.
-                    Some(hosted) => {
-                        if link_wakes.pending {
-                            hosted.turn(false);
-                            link_wakes.announced();
-                        }
-                        let due = hosted.runner.next_timeout();
-                        timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
-                    }
-                    None => {
-                        if link_wakes.due(&mut timeout) {
-                            replicator.announce();
-                        }
-                    }
-                }
+                link_wakes.before_sleep(replicator, link.as_mut(), &mut timeout);
             }
             if !idle_timeout.is_zero() {
-                let wait = next_idle_check.saturating_duration_since(Instant::now());
-                timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
+                wake_by(&mut timeout, next_idle_check);
             }
             if let Some(due) = handshakes.next_due() {
-                let wait = due.saturating_duration_since(Instant::now());
-                timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
+                wake_by(&mut timeout, due);
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -144,12 +112,8 @@ impl Worker {
                     continue;
                 }
                 let key = event.token().0;
-                if let Some(conn) = conns.get_mut(key) {
-                    conn.readiness(event.is_read_closed());
-                    let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    link_wakes.note(conn);
-                    settle.status(&mut conns, (&mut yielded, &mut held), key, status);
-                }
+                let read_closed = event.is_read_closed();
+                turn.drive(&mut conns, (&mut yielded, &mut held), &mut link_wakes, key, |c| c.readiness(read_closed));
                 // A long turn sends what its first connections wrote without waiting
                 // for its end: in ack mode their replies wait on the peer meanwhile.
                 if let Some(hosted) = link.as_mut()
@@ -171,12 +135,7 @@ impl Worker {
             }
             if acks_arrived {
                 for key in std::mem::take(&mut held) {
-                    if let Some(conn) = conns.get_mut(key) {
-                        conn.held = false;
-                        let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                        link_wakes.note(conn);
-                        settle.status(&mut conns, (&mut yielded, &mut held), key, status);
-                    }
+                    turn.drive(&mut conns, (&mut yielded, &mut held), &mut link_wakes, key, |c| c.held = false);
                 }
             }
             handshakes.close_overdue(&mut conns, &settle);
@@ -186,12 +145,7 @@ impl Worker {
             }
             // Connections that yielded run again now, after everyone else had a turn.
             for key in std::mem::take(&mut yielded) {
-                if let Some(conn) = conns.get_mut(key) {
-                    conn.queued = false;
-                    let status = conn.drive(&dispatch, &limits, reqs_per_event);
-                    link_wakes.note(conn);
-                    settle.status(&mut conns, (&mut yielded, &mut held), key, status);
-                }
+                turn.drive(&mut conns, (&mut yielded, &mut held), &mut link_wakes, key, |c| c.queued = false);
             }
             if shared.shutting_down.load(Ordering::Acquire) {
                 break;
@@ -204,6 +158,28 @@ impl Worker {
             thread.shutdown();
         }
         self.finish(&mut conns, &dispatch);
+    }
+
+    /// Hosts the replication link this worker was given: its poll becomes one of
+    /// this worker's sources. Should that fail, the link runs on a thread of its own.
+    fn host_link(&mut self) -> (Option<HostedLink>, Option<LinkThread>) {
+        let Some(runner) = self.link.take() else {
+            return (None, None);
+        };
+        let fd = runner.poll_fd();
+        match self.poll.registry().register(&mut SourceFd(&fd), LINK, Interest::READABLE) {
+            Ok(()) => (Some(HostedLink { runner, events: Events::with_capacity(256), sent: Instant::now() }), None),
+            Err(e) => {
+                log::warn!("worker {}: cannot host the replication link ({e}); it runs on a thread", self.index);
+                match LinkThread::spawn(runner) {
+                    Ok(thread) => (None, Some(thread)),
+                    Err(e) => {
+                        log::error!("replication: cannot start the link thread: {e}");
+                        (None, None)
+                    }
+                }
+            }
+        }
     }
 
     /// Registers the connections the acceptor sent.
@@ -277,6 +253,12 @@ impl HostedLink {
         }
         self.sent = Instant::now();
     }
+}
+
+/// Shortens the poll's `timeout` so that it returns by `deadline`.
+fn wake_by(timeout: &mut Option<Duration>, deadline: Instant) {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    *timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
 }
 
 /// How often `-o idle_timeout` looks for idle connections (memcached's idle timeout
@@ -389,6 +371,32 @@ impl LinkWakes {
         self.idle = self.probing && no_events;
     }
 
+    /// Before the worker polls: the link hears of this turn's changes. Hosted here,
+    /// they go before the worker sleeps, with no thread to wake, and the link's
+    /// timers bound the sleep; elsewhere the link is woken when they are due.
+    fn before_sleep(
+        &mut self,
+        replicator: &Replicator,
+        hosted: Option<&mut HostedLink>,
+        timeout: &mut Option<Duration>,
+    ) {
+        match hosted {
+            Some(hosted) => {
+                if self.pending {
+                    hosted.turn(false);
+                    self.announced();
+                }
+                let due = hosted.runner.next_timeout();
+                *timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
+            }
+            None => {
+                if self.due(timeout) {
+                    replicator.announce();
+                }
+            }
+        }
+    }
+
     /// Takes what a connection's receipts recorded since it was last driven.
     fn note(&mut self, conn: &mut Conn) {
         self.pending |= conn.take_unannounced();
@@ -416,6 +424,35 @@ fn forget(shared: &Shared, worker: usize, conn: &Conn) {
 }
 
 /// Where a driven connection goes next, by its [`Status`]; and dropping one.
+/// What driving a connection needs, for every place the loop drives one.
+struct Turn<'a> {
+    dispatch: &'a Dispatch<'a>,
+    limits: Limits,
+    reqs_per_event: usize,
+    settle: &'a Settle<'a>,
+}
+
+impl Turn<'_> {
+    /// Drives connection `key` (after `prepare`), tells `link_wakes` what its receipts
+    /// recorded, and settles where it goes next.
+    fn drive(
+        &self,
+        conns: &mut Slab<Conn>,
+        lists: (&mut Vec<usize>, &mut Vec<usize>),
+        link_wakes: &mut LinkWakes,
+        key: usize,
+        prepare: impl FnOnce(&mut Conn),
+    ) {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        prepare(conn);
+        let status = conn.drive(self.dispatch, &self.limits, self.reqs_per_event);
+        link_wakes.note(conn);
+        self.settle.status(conns, lists, key, status);
+    }
+}
+
 struct Settle<'a> {
     /// The worker's poll, to deregister a connection that leaves it.
     registry: mio::Registry,
