@@ -327,22 +327,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<BinaryParsed<'a>, Par
             reply(BinaryCommand::Stat { group: key }, head_len, vlen)
         }
         SASL_AUTH | SASL_STEP if extlen == 0 && keylen != 0 => {
-            if keylen > MAX_SASL_MECH_LEN {
-                return reply(BinaryCommand::SaslInvalid, head_len, vlen);
-            }
-            // memcached reads the message into an item and refuses one that would be
-            // chunked (proto_bin.c `process_bin_sasl_auth`): larger than the largest
-            // slab chunk, 512 KiB by default (memcached.c `slab_chunk_size_max`).
-            if memcached_item_size(keylen, 0, vlen, limits.cas_enabled) > SASL_MESSAGE_ITEM_MAX {
-                return reply(BinaryCommand::SaslTooLarge, head_len, vlen);
-            }
-            let data = value()?;
-            let cmd = if op == SASL_AUTH {
-                BinaryCommand::SaslAuth { mech: key, data }
-            } else {
-                BinaryCommand::SaslStep { mech: key, data }
-            };
-            reply(cmd, total, 0)
+            let (cmd, consumed, swallow) = sasl(op == SASL_AUTH, key, head_len, vlen, limits, value)?;
+            reply(cmd, consumed, swallow)
         }
         TOUCH | GAT | GATK if extlen == 4 && keylen != 0 => {
             let cmd = BinaryCommand::Touch {
@@ -357,6 +343,31 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<BinaryParsed<'a>, Par
         | DELETE | INCREMENT | DECREMENT | STAT | SASL_AUTH | SASL_STEP | TOUCH | GAT | GATK => invalid,
         _ => reply(BinaryCommand::Unknown, head_len, vlen),
     }
+}
+
+/// SASL_AUTH or SASL_STEP naming mechanism `mech`, its message the value of
+/// `vlen` bytes after the head: the command, the bytes it takes, and the bytes of
+/// a refused message still to skip.
+fn sasl<'a>(
+    auth: bool,
+    mech: &'a [u8],
+    head_len: usize,
+    vlen: usize,
+    limits: &Limits,
+    value: impl FnOnce() -> Result<&'a [u8], ParseError>,
+) -> Result<(BinaryCommand<'a>, usize, usize), ParseError> {
+    if mech.len() > MAX_SASL_MECH_LEN {
+        return Ok((BinaryCommand::SaslInvalid, head_len, vlen));
+    }
+    // memcached reads the message into an item and refuses one that would be
+    // chunked (proto_bin.c `process_bin_sasl_auth`): larger than the largest slab
+    // chunk, 512 KiB by default (memcached.c `slab_chunk_size_max`).
+    if memcached_item_size(mech.len(), 0, vlen, limits.cas_enabled) > SASL_MESSAGE_ITEM_MAX {
+        return Ok((BinaryCommand::SaslTooLarge, head_len, vlen));
+    }
+    let data = value()?;
+    let cmd = if auth { BinaryCommand::SaslAuth { mech, data } } else { BinaryCommand::SaslStep { mech, data } };
+    Ok((cmd, head_len + vlen, 0))
 }
 
 /// Appends a response header.
