@@ -1134,6 +1134,27 @@ mod tests {
         unsafe { stickless_set(handle, key.as_ptr().cast(), key.len(), value.as_ptr().cast(), value.len(), 0, 0) }
     }
 
+    /// The status and value of a get of `key` (values of 64 bytes at most).
+    fn get(handle: *mut Stickless, key: &[u8]) -> (i32, Vec<u8>) {
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        // SAFETY: an open handle, a live key, `buf` and `len` writable; NULL outs.
+        let status = unsafe {
+            stickless_get(
+                handle,
+                key.as_ptr().cast(),
+                key.len(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut len,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        (status, buf[..len.min(buf.len())].to_vec())
+    }
+
     /// The last error of this thread, or the status that said there is none.
     fn last_error() -> Result<String, i32> {
         let mut buf = [0u8; 512];
@@ -1155,23 +1176,7 @@ mod tests {
         assert!(message.contains("forced by a test"), "{message}");
         assert_eq!(set(handle, b"k", b"v"), STICKLESS_OK as i32);
         assert_eq!(last_error(), Err(STICKLESS_NOT_FOUND as i32), "a call clears the last error");
-        let mut buf = [0u8; 4];
-        let mut len = 0;
-        // SAFETY: an open handle, a live key, `buf` and `len` writable; NULL outs.
-        let got = unsafe {
-            stickless_get(
-                handle,
-                b"k".as_ptr().cast(),
-                1,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut len,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!((got, &buf[..len]), (STICKLESS_OK as i32, &b"v"[..]));
+        assert_eq!(get(handle, b"k"), (STICKLESS_OK as i32, b"v".to_vec()));
         // SAFETY: the handle is open and not used again.
         unsafe { stickless_close(handle) };
     }
@@ -1198,23 +1203,7 @@ mod tests {
         .join();
         assert!(panicked.is_err());
         assert_eq!(set(handle, b"after", b"2"), STICKLESS_OK as i32);
-        let mut buf = [0u8; 4];
-        let mut len = 0;
-        // SAFETY: an open handle, a live key, `buf` and `len` writable; NULL outs.
-        let got = unsafe {
-            stickless_get(
-                handle,
-                b"after".as_ptr().cast(),
-                5,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut len,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!((got, &buf[..len]), (STICKLESS_OK as i32, &b"2"[..]));
+        assert_eq!(get(handle, b"after"), (STICKLESS_OK as i32, b"2".to_vec()));
         let backlog = replicator.backlog();
         assert_eq!((backlog.first_seq(), backlog.last_seq()), (2, 2), "emptied, its sequence going on");
         drop(backlog);
