@@ -10,7 +10,7 @@
 //! linked, of two acquires made at once on the two nodes, the peer refuses one, and
 //! its request runs again (the caller's part) to find the item locked.
 
-use super::dispatch::{Dispatch, Flow, Session};
+use super::frontend::{Dispatch, Flow, Session};
 use super::output::Output;
 use super::watch::AspNetEvent;
 use crate::node::Node;

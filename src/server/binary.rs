@@ -2,7 +2,7 @@
 //! writes them: errors always answer (quiet or not) with memcached's text in the
 //! body; quiet opcodes suppress successes, and the GET family suppresses misses.
 
-use super::dispatch::{Dispatch, Flow, Session};
+use super::frontend::{Dispatch, Flow, Session};
 use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use super::stats::{BinaryStats, StatSink};

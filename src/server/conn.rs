@@ -8,7 +8,7 @@
 //! with edge-triggered epoll any later data raises a new event.
 
 use super::ProtocolChoice;
-use super::dispatch::{Dispatch, Flow, Session};
+use super::frontend::{Dispatch, Flow, Session};
 use super::output::{Mark, Output};
 use super::registry::{ConnInfo, ConnState};
 use super::stream::Stream;

@@ -5,7 +5,7 @@
 //! `W` markers of the stale-while-revalidate protocol. `q` hides only the nominal
 //! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
 
-use super::dispatch::{Dispatch, Session};
+use super::frontend::{Dispatch, Session};
 use super::outcome::{self, DeleteCounting};
 use super::output::Output;
 use crate::number::write_u64;

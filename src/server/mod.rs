@@ -10,9 +10,10 @@
 //!   replication link ◄── hosted by worker 0 ◄─────┘
 //!   sweeper  ──(every tick)──► Store::sweep_step
 //! ```
-//! `dispatch.rs` (text), `meta.rs` and `binary.rs` are where a protocol's command
+//! `text.rs`, `meta.rs`, `binary.rs` and `aspnet.rs` are where a protocol's command
 //! meets the node: each write goes through [`crate::node::Node`], whose receipt the
-//! connection holds the reply on, and each outcome is counted and spelled through
+//! connection holds the reply on (`frontend.rs`: the session, the dispatch view and
+//! what every front end shares), and each outcome is counted and spelled through
 //! `outcome.rs`, so a new front end (another protocol) follows the same two steps.
 
 pub mod aspnet;
@@ -20,7 +21,7 @@ pub mod auth;
 mod binary;
 mod config;
 mod conn;
-pub mod dispatch;
+pub mod frontend;
 mod listener;
 mod meta;
 pub mod metrics;
@@ -29,6 +30,7 @@ mod output;
 mod registry;
 pub mod stats;
 mod stream;
+pub mod text;
 pub mod warm;
 mod watch;
 mod worker;

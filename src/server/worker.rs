@@ -4,7 +4,7 @@
 //! replicating node also hosts the replication link, whose poll its own watches.
 
 use super::conn::{Conn, Status};
-use super::dispatch::Dispatch;
+use super::frontend::Dispatch;
 use super::registry::ConnInfo;
 use super::stream::Accepted;
 use super::{Limits, Shared};
