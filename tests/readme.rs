@@ -76,7 +76,13 @@ struct Block {
     text: String,
 }
 
-fn blocks() -> Vec<Block> {
+/// Every block of the two READMEs, read once per test process.
+fn blocks() -> &'static [Block] {
+    static BLOCKS: OnceLock<Vec<Block>> = OnceLock::new();
+    BLOCKS.get_or_init(read_blocks)
+}
+
+fn read_blocks() -> Vec<Block> {
     let mut found = Vec::new();
     for file in ["README.md", "bindings/README.md"] {
         let text = std::fs::read_to_string(repo().join(file)).unwrap();
@@ -128,7 +134,7 @@ fn block(marker: &str) -> String {
 fn every_block_runs_or_says_why() {
     let blocks = blocks();
     assert!(blocks.len() >= 30, "{} blocks", blocks.len());
-    for b in &blocks {
+    for b in blocks {
         let marker = b
             .marker
             .as_deref()
@@ -286,6 +292,12 @@ impl Host {
 
     fn home(&self) -> PathBuf {
         self.dir.join("home")
+    }
+
+    /// The C example "saved as hello.c in the checkout": in the overlay this host's
+    /// checkout runs under.
+    fn save_c_example(&self) {
+        std::fs::write(self.dir.join("checkout-upper/hello.c"), block("c-example")).unwrap();
     }
 
     /// A file of this host's `/etc` (`relative` to it), as its overlay holds it.
@@ -469,7 +481,6 @@ fn the_first_lines_start_the_daemon_and_name_the_suite() {
 
     let dir = scratch("top");
     let host = Host::loopback(&dir, "top");
-    let _ = release_dir();
     let mut daemon = host.spawn(&command(lines[0]), Cwd::Checkout);
     wait_for("the daemon on 127.0.0.1:11211", START_DEADLINE, || {
         daemon.assert_running();
@@ -500,9 +511,7 @@ fn a_pair_in_one_minute_prints_what_the_readme_shows() {
 fn the_c_example_builds_and_runs_as_shown() {
     let dir = scratch("c");
     let host = Host::loopback(&dir, "builder");
-    // "Saved as hello.c in the checkout": in the overlay the checkout runs under.
-    std::fs::write(host.dir.join("checkout-upper/hello.c"), block("c-example")).unwrap();
-    let _ = release_dir();
+    host.save_c_example();
     let printed_out = host.run_ok(&block("c-build"), Cwd::Checkout);
     assert_eq!(printed_out, printed(block("c-build output").as_bytes()));
     assert!(!repo().join("hello").exists() && !repo().join("hello.c").exists(), "the checkout stays clean");
@@ -515,8 +524,7 @@ fn the_c_example_builds_and_runs_as_shown() {
 fn the_installed_library_is_found_by_its_soname() {
     let dir = scratch("install");
     let host = Host::loopback(&dir, "server");
-    std::fs::write(host.dir.join("checkout-upper/hello.c"), block("c-example")).unwrap();
-    let _ = release_dir();
+    host.save_c_example();
     host.run_ok(&block("install-library"), Cwd::Checkout);
     let found = host.run_ok("ldconfig -p | grep libstickless.so.1", Cwd::Checkout);
     assert!(found.contains("=> /usr/local/lib/libstickless.so.1"), "{found}");

@@ -326,10 +326,6 @@ impl Replicator {
     /// sleeps, or if a claim waits. While it sends in batches on its own timer, no
     /// write pays for a wake-up (a system call, and a context switch on a shared core).
     pub fn announce(&self) {
-        self.wake_link();
-    }
-
-    fn wake_link(&self) {
         // A claim wakes the link even while it batches: its client waits.
         let asleep = self.link_sleeping.load(Ordering::Acquire) && self.link_sleeping.swap(false, Ordering::AcqRel);
         if (asleep || self.urgent.load(Ordering::Acquire))

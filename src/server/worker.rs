@@ -120,16 +120,14 @@ impl Worker {
                     && link_wakes.pending
                     && hosted.sent.elapsed() >= LINK_WAKE_DELAY
                 {
-                    hosted.turn(false);
-                    link_wakes.announced();
+                    hosted.turn(false, &mut link_wakes);
                 }
             }
             if let Some(hosted) = link.as_mut()
                 && (link_ready || hosted.runner.next_timeout().is_zero())
             {
                 // The changes this turn's clients made go in the same turn.
-                hosted.turn(link_ready);
-                link_wakes.announced();
+                hosted.turn(link_ready, &mut link_wakes);
                 // An acknowledgement this turn read releases replies held here.
                 acks_arrived |= !held.is_empty();
             }
@@ -246,18 +244,24 @@ impl HostedLink {
     /// One turn of the link, which sends every change recorded so far, this
     /// worker's included; with `events_ready` it first takes its poll's events. A
     /// link whose poll fails is closed (the peer sees it gone and the node serves on
-    /// alone, as with the peer down).
-    fn turn(&mut self, events_ready: bool) {
+    /// alone, as with the peer down). The link has then heard of every change this
+    /// worker's connections recorded (`link_wakes`).
+    fn turn(&mut self, events_ready: bool, link_wakes: &mut LinkWakes) {
         if self.runner.turn(&mut self.events, events_ready.then_some(Duration::ZERO)).is_err() {
             self.runner.close_all();
         }
         self.sent = Instant::now();
+        link_wakes.announced();
     }
 }
 
 /// Shortens the poll's `timeout` so that it returns by `deadline`.
 fn wake_by(timeout: &mut Option<Duration>, deadline: Instant) {
-    let wait = deadline.saturating_duration_since(Instant::now());
+    wait_at_most(timeout, deadline.saturating_duration_since(Instant::now()));
+}
+
+/// Shortens the poll's `timeout` to `wait` at most.
+fn wait_at_most(timeout: &mut Option<Duration>, wait: Duration) {
     *timeout = Some(timeout.map_or(wait, |timeout| timeout.min(wait)));
 }
 
@@ -383,11 +387,9 @@ impl LinkWakes {
         match hosted {
             Some(hosted) => {
                 if self.pending {
-                    hosted.turn(false);
-                    self.announced();
+                    hosted.turn(false, self);
                 }
-                let due = hosted.runner.next_timeout();
-                *timeout = Some(timeout.map_or(due, |timeout| timeout.min(due)));
+                wait_at_most(timeout, hosted.runner.next_timeout());
             }
             None => {
                 if self.due(timeout) {
