@@ -194,7 +194,13 @@ fn watch_reports_every_protocol_path_in_memcacheds_format() {
 
 #[test]
 fn watch_evictions_names_the_evicted_keys() {
-    let server = common::start_stickless(1, |c| c.memory_limit = 2 << 20);
+    // A manual clock: `la` (seconds since the last access) must not depend on a
+    // second boundary falling inside the batch.
+    let clock = stickless::store::ManualClock::new(1_700_000_000_000);
+    let server = common::start_stickless(1, |c| {
+        c.memory_limit = 2 << 20;
+        c.clock = stickless::store::Clock::Manual(clock.clone());
+    });
     let mut watched = watcher(server.local_addr(), b"watch evictions\r\n");
     let mut client = Client::connect(server.local_addr());
     let value = vec![b'v'; 100_000];
