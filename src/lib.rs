@@ -15,9 +15,10 @@
 //!               replication; a write's result says what it did and what its
 //!               answer waits for, and front ends see the store only through its
 //!               read-only view
-//!  server/      mio event loops, listener, connections; the front ends (text,
-//!               meta, binary, ASP.NET, sharing frontend.rs) run commands through
-//!               the node, and the daemon starts replication
+//!  server/      the daemon: frontend/ (text, meta, binary, ASP.NET: commands
+//!               run through the node), event_loop/ (acceptor, mio workers,
+//!               connections), operations/ (stats, metrics, watch, warm restart),
+//!               config/ (flags); starts replication
 //!  ffi/         the C ABI (include/stickless.h): the store embedded in a host
 //!               process, serving and replicating through server/ on request; the
 //!               only extern "C" items

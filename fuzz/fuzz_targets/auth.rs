@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use stickless::protocol::binary::{self, BinaryCommand};
 use stickless::protocol::text::AUTH_TOKEN_MAX;
 use stickless::protocol::{Command, Limits, ParseError, parse_auth};
-use stickless::server::auth::Credentials;
+use stickless::server::frontend::auth::Credentials;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&path, data)) = data.split_first() else {

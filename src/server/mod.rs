@@ -10,30 +10,29 @@
 //!   replication link ◄── hosted by worker 0 ◄─────┘
 //!   sweeper  ──(every tick)──► Store::sweep_step
 //! ```
-//! `text.rs`, `meta.rs`, `binary.rs` and `aspnet.rs` are where a protocol's command
-//! meets the node: each write goes through [`crate::node::Node`], whose receipt the
-//! connection holds the reply on (`frontend.rs`: the session, the dispatch view and
-//! what every front end shares), and each outcome is counted and spelled through
-//! `outcome.rs`, so a new front end (another protocol) follows the same two steps.
+//!
+//! ```text
+//!  frontend/    where a protocol's command meets the node: text, meta, binary and
+//!               ASP.NET, the outcome mapping they share, SASL/-Y credentials
+//!  event_loop/  the acceptor, the workers' mio loops, connections, their sockets
+//!               and reply buffers, and the registry `stats conns` reads
+//!  operations/  stats, Prometheus metrics, `watch` and warm restart
+//!  config/      the flags, -o options and configuration file, and their checks
+//!  mod.rs       Server: starts the threads above, replication and the sweeper
+//! ```
+//!
+//! Every front end writes through [`crate::node::Node`] and holds the reply on the
+//! write's receipt, so a new front end (another protocol) follows the same steps
+//! (see `frontend/mod.rs`).
 
-pub mod aspnet;
-pub mod auth;
-mod binary;
 mod config;
-mod conn;
+mod event_loop;
 pub mod frontend;
-mod listener;
-mod meta;
-pub mod metrics;
-mod outcome;
-mod output;
-mod registry;
-pub mod stats;
-mod stream;
-pub mod text;
-pub mod warm;
-mod watch;
-mod worker;
+pub mod operations;
+
+use event_loop::{listener, registry, worker};
+use frontend::auth;
+use operations::{metrics, stats, warm, watch};
 
 pub use config::{
     Config, Invocation, ProtocolChoice, ReplSync, ReplicationConfig, USAGE, config_file_options, parse_args,

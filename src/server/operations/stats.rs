@@ -4,9 +4,9 @@
 //! plain load and store rather than a locked read-modify-write; `stats` sums all
 //! workers' sets (memcached keeps per-thread stats the same way, `threadlocal_stats`).
 
-use super::Shared;
 use crate::protocol::binary::{Header, status, write_header};
 use crate::protocol::reply::write_stat;
+use crate::server::Shared;
 use std::fmt::Arguments;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -183,7 +183,7 @@ impl Shared {
         stat("pid", format_args!("{}", std::process::id()));
         stat("uptime", format_args!("{}", self.started.elapsed().as_secs()));
         stat("time", format_args!("{now}"));
-        stat("version", format_args!("{}", super::VERSION));
+        stat("version", format_args!("{}", crate::server::VERSION));
         stat("pointer_size", format_args!("{}", usize::BITS));
         stat("rusage_user", format_args!("{user}"));
         stat("rusage_system", format_args!("{system}"));
@@ -297,9 +297,9 @@ impl Shared {
         stat("cas_enabled", format_args!("{}", if cfg.disable_cas { "no" } else { "yes" }));
         stat("tcp_backlog", format_args!("{}", cfg.backlog));
         let protocol = match cfg.protocol {
-            super::ProtocolChoice::Auto => "auto-negotiate",
-            super::ProtocolChoice::Ascii => "ascii",
-            super::ProtocolChoice::Binary => "binary",
+            crate::server::ProtocolChoice::Auto => "auto-negotiate",
+            crate::server::ProtocolChoice::Ascii => "ascii",
+            crate::server::ProtocolChoice::Binary => "binary",
         };
         stat("binding_protocol", format_args!("{protocol}"));
         stat("auth_enabled_sasl", format_args!("{}", yes_no(cfg.sasl)));

@@ -1,9 +1,9 @@
 //! Listening sockets (made with socket2 for the backlog and socket options) and the
 //! acceptor thread that hands each new connection to a worker, round robin.
 
-use super::Shared;
-use super::config::Config;
 use super::stream::{Accepted, Listener, Stream};
+use crate::server::Shared;
+use crate::server::config::Config;
 use crossbeam_channel::Sender;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -44,7 +44,7 @@ fn listen_addrs(config: &Config) -> io::Result<Vec<(SocketAddr, bool)>> {
     }
     let mut addrs = Vec::new();
     for entry in &config.listen {
-        let (notls, entry) = super::config::split_notls(entry.trim());
+        let (notls, entry) = crate::server::config::split_notls(entry.trim());
         let tls = tls && !notls;
         if let Ok(ip) = entry.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
             addrs.push((SocketAddr::new(ip, config.port), tls));
@@ -101,7 +101,7 @@ pub fn bind_aspnet(config: &Config) -> io::Result<Option<(Listener, Port)>> {
     let Some(listen) = &config.aspnet.listen else {
         return Ok(None);
     };
-    let (notls, listen) = super::config::split_notls(listen);
+    let (notls, listen) = crate::server::config::split_notls(listen);
     let port = Port { aspnet: true, tls: config.tls.enabled && !notls };
     let addr: SocketAddr = listen.parse().map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidInput, format!("--aspnet-listen '{listen}' is not an ADDR:PORT"))

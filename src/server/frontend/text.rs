@@ -2,15 +2,15 @@
 //! facade ([`crate::node`]), its receipt is kept in the connection's [`Session`], its
 //! outcome is counted and spelled through `outcome.rs`, and its reply is appended to
 //! the connection's write buffer. `meta.rs` and `binary.rs` do the same for theirs,
-//! with what `frontend.rs` holds for all of them.
+//! with what `frontend/mod.rs` holds for all of them.
 
-use super::frontend::{Dispatch, Flow, Session};
 use super::outcome::{self, DeleteCounting};
-use super::output::Output;
-use super::stats::TextStats;
+use super::{Dispatch, Flow, Session};
 use crate::protocol::command::KEY_MAX_LENGTH;
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode};
+use crate::server::event_loop::output::Output;
+use crate::server::operations::stats::TextStats;
 use crate::store::{DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreRequest};
 
 fn answer(out: &mut Vec<u8>, noreply: bool, line: &[u8]) {
@@ -69,7 +69,7 @@ impl Dispatch<'_> {
             }
             Command::Version => {
                 out.extend_from_slice(b"VERSION ");
-                out.extend_from_slice(super::VERSION.as_bytes());
+                out.extend_from_slice(crate::server::VERSION.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
             Command::Verbosity { level, noreply } => {

@@ -6,9 +6,9 @@
 //! reads: counters the workers keep anyway, so scraping adds nothing to the data
 //! path.
 
-use super::Shared;
 use super::stats::CounterTotals;
 use crate::replication::replicator::{BacklogFigures, LINK_UP, Replicator};
+use crate::server::Shared;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,9 +5,9 @@
 //! ([`crate::node`]), count its outcome here, and answer with its own row of the
 //! reply tables below, so that two protocols never count one outcome differently.
 
-use super::stats::Counters;
 use crate::protocol::binary::{StoreOp, status};
 use crate::protocol::reply::{self, ErrorReply};
+use crate::server::operations::stats::Counters;
 use crate::store::{DeleteOutcome, DeltaOutcome, StoreMode, StoreOutcome};
 
 impl Counters {

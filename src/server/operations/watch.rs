@@ -9,8 +9,8 @@
 //! command ever waits on a watcher's socket. A watcher that cannot keep up loses
 //! lines, and is told how many with a `[skipped: N]` line, as memcached does.
 
-use super::OpenConnection;
 use crate::protocol::WatchKinds;
+use crate::server::OpenConnection;
 use crate::store::Evicted;
 use crate::tls::TlsStream;
 use socket2::Socket;

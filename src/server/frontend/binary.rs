@@ -2,11 +2,11 @@
 //! writes them: errors always answer (quiet or not) with memcached's text in the
 //! body; quiet opcodes suppress successes, and the GET family suppresses misses.
 
-use super::frontend::{Dispatch, Flow, Session};
 use super::outcome::{self, DeleteCounting};
-use super::output::Output;
-use super::stats::{BinaryStats, StatSink};
+use super::{Dispatch, Flow, Session};
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
+use crate::server::event_loop::output::Output;
+use crate::server::operations::stats::{BinaryStats, StatSink};
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,
 };
@@ -84,7 +84,7 @@ impl Dispatch<'_> {
             }
             BinaryCommand::Noop => write_header(out, h, status::SUCCESS, 0, 0, 0, 0),
             BinaryCommand::Version => {
-                let version = super::VERSION.as_bytes();
+                let version = crate::server::VERSION.as_bytes();
                 write_header(out, h, status::SUCCESS, 0, 0, version.len() as u32, 0);
                 out.extend_from_slice(version);
             }

@@ -4,11 +4,11 @@
 //! replicating node also hosts the replication link, whose poll its own watches.
 
 use super::conn::{Conn, Status};
-use super::frontend::Dispatch;
 use super::registry::ConnInfo;
-use super::stream::Accepted;
-use super::{Limits, Shared};
+use super::stream::{Accepted, Stream};
 use crate::replication::{LinkRunner, LinkThread, Replicator};
+use crate::server::frontend::Dispatch;
+use crate::server::{Limits, Shared};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -498,9 +498,12 @@ impl Settle<'_> {
                 let open = self.shared.connections.handed_over();
                 let mut stream = conn.into_stream();
                 let _ = self.registry.deregister(&mut stream);
-                if let super::stream::Stream::Tls(tls) = stream
-                    && let Err((refused, mut sink)) =
-                        self.shared.watch.add(kinds, super::watch::WatchSink::Tls(tls, open), b"OK\r\n")
+                if let Stream::Tls(tls) = stream
+                    && let Err((refused, mut sink)) = self.shared.watch.add(
+                        kinds,
+                        crate::server::operations::watch::WatchSink::Tls(tls, open),
+                        b"OK\r\n",
+                    )
                 {
                     // Said, then closed: the connection has left its worker.
                     sink.refuse(refused.line());

@@ -1,15 +1,36 @@
+//! The front ends: where a protocol's command meets the node.
+//!
+//! ```text
+//!  text.rs     memcached's text protocol (get, set, delete, incr, stats, watch, ...)
+//!  meta.rs     the meta commands (mg, ms, md, ma, mn, me)
+//!  binary.rs   memcached's binary protocol, SASL included
+//!  aspnet.rs   ASP.NET's state server protocol (HTTP/1 requests on its own port)
+//!  auth.rs     the credentials that SASL (-S) and text authentication (-Y) check
+//!  outcome.rs  how a store's outcome is counted in stats and spelled on each wire
+//!  mod.rs      what they all share (below)
+//! ```
+//!
+//! Each write goes through [`crate::node::Node`], whose receipt the connection
+//! holds the reply on, and each outcome is counted and spelled through
+//! `outcome.rs`, so a new front end (another protocol) follows the same two steps.
+//!
 //! What every front end shares: a connection's [`Session`] (the receipts of its
 //! writes, which its replies wait on), the worker's [`Dispatch`] view of the server,
-//! the storage step every protocol's `set` runs, and the `watch` lines. The text
-//! front end (`text.rs`), `meta.rs`, `binary.rs` and `aspnet.rs` run their commands
-//! through the node ([`crate::node`]) with these.
+//! the storage step every protocol's `set` runs, and the `watch` lines.
 
-use super::Shared;
-use super::stats::Counters;
-use super::watch::StoreEvent;
+pub mod aspnet;
+pub mod auth;
+pub mod binary;
+pub mod meta;
+mod outcome;
+pub mod text;
+
 use crate::node::Written;
 use crate::protocol::WatchKinds;
 use crate::protocol::command::memcached_item_size;
+use crate::server::Shared;
+use crate::server::operations::stats::Counters;
+use crate::server::operations::watch::StoreEvent;
 use crate::store::{self, Receipt, StoreOutcome, StoreRequest};
 
 /// What the connection does after a command.
