@@ -15,8 +15,9 @@ use crate::protocol::binary;
 use crate::protocol::{self, Limits, ParseError, text};
 use crate::replication::{Replicator, SyncMode};
 use crate::server::ProtocolChoice;
+use crate::server::frontend::aspnet;
 use crate::server::frontend::{Dispatch, Flow, Session};
-use crate::server::operations::watch::Watcher;
+use crate::server::operations::watch::{WatchSink, Watcher};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -194,7 +195,7 @@ pub struct Conn {
     /// Where reading the next command stands.
     reading: Reading,
     /// An ASP.NET State Server connection's buffers, grown once and reused.
-    aspnet_scratch: crate::server::frontend::aspnet::Scratch,
+    aspnet_scratch: aspnet::Scratch,
     /// Nothing has been received yet.
     silent: bool,
     protocol: Protocol,
@@ -231,7 +232,7 @@ impl Conn {
             session: Session { fd: info.fd, ..Session::default() },
             info,
             reading: Reading::Command,
-            aspnet_scratch: crate::server::frontend::aspnet::Scratch::default(),
+            aspnet_scratch: aspnet::Scratch::default(),
             silent: true,
             protocol: Protocol::Undecided,
             rbuf: ReadBuf::new(),
@@ -341,13 +342,7 @@ impl Conn {
             let parsed = match self.protocol {
                 Protocol::AspNet => {
                     let scratch = &mut self.aspnet_scratch;
-                    crate::server::frontend::aspnet::serve(
-                        dispatch,
-                        self.rbuf.data(),
-                        &mut self.output,
-                        &mut self.session,
-                        scratch,
-                    )
+                    aspnet::serve(dispatch, self.rbuf.data(), &mut self.output, &mut self.session, scratch)
                 }
                 Protocol::Binary => binary::parse(self.rbuf.data(), limits).map(|parsed| {
                     if log::log_enabled!(log::Level::Trace) {
@@ -600,8 +595,7 @@ impl Conn {
                     return Status::Closed;
                 }
             };
-            match dispatch.shared.watch.add(kinds, crate::server::operations::watch::WatchSink::Socket(sink), b"OK\r\n")
-            {
+            match dispatch.shared.watch.add(kinds, WatchSink::Socket(sink), b"OK\r\n") {
                 Ok(watcher) => self.phase = Phase::Watching(watcher),
                 Err((refused, _)) => {
                     // Still an ordinary connection: say why, and go on serving it.

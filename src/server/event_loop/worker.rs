@@ -8,6 +8,7 @@ use super::registry::ConnInfo;
 use super::stream::{Accepted, Stream};
 use crate::replication::{LinkRunner, LinkThread, Replicator};
 use crate::server::frontend::Dispatch;
+use crate::server::operations::watch::WatchSink;
 use crate::server::{Limits, Shared};
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
@@ -499,11 +500,7 @@ impl Settle<'_> {
                 let mut stream = conn.into_stream();
                 let _ = self.registry.deregister(&mut stream);
                 if let Stream::Tls(tls) = stream
-                    && let Err((refused, mut sink)) = self.shared.watch.add(
-                        kinds,
-                        crate::server::operations::watch::WatchSink::Tls(tls, open),
-                        b"OK\r\n",
-                    )
+                    && let Err((refused, mut sink)) = self.shared.watch.add(kinds, WatchSink::Tls(tls, open), b"OK\r\n")
                 {
                     // Said, then closed: the connection has left its worker.
                     sink.refuse(refused.line());
