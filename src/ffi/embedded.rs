@@ -2,6 +2,7 @@
 //! and replication once the host asks to serve. Safe Rust; `mod.rs` holds the ABI.
 
 use super::StickStatus::{self, *};
+use super::boundary::set_last_error;
 use super::{StickOpenFlags, StickOptions};
 use crate::node::{Node, Written};
 use crate::protocol::command::{DEFAULT_ITEM_SIZE_MAX, KEY_MAX_LENGTH, memcached_item_size};
@@ -72,7 +73,7 @@ impl Embedded {
         ));
         let sweeper = Sweeper::start("stickless-sweeper", Arc::clone(&store), SWEEP_INTERVAL, sweeper::DEFAULT_BUCKETS)
             .map_err(|e| {
-                super::set_last_error(format!("cannot start the sweeper thread: {e}"));
+                set_last_error(format!("cannot start the sweeper thread: {e}"));
                 STICKLESS_IO_ERROR
             })?;
         Ok(Embedded {
@@ -283,7 +284,7 @@ impl Embedded {
     pub fn serve(&self, args: &[u8]) -> StickStatus {
         let refuse = |message: &str| {
             log::error!("stickless_serve: {message}");
-            super::set_last_error(message);
+            set_last_error(message);
             STICKLESS_BAD_CONFIG
         };
         let Ok(args) = std::str::from_utf8(args) else {
@@ -303,7 +304,7 @@ impl Embedded {
         config.disable_cas = !self.cas_enabled;
         let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
         if server.is_some() {
-            super::set_last_error("this store already serves");
+            set_last_error("this store already serves");
             return STICKLESS_ALREADY_SERVING;
         }
         // `--protect-prefix` is the one store setting taken from here (sessions kept
@@ -318,7 +319,7 @@ impl Embedded {
             }
             Err(e) => {
                 log::error!("stickless_serve: {e}");
-                super::set_last_error(e.to_string());
+                set_last_error(e.to_string());
                 if e.kind() == std::io::ErrorKind::InvalidInput { STICKLESS_BAD_CONFIG } else { STICKLESS_IO_ERROR }
             }
         }
