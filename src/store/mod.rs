@@ -12,11 +12,29 @@
 //! Memory is bounded by `-m`: every item is charged its real malloc block and every
 //! table its real allocation; when a store would go over, a CLOCK sweep over the
 //! shard's buckets evicts an item that has not been read since the hand last passed.
+//!
+//! ```text
+//!  mod.rs        the Store: shards, lookups and every verb (get, store, delete,
+//!                arithmetic, touch, flush), the sweep and the statistics
+//!  request.rs    what front ends ask and what the store answers
+//!  eviction.rs   making room under -m: tombstones first, then the CLOCK hand
+//!  item.rs       one item in one heap block
+//!  expiry.rs     memcached's exptime rules
+//!  clock.rs      the coarse clock, and a manual one for tests
+//!  sweeper.rs    the background thread that reclaims expired items
+//!  version.rs    hybrid logical clock versions (last writer wins)
+//!  tombstone.rs  deleted keys' versions, while replicating
+//!  replica.rs    what replication needs: change observers, receipts, applying a
+//!                peer's state
+//!  view.rs       the read-only view the node hands to front ends
+//! ```
 
 mod clock;
+mod eviction;
 pub mod expiry;
 mod item;
 mod replica;
+mod request;
 pub mod sweeper;
 mod tombstone;
 pub mod version;
@@ -25,13 +43,16 @@ mod view;
 pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
+pub use eviction::{Evicted, EvictionObserver};
 use item::{BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT};
 pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
+pub use request::{
+    DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, MetaFound, StoreOutcome, StoreRequest, Vivify,
+};
 pub use view::StoreView;
 
 use crossbeam_utils::CachePadded;
 use hashbrown::HashTable;
-use item::BIT_REFERENCED;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -74,166 +95,7 @@ pub const DEFAULT_SHARDS: usize = 64;
 /// store's memory limit unless one is named.
 pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 
-/// How many buckets the CLOCK hand may look at in one call before giving up the lock.
-const CLOCK_MAX_STEPS: usize = 1024;
-
-/// Tombstones may take up to 1/TOMBSTONE_SHARE of `-m`; beyond it they are shed
-/// before live items are evicted. Half leaves a node cut off from its peer room
-/// for as many deletes as it holds sessions of about its keys' size.
-const TOMBSTONE_SHARE: usize = 2;
-
-/// What a lookup found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Found {
-    Hit,
-    Miss,
-}
-
-/// The result of a storage command (memcached's `store_item_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreOutcome {
-    /// With what the stored item became: its CAS, its expiry (Unix seconds, 0 for
-    /// never) and its value's length (which differ from the request's for appends).
-    Stored {
-        cas: u64,
-        expires_at: u32,
-        value_len: usize,
-    },
-    NotStored,
-    Exists,
-    NotFound,
-    NoMemory,
-}
-
-/// The result of incr/decr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeltaOutcome {
-    Value(u64),
-    /// A meta `ma` with `N` made the item with its initial value.
-    Created(u64),
-    NotFound,
-    NonNumeric,
-    NoMemory,
-    /// The compare-CAS did not match.
-    Exists,
-}
-
-/// incr/decr with the meta options (memcached's `do_add_delta` plus `ma`'s flags).
-#[derive(Clone, Copy, Debug)]
-pub struct DeltaRequest<'a> {
-    pub key: &'a [u8],
-    pub incr: bool,
-    pub delta: u64,
-    /// Fail with `Exists` unless the item has this CAS; 0 means no check, as in
-    /// memcached's `do_add_delta`.
-    pub compare_cas: u64,
-    /// On a miss, create the item with this value instead of failing.
-    pub vivify: Option<u64>,
-    /// The CAS the changed item takes instead of a fresh one.
-    pub new_cas: Option<u64>,
-}
-
-impl<'a> DeltaRequest<'a> {
-    pub fn new(key: &'a [u8], incr: bool, delta: u64) -> Self {
-        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None }
-    }
-}
-
-/// A meta delete (`md`): delete, or mark stale, or empty the value.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DeleteRequest<'a> {
-    pub key: &'a [u8],
-    /// Act only if the item has this CAS.
-    pub compare_cas: Option<u64>,
-    /// Keep the item, marked stale with a new CAS (and `ttl`, when given).
-    pub invalidate: bool,
-    pub ttl: Option<i32>,
-    /// The CAS an invalidated or emptied item takes instead of a fresh one.
-    pub new_cas: Option<u64>,
-    /// Replace the item by an empty one with these client flags and this exptime.
-    pub empty_value: Option<(u32, i32)>,
-}
-
-/// The result of a [`DeleteRequest`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    /// Removed; the value had this many bytes.
-    Deleted {
-        value_len: usize,
-    },
-    /// Marked stale (or emptied) and kept.
-    Kept,
-    NotFound,
-    Exists,
-    NoMemory,
-}
-
-/// What [`Store::get_for_meta`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MetaFound {
-    Hit,
-    /// Missed, and an empty item was created (`mg` with `N`).
-    Created,
-    Miss,
-}
-
-/// Creating an empty item on a miss (`mg`'s `N` flag).
-#[derive(Clone, Copy, Debug)]
-pub struct Vivify {
-    pub exptime: i32,
-    pub cas: Option<u64>,
-    pub binary_key: bool,
-}
-
 pub use crate::store_mode::StoreMode;
-
-/// A storage request.
-#[derive(Clone, Copy)]
-pub struct StoreRequest<'a> {
-    pub mode: StoreMode,
-    pub key: &'a [u8],
-    pub flags: u32,
-    pub exptime: i32,
-    pub data: &'a [u8],
-    /// For `Cas`: the unique the client read.
-    pub cas_unique: u64,
-    /// For append and prepend: whether an item with these flags and this value
-    /// length is within the item size limit; a longer result is `NotStored`, as in
-    /// memcached, whose concatenation allocates a new item of the joined size.
-    pub fits: Option<&'a dyn Fn(u32, usize) -> bool>,
-    /// With `Cas`: a unique lower than the item's still stores, marking the new
-    /// item stale and keeping the old TTL (meta `ms` with `I`).
-    pub allow_stale: bool,
-    /// The CAS the new item takes instead of a fresh one (meta `E`).
-    pub new_cas: Option<u64>,
-    /// Append or prepend to a missing item stores the data alone (meta `ms` `N`).
-    pub vivify: bool,
-    /// The key was sent in base64 (meta `b`).
-    pub binary_key: bool,
-    /// A write refused for want of memory removes the key's old value, so that a
-    /// failed set never leaves a stale one readable (memcached proto_text.c
-    /// `process_update_command` for `set`; `process_mset_command` for every `ms`).
-    pub failure_discards_old: bool,
-}
-
-impl<'a> StoreRequest<'a> {
-    pub fn new(mode: StoreMode, key: &'a [u8], data: &'a [u8]) -> Self {
-        StoreRequest {
-            mode,
-            key,
-            flags: 0,
-            exptime: 0,
-            data,
-            cas_unique: 0,
-            fits: None,
-            allow_stale: false,
-            new_cas: None,
-            vivify: false,
-            binary_key: false,
-            failure_discards_old: false,
-        }
-    }
-}
 
 /// Counters kept by the store (the protocol's own counters live in the server).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -309,23 +171,6 @@ impl Now {
         }
     }
 }
-
-/// What an observer of evictions learns of an evicted item (memcached's `watch
-/// evictions` line carries the same).
-#[derive(Debug)]
-pub struct Evicted<'a> {
-    pub key: &'a [u8],
-    pub value_len: usize,
-    /// Read at least once since it was stored.
-    pub fetched: bool,
-    /// Seconds it had left to live; `None` when it never expires.
-    pub ttl: Option<u32>,
-    /// Seconds since it was last stored or read.
-    pub idle: u32,
-}
-
-/// Called under the shard lock for each evicted item, so it must be quick.
-pub type EvictionObserver = Box<dyn Fn(&Evicted<'_>) + Send + Sync>;
 
 /// The store. Share it between threads by reference or `Arc`.
 pub struct Store {
@@ -740,148 +585,6 @@ impl Store {
             DeleteOutcome::Deleted { value_len } => Some(value_len),
             _ => None,
         }
-    }
-
-    /// Makes room for `bytes` more, evicting while over the limit (unless `-M`).
-    /// Must be called without holding any shard lock.
-    fn reserve(&self, home_shard: usize, bytes: usize) -> bool {
-        let limit = self.memory_limit();
-        let mut shard = home_shard;
-        let mut barren = 0;
-        // Without protected items a hand that frees nothing in one call means the
-        // shard holds nothing evictable. With them, an evictable item may lie beyond
-        // the buckets one call looks at: the hand goes round every shard twice (its
-        // first pass clears the referenced bits) before the store is called full.
-        let mut barren_limit = self.shards.len();
-        while self.used.load(Ordering::Relaxed) + bytes > limit {
-            let freed = self.evict_from(shard, self.evict);
-            if freed == 0 {
-                if barren == 0 && self.protects_any() {
-                    let buckets = self.lock(shard).table.num_buckets();
-                    barren_limit = self.shards.len() * (2 * buckets).div_ceil(CLOCK_MAX_STEPS).max(1);
-                }
-                barren += 1;
-                if barren > barren_limit {
-                    // Nothing else can go: deletes the peer has not acknowledged are
-                    // forgotten before the store refuses a write.
-                    return self.shed_every_tombstone(limit.saturating_sub(bytes));
-                }
-                shard = (shard + 1) & (self.shards.len() - 1);
-            }
-        }
-        true
-    }
-
-    /// The most tombstones may hold: what is left after that is the items'.
-    fn tombstone_budget(&self) -> usize {
-        self.memory_limit() / TOMBSTONE_SHARE
-    }
-
-    /// Forgets tombstones that no longer matter in one shard; returns the bytes freed.
-    fn prune_tombstones(&self, shard: &mut Shard, now: u32) -> usize {
-        let freed = shard.tombstones.prune(now, self.peer_applied.load(Ordering::Acquire));
-        self.release_tombstones(freed)
-    }
-
-    /// Forgets tombstones of one shard down to `keep` bytes; returns the bytes freed.
-    fn shed_tombstones(&self, shard: &mut Shard, keep: usize) -> usize {
-        let freed = shard.tombstones.shed(keep);
-        self.release_tombstones(freed)
-    }
-
-    fn release_tombstones(&self, freed: tombstone::Freed) -> usize {
-        if freed.bytes != 0 {
-            self.tombstone_bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
-            self.used.fetch_sub(freed.bytes, Ordering::Relaxed);
-        }
-        if freed.unacknowledged != 0 && self.tombstones_shed.fetch_add(freed.unacknowledged, Ordering::Relaxed) == 0 {
-            log::warn!(
-                "memory full: deletes the peer has not acknowledged are being forgotten, so an older write \
-                 from it can bring their keys back (raise -m; see stats repl_tombstones_shed)"
-            );
-        }
-        freed.bytes
-    }
-
-    /// The last resort of a full store: tombstones go, shard by shard, until usage
-    /// is at most `target`. True if it got there.
-    fn shed_every_tombstone(&self, target: usize) -> bool {
-        for index in 0..self.shards.len() {
-            if self.used.load(Ordering::Relaxed) <= target {
-                return true;
-            }
-            if self.tombstone_bytes.load(Ordering::Relaxed) == 0 {
-                return false;
-            }
-            let mut shard = self.lock(index);
-            self.shed_tombstones(&mut shard, 0);
-        }
-        self.used.load(Ordering::Relaxed) <= target
-    }
-
-    /// Runs the CLOCK hand over one shard: dead items met on the way are reclaimed;
-    /// a live item not referenced since the last pass is evicted when `evict_live`.
-    /// Returns the bytes freed.
-    fn evict_from(&self, index: usize, evict_live: bool) -> usize {
-        let mut guard = self.lock(index);
-        let shard = &mut *guard;
-        let now = self.now();
-        // Tombstones first: those that no longer matter, then any beyond their share
-        // of the limit, so that deletes stay right while live items are evicted.
-        let pruned = self.prune_tombstones(shard, now.secs);
-        if pruned != 0 {
-            return pruned;
-        }
-        let share = self.tombstone_budget() / self.shards.len();
-        if shard.tombstones.bytes() > share {
-            return self.shed_tombstones(shard, share / 4 * 3);
-        }
-        if shard.table.is_empty() {
-            return 0;
-        }
-        let buckets = shard.table.num_buckets();
-        let mut freed = 0;
-        for _ in 0..CLOCK_MAX_STEPS.min(2 * buckets) {
-            let bucket = shard.clock_hand % buckets;
-            shard.clock_hand = (bucket + 1) % buckets;
-            let Some(item) = shard.table.get_bucket_mut(bucket) else {
-                continue;
-            };
-            match now.liveness(item) {
-                Liveness::Live => {
-                    if item.has_bit(BIT_REFERENCED) {
-                        item.clear_bit(BIT_REFERENCED);
-                        continue;
-                    }
-                    if !evict_live {
-                        continue;
-                    }
-                    if self.protects_any() && self.is_protected(item.key()) {
-                        shard.counters.evictions_skipped_protected += 1;
-                        continue;
-                    }
-                    let unfetched = !item.has_bit(BIT_FETCHED);
-                    if let Some(observe) = self.eviction_observer.get() {
-                        let expires_at = item.expires_at();
-                        observe(&Evicted {
-                            key: item.key(),
-                            value_len: item.value().len(),
-                            fetched: !unfetched,
-                            ttl: (expires_at != 0).then(|| expires_at.saturating_sub(now.secs)),
-                            idle: now.secs.saturating_sub(item.last_access()),
-                        });
-                    }
-                    freed += self.remove_bucket(shard, bucket, Liveness::Live);
-                    shard.counters.evictions += 1;
-                    if unfetched {
-                        shard.counters.evicted_unfetched += 1;
-                    }
-                    return freed;
-                }
-                dead => freed += self.remove_bucket(shard, bucket, dead),
-            }
-        }
-        freed
     }
 
     /// Inserts or replaces `item` in its bucket (or a new one), keeping the
