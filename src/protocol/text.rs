@@ -18,7 +18,9 @@ use super::tokens::{LINE_LIMIT, Tokens, memchr};
 use crate::number::{parse_i32, parse_u32, parse_u64};
 
 /// Parses a classic command from its tokenised `line`, the first `line_len` bytes of
-/// `buf` (which holds the data block of a storage command after it).
+/// `buf` (which holds the data block of a storage command after it). Each verb's
+/// arity and arguments are checked as memcached's `process_*_command` checks them
+/// (proto_text.c), with its error replies.
 pub(super) fn parse_classic<'a>(
     buf: &'a [u8],
     line: &'a [u8],
@@ -26,155 +28,210 @@ pub(super) fn parse_classic<'a>(
     toks: &Tokens<'a>,
     limits: &Limits,
 ) -> Result<Parsed<'a>, ParseError> {
-    let simple = |cmd| Ok(Parsed { cmd, consumed: line_len, swallow: 0 });
-    let error = |reply, noreply| simple(Command::Error { reply, noreply });
-    let nt = toks.ntokens();
+    let classic = Classic { buf, line, line_len, toks, limits };
     let verb = toks.get(0);
-    let want = |ok: bool, cmd: Command<'a>| {
-        if ok { simple(cmd) } else { error(ErrorReply::Error, false) }
-    };
-
     match verb {
-        b"get" | b"bget" => want(nt >= 3, get_command(line, toks, false, None)),
-        b"gets" => want(nt >= 3, get_command(line, toks, true, None)),
-        b"gat" | b"gats" => {
-            if nt < 3 {
-                return error(ErrorReply::Error, false);
-            }
-            match parse_i32(toks.get(1)) {
-                Some(exptime) => simple(get_command(line, toks, verb == b"gats", Some(exptime))),
-                None => error(ErrorReply::InvalidExptime, false),
-            }
-        }
-        b"set" | b"add" | b"replace" | b"append" | b"prepend" => {
-            if nt != 6 && nt != 7 {
-                return error(ErrorReply::Error, false);
-            }
-            let mode = match verb {
-                b"set" => StoreMode::Set,
-                b"add" => StoreMode::Add,
-                b"replace" => StoreMode::Replace,
-                b"append" => StoreMode::Append,
-                _ => StoreMode::Prepend,
-            };
-            storage_command(buf, line_len, toks, mode, limits)
-        }
-        b"cas" => {
-            if nt != 7 && nt != 8 {
-                return error(ErrorReply::Error, false);
-            }
-            storage_command(buf, line_len, toks, StoreMode::Cas, limits)
-        }
-        b"delete" => {
-            if !(3..=5).contains(&nt) {
-                return error(ErrorReply::Error, false);
-            }
-            let mut noreply = false;
-            if nt > 3 {
-                let hold_is_zero = toks.get(2) == b"0";
-                noreply = toks.noreply();
-                let valid = (nt == 4 && (hold_is_zero || noreply)) || (nt == 5 && hold_is_zero && noreply);
-                if !valid {
-                    return error(ErrorReply::DeleteUsage, noreply);
-                }
-            }
-            let key = toks.get(1);
-            if key.len() > KEY_MAX_LENGTH {
-                return error(ErrorReply::BadCommandLineFormat, noreply);
-            }
-            simple(Command::Delete { key, noreply })
-        }
-        b"incr" | b"decr" => {
-            if nt != 4 && nt != 5 {
-                return error(ErrorReply::Error, false);
-            }
-            let noreply = toks.noreply();
-            let key = toks.get(1);
-            if key.len() > KEY_MAX_LENGTH {
-                return error(ErrorReply::BadCommandLineFormat, noreply);
-            }
-            match parse_u64(toks.get(2)) {
-                Some(delta) => simple(Command::Arithmetic { incr: verb == b"incr", key, delta, noreply }),
-                None => error(ErrorReply::InvalidDelta, noreply),
-            }
-        }
-        b"touch" => {
-            if nt != 4 && nt != 5 {
-                return error(ErrorReply::Error, false);
-            }
-            let noreply = toks.noreply();
-            let key = toks.get(1);
-            if key.len() > KEY_MAX_LENGTH {
-                return error(ErrorReply::BadCommandLineFormat, noreply);
-            }
-            match parse_i32(toks.get(2)) {
-                Some(exptime) => simple(Command::Touch { key, exptime, noreply }),
-                None => error(ErrorReply::InvalidExptime, noreply),
-            }
-        }
-        b"flush_all" => {
-            if !(2..=4).contains(&nt) {
-                return error(ErrorReply::Error, false);
-            }
-            let noreply = toks.noreply();
-            let mut delay = 0;
-            if nt != if noreply { 3 } else { 2 } {
-                match parse_i32(toks.get(1)) {
-                    Some(d) => delay = d,
-                    None => return error(ErrorReply::InvalidExptime, noreply),
-                }
-            }
-            simple(Command::FlushAll { delay, noreply })
-        }
-        b"verbosity" => {
-            if nt != 3 && nt != 4 {
-                return error(ErrorReply::Error, false);
-            }
-            let noreply = toks.noreply();
-            match parse_u32(toks.get(1)) {
-                Some(level) => simple(Command::Verbosity { level, noreply }),
-                None => error(ErrorReply::BadCommandLineFormat, noreply),
-            }
-        }
-        b"version" => simple(Command::Version),
-        b"quit" => simple(Command::Quit),
-        b"stats" => simple(Command::Stats(stats_group(toks))),
-        b"shutdown" => simple(Command::Shutdown(match (nt, toks.get(1)) {
+        b"get" | b"bget" => classic.get(false, false),
+        b"gets" => classic.get(true, false),
+        b"gat" => classic.get(false, true),
+        b"gats" => classic.get(true, true),
+        b"set" => classic.storage(StoreMode::Set),
+        b"add" => classic.storage(StoreMode::Add),
+        b"replace" => classic.storage(StoreMode::Replace),
+        b"append" => classic.storage(StoreMode::Append),
+        b"prepend" => classic.storage(StoreMode::Prepend),
+        b"cas" => classic.storage(StoreMode::Cas),
+        b"delete" => classic.delete(),
+        b"incr" => classic.arithmetic(true),
+        b"decr" => classic.arithmetic(false),
+        b"touch" => classic.touch(),
+        b"flush_all" => classic.flush_all(),
+        b"verbosity" => classic.verbosity(),
+        b"version" => classic.done(Command::Version),
+        b"quit" => classic.done(Command::Quit),
+        b"stats" => classic.done(Command::Stats(stats_group(toks))),
+        b"shutdown" => classic.done(Command::Shutdown(match (toks.ntokens(), toks.get(1)) {
             (2, _) => ShutdownMode::Now,
             (3, b"graceful") => ShutdownMode::Graceful,
             _ => ShutdownMode::Invalid,
         })),
         // Arguments other than noreply are ignored, as memcached ignores them.
-        b"refresh_certs" => simple(Command::RefreshCerts { noreply: toks.noreply() }),
-        b"watch" => {
-            // Each argument names a stream; anything else is refused with `ERROR`, as
-            // memcached refuses it (proto_text.c `process_watch_command`).
-            let mut kinds = if nt == 2 { WatchKinds::FETCHERS } else { 0 };
-            for i in 1..nt - 1 {
-                match WatchKinds::from_name(toks.get(i)) {
-                    Some(kind) => kinds |= kind,
-                    // A trailing noreply is itself an unknown stream, refused silently.
-                    None => return error(ErrorReply::Error, toks.noreply()),
-                }
-            }
-            simple(Command::Watch(WatchKinds(kinds)))
+        b"refresh_certs" => classic.done(Command::RefreshCerts { noreply: toks.noreply() }),
+        b"watch" => classic.watch(),
+        b"cache_memlimit" => classic.cache_memlimit(),
+        // memcached closes connections that look like HTTP requests.
+        _ if toks.get(toks.ntokens() - 2).starts_with(b"HTTP/") => Err(ParseError::Close),
+        _ => classic.error(ErrorReply::Error, false),
+    }
+}
+
+/// A classic command line being parsed: what each verb's parser reads.
+struct Classic<'a, 't> {
+    buf: &'a [u8],
+    line: &'a [u8],
+    line_len: usize,
+    toks: &'t Tokens<'a>,
+    limits: &'t Limits,
+}
+
+impl<'a> Classic<'a, '_> {
+    /// The line parsed as `cmd`.
+    #[inline]
+    fn done(&self, cmd: Command<'a>) -> Result<Parsed<'a>, ParseError> {
+        Ok(Parsed { cmd, consumed: self.line_len, swallow: 0 })
+    }
+
+    /// The line answered with an error reply (none under `noreply`).
+    fn error(&self, reply: ErrorReply, noreply: bool) -> Result<Parsed<'a>, ParseError> {
+        self.done(Command::Error { reply, noreply })
+    }
+
+    /// Whether the line has from `min` to `max` tokens, counting memcached's empty
+    /// last one (`get k` has 3).
+    #[inline]
+    fn arity(&self, min: usize, max: usize) -> bool {
+        (min..=max).contains(&self.toks.ntokens())
+    }
+
+    /// The key at token 1, unless it is longer than memcached allows.
+    fn key(&self) -> Option<&'a [u8]> {
+        let key = self.toks.get(1);
+        (key.len() <= KEY_MAX_LENGTH).then_some(key)
+    }
+
+    /// `get`, `gets`, `gat` and `gats`: keys to the end of the line; `gat`'s first
+    /// argument is the new exptime.
+    #[inline]
+    fn get(&self, with_cas: bool, touch: bool) -> Result<Parsed<'a>, ParseError> {
+        if self.toks.ntokens() < 3 {
+            return self.error(ErrorReply::Error, false);
         }
-        b"cache_memlimit" => {
-            if nt != 3 && nt != 4 {
-                return error(ErrorReply::Error, false);
-            }
-            let noreply = toks.noreply();
-            match parse_u32(toks.get(1)) {
-                Some(megabytes) => simple(Command::CacheMemlimit { megabytes, noreply }),
-                None => error(ErrorReply::Error, noreply),
+        let exptime = match touch {
+            false => None,
+            true => match parse_i32(self.toks.get(1)) {
+                Some(exptime) => Some(exptime),
+                None => return self.error(ErrorReply::InvalidExptime, false),
+            },
+        };
+        self.done(get_command(self.line, self.toks, with_cas, exptime))
+    }
+
+    /// `set`, `add`, `replace`, `append`, `prepend` (key flags exptime bytes
+    /// [noreply]) and `cas` (one more: the unique).
+    #[inline]
+    fn storage(&self, mode: StoreMode) -> Result<Parsed<'a>, ParseError> {
+        let arguments = if mode == StoreMode::Cas { 7 } else { 6 };
+        if !self.arity(arguments, arguments + 1) {
+            return self.error(ErrorReply::Error, false);
+        }
+        storage_command(self.buf, self.line_len, self.toks, mode, self.limits)
+    }
+
+    /// `delete <key> [0] [noreply]`: a hold time other than 0 is refused, as
+    /// memcached 1.4+ refuses it.
+    fn delete(&self) -> Result<Parsed<'a>, ParseError> {
+        let nt = self.toks.ntokens();
+        if !self.arity(3, 5) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let mut noreply = false;
+        if nt > 3 {
+            let hold_is_zero = self.toks.get(2) == b"0";
+            noreply = self.toks.noreply();
+            let valid = (nt == 4 && (hold_is_zero || noreply)) || (nt == 5 && hold_is_zero && noreply);
+            if !valid {
+                return self.error(ErrorReply::DeleteUsage, noreply);
             }
         }
-        _ => {
-            // memcached closes connections that look like HTTP requests.
-            if toks.get(nt - 2).starts_with(b"HTTP/") {
-                return Err(ParseError::Close);
+        match self.key() {
+            Some(key) => self.done(Command::Delete { key, noreply }),
+            None => self.error(ErrorReply::BadCommandLineFormat, noreply),
+        }
+    }
+
+    /// `incr` and `decr <key> <delta> [noreply]`.
+    fn arithmetic(&self, incr: bool) -> Result<Parsed<'a>, ParseError> {
+        if !self.arity(4, 5) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let noreply = self.toks.noreply();
+        let Some(key) = self.key() else {
+            return self.error(ErrorReply::BadCommandLineFormat, noreply);
+        };
+        match parse_u64(self.toks.get(2)) {
+            Some(delta) => self.done(Command::Arithmetic { incr, key, delta, noreply }),
+            None => self.error(ErrorReply::InvalidDelta, noreply),
+        }
+    }
+
+    /// `touch <key> <exptime> [noreply]`.
+    fn touch(&self) -> Result<Parsed<'a>, ParseError> {
+        if !self.arity(4, 5) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let noreply = self.toks.noreply();
+        let Some(key) = self.key() else {
+            return self.error(ErrorReply::BadCommandLineFormat, noreply);
+        };
+        match parse_i32(self.toks.get(2)) {
+            Some(exptime) => self.done(Command::Touch { key, exptime, noreply }),
+            None => self.error(ErrorReply::InvalidExptime, noreply),
+        }
+    }
+
+    /// `flush_all [delay] [noreply]`.
+    fn flush_all(&self) -> Result<Parsed<'a>, ParseError> {
+        if !self.arity(2, 4) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let noreply = self.toks.noreply();
+        let mut delay = 0;
+        if self.toks.ntokens() != if noreply { 3 } else { 2 } {
+            match parse_i32(self.toks.get(1)) {
+                Some(d) => delay = d,
+                None => return self.error(ErrorReply::InvalidExptime, noreply),
             }
-            error(ErrorReply::Error, false)
+        }
+        self.done(Command::FlushAll { delay, noreply })
+    }
+
+    /// `verbosity <level> [noreply]`.
+    fn verbosity(&self) -> Result<Parsed<'a>, ParseError> {
+        if !self.arity(3, 4) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let noreply = self.toks.noreply();
+        match parse_u32(self.toks.get(1)) {
+            Some(level) => self.done(Command::Verbosity { level, noreply }),
+            None => self.error(ErrorReply::BadCommandLineFormat, noreply),
+        }
+    }
+
+    /// `watch [fetchers|mutations|evictions|deletions|...]`: each argument names a
+    /// stream; anything else is refused with `ERROR`, as memcached refuses it
+    /// (proto_text.c `process_watch_command`).
+    fn watch(&self) -> Result<Parsed<'a>, ParseError> {
+        let nt = self.toks.ntokens();
+        let mut kinds = if nt == 2 { WatchKinds::FETCHERS } else { 0 };
+        for i in 1..nt - 1 {
+            match WatchKinds::from_name(self.toks.get(i)) {
+                Some(kind) => kinds |= kind,
+                // A trailing noreply is itself an unknown stream, refused silently.
+                None => return self.error(ErrorReply::Error, self.toks.noreply()),
+            }
+        }
+        self.done(Command::Watch(WatchKinds(kinds)))
+    }
+
+    /// `cache_memlimit <megabytes> [noreply]`.
+    fn cache_memlimit(&self) -> Result<Parsed<'a>, ParseError> {
+        if !self.arity(3, 4) {
+            return self.error(ErrorReply::Error, false);
+        }
+        let noreply = self.toks.noreply();
+        match parse_u32(self.toks.get(1)) {
+            Some(megabytes) => self.done(Command::CacheMemlimit { megabytes, noreply }),
+            None => self.error(ErrorReply::Error, noreply),
         }
     }
 }
