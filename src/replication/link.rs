@@ -699,7 +699,7 @@ mod tests {
     #[test]
     fn a_peer_closing_right_after_its_last_bytes_is_heard_at_once() {
         let clock = ManualClock::new(1_800_000_000_000);
-        let replicator = super::super::tests::replicator_listening(1, &clock, 1, "127.0.0.1:0");
+        let replicator = crate::replication::tests::replicator_listening(1, &clock, 1, "127.0.0.1:0");
         let mut runner = LinkRunner::new(replicator).unwrap();
         let mut peer = std::net::TcpStream::connect(runner.local_addr().unwrap()).unwrap();
         // The first byte of a frame whose rest never comes, then the EOF.

@@ -13,13 +13,17 @@
 //!
 //! ```text
 //!  frontend/    where a protocol's command meets the node: text, meta, binary and
-//!               ASP.NET, the outcome mapping they share, SASL/-Y credentials
-//!  event_loop/  the acceptor, the workers' mio loops, connections, their sockets
-//!               and reply buffers, and the registry `stats conns` reads
+//!               ASP.NET, the outcome mapping and reply buffer they share, SASL/-Y
+//!               credentials
+//!  event_loop/  the acceptor, the workers' mio loops, connections and their
+//!               sockets, and the registry `stats conns` reads
 //!  operations/  stats, Prometheus metrics, `watch` and warm restart
 //!  config/      the flags, -o options and configuration file, and their checks
 //!  mod.rs       Server: starts the threads above, replication and the sweeper
 //! ```
+//!
+//! The folders import one way: event_loop/ runs frontend/, and both count in
+//! operations/, which imports neither.
 //!
 //! Every front end writes through [`crate::node::Node`] and holds the reply on the
 //! write's receipt, so a new front end (another protocol) follows the same steps

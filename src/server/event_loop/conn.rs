@@ -7,7 +7,6 @@
 //! means the socket is drained, which saves the `EAGAIN` read that would confirm it;
 //! with edge-triggered epoll any later data raises a new event.
 
-use super::output::{Mark, Output};
 use super::registry::{ConnInfo, ConnState};
 use super::stream::Stream;
 use crate::protocol::WatchKinds;
@@ -16,6 +15,7 @@ use crate::protocol::{self, Limits, ParseError, text};
 use crate::replication::{Replicator, SyncMode};
 use crate::server::ProtocolChoice;
 use crate::server::frontend::aspnet;
+use crate::server::frontend::output::{Mark, Output};
 use crate::server::frontend::{Dispatch, Flow, Session};
 use crate::server::operations::watch::{WatchSink, Watcher};
 use std::io::{self, Read};

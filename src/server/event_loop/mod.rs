@@ -7,13 +7,11 @@
 //!               0 of a replicating node, the replication link's poll)
 //!  conn.rs      one client connection: read, run commands, write the replies
 //!  stream.rs    the socket kinds a connection runs over: TCP, unix, TLS
-//!  output.rs    a connection's pending replies, written with one writev
 //!  registry.rs  every listener and connection, for `stats conns`
 //! ```
 
 pub mod conn;
 pub mod listener;
-pub mod output;
 pub mod registry;
 pub mod stream;
 pub mod worker;

@@ -10,6 +10,7 @@
 //! linked, of two acquires made at once on the two nodes, the peer refuses one, and
 //! its request runs again (the caller's part) to find the item locked.
 
+use super::output::Output;
 use super::{Dispatch, Flow, Session};
 use crate::node::Node;
 use crate::protocol::ParseError;
@@ -17,7 +18,6 @@ use crate::protocol::WatchKinds;
 use crate::protocol::aspnet::{
     self, DEFAULT_TIMEOUT_MINUTES, Exclusive, KEY_PREFIX, Method, StateItem, StateParse, StateRequest, StateResponse,
 };
-use crate::server::event_loop::output::Output;
 use crate::server::operations::watch::AspNetEvent;
 use crate::store::{DeleteOutcome, DeleteRequest, Found, Receipt, StoreMode, StoreOutcome, StoreRequest};
 

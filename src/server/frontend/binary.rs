@@ -3,9 +3,9 @@
 //! body; quiet opcodes suppress successes, and the GET family suppresses misses.
 
 use super::outcome::{self, DeleteCounting};
+use super::output::Output;
 use super::{Dispatch, Flow, Session};
 use crate::protocol::binary::{BinaryCommand, BinaryParsed, Header, StoreOp, status, write_error, write_header};
-use crate::server::event_loop::output::Output;
 use crate::server::operations::stats::{BinaryStats, StatSink};
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreMode, StoreOutcome, StoreRequest, expiry,

@@ -6,13 +6,13 @@
 //! reply (`EN` for `mg`; `HD` for `ms`, `md` and `ma`).
 
 use super::outcome::{self, DeleteCounting};
+use super::output::Output;
 use super::{Dispatch, Session};
 use crate::number::write_u64;
 use crate::protocol::command::{KEY_MAX_LENGTH, encode_key, memcached_item_size, memcached_slab_class};
 use crate::protocol::command::{MetaFlags, MetaRequest, decode_key};
 use crate::protocol::meta;
 use crate::protocol::reply::ErrorReply;
-use crate::server::event_loop::output::Output;
 use crate::store::{
     DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Item, MetaFound, StoreMode, StoreOutcome, StoreRequest,
     Vivify, expiry,

@@ -7,6 +7,8 @@
 //!  aspnet.rs   ASP.NET's state server protocol (HTTP/1 requests on its own port)
 //!  auth.rs     the credentials that SASL (-S) and text authentication (-Y) check
 //!  outcome.rs  how a store's outcome is counted in stats and spelled on each wire
+//!  output.rs   the replies a connection has pending, which the front ends append
+//!              to and the connection writes with one writev
 //!  mod.rs      what they all share (below)
 //! ```
 //!
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod binary;
 pub mod meta;
 mod outcome;
+pub mod output;
 pub mod text;
 
 use crate::node::Written;

@@ -5,11 +5,11 @@
 //! with what `frontend/mod.rs` holds for all of them.
 
 use super::outcome::{self, DeleteCounting};
+use super::output::Output;
 use super::{Dispatch, Flow, Session};
 use crate::protocol::command::KEY_MAX_LENGTH;
 use crate::protocol::reply::{self, ErrorReply};
 use crate::protocol::{Command, Keys, ShutdownMode, StatsGroup, StoreMode};
-use crate::server::event_loop::output::Output;
 use crate::server::operations::stats::TextStats;
 use crate::store::{DeleteOutcome, DeleteRequest, DeltaOutcome, DeltaRequest, Found, StoreRequest};
 
