@@ -151,21 +151,31 @@ impl<'a> Classic<'a, '_> {
 
     /// `incr` and `decr <key> <delta> [noreply]`.
     fn arithmetic(&self, incr: bool) -> Result<Parsed<'a>, ParseError> {
-        if !self.arity(4, 5) {
-            return self.error(ErrorReply::Error, false);
-        }
-        let noreply = self.toks.noreply();
-        let Some(key) = self.key() else {
-            return self.error(ErrorReply::BadCommandLineFormat, noreply);
-        };
-        match parse_u64(self.toks.get(2)) {
-            Some(delta) => self.done(Command::Arithmetic { incr, key, delta, noreply }),
-            None => self.error(ErrorReply::InvalidDelta, noreply),
-        }
+        self.key_and_number(parse_u64, ErrorReply::InvalidDelta, |key, delta, noreply| Command::Arithmetic {
+            incr,
+            key,
+            delta,
+            noreply,
+        })
     }
 
     /// `touch <key> <exptime> [noreply]`.
     fn touch(&self) -> Result<Parsed<'a>, ParseError> {
+        self.key_and_number(parse_i32, ErrorReply::InvalidExptime, |key, exptime, noreply| Command::Touch {
+            key,
+            exptime,
+            noreply,
+        })
+    }
+
+    /// `<verb> <key> <number> [noreply]`; a number `parse` refuses is answered with
+    /// `refusal`.
+    fn key_and_number<T>(
+        &self,
+        parse: fn(&[u8]) -> Option<T>,
+        refusal: ErrorReply,
+        command: impl FnOnce(&'a [u8], T, bool) -> Command<'a>,
+    ) -> Result<Parsed<'a>, ParseError> {
         if !self.arity(4, 5) {
             return self.error(ErrorReply::Error, false);
         }
@@ -173,9 +183,9 @@ impl<'a> Classic<'a, '_> {
         let Some(key) = self.key() else {
             return self.error(ErrorReply::BadCommandLineFormat, noreply);
         };
-        match parse_i32(self.toks.get(2)) {
-            Some(exptime) => self.done(Command::Touch { key, exptime, noreply }),
-            None => self.error(ErrorReply::InvalidExptime, noreply),
+        match parse(self.toks.get(2)) {
+            Some(number) => self.done(command(key, number, noreply)),
+            None => self.error(refusal, noreply),
         }
     }
 
@@ -197,13 +207,28 @@ impl<'a> Classic<'a, '_> {
 
     /// `verbosity <level> [noreply]`.
     fn verbosity(&self) -> Result<Parsed<'a>, ParseError> {
+        self.number(ErrorReply::BadCommandLineFormat, |level, noreply| Command::Verbosity { level, noreply })
+    }
+
+    /// `cache_memlimit <megabytes> [noreply]`.
+    fn cache_memlimit(&self) -> Result<Parsed<'a>, ParseError> {
+        self.number(ErrorReply::Error, |megabytes, noreply| Command::CacheMemlimit { megabytes, noreply })
+    }
+
+    /// `<verb> <number> [noreply]`; a number that is not a u32 is answered with
+    /// `refusal`.
+    fn number(
+        &self,
+        refusal: ErrorReply,
+        command: impl FnOnce(u32, bool) -> Command<'a>,
+    ) -> Result<Parsed<'a>, ParseError> {
         if !self.arity(3, 4) {
             return self.error(ErrorReply::Error, false);
         }
         let noreply = self.toks.noreply();
         match parse_u32(self.toks.get(1)) {
-            Some(level) => self.done(Command::Verbosity { level, noreply }),
-            None => self.error(ErrorReply::BadCommandLineFormat, noreply),
+            Some(number) => self.done(command(number, noreply)),
+            None => self.error(refusal, noreply),
         }
     }
 
@@ -221,18 +246,6 @@ impl<'a> Classic<'a, '_> {
             }
         }
         self.done(Command::Watch(WatchKinds(kinds)))
-    }
-
-    /// `cache_memlimit <megabytes> [noreply]`.
-    fn cache_memlimit(&self) -> Result<Parsed<'a>, ParseError> {
-        if !self.arity(3, 4) {
-            return self.error(ErrorReply::Error, false);
-        }
-        let noreply = self.toks.noreply();
-        match parse_u32(self.toks.get(1)) {
-            Some(megabytes) => self.done(Command::CacheMemlimit { megabytes, noreply }),
-            None => self.error(ErrorReply::Error, noreply),
-        }
     }
 }
 
