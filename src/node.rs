@@ -116,7 +116,7 @@ impl Node {
         Written { outcome, receipt }
     }
 
-    /// The meta get (see [`Store::get_for_meta`]): a write when it creates the item
+    /// The meta get (see `Store::get_for_meta_noted`): a write when it creates the item
     /// or gives it a new TTL.
     pub fn get_for_meta(
         &self,

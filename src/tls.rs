@@ -3,7 +3,7 @@
 //! connection's event loop stays the same with or without it.
 //!
 //! Two choices keep it fast:
-//! - **Reads** take up to [`CIPHER_READ`] bytes of ciphertext per system call into
+//! - **Reads** take up to `CIPHER_READ` bytes of ciphertext per system call into
 //!   the stream's own buffer and feed rustls from memory (rustls reads 4 KiB per
 //!   call when given the socket), and return as much plaintext as the caller has
 //!   room for, so that a short read still means the socket is drained.

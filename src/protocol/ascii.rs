@@ -1,6 +1,6 @@
 //! The ASCII protocol's front door: one line from the read buffer, tokenised once,
-//! goes to the classic text parser ([`text`](super::text)) or the meta parser
-//! ([`meta`](super::meta)) by its verb. The two parsers share the command vocabulary
+//! goes to the classic text parser ([`super::text`]) or the meta parser
+//! ([`super::meta`]) by its verb. The two parsers share the command vocabulary
 //! ([`command`](super::command)) and the tokenizer ([`tokens`](super::tokens)) and
 //! know nothing of each other.
 

@@ -90,7 +90,7 @@ pub enum DeleteOutcome {
     NoMemory,
 }
 
-/// What [`Store::get_for_meta`] found.
+/// What a meta get (`mg`) found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetaFound {
     Hit,
