@@ -5,6 +5,7 @@
 //!               formatted; used by the protocols and by the store's incr/decr
 //!  store_mode.rs memcached's storage commands (set, add, ... cas): parsed by the
 //!               protocols, executed by the store
+//!  tls.rs       rustls under the client ports and the replication link
 //!  protocol/    bytes <-> Command; no I/O, no store
 //!  store/       striped expiring table, CAS, eviction, versions, applying a
 //!               peer's states; no I/O, no protocol
@@ -22,8 +23,9 @@
 //!  ffi/         the C ABI (include/stickless.h): the store embedded in a host
 //!               process, serving and replicating through server/ on request; the
 //!               only extern "C" items
-//!  tls.rs       rustls under the client ports and the replication link
 //! ```
+//!
+//! Each names only what is listed above it (`tests/layout.rs` holds it to that).
 //!
 //! Threads of the daemon (`main.rs`, with `service.rs` for -d, -P and -u):
 //!
