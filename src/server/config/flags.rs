@@ -204,7 +204,16 @@ const FLAGS: &[Flag] = &[
         p.config.protected_prefixes.push(v.to_string());
         Ok(())
     }),
-    valued(NO_SHORT, "peer", "HOST:PORT", |p, v| set(&mut p.config.replication.peer, Ok(Some(v.to_string())))),
+    valued(NO_SHORT, "peer", "HOST:PORT", |p, v| {
+        // A second peer would be dropped, leaving fewer copies than its user counts.
+        if p.config.replication.peer.is_some() || v.contains(',') {
+            return Err(format!(
+                "--peer {v}: a node links with one peer, and more than one (--peer repeated, or a list) is \
+                 refused rather than left unlinked"
+            ));
+        }
+        set(&mut p.config.replication.peer, Ok(Some(v.to_string())))
+    }),
     valued(NO_SHORT, "repl-listen", "ADDR:PORT", |p, v| {
         p.config.replication.listen = v.to_string();
         set(&mut p.config.replication.listen_given, Ok(true))

@@ -96,6 +96,10 @@ fn unsafe_replication_is_refused() {
     assert!(run(&["--repl-tls-cert", "/c"]).unwrap_err().contains("go together"));
     assert!(run(&["--peer", "h:1", "-C"]).unwrap_err().contains("-C"));
     assert!(run(&["--peer", "h:1", "-x", "h"]).is_err());
+    let twice = run(&["--peer", "h:1", "--peer", "g:1"]).unwrap_err();
+    assert!(twice.starts_with("--peer g:1: a node links with one peer"), "{twice}");
+    let listed = run(&["--peer", "h:1,g:1"]).unwrap_err();
+    assert!(listed.starts_with("--peer h:1,g:1: a node links with one peer"), "{listed}");
     assert!(run(&["--node-id", "4096"]).is_err());
     assert!(run(&["--repl-sync", "sometimes"]).is_err());
     assert!(run(&["--repl-timeout", "0"]).is_err());
