@@ -6,10 +6,8 @@
 //! no thread woken in between (on a core shared with the link thread, each such
 //! wake-up was a context switch; see BENCHMARKS.md, "Where ack mode's time goes").
 //!
-//! Both sides dial (with doubling backoff and jitter) whenever no link is up, so a
-//! link cut for any reason comes back by itself (repcached never reconnected,
-//! replication-lessons finding 1). When both dials succeed, the link dialed by the
-//! lower node id stays and the other is closed, on both sides alike.
+//! What it decides (which link to keep, when to dial and to send) is
+//! [`super::links`]'s, which this loop feeds with sockets and the time.
 //!
 //! Clients never wait for this thread: it reads the backlog under its lock in
 //! short batches and the store one shard slice at a time, and its output per link
@@ -17,57 +15,34 @@
 //! full sync when it returns (finding 4: repcached froze its master instead).
 
 use super::heartbeat::LinkTime;
-use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
-use super::session::LinkSession;
+use super::links::{BURST, Links, Now, Transport};
+use super::replicator::Replicator;
 use crate::tls::MaybeTls;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
-/// Bytes of frames a link holds before it waits for the socket to drain.
-const OUTPUT_HIGH_WATER: usize = 1 << 20;
-/// Bytes of frames produced per turn of the loop: a full sync is sent in turns of
-/// this size with a yield between them, so that a worker sharing the core waits
-/// for one turn at most, never for a whole sync (`cargo bench --bench loadgen --
-/// sync`: turns of 256 KiB put the sender's get p99 at 2–3 ms during a sync, turns
-/// of 64 KiB at 0.15–0.25 ms, for the same 1.2 s sync).
-const BURST: usize = 64 * 1024;
-/// Under a steady stream of writes (async mode), changes are sent at most this
-/// often, in batches, rather than on a wake-up per write or per ack: a wake-up
-/// costs a worker a system call and, on a shared core, a context switch
-/// (`cargo bench --bench loadgen -- r` measured 0.52× of stickless alone when every
-/// write woke the link thread).
-const BATCH_INTERVAL: Duration = Duration::from_millis(1);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read (and applied) from one link per turn: the peer's full sync arrives in
 /// turns like those it is sent in ([`BURST`]), so that the worker hosting the link
 /// answers its clients between them.
 const READ_TURN: usize = BURST;
-/// How often heartbeats and timeouts are checked.
-const TICK: Duration = Duration::from_millis(50);
-/// Reconnect backoff: doubling from the first to the last, each with jitter.
-const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
-
-struct Link {
+/// A link's socket and what its reads left.
+struct Socket {
     /// Mutual TLS over TCP under `--repl-tls-*`.
     stream: MaybeTls,
-    session: LinkSession,
     input: Vec<u8>,
     /// Bytes of `input` received and not yet used.
     filled: usize,
-    /// Bytes of `session.out` already written.
-    written: usize,
     /// The last turn stopped reading at `READ_TURN` with input left: the next turn
     /// reads on, unprompted (the poll is edge-triggered).
     unread: bool,
@@ -75,7 +50,16 @@ struct Link {
     /// read as drained, or its EOF (whose edge came with the last data) goes unheard
     /// until the heartbeat gives up.
     peer_closed: bool,
-    peer: SocketAddr,
+}
+
+impl Transport for Socket {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.write(bytes)
+    }
+    fn push(&mut self) -> io::Result<()> {
+        // What the socket does not take yet goes with its writable event.
+        self.stream.push().map(|_| ())
+    }
 }
 
 /// The link running on a thread of its own.
@@ -103,7 +87,7 @@ impl LinkThread {
                 if runner.turn(&mut events, Some(runner.next_timeout())).is_err() {
                     break;
                 }
-                if runner.busy {
+                if runner.links.is_busy() {
                     // Let the workers on this core answer their clients before the next burst.
                     std::thread::yield_now();
                 }
@@ -129,10 +113,6 @@ impl LinkThread {
     pub fn shutdown(self) {
         self.into_runner().close_all();
     }
-}
-
-fn link_has_room(link: &Link) -> bool {
-    link.session.out.len() - link.written < OUTPUT_HIGH_WATER
 }
 
 fn resolve(addr: &str) -> io::Result<SocketAddr> {
@@ -162,8 +142,8 @@ fn is_plaintext_on_tls(error: &io::Error) -> bool {
 /// Events taken per poll of the link.
 const EVENTS: usize = 256;
 
-/// The link's state and event loop, run one turn at a time by its thread or by the
-/// worker that hosts it.
+/// The link's event loop, run one turn at a time by its thread or by the worker
+/// that hosts it.
 pub struct LinkRunner {
     replicator: Arc<Replicator>,
     poll: Poll,
@@ -171,23 +151,7 @@ pub struct LinkRunner {
     local_addr: Option<SocketAddr>,
     /// None for a node that only dials (an embedded node not given --repl-listen).
     listener: Option<TcpListener>,
-    links: Slab<Link>,
-    /// The link in use, once its handshake is done.
-    active: Option<usize>,
-    /// Our dial in progress.
-    outgoing: Option<usize>,
-    next_dial: Instant,
-    backoff: Duration,
-    /// xorshift state for the dial jitter.
-    jitter: u64,
-    /// A link had more to send after its last burst.
-    busy: bool,
-    /// Changes are being sent on the batch timer.
-    batching: bool,
-    /// Async mode: when the next batch may be sent.
-    next_send: Instant,
-    next_tick: Instant,
-    keys: Vec<usize>,
+    links: Links<Socket>,
 }
 
 impl LinkRunner {
@@ -210,25 +174,8 @@ impl LinkRunner {
         }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         replicator.set_link_waker(Arc::clone(&waker));
-        let jitter = replicator.history | 1;
-        Ok(LinkRunner {
-            replicator,
-            poll,
-            waker,
-            local_addr,
-            listener,
-            links: Slab::new(),
-            active: None,
-            outgoing: None,
-            next_dial: Instant::now(),
-            backoff: DIAL_BACKOFF_FIRST,
-            jitter,
-            busy: false,
-            batching: false,
-            next_send: Instant::now(),
-            next_tick: Instant::now(),
-            keys: Vec::new(),
-        })
+        let links = Links::new(Arc::clone(&replicator));
+        Ok(LinkRunner { replicator, poll, waker, local_addr, listener, links })
     }
 
     /// Where the peer can reach this node (useful with port 0); none for a node
@@ -246,18 +193,7 @@ impl LinkRunner {
     /// How long the link may sleep before its next turn: zero while it has more to
     /// send, else until its next heartbeat check, batch or dial.
     pub fn next_timeout(&self) -> Duration {
-        if self.busy {
-            return Duration::ZERO;
-        }
-        let now = Instant::now();
-        let mut timeout = self.next_tick.saturating_duration_since(now);
-        if self.batching {
-            timeout = timeout.min(self.next_send.saturating_duration_since(now));
-        }
-        if self.wants_dial() {
-            timeout = timeout.min(self.next_dial.saturating_duration_since(now));
-        }
-        timeout
+        self.links.next_timeout(self.now())
     }
 
     /// One turn: waits up to `wait` for the link's events (none: takes no events,
@@ -279,7 +215,7 @@ impl LinkRunner {
                         if event.is_read_closed()
                             && let Some(link) = self.links.get_mut(key)
                         {
-                            link.peer_closed = true;
+                            link.io.peer_closed = true;
                         }
                         self.read(key)
                     }
@@ -292,80 +228,32 @@ impl LinkRunner {
 
     /// Closes every link (the node is shutting down).
     pub fn close_all(&mut self) {
-        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.close(key, "shutting down");
-        }
+        self.links.close_all();
     }
 
-    fn now(&self) -> LinkTime {
+    fn now(&self) -> Now {
         let clock = self.replicator.store.clock();
-        LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }
+        Now { link: LinkTime { wall_ms: clock.now_ms(), mono_ms: clock.mono_ms() }, micros: self.replicator.micros() }
     }
 
-    /// Sends what is due on every link, checks heartbeats when due, and dials.
+    /// Reads what the last turn left unread, sends what is due on every link,
+    /// checks heartbeats when due, and dials.
     fn service(&mut self) {
-        let sent_before = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
-        // A worker hosting the link runs this every turn: the keys' list is reused.
-        let mut keys = std::mem::take(&mut self.keys);
-        keys.clear();
-        keys.extend(self.links.iter().map(|(key, _)| key));
         let mut unread = false;
-        for &key in &keys {
-            if self.links.get(key).is_some_and(|link| link.unread) {
+        for key in self.links.keys() {
+            if self.links.get_mut(key).is_some_and(|link| link.io.unread) {
                 self.read(key);
-                unread |= self.links.get(key).is_some_and(|link| link.unread);
+                unread |= self.links.get_mut(key).is_some_and(|link| link.io.unread);
             }
         }
-        // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
-        // aside): otherwise every ack from the peer would wake a send of the few
-        // changes made since, and the two would ping-pong at the round-trip rate.
-        let is_async = self.replicator.settings.mode == SyncMode::Async;
-        // A claim (or a refusal of the peer's) goes at once: a client waits on it.
-        let urgent = self.replicator.take_urgent();
-        let throttled = is_async && !self.busy && !urgent && Instant::now() < self.next_send;
-        let mut more = false;
-        for &key in &keys {
-            more |= self.pump(key, !throttled);
+        self.links.service(self.now());
+        if unread {
+            self.links.keep_busy();
         }
-        self.keys = keys;
-        let sent = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
-        if sent != sent_before {
-            self.next_send = Instant::now() + BATCH_INTERVAL;
-        }
-        // Async mode under load: send again after BATCH_INTERVAL, unwoken. Otherwise
-        // sleep until a record wakes us (ack mode: at once, clients are waiting).
-        self.batching = is_async && (sent != sent_before || throttled);
-        if self.batching {
-            self.replicator.link_batches();
-        } else {
-            self.replicator.link_sleeps();
-            // A change recorded before we said so rang no waker.
-            let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
-            more |= sending && sent < self.replicator.last_seq();
-        }
-        self.busy = more || unread;
-        if Instant::now() >= self.next_tick {
-            self.next_tick = Instant::now() + TICK;
-            self.tick();
-        }
-        if self.wants_dial() && Instant::now() >= self.next_dial {
+        if self.links.dial_due(self.now()) {
             self.dial();
         }
-        self.publish_state();
-    }
-
-    fn wants_dial(&self) -> bool {
-        self.replicator.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
-    }
-
-    fn publish_state(&self) {
-        let state = match self.active {
-            Some(key) => self.links[key].session.link_state(),
-            None if self.outgoing.is_some() => LINK_CONNECTING,
-            None => LINK_DOWN,
-        };
-        self.replicator.stats.state.store(state, Ordering::Relaxed);
+        self.links.publish_state();
     }
 
     fn accept(&mut self) {
@@ -389,7 +277,7 @@ impl LinkRunner {
 
     /// Takes a link just accepted or dialed (`host`: the name the peer's certificate
     /// must carry, for a dial over TLS).
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) -> Option<usize> {
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) {
         let _ = stream.set_nodelay(true);
         let mut stream = match &self.replicator.settings.tls {
             None => MaybeTls::Plain(stream),
@@ -402,45 +290,28 @@ impl LinkRunner {
                     Ok(stream) => MaybeTls::Tls(Box::new(stream)),
                     Err(e) => {
                         log::warn!("replication: cannot start TLS with {peer}: {e}");
-                        return None;
+                        return;
                     }
                 }
             }
         };
-        let dialed = dialed.is_some();
-        let session = match LinkSession::start(&self.replicator, dialed, self.now()) {
-            Ok(session) => session,
-            Err(e) => {
-                log::error!("replication: no random challenge: {e}");
-                return None;
-            }
-        };
-        let entry = self.links.vacant_entry();
-        let key = entry.key();
+        // The link's token is the key the links will give it.
+        let key = self.links.vacant_key();
         if let Err(e) =
             self.poll.registry().register(stream.socket(), Token(key), Interest::READABLE | Interest::WRITABLE)
         {
             log::warn!("replication: cannot register a link: {e}");
-            return None;
+            return;
         }
-        entry.insert(Link {
-            stream,
-            session,
-            input: Vec::new(),
-            filled: 0,
-            written: 0,
-            unread: false,
-            peer_closed: false,
-            peer,
-        });
-        Some(key)
+        let socket = Socket { stream, input: Vec::new(), filled: 0, unread: false, peer_closed: false };
+        let adopted = self.links.adopt(socket, peer, dialed.is_some(), self.now());
+        debug_assert!(adopted.is_none_or(|adopted| adopted == key));
     }
 
     fn dial(&mut self) {
         let Some(peer) = self.replicator.settings.peer.clone() else {
             return;
         };
-        self.schedule_dial();
         let addr = match resolve(&peer) {
             Ok(addr) => addr,
             Err(e) => {
@@ -451,64 +322,55 @@ impl LinkRunner {
         // The name the peer's certificate must carry: the host of --peer.
         let host = peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host);
         match TcpStream::connect(addr) {
-            Ok(stream) => self.outgoing = self.adopt(stream, addr, Some(host)),
+            Ok(stream) => self.adopt(stream, addr, Some(host)),
             Err(e) => log::debug!("replication: dialing {addr}: {e}"),
         }
     }
 
-    /// The next dial: the backoff with up to half of it taken off at random, so two
-    /// nodes that lost each other at once do not dial in lockstep.
-    fn schedule_dial(&mut self) {
-        self.jitter ^= self.jitter << 13;
-        self.jitter ^= self.jitter >> 7;
-        self.jitter ^= self.jitter << 17;
-        let backoff_ms = self.backoff.as_millis() as u64;
-        let delay = backoff_ms - self.jitter % (backoff_ms / 2 + 1);
-        self.next_dial = Instant::now() + Duration::from_millis(delay);
-        self.backoff = (self.backoff * 2).min(DIAL_BACKOFF_MAX);
-    }
-
     fn read(&mut self, key: usize) {
         let now = self.now();
+        let replicator = &self.replicator;
         let Some(link) = self.links.get_mut(key) else {
             return;
         };
+        let peer = link.peer;
+        let socket = &mut link.io;
         let mut outcome = Ok(());
         let mut taken = 0;
-        link.unread = false;
+        socket.unread = false;
         loop {
             // `input` keeps its length (zeroed once) and `filled` marks the data, so a
             // read does not clear the buffer first.
-            if link.input.len() - link.filled < READ_CHUNK {
-                let grown = (link.filled + READ_CHUNK).max(link.input.len() * 2);
-                link.input.resize(grown, 0);
+            if socket.input.len() - socket.filled < READ_CHUNK {
+                let grown = (socket.filled + READ_CHUNK).max(socket.input.len() * 2);
+                socket.input.resize(grown, 0);
             }
-            let space = link.input.len() - link.filled;
-            let drained = match link.stream.read(&mut link.input[link.filled..]) {
+            let space = socket.input.len() - socket.filled;
+            let drained = match socket.stream.read(&mut socket.input[socket.filled..]) {
                 Ok(0) => {
                     outcome = Err("the peer closed the link".to_string());
                     break;
                 }
                 Ok(n) => {
-                    link.filled += n;
+                    socket.filled += n;
                     taken += n;
                     // A short read took all there was; the next input brings an event
                     // (the poll is edge-triggered), so no read just to hear WouldBlock;
                     // but no event follows the peer's EOF once it has been signalled.
-                    n < space && !link.peer_closed
+                    n < space && !socket.peer_closed
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => break,
                     io::ErrorKind::Interrupted => continue,
                     io::ErrorKind::InvalidData if is_plaintext_on_tls(&e) => {
-                        self.replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
-                        outcome = Err(format!("{} sent plaintext, not TLS: {ONE_SIDED_TLS}", link.peer));
+                        replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                        outcome = Err(format!("{peer} sent plaintext, not TLS: {ONE_SIDED_TLS}"));
                         break;
                     }
                     io::ErrorKind::InvalidData => {
                         // TLS refused the peer (a certificate from another CA) or
                         // the bytes: said at the default verbosity, as a wrong secret is.
-                        log::warn!("replication: TLS with {}: {e}", link.peer);
+                        log::warn!("replication: TLS with {peer}: {e}");
                         outcome = Err(format!("TLS failed: {e}"));
                         break;
                     }
@@ -520,19 +382,19 @@ impl LinkRunner {
             };
             // A plaintext link whose peer opens with a TLS record: say so, rather
             // than "unknown frame type 22".
-            if matches!(link.stream, MaybeTls::Plain(_))
+            if matches!(socket.stream, MaybeTls::Plain(_))
                 && !link.session.met_peer()
-                && starts_like_tls(&link.input[..link.filled])
+                && starts_like_tls(&socket.input[..socket.filled])
             {
-                self.replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
-                outcome = Err(format!("{} speaks TLS and this node does not: {ONE_SIDED_TLS}", link.peer));
+                replicator.stats.tls_mismatches.fetch_add(1, Ordering::Relaxed);
+                outcome = Err(format!("{peer} speaks TLS and this node does not: {ONE_SIDED_TLS}"));
                 break;
             }
             // Apply as we go, so a long burst is not buffered whole.
-            match link.session.receive(&self.replicator, &link.input[..link.filled], now) {
+            match link.session.receive(replicator, &socket.input[..socket.filled], now.link) {
                 Ok(used) => {
-                    link.input.copy_within(used..link.filled, 0);
-                    link.filled -= used;
+                    socket.input.copy_within(used..socket.filled, 0);
+                    socket.filled -= used;
                 }
                 Err(reason) => {
                     outcome = Err(reason);
@@ -543,145 +405,11 @@ impl LinkRunner {
                 break;
             }
             if taken >= READ_TURN {
-                link.unread = true;
+                socket.unread = true;
                 break;
             }
         }
-        if link.session.just_ready {
-            link.session.just_ready = false;
-            self.handshake_done(key);
-        }
-        if let Err(reason) = outcome {
-            self.close(key, &reason);
-        }
-    }
-
-    /// A link proved itself: keep it unless another is up and preferred.
-    fn handshake_done(&mut self, key: usize) {
-        let stats = &self.replicator.stats;
-        let link = &self.links[key];
-        let peer_node = link.session.peer_node().expect("ready");
-        stats.links.fetch_add(1, Ordering::Relaxed);
-        stats.peer_node.store(u64::from(peer_node), Ordering::Relaxed);
-        if self.outgoing == Some(key) {
-            self.outgoing = None;
-        }
-        self.backoff = DIAL_BACKOFF_FIRST;
-        // The link both sides keep: the one the lower node id dialed.
-        let preferred = |link: &Link| link.session.dialed == (self.replicator.settings.identity.node < peer_node);
-        match self.active {
-            Some(other) if other != key && self.links.contains(other) => {
-                if preferred(link) {
-                    self.close(other, "replaced by the link the lower node id dialed");
-                    self.active = Some(key);
-                    // Closing the old link stopped the waits on the peer; the new one
-                    // restarts them when the peer asks for our changes, which it may
-                    // have done already, in the read that completed the handshake.
-                    if self.links[key].session.is_sending() {
-                        self.replicator.set_acking(true);
-                    }
-                } else {
-                    self.close(key, "a link to this peer is already up");
-                    return;
-                }
-            }
-            _ => self.active = Some(key),
-        }
-        let link = &self.links[key];
-        log::warn!("replication: linked to node {peer_node} at {}", link.peer);
-    }
-
-    /// Produces one burst of frames and writes what the socket takes; true when
-    /// the session has more to send right away.
-    fn pump(&mut self, key: usize, produce: bool) -> bool {
-        let replicator = Arc::clone(&self.replicator);
-        let Some(link) = self.links.get_mut(key) else {
-            return false;
-        };
-        let mut failure = None;
-        let mut more = false;
-        if produce && link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
-            match link.session.produce(&replicator, link.session.out.len() + BURST) {
-                Ok(left) => more = left,
-                Err(reason) => failure = Some(reason),
-            }
-        }
-        while failure.is_none() {
-            if link.written == link.session.out.len() {
-                link.session.out.clear();
-                link.written = 0;
-                // TLS may still hold records the socket has not taken.
-                if let Err(e) = link.stream.push() {
-                    failure = Some(format!("write failed: {e}"));
-                }
-                break;
-            }
-            match link.stream.write(&link.session.out[link.written..]) {
-                Ok(n) => {
-                    link.written += n;
-                    replicator.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    if link.written == link.session.out.len() {
-                        link.session.out.clear();
-                        link.written = 0;
-                    } else if link.written > OUTPUT_HIGH_WATER {
-                        link.session.out.drain(..link.written);
-                        link.written = 0;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Not yet connected: the writable event comes when it is.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                Err(e) => {
-                    failure = Some(format!("write failed: {e}"));
-                    break;
-                }
-            }
-        }
-        if let Some(reason) = failure {
-            self.close(key, &reason);
-            return false;
-        }
-        // More waits for the socket when it is full (the writable event).
-        more && link_has_room(&self.links[key])
-    }
-
-    fn tick(&mut self) {
-        let now = self.now();
-        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            if let Err(reason) = self.links[key].session.tick(&self.replicator, now) {
-                self.close(key, &reason);
-            } else {
-                self.busy |= self.pump(key, true);
-            }
-        }
-    }
-
-    fn close(&mut self, key: usize, reason: &str) {
-        let Some(mut link) = self.links.try_remove(key) else {
-            return;
-        };
-        let _ = self.poll.registry().deregister(link.stream.socket());
-        if self.outgoing == Some(key) {
-            self.outgoing = None;
-        }
-        if self.active == Some(key) {
-            self.active = None;
-            self.replicator.set_acking(false);
-            self.replicator.stats.receiving_sync.store(false, Ordering::Relaxed);
-            log::warn!("replication: link to {} down: {reason}", link.peer);
-            // Reconnect promptly; the backoff grows only while dials fail.
-            self.backoff = DIAL_BACKOFF_FIRST;
-            self.next_dial = Instant::now();
-        } else if link.session.is_ready() {
-            log::info!("replication: spare link to {} closed: {reason}", link.peer);
-        } else if link.session.dialed && !link.session.met_peer() {
-            log::debug!("replication: dial to {} failed: {reason}", link.peer);
-        } else {
-            self.replicator.stats.refused.fetch_add(1, Ordering::Relaxed);
-            log::warn!("replication: refused a connection from {}: {reason}", link.peer);
-        }
+        self.links.after_read(key, outcome);
     }
 }
 
@@ -691,6 +419,7 @@ mod tests {
     use crate::store::ManualClock;
     use std::io::Write;
     use std::net::Shutdown;
+    use std::time::Instant;
 
     /// A peer that sends its last bytes and shuts its side at once: both reach the
     /// link in one edge-triggered event, and the link must hear the EOF behind the

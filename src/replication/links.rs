@@ -1,0 +1,406 @@
+//! The link's decisions without its I/O: which connections a node holds to its
+//! peer, which one it uses, when it dials again, when it sends, and what a link
+//! coming up or going down changes in the replicator. The event loop
+//! ([`super::link`]) gives it sockets and the time; a test can give it byte pipes
+//! and a virtual clock, and runs the same decisions.
+//!
+//! Both sides dial (with doubling backoff and jitter) whenever no link is up, so a
+//! link cut for any reason comes back by itself (repcached never reconnected,
+//! replication-lessons finding 1). When both dials succeed, the link dialed by the
+//! lower node id stays and the other is closed, on both sides alike.
+
+use super::heartbeat::LinkTime;
+use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
+use super::session::LinkSession;
+use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Bytes of frames a link holds before it waits for the socket to drain.
+const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Bytes of frames produced per turn of the loop: a full sync is sent in turns of
+/// this size with a yield between them, so that a worker sharing the core waits
+/// for one turn at most, never for a whole sync (`cargo bench --bench loadgen --
+/// sync`: turns of 256 KiB put the sender's get p99 at 2–3 ms during a sync, turns
+/// of 64 KiB at 0.15–0.25 ms, for the same 1.2 s sync).
+pub(super) const BURST: usize = 64 * 1024;
+/// Under a steady stream of writes (async mode), changes are sent at most this
+/// often, in batches, rather than on a wake-up per write or per ack: a wake-up
+/// costs a worker a system call and, on a shared core, a context switch
+/// (`cargo bench --bench loadgen -- r` measured 0.52× of stickless alone when every
+/// write woke the link thread).
+const BATCH_INTERVAL: Duration = Duration::from_millis(1);
+/// How often heartbeats and timeouts are checked.
+const TICK: Duration = Duration::from_millis(50);
+/// Reconnect backoff: doubling from the first to the last, each with jitter.
+const DIAL_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Where a link's bytes go: a socket (TLS or not) in the daemon, a pipe in tests.
+pub(super) trait Transport {
+    /// Writes what the transport takes now; `WouldBlock` when it takes nothing.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize>;
+    /// Sends what an encrypting layer still holds once every byte was written.
+    fn push(&mut self) -> io::Result<()>;
+}
+
+/// The time a decision is made at: the session's clocks, and microseconds on a
+/// monotonic clock for the batch and dial timers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Now {
+    pub link: LinkTime,
+    pub micros: u64,
+}
+
+impl Now {
+    fn after(self, wait: Duration) -> u64 {
+        self.micros.saturating_add(wait.as_micros() as u64)
+    }
+}
+
+/// One connection to the peer, before or after its handshake.
+pub(super) struct Link<T> {
+    pub io: T,
+    pub session: LinkSession,
+    /// Bytes of `session.out` already written.
+    written: usize,
+    pub peer: SocketAddr,
+}
+
+/// A node's connections to its peer and the timers that drive them.
+pub(super) struct Links<T> {
+    replicator: Arc<Replicator>,
+    links: Slab<Link<T>>,
+    /// The link in use, once its handshake is done.
+    active: Option<usize>,
+    /// Our dial in progress.
+    outgoing: Option<usize>,
+    next_dial: u64,
+    backoff: Duration,
+    /// xorshift state for the dial jitter.
+    jitter: u64,
+    /// A link had more to send after its last burst.
+    busy: bool,
+    /// Changes are being sent on the batch timer.
+    batching: bool,
+    /// Async mode: when the next batch may be sent.
+    next_send: u64,
+    next_tick: u64,
+    /// The links' keys, reused by every turn (a worker hosting the link runs one
+    /// per event loop turn).
+    keys: Vec<usize>,
+}
+
+impl<T: Transport> Links<T> {
+    pub fn new(replicator: Arc<Replicator>) -> Links<T> {
+        let jitter = replicator.history | 1;
+        Links {
+            replicator,
+            links: Slab::new(),
+            active: None,
+            outgoing: None,
+            next_dial: 0,
+            backoff: DIAL_BACKOFF_FIRST,
+            jitter,
+            busy: false,
+            batching: false,
+            next_send: 0,
+            next_tick: 0,
+            keys: Vec::new(),
+        }
+    }
+
+    /// A link had more to send after its last burst: the loop should turn again
+    /// at once (after letting others on its core run).
+    pub fn is_busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Marks the loop busy: a link has input left to read.
+    pub fn keep_busy(&mut self) {
+        self.busy = true;
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Link<T>> {
+        self.links.get_mut(key)
+    }
+
+    /// The key the next adopted link will get (the event loop registers its
+    /// socket under it first).
+    pub fn vacant_key(&self) -> usize {
+        self.links.vacant_key()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The links' keys, for a caller that visits each (reads what is left unread).
+    pub fn keys(&self) -> Vec<usize> {
+        self.links.iter().map(|(key, _)| key).collect()
+    }
+
+    /// How long the loop may sleep before its next turn: zero while it has more to
+    /// send, else until its next heartbeat check, batch or dial.
+    pub fn next_timeout(&self, now: Now) -> Duration {
+        if self.busy {
+            return Duration::ZERO;
+        }
+        let mut until = self.next_tick;
+        if self.batching {
+            until = until.min(self.next_send);
+        }
+        if self.wants_dial() {
+            until = until.min(self.next_dial);
+        }
+        Duration::from_micros(until.saturating_sub(now.micros))
+    }
+
+    /// Takes a connection just accepted or dialed; `None` when no session can
+    /// start (no random challenge).
+    pub fn adopt(&mut self, io: T, peer: SocketAddr, dialed: bool, now: Now) -> Option<usize> {
+        let session = match LinkSession::start(&self.replicator, dialed, now.link) {
+            Ok(session) => session,
+            Err(e) => {
+                log::error!("replication: no random challenge: {e}");
+                return None;
+            }
+        };
+        let key = self.links.insert(Link { io, session, written: 0, peer });
+        if dialed {
+            self.outgoing = Some(key);
+        }
+        Some(key)
+    }
+
+    /// Whether it is time to dial the peer; the caller dials (and adopts the
+    /// connection) or fails, and either way the next dial is scheduled.
+    pub fn dial_due(&mut self, now: Now) -> bool {
+        if !self.wants_dial() || now.micros < self.next_dial {
+            return false;
+        }
+        self.schedule_dial(now);
+        true
+    }
+
+    fn wants_dial(&self) -> bool {
+        self.replicator.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
+    }
+
+    /// The next dial: the backoff with up to half of it taken off at random, so two
+    /// nodes that lost each other at once do not dial in lockstep.
+    fn schedule_dial(&mut self, now: Now) {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let backoff_ms = self.backoff.as_millis() as u64;
+        let delay = backoff_ms - self.jitter % (backoff_ms / 2 + 1);
+        self.next_dial = now.after(Duration::from_millis(delay));
+        self.backoff = (self.backoff * 2).min(DIAL_BACKOFF_MAX);
+    }
+
+    /// After a read of link `key`: a handshake it completed is taken up, and a
+    /// failure closes the link.
+    pub fn after_read(&mut self, key: usize, outcome: Result<(), String>) {
+        if let Some(link) = self.links.get_mut(key)
+            && link.session.just_ready
+        {
+            link.session.just_ready = false;
+            self.handshake_done(key);
+        }
+        if let Err(reason) = outcome {
+            self.close(key, &reason);
+        }
+    }
+
+    /// A link proved itself: keep it unless another is up and preferred.
+    fn handshake_done(&mut self, key: usize) {
+        let stats = &self.replicator.stats;
+        let link = &self.links[key];
+        let peer_node = link.session.peer_node().expect("ready");
+        stats.links.fetch_add(1, Ordering::Relaxed);
+        stats.peer_node.store(u64::from(peer_node), Ordering::Relaxed);
+        if self.outgoing == Some(key) {
+            self.outgoing = None;
+        }
+        self.backoff = DIAL_BACKOFF_FIRST;
+        // The link both sides keep: the one the lower node id dialed.
+        let preferred = |link: &Link<T>| link.session.dialed == (self.replicator.settings.identity.node < peer_node);
+        match self.active {
+            Some(other) if other != key && self.links.contains(other) => {
+                if preferred(link) {
+                    self.close(other, "replaced by the link the lower node id dialed");
+                    self.active = Some(key);
+                    // Closing the old link stopped the waits on the peer; the new one
+                    // restarts them when the peer asks for our changes, which it may
+                    // have done already, in the read that completed the handshake.
+                    if self.links[key].session.is_sending() {
+                        self.replicator.set_acking(true);
+                    }
+                } else {
+                    self.close(key, "a link to this peer is already up");
+                    return;
+                }
+            }
+            _ => self.active = Some(key),
+        }
+        let link = &self.links[key];
+        log::warn!("replication: linked to node {peer_node} at {}", link.peer);
+    }
+
+    /// Sends what is due on every link and checks heartbeats when due. The caller
+    /// has read what was left unread, dials after when [`Links::dial_due`] says,
+    /// then publishes the state.
+    pub fn service(&mut self, now: Now) {
+        let sent_before = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.links.iter().map(|(key, _)| key));
+        // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
+        // aside): otherwise every ack from the peer would wake a send of the few
+        // changes made since, and the two would ping-pong at the round-trip rate.
+        let is_async = self.replicator.settings.mode == SyncMode::Async;
+        // A claim (or a refusal of the peer's) goes at once: a client waits on it.
+        let urgent = self.replicator.take_urgent();
+        let throttled = is_async && !self.busy && !urgent && now.micros < self.next_send;
+        let mut more = false;
+        for &key in &keys {
+            more |= self.pump(key, !throttled);
+        }
+        self.keys = keys;
+        let sent = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
+        if sent != sent_before {
+            self.next_send = now.after(BATCH_INTERVAL);
+        }
+        // Async mode under load: send again after BATCH_INTERVAL, unwoken. Otherwise
+        // sleep until a record wakes us (ack mode: at once, clients are waiting).
+        self.batching = is_async && (sent != sent_before || throttled);
+        if self.batching {
+            self.replicator.link_batches();
+        } else {
+            self.replicator.link_sleeps();
+            // A change recorded before we said so rang no waker.
+            let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
+            more |= sending && sent < self.replicator.last_seq();
+        }
+        self.busy = more;
+        if now.micros >= self.next_tick {
+            self.next_tick = now.after(TICK);
+            self.tick(now);
+        }
+    }
+
+    /// Tells `stats` the link's state; after a turn's service and dial.
+    pub fn publish_state(&self) {
+        let state = match self.active {
+            Some(key) => self.links[key].session.link_state(),
+            None if self.outgoing.is_some() => LINK_CONNECTING,
+            None => LINK_DOWN,
+        };
+        self.replicator.stats.state.store(state, Ordering::Relaxed);
+    }
+
+    /// Produces one burst of frames and writes what the transport takes; true when
+    /// the session has more to send right away.
+    fn pump(&mut self, key: usize, produce: bool) -> bool {
+        let replicator = Arc::clone(&self.replicator);
+        let Some(link) = self.links.get_mut(key) else {
+            return false;
+        };
+        let mut failure = None;
+        let mut more = false;
+        if produce && link.session.out.len() - link.written < OUTPUT_HIGH_WATER {
+            match link.session.produce(&replicator, link.session.out.len() + BURST) {
+                Ok(left) => more = left,
+                Err(reason) => failure = Some(reason),
+            }
+        }
+        while failure.is_none() {
+            if link.written == link.session.out.len() {
+                link.session.out.clear();
+                link.written = 0;
+                // TLS may still hold records the socket has not taken.
+                if let Err(e) = link.io.push() {
+                    failure = Some(format!("write failed: {e}"));
+                }
+                break;
+            }
+            match link.io.write(&link.session.out[link.written..]) {
+                Ok(n) => {
+                    link.written += n;
+                    replicator.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    if link.written == link.session.out.len() {
+                        link.session.out.clear();
+                        link.written = 0;
+                    } else if link.written > OUTPUT_HIGH_WATER {
+                        link.session.out.drain(..link.written);
+                        link.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not yet connected: the writable event comes when it is.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) => {
+                    failure = Some(format!("write failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            self.close(key, &reason);
+            return false;
+        }
+        // More waits for the transport when it is full (the writable event).
+        let link = &self.links[key];
+        more && link.session.out.len() - link.written < OUTPUT_HIGH_WATER
+    }
+
+    fn tick(&mut self, now: Now) {
+        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Err(reason) = self.links[key].session.tick(&self.replicator, now.link) {
+                self.close(key, &reason);
+            } else {
+                self.busy |= self.pump(key, true);
+            }
+        }
+    }
+
+    /// Closes link `key`, saying why, and hands back its transport (dropping it
+    /// closes the socket).
+    pub fn close(&mut self, key: usize, reason: &str) -> Option<T> {
+        let link = self.links.try_remove(key)?;
+        if self.outgoing == Some(key) {
+            self.outgoing = None;
+        }
+        if self.active == Some(key) {
+            self.active = None;
+            self.replicator.set_acking(false);
+            self.replicator.stats.receiving_sync.store(false, Ordering::Relaxed);
+            log::warn!("replication: link to {} down: {reason}", link.peer);
+            // Reconnect promptly; the backoff grows only while dials fail.
+            self.backoff = DIAL_BACKOFF_FIRST;
+            self.next_dial = 0;
+        } else if link.session.is_ready() {
+            log::info!("replication: spare link to {} closed: {reason}", link.peer);
+        } else if link.session.dialed && !link.session.met_peer() {
+            log::debug!("replication: dial to {} failed: {reason}", link.peer);
+        } else {
+            self.replicator.stats.refused.fetch_add(1, Ordering::Relaxed);
+            log::warn!("replication: refused a connection from {}: {reason}", link.peer);
+        }
+        Some(link.io)
+    }
+
+    /// Closes every link (the node is shutting down).
+    pub fn close_all(&mut self) {
+        for key in self.keys() {
+            self.close(key, "shutting down");
+        }
+    }
+}
