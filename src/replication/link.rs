@@ -152,6 +152,7 @@ pub struct LinkRunner {
     /// None for a node that only dials (an embedded node not given --repl-listen).
     listener: Option<TcpListener>,
     links: Links<Socket>,
+    keys: Vec<usize>,
 }
 
 impl LinkRunner {
@@ -175,7 +176,7 @@ impl LinkRunner {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         replicator.set_link_waker(Arc::clone(&waker));
         let links = Links::new(Arc::clone(&replicator));
-        Ok(LinkRunner { replicator, poll, waker, local_addr, listener, links })
+        Ok(LinkRunner { replicator, poll, waker, local_addr, listener, links, keys: Vec::new() })
     }
 
     /// Where the peer can reach this node (useful with port 0); none for a node
@@ -239,13 +240,17 @@ impl LinkRunner {
     /// Reads what the last turn left unread, sends what is due on every link,
     /// checks heartbeats when due, and dials.
     fn service(&mut self) {
+        // A worker hosting the link runs this every turn: the keys' list is reused.
+        let mut keys = std::mem::take(&mut self.keys);
+        self.links.keys_into(&mut keys);
         let mut unread = false;
-        for key in self.links.keys() {
+        for &key in &keys {
             if self.links.get_mut(key).is_some_and(|link| link.io.unread) {
                 self.read(key);
                 unread |= self.links.get_mut(key).is_some_and(|link| link.io.unread);
             }
         }
+        self.keys = keys;
         self.links.service(self.now());
         if unread {
             self.links.keep_busy();

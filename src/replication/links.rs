@@ -139,9 +139,11 @@ impl<T: Transport> Links<T> {
         self.links.is_empty()
     }
 
-    /// The links' keys, for a caller that visits each (reads what is left unread).
-    pub fn keys(&self) -> Vec<usize> {
-        self.links.iter().map(|(key, _)| key).collect()
+    /// Puts the links' keys in `keys` (a list the caller reuses), for a caller
+    /// that visits each: the event loop reads what the last turn left unread.
+    pub fn keys_into(&self, keys: &mut Vec<usize>) {
+        keys.clear();
+        keys.extend(self.links.iter().map(|(key, _)| key));
     }
 
     /// How long the loop may sleep before its next turn: zero while it has more to
@@ -258,8 +260,7 @@ impl<T: Transport> Links<T> {
     pub fn service(&mut self, now: Now) {
         let sent_before = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
         let mut keys = std::mem::take(&mut self.keys);
-        keys.clear();
-        keys.extend(self.links.iter().map(|(key, _)| key));
+        self.keys_into(&mut keys);
         // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
         // aside): otherwise every ack from the peer would wake a send of the few
         // changes made since, and the two would ping-pong at the round-trip rate.
@@ -399,7 +400,8 @@ impl<T: Transport> Links<T> {
 
     /// Closes every link (the node is shutting down).
     pub fn close_all(&mut self) {
-        for key in self.keys() {
+        let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
+        for key in keys {
             self.close(key, "shutting down");
         }
     }
