@@ -22,4 +22,6 @@ pub use link::{LinkRunner, LinkThread};
 pub use replicator::{Replicator, Settings, SyncMode};
 
 #[cfg(test)]
+mod simulator;
+#[cfg(test)]
 mod tests;

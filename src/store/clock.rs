@@ -52,6 +52,10 @@ impl ManualClock {
     pub fn advance_ms(&self, ms: u64) {
         self.0.fetch_add(ms, Ordering::AcqRel);
     }
+    /// Steps the clock to `unix_ms`, back as well as forward (a clock step).
+    pub fn set_ms(&self, unix_ms: u64) {
+        self.0.store(unix_ms, Ordering::Release);
+    }
     pub fn advance_secs(&self, secs: u64) {
         self.advance_ms(secs * 1000);
     }
