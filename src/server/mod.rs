@@ -303,6 +303,7 @@ impl Server {
                     cas_enabled: !config.disable_cas,
                     node_id: config.node_id(),
                     protected_prefixes: config.protected_prefixes.iter().map(|p| p.as_bytes().into()).collect(),
+                    hash_seed: None,
                 },
                 config.clock.clone(),
             ))

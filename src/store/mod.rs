@@ -72,6 +72,11 @@ pub struct StoreConfig {
     /// `--protect-prefix`: live items whose key begins with one of these are never
     /// evicted; when only they are left, a store answers out of memory instead.
     pub protected_prefixes: Vec<Box<[u8]>>,
+    /// The key hash's seed. `None` (the daemon's): random per store, so that
+    /// nobody can choose keys that collide. A fixed seed makes the store's order
+    /// (shards, eviction, a full sync's) repeat from run to run, as the
+    /// simulator's seeds need.
+    pub hash_seed: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -83,6 +88,7 @@ impl Default for StoreConfig {
             cas_enabled: true,
             node_id: 0,
             protected_prefixes: Vec::new(),
+            hash_seed: None,
         }
     }
 }
@@ -217,7 +223,14 @@ impl Store {
         Store {
             shards: (0..shards).map(|_| CachePadded::new(Mutex::new(Shard::default()))).collect(),
             shard_shift: 64 - shards.trailing_zeros(),
-            hasher: ahash::RandomState::new(),
+            hasher: match config.hash_seed {
+                None => ahash::RandomState::new(),
+                // Four words from one, by splitmix64's increment (any fixed spread does).
+                Some(seed) => {
+                    let word = |i: u64| seed.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    ahash::RandomState::with_seeds(word(0), word(1), word(2), word(3))
+                }
+            },
             memory_limit: AtomicUsize::new(config.memory_limit),
             evict: config.evict,
             cas_enabled: config.cas_enabled,
