@@ -2,6 +2,9 @@
 //! names only the modules below it (`crate::<module>` paths), and inside `server/`
 //! the folders import one way (event_loop/ runs frontend/, both count in
 //! operations/). A new import that points up fails here with the line that does it.
+//! Test code may reach any layer (the replication simulator drives the node
+//! facade): a file its parent declares under `#[cfg(test)]`, and a file's inline
+//! `#[cfg(test)] mod tests`, are not read.
 
 use std::path::{Path, PathBuf};
 
@@ -59,6 +62,25 @@ fn named<'t>(text: &'t str, under: &str) -> Vec<(&'t str, &'t str)> {
     found
 }
 
+/// The code of `file` that ships: none when its parent declares it under
+/// `#[cfg(test)]`, else all but an inline test module at its end.
+fn shipped_code(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).expect("read");
+    let stem = file.file_stem().and_then(|s| s.to_str()).expect("a name");
+    let dir = file.parent().expect("a folder");
+    let parent = if stem == "mod" { dir.with_extension("rs") } else { dir.join("mod.rs") };
+    let declared_for_tests = |parent: &Path| {
+        std::fs::read_to_string(parent).is_ok_and(|p| p.contains(&format!("#[cfg(test)]\nmod {stem};")))
+    };
+    if stem != "mod" && (declared_for_tests(&parent) || declared_for_tests(&dir.with_extension("rs"))) {
+        return String::new();
+    }
+    match text.find("#[cfg(test)]\nmod tests {") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 fn stem(part: &str) -> &str {
     part.strip_suffix(".rs").unwrap_or(part)
 }
@@ -77,7 +99,7 @@ fn every_module_names_only_the_layers_below_it() {
             .iter()
             .find(|(name, _)| *name == part)
             .unwrap_or_else(|| panic!("{part} is in no layer of this test: add it where lib.rs draws it"));
-        let text = std::fs::read_to_string(&file).expect("read");
+        let text = shipped_code(&file);
         for (name, line) in named(&text, "") {
             if name != stem(part) && !allowed.contains(&name) {
                 upward.push(format!("{}: names crate::{name}: {line}", relative.display()));
@@ -95,7 +117,7 @@ fn the_server_folders_import_one_way() {
     let mut backward = Vec::new();
     for (folder, allowed) in SERVER_FOLDERS {
         for file in sources(&server.join(folder)) {
-            let text = std::fs::read_to_string(&file).expect("read");
+            let text = shipped_code(&file);
             for (name, line) in named(&text, "server") {
                 let is_folder = SERVER_FOLDERS.iter().any(|(other, _)| *other == name);
                 if is_folder && name != *folder && !allowed.contains(&name) {
@@ -105,6 +127,15 @@ fn the_server_folders_import_one_way() {
         }
     }
     assert!(backward.is_empty(), "imports between server/'s folders that point back:\n{}", backward.join("\n"));
+}
+
+#[test]
+fn test_code_is_left_out_and_shipped_code_is_read() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    assert_eq!(shipped_code(&src.join("replication/simulator.rs")), "", "declared under #[cfg(test)]");
+    let link = shipped_code(&src.join("replication/link.rs"));
+    assert!(link.contains("pub struct LinkRunner") && !link.contains("mod tests"), "its inline tests are cut");
+    assert!(shipped_code(&src.join("replication/mod.rs")).contains("pub mod link;"));
 }
 
 #[test]
