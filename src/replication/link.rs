@@ -7,7 +7,7 @@
 //! wake-up was a context switch; see BENCHMARKS.md, "Where ack mode's time goes").
 //!
 //! What it decides (which link to keep, when to dial and to send) is
-//! [`super::links`]'s, which this loop feeds with sockets and the time.
+//! `links.rs`'s, which this loop feeds with sockets and the time.
 //!
 //! Clients never wait for this thread: it reads the backlog under its lock in
 //! short batches and the store one shard slice at a time, and its output per link
