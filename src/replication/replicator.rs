@@ -455,6 +455,12 @@ impl Replicator {
         true
     }
 
+    /// Whether an acknowledging link is up: the peer judges our claims (and, in
+    /// ack mode, our writes wait for it).
+    pub fn is_acking(&self) -> bool {
+        self.acking.load(Ordering::SeqCst)
+    }
+
     /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or
     /// refused it), or no acknowledging link is up, in which case an `add` is decided
     /// here alone (see README, "Session locks"). In either sync mode.

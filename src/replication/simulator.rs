@@ -9,7 +9,11 @@
 //! - every node holds the same state for every key;
 //! - that state is the last write's, deletes included, unless that write was
 //!   answered by a node that crashed before any other node applied it;
-//! - the stores stay within their memory limit.
+//! - the stores stay within their memory limit;
+//!
+//! and, all along, that two nodes never both grant one lock through `add` while
+//! linked (a locker on each node takes it, holds it a moment and deletes it, as a
+//! session handler's connection does).
 //!
 //! `cargo test --lib simulator` runs the fixed seeds; `scripts/simulate --seeds N`
 //! runs a campaign from a random first seed (`STICKLESS_SIM_SEEDS`,
@@ -117,6 +121,30 @@ struct SimNode {
     links: Links<PipeEnd>,
 }
 
+/// Where one node's lock holder stands, as a connection running `add` then
+/// `delete` through the server moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Locker {
+    Idle,
+    /// Its `add` stored the lock as claim `seq`; the verdict decides. `judged`:
+    /// an acknowledging link was up, so the peer judges the claim (without one,
+    /// the node decides alone, by design).
+    Claiming {
+        seq: u64,
+        generation: u64,
+        judged: bool,
+    },
+    /// It holds the lock, granted in `generation` of the links, until `until` (µs).
+    Holding {
+        generation: u64,
+        until: u64,
+    },
+    /// Its `delete` is change `seq`; in ack mode the reply waits for the peer.
+    Releasing(u64),
+}
+
+const LOCK: &[u8] = b"lock:session";
+
 /// One answered write in the oracle's log.
 struct Logged {
     key: usize,
@@ -132,6 +160,10 @@ struct Logged {
 #[derive(Debug, Default)]
 struct Report {
     writes: u64,
+    /// Locks granted, and those granted without the nodes linked throughout
+    /// (allowed: a partition's grants are each side's alone).
+    grants: u64,
+    cut_off_grants: u64,
     cuts: u64,
     stalls: u64,
     partitions: u64,
@@ -144,6 +176,8 @@ struct Report {
 impl Report {
     fn add(&mut self, other: &Report) {
         self.writes += other.writes;
+        self.grants += other.grants;
+        self.cut_off_grants += other.cut_off_grants;
         self.cuts += other.cuts;
         self.stalls += other.stalls;
         self.partitions += other.partitions;
@@ -158,6 +192,13 @@ struct Simulation {
     seed: u64,
     report: Report,
     rng: Rng,
+    lockers: Vec<Locker>,
+    /// A grant was not decided by linked nodes (no acknowledging link was up at
+    /// the `add`, or a link went down before its verdict): two holders may each delete the lock as their own,
+    /// and a delete can remove the other's later grant (`delete` does not know who holds a lock; fencing is for the locks of
+    /// a later design). Exclusion is checked again once every locker is idle and
+    /// every node's changes, its deletes among them, have reached the others.
+    lock_split: bool,
     latency: Rc<RefCell<Rng>>,
     mode: SyncMode,
     now_us: u64,
@@ -188,6 +229,8 @@ impl Simulation {
             seed,
             report: Report::default(),
             rng,
+            lockers: vec![Locker::Idle; nodes],
+            lock_split: false,
             latency,
             mode,
             now_us: 0,
@@ -254,6 +297,10 @@ impl Simulation {
         }
         if faulty {
             self.fault();
+            if self.rng.chance(200) {
+                let index = self.rng.below(self.nodes.len() as u64) as usize;
+                self.lock_step(index);
+            }
         }
         self.deliver();
         for index in 0..self.nodes.len() {
@@ -294,6 +341,99 @@ impl Simulation {
         let version = node.replicator.store.key_state(&name, |change| change.version).unwrap_or(0);
         self.log.push(Logged { key: k, history: node.replicator.history, seq, version, state });
         self.report.writes += 1;
+    }
+
+    /// Which links have come up so far: a grant decided by both nodes was made
+    /// and checked within one generation, with every link up.
+    fn generation(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ups = self.nodes.iter().map(|node| node.replicator.stats.links.load(Relaxed)).sum::<u64>();
+        ups + (self.report.crashes << 32)
+    }
+
+    fn all_linked(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.nodes.iter().all(|node| node.replicator.stats.state.load(Relaxed) == super::replicator::LINK_UP)
+    }
+
+    /// Moves node `index`'s locker one step, as its connection would. A node that
+    /// came back and is still taking its peer's sync serves no clients yet, as the
+    /// daemon waits for the sync before it listens (`--repl-wait-sync`); with the
+    /// peer out of reach it serves, and decides its claims alone.
+    fn lock_step(&mut self, index: usize) {
+        let node = &self.nodes[index];
+        let replicator = &node.replicator;
+        if replicator.is_acking() && !replicator.wait_synced(Duration::ZERO) {
+            return;
+        }
+        let answered = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
+        let generation = self.generation();
+        self.lockers[index] = match self.lockers[index] {
+            Locker::Idle => {
+                let add = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, LOCK, b"me") };
+                let written = node.node.store_item(&add);
+                match written.outcome {
+                    StoreOutcome::Stored { .. } => {
+                        let judged = replicator.is_acking();
+                        Locker::Claiming { seq: written.receipt.claim, generation, judged }
+                    }
+                    _ => Locker::Idle,
+                }
+            }
+            Locker::Claiming { seq, generation: made_in, judged } if answered(seq) => {
+                match replicator.take_claim_verdict(seq) {
+                    Some(true) => {
+                        self.report.grants += 1;
+                        // A grant not decided by linked nodes may leave the lock's
+                        // item to the other node's write: the lock is split.
+                        if !judged || made_in != generation || !self.all_linked() {
+                            self.lock_split = true;
+                            self.report.cut_off_grants += 1;
+                        }
+                        let until = self.now_us + self.rng.below(20_000);
+                        Locker::Holding { generation: made_in, until }
+                    }
+                    // Refused: the connection runs its `add` again, which finds the
+                    // winner's lock.
+                    Some(false) => Locker::Idle,
+                    None => self.lockers[index],
+                }
+            }
+            Locker::Holding { until, .. } if self.now_us >= until => {
+                let written = node.node.delete(&DeleteRequest { key: LOCK, ..Default::default() });
+                Locker::Releasing(written.receipt.recorded)
+            }
+            Locker::Releasing(seq) if answered(seq) => Locker::Idle,
+            waiting => waiting,
+        };
+        self.check_lock();
+    }
+
+    /// Two holders at once are allowed only when their grants were not decided by
+    /// linked nodes (a link went down, or a node crashed, since one of the `add`s),
+    /// or while the lock is still split by such a grant.
+    fn check_lock(&mut self) {
+        let quiet =
+            self.all_linked() && self.nodes.iter().all(|node| node.replicator.acked() >= node.replicator.last_seq());
+        if self.lock_split && quiet && self.lockers.iter().all(|locker| *locker == Locker::Idle) {
+            self.lock_split = false;
+        }
+        let holders: Vec<u64> = (self.lockers.iter())
+            .filter_map(|locker| match *locker {
+                Locker::Holding { generation, .. } => Some(generation),
+                _ => None,
+            })
+            .collect();
+        if holders.len() < 2 {
+            return;
+        }
+        let linked_throughout = self.all_linked() && holders.iter().all(|&made_in| made_in == self.generation());
+        assert!(
+            !linked_throughout || self.lock_split,
+            "seed {}: two linked nodes both granted the lock: {:?}",
+            self.seed,
+            self.lockers
+        );
     }
 
     fn fault(&mut self) {
@@ -386,6 +526,8 @@ impl Simulation {
         let clock = self.nodes[index].clock.clone();
         clock.advance_ms(1);
         self.nodes[index] = self.boot(index, clock);
+        // Its clients' connections died with it.
+        self.lockers[index] = Locker::Idle;
     }
 
     /// Adds a node's syncs to the report (before its run ends).
@@ -603,7 +745,7 @@ fn a_seed_repeats_its_run() {
         let versions: Vec<Vec<Option<u64>>> = (sim.nodes.iter())
             .map(|node| (0..KEYS).map(|k| node.replicator.store.key_state(&key(k), |c| c.version)).collect())
             .collect();
-        format!("{:?} {versions:?}", sim.report)
+        format!("{:?} {versions:?} {:?}", sim.report, sim.lockers)
     };
     for (seed, mode) in [(7, SyncMode::Async), (8, SyncMode::Ack)] {
         let (first, again) = (simulate(seed, mode, 3_000), simulate(seed, mode, 3_000));
@@ -630,6 +772,7 @@ fn campaign(mode: SyncMode) {
     eprintln!("simulator, {mode:?}, seeds {:?}: {total:?}", seeds());
     if seeds().end - seeds().start >= 50 {
         let happened = [
+            total.grants,
             total.cuts,
             total.stalls,
             total.partitions,
