@@ -104,9 +104,13 @@ fn stats_conns_names_the_states_memcached_names() {
 
 /// The `cfd` the server knows a client by: the descriptor `stats conns` shows in
 /// `conn_parse_cmd` when the client itself asks.
+/// The server's descriptor for `client`'s connection, found in `stats conns` by
+/// the client's address (the watcher may be mid-command too, so its state cannot
+/// tell them apart).
 fn own_descriptor(client: &mut Client) -> String {
+    let addr = format!(":addr tcp:{}", client.local_addr());
     let reply = String::from_utf8(client.step(b"stats conns\r\n")).unwrap();
-    let line = reply.lines().find(|l| l.ends_with(":state conn_parse_cmd")).expect("the asker's state");
+    let line = reply.lines().find(|l| l.ends_with(&addr)).unwrap_or_else(|| panic!("no {addr} in {reply}"));
     line.trim_start_matches("STAT ").split(':').next().unwrap().to_string()
 }
 

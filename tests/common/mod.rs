@@ -240,6 +240,12 @@ pub const SENTINEL: &[u8] = b"mn\r\n";
 pub const SENTINEL_REPLY: &[u8] = b"MN\r\n";
 
 impl Client {
+    /// This client's end of the connection (the server's `stats conns` shows it as
+    /// the connection's `addr`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket")
+    }
+
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
