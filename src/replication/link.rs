@@ -251,11 +251,13 @@ impl LinkRunner {
             }
         }
         self.keys = keys;
-        self.links.service(self.now());
+        // One reading of the clocks for the turn's decisions (three clock reads).
+        let now = self.now();
+        self.links.service(now);
         if unread {
             self.links.keep_busy();
         }
-        if self.links.dial_due(self.now()) {
+        if self.links.dial_due(now) {
             self.dial();
         }
         self.links.publish_state();

@@ -194,10 +194,11 @@ struct Simulation {
     rng: Rng,
     lockers: Vec<Locker>,
     /// A grant was not decided by linked nodes (no acknowledging link was up at
-    /// the `add`, or a link went down before its verdict): two holders may each delete the lock as their own,
-    /// and a delete can remove the other's later grant (`delete` does not know who holds a lock; fencing is for the locks of
-    /// a later design). Exclusion is checked again once every locker is idle and
-    /// every node's changes, its deletes among them, have reached the others.
+    /// the `add`, or a link went down before its verdict): two holders may each
+    /// delete the lock as their own, and a delete can remove the other's later
+    /// grant (`delete` does not know who holds a lock). Exclusion is checked again
+    /// once every locker is idle and every node's changes, its deletes among them,
+    /// have reached the others.
     lock_split: bool,
     latency: Rc<RefCell<Rng>>,
     mode: SyncMode,
@@ -575,8 +576,9 @@ impl Simulation {
                     sim_node.links.after_read(key, outcome);
                 }
             }
-            // A closed wire: each end still held hears the close (a cut loses what
-            // was in flight; a close by one end, the peer's EOF).
+            // A closed wire: each end still held hears the close, after what had
+            // arrived by now (a cut loses what was still on the way; a close by
+            // one end is the peer's EOF).
             let (closed, nodes, keys) = {
                 let wire = wire.borrow();
                 (wire.closed, wire.nodes, wire.keys)

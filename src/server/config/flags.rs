@@ -69,13 +69,13 @@ fn split_flag(arg: &str) -> Result<Option<(&str, Option<String>)>, String> {
         }));
     }
     match arg.strip_prefix('-') {
-        Some(short) if short.is_empty() => Err(format!("unknown argument '{arg}'")),
+        // A bare "-", or no dash at all.
+        None | Some("") => Err(format!("unknown argument '{arg}'")),
         Some(short) if short.chars().all(|c| c == 'v') => Ok(None),
         Some(short) => {
             let (name, rest) = short.split_at(short.chars().next().map_or(0, char::len_utf8));
             Ok(Some((name, (!rest.is_empty()).then(|| rest.to_string()))))
         }
-        None => Err(format!("unknown argument '{arg}'")),
     }
 }
 
