@@ -259,7 +259,7 @@ fn pair() -> (Server, SocketAddr, Server, SocketAddr) {
     let repl = first.replication_addr().expect("replication port");
     let (second, second_addr) = state_server(|c| {
         c.replication.listen = "127.0.0.1:0".into();
-        c.replication.peer = Some(repl.to_string());
+        c.replication.peers = vec![repl.to_string()];
         c.replication.node_id = Some(2);
         c.replication.sync = ReplSync::Ack;
         c.replication.wait_sync = Duration::ZERO;

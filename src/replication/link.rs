@@ -257,8 +257,8 @@ impl LinkRunner {
         if unread {
             self.links.keep_busy();
         }
-        if self.links.dial_due(now) {
-            self.dial();
+        while let Some(index) = self.links.dial_due(now) {
+            self.dial(index);
         }
         self.links.publish_state();
     }
@@ -282,16 +282,16 @@ impl LinkRunner {
         }
     }
 
-    /// Takes a link just accepted or dialed (`host`: the name the peer's certificate
-    /// must carry, for a dial over TLS).
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<&str>) {
+    /// Takes a link just accepted, or dialed to `--peer` number `index` (`host`: the
+    /// name the peer's certificate must carry, for a dial over TLS).
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, dialed: Option<(usize, &str)>) {
         let _ = stream.set_nodelay(true);
         let mut stream = match &self.replicator.settings.tls {
             None => MaybeTls::Plain(stream),
             Some(tls) => {
                 let wrapped = match dialed {
                     None => tls.accept(stream),
-                    Some(host) => tls.connect(stream, host),
+                    Some((_, host)) => tls.connect(stream, host),
                 };
                 match wrapped {
                     Ok(stream) => MaybeTls::Tls(Box::new(stream)),
@@ -311,12 +311,12 @@ impl LinkRunner {
             return;
         }
         let socket = Socket { stream, input: Vec::new(), filled: 0, unread: false, peer_closed: false };
-        let adopted = self.links.adopt(socket, peer, dialed.is_some(), self.now());
+        let adopted = self.links.adopt(socket, peer, dialed.map(|(index, _)| index), self.now());
         debug_assert!(adopted.is_none_or(|adopted| adopted == key));
     }
 
-    fn dial(&mut self) {
-        let Some(peer) = self.replicator.settings.peer.clone() else {
+    fn dial(&mut self, index: usize) {
+        let Some(peer) = self.replicator.settings.peers.get(index).cloned() else {
             return;
         };
         let addr = match resolve(&peer) {
@@ -329,7 +329,7 @@ impl LinkRunner {
         // The name the peer's certificate must carry: the host of --peer.
         let host = peer.rsplit_once(':').map_or(peer.as_str(), |(host, _)| host);
         match TcpStream::connect(addr) {
-            Ok(stream) => self.adopt(stream, addr, Some(host)),
+            Ok(stream) => self.adopt(stream, addr, Some((index, host))),
             Err(e) => log::debug!("replication: dialing {addr}: {e}"),
         }
     }

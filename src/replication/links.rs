@@ -1,13 +1,14 @@
-//! The link's decisions without its I/O: which connections a node holds to its
-//! peer, which one it uses, when it dials again, when it sends, and what a link
-//! coming up or going down changes in the replicator. The event loop
+//! The links' decisions without their I/O: which connections a node holds to its
+//! peers, which one it uses for each, when it dials again, when it sends, and what
+//! a link coming up or going down changes in the replicator. The event loop
 //! ([`super::link`]) gives it sockets and the time; a test can give it byte pipes
 //! and a virtual clock, and runs the same decisions.
 //!
-//! Both sides dial (with doubling backoff and jitter) whenever no link is up, so a
-//! link cut for any reason comes back by itself (repcached never reconnected,
-//! replication-lessons finding 1). When both dials succeed, the link dialed by the
-//! lower node id stays and the other is closed, on both sides alike.
+//! A node dials each `--peer` (with doubling backoff and jitter) whenever no link
+//! to the node there is up, so a link cut for any reason comes back by itself
+//! (repcached never reconnected, replication-lessons finding 1). When two links to
+//! one peer come up (both dialed), the one dialed by the lower node id stays and
+//! the other is closed, on both sides alike.
 
 use super::heartbeat::LinkTime;
 use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
@@ -61,25 +62,35 @@ impl Now {
     }
 }
 
-/// One connection to the peer, before or after its handshake.
+/// One connection to a peer, before or after its handshake.
 pub(super) struct Link<T> {
     pub io: T,
     pub session: LinkSession,
     /// Bytes of `session.out` already written.
     written: usize,
     pub peer: SocketAddr,
+    /// The `--peer` it was dialed to (its index), or none for a link accepted.
+    dialer: Option<usize>,
 }
 
-/// A node's connections to its peer and the timers that drive them.
-pub(super) struct Links<T> {
-    replicator: Arc<Replicator>,
-    links: Slab<Link<T>>,
-    /// The link in use, once its handshake is done.
-    active: Option<usize>,
+/// One `--peer` this node dials.
+struct Dialer {
     /// Our dial in progress.
     outgoing: Option<usize>,
     next_dial: u64,
     backoff: Duration,
+    /// The node that answered there, once one has.
+    node: Option<u16>,
+}
+
+/// A node's connections to its peers and the timers that drive them.
+pub(super) struct Links<T> {
+    replicator: Arc<Replicator>,
+    links: Slab<Link<T>>,
+    /// The link in use to each peer (by node id), once its handshake is done.
+    active: Vec<(u16, usize)>,
+    /// One for each `--peer`, in order.
+    dialers: Vec<Dialer>,
     /// xorshift state for the dial jitter.
     jitter: u64,
     /// A link had more to send after its last burst.
@@ -97,13 +108,13 @@ pub(super) struct Links<T> {
 impl<T: Transport> Links<T> {
     pub fn new(replicator: Arc<Replicator>) -> Links<T> {
         let jitter = replicator.history | 1;
+        let dialer = |_| Dialer { outgoing: None, next_dial: 0, backoff: DIAL_BACKOFF_FIRST, node: None };
+        let dialers = replicator.settings.peers.iter().map(dialer).collect();
         Links {
             replicator,
             links: Slab::new(),
-            active: None,
-            outgoing: None,
-            next_dial: 0,
-            backoff: DIAL_BACKOFF_FIRST,
+            active: Vec::new(),
+            dialers,
             jitter,
             busy: false,
             batching: false,
@@ -156,53 +167,61 @@ impl<T: Transport> Links<T> {
         if self.batching {
             until = until.min(self.next_send);
         }
-        if self.wants_dial() {
-            until = until.min(self.next_dial);
+        for (index, dialer) in self.dialers.iter().enumerate() {
+            if self.wants_dial(index) {
+                until = until.min(dialer.next_dial);
+            }
         }
         Duration::from_micros(until.saturating_sub(now.micros))
     }
 
-    /// Takes a connection just accepted or dialed; `None` when no session can
-    /// start (no random challenge).
-    pub fn adopt(&mut self, io: T, peer: SocketAddr, dialed: bool, now: Now) -> Option<usize> {
-        let session = match LinkSession::start(&self.replicator, dialed, now.link) {
+    /// Takes a connection just accepted, or dialed to `--peer` number `dialer`;
+    /// `None` when no session can start (no random challenge).
+    pub fn adopt(&mut self, io: T, peer: SocketAddr, dialer: Option<usize>, now: Now) -> Option<usize> {
+        let session = match LinkSession::start(&self.replicator, dialer.is_some(), now.link) {
             Ok(session) => session,
             Err(e) => {
                 log::error!("replication: no random challenge: {e}");
                 return None;
             }
         };
-        let key = self.links.insert(Link { io, session, written: 0, peer });
-        if dialed {
-            self.outgoing = Some(key);
+        let key = self.links.insert(Link { io, session, written: 0, peer, dialer });
+        if let Some(dialer) = dialer.and_then(|index| self.dialers.get_mut(index)) {
+            dialer.outgoing = Some(key);
         }
         Some(key)
     }
 
-    /// Whether it is time to dial the peer; the caller dials (and adopts the
-    /// connection) or fails, and either way the next dial is scheduled.
-    pub fn dial_due(&mut self, now: Now) -> bool {
-        if !self.wants_dial() || now.micros < self.next_dial {
-            return false;
-        }
-        self.schedule_dial(now);
-        true
+    /// The next `--peer` (its index) it is time to dial; the caller dials (and
+    /// adopts the connection) or fails, and either way the next dial is scheduled.
+    pub fn dial_due(&mut self, now: Now) -> Option<usize> {
+        let index = (0..self.dialers.len())
+            .find(|&index| self.wants_dial(index) && now.micros >= self.dialers[index].next_dial)?;
+        self.schedule_dial(index, now);
+        Some(index)
     }
 
-    fn wants_dial(&self) -> bool {
-        self.replicator.settings.peer.is_some() && self.active.is_none() && self.outgoing.is_none()
+    /// The link in use to node `node`.
+    fn active_to(&self, node: u16) -> Option<usize> {
+        self.active.iter().find(|&&(to, _)| to == node).map(|&(_, key)| key)
+    }
+
+    fn wants_dial(&self, index: usize) -> bool {
+        let dialer = &self.dialers[index];
+        dialer.outgoing.is_none() && dialer.node.is_none_or(|node| self.active_to(node).is_none())
     }
 
     /// The next dial: the backoff with up to half of it taken off at random, so two
     /// nodes that lost each other at once do not dial in lockstep.
-    fn schedule_dial(&mut self, now: Now) {
+    fn schedule_dial(&mut self, index: usize, now: Now) {
         self.jitter ^= self.jitter << 13;
         self.jitter ^= self.jitter >> 7;
         self.jitter ^= self.jitter << 17;
-        let backoff_ms = self.backoff.as_millis() as u64;
+        let dialer = &mut self.dialers[index];
+        let backoff_ms = dialer.backoff.as_millis() as u64;
         let delay = backoff_ms - self.jitter % (backoff_ms / 2 + 1);
-        self.next_dial = now.after(Duration::from_millis(delay));
-        self.backoff = (self.backoff * 2).min(DIAL_BACKOFF_MAX);
+        dialer.next_dial = now.after(Duration::from_millis(delay));
+        dialer.backoff = (dialer.backoff * 2).min(DIAL_BACKOFF_MAX);
     }
 
     /// After a read of link `key`: a handshake it completed is taken up, and a
@@ -219,46 +238,58 @@ impl<T: Transport> Links<T> {
         }
     }
 
-    /// A link proved itself: keep it unless another is up and preferred.
+    /// A link proved itself: keep it unless another to the same peer is up and
+    /// preferred.
     fn handshake_done(&mut self, key: usize) {
-        let stats = &self.replicator.stats;
         let link = &self.links[key];
-        let peer_node = link.session.peer_node().expect("ready");
-        stats.links.fetch_add(1, Ordering::Relaxed);
-        stats.peer_node.store(u64::from(peer_node), Ordering::Relaxed);
-        if self.outgoing == Some(key) {
-            self.outgoing = None;
+        let (peer_node, slot) = (link.session.peer_node().expect("ready"), link.session.slot().expect("ready"));
+        let peer = self.replicator.peer(slot);
+        peer.stats.links.fetch_add(1, Ordering::Relaxed);
+        if let Some(dialer) = link.dialer.and_then(|index| self.dialers.get_mut(index)) {
+            if dialer.outgoing == Some(key) {
+                dialer.outgoing = None;
+            }
+            dialer.node = Some(peer_node);
+            dialer.backoff = DIAL_BACKOFF_FIRST;
+            peer.set_address(link.peer);
+        } else if peer.address().is_none() {
+            peer.set_address(link.peer);
         }
-        self.backoff = DIAL_BACKOFF_FIRST;
         // The link both sides keep: the one the lower node id dialed.
         let preferred = |link: &Link<T>| link.session.dialed == (self.replicator.settings.identity.node < peer_node);
-        match self.active {
+        match self.active_to(peer_node) {
             Some(other) if other != key && self.links.contains(other) => {
                 if preferred(link) {
                     self.close(other, "replaced by the link the lower node id dialed");
-                    self.active = Some(key);
+                    self.active.push((peer_node, key));
                     // Closing the old link stopped the waits on the peer; the new one
                     // restarts them when the peer asks for our changes, which it may
                     // have done already, in the read that completed the handshake.
                     if self.links[key].session.is_sending() {
-                        self.replicator.set_acking(true);
+                        self.replicator.set_acking(slot, true);
                     }
                 } else {
                     self.close(key, "a link to this peer is already up");
                     return;
                 }
             }
-            _ => self.active = Some(key),
+            _ => self.active.push((peer_node, key)),
         }
         let link = &self.links[key];
         log::warn!("replication: linked to node {peer_node} at {}", link.peer);
+    }
+
+    /// Our sequence numbers sent so far, summed over the peers (it moves when a
+    /// turn sent anything).
+    fn sent_total(&self) -> u64 {
+        self.replicator.known_peers().iter().map(|peer| peer.stats.sent_seq.load(Ordering::Relaxed)).sum()
     }
 
     /// Sends what is due on every link and checks heartbeats when due. The caller
     /// has read what was left unread, dials after when [`Links::dial_due`] says,
     /// then publishes the state.
     pub fn service(&mut self, now: Now) {
-        let sent_before = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
+        let sent_before = self.sent_total();
         let mut keys = std::mem::take(&mut self.keys);
         self.keys_into(&mut keys);
         // Async mode sends at most once per BATCH_INTERVAL (a full sync's bursts
@@ -273,7 +304,7 @@ impl<T: Transport> Links<T> {
             more |= self.pump(key, !throttled);
         }
         self.keys = keys;
-        let sent = self.replicator.stats.sent_seq.load(Ordering::Relaxed);
+        let sent = self.sent_total();
         if sent != sent_before {
             self.next_send = now.after(BATCH_INTERVAL);
         }
@@ -285,8 +316,12 @@ impl<T: Transport> Links<T> {
         } else {
             self.replicator.link_sleeps();
             // A change recorded before we said so rang no waker.
-            let sending = self.active.is_some_and(|key| self.links[key].session.is_sending());
-            more |= sending && sent < self.replicator.last_seq();
+            let last_seq = self.replicator.last_seq();
+            more |= self.active.iter().any(|&(_, key)| {
+                let session = &self.links[key].session;
+                let slot = session.slot().expect("an active link is ready");
+                session.is_sending() && self.replicator.peer(slot).stats.sent_seq.load(Ordering::Relaxed) < last_seq
+            });
         }
         self.busy = more;
         if now.micros >= self.next_tick {
@@ -295,14 +330,26 @@ impl<T: Transport> Links<T> {
         }
     }
 
-    /// Tells `stats` the link's state; after a turn's service and dial.
+    /// Tells `stats` each link's state, and the worst of them as the node's;
+    /// after a turn's service and dial.
     pub fn publish_state(&self) {
-        let state = match self.active {
-            Some(key) => self.links[key].session.link_state(),
-            None if self.outgoing.is_some() => LINK_CONNECTING,
-            None => LINK_DOWN,
-        };
-        self.replicator.stats.state.store(state, Ordering::Relaxed);
+        let dialing = |node: Option<u16>| self.dialers.iter().any(|d| d.node == node && d.outgoing.is_some());
+        let idle = |node: Option<u16>| if dialing(node) { LINK_CONNECTING } else { LINK_DOWN };
+        let mut worst = None::<u8>;
+        for peer in self.replicator.known_peers() {
+            let Some(node) = peer.node() else { continue };
+            let state = match self.active_to(node) {
+                Some(key) => self.links[key].session.link_state(),
+                None => idle(Some(node)),
+            };
+            peer.stats.state.store(state, Ordering::Relaxed);
+            worst = Some(worst.map_or(state, |worst| worst.min(state)));
+        }
+        // A listed peer that has never answered counts as down (or being dialed).
+        if self.dialers.iter().any(|dialer| dialer.node.is_none()) {
+            worst = Some(worst.map_or(idle(None), |worst| worst.min(idle(None))));
+        }
+        self.replicator.stats.state.store(worst.unwrap_or(LINK_DOWN), Ordering::Relaxed);
     }
 
     /// Produces one burst of frames and writes what the transport takes; true when
@@ -333,7 +380,8 @@ impl<T: Transport> Links<T> {
             match link.io.write(&link.session.out[link.written..]) {
                 Ok(n) => {
                     link.written += n;
-                    replicator.stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let stats = link.session.slot().map_or(&replicator.stats, |slot| &replicator.peer(slot).stats);
+                    stats.sent_bytes.fetch_add(n as u64, Ordering::Relaxed);
                     if link.written == link.session.out.len() {
                         link.session.out.clear();
                         link.written = 0;
@@ -376,17 +424,22 @@ impl<T: Transport> Links<T> {
     /// closes the socket).
     pub fn close(&mut self, key: usize, reason: &str) -> Option<T> {
         let link = self.links.try_remove(key)?;
-        if self.outgoing == Some(key) {
-            self.outgoing = None;
+        if let Some(dialer) = link.dialer.and_then(|index| self.dialers.get_mut(index))
+            && dialer.outgoing == Some(key)
+        {
+            dialer.outgoing = None;
         }
-        if self.active == Some(key) {
-            self.active = None;
-            self.replicator.set_acking(false);
-            self.replicator.stats.receiving_sync.store(false, Ordering::Relaxed);
-            log::warn!("replication: link to {} down: {reason}", link.peer);
+        if let Some(at) = self.active.iter().position(|&(_, active)| active == key) {
+            let (node, _) = self.active.swap_remove(at);
+            let slot = link.session.slot().expect("an active link is ready");
+            self.replicator.set_acking(slot, false);
+            self.replicator.peer(slot).stats.receiving_sync.store(false, Ordering::Relaxed);
+            log::warn!("replication: link to node {node} at {} down: {reason}", link.peer);
             // Reconnect promptly; the backoff grows only while dials fail.
-            self.backoff = DIAL_BACKOFF_FIRST;
-            self.next_dial = 0;
+            for dialer in self.dialers.iter_mut().filter(|dialer| dialer.node == Some(node)) {
+                dialer.backoff = DIAL_BACKOFF_FIRST;
+                dialer.next_dial = 0;
+            }
         } else if link.session.is_ready() {
             log::info!("replication: spare link to {} closed: {reason}", link.peer);
         } else if link.session.dialed && !link.session.met_peer() {

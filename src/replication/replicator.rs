@@ -1,12 +1,12 @@
 //! What one replicating node shares between its threads: the store, the backlog
-//! the store's observer fills from every worker, what this node has applied of its
-//! peer's changes, what the peer has acknowledged of ours (ack mode waits on it),
-//! and the figures `stats replication` shows.
+//! the store's observer fills from every worker, and for each peer ([`Peer`]) what
+//! this node has applied of its changes, what it has acknowledged of ours (ack mode
+//! and claims wait on it), and the figures `stats replication` shows.
 
 use super::backlog::{Backlog, Recorded};
 use super::handshake::Identity;
 use crate::store::{Change, Store};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,29 @@ use std::time::{Duration, Instant};
 pub enum SyncMode {
     /// At once; the peer applies it moments later.
     Async,
-    /// Once the peer has applied it, or has been declared down.
+    /// Once every linked peer has applied it; a peer declared down is not waited for.
     Ack,
+    /// Once any one linked peer has applied it (or none is linked).
+    AckOne,
+}
+
+impl SyncMode {
+    /// As `--repl-sync` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::Async => "async",
+            SyncMode::Ack => "ack",
+            SyncMode::AckOne => "one",
+        }
+    }
 }
 
 /// Everything replication is configured with.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The peer's replication address, when this node dials it.
-    pub peer: Option<String>,
+    /// The peers' replication addresses this node dials (it accepts any peer that
+    /// proves itself, listed or not).
+    pub peers: Vec<String>,
     /// Where this node accepts its peer; none for a node that only dials.
     pub listen: Option<String>,
     pub identity: Identity,
@@ -195,6 +209,88 @@ pub struct Progress {
     pub applied: u64,
 }
 
+/// What this node has applied of one peer's changes, as a warm restart saves it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub node: u16,
+    pub progress: Progress,
+}
+
+/// The peers one node links with at most. The mesh is full (every node links
+/// with every other), so this is also the largest mesh less one; each slot is a
+/// few hundred bytes of counters.
+pub const MAX_PEERS: usize = 15;
+/// A slot no peer has taken.
+const VACANT: u32 = u32::MAX;
+
+/// One peer, in the slot it took when it first proved itself: what this node has
+/// applied of its changes, what it has acknowledged of ours, and its link's figures.
+#[derive(Debug)]
+pub struct Peer {
+    /// The peer's node id, or `VACANT`.
+    node: AtomicU32,
+    progress: Mutex<Progress>,
+    /// The highest of our sequence numbers the peer has applied.
+    acked: AtomicU64,
+    /// A link is up on which the peer acknowledges what it applies.
+    acking: AtomicBool,
+    /// Where its link last came from or went to.
+    address: Mutex<Option<std::net::SocketAddr>>,
+    pub stats: ReplStats,
+}
+
+/// A peer's link state, as `stats` shows it.
+fn load_state(peer: &Peer) -> u8 {
+    peer.stats.state.load(Ordering::Relaxed)
+}
+
+impl Peer {
+    fn vacant() -> Peer {
+        Peer {
+            node: AtomicU32::new(VACANT),
+            progress: Mutex::new(Progress::default()),
+            acked: AtomicU64::new(0),
+            acking: AtomicBool::new(false),
+            address: Mutex::new(None),
+            stats: ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() },
+        }
+    }
+
+    pub fn node(&self) -> Option<u16> {
+        let node = self.node.load(Ordering::Acquire);
+        (node != VACANT).then_some(node as u16)
+    }
+
+    /// Where this node stands in the peer's sequence. It is only ever replaced
+    /// whole, so a panic cannot leave it half written: a poisoned one is used as is.
+    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// Where the peer's link last came from or went to.
+    pub fn address(&self) -> Option<String> {
+        self.address.lock().unwrap_or_else(PoisonError::into_inner).map(|addr| addr.to_string())
+    }
+
+    pub fn set_address(&self, addr: std::net::SocketAddr) {
+        *self.address.lock().unwrap_or_else(PoisonError::into_inner) = Some(addr);
+    }
+
+    pub fn is_acking(&self) -> bool {
+        self.acking.load(Ordering::SeqCst)
+    }
+
+    /// Bytes sent on the link the peer has not confirmed reading; 0 while it is down.
+    pub fn lag_bytes(&self) -> u64 {
+        let state = self.stats.state.load(Ordering::Relaxed);
+        if state == LINK_UP || state == LINK_SYNCING { self.stats.lag_bytes.load(Ordering::Relaxed) } else { 0 }
+    }
+}
+
 /// How often a start waiting for its first sync looks again.
 const SYNC_POLL: Duration = Duration::from_millis(5);
 
@@ -210,11 +306,13 @@ pub struct Replicator {
     /// This run's name for its change sequence: random, never 0.
     pub history: u64,
     backlog: Mutex<Backlog>,
-    progress: Mutex<Progress>,
-    /// The highest of our sequence numbers the peer has applied.
-    acked: AtomicU64,
-    /// A link is up on which the peer acknowledges what it applies.
-    acking: AtomicBool,
+    /// The peers, each in the slot it took when it first linked; `peers_known` slots
+    /// are taken, in order (under `taking_slot`), and never given up.
+    peers: Box<[Peer]>,
+    peers_known: AtomicUsize,
+    taking_slot: Mutex<()>,
+    /// What a warm restart resumed after: a peer's acknowledgements start there.
+    resumed_seq: AtomicU64,
     /// Wakes the link when changes are recorded on a thread that does not host it,
     /// but only when it sleeps: under load it sends in batches on its own timer and
     /// no write pays for a wake-up (a system call, and a context switch on a shared
@@ -259,9 +357,10 @@ impl Replicator {
             settings,
             history: history.max(1),
             backlog,
-            progress: Mutex::new(Progress::default()),
-            acked: AtomicU64::new(0),
-            acking: AtomicBool::new(false),
+            peers: (0..MAX_PEERS).map(|_| Peer::vacant()).collect(),
+            peers_known: AtomicUsize::new(0),
+            taking_slot: Mutex::new(()),
+            resumed_seq: AtomicU64::new(0),
             link_waker: OnceLock::new(),
             link_sleeping: AtomicBool::new(true),
             urgent: AtomicBool::new(false),
@@ -280,19 +379,63 @@ impl Replicator {
     /// Where this node stood when an earlier run saved it (warm restart): its own
     /// sequence (the `history` it was built with) goes on after `last_seq`, and what
     /// it had applied of the peer's is asked for from there. Call before the link runs.
-    pub fn resume(&self, last_seq: u64, progress: Progress) {
+    pub fn resume(&self, last_seq: u64, progress: &[PeerProgress]) {
         self.backlog().continue_after(last_seq);
-        self.acked.store(last_seq, Ordering::SeqCst);
+        self.resumed_seq.store(last_seq, Ordering::SeqCst);
         self.stats.sent_seq.store(last_seq, Ordering::Relaxed);
-        self.stats.applied_seq.store(progress.applied, Ordering::Relaxed);
-        *self.progress() = progress;
+        for held in progress {
+            if let Some(slot) = self.peer_slot(held.node) {
+                let peer = &self.peers[slot];
+                peer.stats.applied_seq.store(held.progress.applied, Ordering::Relaxed);
+                *peer.progress() = held.progress;
+            }
+        }
     }
 
     /// What a warm restart saves: this run's history, the last change recorded,
-    /// and what it has applied of the peer's.
-    pub fn position(&self) -> (u64, u64, Progress) {
+    /// and what it has applied of each peer's.
+    pub fn position(&self) -> (u64, u64, Vec<PeerProgress>) {
         let last_seq = self.backlog().last_seq();
-        (self.history, last_seq, *self.progress())
+        let progress = self
+            .known_peers()
+            .iter()
+            .filter_map(|peer| Some(PeerProgress { node: peer.node()?, progress: *peer.progress() }))
+            .collect();
+        (self.history, last_seq, progress)
+    }
+
+    /// The peers that have taken a slot.
+    pub fn known_peers(&self) -> &[Peer] {
+        &self.peers[..self.peers_known.load(Ordering::Acquire)]
+    }
+
+    pub fn peer(&self, slot: usize) -> &Peer {
+        &self.peers[slot]
+    }
+
+    /// The slot of peer `node`, taken now if it has none; `None` when every slot
+    /// is taken.
+    pub fn peer_slot(&self, node: u16) -> Option<usize> {
+        let find = |known: &[Peer]| known.iter().position(|peer| peer.node() == Some(node));
+        if let Some(slot) = find(self.known_peers()) {
+            return Some(slot);
+        }
+        let _taking = self.taking_slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(slot) = find(self.known_peers()) {
+            return Some(slot);
+        }
+        let slot = self.peers_known.load(Ordering::Acquire);
+        let peer = self.peers.get(slot)?;
+        peer.acked.store(self.resumed_seq.load(Ordering::SeqCst), Ordering::SeqCst);
+        peer.stats.peer_node.store(u64::from(node), Ordering::Relaxed);
+        peer.node.store(u32::from(node), Ordering::Release);
+        self.peers_known.store(slot + 1, Ordering::Release);
+        if slot == 1 {
+            // A second peer: what comes from one must reach the other even while
+            // their own link is down, so applied changes are passed on.
+            self.store.forward_applied();
+        }
+        Some(slot)
     }
 
     /// Installs this node as the store's change observer. The observer holds the node
@@ -391,9 +534,21 @@ impl Replicator {
     pub fn acknowledged(&self, seq: u64) -> bool {
         // SeqCst pairs with `await_acks` and `wake_ack_waiters`: a worker that flags
         // itself and then finds nothing acknowledged is sure to be woken.
-        self.settings.mode == SyncMode::Async
-            || !self.acking.load(Ordering::SeqCst)
-            || self.acked.load(Ordering::SeqCst) >= seq
+        match self.settings.mode {
+            SyncMode::Async => true,
+            SyncMode::Ack => self.all_acked(seq),
+            SyncMode::AckOne => {
+                let mut acking = self.known_peers().iter().filter(|peer| peer.acking.load(Ordering::SeqCst)).peekable();
+                acking.peek().is_none() || acking.any(|peer| peer.acked.load(Ordering::SeqCst) >= seq)
+            }
+        }
+    }
+
+    /// Whether every peer on an acknowledging link has applied our change `seq`.
+    fn all_acked(&self, seq: u64) -> bool {
+        self.known_peers()
+            .iter()
+            .all(|peer| !peer.acking.load(Ordering::SeqCst) || peer.acked.load(Ordering::SeqCst) >= seq)
     }
 
     /// Blocks the calling thread until the write it recorded as `seq` may be reported
@@ -458,14 +613,14 @@ impl Replicator {
     /// Whether an acknowledging link is up: the peer judges our claims (and, in
     /// ack mode, our writes wait for it).
     pub fn is_acking(&self) -> bool {
-        self.acking.load(Ordering::SeqCst)
+        self.known_peers().iter().any(Peer::is_acking)
     }
 
     /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or
     /// refused it), or no acknowledging link is up, in which case an `add` is decided
     /// here alone (see README, "Session locks"). In either sync mode.
     pub fn claim_settled(&self, seq: u64) -> bool {
-        !self.acking.load(Ordering::SeqCst) || self.acked.load(Ordering::SeqCst) >= seq
+        self.all_acked(seq)
     }
 
     /// Once settled, whether our claim `seq` won: false if the peer refused it. Each
@@ -493,28 +648,37 @@ impl Replicator {
         refused.insert(seq);
     }
 
-    /// The peer has applied our changes up to `applied`.
-    pub fn peer_applied(&self, applied: u64) {
-        self.store.peer_applied(applied);
-        if self.acked.fetch_max(applied, Ordering::SeqCst) < applied {
+    /// The peer in `slot` has applied our changes up to `applied`.
+    pub fn peer_applied(&self, slot: usize, applied: u64) {
+        if self.peers[slot].acked.fetch_max(applied, Ordering::SeqCst) < applied {
+            // A tombstone matters until every peer has the delete: every peer listed
+            // (one not yet linked counts as having nothing) and every other linked.
+            if self.known_peers().len() >= self.settings.peers.len() {
+                self.store.peer_applied(self.acked());
+            }
             self.wake_ack_waiters();
         }
     }
 
+    /// The highest of our sequence numbers every known peer has applied.
     pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Acquire)
+        self.known_peers().iter().map(Peer::acked).min().unwrap_or(0)
     }
 
-    /// A link on which the peer acknowledges came up (true) or went down (false):
-    /// ack mode waits for the peer only while one is up.
-    pub fn set_acking(&self, up: bool) {
-        let was = self.acking.swap(up, Ordering::SeqCst);
-        if self.settings.mode == SyncMode::Ack {
-            self.stats.degraded.store(!up, Ordering::Relaxed);
+    /// A link to the peer in `slot` on which it acknowledges came up (true) or went
+    /// down (false): ack mode and claims wait for a peer only while one is up.
+    pub fn set_acking(&self, slot: usize, up: bool) {
+        let peer = &self.peers[slot];
+        let was = peer.acking.swap(up, Ordering::SeqCst);
+        let node = peer.node().unwrap_or_default();
+        if self.settings.mode != SyncMode::Async {
+            peer.stats.degraded.store(!up, Ordering::Relaxed);
+            let degraded = self.known_peers().iter().any(|peer| !peer.is_acking());
+            self.stats.degraded.store(degraded, Ordering::Relaxed);
             if was && !up {
-                log::warn!("replication: peer down; writes are acknowledged without it until it is back");
+                log::warn!("replication: node {node} down; writes are acknowledged without it until it is back");
             } else if !was && up {
-                log::info!("replication: peer back; writes wait for it again");
+                log::info!("replication: node {node} back; writes wait for it again");
             }
         }
         if was && !up {
@@ -556,8 +720,7 @@ impl Replicator {
 
     /// Bytes sent on the link the peer has not confirmed reading; 0 while it is down.
     pub fn lag_bytes(&self) -> u64 {
-        let state = self.stats.state.load(Ordering::Relaxed);
-        if state == LINK_UP || state == LINK_SYNCING { self.stats.lag_bytes.load(Ordering::Relaxed) } else { 0 }
+        self.known_peers().iter().map(Peer::lag_bytes).max().unwrap_or(0)
     }
 
     /// The backlog. A panic while it was held may have left it half written, so a
@@ -577,12 +740,6 @@ impl Replicator {
         })
     }
 
-    /// Where this node stands in the peer's sequence. It is only ever replaced
-    /// whole, so a panic cannot leave it half written: a poisoned one is used as is.
-    pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Our refused claims; a set that is inserted into and removed from whole, used
     /// as is when poisoned.
     fn refused_claims(&self) -> MutexGuard<'_, std::collections::BTreeSet<u64>> {
@@ -599,32 +756,52 @@ impl Replicator {
         self.store.tombstones()
     }
 
+    /// A counter summed over the node's own figures and every peer's.
+    pub fn total(&self, field: fn(&ReplStats) -> &AtomicU64) -> u64 {
+        let load = |stats: &ReplStats| field(stats).load(Ordering::Relaxed);
+        load(&self.stats) + self.known_peers().iter().map(|peer| load(&peer.stats)).sum::<u64>()
+    }
+
     pub fn stats_lines(&self, mut line: impl FnMut(&str, String)) {
+        let peers = self.known_peers();
         let s = &self.stats;
         let now = self.store.clock().now_ms();
         let now_us = self.micros();
         let BacklogFigures { last_seq, first_seq, bytes: backlog_bytes, capacity: backlog_capacity, oldest_unacked_us } =
             self.backlog_figures();
-        let state = s.state.load(Ordering::Relaxed);
-        let peer_node = s.peer_node.load(Ordering::Relaxed);
-        let last_heard = s.last_heard_ms.load(Ordering::Relaxed);
+        // A counter is the node's and every peer's; a figure of one link is the
+        // worst link's (one peer: that peer's, as a pair has always shown).
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let total = |field| self.total(field);
+        let worst = |field: fn(&ReplStats) -> &AtomicU64| peers.iter().map(|peer| load(field(&peer.stats))).max();
+        let least = |field: fn(&ReplStats) -> &AtomicU64| peers.iter().map(|peer| load(field(&peer.stats))).min();
+        let heard = |stats: &ReplStats| {
+            let at = load(&stats.last_heard_ms);
+            if at == 0 { -1 } else { now.saturating_sub(at) as i64 }
+        };
+        let skew = |stats: &ReplStats| stats.skew_ms.load(Ordering::Relaxed);
         line("repl_node_id", self.settings.identity.node.to_string());
         line("repl_listen", self.listen_addr.get().map(ToString::to_string).unwrap_or_default());
-        line("repl_peer", self.settings.peer.clone().unwrap_or_default());
-        line("repl_peer_node_id", if peer_node == u64::MAX { String::new() } else { peer_node.to_string() });
-        line("repl_peer_state", state_name(state).to_string());
+        line("repl_peer", self.settings.peers.join(","));
+        let nodes: Vec<String> = peers.iter().filter_map(Peer::node).map(|node| node.to_string()).collect();
+        line("repl_peer_node_id", nodes.join(","));
+        line("repl_peers", peers.len().to_string());
+        line("repl_peers_up", peers.iter().filter(|peer| load_state(peer) >= LINK_SYNCING).count().to_string());
+        line("repl_peer_state", state_name(s.state.load(Ordering::Relaxed)).to_string());
         // Whether the link runs over TLS: a link comes up only when both sides agree.
         line("repl_link_tls", u8::from(self.settings.tls.is_some()).to_string());
-        line("repl_mode", if self.settings.mode == SyncMode::Ack { "ack" } else { "async" }.to_string());
+        line("repl_mode", self.settings.mode.name().to_string());
         line("repl_degraded", u8::from(s.degraded.load(Ordering::Relaxed)).to_string());
-        line("repl_rtt_ms", s.rtt_ms.load(Ordering::Relaxed).to_string());
-        let heard_ago = if last_heard == 0 { -1 } else { now.saturating_sub(last_heard) as i64 };
-        line("repl_last_heartbeat_ms", heard_ago.to_string());
-        line("repl_clock_skew_ms", s.skew_ms.load(Ordering::Relaxed).to_string());
+        line("repl_rtt_ms", worst(|s| &s.rtt_ms).unwrap_or(0).to_string());
+        line("repl_last_heartbeat_ms", peers.iter().map(|peer| heard(&peer.stats)).max().unwrap_or(-1).to_string());
+        line(
+            "repl_clock_skew_ms",
+            peers.iter().map(|peer| skew(&peer.stats)).max_by_key(|skew| skew.abs()).unwrap_or(0).to_string(),
+        );
         line("repl_last_seq", last_seq.to_string());
-        line("repl_sent_seq", s.sent_seq.load(Ordering::Relaxed).to_string());
+        line("repl_sent_seq", least(|s| &s.sent_seq).unwrap_or_else(|| load(&s.sent_seq)).to_string());
         line("repl_acked_seq", self.acked().to_string());
-        line("repl_applied_seq", s.applied_seq.load(Ordering::Relaxed).to_string());
+        line("repl_applied_seq", least(|s| &s.applied_seq).unwrap_or(0).to_string());
         line("repl_lag_ops", last_seq.saturating_sub(self.acked()).to_string());
         line("repl_lag_bytes", self.lag_bytes().to_string());
         line("repl_lag_ms", oldest_unacked_us.map_or(0, |at| now_us.saturating_sub(at) / 1000).to_string());
@@ -633,24 +810,45 @@ impl Replicator {
         line("repl_backlog_bytes", backlog_bytes.to_string());
         line("repl_backlog_size", backlog_capacity.to_string());
         line("repl_backlog_first_seq", first_seq.to_string());
-        line("repl_sent_bytes", s.sent_bytes.load(Ordering::Relaxed).to_string());
-        line("repl_received_bytes", s.received_bytes.load(Ordering::Relaxed).to_string());
-        line("repl_changes_applied", s.changes_applied.load(Ordering::Relaxed).to_string());
-        line("repl_conflicts", s.conflicts.load(Ordering::Relaxed).to_string());
-        line("repl_claims_refused", s.claims_refused.load(Ordering::Relaxed).to_string());
-        line("repl_claims_lost", s.claims_lost.load(Ordering::Relaxed).to_string());
-        line("repl_apply_failures", s.apply_failures.load(Ordering::Relaxed).to_string());
-        line("repl_partial_syncs", s.partial_syncs.load(Ordering::Relaxed).to_string());
-        line("repl_full_syncs", s.full_syncs.load(Ordering::Relaxed).to_string());
-        line("repl_syncing", u8::from(s.receiving_sync.load(Ordering::Relaxed)).to_string());
-        line("repl_sync_items_received", s.sync_items_received.load(Ordering::Relaxed).to_string());
-        line("repl_sync_items_sent", s.sync_items_sent.load(Ordering::Relaxed).to_string());
-        line("repl_links", s.links.load(Ordering::Relaxed).to_string());
-        line("repl_refused", s.refused.load(Ordering::Relaxed).to_string());
-        line("repl_tls_mismatches", s.tls_mismatches.load(Ordering::Relaxed).to_string());
+        line("repl_sent_bytes", total(|s| &s.sent_bytes).to_string());
+        line("repl_received_bytes", total(|s| &s.received_bytes).to_string());
+        line("repl_changes_applied", total(|s| &s.changes_applied).to_string());
+        line("repl_conflicts", total(|s| &s.conflicts).to_string());
+        line("repl_claims_refused", total(|s| &s.claims_refused).to_string());
+        line("repl_claims_lost", total(|s| &s.claims_lost).to_string());
+        line("repl_apply_failures", total(|s| &s.apply_failures).to_string());
+        line("repl_partial_syncs", total(|s| &s.partial_syncs).to_string());
+        line("repl_full_syncs", total(|s| &s.full_syncs).to_string());
+        let syncing = peers.iter().any(|peer| peer.stats.receiving_sync.load(Ordering::Relaxed));
+        line("repl_syncing", u8::from(syncing).to_string());
+        line("repl_sync_items_received", total(|s| &s.sync_items_received).to_string());
+        line("repl_sync_items_sent", total(|s| &s.sync_items_sent).to_string());
+        line("repl_links", total(|s| &s.links).to_string());
+        line("repl_refused", load(&s.refused).to_string());
+        line("repl_tls_mismatches", load(&s.tls_mismatches).to_string());
         line("repl_tombstones", self.store.tombstones().to_string());
         line("repl_tombstone_bytes", self.store.tombstone_bytes().to_string());
         line("repl_tombstones_shed", self.store.tombstones_shed().to_string());
+        // Then each peer's own, by node id.
+        for peer in peers {
+            let Some(node) = peer.node() else { continue };
+            let p = &peer.stats;
+            let mut each = |name: &str, value: String| line(&format!("repl_peer_{node}_{name}"), value);
+            each("state", state_name(load_state(peer)).to_string());
+            each("address", peer.address().unwrap_or_default());
+            each("rtt_ms", load(&p.rtt_ms).to_string());
+            each("last_heartbeat_ms", heard(p).to_string());
+            each("clock_skew_ms", skew(p).to_string());
+            each("sent_seq", load(&p.sent_seq).to_string());
+            each("acked_seq", peer.acked().to_string());
+            each("applied_seq", load(&p.applied_seq).to_string());
+            each("lag_ops", last_seq.saturating_sub(peer.acked()).to_string());
+            each("lag_bytes", peer.lag_bytes().to_string());
+            each("partial_syncs", load(&p.partial_syncs).to_string());
+            each("full_syncs", load(&p.full_syncs).to_string());
+            each("links", load(&p.links).to_string());
+            each("changes_applied", load(&p.changes_applied).to_string());
+        }
     }
 }
 

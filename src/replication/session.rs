@@ -16,7 +16,7 @@
 use super::backlog::{Overflowed, Recorded};
 use super::handshake::{PeerHello, fresh_nonce};
 use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
-use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, Progress, Replicator};
+use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, MAX_PEERS, Progress, ReplStats, Replicator};
 use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
 use std::sync::atomic::Ordering;
@@ -50,6 +50,8 @@ enum Sending {
 
 pub struct LinkSession {
     pub dialed: bool,
+    /// The peer's slot in the replicator, once it has proved itself.
+    slot: Option<usize>,
     our_nonce: [u8; NONCE_LEN],
     phase: LinkPhase,
     sending: Sending,
@@ -112,6 +114,7 @@ impl LinkSession {
     pub fn start(replicator: &Replicator, dialed: bool, now: LinkTime) -> std::io::Result<LinkSession> {
         let mut session = LinkSession {
             dialed,
+            slot: None,
             our_nonce: fresh_nonce()?,
             phase: LinkPhase::Hello,
             sending: Sending::AwaitResume,
@@ -162,6 +165,20 @@ impl LinkSession {
         matches!(self.phase, LinkPhase::Ready(_))
     }
 
+    /// The peer's slot in the replicator, once it has proved itself.
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
+    }
+
+    /// The figures this link counts in: its peer's, or the node's before the
+    /// peer has proved itself.
+    fn stats<'r>(&self, replicator: &'r Replicator) -> &'r ReplStats {
+        match self.slot {
+            Some(slot) => &replicator.peer(slot).stats,
+            None => &replicator.stats,
+        }
+    }
+
     pub fn peer_node(&self) -> Option<u16> {
         match self.phase {
             LinkPhase::Ready(peer) => Some(peer.node),
@@ -196,12 +213,12 @@ impl LinkSession {
             self.clock.heard(now.mono_ms);
             self.handle(replicator, frame, now)?;
         }
-        replicator.stats.received_bytes.fetch_add(used as u64, Ordering::Relaxed);
+        self.stats(replicator).received_bytes.fetch_add(used as u64, Ordering::Relaxed);
         if self.live_applied != applied_before
             && self.receiving_sync.is_none()
-            && let LinkPhase::Ready(peer) = self.phase
+            && let (LinkPhase::Ready(peer), Some(slot)) = (self.phase, self.slot)
         {
-            *replicator.progress() = Progress { history: peer.history, applied: self.live_applied };
+            *replicator.peer(slot).progress() = Progress { history: peer.history, applied: self.live_applied };
         }
         if self.ack_due {
             self.ack_due = false;
@@ -230,9 +247,13 @@ impl LinkSession {
             }
             LinkPhase::Auth(peer) => {
                 identity.check_auth(&frame, &peer, &self.our_nonce)?;
+                let slot = replicator.peer_slot(peer.node).ok_or_else(|| {
+                    format!("node {} would be a peer over the most a node links with ({MAX_PEERS})", peer.node)
+                })?;
+                self.slot = Some(slot);
                 self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
-                let held = *replicator.progress();
+                let held = *replicator.peer(slot).progress();
                 let resume = if held.history == peer.history { held } else { Progress::default() };
                 if resume.history != 0 {
                     // A run this node already holds: only the rest follows.
@@ -242,24 +263,28 @@ impl LinkSession {
                 self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
-            LinkPhase::Ready(peer) => self.handle_ready(replicator, peer, frame, now.wall_ms),
+            LinkPhase::Ready(peer) => {
+                let slot = self.slot.expect("a ready link has its peer's slot");
+                self.handle_ready(replicator, slot, peer, frame, now.wall_ms)
+            }
         }
     }
 
     fn handle_ready(
         &mut self,
         replicator: &Replicator,
+        slot: usize,
         peer: PeerHello,
         frame: Frame<'_>,
         now_ms: u64,
     ) -> Result<(), String> {
-        let stats = &replicator.stats;
+        let stats = &replicator.peer(slot).stats;
         match frame {
             Frame::Resume { history, applied } => {
                 if !matches!(self.sending, Sending::AwaitResume) {
                     return Err("the peer sent a second resume".into());
                 }
-                self.start_sending(replicator, history, applied);
+                self.start_sending(replicator, slot, history, applied);
             }
             Frame::Set { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
@@ -309,7 +334,7 @@ impl LinkSession {
                 let applied = upto.max(seq).max(self.live_applied);
                 self.live_applied = applied;
                 self.ack_due = true;
-                *replicator.progress() = Progress { history: peer.history, applied };
+                *replicator.peer(slot).progress() = Progress { history: peer.history, applied };
                 stats.receiving_sync.store(false, Ordering::Relaxed);
                 stats.applied_seq.store(applied, Ordering::Relaxed);
                 replicator.mark_synced();
@@ -320,11 +345,11 @@ impl LinkSession {
                 );
             }
             Frame::Ping { applied, sent_ms } => {
-                replicator.peer_applied(applied);
+                replicator.peer_applied(slot, applied);
                 self.emit(&Frame::Pong { applied: self.ackable(), echo_ms: sent_ms, sent_ms: now_ms });
             }
             Frame::Pong { applied, echo_ms, sent_ms } => {
-                replicator.peer_applied(applied);
+                replicator.peer_applied(slot, applied);
                 let skew = self.clock.pong(now_ms, echo_ms, sent_ms);
                 stats.rtt_ms.store(self.clock.rtt_ms.unwrap_or(0), Ordering::Relaxed);
                 stats.skew_ms.store(skew, Ordering::Relaxed);
@@ -339,9 +364,9 @@ impl LinkSession {
             }
             Frame::Ack { applied, bytes } => {
                 if let Some(at) = replicator.backlog().recorded_at(applied) {
-                    stats.lag.record(replicator.micros().saturating_sub(at));
+                    replicator.stats.lag.record(replicator.micros().saturating_sub(at));
                 }
-                replicator.peer_applied(applied);
+                replicator.peer_applied(slot, applied);
                 self.bytes_acked = bytes;
                 stats.lag_bytes.store(self.bytes_made.saturating_sub(bytes), Ordering::Relaxed);
             }
@@ -365,7 +390,7 @@ impl LinkSession {
     }
 
     fn apply(&mut self, replicator: &Replicator, seq: u64, change: &KeyChange<'_>) {
-        let stats = &replicator.stats;
+        let stats = self.stats(replicator);
         match replicator.store.apply_remote(change) {
             Applied::Applied => stats.changes_applied.fetch_add(1, Ordering::Relaxed),
             Applied::Older => stats.conflicts.fetch_add(1, Ordering::Relaxed),
@@ -387,20 +412,24 @@ impl LinkSession {
     fn applied(&mut self, replicator: &Replicator, seq: u64) {
         self.live_applied = seq;
         self.ack_due = true;
-        replicator.stats.applied_seq.store(seq, Ordering::Relaxed);
+        self.stats(replicator).applied_seq.store(seq, Ordering::Relaxed);
     }
 
     /// The peer said what it holds of our changes: resume from the backlog if it
     /// covers that, else send everything.
-    fn start_sending(&mut self, replicator: &Replicator, history: u64, applied: u64) {
-        let stats = &replicator.stats;
+    fn start_sending(&mut self, replicator: &Replicator, slot: usize, history: u64, applied: u64) {
+        let stats = &replicator.peer(slot).stats;
         let backlog = replicator.backlog();
         if history == replicator.history && backlog.covers(applied) {
             self.next_seq = applied + 1;
             self.sending = Sending::Live;
             drop(backlog);
             stats.partial_syncs.fetch_add(1, Ordering::Relaxed);
-            log::info!("replication: partial resync from change {}", applied + 1);
+            log::info!(
+                "replication: partial resync to node {} from change {}",
+                self.peer_node().unwrap_or(0),
+                applied + 1
+            );
         } else {
             let upto = backlog.last_seq();
             drop(backlog);
@@ -411,9 +440,12 @@ impl LinkSession {
             self.sending = Sending::Full { cursor: SyncCursor::default(), upto };
             stats.full_syncs.fetch_add(1, Ordering::Relaxed);
             stats.sync_items_sent.store(0, Ordering::Relaxed);
-            log::info!("replication: full sync to the peer (it holds nothing of this run's changes up to {upto})");
+            log::info!(
+                "replication: full sync to node {} (it holds nothing of this run's changes up to {upto})",
+                self.peer_node().unwrap_or(0)
+            );
         }
-        replicator.set_acking(true);
+        replicator.set_acking(slot, true);
     }
 
     /// Fills `out` up to about `budget` bytes with changes and sync slices, and
@@ -438,8 +470,9 @@ impl LinkSession {
                         self.emit(&Frame::SyncEnd { seq: upto });
                         self.sending = Sending::Live;
                         log::info!(
-                            "replication: full sync sent, {} items",
-                            replicator.stats.sync_items_sent.load(Ordering::Relaxed)
+                            "replication: full sync sent to node {}, {} items",
+                            self.peer_node().unwrap_or(0),
+                            self.stats(replicator).sync_items_sent.load(Ordering::Relaxed)
                         );
                     } else {
                         self.sending = Sending::Full { cursor, upto };
@@ -451,7 +484,7 @@ impl LinkSession {
         }
         self.send_refusals(replicator);
         if self.bytes_made != made_before {
-            replicator.stats.lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
+            self.stats(replicator).lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
         }
         Ok(self.out.len() >= budget)
     }
@@ -527,6 +560,7 @@ impl LinkSession {
         let before = out.len();
         let mut last_skipped = None;
         let our_node = replicator.store.node_id();
+        let peer_node = self.peer_node();
         let mut lost = Vec::new();
         let mut key_at = 0;
         for &(seq, pending) in &batch {
@@ -554,7 +588,13 @@ impl LinkSession {
                         {
                             lost.push(seq);
                         }
-                        encode_change(&mut out, seq, &change, claim)
+                        // A state the peer made itself (forwarded here, or written
+                        // there over ours) it holds already, or something newer.
+                        if Some(version_node(change.version)) == peer_node {
+                            return false;
+                        }
+                        encode_change(&mut out, seq, &change, claim);
+                        true
                     });
                     if sent.is_none() && claimed.is_some() {
                         // The add's item is gone, and no state of ours took its place:
@@ -563,7 +603,7 @@ impl LinkSession {
                         // peer leaves no tombstone). The add lost, and runs again.
                         lost.push(seq);
                     }
-                    last_skipped = if sent.is_some() { None } else { Some(seq) };
+                    last_skipped = if sent == Some(true) { None } else { Some(seq) };
                 }
                 Pending::Flush { version, at } => {
                     wire::encode(&Frame::Flush { seq, version, at_ms: u64::from(at) * 1000 }, &mut out);
@@ -586,7 +626,7 @@ impl LinkSession {
         }
         if let Some(seq) = last {
             self.next_seq = seq + 1;
-            replicator.stats.sent_seq.store(seq, Ordering::Relaxed);
+            self.stats(replicator).sent_seq.store(seq, Ordering::Relaxed);
         }
         Ok(visited)
     }
@@ -600,7 +640,7 @@ impl LinkSession {
             items += 1;
         });
         self.bytes_made += (self.out.len() - before) as u64;
-        replicator.stats.sync_items_sent.fetch_add(items, Ordering::Relaxed);
+        self.stats(replicator).sync_items_sent.fetch_add(items, Ordering::Relaxed);
         cursor
     }
 
@@ -622,7 +662,7 @@ impl LinkSession {
         }
         // Shown by `stats` as a wall-clock time: as long ago as on the monotonic clock.
         let heard_wall_ms = now.wall_ms.saturating_sub(now_ms.saturating_sub(self.clock.last_heard_ms));
-        replicator.stats.last_heard_ms.store(heard_wall_ms, Ordering::Relaxed);
+        self.stats(replicator).last_heard_ms.store(heard_wall_ms, Ordering::Relaxed);
         if now_ms >= self.next_ping_ms {
             self.emit(&Frame::Ping { applied: self.ackable(), sent_ms: now.wall_ms });
             self.next_ping_ms = now_ms + replicator.settings.heartbeat.as_millis() as u64;

@@ -260,10 +260,10 @@ impl Simulation {
             ..StoreConfig::default()
         };
         let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
-        // The pair: each node dials the other (the mesh will list every peer).
-        let peer = (index + 1) % self.apart.len();
+        // A full mesh: each node dials every other.
+        let peers = (0..self.apart.len()).filter(|&other| other != index).map(|other| address(other).to_string());
         let settings = Settings {
-            peer: Some(address(peer).to_string()),
+            peers: peers.collect(),
             listen: None,
             identity: Identity::new(id, b"sim", b"0123456789abcdef"),
             backlog: 1 << 20,
@@ -348,7 +348,8 @@ impl Simulation {
     /// and checked within one generation, with every link up.
     fn generation(&self) -> u64 {
         use std::sync::atomic::Ordering::Relaxed;
-        let ups = self.nodes.iter().map(|node| node.replicator.stats.links.load(Relaxed)).sum::<u64>();
+        let peers = self.nodes.iter().flat_map(|node| node.replicator.known_peers());
+        let ups = peers.map(|peer| peer.stats.links.load(Relaxed)).sum::<u64>();
         ups + (self.report.crashes << 32)
     }
 
@@ -514,7 +515,7 @@ impl Simulation {
         let history = self.nodes[index].replicator.history;
         let applied = (0..self.nodes.len())
             .filter(|&other| other != index)
-            .map(|other| *self.nodes[other].replicator.progress())
+            .flat_map(|other| self.nodes[other].replicator.known_peers().iter().map(|peer| *peer.progress()))
             .filter(|progress| progress.history == history)
             .map(|progress| progress.applied)
             .max()
@@ -533,9 +534,10 @@ impl Simulation {
 
     /// Adds a node's syncs to the report (before its run ends).
     fn count_syncs(&mut self, index: usize) {
-        let stats = &self.nodes[index].replicator.stats;
-        self.report.full_syncs += stats.full_syncs.load(std::sync::atomic::Ordering::Relaxed);
-        self.report.partial_syncs += stats.partial_syncs.load(std::sync::atomic::Ordering::Relaxed);
+        for peer in self.nodes[index].replicator.known_peers() {
+            self.report.full_syncs += peer.stats.full_syncs.load(std::sync::atomic::Ordering::Relaxed);
+            self.report.partial_syncs += peer.stats.partial_syncs.load(std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Moves what has arrived, in order, and ends connections that were closed.
@@ -601,14 +603,15 @@ impl Simulation {
     fn service(&mut self, index: usize) {
         let now = self.now(index);
         self.nodes[index].links.service(now);
-        if self.nodes[index].links.dial_due(now) {
-            self.dial(index);
+        while let Some(dialer) = self.nodes[index].links.dial_due(now) {
+            self.dial(index, dialer);
         }
         self.nodes[index].links.publish_state();
     }
 
-    fn dial(&mut self, from: usize) {
-        let to = (from + 1) % self.nodes.len();
+    /// Node `from` dials its peer number `dialer` (the others, in order).
+    fn dial(&mut self, from: usize, dialer: usize) {
+        let to = (0..self.nodes.len()).filter(|&other| other != from).nth(dialer).expect("a listed peer");
         if self.apart[from] || self.apart[to] {
             // The dial fails; the next is scheduled.
             return;
@@ -625,7 +628,8 @@ impl Simulation {
             let index = wire.borrow().nodes[side];
             let now = self.now(index);
             let end = PipeEnd { wire: Rc::clone(&wire), side, inbox: Vec::new() };
-            let key = self.nodes[index].links.adopt(end, address(wire.borrow().nodes[1 - side]), side == 0, now);
+            let dialed = (side == 0).then_some(dialer);
+            let key = self.nodes[index].links.adopt(end, address(wire.borrow().nodes[1 - side]), dialed, now);
             wire.borrow_mut().keys[side] = key;
         }
         self.wires.push(wire);
@@ -722,12 +726,12 @@ fn visible(node: &Node, key: &[u8]) -> Option<(Vec<u8>, u32)> {
 }
 
 /// Runs one seed: faults for `steps` virtual milliseconds, then heals and checks.
-fn run(seed: u64, mode: SyncMode, steps: u64) -> Report {
-    simulate(seed, mode, steps).report
+fn run(seed: u64, mode: SyncMode, nodes: usize, steps: u64) -> Report {
+    simulate(seed, mode, nodes, steps).report
 }
 
-fn simulate(seed: u64, mode: SyncMode, steps: u64) -> Simulation {
-    let mut sim = Simulation::new(seed, mode, 2);
+fn simulate(seed: u64, mode: SyncMode, nodes: usize, steps: u64) -> Simulation {
+    let mut sim = Simulation::new(seed, mode, nodes);
     for _ in 0..steps {
         sim.step(true);
     }
@@ -749,8 +753,8 @@ fn a_seed_repeats_its_run() {
             .collect();
         format!("{:?} {versions:?} {:?}", sim.report, sim.lockers)
     };
-    for (seed, mode) in [(7, SyncMode::Async), (8, SyncMode::Ack)] {
-        let (first, again) = (simulate(seed, mode, 3_000), simulate(seed, mode, 3_000));
+    for (seed, mode, nodes) in [(7, SyncMode::Async, 2), (8, SyncMode::Ack, 3)] {
+        let (first, again) = (simulate(seed, mode, nodes, 3_000), simulate(seed, mode, nodes, 3_000));
         assert_eq!(fingerprint(&first), fingerprint(&again), "seed {seed}");
     }
 }
@@ -763,15 +767,16 @@ fn seeds() -> std::ops::Range<u64> {
     first..first + var("STICKLESS_SIM_SEEDS").unwrap_or(100)
 }
 
-/// Runs every seed in `mode` and checks that the faults happened. Ack mode's
-/// seeds are offset, so that the two modes see different runs.
-fn campaign(mode: SyncMode) {
-    let offset = if mode == SyncMode::Ack { 1 << 32 } else { 0 };
+/// Runs every seed in `mode` with `nodes` nodes and checks that the faults
+/// happened. Each mode and size has its own seeds (offset), so that they see
+/// different runs.
+fn campaign(mode: SyncMode, nodes: usize) {
+    let offset = (if mode == SyncMode::Ack { 1 << 32 } else { 0 }) + ((nodes as u64 - 2) << 40);
     let mut total = Report::default();
     for seed in seeds() {
-        total.add(&run(seed + offset, mode, 10_000));
+        total.add(&run(seed + offset, mode, nodes, 10_000));
     }
-    eprintln!("simulator, {mode:?}, seeds {:?}: {total:?}", seeds());
+    eprintln!("simulator, {mode:?}, {nodes} nodes, seeds {:?}: {total:?}", seeds());
     if seeds().end - seeds().start >= 50 {
         let happened = [
             total.grants,
@@ -789,10 +794,20 @@ fn campaign(mode: SyncMode) {
 
 #[test]
 fn a_pair_converges_from_every_seed_async() {
-    campaign(SyncMode::Async);
+    campaign(SyncMode::Async, 2);
 }
 
 #[test]
 fn a_pair_converges_from_every_seed_ack() {
-    campaign(SyncMode::Ack);
+    campaign(SyncMode::Ack, 2);
+}
+
+#[test]
+fn three_nodes_converge_from_every_seed_async() {
+    campaign(SyncMode::Async, 3);
+}
+
+#[test]
+fn three_nodes_converge_from_every_seed_ack() {
+    campaign(SyncMode::Ack, 3);
 }

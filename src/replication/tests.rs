@@ -23,7 +23,7 @@ pub(super) fn replicator_listening(id: u16, clock: &ManualClock, history: u64, l
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
-        peer: None,
+        peers: Vec::new(),
         listen: Some(listen.to_string()),
         identity: Identity::new(id, b"test", b"0123456789abcdef"),
         backlog: 1 << 20,
@@ -110,8 +110,12 @@ impl Pair {
     fn cut(&mut self) {
         if self.link.take().is_some() {
             // What the link's event loop does when a link closes.
-            self.a.set_acking(false);
-            self.b.set_acking(false);
+            // Each pair's replicator has one peer, in slot 0.
+            for node in [&self.a, &self.b] {
+                if !node.known_peers().is_empty() {
+                    node.set_acking(0, false);
+                }
+            }
         }
     }
 
@@ -154,7 +158,7 @@ fn a_pair_links_syncs_and_streams() {
     pair.a.store.store(&StoreRequest::new(StoreMode::Set, b"before", b"1"));
     pair.settle();
     assert_eq!(visible(&pair.b.store, b"before").map(|v| v.0), Some(b"1".to_vec()), "the first link syncs fully");
-    assert_eq!(pair.a.stats.full_syncs.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(pair.a.peer(0).stats.full_syncs.load(std::sync::atomic::Ordering::Relaxed), 1);
     pair.b.store.store(&StoreRequest::new(StoreMode::Set, b"after", b"2"));
     pair.settle();
     assert_eq!(visible(&pair.a.store, b"after"), visible(&pair.b.store, b"after"));
@@ -167,7 +171,8 @@ fn a_pair_links_syncs_and_streams() {
     assert_eq!(visible(&pair.b.store, b"before"), None, "the delete made while cut arrives");
     let stats = |replicator: &Replicator| {
         use std::sync::atomic::Ordering::Relaxed;
-        (replicator.stats.full_syncs.load(Relaxed), replicator.stats.partial_syncs.load(Relaxed))
+        let peer = &replicator.peer(0).stats;
+        (peer.full_syncs.load(Relaxed), peer.partial_syncs.load(Relaxed))
     };
     assert_eq!((stats(&pair.a), stats(&pair.b)), ((1, 1), (1, 1)), "the reconnect resumed from the backlogs");
 }
@@ -419,7 +424,7 @@ proptest! {
                 Step::Connect => pair.connect(),
                 Step::Cut => pair.cut(),
                 Step::RestartB => {
-                    let held = *pair.a.progress();
+                    let held = pair.a.known_peers().first().map(|peer| *peer.progress()).unwrap_or_default();
                     let applied = if held.history == pair.b.history { held.applied } else { 0 };
                     survived_restarts.push((pair.b.history, applied));
                     pair.restart_b();

@@ -202,7 +202,7 @@ fn replicator(
         None => Vec::new(),
     };
     let settings = Settings {
-        peer: repl.peer.clone(),
+        peers: repl.peers.clone(),
         listen: repl.accept.then(|| repl.listen.clone()),
         identity: Identity::new(store.node_id(), repl.cluster.as_bytes(), &secret),
         backlog: repl.backlog,
@@ -212,6 +212,7 @@ fn replicator(
         mode: match repl.sync {
             ReplSync::Async => SyncMode::Async,
             ReplSync::Ack => SyncMode::Ack,
+            ReplSync::One => SyncMode::AckOne,
         },
         tombstone_secs: repl.tombstone_secs,
         tls: repl
@@ -222,17 +223,23 @@ fn replicator(
             .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, format!("replication TLS: {message}")))?
             .map(Arc::new),
     };
-    let history = match resume {
+    let history = match &resume {
         Some(position) => position.history,
         None => u64::from_ne_bytes(crate::replication::handshake::fresh_nonce()?[..8].try_into().expect("8 bytes")),
     };
     let replicator = Arc::new(Replicator::new(Arc::clone(store), settings, history));
-    if let Some(position) = resume {
-        replicator.resume(position.last_seq, position.progress);
+    if let Some(position) = &resume {
+        replicator.resume(position.last_seq, &position.progress);
+        let peers: Vec<String> = position
+            .progress
+            .iter()
+            .map(|held| format!("change {} of node {}'s", held.progress.applied, held.node))
+            .collect();
         log::info!(
-            "replication: resuming change {} of this node's run, and change {} of the peer's",
+            "replication: resuming change {} of this node's run{}{}",
             position.last_seq,
-            position.progress.applied
+            if peers.is_empty() { "" } else { ", and " },
+            peers.join(", ")
         );
     }
     replicator.observe();
@@ -244,8 +251,12 @@ fn replicator(
 /// runs on a thread of its own meanwhile; it is handed to the first worker after.
 fn wait_for_peer_sync(config: &Config, node: &Node) -> io::Result<Option<LinkThread>> {
     let repl = &config.replication;
-    let (Some(replicator), Some(peer)) = (node.replicator(), repl.peer.as_deref()) else {
+    let (Some(replicator), false) = (node.replicator(), repl.peers.is_empty()) else {
         return Ok(None);
+    };
+    let peer = match &repl.peers[..] {
+        [one] => format!("the peer {one}"),
+        many => format!("a peer ({})", many.join(", ")),
     };
     if repl.wait_sync.is_zero() {
         return Ok(None);
@@ -255,15 +266,13 @@ fn wait_for_peer_sync(config: &Config, node: &Node) -> io::Result<Option<LinkThr
     // At the default verbosity: a node that refuses clients for seconds must say
     // why, or it looks dead.
     log::warn!(
-        "replication: waiting up to {limit} s for the peer {peer} to send what it holds before serving clients \
+        "replication: waiting up to {limit} s for {peer} to send what it holds before serving clients \
          (--repl-wait-sync; 0 serves at once)"
     );
     if replicator.wait_synced(repl.wait_sync) {
-        log::warn!("replication: synced from the peer {peer}; serving clients");
+        log::warn!("replication: synced from {peer}; serving clients");
     } else {
-        log::warn!(
-            "replication: no sync from the peer {peer} within {limit} s; serving clients from what this node holds"
-        );
+        log::warn!("replication: no sync from {peer} within {limit} s; serving clients from what this node holds");
     }
     Ok(Some(link))
 }

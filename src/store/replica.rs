@@ -168,6 +168,17 @@ impl Store {
         }
     }
 
+    /// From now on, changes applied from a peer are told to the change observer like
+    /// local ones, and a delete applied leaves a tombstone: a node with more than one
+    /// peer passes on what it learns from each, so that a link down between two
+    /// peers delays nothing while both reach this one, and a state that loses here
+    /// (an older write arriving after a delete) cannot win on a node this node
+    /// reaches. A state that is not newer here is not applied, and so not passed on:
+    /// nothing goes round the mesh twice.
+    pub fn forward_applied(&self) {
+        self.forwarding.store(true, Ordering::Release);
+    }
+
     /// The peer has applied this node's changes up to `seq`: tombstones sent up to
     /// there no longer matter, and go on the next sweep or need for memory.
     pub fn peer_applied(&self, seq: u64) {
@@ -228,6 +239,7 @@ impl Store {
 
     fn apply_remote_as(&self, change: &KeyChange<'_>, claim: bool) -> Applied {
         self.versions.observe(change.version);
+        let forwarding = self.forwarding.load(Ordering::Acquire);
         let key = change.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
@@ -274,11 +286,17 @@ impl Store {
                 if let Some(bucket) = bucket {
                     self.remove_bucket(shard, bucket, Liveness::Live);
                 }
+                if forwarding {
+                    self.bury(shard, hash, key, change.version, now.secs, Burial::Delete);
+                }
             }
         }
         drop(guard);
         // A table that grew may have pushed usage over the limit.
         self.reserve(index, 0);
+        if forwarding && let Some(observer) = self.change_observer.get() {
+            observer(Change::Key(key));
+        }
         Applied::Applied
     }
 
@@ -286,9 +304,13 @@ impl Store {
     /// it on either node; a time mark (a delayed flush) is absolute and applies as is.
     pub fn apply_remote_flush(&self, version: u64, at: u32) {
         self.versions.observe(version);
-        self.flush_cas.fetch_max(version, Ordering::AcqRel);
-        if at != 0 {
-            self.flush_at.store(at, Ordering::Release);
+        let newer = self.flush_cas.fetch_max(version, Ordering::AcqRel) < version;
+        let later = at != 0 && self.flush_at.swap(at, Ordering::AcqRel) != at;
+        if (newer || later)
+            && self.forwarding.load(Ordering::Acquire)
+            && let Some(observer) = self.change_observer.get()
+        {
+            observer(Change::Flush { version, at });
         }
     }
 

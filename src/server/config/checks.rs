@@ -56,10 +56,10 @@ pub(super) fn apply_repcached_aliases(
 ) -> Result<(), String> {
     let port = repl_port.unwrap_or(REPL_DEFAULT_PORT);
     if let Some(host) = peer_host {
-        if repl.peer.is_some() {
+        if !repl.peers.is_empty() {
             return Err("give the peer once: --peer or -x, not both".into());
         }
-        repl.peer = Some(if host.contains(':') && !host.starts_with('[') {
+        repl.peers.push(if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")

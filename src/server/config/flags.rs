@@ -205,14 +205,18 @@ const FLAGS: &[Flag] = &[
         Ok(())
     }),
     valued(NO_SHORT, "peer", "HOST:PORT", |p, v| {
-        // A second peer would be dropped, leaving fewer copies than its user counts.
-        if p.config.replication.peer.is_some() || v.contains(',') {
-            return Err(format!(
-                "--peer {v}: a node links with one peer, and more than one (--peer repeated, or a list) is \
-                 refused rather than left unlinked"
-            ));
+        // Repeated, or a list as -l takes: the node links with every one.
+        for peer in v.split(',').map(str::trim) {
+            let peers = &mut p.config.replication.peers;
+            if peer.is_empty() {
+                return Err(format!("--peer '{v}': an empty address in the list"));
+            }
+            if peers.iter().any(|given| given == peer) {
+                return Err(format!("--peer {peer} is given twice"));
+            }
+            peers.push(peer.to_string());
         }
-        set(&mut p.config.replication.peer, Ok(Some(v.to_string())))
+        Ok(())
     }),
     valued(NO_SHORT, "repl-listen", "ADDR:PORT", |p, v| {
         p.config.replication.listen = v.to_string();
@@ -237,7 +241,8 @@ const FLAGS: &[Flag] = &[
         let sync = match v {
             "async" => Ok(ReplSync::Async),
             "ack" => Ok(ReplSync::Ack),
-            other => Err(format!("--repl-sync is async or ack, not '{other}'")),
+            "one" => Ok(ReplSync::One),
+            other => Err(format!("--repl-sync is async, ack or one, not '{other}'")),
         };
         set(&mut p.config.replication.sync, sync)
     }),
@@ -373,6 +378,7 @@ stickless, a memcached-compatible session cache
                           sessions): a store that needs their room answers
                           SERVER_ERROR out of memory storing object
     --peer=<host:port>    replicate with this peer's replication port
+                          (repeatable, or a comma list: a full mesh)
     --repl-listen=<addr:port> where the peer connects (default: 127.0.0.1:11212)
     --node-id=<0-4095>    this node's id (default: derived from host and ports)
     --repl-secret=<file>  shared secret of the pair, proved by both nodes
@@ -384,7 +390,8 @@ stickless, a memcached-compatible session cache
                           (with --repl-secret)
     --repl-backlog=<size> changes kept for a reconnecting peer (default: 16m)
     --repl-timeout=<secs> a silent peer is down after this long (default: 3)
-    --repl-sync=<mode>    async, or ack: answer a write once the peer has it
+    --repl-sync=<mode>    async; ack: answer a write once every linked peer
+                          has it; one: once any one linked peer has it
                           (default: async)
     --repl-cluster=<name> name both peers must share (default: stickless)
     --repl-tombstone=<secs> how long a delete is remembered (default: 600)

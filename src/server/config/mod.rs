@@ -39,15 +39,18 @@ pub enum ProtocolChoice {
 pub enum ReplSync {
     /// At once; the peer applies it shortly after.
     Async,
-    /// Once the peer has applied it (or has been declared down).
+    /// Once every linked peer has applied it (a peer declared down is not waited for).
     Ack,
+    /// Once any one linked peer has applied it.
+    One,
 }
 
 /// Replication with a peer (repcached's `-x`/`-X`, rebuilt).
 #[derive(Clone, Debug)]
 pub struct ReplicationConfig {
     /// `--peer HOST:PORT` (or `-x HOST` with `-X PORT`): the peer's replication port.
-    pub peer: Option<String>,
+    /// Every `--peer`, in the order given; a node links with each.
+    pub peers: Vec<String>,
     /// `--repl-listen ADDR:PORT`: where this node accepts its peer.
     pub listen: String,
     /// `--node-id`: this node's id in every version it makes; derived from the host
@@ -88,7 +91,7 @@ pub struct ReplicationConfig {
 impl ReplicationConfig {
     /// Whether this node replicates: it names a peer, or waits for one.
     pub fn enabled(&self) -> bool {
-        self.peer.is_some() || self.listen_given
+        !self.peers.is_empty() || self.listen_given
     }
 }
 
@@ -104,7 +107,7 @@ pub const DEFAULT_WAIT_SYNC: Duration = Duration::from_secs(10);
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig {
-            peer: None,
+            peers: Vec::new(),
             listen: format!("127.0.0.1:{REPL_DEFAULT_PORT}"),
             accept: true,
             node_id: None,

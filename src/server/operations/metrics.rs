@@ -7,7 +7,7 @@
 //! path.
 
 use super::stats::CounterTotals;
-use crate::replication::replicator::{BacklogFigures, LINK_UP, Replicator};
+use crate::replication::replicator::{BacklogFigures, LINK_UP, Peer, Replicator};
 use crate::server::Shared;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -281,13 +281,17 @@ const LAG_BOUNDS_US: [u64; 14] =
 fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFigures) {
     let stats = &replicator.stats;
     let stat = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let total = |field| replicator.total(field);
     let up = stats.state.load(Ordering::Relaxed) == LINK_UP;
-    m.gauge("replication_peer_up", "1 when the link to the peer is up.", u8::from(up));
+    m.gauge("replication_peer_up", "1 when the links to every peer are up.", u8::from(up));
+    let peers = replicator.known_peers();
+    let skew = peers.iter().map(|peer| peer.stats.skew_ms.load(Ordering::Relaxed)).max_by_key(|skew| skew.abs());
     m.gauge(
         "replication_clock_skew_seconds",
-        "The peer's clock minus this node's, as heartbeats measure it.",
-        stats.skew_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        "The furthest peer's clock minus this node's, as heartbeats measure it.",
+        skew.unwrap_or(0) as f64 / 1000.0,
     );
+    per_peer(m, replicator, backlog);
     m.gauge(
         "replication_lag_changes",
         "Changes recorded here that the peer has not acknowledged.",
@@ -307,24 +311,24 @@ fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFig
         "counter",
         "Resyncs after the link came up, by kind.",
         "kind",
-        &[("full", stat(&stats.full_syncs)), ("partial", stat(&stats.partial_syncs))],
+        &[("full", total(|s| &s.full_syncs)), ("partial", total(|s| &s.partial_syncs))],
     );
     m.labelled(
         "replication_claims_total",
         "counter",
         "Claims (add and the like) the peer refused, or that lost to the peer's.",
         "outcome",
-        &[("refused", stat(&stats.claims_refused)), ("lost", stat(&stats.claims_lost))],
+        &[("refused", total(|s| &s.claims_refused)), ("lost", total(|s| &s.claims_lost))],
     );
-    m.counter("replication_changes_applied_total", "The peer's changes applied here.", stat(&stats.changes_applied));
+    m.counter("replication_changes_applied_total", "The peer's changes applied here.", total(|s| &s.changes_applied));
     m.counter(
         "replication_conflicts_total",
         "The peer's changes that lost to a newer version here.",
-        stat(&stats.conflicts),
+        total(|s| &s.conflicts),
     );
-    m.counter("replication_sent_bytes_total", "Bytes sent to the peer.", stat(&stats.sent_bytes));
-    m.counter("replication_received_bytes_total", "Bytes received from the peer.", stat(&stats.received_bytes));
-    m.counter("replication_links_total", "Links established with the peer.", stat(&stats.links));
+    m.counter("replication_sent_bytes_total", "Bytes sent to the peer.", total(|s| &s.sent_bytes));
+    m.counter("replication_received_bytes_total", "Bytes received from the peer.", total(|s| &s.received_bytes));
+    m.counter("replication_links_total", "Links established with the peer.", total(|s| &s.links));
     m.counter("replication_refused_total", "Connections refused on the replication port.", stat(&stats.refused));
     m.counter(
         "replication_tls_mismatches_total",
@@ -338,4 +342,45 @@ fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFig
     );
     m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", replicator.tombstones());
     m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
+}
+
+/// Each peer's link, labelled by its node id.
+fn per_peer(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFigures) {
+    let peers: Vec<(String, &crate::replication::replicator::Peer)> =
+        (replicator.known_peers().iter()).filter_map(|peer| Some((peer.node()?.to_string(), peer))).collect();
+    let family = |m: &mut Exposition, name: &str, kind: &str, help: &str, value: &dyn Fn(&Peer) -> f64| {
+        m.family(name, kind, help);
+        for (node, peer) in &peers {
+            m.sample(name, &format!("{{peer=\"{node}\"}}"), value(peer));
+        }
+    };
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+    family(m, "replication_link_up", "gauge", "1 when the link to the peer is up.", &|peer| {
+        f64::from(u8::from(peer.stats.state.load(Ordering::Relaxed) == LINK_UP))
+    });
+    family(m, "replication_link_rtt_seconds", "gauge", "The link's round trip, from heartbeats.", &|peer| {
+        load(&peer.stats.rtt_ms) / 1000.0
+    });
+    family(m, "replication_link_clock_skew_seconds", "gauge", "The peer's clock minus this node's.", &|peer| {
+        peer.stats.skew_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    });
+    family(
+        m,
+        "replication_link_lag_changes",
+        "gauge",
+        "Changes recorded here the peer has not acknowledged.",
+        &|peer| backlog.last_seq.saturating_sub(peer.acked()) as f64,
+    );
+    family(m, "replication_link_lag_bytes", "gauge", "Bytes sent the peer has not acknowledged.", &|peer| {
+        peer.lag_bytes() as f64
+    });
+    family(m, "replication_link_full_syncs_total", "counter", "Full syncs sent to the peer.", &|peer| {
+        load(&peer.stats.full_syncs)
+    });
+    family(m, "replication_link_partial_syncs_total", "counter", "Partial resyncs sent to the peer.", &|peer| {
+        load(&peer.stats.partial_syncs)
+    });
+    family(m, "replication_link_changes_applied_total", "counter", "The peer's changes applied here.", &|peer| {
+        load(&peer.stats.changes_applied)
+    });
 }

@@ -7,8 +7,9 @@
 //!
 //! ```text
 //! magic "STKLWARM" | format u32 | saved_at u32 (Unix seconds) | node_id u16
-//! history u64 | last_seq u64 | peer_history u64 | peer_applied u64   (replication; 0: none)
+//! history u64 | last_seq u64   (replication; 0: none)
 //! flush_version u64 | flush_at u32
+//! peer_count u16 | per peer: node u16 | history u64 | applied u64   (what this node applied of it)
 //! records: key_len u16 (0 ends them) | value_len u32 | flags u32 | expires_at u32 | version u64 | key | value
 //! tombstones: key_len u16 (0 ends them) | version u64 | kept_until u32 | key
 //! SHA-256 of every byte before it
@@ -21,8 +22,13 @@
 //! over it, so a stop that dies half way leaves the last good one; and it is
 //! removed once loaded, so a node that later crashes does not come back with a
 //! stale copy (and stale replication positions) of an earlier run.
+//!
+//! Format 1, written by builds that linked with one peer, had `peer_history u64 |
+//! peer_applied u64` after `last_seq` and no peer list; it is still read, its items
+//! and own position kept, and the peer's position dropped (that peer sends a full
+//! sync once).
 
-use crate::replication::replicator::Progress;
+use crate::replication::replicator::{PeerProgress, Progress};
 use crate::store::{KeyChange, KeyState, Store, SyncCursor};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -32,19 +38,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const MAGIC: &[u8; 8] = b"STKLWARM";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
+/// The single-peer format this build still reads.
+const FORMAT_SINGLE_PEER: u32 = 1;
 /// Buckets copied out per shard lock while saving: the copy is written to the file
 /// after the lock is released.
 const SAVE_SLICE: usize = 4096;
-/// Bytes of the fixed header after the magic.
-const HEADER_LEN: usize = 4 + 4 + 2 + 8 * 4 + 8 + 4;
+/// Bytes of the fixed header after the magic (both formats).
+const HEADER_LEN: usize = 4 + 4 + 2 + 8 * 2 + 8 + 4 + 2;
+const HEADER_LEN_SINGLE_PEER: usize = 4 + 4 + 2 + 8 * 4 + 8 + 4;
+/// Bytes of one peer's position.
+const PEER_LEN: usize = 2 + 8 + 8;
 
 /// Where replication stood at the save.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationPosition {
     pub history: u64,
     pub last_seq: u64,
-    pub progress: Progress,
+    /// What this node had applied of each peer's changes.
+    pub progress: Vec<PeerProgress>,
 }
 
 /// What a save wrote or a load read.
@@ -76,19 +88,23 @@ pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path
     let temporary = temporary_path(path);
     let mut out =
         Hashing { inner: BufWriter::with_capacity(1 << 20, private_file(&temporary)?), hash: Sha256::new(), bytes: 0 };
-    let position =
-        replication.unwrap_or(ReplicationPosition { history: 0, last_seq: 0, progress: Progress::default() });
+    let position = replication.clone().unwrap_or(ReplicationPosition { history: 0, last_seq: 0, progress: Vec::new() });
     let (flush_version, flush_at) = store.flush_marks();
     let mut header = Vec::with_capacity(8 + HEADER_LEN);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT.to_le_bytes());
     header.extend_from_slice(&store.clock().now_secs().to_le_bytes());
     header.extend_from_slice(&store.node_id().to_le_bytes());
-    for value in [position.history, position.last_seq, position.progress.history, position.progress.applied] {
+    for value in [position.history, position.last_seq, flush_version] {
         header.extend_from_slice(&value.to_le_bytes());
     }
-    header.extend_from_slice(&flush_version.to_le_bytes());
     header.extend_from_slice(&flush_at.to_le_bytes());
+    header.extend_from_slice(&(position.progress.len() as u16).to_le_bytes());
+    for held in &position.progress {
+        header.extend_from_slice(&held.node.to_le_bytes());
+        header.extend_from_slice(&held.progress.history.to_le_bytes());
+        header.extend_from_slice(&held.progress.applied.to_le_bytes());
+    }
     out.write_all(&header)?;
     let mut cursor = SyncCursor::default();
     let mut slice = Vec::with_capacity(1 << 20);
@@ -198,8 +214,10 @@ fn check_header(file: File, path: &Path) -> Result<Checking, String> {
         return Err(refuse("too short to be a warm restart file (cut short)"));
     }
     let format = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
-        return Err(refuse(&format!("format {format}, and this build reads format {FORMAT}")));
+    if format != FORMAT && format != FORMAT_SINGLE_PEER {
+        return Err(refuse(&format!(
+            "format {format}, and this build reads formats {FORMAT_SINGLE_PEER} and {FORMAT}"
+        )));
     }
     Ok(Checking { reader, len, head })
 }
@@ -234,14 +252,29 @@ fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, Str
     let file = File::open(path).map_err(|e| refuse(e.to_string()))?;
     let len = file.metadata().map_err(|e| refuse(e.to_string()))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut header = [0u8; 8 + HEADER_LEN];
-    reader.read_exact(&mut header).map_err(|e| refuse(e.to_string()))?;
+    let mut header = [0u8; 8 + HEADER_LEN_SINGLE_PEER];
+    reader.read_exact(&mut header[..12]).map_err(|e| refuse(e.to_string()))?;
+    let single_peer = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) == FORMAT_SINGLE_PEER;
+    let header_len = if single_peer { HEADER_LEN_SINGLE_PEER } else { HEADER_LEN };
+    reader.read_exact(&mut header[12..8 + header_len]).map_err(|e| refuse(e.to_string()))?;
     let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
     let node_id = u16::from_le_bytes([header[16], header[17]]);
     let (history, last_seq) = (u64_at(18), u64_at(26));
-    let progress = Progress { history: u64_at(34), applied: u64_at(42) };
-    let flush_version = u64_at(50);
-    let flush_at = u32::from_le_bytes(header[58..62].try_into().expect("4 bytes"));
+    // Format 1 put the one peer's position here, without its node id.
+    let flush_at_offset = if single_peer { 58 } else { 42 };
+    let flush_version = u64_at(flush_at_offset - 8);
+    let flush_at = u32::from_le_bytes(header[flush_at_offset..flush_at_offset + 4].try_into().expect("4 bytes"));
+    let mut progress = Vec::new();
+    if !single_peer {
+        let count = u16::from_le_bytes([header[46], header[47]]) as usize;
+        let mut peer = [0u8; PEER_LEN];
+        for _ in 0..count {
+            reader.read_exact(&mut peer).map_err(|e| refuse(e.to_string()))?;
+            let at = |offset: usize| u64::from_le_bytes(peer[offset..offset + 8].try_into().expect("8 bytes"));
+            let node = u16::from_le_bytes([peer[0], peer[1]]);
+            progress.push(PeerProgress { node, progress: Progress { history: at(2), applied: at(10) } });
+        }
+    }
     if node_id != store.node_id() {
         log::warn!(
             "warm restart: {} was saved by node {node_id}, this is node {}: items are loaded, the replication \
@@ -357,8 +390,12 @@ mod tests {
         let kept_version = first.key_state(b"kept", |change| change.version).unwrap();
         let deleted_version = first.key_state(b"deleted", |change| change.version).unwrap();
         let path = std::env::temp_dir().join(format!("stickless-warm-unit-{}", std::process::id()));
-        let position = ReplicationPosition { history: 42, last_seq: 3, progress: Progress { history: 9, applied: 5 } };
-        let saved = save(&first, Some(position), &path).unwrap();
+        let progress = vec![
+            PeerProgress { node: 3, progress: Progress { history: 9, applied: 5 } },
+            PeerProgress { node: 4, progress: Progress { history: 11, applied: 6 } },
+        ];
+        let position = ReplicationPosition { history: 42, last_seq: 3, progress };
+        let saved = save(&first, Some(position.clone()), &path).unwrap();
         assert_eq!(saved.items, 1);
 
         clock.advance_secs(10);
