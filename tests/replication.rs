@@ -4,121 +4,14 @@
 
 mod common;
 
+use common::nodes::{CONVERGE, Node, Relay, wait_for};
 use common::pki::{LIBFAKETIME, Pki};
 use common::{Client, parse_stats, show};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How long replication may take to show a change on the peer.
-const CONVERGE: Duration = Duration::from_secs(10);
-/// A daemon started by the test, killed by its PID on drop.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    repl: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Node {
-    fn start(args: &[&str]) -> Node {
-        Node::start_with_env(&[], args)
-    }
-
-    /// Starts the daemon with `env` added (libfaketime's preload), on free ports.
-    /// libfaketime is preloaded rather than run through Debian's `faketime` wrapper:
-    /// the wrapper names a semaphore after its PID, which a killed wrapper leaves in
-    /// /dev/shm, and a later wrapper given the same PID then refuses to start.
-    fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stickless"));
-        command.envs(env.iter().copied());
-        let mut args: Vec<&str> = args.to_vec();
-        if !args.iter().any(|a| a.starts_with("--repl-listen")) {
-            args.push("--repl-listen=127.0.0.1:0");
-        }
-        // Its own process group, which dropping the node ends whole.
-        let mut child = command
-            .process_group(0)
-            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the daemon");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (mut addr, mut repl) = (None, None);
-        while repl.is_none() {
-            let Some(line) = lines.next() else {
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                panic!("the daemon exited ({status}) before listening; its log:\n{}", log.lock().unwrap());
-            };
-            let line = line.unwrap();
-            log.lock().unwrap().push_str(&format!("{line}\n"));
-            if let Some(at) = line.split("replication listening on ").nth(1) {
-                repl = Some(at.trim().parse().expect("replication address"));
-            } else if let Some(at) = line.split("listening on ").nth(1) {
-                addr = addr.or(Some(at.trim().parse().expect("listen address")));
-            }
-        }
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), log }
-    }
-
-    fn client(&self) -> Client {
-        Client::connect(self.addr)
-    }
-
-    fn stats(&self) -> BTreeMap<String, String> {
-        parse_stats(&self.client().request(b"stats replication\r\n", b"END\r\n"))
-    }
-
-    fn stat(&self, name: &str) -> u64 {
-        let stats = self.stats();
-        stats.get(name).unwrap_or_else(|| panic!("no {name} in {stats:?}")).parse().unwrap()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    fn peer_arg(&self) -> String {
-        format!("--peer={}", self.repl)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group this test started (see `start_under`).
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` until it holds, failing with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// A linked pair: A waits for B, B dials A.
 fn pair(a_args: &[&str], b_args: &[&str]) -> (Node, Node) {
@@ -405,70 +298,6 @@ fn a_stranger_on_the_replication_port_receives_nothing_and_cannot_write() {
     let on_a = String::from_utf8(gets(&a, &["private".into()])).unwrap();
     assert!(on_a.contains("\r\nsecret\r\n"), "{on_a}");
     let _ = std::fs::remove_dir_all(&secret_dir);
-}
-
-/// A TCP relay the test can cut and restore, standing for the network.
-struct Relay {
-    addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    streams: Arc<Mutex<Vec<TcpStream>>>,
-    /// Every byte relayed, both ways, up to [`RELAY_RECORD_MAX`].
-    recorded: Arc<Mutex<Vec<u8>>>,
-}
-
-/// What a relay keeps of the bytes it passes on.
-const RELAY_RECORD_MAX: usize = 64 << 20;
-
-impl Relay {
-    fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let recorded: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let (is_open, held, record) = (Arc::clone(&open), Arc::clone(&streams), Arc::clone(&recorded));
-        std::thread::spawn(move || {
-            for incoming in listener.incoming() {
-                let Ok(client) = incoming else { return };
-                if !is_open.load(Ordering::Acquire) {
-                    continue; // dropped: the dial fails
-                }
-                let Ok(server) = TcpStream::connect(target) else { continue };
-                let mut all = held.lock().unwrap();
-                all.push(client.try_clone().unwrap());
-                all.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-                {
-                    let record = Arc::clone(&record);
-                    std::thread::spawn(move || {
-                        let mut buf = vec![0; 64 * 1024];
-                        while let Ok(n @ 1..) = from.read(&mut buf) {
-                            let mut recorded = record.lock().unwrap();
-                            let room = RELAY_RECORD_MAX.saturating_sub(recorded.len());
-                            recorded.extend_from_slice(&buf[..n.min(room)]);
-                            drop(recorded);
-                            if to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { addr, open, streams, recorded }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::Release);
-        for stream in self.streams.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::Release);
-    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod nodes;
 pub mod pki;
 
 use std::io::{Read, Write};

@@ -1,0 +1,257 @@
+//! Three `stickless` daemons in a full mesh, each given the other two with
+//! `--peer`, every link passing through relays the test can cut: writes and
+//! deletes from every node, a node partitioned away while both sides write, one
+//! link cut while both its ends still reach the third node, a node killed and
+//! restarted empty, and ack mode's promise that an answered write survives the
+//! death of the node that answered it. Every wait has a deadline; every process
+//! is ended by its PID.
+
+mod common;
+
+use common::nodes::{CONVERGE, Node, Relay, wait_for};
+use common::{free_port, show};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 3;
+
+/// Three nodes on ports picked up front, so that each can be given the others'
+/// addresses at start; node `i` reaches node `j` through `relays[i][j]`.
+struct Mesh {
+    nodes: Vec<Option<Node>>,
+    relays: Vec<Vec<Option<Relay>>>,
+    repl_ports: Vec<u16>,
+    extra: Vec<String>,
+}
+
+impl Mesh {
+    fn start(extra: &[&str]) -> Mesh {
+        let repl_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+        let relays = (0..NODES)
+            .map(|from| {
+                (0..NODES)
+                    .map(|to| (from != to).then(|| Relay::start(([127, 0, 0, 1], repl_ports[to]).into())))
+                    .collect()
+            })
+            .collect();
+        let extra = extra.iter().map(ToString::to_string).collect();
+        let mut mesh = Mesh { nodes: Vec::new(), relays, repl_ports, extra };
+        for index in 0..NODES {
+            let node = mesh.boot(index);
+            mesh.nodes.push(Some(node));
+        }
+        mesh.wait_linked();
+        mesh
+    }
+
+    /// Starts node `index` on its replication port, given every other node. Its id
+    /// is its own across restarts, as one derived from a fixed port would be (the
+    /// client port here is picked by the kernel, which makes a derived id random).
+    fn boot(&self, index: usize) -> Node {
+        let mut args =
+            vec![format!("--repl-listen=127.0.0.1:{}", self.repl_ports[index]), format!("--node-id={}", index + 1)];
+        for to in (0..NODES).filter(|&to| to != index) {
+            args.push(format!("--peer={}", self.relay(index, to).addr));
+        }
+        args.extend(self.extra.iter().cloned());
+        Node::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn relay(&self, from: usize, to: usize) -> &Relay {
+        self.relays[from][to].as_ref().expect("a relay between two nodes")
+    }
+
+    fn node(&self, index: usize) -> &Node {
+        self.nodes[index].as_ref().expect("a running node")
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().flatten()
+    }
+
+    /// Cuts the link between `a` and `b` both ways (each dials the other).
+    fn cut(&self, a: usize, b: usize) {
+        self.relay(a, b).cut();
+        self.relay(b, a).cut();
+    }
+
+    fn restore(&self, a: usize, b: usize) {
+        self.relay(a, b).restore();
+        self.relay(b, a).restore();
+    }
+
+    /// Holds node `index` apart from both others.
+    fn partition(&self, index: usize) {
+        for other in (0..NODES).filter(|&other| other != index) {
+            self.cut(index, other);
+        }
+    }
+
+    fn heal(&self, index: usize) {
+        for other in (0..NODES).filter(|&other| other != index) {
+            self.restore(index, other);
+        }
+    }
+
+    fn wait_linked(&self) {
+        wait_for("every link to come up", CONVERGE, || {
+            self.running().all(|node| {
+                let stats = node.stats();
+                stats["repl_peer_state"] == "up" && stats["repl_peers_up"] == (NODES - 1).to_string()
+            })
+        });
+    }
+
+    fn set(&self, index: usize, key: &str, value: &str) {
+        let request = format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());
+        assert_eq!(self.node(index).client().step(request.as_bytes()), b"STORED\r\n", "set {key} on node {index}");
+    }
+
+    fn delete(&self, index: usize, key: &str) {
+        let reply = self.node(index).client().step(format!("delete {key}\r\n").as_bytes());
+        assert_eq!(reply, b"DELETED\r\n", "delete {key} on node {index}");
+    }
+
+    /// Waits until every running node shows the same `gets` of `keys`, and returns it.
+    fn wait_same(&self, keys: &[String]) -> Vec<u8> {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let seen: Vec<Vec<u8>> = self.running().map(|node| gets(node, keys)).collect();
+            if seen.windows(2).all(|pair| pair[0] == pair[1]) {
+                return seen.into_iter().next().expect("a running node");
+            }
+            if Instant::now() >= deadline {
+                let seen: Vec<String> = seen.iter().map(|reply| show(reply)).collect();
+                panic!("nodes differ on {keys:?}:\n{}", seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// What `gets` shows of each key, for comparing nodes.
+fn gets(node: &Node, keys: &[String]) -> Vec<u8> {
+    let request = format!("gets {}\r\n", keys.join(" "));
+    node.client().request(request.as_bytes(), b"END\r\n")
+}
+
+fn keys(names: &[&str]) -> Vec<String> {
+    names.iter().map(ToString::to_string).collect()
+}
+
+/// The values `gets` returned, in order.
+fn values(reply: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(reply);
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    (0..lines.len()).filter(|&at| lines[at].starts_with("VALUE ")).map(|at| lines[at + 1].to_string()).collect()
+}
+
+#[test]
+fn a_write_and_a_delete_on_each_node_reach_every_node() {
+    let mesh = Mesh::start(&[]);
+    for index in 0..NODES {
+        mesh.set(index, &format!("from{index}"), &format!("value{index}"));
+        mesh.set(index, &format!("gone{index}"), "soon");
+    }
+    let all: Vec<String> = (0..NODES).flat_map(|i| [format!("from{i}"), format!("gone{i}")]).collect();
+    assert_eq!(values(&mesh.wait_same(&all)).len(), 2 * NODES);
+    // Each node deletes a key another node wrote.
+    for index in 0..NODES {
+        mesh.delete(index, &format!("gone{}", (index + 1) % NODES));
+    }
+    let seen = mesh.wait_same(&all);
+    assert_eq!(values(&seen), ["value0", "value1", "value2"], "{}", show(&seen));
+    for node in mesh.running() {
+        let stats = node.stats();
+        assert_eq!(stats["repl_peers"], "2", "{stats:?}");
+        let nodes: Vec<&str> = stats["repl_peer_node_id"].split(',').collect();
+        for peer in nodes {
+            assert_eq!(stats[&format!("repl_peer_{peer}_state")], "up", "{stats:?}");
+        }
+    }
+}
+
+/// Node 0 is held apart while it and the other two write the same keys and
+/// others of their own; once healed, all three hold the same, and a key deleted
+/// on either side stays deleted.
+#[test]
+fn a_partitioned_node_and_the_rest_converge_once_healed() {
+    let mesh = Mesh::start(&[]);
+    mesh.set(1, "doomed", "before");
+    mesh.wait_same(&keys(&["doomed"]));
+    mesh.partition(0);
+    wait_for("node 0 to see both peers down", CONVERGE, || mesh.node(0).stats()["repl_peers_up"] == "0");
+    for round in 0..20 {
+        mesh.set(0, &format!("alone{round}"), "0");
+        mesh.set(1 + round % 2, &format!("rest{round}"), "r");
+        mesh.set(0, "shared", &format!("apart{round}"));
+        mesh.set(1 + round % 2, "shared", &format!("rest{round}"));
+    }
+    mesh.delete(0, "doomed");
+    mesh.heal(0);
+    mesh.wait_linked();
+    let mut all: Vec<String> = (0..20).flat_map(|round| [format!("alone{round}"), format!("rest{round}")]).collect();
+    all.extend(keys(&["shared", "doomed"]));
+    let seen = values(&mesh.wait_same(&all));
+    assert_eq!(seen.len(), 41, "every key but the deleted one: {seen:?}");
+    assert!(seen.last().is_some_and(|shared| shared == "apart19" || shared == "rest19"), "{seen:?}");
+}
+
+/// The link between nodes 0 and 1 is cut, and both still reach node 2: what
+/// each writes reaches the other through node 2 while the link is down, and the
+/// link comes back with partial resyncs.
+#[test]
+fn a_single_cut_link_is_bridged_by_the_third_node() {
+    let mesh = Mesh::start(&[]);
+    mesh.cut(0, 1);
+    wait_for("nodes 0 and 1 to see their link down", CONVERGE, || {
+        mesh.node(0).stats()["repl_peers_up"] == "1" && mesh.node(1).stats()["repl_peers_up"] == "1"
+    });
+    mesh.set(0, "via-two", "from0");
+    mesh.set(1, "also-via-two", "from1");
+    let seen = mesh.wait_same(&keys(&["via-two", "also-via-two"]));
+    assert_eq!(values(&seen), ["from0", "from1"], "passed on by node 2 with the link down");
+    let full_syncs: Vec<u64> = mesh.running().map(|node| node.stat("repl_full_syncs")).collect();
+    mesh.restore(0, 1);
+    mesh.wait_linked();
+    mesh.set(1, "after", "x");
+    mesh.wait_same(&keys(&["via-two", "also-via-two", "after"]));
+    let after: Vec<u64> = mesh.running().map(|node| node.stat("repl_full_syncs")).collect();
+    assert_eq!(full_syncs, after, "the link resumed without a full sync");
+}
+
+/// A node killed and started again, empty, takes what the others hold.
+#[test]
+fn a_killed_node_comes_back_with_everything() {
+    let mut mesh = Mesh::start(&[]);
+    for index in 0..NODES {
+        for i in 0..50 {
+            mesh.set(index, &format!("k{index}-{i}"), &format!("v{i}"));
+        }
+    }
+    let all: Vec<String> = (0..NODES).flat_map(|index| (0..50).map(move |i| format!("k{index}-{i}"))).collect();
+    mesh.wait_same(&all);
+    mesh.nodes[2] = None;
+    mesh.set(0, "while-down", "w");
+    let restarted = mesh.boot(2);
+    mesh.nodes[2] = Some(restarted);
+    mesh.wait_linked();
+    let mut expected = all.clone();
+    expected.push("while-down".into());
+    assert_eq!(values(&mesh.wait_same(&expected)).len(), expected.len());
+}
+
+/// In ack mode an answered write is on every linked node: the node that answered
+/// it can die at once and the other two still have it.
+#[test]
+fn ack_mode_loses_no_answered_write_when_the_writer_dies() {
+    let mut mesh = Mesh::start(&["--repl-sync=ack"]);
+    for i in 0..100 {
+        mesh.set(0, &format!("acked{i}"), "v");
+    }
+    // No wait: the kill follows the last reply at once.
+    mesh.nodes[0] = None;
+    let all: Vec<String> = (0..100).map(|i| format!("acked{i}")).collect();
+    for index in 1..NODES {
+        assert_eq!(values(&gets(mesh.node(index), &all)).len(), 100, "node {index} has every answered write");
+    }
+}
