@@ -560,7 +560,6 @@ impl LinkSession {
         let before = out.len();
         let mut last_skipped = None;
         let our_node = replicator.store.node_id();
-        let peer_node = self.peer_node();
         let mut lost = Vec::new();
         let mut key_at = 0;
         for &(seq, pending) in &batch {
@@ -588,13 +587,10 @@ impl LinkSession {
                         {
                             lost.push(seq);
                         }
-                        // A state the peer made itself (forwarded here, or written
-                        // there over ours) it holds already, or something newer.
-                        if Some(version_node(change.version)) == peer_node {
-                            return false;
-                        }
+                        // A state the peer made itself goes back to it too: the peer
+                        // may have restarted empty since it made it, and a version does
+                        // not say which of its runs made it.
                         encode_change(&mut out, seq, &change, claim);
-                        true
                     });
                     if sent.is_none() && claimed.is_some() {
                         // The add's item is gone, and no state of ours took its place:
@@ -603,7 +599,7 @@ impl LinkSession {
                         // peer leaves no tombstone). The add lost, and runs again.
                         lost.push(seq);
                     }
-                    last_skipped = if sent == Some(true) { None } else { Some(seq) };
+                    last_skipped = if sent.is_some() { None } else { Some(seq) };
                 }
                 Pending::Flush { version, at } => {
                     wire::encode(&Frame::Flush { seq, version, at_ms: u64::from(at) * 1000 }, &mut out);
