@@ -1,5 +1,6 @@
-//! The fault soak: two real nodes, writers on both, and one fault at a time: the
-//! link cut (by a relay between the nodes that drops and refuses connections), a
+//! The fault soak: two or three real nodes (a pair, or a full mesh), writers on
+//! all, and one fault at a time: a node's links cut (by relays between the nodes
+//! that drop and refuse connections), with three nodes also one link alone, a
 //! node stopped (`SIGSTOP`), a node killed (`SIGKILL`) and restarted empty, a node
 //! stopped with SIGTERM and restarted from its warm restart file (`-e`), and a
 //! node's wall clock stepped forward (libfaketime, reading its offset from a file).
@@ -12,8 +13,8 @@
 //! deleted key is back. Between faults, lockers on both nodes race `add`s for a few
 //! locks: a lock is never held by two at once while the nodes are linked.
 //!
-//! The suite runs a short seeded soak in each mode; `scripts/soak --secs 3600` runs
-//! a long one (STICKLESS_SOAK_SECS, STICKLESS_SOAK_SEED, STICKLESS_SOAK_KEYS), and
+//! The suite runs a short seeded soak in each mode, for a pair and for three nodes;
+//! `scripts/soak --secs 3600 [--nodes 3]` runs a long one (STICKLESS_SOAK_SECS, STICKLESS_SOAK_SEED, STICKLESS_SOAK_KEYS), and
 //! `scripts/soak --tls` one whose link runs over mutual TLS (STICKLESS_SOAK_TLS=1).
 //! Every loop is bounded by the run's deadline; every process is ended by its PID.
 
@@ -303,10 +304,10 @@ impl Conn {
     }
 }
 
-/// A writer's connections to the two nodes, reopened after a failure.
+/// A writer's connections to the nodes, reopened after a failure.
 struct Conns {
-    addrs: [SocketAddr; 2],
-    open: [Option<Conn>; 2],
+    addrs: Vec<SocketAddr>,
+    open: Vec<Option<Conn>>,
 }
 
 impl Conns {
@@ -338,12 +339,13 @@ struct Written {
 fn write_loop(
     writer: usize,
     keys: Vec<usize>,
-    addrs: [SocketAddr; 2],
+    addrs: Vec<SocketAddr>,
     seed: u64,
     stop: Arc<AtomicBool>,
 ) -> Vec<Vec<Written>> {
     let mut rng = Rng::new(seed ^ (writer as u64 + 1) << 32);
-    let mut conns = Conns { addrs, open: [None, None] };
+    let nodes = addrs.len() as u64;
+    let mut conns = Conns { open: addrs.iter().map(|_| None).collect(), addrs };
     let mut history: Vec<Vec<Written>> = vec![Vec::new(); keys.len()];
     let mut serial = 0u64;
     let mut last_write = vec![Instant::now(); keys.len()];
@@ -354,7 +356,7 @@ fn write_loop(
             continue;
         }
         let key = format!("soak:{}", keys[slot]);
-        let node = rng.below(2) as usize;
+        let node = rng.below(nodes) as usize;
         serial += 1;
         let value = format!("w{writer}.{serial}");
         let (request, state, answers): (Vec<u8>, Option<String>, &[&[u8]]) = match rng.below(6) {
@@ -489,76 +491,92 @@ struct Figures {
     lock_overlaps: Vec<String>,
 }
 
-fn soak(mode: &str) -> Figures {
+fn soak(mode: &str, count: usize) -> Figures {
     let secs: u64 = env_or("STICKLESS_SOAK_SECS", 15);
     let seed: u64 = env_or("STICKLESS_SOAK_SEED", 16);
     let key_count: usize = env_or("STICKLESS_SOAK_KEYS", 400);
     assert!(std::path::Path::new(LIBFAKETIME).exists(), "{LIBFAKETIME} is missing (Debian's faketime package)");
     let over = if env_or("STICKLESS_SOAK_TLS", 0) == 1 { ", link over mutual TLS" } else { "" };
-    eprintln!("soak: mode {mode}, {secs} s, seed {seed}, {key_count} keys{over}");
-    let dir = std::env::temp_dir().join(format!("stickless-soak-{}-{mode}", std::process::id()));
+    eprintln!("soak: {count} nodes, mode {mode}, {secs} s, seed {seed}, {key_count} keys{over}");
+    let dir = std::env::temp_dir().join(format!("stickless-soak-{}-{mode}-{count}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut ports = Rng::new(seed ^ u64::from(std::process::id()) ^ mode.len() as u64);
-    let (client_ports, repl_ports) = ([0; 2].map(|_| fixed_port(&mut ports)), [0; 2].map(|_| fixed_port(&mut ports)));
-    let relays = [0, 1].map(|i| Relay::start(SocketAddr::from(([127, 0, 0, 1], repl_ports[i]))));
-    let pki = (env_or("STICKLESS_SOAK_TLS", 0) == 1).then(|| Pki::standard(&format!("soak-{mode}")));
-    let mut nodes = [0, 1].map(|i| {
-        let mut args = vec![
-            "-l".to_string(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            client_ports[i].to_string(),
-            "-t".into(),
-            "2".into(),
-            "-v".into(),
-            format!("--node-id={}", i + 1),
-            format!("--repl-listen=127.0.0.1:{}", repl_ports[i]),
-            // Each dials the other through the relay in front of it.
-            format!("--peer=127.0.0.1:{}", relays[1 - i].port),
-            format!("--repl-sync={mode}"),
-            format!("--repl-timeout={REPL_TIMEOUT_SECS}"),
-            // Used by the graceful restarts; a SIGKILL leaves no file (a loaded
-            // one is removed), so those restart empty.
-            format!("--memory-file={}", dir.join(format!("items-{i}")).display()),
-        ];
-        if let Some(pki) = &pki {
-            let name = ["server", "client"][i];
-            args.push(format!("--repl-tls-cert={}", pki.path(&format!("{name}.pem")).display()));
-            args.push(format!("--repl-tls-key={}", pki.path(&format!("{name}.key")).display()));
-            args.push(format!("--repl-tls-ca={}", pki.path("ca.pem").display()));
-        }
-        Node::new(["A", "B"][i], args, client_ports[i], &dir)
-    });
-    // Both start at once: each waits (up to --repl-wait-sync) for the other's sync.
+    let mut ports = Rng::new(seed ^ u64::from(std::process::id()) ^ mode.len() as u64 ^ (count as u64) << 8);
+    let client_ports: Vec<u16> = (0..count).map(|_| fixed_port(&mut ports)).collect();
+    let repl_ports: Vec<u16> = (0..count).map(|_| fixed_port(&mut ports)).collect();
+    // Node `from` dials node `to` through the relay `(from, to)`.
+    let relays: Vec<(usize, usize, Relay)> = (0..count)
+        .flat_map(|from| (0..count).filter(move |&to| to != from).map(move |to| (from, to)))
+        .map(|(from, to)| (from, to, Relay::start(SocketAddr::from(([127, 0, 0, 1], repl_ports[to])))))
+        .collect();
+    let pki = (env_or("STICKLESS_SOAK_TLS", 0) == 1).then(|| Pki::standard(&format!("soak-{mode}-{count}")));
+    let mut nodes: Vec<Node> = (0..count)
+        .map(|i| {
+            let mut args = vec![
+                "-l".to_string(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                client_ports[i].to_string(),
+                "-t".into(),
+                "2".into(),
+                "-v".into(),
+                format!("--node-id={}", i + 1),
+                format!("--repl-listen=127.0.0.1:{}", repl_ports[i]),
+                format!("--repl-sync={mode}"),
+                format!("--repl-timeout={REPL_TIMEOUT_SECS}"),
+                // Used by the graceful restarts; a SIGKILL leaves no file (a loaded
+                // one is removed), so those restart empty.
+                format!("--memory-file={}", dir.join(format!("items-{i}")).display()),
+            ];
+            // Each dials every other through the relay in front of it.
+            for (_, _, relay) in relays.iter().filter(|(from, ..)| *from == i) {
+                args.push(format!("--peer=127.0.0.1:{}", relay.port));
+            }
+            if let Some(pki) = &pki {
+                // Every certificate names 127.0.0.1; the third node shares the first's.
+                let name = ["server", "client"][i % 2];
+                args.push(format!("--repl-tls-cert={}", pki.path(&format!("{name}.pem")).display()));
+                args.push(format!("--repl-tls-key={}", pki.path(&format!("{name}.key")).display()));
+                args.push(format!("--repl-tls-ca={}", pki.path("ca.pem").display()));
+            }
+            Node::new(["A", "B", "C"][i], args, client_ports[i], &dir)
+        })
+        .collect();
+    // All start at once: each waits (up to --repl-wait-sync) for a peer's sync.
     std::thread::scope(|scope| {
-        let [a, b] = &mut nodes;
-        scope.spawn(|| a.start());
-        b.start();
+        let (first, rest) = nodes.split_first_mut().expect("nodes");
+        for node in rest {
+            scope.spawn(|| node.start());
+        }
+        first.start();
     });
-    // Caught up: linked, no sync running, and each node has applied every change the
-    // other had recorded when the wait began (writers keep writing meanwhile).
-    let caught_up = |nodes: &[Node; 2]| -> Result<(), String> {
+    // Caught up: every link up, no sync running, and each node has applied every
+    // change each other had recorded when the wait began (writers keep writing
+    // meanwhile). Node `i` is node id `i + 1`.
+    let caught_up = |nodes: &[Node]| -> Result<(), String> {
         let deadline = Instant::now() + CATCH_UP;
         let number = |s: &BTreeMap<String, String>, name: &str| s[name].parse::<u64>().unwrap();
-        let mut recorded: Option<(String, u64, String, u64)> = None;
+        let mut recorded: Option<Vec<(String, u64)>> = None;
         loop {
             let stats: Vec<_> = nodes.iter().map(Node::stats).collect();
-            if let [Some(a), Some(b)] = &stats[..] {
+            if stats.iter().all(Option::is_some) {
+                let stats: Vec<&BTreeMap<String, String>> = stats.iter().flatten().collect();
                 let up = |s: &BTreeMap<String, String>| s["repl_peer_state"] == "up" && s["repl_syncing"] == "0";
                 // A node's run is named by its pid here: a restart starts its numbering over.
-                let now = (a["pid"].clone(), number(a, "repl_last_seq"), b["pid"].clone(), number(b, "repl_last_seq"));
+                let now: Vec<(String, u64)> =
+                    stats.iter().map(|s| (s["pid"].clone(), number(s, "repl_last_seq"))).collect();
                 let target = match &recorded {
-                    Some(then) if then.0 == now.0 && then.2 == now.2 => then.clone(),
+                    Some(then) if then.iter().zip(&now).all(|(then, now)| then.0 == now.0) => then.clone(),
                     _ => {
                         recorded = Some(now.clone());
                         now
                     }
                 };
-                if up(a)
-                    && up(b)
-                    && number(b, "repl_applied_seq") >= target.1
-                    && number(a, "repl_applied_seq") >= target.3
-                {
+                let applied = |at: usize, of: usize| {
+                    stats[at].get(&format!("repl_peer_{}_applied_seq", of + 1)).map_or(0, |n| n.parse().unwrap())
+                };
+                let caught = (0..nodes.len())
+                    .all(|at| (0..nodes.len()).filter(|&of| of != at).all(|of| applied(at, of) >= target[of].1));
+                if stats.iter().all(|s| up(s)) && caught {
                     return Ok(());
                 }
             }
@@ -568,20 +586,22 @@ fn soak(mode: &str) -> Figures {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let fail = |nodes: &[Node; 2], why: String| -> ! {
-        panic!("soak (mode {mode}, seed {seed}): {why}\n{}\n{}", nodes[0].log_tail(), nodes[1].log_tail());
+    let fail = |nodes: &[Node], why: String| -> ! {
+        let tails: Vec<String> = nodes.iter().map(Node::log_tail).collect();
+        panic!("soak ({count} nodes, mode {mode}, seed {seed}): {why}\n{}", tails.join("\n"));
     };
     if let Err(why) = caught_up(&nodes) {
         fail(&nodes, why);
     }
 
-    let addrs = [nodes[0].addr(), nodes[1].addr()];
+    let addrs: Vec<SocketAddr> = nodes.iter().map(Node::addr).collect();
     let writers = 4;
     let stop = Arc::new(AtomicBool::new(false));
     let handles: Vec<_> = (0..writers)
         .map(|writer| {
             let keys: Vec<usize> = (writer..key_count).step_by(writers).collect();
             let stop = Arc::clone(&stop);
+            let addrs = addrs.clone();
             std::thread::spawn(move || (keys.clone(), write_loop(writer, keys, addrs, seed, stop)))
         })
         .collect();
@@ -596,9 +616,8 @@ fn soak(mode: &str) -> Figures {
         // Linked: the lockers race on both nodes, once the link has stayed the same
         // for a while. A link that just replaced another is up before the peer has
         // asked for this node's changes, and until then each node decides alone.
-        let links = |nodes: &[Node; 2]| -> Vec<_> {
-            nodes.iter().map(|n| n.stats().map(|s| s["repl_links"].clone())).collect()
-        };
+        let links =
+            |nodes: &[Node]| -> Vec<_> { nodes.iter().map(|n| n.stats().map(|s| s["repl_links"].clone())).collect() };
         let settle_by = Instant::now() + CATCH_UP;
         let mut links_before = links(&nodes);
         loop {
@@ -610,7 +629,7 @@ fn soak(mode: &str) -> Figures {
             links_before = now;
         }
         let until = Instant::now() + rng.millis(300, 1200);
-        let lockers: Vec<_> = (0..2)
+        let lockers: Vec<_> = (0..count)
             .map(|locker| {
                 let (addr, seed) = (addrs[locker], seed ^ rng.next());
                 std::thread::spawn(move || lock_loop(locker, addr, seed, until))
@@ -646,15 +665,29 @@ fn soak(mode: &str) -> Figures {
         }
 
         // One fault, then healed.
-        let victim = rng.below(2) as usize;
+        let victim = rng.below(count as u64) as usize;
         let fault_began = Instant::now();
         let lasting = rng.millis(300, 2500);
-        let fault = match rng.below(5) {
+        let touching = |(from, to, _): &&(usize, usize, Relay)| *from == victim || *to == victim;
+        let fault = match rng.below(if count > 2 { 6 } else { 5 }) {
             0 => {
-                relays.iter().for_each(Relay::cut);
+                // The victim's links, both ways: with two nodes, the link; with more,
+                // the victim partitioned from the rest.
+                relays.iter().filter(touching).for_each(|(.., relay)| relay.cut());
                 std::thread::sleep(lasting);
-                relays.iter().for_each(Relay::heal);
+                relays.iter().for_each(|(.., relay)| relay.heal());
                 "link cut"
+            }
+            5 => {
+                // One link alone, both ways: its two ends still reach the others.
+                let other = (victim + 1 + rng.below(count as u64 - 1) as usize) % count;
+                let link = |(from, to, _): &&(usize, usize, Relay)| {
+                    (*from, *to) == (victim, other) || (*from, *to) == (other, victim)
+                };
+                relays.iter().filter(link).for_each(|(.., relay)| relay.cut());
+                std::thread::sleep(lasting);
+                relays.iter().for_each(|(.., relay)| relay.heal());
+                "single link cut"
             }
             1 => {
                 nodes[victim].signal(libc::SIGSTOP);
@@ -722,12 +755,13 @@ fn soak(mode: &str) -> Figures {
         seen
     };
     let all_keys: Vec<String> = (0..key_count).map(|k| format!("soak:{k}")).collect();
-    let (on_a, on_b) = (read_all(&nodes[0], &all_keys), read_all(&nodes[1], &all_keys));
+    let on: Vec<BTreeMap<String, String>> = nodes.iter().map(|node| read_all(node, &all_keys)).collect();
     figures.keys = key_count;
     for (keys, history) in &histories {
         for (slot, writes) in history.iter().enumerate() {
             let key = format!("soak:{}", keys[slot]);
-            let (a, b) = (on_a.get(&key).cloned(), on_b.get(&key).cloned());
+            let held: Vec<Option<String>> = on.iter().map(|seen| seen.get(&key).cloned()).collect();
+            let a = held[0].clone();
             for write in writes {
                 if write.answered.is_some() {
                     figures.writes_answered += 1;
@@ -735,8 +769,8 @@ fn soak(mode: &str) -> Figures {
                     figures.writes_unknown += 1;
                 }
             }
-            if a != b {
-                figures.divergent.push(format!("{key}: A {a:?}, B {b:?}"));
+            if held.iter().any(|other| *other != a) {
+                figures.divergent.push(format!("{key}: {held:?}"));
                 continue;
             }
             // What the key may hold: its last answered write's state (or nothing, if
@@ -787,7 +821,7 @@ fn soak(mode: &str) -> Figures {
     }
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "soak {mode}: faults {:?}; {} writes answered, {} unknown, {} excused by a kill; {} keys: {} divergent, {} lost, \
+        "soak {count} nodes {mode}: faults {:?}; {} writes answered, {} unknown, {} excused by a kill; {} keys: {} divergent, {} lost, \
          {} resurrected; {} locks granted in {} attempts, {} overlapping ({} rounds relinked)",
         figures.faults,
         figures.writes_answered,
@@ -817,10 +851,20 @@ fn assert_clean(figures: &Figures) {
 
 #[test]
 fn async_mode_survives_every_fault() {
-    assert_clean(&soak("async"));
+    assert_clean(&soak("async", 2));
 }
 
 #[test]
 fn ack_mode_survives_every_fault() {
-    assert_clean(&soak("ack"));
+    assert_clean(&soak("ack", 2));
+}
+
+#[test]
+fn three_nodes_async_mode_survive_every_fault() {
+    assert_clean(&soak("async", 3));
+}
+
+#[test]
+fn three_nodes_ack_mode_survive_every_fault() {
+    assert_clean(&soak("ack", 3));
 }
