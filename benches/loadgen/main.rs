@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "\
 usage: cargo bench --bench loadgen -- [ROW...] [OPTIONS]
 
-rows: a b c d e f g memory r rs lock-php lock-pecl aspnet sync tombstones warm (default: all), or custom
-  r: row b with a replication peer attached (async and ack); rs: the same with session-shaped
+rows: a b c d e f g memory r m rs lock-php lock-pecl aspnet sync tombstones warm (default: all), or custom
+  r: row b with a replication peer attached (async and ack); m: row b with one peer, then two
+  (a mesh of three: async and ack); rs: row r with session-shaped
   traffic (4 KiB values, 1:1, pipeline 1); lock-php, lock-pecl: the PHP session handlers' lock
   cycles (lock, read, write, unlock) with and without a peer; aspnet: the ASP.NET State Server port,
   one node and an ack pair; sync: full sync of --items to a new peer;
@@ -265,15 +266,17 @@ fn measure(kind: Kind, server: &Server, workload: &Workload, settings: &Settings
             .collect();
         std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
         let server_start = CpuTime::of(server.pid()).expect("server CPU time");
-        let peer_start = server.peer_pid().map(|pid| CpuTime::of(pid).expect("peer CPU time"));
+        let peer_pids = server.peer_pids();
+        let peer_start: Vec<CpuTime> = peer_pids.iter().map(|&pid| CpuTime::of(pid).expect("peer CPU time")).collect();
         let switches_start = context_switches(server.pid()).expect("server context switches");
         let loadgen_start = CpuTime::of(std::process::id()).expect("own CPU time");
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
         let server_used = CpuTime::of(server.pid()).expect("server CPU time").since(server_start);
-        let peer_used = server
-            .peer_pid()
-            .zip(peer_start)
-            .map(|(pid, start)| CpuTime::of(pid).expect("peer CPU time").since(start).total());
+        let peer_used = (!peer_pids.is_empty()).then(|| {
+            (peer_pids.iter().zip(&peer_start))
+                .map(|(&pid, start)| CpuTime::of(pid).expect("peer CPU time").since(*start).total())
+                .sum::<Duration>()
+        });
         let switches = context_switches(server.pid()).expect("server context switches") - switches_start;
         let loadgen_used = CpuTime::of(std::process::id()).expect("own CPU time").since(loadgen_start);
         let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().expect("load thread")).collect();
@@ -469,6 +472,8 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
     results
 }
 
+/// Row (m): row (b) on stickless alone, with one peer, with two (a mesh of three)
+/// in each mode, and on memcached, side by side.
 /// Row (r): row (b) on stickless alone, with a peer attached in each mode, and on
 /// memcached, side by side. Row (rs) does the same with session-shaped traffic:
 /// 4 KiB values, 1:1 set:get, pipeline 1 (what a PHP session handler sends). Rows
@@ -485,8 +490,19 @@ fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
         }
         _ => standard_row("b").expect("row b"),
     };
-    let row = Row { name: name.into(), title: format!("{}, with a replication peer attached", row.title), ..row };
-    let servers = vec![Kind::Stickless, Kind::Paired { ack: false }, Kind::Paired { ack: true }, Kind::Memcached];
+    let attached = if name == "m" { "one replication peer, then two (a mesh of three)," } else { "a replication peer" };
+    let row = Row { name: name.into(), title: format!("{}, with {attached} attached", row.title), ..row };
+    let servers = if name == "m" {
+        let paired = |ack, peers| Kind::Paired { ack, peers };
+        vec![Kind::Stickless, paired(false, 1), paired(false, 2), paired(true, 2), Kind::Memcached]
+    } else {
+        vec![
+            Kind::Stickless,
+            Kind::Paired { ack: false, peers: 1 },
+            Kind::Paired { ack: true, peers: 1 },
+            Kind::Memcached,
+        ]
+    };
     let settings = Settings { servers, ..settings.clone() };
     throughput_row(&row, &settings, placement);
 }
@@ -504,7 +520,7 @@ fn aspnet_row(settings: &Settings, placement: &Placement) {
     // sessions, so that none is evicted between its creation and its first lock.
     const MEMORY_MB: usize = 4096;
     let memory_mb = settings.memory_mb.max(MEMORY_MB);
-    let kinds = [Kind::Stickless, Kind::Paired { ack: true }];
+    let kinds = [Kind::Stickless, Kind::Paired { ack: true, peers: 1 }];
     let servers: Vec<Server> = kinds
         .iter()
         .map(|&kind| {
@@ -643,6 +659,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                 let joined = Instant::now();
                 let peer = Server::peer_of(
                     &server,
+                    &[],
                     settings.server_threads,
                     settings.memory_mb,
                     ack,
@@ -842,9 +859,15 @@ fn tombstones_row(settings: &Settings, placement: &Placement) {
         let server =
             Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
                 .expect("start stickless");
-        let peer =
-            Server::peer_of(&server, settings.server_threads, settings.memory_mb, false, placement.loadgen.clone())
-                .expect("start the peer");
+        let peer = Server::peer_of(
+            &server,
+            &[],
+            settings.server_threads,
+            settings.memory_mb,
+            false,
+            placement.loadgen.clone(),
+        )
+        .expect("start the peer");
         server.wait_linked().expect("link");
         let empty = Held::of(&server);
         driver::load(server.addr, &loaded).expect("load");
@@ -1014,8 +1037,10 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                     .map(|name| match name {
                         "stickless" => Kind::Stickless,
                         "memcached" => Kind::Memcached,
-                        "paired-async" => Kind::Paired { ack: false },
-                        "paired-ack" => Kind::Paired { ack: true },
+                        "paired-async" => Kind::Paired { ack: false, peers: 1 },
+                        "paired-ack" => Kind::Paired { ack: true, peers: 1 },
+                        "mesh-async" => Kind::Paired { ack: false, peers: 2 },
+                        "mesh-ack" => Kind::Paired { ack: true, peers: 2 },
                         other => usage_error(&format!("unknown server {other:?}")),
                     })
                     .collect();
@@ -1055,6 +1080,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                     "memory"
                         | "custom"
                         | "r"
+                        | "m"
                         | "rs"
                         | "lock-php"
                         | "lock-pecl"
@@ -1266,6 +1292,7 @@ fn main() {
                 "g",
                 "memory",
                 "r",
+                "m",
                 "rs",
                 "lock-php",
                 "lock-pecl",
@@ -1284,7 +1311,7 @@ fn main() {
             "memory" => {
                 memory_row(&settings, &placement);
             }
-            "r" | "rs" | "lock-php" | "lock-pecl" => replication_row(name, &settings, &placement),
+            "r" | "m" | "rs" | "lock-php" | "lock-pecl" => replication_row(name, &settings, &placement),
             "sync" => sync_row(&settings, &placement),
             "aspnet" => aspnet_row(&settings, &placement),
             "tombstones" => tombstones_row(&settings, &placement),

@@ -15,10 +15,12 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub enum Kind {
     Stickless,
     Memcached,
-    /// stickless with a replication peer attached (a second stickless process, on
-    /// the load generator's CPUs), `--repl-sync ack` when `ack`.
+    /// stickless with `peers` replication peers attached (other stickless processes,
+    /// on the load generator's CPUs, every one linked with every other), `--repl-sync
+    /// ack` when `ack`.
     Paired {
         ack: bool,
+        peers: u8,
     },
     /// stickless waiting for a peer that the benchmark starts itself (full sync).
     Replicating,
@@ -29,8 +31,10 @@ impl Kind {
         match self {
             Kind::Stickless => "stickless",
             Kind::Memcached => "memcached",
-            Kind::Paired { ack: false } => "stickless + peer (async)",
-            Kind::Paired { ack: true } => "stickless + peer (ack)",
+            Kind::Paired { ack: false, peers: 1 } => "stickless + peer (async)",
+            Kind::Paired { ack: true, peers: 1 } => "stickless + peer (ack)",
+            Kind::Paired { ack: false, .. } => "stickless + 2 peers (async)",
+            Kind::Paired { ack: true, .. } => "stickless + 2 peers (ack)",
             Kind::Replicating => "stickless (replicating)",
         }
     }
@@ -120,7 +124,7 @@ pub struct Server {
     pub repl: Option<SocketAddr>,
     /// The ASP.NET State Server port, under [`ASPNET_PORTS`].
     pub aspnet: Option<SocketAddr>,
-    peer: Option<Box<Server>>,
+    peers: Vec<Server>,
 }
 
 impl Server {
@@ -140,7 +144,7 @@ impl Server {
                     cmd.args(files.repl_args());
                 }
             }
-            if kind == (Kind::Paired { ack: true }) {
+            if let Kind::Paired { ack: true, .. } = kind {
                 cmd.arg("--repl-sync=ack");
             }
             let aspnet = match kind {
@@ -199,14 +203,19 @@ impl Server {
                     break; // the port was taken in the meantime: try another
                 }
                 if TcpStream::connect(admin).is_ok() {
-                    let mut server = Server { addr, admin, child, repl, aspnet, peer: None };
-                    if let Kind::Paired { ack } = kind {
+                    let mut server = Server { addr, admin, child, repl, aspnet, peers: Vec::new() };
+                    if let Kind::Paired { ack, peers } = kind {
                         let others: Vec<usize> = match &cpus {
                             Some(mine) => allowed_cpus().into_iter().filter(|c| !mine.contains(c)).collect(),
                             None => Vec::new(),
                         };
                         let peer_cpus = if others.is_empty() { None } else { Some(others) };
-                        server.peer = Some(Box::new(Server::peer_of(&server, threads, memory_mb, ack, peer_cpus)?));
+                        for _ in 0..peers {
+                            // Each peer dials the server and the peers before it: a full mesh.
+                            let before: Vec<SocketAddr> = server.peers.iter().filter_map(|peer| peer.repl).collect();
+                            let peer = Server::peer_of(&server, &before, threads, memory_mb, ack, peer_cpus.clone())?;
+                            server.peers.push(peer);
+                        }
                         server.wait_linked()?;
                     }
                     return Ok(server);
@@ -216,9 +225,11 @@ impl Server {
         }
     }
 
-    /// Starts a stickless peer of `server` (it dials `server`'s replication port).
+    /// Starts a stickless peer of `server` (it dials `server`'s replication port,
+    /// and `also`).
     pub fn peer_of(
         server: &Server,
+        also: &[SocketAddr],
         threads: usize,
         memory_mb: usize,
         ack: bool,
@@ -226,11 +237,13 @@ impl Server {
     ) -> io::Result<Server> {
         let repl = server.repl.ok_or_else(|| io::Error::other("not a replicating server"))?;
         let port = free_port()?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(Kind::Stickless.program());
         cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
             .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
             .arg(format!("--peer={repl}"))
-            .arg(format!("--repl-listen=127.0.0.1:{}", free_port()?))
+            .args(also.iter().map(|addr| format!("--peer={addr}")))
+            .arg(format!("--repl-listen={listen}"))
             .arg(if ack { "--repl-sync=ack" } else { "--repl-sync=async" })
             .args(SERVER_TLS.get().map(TlsFiles::repl_args).into_iter().flatten())
             .env_remove("RUST_LOG")
@@ -260,13 +273,16 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Server { addr, admin: addr, child, repl: None, aspnet: None, peer: None })
+        Ok(Server { addr, admin: addr, child, repl: Some(listen), aspnet: None, peers: Vec::new() })
     }
 
-    /// Waits until the replication link is up.
+    /// Waits until the replication links to every peer are up.
     pub fn wait_linked(&self) -> io::Result<()> {
         let deadline = Instant::now() + LINK_DEADLINE;
-        while self.stat_text("replication", "repl_peer_state")? != "up" {
+        let want = self.peers.len().max(1).to_string();
+        while self.stat_text("replication", "repl_peer_state")? != "up"
+            || self.stat_text("replication", "repl_peers_up")? != want
+        {
             if Instant::now() >= deadline {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not link up"));
             }
@@ -279,9 +295,9 @@ impl Server {
         self.child.id()
     }
 
-    /// The replication peer's PID, for a paired server.
-    pub fn peer_pid(&self) -> Option<u32> {
-        self.peer.as_ref().map(|peer| peer.pid())
+    /// The replication peers' PIDs, for a paired server.
+    pub fn peer_pids(&self) -> Vec<u32> {
+        self.peers.iter().map(Server::pid).collect()
     }
 
     /// The named general statistic of whatever listens at `addr`.
