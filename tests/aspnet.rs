@@ -250,30 +250,39 @@ fn a_remote_address_needs_a_secret_or_an_explicit_allowance() {
 
 /// Two nodes linked in ack mode, each with a state server port.
 fn pair() -> (Server, SocketAddr, Server, SocketAddr) {
-    let (first, first_addr) = state_server(|c| {
-        c.replication.listen = "127.0.0.1:0".into();
-        c.replication.listen_given = true;
-        c.replication.node_id = Some(1);
-        c.replication.sync = ReplSync::Ack;
-    });
-    let repl = first.replication_addr().expect("replication port");
-    let (second, second_addr) = state_server(|c| {
-        c.replication.listen = "127.0.0.1:0".into();
-        c.replication.peers = vec![repl.to_string()];
-        c.replication.node_id = Some(2);
-        c.replication.sync = ReplSync::Ack;
-        c.replication.wait_sync = Duration::ZERO;
-    });
+    let mut nodes = mesh(2).into_iter();
+    let ((first, a), (second, b)) = (nodes.next().unwrap(), nodes.next().unwrap());
+    (first, a, second, b)
+}
+
+/// `count` nodes in a full mesh in ack mode, each with a state server port: each
+/// dials every node started before it.
+fn mesh(count: usize) -> Vec<(Server, SocketAddr)> {
+    let mut nodes: Vec<(Server, SocketAddr)> = Vec::new();
+    for index in 0..count {
+        let peers: Vec<String> =
+            nodes.iter().map(|(server, _)| server.replication_addr().expect("replication port").to_string()).collect();
+        nodes.push(state_server(|c| {
+            c.replication.listen = "127.0.0.1:0".into();
+            c.replication.listen_given = true;
+            c.replication.peers = peers;
+            c.replication.node_id = Some(index as u16 + 1);
+            c.replication.sync = ReplSync::Ack;
+            c.replication.wait_sync = Duration::ZERO;
+        }));
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let linked = |server: &Server| {
         let node = server.shared().node.replicator().expect("replicating");
-        node.stats.state.load(std::sync::atomic::Ordering::Relaxed) == stickless::replication::replicator::LINK_UP
+        node.known_peers().len() == count - 1
+            && node.stats.state.load(std::sync::atomic::Ordering::Relaxed)
+                == stickless::replication::replicator::LINK_UP
     };
-    while !(linked(&first) && linked(&second)) {
-        assert!(Instant::now() < deadline, "the pair did not link");
+    while !nodes.iter().all(|(server, _)| linked(server)) {
+        assert!(Instant::now() < deadline, "the nodes did not link");
         std::thread::sleep(Duration::from_millis(10));
     }
-    (first, first_addr, second, second_addr)
+    nodes
 }
 
 #[test]
@@ -322,6 +331,64 @@ fn racing_acquires_on_both_nodes_grant_one_lock() {
     }
     first.shutdown();
     second.shutdown();
+}
+
+/// Every node of a mesh of three serves the state protocol: a session written on
+/// one is read on the others (ack mode: at once), and a lock taken on one is a 423
+/// on both others, with its cookie.
+#[test]
+fn three_nodes_share_sessions_and_locks() {
+    let nodes = mesh(3);
+    let mut clients: Vec<Client> = nodes.iter().map(|&(_, addr)| Client::connect(addr)).collect();
+    assert_eq!(text(&clients[0].exchange(b"PUT /shared HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")), ok());
+    for client in &mut clients[1..] {
+        assert!(text(&client.exchange(b"GET /shared HTTP/1.1\r\n\r\n")).ends_with("\r\n\r\nhello"));
+    }
+    let granted = text(&clients[1].exchange(b"GET /shared HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+    assert!(granted.contains("LockCookie: 2\r\n"), "{granted}");
+    for index in [0, 2] {
+        let locked = text(&clients[index].exchange(b"GET /shared HTTP/1.1\r\nExclusive: acquire\r\n\r\n"));
+        assert!(locked.starts_with("HTTP/1.1 423 Locked\r\n") && locked.contains("LockCookie: 2\r\n"), "{locked}");
+    }
+    let save = b"PUT /shared HTTP/1.1\r\nLockCookie: 2\r\nContent-Length: 5\r\n\r\nworld";
+    assert_eq!(text(&clients[2].exchange(save)), ok());
+    assert!(text(&clients[0].exchange(b"GET /shared HTTP/1.1\r\n\r\n")).ends_with("\r\n\r\nworld"));
+    for (server, _) in nodes {
+        server.shutdown();
+    }
+}
+
+/// Acquisitions of one session racing on three linked nodes grant it to exactly
+/// one of them, every round.
+#[test]
+fn racing_acquires_on_three_nodes_grant_one_lock() {
+    let nodes = mesh(3);
+    let mut setup = Client::connect(nodes[0].1);
+    for round in 0..40 {
+        let put = format!("PUT /race{round} HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        assert_eq!(text(&setup.exchange(put.as_bytes())), ok());
+    }
+    let acquirers: Vec<_> = (nodes.iter())
+        .map(|&(_, addr)| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                (0..40)
+                    .map(|round| {
+                        let request = format!("GET /race{round} HTTP/1.1\r\nExclusive: acquire\r\n\r\n");
+                        text(&client.exchange(request.as_bytes())).starts_with("HTTP/1.1 200 OK\r\n")
+                    })
+                    .collect::<Vec<bool>>()
+            })
+        })
+        .collect();
+    let granted: Vec<Vec<bool>> = acquirers.into_iter().map(|handle| handle.join().unwrap()).collect();
+    for round in 0..40 {
+        let winners = granted.iter().filter(|node| node[round]).count();
+        assert_eq!(winners, 1, "round {round}: {:?}", granted.iter().map(|node| node[round]).collect::<Vec<_>>());
+    }
+    for (server, _) in nodes {
+        server.shutdown();
+    }
 }
 
 /// A daemon of an ack pair with a state server port, for the test that kills one.
