@@ -3,7 +3,8 @@
 //! every run decided by its seed. Only the sockets are replaced: a connection is a
 //! pair of byte pipes that deliver in order after a random latency, and that
 //! faults cut (losing what is in flight), stall one way, or hold apart for long
-//! stretches; nodes crash and come back empty, and their clocks step.
+//! stretches; nodes crash and come back empty, or stop and come back from a warm
+//! restart file (the daemon's own `-e` save and load), and their clocks step.
 //!
 //! After the faults, the network heals and the simulator checks the oracle:
 //! - every node holds the same state for every key;
@@ -171,6 +172,7 @@ struct Report {
     stalls: u64,
     partitions: u64,
     crashes: u64,
+    warm_restarts: u64,
     clock_steps: u64,
     full_syncs: u64,
     partial_syncs: u64,
@@ -185,6 +187,7 @@ impl Report {
         self.stalls += other.stalls;
         self.partitions += other.partitions;
         self.crashes += other.crashes;
+        self.warm_restarts += other.warm_restarts;
         self.clock_steps += other.clock_steps;
         self.full_syncs += other.full_syncs;
         self.partial_syncs += other.partial_syncs;
@@ -254,6 +257,13 @@ impl Simulation {
 
     /// A node's new run: an empty store and a new history.
     fn boot(&mut self, index: usize, clock: ManualClock) -> SimNode {
+        self.boot_from(index, clock, None)
+    }
+
+    /// Boots node `index`, empty, or from a warm restart file as the daemon does:
+    /// the items and tombstones loaded before replication starts, then its run
+    /// resumed where the file says.
+    fn boot_from(&mut self, index: usize, clock: ManualClock, warm: Option<&std::path::Path>) -> SimNode {
         self.histories += 1;
         let id = index as u16 + 1;
         let config = StoreConfig {
@@ -263,6 +273,11 @@ impl Simulation {
             ..StoreConfig::default()
         };
         let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
+        let resumed = warm.map(|path| {
+            let report = crate::server::operations::warm::load(&store, path).expect("a file").expect("usable");
+            std::fs::remove_file(path).ok();
+            report.replication.expect("a replication position")
+        });
         // A full mesh: each node dials every other.
         let peers = (0..self.apart.len()).filter(|&other| other != index).map(|other| address(other).to_string());
         let settings = Settings {
@@ -276,7 +291,11 @@ impl Simulation {
             tombstone_secs: 3600,
             tls: None,
         };
-        let replicator = Arc::new(Replicator::new(Arc::clone(&store), settings, self.histories));
+        let history = resumed.as_ref().map_or(self.histories, |position| position.history);
+        let replicator = Arc::new(Replicator::new(Arc::clone(&store), settings, history));
+        if let Some(position) = &resumed {
+            replicator.resume(position.last_seq, &position.progress);
+        }
         assert!(replicator.observe());
         let node = Node::new(store);
         assert!(node.replicate(Arc::clone(&replicator)));
@@ -480,6 +499,13 @@ impl Simulation {
                     self.report.crashes += 1;
                 }
             }
+            // A node stops gracefully and starts again from its warm restart file:
+            // nothing it answered is lost, and its links resume where they were.
+            9 => {
+                let index = self.rng.below(self.nodes.len() as u64) as usize;
+                self.warm_restart(index);
+                self.report.warm_restarts += 1;
+            }
             // A node's wall clock steps by up to 2 s either way.
             8 => {
                 let index = self.rng.below(self.nodes.len() as u64) as usize;
@@ -512,6 +538,22 @@ impl Simulation {
                 wire.closed = true;
             }
         }
+    }
+
+    /// Stops node `index` as `SIGTERM` does with `-e`: its links close, its items,
+    /// tombstones and position go to a file, and it starts again from it.
+    fn warm_restart(&mut self, index: usize) {
+        self.count_syncs(index);
+        self.cut_node(index);
+        let replicator = &self.nodes[index].replicator;
+        let (history, last_seq, progress) = replicator.position();
+        let position = crate::server::operations::warm::ReplicationPosition { history, last_seq, progress };
+        let path = std::env::temp_dir().join(format!("stickless-sim-{}-{}-{index}", std::process::id(), self.seed));
+        crate::server::operations::warm::save(&replicator.store, Some(position), &path).expect("save");
+        let clock = self.nodes[index].clock.clone();
+        clock.advance_ms(1);
+        self.nodes[index] = self.boot_from(index, clock, Some(&path));
+        self.lockers[index] = Locker::Idle;
     }
 
     fn crash(&mut self, index: usize) {
@@ -790,6 +832,7 @@ fn campaign(mode: SyncMode, nodes: usize) {
             total.stalls,
             total.partitions,
             total.crashes,
+            total.warm_restarts,
             total.clock_steps,
             total.full_syncs,
             total.partial_syncs,
