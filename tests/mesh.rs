@@ -274,6 +274,41 @@ fn every_link_of_a_mesh_runs_over_mutual_tls() {
     }
 }
 
+/// `watch replication` on node 0 shows its link to node 1 going down with the
+/// reason, coming back, and the partial resync each way it starts.
+#[test]
+fn watch_shows_each_peers_link_events() {
+    use std::io::{Read, Write};
+    let mesh = Mesh::start(&[]);
+    let mut watcher = std::net::TcpStream::connect(mesh.node(0).addr).unwrap();
+    watcher.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    watcher.write_all(b"watch replication\r\n").unwrap();
+    let mut seen = String::new();
+    let mut read_until = |wanted: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + CONVERGE;
+        let mut buf = [0; 4096];
+        while !wanted(&seen) {
+            assert!(Instant::now() < deadline, "watch showed only: {seen}");
+            match watcher.read(&mut buf) {
+                Ok(0) => panic!("the watcher was closed after: {seen}"),
+                Ok(n) => seen.push_str(std::str::from_utf8(&buf[..n]).unwrap()),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    read_until(&|seen: &str| seen.starts_with("OK\r\n"));
+    mesh.cut(0, 1);
+    read_until(&|seen: &str| seen.contains("type=repl_link peer=2 ") && seen.contains(" event=down detail="));
+    mesh.restore(0, 1);
+    read_until(&|seen: &str| {
+        seen.contains(" event=up ") && seen.contains(" event=partial_sync detail=from%20change%20")
+    });
+    for line in seen.lines().skip(1) {
+        assert!(line.starts_with("ts=") && line.contains(" type=repl_link peer=2 addr=127.0.0.1:"), "{line}");
+    }
+}
+
 /// In ack mode an answered write is on every linked node: the node that answered
 /// it can die at once and the other two still have it.
 #[test]

@@ -207,7 +207,7 @@ fn claim_round_trips(server: &Server, ops: usize) -> [f64; 3] {
 /// The claims table: each command's round trip on stickless alone and with a peer.
 fn claims_table(sizes: &Sizes, pin: bool, alone: &Server) -> String {
     let cpus = pin.then(|| vec![1]);
-    let paired = Server::start(Kind::Paired { ack: false }, 1, 1024, cpus).expect("start a pair");
+    let paired = Server::start(Kind::Paired { ack: false, peers: 1 }, 1, 1024, cpus).expect("start a pair");
     if pin {
         pin_current(&[0]).expect("pin the client");
     }

@@ -107,6 +107,9 @@ impl WatchKinds {
     pub const EVICTIONS: u8 = 1 << 2;
     /// `delete` and `md`: `type=deleted`.
     pub const DELETIONS: u8 = 1 << 3;
+    /// Replication links coming up, going down and syncing: `type=repl_link`
+    /// (stickless's own; memcached has no replication).
+    pub const REPLICATION: u8 = 1 << 4;
 
     /// The stream a `watch` argument names.
     pub fn from_name(name: &[u8]) -> Option<u8> {
@@ -115,6 +118,7 @@ impl WatchKinds {
             b"mutations" => Self::MUTATIONS,
             b"evictions" => Self::EVICTIONS,
             b"deletions" => Self::DELETIONS,
+            b"replication" => Self::REPLICATION,
             _ => return None,
         })
     }

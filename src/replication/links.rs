@@ -11,7 +11,7 @@
 //! the other is closed, on both sides alike.
 
 use super::heartbeat::LinkTime;
-use super::replicator::{LINK_CONNECTING, LINK_DOWN, Replicator, SyncMode};
+use super::replicator::{LINK_CONNECTING, LINK_DOWN, LinkEvent, Replicator, SyncMode};
 use super::session::LinkSession;
 use slab::Slab;
 use std::io;
@@ -277,6 +277,8 @@ impl<T: Transport> Links<T> {
         }
         let link = &self.links[key];
         log::warn!("replication: linked to node {peer_node} at {}", link.peer);
+        let up = LinkEvent { peer: peer_node, address: Some(link.peer), event: "up", detail: "" };
+        self.replicator.link_event(&up);
     }
 
     /// Our sequence numbers sent so far, summed over the peers (it moves when a
@@ -435,6 +437,8 @@ impl<T: Transport> Links<T> {
             self.replicator.set_acking(slot, false);
             self.replicator.peer(slot).stats.receiving_sync.store(false, Ordering::Relaxed);
             log::warn!("replication: link to node {node} at {} down: {reason}", link.peer);
+            let down = LinkEvent { peer: node, address: Some(link.peer), event: "down", detail: reason };
+            self.replicator.link_event(&down);
             // Reconnect promptly; the backoff grows only while dials fail.
             for dialer in self.dialers.iter_mut().filter(|dialer| dialer.node == Some(node)) {
                 dialer.backoff = DIAL_BACKOFF_FIRST;

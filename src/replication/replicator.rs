@@ -291,6 +291,21 @@ impl Peer {
     }
 }
 
+/// Something that happened to the link with one peer, for `watch replication`.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkEvent<'a> {
+    pub peer: u16,
+    /// Where the link came from or went to.
+    pub address: Option<std::net::SocketAddr>,
+    /// `up`, `down`, `full_sync` (sent to the peer) or `partial_sync`.
+    pub event: &'static str,
+    /// Why a link went down; where a resync starts.
+    pub detail: &'a str,
+}
+
+/// Told of each [`LinkEvent`]; set at most once.
+pub type LinkObserver = Box<dyn Fn(&LinkEvent<'_>) + Send + Sync>;
+
 /// How often a start waiting for its first sync looks again.
 const SYNC_POLL: Duration = Duration::from_millis(5);
 
@@ -341,6 +356,7 @@ pub struct Replicator {
     epoch: Instant,
     /// The replication listener's bound address.
     pub listen_addr: OnceLock<std::net::SocketAddr>,
+    link_observer: OnceLock<LinkObserver>,
 }
 
 impl Replicator {
@@ -373,6 +389,7 @@ impl Replicator {
             stats,
             epoch: Instant::now(),
             listen_addr: OnceLock::new(),
+            link_observer: OnceLock::new(),
         }
     }
 
@@ -402,6 +419,18 @@ impl Replicator {
             .filter_map(|peer| Some(PeerProgress { node: peer.node()?, progress: *peer.progress() }))
             .collect();
         (self.history, last_seq, progress)
+    }
+
+    /// Installs the one observer of link events; false if one is already installed.
+    pub fn observe_links(&self, observer: LinkObserver) -> bool {
+        self.link_observer.set(observer).is_ok()
+    }
+
+    /// Tells the observer of link events, if any, of one.
+    pub(super) fn link_event(&self, event: &LinkEvent<'_>) {
+        if let Some(observer) = self.link_observer.get() {
+            observer(event);
+        }
     }
 
     /// The peers that have taken a slot.

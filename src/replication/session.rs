@@ -16,7 +16,7 @@
 use super::backlog::{Overflowed, Recorded};
 use super::handshake::{PeerHello, fresh_nonce};
 use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
-use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, MAX_PEERS, Progress, ReplStats, Replicator};
+use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator};
 use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
 use std::sync::atomic::Ordering;
@@ -425,6 +425,8 @@ impl LinkSession {
             self.sending = Sending::Live;
             drop(backlog);
             stats.partial_syncs.fetch_add(1, Ordering::Relaxed);
+            let from = format!("from change {}", applied + 1);
+            self.tell(replicator, slot, "partial_sync", &from);
             log::info!(
                 "replication: partial resync to node {} from change {}",
                 self.peer_node().unwrap_or(0),
@@ -440,12 +442,21 @@ impl LinkSession {
             self.sending = Sending::Full { cursor: SyncCursor::default(), upto };
             stats.full_syncs.fetch_add(1, Ordering::Relaxed);
             stats.sync_items_sent.store(0, Ordering::Relaxed);
+            self.tell(replicator, slot, "full_sync", &format!("up to change {upto}"));
             log::info!(
                 "replication: full sync to node {} (it holds nothing of this run's changes up to {upto})",
                 self.peer_node().unwrap_or(0)
             );
         }
         replicator.set_acking(slot, true);
+    }
+
+    /// Tells `watch replication` of a resync this link starts.
+    fn tell(&self, replicator: &Replicator, slot: usize, event: &'static str, detail: &str) {
+        let peer = replicator.peer(slot);
+        let address = peer.address().and_then(|address| address.parse().ok());
+        let peer = self.peer_node().unwrap_or_default();
+        replicator.link_event(&LinkEvent { peer, address, event, detail });
     }
 
     /// Fills `out` up to about `budget` bytes with changes and sync slices, and

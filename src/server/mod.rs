@@ -408,6 +408,14 @@ impl Server {
                 evictions.evicted(evicted);
             }
         }));
+        if let Some(replicator) = shared.node.replicator() {
+            let links = Arc::clone(&shared.watch);
+            replicator.observe_links(Box::new(move |event| {
+                if links.wants(WatchKinds::REPLICATION) {
+                    links.link(event);
+                }
+            }));
+        }
         // The first worker hosts the link: its own clients' writes then reach the
         // peer, and their acknowledgements come back, without a thread hand-off.
         let mut link = match (shared.node.replicator(), early_link) {

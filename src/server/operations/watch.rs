@@ -257,6 +257,17 @@ impl Watch {
         self.emit(WatchKinds::DELETIONS, format_args!("type=deleted key={key} cmd={cmd} clsid=1 size={size}"));
     }
 
+    /// A replication link's event: up, down (with the reason), or a resync it
+    /// starts sending (with where from).
+    pub fn link(&self, event: &crate::replication::replicator::LinkEvent<'_>) {
+        let address = event.address.map(|address| address.to_string()).unwrap_or_default();
+        let detail = EscapedKey(event.detail.as_bytes());
+        self.emit(
+            WatchKinds::REPLICATION,
+            format_args!("type=repl_link peer={} addr={address} event={} detail={detail}", event.peer, event.event),
+        );
+    }
+
     /// An eviction (memcached's `LOGGER_EVICTION`); `ttl=-1` means no expiry.
     pub fn evicted(&self, item: &Evicted<'_>) {
         let key = EscapedKey(item.key);
