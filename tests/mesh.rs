@@ -309,6 +309,20 @@ fn watch_shows_each_peers_link_events() {
     }
 }
 
+/// Two nodes given one node id both dialing a third: the third says so in its log
+/// (at the default verbosity), rather than linking each in turn as the same peer.
+#[test]
+fn two_nodes_with_one_id_are_named_in_the_log() {
+    let hub = Node::start(&["--node-id=1", "--repl-timeout=0.5"]);
+    let first = Node::start(&["--node-id=2", &hub.peer_arg()]);
+    wait_for("the first node with id 2 to link", CONVERGE, || hub.stats()["repl_peers_up"] == "1");
+    let _second = Node::start(&["--node-id=2", &hub.peer_arg(), "--repl-wait-sync=0"]);
+    wait_for("the hub to name the shared id", CONVERGE, || hub.log().contains("two nodes claim node id 2"));
+    assert!(hub.log().contains("give each node its own --node-id"), "{}", hub.log());
+    // The first keeps its link meanwhile.
+    assert_eq!(first.stats()["repl_peer_state"], "up");
+}
+
 /// In ack mode an answered write is on every linked node: the node that answered
 /// it can die at once and the other two still have it.
 #[test]

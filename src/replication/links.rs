@@ -73,6 +73,18 @@ pub(super) struct Link<T> {
     dialer: Option<usize>,
 }
 
+/// The runs of one peer's node id seen on its links in use.
+struct Runs {
+    node: u16,
+    /// The run on the link in use (or last in use).
+    current: u64,
+    /// The run `current` replaced; 0 for none.
+    replaced: u64,
+    /// Links from another run refused while the link in use (its key) stayed up,
+    /// since when (monotonic ms).
+    refused_since: Option<(usize, u64)>,
+}
+
 /// One `--peer` this node dials.
 struct Dialer {
     /// Our dial in progress.
@@ -91,6 +103,8 @@ pub(super) struct Links<T> {
     active: Vec<(u16, usize)>,
     /// One for each `--peer`, in order.
     dialers: Vec<Dialer>,
+    /// Each peer's runs, as its links in use have shown them.
+    runs: Vec<Runs>,
     /// xorshift state for the dial jitter.
     jitter: u64,
     /// A link had more to send after its last burst.
@@ -115,6 +129,7 @@ impl<T: Transport> Links<T> {
             links: Slab::new(),
             active: Vec::new(),
             dialers,
+            runs: Vec::new(),
             jitter,
             busy: false,
             batching: false,
@@ -255,6 +270,17 @@ impl<T: Transport> Links<T> {
         } else if peer.address().is_none() {
             peer.set_address(link.peer);
         }
+        let (history, address) = (link.session.peer_history().unwrap_or_default(), link.peer);
+        if self.returning_run(peer_node, history) {
+            log::error!(
+                "replication: two nodes claim node id {peer_node} (a run that another run of that id replaced came \
+                 back, from {address}): give each node its own --node-id"
+            );
+            self.replicator.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.close(key, &format!("another node links as node id {peer_node}"));
+            return;
+        }
+        let link = &self.links[key];
         // The link both sides keep: the one the lower node id dialed.
         let preferred = |link: &Link<T>| link.session.dialed == (self.replicator.settings.identity.node < peer_node);
         match self.active_to(peer_node) {
@@ -269,16 +295,62 @@ impl<T: Transport> Links<T> {
                         self.replicator.set_acking(slot, true);
                     }
                 } else {
+                    let (other_history, heard) =
+                        (self.links[other].session.peer_history(), link.session.clock.last_heard_ms);
+                    if other_history != Some(history) && self.refused_too_long(peer_node, other, heard) {
+                        log::error!(
+                            "replication: two nodes claim node id {peer_node} (one linked, another at {address} \
+                             refused for longer than the first could be a dead run): give each node its own \
+                             --node-id"
+                        );
+                        self.replicator.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.close(key, "a link to this peer is already up");
                     return;
                 }
             }
             _ => self.active.push((peer_node, key)),
         }
+        self.note_run(peer_node, history);
         let link = &self.links[key];
         log::warn!("replication: linked to node {peer_node} at {}", link.peer);
         let up = LinkEvent { peer: peer_node, address: Some(link.peer), event: "up", detail: "" };
         self.replicator.link_event(&up);
+    }
+
+    /// Whether `history` is a run of node `node` that another run of the same id
+    /// already replaced on a link in use: a node's runs follow each other (a restart
+    /// starts a new one, and the old never comes back), so a replaced run that links
+    /// again is a second node using the same id.
+    fn returning_run(&self, node: u16, history: u64) -> bool {
+        self.runs.iter().any(|runs| runs.node == node && runs.current != history && runs.replaced == history)
+    }
+
+    /// Notes that node `node`'s link in use now comes from its run `history`.
+    fn note_run(&mut self, node: u16, history: u64) {
+        match self.runs.iter_mut().find(|runs| runs.node == node) {
+            Some(runs) if runs.current == history => runs.refused_since = None,
+            Some(runs) => *runs = Runs { node, current: history, replaced: runs.current, refused_since: None },
+            None => self.runs.push(Runs { node, current: history, replaced: 0, refused_since: None }),
+        }
+    }
+
+    /// A link from another run of node `node` than the one on link `active` was
+    /// refused at `now_ms`: says whether such refusals, with `active` in use
+    /// throughout, have gone on longer than a dead run's link lingers (two
+    /// `--repl-timeout`s: a restarted node's old link is declared down within one).
+    fn refused_too_long(&mut self, node: u16, active: usize, now_ms: u64) -> bool {
+        let lingering = 2 * self.replicator.settings.timeout.as_millis() as u64;
+        let Some(runs) = self.runs.iter_mut().find(|runs| runs.node == node) else {
+            return false;
+        };
+        match runs.refused_since {
+            Some((key, since)) if key == active => now_ms.saturating_sub(since) > lingering,
+            _ => {
+                runs.refused_since = Some((active, now_ms));
+                false
+            }
+        }
     }
 
     /// Our sequence numbers sent so far, summed over the peers (it moves when a

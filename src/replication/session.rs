@@ -186,6 +186,14 @@ impl LinkSession {
         }
     }
 
+    /// The peer's run (its `history`), once it has proved itself.
+    pub fn peer_history(&self) -> Option<u64> {
+        match self.phase {
+            LinkPhase::Ready(peer) => Some(peer.history),
+            _ => None,
+        }
+    }
+
     /// Whether the peer has asked for our changes (after its resume).
     pub fn is_sending(&self) -> bool {
         self.is_ready() && !matches!(self.sending, Sending::AwaitResume)
