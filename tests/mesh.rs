@@ -188,8 +188,12 @@ fn a_partitioned_node_and_the_rest_converge_once_healed() {
         mesh.set(1 + round % 2, "shared", &format!("rest{round}"));
     }
     mesh.delete(0, "doomed");
+    // Node 0 (id 1) keeps the delete for both peers until they have it.
+    let pending = |peer: usize| mesh.node(0).stat(&format!("repl_peer_{peer}_tombstones_pending"));
+    assert_eq!((pending(2), pending(3)), (1, 1));
     mesh.heal(0);
     mesh.wait_linked();
+    wait_for("both peers to have node 0's delete", CONVERGE, || pending(2) == 0 && pending(3) == 0);
     let mut all: Vec<String> = (0..20).flat_map(|round| [format!("alone{round}"), format!("rest{round}")]).collect();
     all.extend(keys(&["shared", "doomed"]));
     let seen = values(&mesh.wait_same(&all));

@@ -873,6 +873,7 @@ impl Replicator {
             each("applied_seq", load(&p.applied_seq).to_string());
             each("lag_ops", last_seq.saturating_sub(peer.acked()).to_string());
             each("lag_bytes", peer.lag_bytes().to_string());
+            each("tombstones_pending", self.store.tombstones_pending(peer.acked()).to_string());
             each("partial_syncs", load(&p.partial_syncs).to_string());
             each("full_syncs", load(&p.full_syncs).to_string());
             each("links", load(&p.links).to_string());

@@ -408,6 +408,13 @@ impl Store {
         (0..self.shards.len()).map(|i| self.lock(i).tombstones.len()).sum()
     }
 
+    /// Deletes remembered here that a peer which has applied this node's changes up
+    /// to `applied` may still lack (`stats`: a peer's tombstones pending). Walks every
+    /// shard's tombstones, one shard lock at a time.
+    pub fn tombstones_pending(&self, applied: u64) -> usize {
+        (0..self.shards.len()).map(|i| self.lock(i).tombstones.pending_for(applied)).sum()
+    }
+
     /// Bytes the tombstones hold (counted in the memory limit).
     pub fn tombstone_bytes(&self) -> usize {
         self.tombstone_bytes.load(Ordering::Relaxed)

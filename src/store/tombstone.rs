@@ -172,6 +172,16 @@ impl Tombstones {
         }
     }
 
+    /// Deletes a peer that has applied our changes up to `applied` may still lack:
+    /// not yet sent, or sent in a later change (expiries, forgotten by time alone,
+    /// are not counted).
+    pub fn pending_for(&self, applied: u64) -> usize {
+        self.table
+            .iter()
+            .filter(|tomb| mark_of(tomb) != EXPIRY && (mark_of(tomb) == UNSENT || mark_of(tomb) > applied))
+            .count()
+    }
+
     /// Visits every tombstone's key and version for a full sync covering up to
     /// `seq`, marking the deletes as sent in it.
     pub fn each(&mut self, seq: u64, mut visit: impl FnMut(&[u8], u64)) {
