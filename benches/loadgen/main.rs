@@ -635,19 +635,27 @@ struct SyncSample {
 
 /// Row (sync): a node holding `--items` items of 100 bytes is joined by an empty
 /// peer; a light get load (10 connections, pipeline 1) runs against the sender.
+/// Then a third node joins a pair holding them (a mesh of three): it takes a full
+/// sync from each.
 fn sync_row(settings: &Settings, placement: &Placement) {
     let items = settings.memory_items;
     let loaded = Workload { key_maximum: items, ..base_workload() };
     let probe = Workload { connections: 10, sets: 0, gets: 1, key_maximum: items, ..base_workload() };
     let window = settings.test_time.max(Duration::from_secs(4));
     let mut table = Vec::new();
-    for ack in [false, true] {
+    for (ack, third) in [(false, false), (true, false), (false, true)] {
         let mut samples = Vec::new();
         for run in 0..settings.runs.min(3) {
-            let server =
-                Server::start(Kind::Replicating, settings.server_threads, settings.memory_mb, placement.server.clone())
-                    .expect("start stickless");
+            let kind = if third { Kind::Paired { ack, peers: 1 } } else { Kind::Replicating };
+            let server = Server::start(kind, settings.server_threads, settings.memory_mb, placement.server.clone())
+                .expect("start stickless");
             driver::load(server.addr, &loaded).expect("load");
+            // The pair holds every item before the third node joins.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while server.peers_hold() < items {
+                assert!(Instant::now() < deadline, "the peer did not catch up");
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let start = Instant::now() + Duration::from_millis(200);
             let before = driver::run(server.addr, &probe, probe.connections, 7, start, start + window).expect("probe");
             let from = Instant::now() + Duration::from_millis(200);
@@ -659,7 +667,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                 let joined = Instant::now();
                 let peer = Server::peer_of(
                     &server,
-                    &[],
+                    &server.peer_repl_addrs(),
                     settings.server_threads,
                     settings.memory_mb,
                     ack,
@@ -670,7 +678,10 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                 let received = loop {
                     let stat = |name| peer.stat_text("replication", name).unwrap_or_default();
                     let received: u64 = stat("repl_sync_items_received").parse().unwrap_or(0);
-                    if received >= items && stat("repl_syncing") == "0" {
+                    // A third node takes a full sync from each of the pair: done once it
+                    // holds every item and neither sync runs.
+                    let held = if third { peer.stat("curr_items").unwrap_or(0) } else { received };
+                    if held >= items && stat("repl_syncing") == "0" {
                         break received;
                     }
                     assert!(Instant::now() < deadline, "the full sync did not finish");
@@ -690,7 +701,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
             eprintln!(
                 "  (sync) run {} {}: {:.2} s for {} items, sender get p99 {:.3} ms during, {:.3} ms before",
                 run + 1,
-                if ack { "ack" } else { "async" },
+                sync_mode(ack, third),
                 sample.seconds,
                 sample.items,
                 sample.p99_ms_during,
@@ -698,7 +709,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
             );
             samples.push(sample);
         }
-        table.push((ack, samples));
+        table.push((ack, third, samples));
     }
     println!(
         "### (sync) full sync of {} items of 100 bytes to a new peer
@@ -708,16 +719,17 @@ fn sync_row(settings: &Settings, placement: &Placement) {
     println!(
         "The sender holds the items; an empty peer (on the load generator's CPU) joins. Time from starting the \
          peer to its last item applied. Meanwhile {} connections at pipeline 1 send gets to the sender for {} s; \
-         its p99 is set beside the same load just before the sync.\n",
+         its p99 is set beside the same load just before the sync. The third row: the sender has a peer \
+         already, and the empty node joins both (a full sync from each; its items received count both).\n",
         probe.connections,
         window.as_secs()
     );
     println!("| mode | sync seconds | items | sender get p99 ms during | before | gets served during |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (ack, samples) in &table {
+    for (ack, third, samples) in &table {
         println!(
             "| {} | **{:.2}** | {} | {:.3} | {:.3} | {} |",
-            if *ack { "ack" } else { "async" },
+            sync_mode(*ack, *third),
             median(samples.iter().map(|s| s.seconds).collect()),
             samples.last().map_or(0, |s| s.items),
             median(samples.iter().map(|s| s.p99_ms_during).collect()),
@@ -726,6 +738,15 @@ fn sync_row(settings: &Settings, placement: &Placement) {
         );
     }
     println!();
+}
+
+/// How row (sync) names a run.
+fn sync_mode(ack: bool, third: bool) -> &'static str {
+    match (ack, third) {
+        (_, true) => "async, third node joins a pair",
+        (true, false) => "ack",
+        (false, false) => "async",
+    }
 }
 
 /// Row (warm): `-e` with `--items` sessions of 4 KiB: how long the stop takes to

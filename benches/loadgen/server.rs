@@ -295,6 +295,16 @@ impl Server {
         self.child.id()
     }
 
+    /// The fewest items any replication peer holds (`u64::MAX` with none).
+    pub fn peers_hold(&self) -> u64 {
+        self.peers.iter().map(|peer| peer.stat("curr_items").unwrap_or(0)).min().unwrap_or(u64::MAX)
+    }
+
+    /// The replication peers' own replication addresses, for a paired server.
+    pub fn peer_repl_addrs(&self) -> Vec<SocketAddr> {
+        self.peers.iter().filter_map(|peer| peer.repl).collect()
+    }
+
     /// The replication peers' PIDs, for a paired server.
     pub fn peer_pids(&self) -> Vec<u32> {
         self.peers.iter().map(Server::pid).collect()
