@@ -20,7 +20,9 @@ use std::collections::VecDeque;
 /// An entry's heap block beyond its key: none for a flush.
 fn heap_bytes(change: &Recorded) -> usize {
     match change {
-        Recorded::Key(key) | Recorded::Claim { key, .. } => crate::store::allocated_size(key.len()),
+        Recorded::Key(key) | Recorded::Passed { key, .. } | Recorded::Claim { key, .. } => {
+            crate::store::allocated_size(key.len())
+        }
         Recorded::Flush { .. } => 0,
     }
 }
@@ -29,6 +31,12 @@ fn heap_bytes(change: &Recorded) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recorded {
     Key(Box<[u8]>),
+    /// A key whose state came from a peer's run (`from`: [`super::replicator::Peer::run_tag`])
+    /// and is passed on to the others: that run holds it already.
+    Passed {
+        key: Box<[u8]>,
+        from: u32,
+    },
     /// A key an `add` created at `version`: sent as a `Claim` while it holds that
     /// version.
     Claim {

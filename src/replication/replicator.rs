@@ -234,6 +234,8 @@ pub struct Peer {
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
     acking: AtomicBool,
+    /// The peer's run last seen on a link, and how many runs have been seen.
+    run: Mutex<(u64, u32)>,
     /// Where its link last came from or went to.
     address: Mutex<Option<std::net::SocketAddr>>,
     pub stats: ReplStats,
@@ -251,6 +253,7 @@ impl Peer {
             progress: Mutex::new(Progress::default()),
             acked: AtomicU64::new(0),
             acking: AtomicBool::new(false),
+            run: Mutex::new((0, 0)),
             address: Mutex::new(None),
             stats: ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() },
         }
@@ -269,6 +272,18 @@ impl Peer {
 
     pub fn acked(&self) -> u64 {
         self.acked.load(Ordering::Acquire)
+    }
+
+    /// The tag of the peer's run `history` in slot `slot`, as the changes applied
+    /// from it are recorded: the slot and a count of the runs seen in it, so that a
+    /// change from a run is not sent back to that run, but is to the next one (a
+    /// restart that lost it).
+    pub fn run_tag(&self, slot: usize, history: u64) -> u32 {
+        let mut run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        if run.0 != history {
+            *run = (history, run.1.wrapping_add(1));
+        }
+        ((slot as u32 + 1) << 24) | (run.1 & 0x00ff_ffff)
     }
 
     /// Where the peer's link last came from or went to.
@@ -305,6 +320,22 @@ pub struct LinkEvent<'a> {
 
 /// Told of each [`LinkEvent`]; set at most once.
 pub type LinkObserver = Box<dyn Fn(&LinkEvent<'_>) + Send + Sync>;
+
+thread_local! {
+    /// The run tag of the link whose changes this thread is applying, 0 for none:
+    /// a change the store reports meanwhile came from that peer's run. Per thread,
+    /// so a worker's own write recorded at the same moment is never taken for one.
+    static APPLYING_FROM: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `apply` with the changes it makes recorded as coming from the run tagged
+/// `from` (a link's [`Peer::run_tag`]).
+pub(super) fn applying_from<R>(from: u32, apply: impl FnOnce() -> R) -> R {
+    let before = APPLYING_FROM.replace(from);
+    let result = apply();
+    APPLYING_FROM.set(before);
+    result
+}
 
 /// How often a start waiting for its first sync looks again.
 const SYNC_POLL: Duration = Duration::from_millis(5);
@@ -486,7 +517,10 @@ impl Replicator {
         let now = self.micros();
         // Allocated before the lock, so writers hold it for a push only.
         let claim = matches!(change, Change::Claim { .. });
-        let change = Recorded::from(change);
+        let change = match (change, APPLYING_FROM.get()) {
+            (Change::Key(key), from) if from != 0 => Recorded::Passed { key: key.into(), from },
+            (change, _) => Recorded::from(change),
+        };
         let seq = self.backlog().push(change, now);
         if claim {
             self.urgent.store(true, Ordering::Release);

@@ -16,7 +16,9 @@
 use super::backlog::{Overflowed, Recorded};
 use super::handshake::{PeerHello, fresh_nonce};
 use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
-use super::replicator::{LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator};
+use super::replicator::{
+    LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator, applying_from,
+};
 use super::wire::{self, Frame, NONCE_LEN};
 use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
 use std::sync::atomic::Ordering;
@@ -52,6 +54,9 @@ pub struct LinkSession {
     pub dialed: bool,
     /// The peer's slot in the replicator, once it has proved itself.
     slot: Option<usize>,
+    /// The peer's run as the changes applied from it are recorded
+    /// ([`super::replicator::Peer::run_tag`]); 0 until it has proved itself.
+    run_tag: u32,
     our_nonce: [u8; NONCE_LEN],
     phase: LinkPhase,
     sending: Sending,
@@ -101,6 +106,8 @@ const WON_IN_REFUSALS_KEPT: usize = 64;
 #[derive(Clone, Copy, Debug)]
 enum Pending {
     Key(usize),
+    /// A key's length, and the run its state came from.
+    Passed(usize, u32),
     /// A key's length, and the version its `add` made.
     Claim(usize, u64),
     Flush {
@@ -115,6 +122,7 @@ impl LinkSession {
         let mut session = LinkSession {
             dialed,
             slot: None,
+            run_tag: 0,
             our_nonce: fresh_nonce()?,
             phase: LinkPhase::Hello,
             sending: Sending::AwaitResume,
@@ -259,6 +267,7 @@ impl LinkSession {
                     format!("node {} would be a peer over the most a node links with ({MAX_PEERS})", peer.node)
                 })?;
                 self.slot = Some(slot);
+                self.run_tag = replicator.peer(slot).run_tag(slot, peer.history);
                 self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
                 let held = *replicator.peer(slot).progress();
@@ -273,7 +282,8 @@ impl LinkSession {
             }
             LinkPhase::Ready(peer) => {
                 let slot = self.slot.expect("a ready link has its peer's slot");
-                self.handle_ready(replicator, slot, peer, frame, now.wall_ms)
+                // What this applies is recorded as the peer's run's, which is not sent it back.
+                applying_from(self.run_tag, || self.handle_ready(replicator, slot, peer, frame, now.wall_ms))
             }
         }
     }
@@ -568,6 +578,10 @@ impl LinkSession {
                     keys.extend_from_slice(key);
                     (seq, Pending::Key(key.len()))
                 }
+                &Recorded::Passed { ref key, from } => {
+                    keys.extend_from_slice(key);
+                    (seq, Pending::Passed(key.len(), from))
+                }
                 &Recorded::Claim { ref key, version } => {
                     keys.extend_from_slice(key);
                     (seq, Pending::Claim(key.len(), version))
@@ -583,7 +597,13 @@ impl LinkSession {
         let mut key_at = 0;
         for &(seq, pending) in &batch {
             match pending {
-                Pending::Key(len) | Pending::Claim(len, _) => {
+                // A state that came from this link's peer, in the run linked now: it
+                // holds it (or something newer) already.
+                Pending::Passed(len, from) if from == self.run_tag => {
+                    key_at += len;
+                    last_skipped = Some(seq);
+                }
+                Pending::Key(len) | Pending::Passed(len, _) | Pending::Claim(len, _) => {
                     let key = &keys[key_at..key_at + len];
                     key_at += len;
                     let claimed = match pending {

@@ -870,3 +870,32 @@ fn five_nodes_converge_from_every_seed_async() {
 fn five_nodes_converge_from_every_seed_ack() {
     campaign(SyncMode::Ack, 5);
 }
+
+/// What a node passes on is not sent back over the link it came from, to the run
+/// that sent it: writes on one node of three reach each other node twice
+/// (directly, and passed on by the third), and here, where every write reaches both
+/// directly first, none comes back to the writer. (One that reaches a node through
+/// the third first is passed back to its writer, which finds it older.)
+#[test]
+fn a_change_passed_on_never_returns_to_its_run() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut sim = Simulation::new(11, SyncMode::Async, 3);
+    sim.heal();
+    for k in 0..KEYS {
+        let value = [k as u8; 8];
+        let outcome = sim.nodes[0].node.store_item(&StoreRequest::new(StoreMode::Set, &key(k), &value)).outcome;
+        assert!(matches!(outcome, StoreOutcome::Stored { .. }));
+    }
+    for _ in 0..1000 {
+        sim.step(false);
+    }
+    let received = |node: &SimNode| {
+        let peers = node.replicator.known_peers();
+        peers
+            .iter()
+            .map(|peer| peer.stats.changes_applied.load(Relaxed) + peer.stats.conflicts.load(Relaxed))
+            .sum::<u64>()
+    };
+    assert_eq!(received(&sim.nodes[0]), 0, "nothing came back to the writer");
+    assert_eq!((received(&sim.nodes[1]), received(&sim.nodes[2])), (2 * KEYS as u64, 2 * KEYS as u64));
+}
