@@ -592,7 +592,7 @@ impl LinkSession {
         let mut out = std::mem::take(&mut self.out);
         let before = out.len();
         let mut last_skipped = None;
-        let our_node = replicator.store.node_id();
+        let peer_node = self.peer_node();
         let mut lost = Vec::new();
         let mut key_at = 0;
         for &(seq, pending) in &batch {
@@ -619,11 +619,14 @@ impl LinkSession {
                     });
                     let sent = replicator.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
-                        // the add made. A state from the peer that replaced it since
-                        // was a concurrent write there that won: the add lost.
+                        // the add made. A state from this peer that replaced it since
+                        // was a concurrent write there that won: the add lost. One from
+                        // a third node may have been made on top of the add (that node
+                        // had it first); the third node judges the claim itself.
                         let claim = claimed == Some(change.version);
-                        if claimed.is_some_and(|made| change.version > made && version_node(change.version) != our_node)
-                        {
+                        if claimed.is_some_and(|made| {
+                            change.version > made && Some(version_node(change.version)) == peer_node
+                        }) {
                             lost.push(seq);
                         }
                         // A state the peer made itself goes back to it too: the peer
