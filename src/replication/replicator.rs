@@ -464,6 +464,13 @@ impl Replicator {
         }
     }
 
+    /// Whether changes applied from a peer are passed on to the others: once a
+    /// second peer has linked, what comes from one must reach the other even while
+    /// their own link is down ([`crate::store::Store::apply_peer_change`]).
+    pub fn passes_on(&self) -> bool {
+        self.peers_known.load(Ordering::Acquire) > 1
+    }
+
     /// The peers that have taken a slot.
     pub fn known_peers(&self) -> &[Peer] {
         &self.peers[..self.peers_known.load(Ordering::Acquire)]
@@ -490,11 +497,6 @@ impl Replicator {
         peer.stats.peer_node.store(u64::from(node), Ordering::Relaxed);
         peer.node.store(u32::from(node), Ordering::Release);
         self.peers_known.store(slot + 1, Ordering::Release);
-        if slot == 1 {
-            // A second peer: what comes from one must reach the other even while
-            // their own link is down, so applied changes are passed on.
-            self.store.forward_applied();
-        }
         Some(slot)
     }
 

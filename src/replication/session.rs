@@ -312,7 +312,8 @@ impl LinkSession {
             Frame::Claim { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
                 let state = KeyState::Value { value, flags, expires_at };
-                if replicator.store.apply_remote_claim(&KeyChange { key, version, state }) == Applied::Refused {
+                let change = KeyChange { key, version, state };
+                if replicator.store.apply_peer_change(&change, true, replicator.passes_on()) == Applied::Refused {
                     stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     stats.claims_refused.fetch_add(1, Ordering::Relaxed);
                     self.refusals.push_back((seq, key.into(), replicator.last_seq()));
@@ -325,7 +326,11 @@ impl LinkSession {
             Frame::Refuse { seq, version, flags, expires_ms, key, value } => {
                 if version != 0 {
                     let state = KeyState::Value { value, flags, expires_at: self.to_local_secs(expires_ms) };
-                    replicator.store.apply_remote(&KeyChange { key, version, state });
+                    replicator.store.apply_peer_change(
+                        &KeyChange { key, version, state },
+                        false,
+                        replicator.passes_on(),
+                    );
                 }
                 replicator.claim_refused(seq);
             }
@@ -333,13 +338,14 @@ impl LinkSession {
                 self.apply(replicator, seq, &KeyChange { key, version, state: KeyState::Deleted });
             }
             Frame::Flush { seq, version, at_ms } => {
-                replicator.store.apply_remote_flush(version, self.to_local_secs(at_ms));
+                replicator.store.apply_peer_flush(version, self.to_local_secs(at_ms), replicator.passes_on());
                 self.applied(replicator, seq);
             }
             Frame::Skip { seq } => self.applied(replicator, seq),
             Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
                 self.receiving_sync = Some(seq);
-                replicator.store.apply_remote_flush(flush_version, self.to_local_secs(flush_at_ms));
+                let at = self.to_local_secs(flush_at_ms);
+                replicator.store.apply_peer_flush(flush_version, at, replicator.passes_on());
                 stats.receiving_sync.store(true, Ordering::Relaxed);
                 stats.sync_items_received.store(0, Ordering::Relaxed);
                 log::info!("replication: receiving a full sync from node {}", peer.node);
@@ -409,7 +415,7 @@ impl LinkSession {
 
     fn apply(&mut self, replicator: &Replicator, seq: u64, change: &KeyChange<'_>) {
         let stats = self.stats(replicator);
-        match replicator.store.apply_remote(change) {
+        match replicator.store.apply_peer_change(change, false, replicator.passes_on()) {
             Applied::Applied => stats.changes_applied.fetch_add(1, Ordering::Relaxed),
             Applied::Older => stats.conflicts.fetch_add(1, Ordering::Relaxed),
             Applied::NoMemory => {

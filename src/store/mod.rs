@@ -207,9 +207,6 @@ pub struct Store {
     /// The highest of this node's change numbers the peer has applied: tombstones
     /// sent up to it are forgotten.
     peer_applied: AtomicU64,
-    /// Changes applied from a peer are told to the change observer too, so that a
-    /// node with more than one peer passes each on ([`Store::forward_applied`]).
-    forwarding: std::sync::atomic::AtomicBool,
     /// Bytes of every shard's tombstones (part of `used`).
     tombstone_bytes: AtomicUsize,
     /// Deletes forgotten under memory pressure before the peer acknowledged them.
@@ -248,7 +245,6 @@ impl Store {
             change_observer: std::sync::OnceLock::new(),
             tombstone_secs: AtomicU32::new(0),
             peer_applied: AtomicU64::new(0),
-            forwarding: std::sync::atomic::AtomicBool::new(false),
             tombstone_bytes: AtomicUsize::new(0),
             tombstones_shed: AtomicU64::new(0),
             protected_prefixes: if config.protected_prefixes.is_empty() {

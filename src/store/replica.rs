@@ -168,17 +168,6 @@ impl Store {
         }
     }
 
-    /// From now on, changes applied from a peer are told to the change observer like
-    /// local ones, and a delete applied leaves a tombstone: a node with more than one
-    /// peer passes on what it learns from each, so that a link down between two
-    /// peers delays nothing while both reach this one, and a state that loses here
-    /// (an older write arriving after a delete) cannot win on a node this node
-    /// reaches. A state that is not newer here is not applied, and so not passed on:
-    /// nothing goes round the mesh twice.
-    pub fn forward_applied(&self) {
-        self.forwarding.store(true, Ordering::Release);
-    }
-
     /// The peer has applied this node's changes up to `seq`: tombstones sent up to
     /// there no longer matter, and go on the next sweep or need for memory.
     pub fn peer_applied(&self, seq: u64) {
@@ -226,7 +215,23 @@ impl Store {
     /// (its item, its tombstone, and its flush mark). Applied changes are not
     /// reported to the observer: what came from the peer never goes back to it.
     pub fn apply_remote(&self, change: &KeyChange<'_>) -> Applied {
-        self.apply_remote_as(change, false)
+        self.apply_remote_as(change, false, false)
+    }
+
+    /// Applies a peer's change as [`Store::apply_remote`] (or, for a `claim`,
+    /// [`Store::apply_remote_claim`]) does, and with `pass_on` tells the change
+    /// observer of it when it is applied, as of a local one, and leaves a tombstone
+    /// for a delete: a node with more than one peer passes on what it learns from
+    /// each, so that a link down between two peers delays nothing while both reach
+    /// this one, and a state that loses here (an older write arriving after a
+    /// delete) cannot win on a node this node reaches. A state that is not newer
+    /// here is not applied, and so not passed on: nothing goes round the mesh twice.
+    ///
+    /// (The choice travels with each call rather than as a flag of the store: a
+    /// field more in the store moved its hot fields onto shared cache lines, and a
+    /// pair served 10% less; BENCHMARKS.md, "Three or more nodes".)
+    pub fn apply_peer_change(&self, change: &KeyChange<'_>, claim: bool, pass_on: bool) -> Applied {
+        self.apply_remote_as(change, claim, pass_on)
     }
 
     /// Applies a peer's `add` ([`Change::Claim`]) as [`Store::apply_remote`] does,
@@ -234,12 +239,11 @@ impl Store {
     /// clients ran `add` on the key at once, one on each node, and only the newer
     /// version may report success. Both nodes decide alike, so exactly one does.
     pub fn apply_remote_claim(&self, change: &KeyChange<'_>) -> Applied {
-        self.apply_remote_as(change, true)
+        self.apply_remote_as(change, true, false)
     }
 
-    fn apply_remote_as(&self, change: &KeyChange<'_>, claim: bool) -> Applied {
+    fn apply_remote_as(&self, change: &KeyChange<'_>, claim: bool, forwarding: bool) -> Applied {
         self.versions.observe(change.version);
-        let forwarding = self.forwarding.load(Ordering::Acquire);
         let key = change.key;
         let hash = self.hash(key);
         let index = self.shard_index(hash);
@@ -303,11 +307,17 @@ impl Store {
     /// Applies a peer's `flush_all`: the version mark hides every state made before
     /// it on either node; a time mark (a delayed flush) is absolute and applies as is.
     pub fn apply_remote_flush(&self, version: u64, at: u32) {
+        self.apply_peer_flush(version, at, false);
+    }
+
+    /// [`Store::apply_remote_flush`], telling the change observer of a flush that
+    /// moved a mark when `pass_on` (see [`Store::apply_peer_change`]).
+    pub fn apply_peer_flush(&self, version: u64, at: u32, pass_on: bool) {
         self.versions.observe(version);
         let newer = self.flush_cas.fetch_max(version, Ordering::AcqRel) < version;
         let later = at != 0 && self.flush_at.swap(at, Ordering::AcqRel) != at;
         if (newer || later)
-            && self.forwarding.load(Ordering::Acquire)
+            && pass_on
             && let Some(observer) = self.change_observer.get()
         {
             observer(Change::Flush { version, at });
