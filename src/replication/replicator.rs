@@ -287,8 +287,8 @@ impl Peer {
     }
 
     /// Where the peer's link last came from or went to.
-    pub fn address(&self) -> Option<String> {
-        self.address.lock().unwrap_or_else(PoisonError::into_inner).map(|addr| addr.to_string())
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        *self.address.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn set_address(&self, addr: std::net::SocketAddr) {
@@ -900,7 +900,7 @@ impl Replicator {
             let p = &peer.stats;
             let mut each = |name: &str, value: String| line(&format!("repl_peer_{node}_{name}"), value);
             each("state", state_name(load_state(peer)).to_string());
-            each("address", peer.address().unwrap_or_default());
+            each("address", peer.address().map(|address| address.to_string()).unwrap_or_default());
             each("rtt_ms", load(&p.rtt_ms).to_string());
             each("last_heartbeat_ms", heard(p).to_string());
             each("clock_skew_ms", skew(p).to_string());

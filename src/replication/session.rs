@@ -477,8 +477,7 @@ impl LinkSession {
 
     /// Tells `watch replication` of a resync this link starts.
     fn tell(&self, replicator: &Replicator, slot: usize, event: &'static str, detail: &str) {
-        let peer = replicator.peer(slot);
-        let address = peer.address().and_then(|address| address.parse().ok());
+        let address = replicator.peer(slot).address();
         let peer = self.peer_node().unwrap_or_default();
         replicator.link_event(&LinkEvent { peer, address, event, detail });
     }
