@@ -99,13 +99,17 @@ impl Node {
     }
 
     /// incr, decr and meta arithmetic; `changed` sees the item after a success.
+    /// Linked with every peer it is a claim; short of one, it is counted apart, to
+    /// be added to what the others count (`store/counter.rs`).
     pub fn arithmetic(
         &self,
         req: &DeltaRequest<'_>,
         changed: impl FnOnce(&mut Item, u32, bool),
     ) -> Written<DeltaOutcome> {
         let mut receipt = Receipt::default();
-        let outcome = self.store.arithmetic_noted(req, changed, &mut receipt);
+        let apart = self.replicator.get().is_some_and(|replicator| !replicator.linked_with_all());
+        let req = DeltaRequest { apart, ..*req };
+        let outcome = self.store.arithmetic_noted(&req, changed, &mut receipt);
         Written { outcome, receipt }
     }
 

@@ -132,7 +132,11 @@ fn frame_name(frame: &Frame<'_>) -> &'static str {
         Frame::Hello { .. } => "a hello",
         Frame::Auth { .. } => "a proof",
         Frame::Resume { .. } => "a resume",
-        Frame::Set { .. } | Frame::Claim { .. } | Frame::Delete { .. } | Frame::Flush { .. } => "a change",
+        Frame::Set { .. }
+        | Frame::Claim { .. }
+        | Frame::Delete { .. }
+        | Frame::Flush { .. }
+        | Frame::Counter { .. } => "a change",
         Frame::Refuse { .. } => "a refusal",
         Frame::SyncBegin { .. } | Frame::SyncEnd { .. } => "a sync marker",
         Frame::Ping { .. } | Frame::Pong { .. } => "a heartbeat",

@@ -681,6 +681,13 @@ impl Replicator {
         self.known_peers().iter().any(Peer::is_acking)
     }
 
+    /// Whether every peer listed (and every other known) is linked and acknowledging:
+    /// then a claim is judged by every node that could make a rival one.
+    pub fn linked_with_all(&self) -> bool {
+        let known = self.known_peers();
+        known.len() >= self.settings.peers.len() && known.iter().all(Peer::is_acking)
+    }
+
     /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or
     /// refused it), or no acknowledging link is up, in which case an `add` is decided
     /// here alone (see README, "Session locks"). In either sync mode.

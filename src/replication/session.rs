@@ -20,7 +20,7 @@ use super::replicator::{
     LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator, applying_from,
 };
 use super::wire::{self, Frame, NONCE_LEN};
-use crate::store::{Applied, KeyChange, KeyState, SyncCursor};
+use crate::store::{Applied, Counter, KeyChange, KeyState, Part, SyncCursor};
 use std::sync::atomic::Ordering;
 
 /// Backlog entries copied out per hold of the backlog lock (writers wait for it):
@@ -96,6 +96,10 @@ pub struct LinkSession {
     /// runs again on top of it) before our claim's own entry goes, and that entry,
     /// finding the peer's newer state, must not count the claim as lost.
     won_in_refusals: std::collections::VecDeque<u64>,
+    /// The counter of the value frame that comes next: its base version, agreed
+    /// value and agreed version, with its parts in `counter_parts` (reused).
+    counter_base: Option<(u64, i128, u64)>,
+    counter_parts: Vec<Part>,
 }
 
 /// How many of those versions are remembered: refusals are rare, and the claim
@@ -143,6 +147,8 @@ impl LinkSession {
             batch: Vec::new(),
             batch_keys: Vec::new(),
             won_in_refusals: std::collections::VecDeque::new(),
+            counter_base: None,
+            counter_parts: Vec::new(),
         };
         if dialed {
             session.send_hello(replicator, now.wall_ms);
@@ -304,14 +310,24 @@ impl LinkSession {
                 }
                 self.start_sending(replicator, slot, history, applied);
             }
+            Frame::Counter { base_version, agreed, agreed_version, parts } => {
+                self.counter_parts.clear();
+                self.counter_parts.extend(wire::counter_parts(parts));
+                self.counter_base = Some((base_version, agreed, agreed_version));
+            }
             Frame::Set { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
-                let state = KeyState::Value { value, flags, expires_at };
+                let parts = std::mem::take(&mut self.counter_parts);
+                let counter = self.take_counter(&parts);
+                let state = KeyState::Value { value, flags, expires_at, counter };
                 self.apply(replicator, seq, &KeyChange { key, version, state });
+                self.counter_parts = parts;
             }
             Frame::Claim { seq, version, flags, expires_ms, key, value } => {
                 let expires_at = self.to_local_secs(expires_ms);
-                let state = KeyState::Value { value, flags, expires_at };
+                let parts = std::mem::take(&mut self.counter_parts);
+                let counter = self.take_counter(&parts);
+                let state = KeyState::Value { value, flags, expires_at, counter };
                 let change = KeyChange { key, version, state };
                 if replicator.store.apply_peer_change(&change, true, replicator.passes_on()) == Applied::Refused {
                     stats.conflicts.fetch_add(1, Ordering::Relaxed);
@@ -321,17 +337,22 @@ impl LinkSession {
                 } else {
                     stats.changes_applied.fetch_add(1, Ordering::Relaxed);
                 }
+                self.counter_parts = parts;
                 self.applied(replicator, seq);
             }
             Frame::Refuse { seq, version, flags, expires_ms, key, value } => {
+                let parts = std::mem::take(&mut self.counter_parts);
+                let counter = self.take_counter(&parts);
                 if version != 0 {
-                    let state = KeyState::Value { value, flags, expires_at: self.to_local_secs(expires_ms) };
+                    let expires_at = self.to_local_secs(expires_ms);
+                    let state = KeyState::Value { value, flags, expires_at, counter };
                     replicator.store.apply_peer_change(
                         &KeyChange { key, version, state },
                         false,
                         replicator.passes_on(),
                     );
                 }
+                self.counter_parts = parts;
                 replicator.claim_refused(seq);
             }
             Frame::Delete { seq, version, key } => {
@@ -397,6 +418,13 @@ impl LinkSession {
             Frame::Hello { .. } | Frame::Auth { .. } => return Err("the peer repeated its handshake".into()),
         }
         Ok(())
+    }
+
+    /// The counter the peer sent just before this value frame, over `parts` (the
+    /// session's parts, moved out while the value is applied).
+    fn take_counter<'p>(&mut self, parts: &'p [Part]) -> Option<Counter<'p>> {
+        let (base_version, agreed, agreed_version) = self.counter_base.take()?;
+        Some(Counter { base_version, agreed, agreed_version, parts })
     }
 
     /// A time on the peer's clock (Unix ms, 0 for none) as Unix seconds on ours.
@@ -543,11 +571,14 @@ impl LinkSession {
             let mut out = std::mem::take(&mut self.out);
             let mut winner_version = None;
             replicator.store.key_state(&key, |winner| {
-                if let KeyState::Value { value, flags, expires_at } = winner.state {
+                if let KeyState::Value { value, flags, expires_at, counter } = winner.state {
                     let (version, expires_ms) = (winner.version, u64::from(expires_at) * 1000);
                     let key = &key[..];
+                    if let Some(counter) = counter {
+                        wire::encode_counter(&counter, &mut out);
+                    }
                     wire::encode(&Frame::Refuse { seq, version, flags, expires_ms, key, value }, &mut out);
-                    winner_version = Some(version);
+                    winner_version = Some(winner.agreed_version());
                 }
             });
             if let Some(version) = winner_version.filter(|&v| version_node(v) == replicator.store.node_id()) {
@@ -628,10 +659,9 @@ impl LinkSession {
                         // was a concurrent write there that won: the add lost. One from
                         // a third node may have been made on top of the add (that node
                         // had it first); the third node judges the claim itself.
-                        let claim = claimed == Some(change.version);
-                        if claimed.is_some_and(|made| {
-                            change.version > made && Some(version_node(change.version)) == peer_node
-                        }) {
+                        let agreed = change.agreed_version();
+                        let claim = claimed == Some(agreed);
+                        if claimed.is_some_and(|made| agreed > made && Some(version_node(agreed)) == peer_node) {
                             lost.push(seq);
                         }
                         // A state the peer made itself goes back to it too: the peer
@@ -727,7 +757,10 @@ fn version_node(version: u64) -> u16 {
 /// A key's state as a frame; a value made by an `add` (`claim`) as a `Claim`.
 fn encode_change(out: &mut Vec<u8>, seq: u64, change: &KeyChange<'_>, claim: bool) {
     let frame = match change.state {
-        KeyState::Value { value, flags, expires_at } => {
+        KeyState::Value { value, flags, expires_at, counter } => {
+            if let Some(counter) = counter {
+                wire::encode_counter(&counter, out);
+            }
             let (version, expires_ms, key) = (change.version, u64::from(expires_at) * 1000, change.key);
             if claim {
                 Frame::Claim { seq, version, flags, expires_ms, key, value }

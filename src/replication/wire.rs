@@ -10,7 +10,10 @@
 
 /// Bumped on any change to the frames; peers with another version are refused.
 /// 2: `Claim` and `Refuse`, so that two nodes never both grant one `add`.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: `Counter`, so that increments made on both sides of a cut add up.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Bytes of one counter part on the wire: node, net change, version.
+pub const PART_LEN: usize = 2 + 16 + 8;
 /// Type byte and body length.
 pub const HEADER_LEN: usize = 5;
 /// Nonces and MACs are HMAC-SHA-256 sized.
@@ -60,6 +63,35 @@ pub enum Frame<'a> {
     /// Changes up to `seq` need nothing applied: their keys were evicted or
     /// expired before they were sent.
     Skip { seq: u64 },
+    /// The counter of the value in the `Set`, `Claim` or `Refuse` that follows
+    /// (`store::Counter`), its `parts` [`PART_LEN`] bytes each ([`counter_parts`]).
+    Counter { base_version: u64, agreed: i128, agreed_version: u64, parts: &'a [u8] },
+}
+
+/// Appends a `Counter` frame for `counter`.
+pub fn encode_counter(counter: &crate::store::Counter<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    out.extend_from_slice(&counter.base_version.to_be_bytes());
+    out.extend_from_slice(&counter.agreed.to_be_bytes());
+    out.extend_from_slice(&counter.agreed_version.to_be_bytes());
+    for part in counter.parts {
+        out.extend_from_slice(&part.origin.to_be_bytes());
+        out.extend_from_slice(&part.delta.to_be_bytes());
+        out.extend_from_slice(&part.version.to_be_bytes());
+    }
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    out[start] = kind::COUNTER;
+    out[start + 1..start + HEADER_LEN].copy_from_slice(&body_len.to_be_bytes());
+}
+
+/// The parts of a `Counter` frame, in the order sent (by node).
+pub fn counter_parts(parts: &[u8]) -> impl Iterator<Item = crate::store::Part> + '_ {
+    parts.chunks_exact(PART_LEN).map(|part| crate::store::Part {
+        origin: u16::from_be_bytes(part[..2].try_into().expect("two bytes")),
+        delta: i128::from_be_bytes(part[2..18].try_into().expect("sixteen bytes")),
+        version: u64::from_be_bytes(part[18..].try_into().expect("eight bytes")),
+    })
 }
 
 mod kind {
@@ -77,6 +109,7 @@ mod kind {
     pub const SKIP: u8 = 12;
     pub const CLAIM: u8 = 13;
     pub const REFUSE: u8 = 14;
+    pub const COUNTER: u8 = 15;
 }
 
 /// Why the bytes are not a frame; the link is closed.
@@ -178,6 +211,13 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&seq.to_be_bytes());
             kind::SKIP
         }
+        Frame::Counter { base_version, agreed, agreed_version, parts } => {
+            out.extend_from_slice(&base_version.to_be_bytes());
+            out.extend_from_slice(&agreed.to_be_bytes());
+            out.extend_from_slice(&agreed_version.to_be_bytes());
+            out.extend_from_slice(parts);
+            kind::COUNTER
+        }
     };
     let body_len = (out.len() - start - HEADER_LEN) as u32;
     out[start] = kind;
@@ -223,7 +263,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
         return Ok(None);
     }
     let kind = buf[0];
-    if !(kind::HELLO..=kind::REFUSE).contains(&kind) {
+    if !(kind::HELLO..=kind::COUNTER).contains(&kind) {
         return Err(WireError::UnknownType(kind));
     }
     let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
@@ -291,6 +331,16 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             frame
         }
+        kind::COUNTER => {
+            let base_version = f.u64()?;
+            let agreed = i128::from_be_bytes(f.take(16)?.try_into().expect("sixteen bytes"));
+            let agreed_version = f.u64()?;
+            let parts = f.rest();
+            if parts.len() % PART_LEN != 0 {
+                return Err(WireError::Malformed("a counter part cut short"));
+            }
+            Frame::Counter { base_version, agreed, agreed_version, parts }
+        }
         single => {
             let n = f.u64()?;
             f.end()?;
@@ -338,7 +388,26 @@ mod tests {
             Frame::Pong { applied: 11, echo_ms: 10, sent_ms: 12 },
             Frame::Ack { applied: 13, bytes: 130 },
             Frame::Skip { seq: 14 },
+            Frame::Counter { base_version: 5, agreed: -10, agreed_version: 6, parts: &[0; 2 * PART_LEN] },
         ]
+    }
+
+    #[test]
+    fn a_counter_travels_part_by_part() {
+        use crate::store::{Counter, Part};
+        let parts = [Part { origin: 1, delta: -3, version: 7 }, Part { origin: 4095, delta: i128::MAX, version: 9 }];
+        let mut out = Vec::new();
+        let counter = Counter { base_version: 6, agreed: i128::MIN, agreed_version: u64::MAX, parts: &parts };
+        encode_counter(&counter, &mut out);
+        let (frame, used) = decode(&out).unwrap().expect("a whole frame");
+        assert_eq!(used, out.len());
+        let Frame::Counter { base_version: 6, agreed: i128::MIN, agreed_version: u64::MAX, parts: sent } = frame else {
+            panic!("{frame:?}")
+        };
+        assert_eq!(counter_parts(sent).collect::<Vec<_>>(), parts);
+        let mut cut_short = vec![kind::COUNTER, 0, 0, 0, 33];
+        cut_short.extend_from_slice(&[0; 33]);
+        assert_eq!(decode(&cut_short), Err(WireError::Malformed("a counter part cut short")));
     }
 
     #[test]

@@ -24,12 +24,14 @@
 //!  sweeper.rs    the background thread that reclaims expired items
 //!  version.rs    hybrid logical clock versions (last writer wins)
 //!  tombstone.rs  deleted keys' versions, while replicating
+//!  counter.rs    counters kept per origin node, while replicating
 //!  replica.rs    what replication needs: change observers, receipts, applying a
 //!                peer's state
 //!  view.rs       the read-only view the node hands to front ends
 //! ```
 
 mod clock;
+mod counter;
 mod eviction;
 pub mod expiry;
 mod item;
@@ -43,6 +45,8 @@ mod view;
 pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
+use counter::Ledger;
+pub use counter::{Counter, Part};
 pub use eviction::{Evicted, EvictionObserver};
 use item::{BIT_CLIENT_CAS, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT};
 pub use item::{Item, ItemMeta, ItemRef, SHARED_VALUE_MIN, allocated_size};
@@ -146,7 +150,11 @@ struct Shard {
     counters: ShardCounters,
     /// Deleted keys' versions, kept only while replicating ([`tombstone`]).
     tombstones: tombstone::Tombstones,
+    /// The counters of keys `incr` or `decr` changed while replicating ([`counter`]).
+    ledgers: Ledgers,
 }
+
+type Ledgers = hashbrown::HashMap<Box<[u8]>, counter::Ledger, ahash::RandomState>;
 
 /// Why an item is no longer visible.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -371,6 +379,7 @@ impl Store {
             return 0;
         };
         let (item, _) = entry.remove();
+        self.take_ledger(&mut shard.ledgers, item.key());
         if why == Liveness::Expired && self.replicated() && version::node_of(item.cas()) == self.node_id() {
             // The peer may have been cut off when this node wrote the item and still
             // hold an older, longer-lived state: the expired item's version keeps that
@@ -612,6 +621,8 @@ impl Store {
             Some(bucket) => {
                 let slot = shard.table.get_bucket_mut(bucket).expect("live bucket");
                 let old = std::mem::replace(slot, item);
+                // A new value starts a new base: the old one's counter goes with it.
+                self.take_ledger(&mut shard.ledgers, old.key());
                 shard.counters.item_bytes -= old.charge();
                 self.used.fetch_sub(old.charge(), Ordering::Relaxed);
             }
@@ -802,9 +813,15 @@ impl Store {
             changed(item, now, created);
         });
         if matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
-            // A read-modify-write: a claim, so two increments made at once on both
-            // nodes both count (the loser's runs again on the winner's value).
-            self.note(Change::Claim { key: req.key, version }, receipt);
+            if req.apart {
+                // Counted apart: it adds to what the others count (see `counter`).
+                self.note(Change::Key(req.key), receipt);
+            } else {
+                // A read-modify-write: a claim, so two increments made at once on
+                // linked nodes both count (the loser's runs again on the winner's
+                // value) and answer distinct values.
+                self.note(Change::Claim { key: req.key, version }, receipt);
+            }
         }
         outcome
     }
@@ -834,6 +851,7 @@ impl Store {
             changed(shard.table.get_bucket_mut(bucket).expect("live bucket"), now.secs, true);
             return DeltaOutcome::Created(initial);
         };
+        let shard = &mut *shard;
         let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
         // memcached's do_add_delta refuses an empty value before it compares the CAS,
         // and a value that is not a number after.
@@ -848,27 +866,49 @@ impl Store {
         let Some(current) = crate::number::parse_u64(value) else {
             return DeltaOutcome::NonNumeric;
         };
+        // While replicating, the key's counter records the change (see `counter`),
+        // starting from the value as it stands.
+        let ledger = match self.replicated() {
+            true => {
+                Some(self.take_ledger(&mut shard.ledgers, key).unwrap_or_else(|| Ledger::start(current, item.cas())))
+            }
+            false => None,
+        };
         let updated = if req.incr { current.wrapping_add(req.delta) } else { current.saturating_sub(req.delta) };
         let mut buf = [0u8; 20];
         let digits = crate::number::format_u64(&mut buf, updated);
         item.touch_update(now.secs);
         let meta = ItemMeta { flags: item.flags(), expires_at: item.expires_at(), cas: 0, now: now.secs };
-        if digits.len() <= old_len && !item.is_shared() {
+        let version = if digits.len() <= old_len && !item.is_shared() {
             let slot = item.value_mut();
             slot[..digits.len()].copy_from_slice(digits);
             slot[digits.len()..].fill(b' ');
-            self.stamp_cas(item, req.new_cas);
+            let version = self.stamp_cas(item, req.new_cas);
             changed(item, now.secs, false);
-            return DeltaOutcome::Value(updated);
-        }
-        // A longer result needs a new item; so does a shorter one when readers may be
-        // sending the old value of a shared item. The padding is memcached's.
-        let padding = vec![b' '; old_len.saturating_sub(digits.len())];
-        let Some(replacement) = Item::new(key, &[digits, &padding], meta) else {
-            return DeltaOutcome::NoMemory;
+            version
+        } else {
+            // A longer result needs a new item; so does a shorter one when readers
+            // may be sending the old value of a shared item. The padding is
+            // memcached's.
+            let padding = vec![b' '; old_len.saturating_sub(digits.len())];
+            let Some(replacement) = Item::new(key, &[digits, &padding], meta) else {
+                if let Some(ledger) = ledger {
+                    self.keep_ledger(&mut shard.ledgers, key, ledger);
+                }
+                return DeltaOutcome::NoMemory;
+            };
+            let version = self.put(shard, hash, Some(bucket), replacement, req.new_cas);
+            changed(shard.table.get_bucket_mut(bucket).expect("live bucket"), now.secs, false);
+            version
         };
-        self.put(&mut shard, hash, Some(bucket), replacement, req.new_cas);
-        changed(shard.table.get_bucket_mut(bucket).expect("live bucket"), now.secs, false);
+        if let Some(mut ledger) = ledger {
+            if req.apart {
+                ledger.count_apart(self.node_id(), updated, version);
+            } else {
+                ledger.agree(updated, version);
+            }
+            self.keep_ledger(&mut shard.ledgers, key, ledger);
+        }
         DeltaOutcome::Value(updated)
     }
 

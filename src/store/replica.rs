@@ -13,9 +13,10 @@
 //!
 //! [`version`]: super::version
 
+use super::counter::{self, Counter, Layer, Ledger, Merged};
 use super::item::{BIT_CLIENT_CAS, Item, ItemMeta};
 use super::tombstone::Burial;
-use super::{Liveness, Shard, Store};
+use super::{Ledgers, Liveness, Shard, Store};
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
@@ -68,6 +69,8 @@ pub enum KeyState<'a> {
         /// Unix seconds after which the item is gone (absolute, so both nodes agree);
         /// 0 for never.
         expires_at: u32,
+        /// The value's counter, once `incr` or `decr` changed it ([`counter`]).
+        counter: Option<Counter<'a>>,
     },
     Deleted,
 }
@@ -78,6 +81,18 @@ pub struct KeyChange<'a> {
     pub key: &'a [u8],
     pub version: u64,
     pub state: KeyState<'a>,
+}
+
+impl KeyChange<'_> {
+    /// The version of the key's value as linked nodes agreed it, which claims
+    /// compare: a counter's agreed version (parts counted apart and touches leave
+    /// it), else the state's own.
+    pub fn agreed_version(&self) -> u64 {
+        match self.state {
+            KeyState::Value { counter: Some(counter), .. } => counter.agreed_version,
+            _ => self.version,
+        }
+    }
 }
 
 /// What applying a peer's change did.
@@ -168,6 +183,26 @@ impl Store {
         }
     }
 
+    /// Takes `key`'s counter out of the shard's ledgers, if it has one (its memory
+    /// is released; [`Store::keep_ledger`] charges it again).
+    #[inline]
+    pub(super) fn take_ledger(&self, ledgers: &mut Ledgers, key: &[u8]) -> Option<Ledger> {
+        if ledgers.is_empty() {
+            return None;
+        }
+        let (key, ledger) = ledgers.remove_entry(key)?;
+        self.used.fetch_sub(ledger.charge(key.len()), Ordering::Relaxed);
+        Some(ledger)
+    }
+
+    /// Keeps `ledger` as `key`'s counter, charging its memory.
+    pub(super) fn keep_ledger(&self, ledgers: &mut Ledgers, key: &[u8], ledger: Ledger) {
+        self.used.fetch_add(ledger.charge(key.len()), Ordering::Relaxed);
+        if let Some(old) = ledgers.insert(key.into(), ledger) {
+            self.used.fetch_sub(old.charge(key.len()), Ordering::Relaxed);
+        }
+    }
+
     /// The peer has applied this node's changes up to `seq`: tombstones sent up to
     /// there no longer matter, and go on the next sweep or need for memory.
     pub fn peer_applied(&self, seq: u64) {
@@ -195,7 +230,8 @@ impl Store {
             match now.liveness(item) {
                 Liveness::Live => {
                     let (flags, expires_at) = (item.flags(), item.expires_at());
-                    let state = KeyState::Value { value: item.value(), flags, expires_at };
+                    let counter = counter_of(&shard.ledgers, key);
+                    let state = KeyState::Value { value: item.value(), flags, expires_at, counter };
                     return Some(send(KeyChange { key, version: item.cas(), state }));
                 }
                 // Expired before it was sent: its version still has to win over an
@@ -248,8 +284,8 @@ impl Store {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         let fresh = match change.state {
-            KeyState::Value { value, flags, expires_at } => {
-                if !self.reserve(index, Item::charge_for(key.len(), value.len(), flags)) {
+            KeyState::Value { value, flags, expires_at, .. } => {
+                if !self.reserve(index, Item::charge_for(key.len(), value.len().max(20), flags)) {
                     return Applied::NoMemory;
                 }
                 let meta = ItemMeta { flags, expires_at, cas: 0, now: self.clock.now_secs() };
@@ -269,39 +305,131 @@ impl Store {
         let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key);
         let local_item = bucket.and_then(|b| shard.table.get_bucket(b));
         let local = local_item.map_or(0, Item::cas);
-        let buried = shard.tombstones.version(hash, key).unwrap_or(0);
-        if change.version <= local.max(buried) {
-            let live_winner =
-                local_item.is_some_and(|item| local > change.version && now.liveness(item) == Liveness::Live);
-            return if claim && live_winner { Applied::Refused } else { Applied::Older };
-        }
-        // A newer state from the peer replaces any tombstone here: the peer holds it,
-        // and a delete applied from the peer leaves none (see `tombstone`).
-        self.unbury(shard, hash, key, change.version);
-        match fresh {
-            Some(item) => {
-                self.put(shard, hash, bucket, item, Some(change.version));
-                // The version came from a peer's clock, not a client: flushes judge
-                // the item by it like any other.
-                let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key).expect("just stored");
-                shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
-            }
-            None => {
-                if let Some(bucket) = bucket {
-                    self.remove_bucket(shard, bucket, Liveness::Live);
-                }
-                if forwarding {
-                    self.bury(shard, hash, key, change.version, now.secs, Burial::Delete);
+        let live = local_item.is_some_and(|item| now.liveness(item) == Liveness::Live);
+        let applied = match change.state {
+            // A counter on either side: the values merge (see `counter`).
+            KeyState::Value { counter, .. }
+                if live && (counter.is_some() || counter_of(&shard.ledgers, key).is_some()) =>
+            {
+                let bucket = bucket.expect("a live item's bucket");
+                match self.merge_counted(shard, hash, bucket, change, claim, now.secs) {
+                    None => return Applied::NoMemory,
+                    Some((true, false)) => return Applied::Refused,
+                    Some((false, false)) => return Applied::Older,
+                    // The claim lost, yet brought parts counted apart.
+                    Some((true, true)) => Applied::Refused,
+                    Some((false, true)) => Applied::Applied,
                 }
             }
-        }
+            _ => {
+                let buried = shard.tombstones.version(hash, key).unwrap_or(0);
+                if change.version <= local.max(buried) {
+                    return if claim && live && local > change.version { Applied::Refused } else { Applied::Older };
+                }
+                // A newer state from the peer replaces any tombstone here: the peer
+                // holds it, and a delete applied from the peer leaves none (see
+                // `tombstone`).
+                self.unbury(shard, hash, key, change.version);
+                match (fresh, change.state) {
+                    (Some(item), KeyState::Value { counter, .. }) => {
+                        self.put(shard, hash, bucket, item, Some(change.version));
+                        // The version came from a peer's clock, not a client: flushes
+                        // judge the item by it like any other.
+                        let bucket = shard.table.find_bucket_index(hash, |it| it.key() == key).expect("just stored");
+                        shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
+                        if let Some(counter) = counter {
+                            self.keep_ledger(&mut shard.ledgers, key, Ledger::from_counter(&counter));
+                        }
+                    }
+                    _ => {
+                        if let Some(bucket) = bucket {
+                            self.remove_bucket(shard, bucket, Liveness::Live);
+                        }
+                        if forwarding {
+                            self.bury(shard, hash, key, change.version, now.secs, Burial::Delete);
+                        }
+                    }
+                }
+                Applied::Applied
+            }
+        };
         drop(guard);
         // A table that grew may have pushed usage over the limit.
         self.reserve(index, 0);
         if forwarding && let Some(observer) = self.change_observer.get() {
             observer(Change::Key(key));
         }
-        Applied::Applied
+        applied
+    }
+
+    /// Merges a peer's state of a key into the live item in `bucket` when either
+    /// holds a counter: the value merges as [`counter::merge`] says, and the flags
+    /// and expiry are the newer version's. The item takes the newer of the two
+    /// versions, so that both nodes end with one state. A `claim` whose agreed
+    /// value is older than the local one lost, and brings only its parts counted
+    /// apart. `Some((refused, changed))`, or `None` with no memory for the merged
+    /// item (the local one stays).
+    fn merge_counted(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        bucket: usize,
+        change: &KeyChange<'_>,
+        claim: bool,
+        now: u32,
+    ) -> Option<(bool, bool)> {
+        let KeyState::Value { value, flags, expires_at, counter } = change.state else {
+            unreachable!("only values merge");
+        };
+        let local_item = shard.table.get_bucket(bucket).expect("live bucket");
+        let local = local_item.cas();
+        let ledger = self.take_ledger(&mut shard.ledgers, change.key);
+        let local_layer = match &ledger {
+            Some(ledger) => Layer::Counted(ledger.view()),
+            None => Layer::Plain { version: local },
+        };
+        let mut incoming = match counter {
+            Some(counter) => Layer::Counted(counter),
+            None => Layer::Plain { version: change.version },
+        };
+        let refused = claim && local_layer.agreed_version() > incoming.agreed_version();
+        if refused {
+            incoming = incoming.parts_over(&local_layer).unwrap_or(local_layer);
+        }
+        let merged = counter::merge(local_layer, incoming);
+        let incoming_newer = change.version > local;
+        if merged == Merged::Local && !incoming_newer {
+            if let Some(ledger) = ledger {
+                self.keep_ledger(&mut shard.ledgers, change.key, ledger);
+            }
+            return Some((refused, false));
+        }
+        let (flags, expires_at) =
+            if incoming_newer { (flags, expires_at) } else { (local_item.flags(), local_item.expires_at()) };
+        let mut digits = [0u8; 20];
+        let (bytes, kept) = match (merged, incoming) {
+            (Merged::Local, _) => (local_item.value(), ledger.clone()),
+            (Merged::Incoming, _) if !refused => (value, counter.map(|counter| Ledger::from_counter(&counter))),
+            (Merged::Incoming, Layer::Counted(counter)) => {
+                (crate::number::format_u64(&mut digits, counter.value()), Some(Ledger::from_counter(&counter)))
+            }
+            (Merged::Incoming, Layer::Plain { .. }) => unreachable!("a lost claim brings only a counter"),
+            (Merged::Joined(joined), _) => {
+                (crate::number::format_u64(&mut digits, joined.view().value()), Some(joined))
+            }
+        };
+        let Some(item) = Item::new(change.key, &[bytes], ItemMeta { flags, expires_at, cas: 0, now }) else {
+            if let Some(ledger) = ledger {
+                self.keep_ledger(&mut shard.ledgers, change.key, ledger);
+            }
+            return None;
+        };
+        self.put(shard, hash, Some(bucket), item, Some(change.version.max(local)));
+        shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
+        if let Some(kept) = kept {
+            self.keep_ledger(&mut shard.ledgers, change.key, kept);
+        }
+        Some((refused, true))
     }
 
     /// Applies a peer's `flush_all`: the version mark hides every state made before
@@ -367,7 +495,8 @@ impl Store {
             match now.liveness(item) {
                 Liveness::Live => {
                     let (flags, expires_at) = (item.flags(), item.expires_at());
-                    let state = KeyState::Value { value: item.value(), flags, expires_at };
+                    let counter = counter_of(&shard.ledgers, item.key());
+                    let state = KeyState::Value { value: item.value(), flags, expires_at, counter };
                     send(KeyChange { key: item.key(), version: item.cas(), state });
                 }
                 // Its version must still beat an older state the peer holds, as the
@@ -434,4 +563,9 @@ impl Store {
     pub fn tombstones_shed(&self) -> u64 {
         self.tombstones_shed.load(Ordering::Relaxed)
     }
+}
+
+/// `key`'s counter, if it has one.
+fn counter_of<'a>(ledgers: &'a Ledgers, key: &[u8]) -> Option<Counter<'a>> {
+    if ledgers.is_empty() { None } else { ledgers.get(key).map(Ledger::view) }
 }

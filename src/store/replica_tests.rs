@@ -174,8 +174,11 @@ fn a_full_sync_in_slices_sends_every_item_and_tombstone_despite_growth() {
     }
     // The deletes crossed as tombstones: an older write of a deleted key that
     // reaches the source late stays dead.
-    let older =
-        KeyChange { key: &key(5), version: 1 << 30, state: KeyState::Value { value: b"v", flags: 0, expires_at: 0 } };
+    let older = KeyChange {
+        key: &key(5),
+        version: 1 << 30,
+        state: KeyState::Value { value: b"v", flags: 0, expires_at: 0, counter: None },
+    };
     assert_eq!(source.store.apply_remote(&older), Applied::Older);
     assert_eq!(source.store.tombstones(), 100);
     // Once the peer has applied the sync (change 1 and everything before it), the
@@ -377,14 +380,14 @@ fn concurrent_claims_have_exactly_one_winner() {
     let claim_of = |store: &Store| {
         let mut owned = None;
         store.key_state(b"lock", |change| {
-            let KeyState::Value { value, flags, expires_at } = change.state else { panic!("a value") };
+            let KeyState::Value { value, flags, expires_at, .. } = change.state else { panic!("a value") };
             owned = Some((change.version, value.to_vec(), flags, expires_at));
         });
         owned.expect("the lock")
     };
     let (a_claim, b_claim) = (claim_of(&a.store), claim_of(&b.store));
     let apply = |store: &Store, (version, value, flags, expires_at): &(u64, Vec<u8>, u32, u32)| {
-        let state = KeyState::Value { value, flags: *flags, expires_at: *expires_at };
+        let state = KeyState::Value { value, flags: *flags, expires_at: *expires_at, counter: None };
         store.apply_remote_claim(&KeyChange { key: b"lock", version: *version, state })
     };
     let at_b = apply(&b.store, &a_claim);

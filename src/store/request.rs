@@ -53,11 +53,15 @@ pub struct DeltaRequest<'a> {
     pub vivify: Option<u64>,
     /// The CAS the changed item takes instead of a fresh one.
     pub new_cas: Option<u64>,
+    /// This node is not linked with every peer: the change is counted in its own
+    /// part of the key's counter, to be added to the others' once they meet, and
+    /// is no claim (see `counter`). Set by the node, not by front ends.
+    pub apart: bool,
 }
 
 impl<'a> DeltaRequest<'a> {
     pub fn new(key: &'a [u8], incr: bool, delta: u64) -> Self {
-        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None }
+        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None, apart: false }
     }
 }
 

@@ -270,6 +270,7 @@ impl Dispatch<'_> {
             compare_cas: f.compare_cas,
             vivify: f.has(b'N').then_some(f.initial),
             new_cas: f.explicit_cas(),
+            apart: false,
         };
         let start = out.len();
         let written = self.shared.node.arithmetic(&delta, |item, now, created| {

@@ -11,6 +11,8 @@
 //! flush_version u64 | flush_at u32
 //! peer_count u16 | per peer: node u16 | history u64 | applied u64   (what this node applied of it)
 //! records: key_len u16 (0 ends them) | value_len u32 | flags u32 | expires_at u32 | version u64 | key | value
+//!          | part_count u16 (0xffff: no counter) [| base_version u64 | agreed i128 | agreed_version u64
+//!          | per part: node u16 | delta i128 | version u64]
 //! tombstones: key_len u16 (0 ends them) | version u64 | kept_until u32 | key
 //! SHA-256 of every byte before it
 //! ```
@@ -26,10 +28,11 @@
 //! Format 1, written by builds that linked with one peer, had `peer_history u64 |
 //! peer_applied u64` after `last_seq` and no peer list; it is still read, its items
 //! and own position kept, and the peer's position dropped (that peer sends a full
-//! sync once).
+//! sync once). Format 2 had no counters after the values; it is still read, and
+//! its counters start again from their values.
 
 use crate::replication::replicator::{PeerProgress, Progress};
-use crate::store::{KeyChange, KeyState, Store, SyncCursor};
+use crate::store::{Counter, KeyChange, KeyState, Part, Store, SyncCursor};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -38,9 +41,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const MAGIC: &[u8; 8] = b"STKLWARM";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// The single-peer format this build still reads.
 const FORMAT_SINGLE_PEER: u32 = 1;
+/// The format without counters this build still reads.
+const FORMAT_UNCOUNTED: u32 = 2;
+/// A record's part count when its value has no counter (a counter has at most one
+/// part per node, 4096 at most).
+const NO_COUNTER: u16 = u16::MAX;
 /// Buckets copied out per shard lock while saving: the copy is written to the file
 /// after the lock is released.
 const SAVE_SLICE: usize = 4096;
@@ -113,7 +121,7 @@ pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path
         slice.clear();
         // Copied under the shard's lock, written after it is released.
         cursor = store.sync_slice(cursor, 0, SAVE_SLICE, |change| {
-            if let KeyState::Value { value, flags, expires_at } = change.state {
+            if let KeyState::Value { value, flags, expires_at, counter } = change.state {
                 slice.extend_from_slice(&(change.key.len() as u16).to_le_bytes());
                 slice.extend_from_slice(&(value.len() as u32).to_le_bytes());
                 slice.extend_from_slice(&flags.to_le_bytes());
@@ -121,6 +129,18 @@ pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path
                 slice.extend_from_slice(&change.version.to_le_bytes());
                 slice.extend_from_slice(change.key);
                 slice.extend_from_slice(value);
+                let count = counter.map_or(NO_COUNTER, |counter| counter.parts.len() as u16);
+                slice.extend_from_slice(&count.to_le_bytes());
+                if let Some(counter) = counter {
+                    slice.extend_from_slice(&counter.base_version.to_le_bytes());
+                    slice.extend_from_slice(&counter.agreed.to_le_bytes());
+                    slice.extend_from_slice(&counter.agreed_version.to_le_bytes());
+                    for part in counter.parts {
+                        slice.extend_from_slice(&part.origin.to_le_bytes());
+                        slice.extend_from_slice(&part.delta.to_le_bytes());
+                        slice.extend_from_slice(&part.version.to_le_bytes());
+                    }
+                }
                 items += 1;
             }
         });
@@ -214,10 +234,8 @@ fn check_header(file: File, path: &Path) -> Result<Checking, String> {
         return Err(refuse("too short to be a warm restart file (cut short)"));
     }
     let format = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT && format != FORMAT_SINGLE_PEER {
-        return Err(refuse(&format!(
-            "format {format}, and this build reads formats {FORMAT_SINGLE_PEER} and {FORMAT}"
-        )));
+    if !(FORMAT_SINGLE_PEER..=FORMAT).contains(&format) {
+        return Err(refuse(&format!("format {format}, and this build reads formats {FORMAT_SINGLE_PEER} to {FORMAT}")));
     }
     Ok(Checking { reader, len, head })
 }
@@ -244,6 +262,32 @@ fn check_digest(checking: Checking, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads the counter after a record's value into `parts`: its base version,
+/// agreed value and agreed version, or `None` for a value without one.
+fn read_counter(reader: &mut impl Read, parts: &mut Vec<Part>) -> io::Result<Option<(u64, i128, u64)>> {
+    let mut count = [0u8; 2];
+    reader.read_exact(&mut count)?;
+    let count = u16::from_le_bytes(count);
+    if count == NO_COUNTER {
+        return Ok(None);
+    }
+    let mut head = [0u8; 32];
+    reader.read_exact(&mut head)?;
+    parts.clear();
+    let mut part = [0u8; 26];
+    for _ in 0..count {
+        reader.read_exact(&mut part)?;
+        parts.push(Part {
+            origin: u16::from_le_bytes([part[0], part[1]]),
+            delta: i128::from_le_bytes(part[2..18].try_into().expect("16 bytes")),
+            version: u64::from_le_bytes(part[18..].try_into().expect("8 bytes")),
+        });
+    }
+    let base_version = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    let agreed = i128::from_le_bytes(head[8..24].try_into().expect("16 bytes"));
+    Ok(Some((base_version, agreed, u64::from_le_bytes(head[24..].try_into().expect("8 bytes")))))
+}
+
 /// Reads the file and stores its items, while `refused` (the checksum's verdict,
 /// reached on another thread) is not set.
 fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, String> {
@@ -254,7 +298,8 @@ fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, Str
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; 8 + HEADER_LEN_SINGLE_PEER];
     reader.read_exact(&mut header[..12]).map_err(|e| refuse(e.to_string()))?;
-    let single_peer = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) == FORMAT_SINGLE_PEER;
+    let format = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    let (single_peer, counted) = (format == FORMAT_SINGLE_PEER, format > FORMAT_UNCOUNTED);
     let header_len = if single_peer { HEADER_LEN_SINGLE_PEER } else { HEADER_LEN };
     reader.read_exact(&mut header[12..8 + header_len]).map_err(|e| refuse(e.to_string()))?;
     let u64_at = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
@@ -291,6 +336,7 @@ fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, Str
     let mut record = [0u8; 22];
     let mut key = Vec::with_capacity(256);
     let mut value = Vec::new();
+    let mut parts = Vec::new();
     loop {
         if refused.load(Ordering::Relaxed) {
             return Err(refuse("refused while loading".to_string()));
@@ -312,11 +358,20 @@ fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, Str
         value.resize(value_len, 0);
         reader.read_exact(&mut key).map_err(|e| refuse(e.to_string()))?;
         reader.read_exact(&mut value).map_err(|e| refuse(e.to_string()))?;
+        let counter =
+            if counted { read_counter(&mut reader, &mut parts).map_err(|e| refuse(e.to_string()))? } else { None };
         if expires_at != 0 && expires_at <= now {
             expired += 1;
             continue;
         }
-        let change = KeyChange { key: &key, version, state: KeyState::Value { value: &value, flags, expires_at } };
+        let counter = counter.map(|(base_version, agreed, agreed_version)| Counter {
+            base_version,
+            agreed,
+            agreed_version,
+            parts: &parts,
+        });
+        let state = KeyState::Value { value: &value, flags, expires_at, counter };
+        let change = KeyChange { key: &key, version, state };
         match store.apply_remote(&change) {
             crate::store::Applied::NoMemory => no_memory += 1,
             _ => items += 1,
