@@ -201,6 +201,29 @@ fn a_partitioned_node_and_the_rest_converge_once_healed() {
     assert!(seen.last().is_some_and(|shared| shared == "apart19" || shared == "rest19"), "{seen:?}");
 }
 
+/// Node 0 is held apart while every node counts on one key: once healed, all
+/// three hold the sum of every increment and decrement each side answered.
+#[test]
+fn counts_on_both_sides_of_a_partition_add_up_once_healed() {
+    let mesh = Mesh::start(&[]);
+    mesh.set(1, "hits", "100");
+    mesh.wait_same(&keys(&["hits"]));
+    mesh.partition(0);
+    wait_for("node 0 to see both peers down", CONVERGE, || mesh.node(0).stats()["repl_peers_up"] == "0");
+    let step = |index: usize, request: &str| show(&mesh.node(index).client().step(request.as_bytes()));
+    for expected in 101..=105 {
+        assert_eq!(step(0, "incr hits 1\r\n"), format!("{expected}\\r\\n"));
+    }
+    // Nodes 1 and 2 still reach each other: each sees the other's count.
+    assert_eq!(step(1, "incr hits 10\r\n"), "110\\r\\n");
+    wait_for("node 2 to see node 1's count", CONVERGE, || step(2, "mg hits v\r\n") == "VA 3\\r\\n110\\r\\n");
+    assert_eq!(step(2, "decr hits 3\r\n"), "107\\r\\n");
+    mesh.heal(0);
+    mesh.wait_linked();
+    let seen = mesh.wait_same(&keys(&["hits"]));
+    assert_eq!(values(&seen), ["112"], "100 + 5 on node 0, + 10 - 3 on the others: {}", show(&seen));
+}
+
 /// The link between nodes 0 and 1 is cut, and both still reach node 2: what
 /// each writes reaches the other through node 2 while the link is down, and the
 /// link comes back with partial resyncs.

@@ -799,6 +799,40 @@ fn concurrent_increments_and_cas_on_both_nodes_lose_nothing() {
     }
 }
 
+/// Increments and decrements made on both sides of a cut, in the text and meta
+/// protocols, all count once the link returns; increments made once linked again
+/// count on top of them and return distinct values.
+#[test]
+fn increments_on_both_sides_of_a_cut_all_count_once_healed() {
+    let a = Node::start(&[]);
+    let relay = Relay::start(a.repl);
+    let b = Node::start(&[&format!("--peer={}", relay.addr)]);
+    wait_linked(&a, &b);
+    assert_eq!(a.client().step(b"set hits 0 0 3\r\n100\r\n"), b"STORED\r\n");
+    wait_for("the counter on b", CONVERGE, || b.client().step(b"mg hits v\r\n") == b"VA 3\r\n100\r\n");
+    relay.cut();
+    wait_for("both sides to see the cut", CONVERGE, || {
+        a.stats()["repl_peer_state"] != "up" && b.stats()["repl_peer_state"] != "up"
+    });
+    // Each side answers from what it holds, as memcached would.
+    for expected in 101..=105 {
+        assert_eq!(a.client().step(b"incr hits 1\r\n"), format!("{expected}\r\n").as_bytes());
+    }
+    for expected in ["110", "120", "130"] {
+        assert_eq!(b.client().step(b"ma hits D10 v\r\n"), format!("VA 3\r\n{expected}\r\n").as_bytes());
+    }
+    assert_eq!(b.client().step(b"decr hits 1\r\n"), b"129\r\n");
+    relay.restore();
+    wait_linked(&a, &b);
+    // 100, five increments of 1 on a, three of 10 and a decrement on b.
+    let total = wait_same(&a, &b, &["hits"]);
+    assert!(String::from_utf8_lossy(&total).contains("\r\n134\r\n"), "{}", show(&total));
+    let replies = race(&[&a, &b], &["incr hits 1\r\n".to_string(), "incr hits 1\r\n".to_string()]);
+    let mut counts: Vec<u64> = replies.iter().map(|r| r.trim_end().parse().unwrap()).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [135, 136], "linked again, increments are claims: {replies:?}");
+}
+
 /// A node started with `--repl-wait-sync` listens for clients only once its peer
 /// has sent it everything: the first client it accepts reads every item.
 #[test]

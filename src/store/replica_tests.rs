@@ -294,14 +294,46 @@ fn tombstones_count_against_the_limit_and_are_shed_beyond_their_share() {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Set { on_b: bool, key: usize, value: u8, ttl: u8 },
-    Append { on_b: bool, key: usize, value: u8 },
-    Incr { on_b: bool, key: usize },
-    Delete { on_b: bool, key: usize },
-    Touch { on_b: bool, key: usize, ttl: u8 },
-    Flush { on_b: bool },
-    Deliver { to_b: bool, count: u8 },
-    Tick { ms: u16 },
+    Set {
+        on_b: bool,
+        key: usize,
+        value: u8,
+        ttl: u8,
+    },
+    Append {
+        on_b: bool,
+        key: usize,
+        value: u8,
+    },
+    Incr {
+        on_b: bool,
+        key: usize,
+    },
+    /// An `incr` or `decr` made while the node is not linked with its peer.
+    CountApart {
+        on_b: bool,
+        key: usize,
+        incr: bool,
+    },
+    Delete {
+        on_b: bool,
+        key: usize,
+    },
+    Touch {
+        on_b: bool,
+        key: usize,
+        ttl: u8,
+    },
+    Flush {
+        on_b: bool,
+    },
+    Deliver {
+        to_b: bool,
+        count: u8,
+    },
+    Tick {
+        ms: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -311,6 +343,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(on_b, key, value, ttl)| Op::Set { on_b, key, value, ttl }),
         2 => (any::<bool>(), key.clone(), any::<u8>()).prop_map(|(on_b, key, value)| Op::Append { on_b, key, value }),
         2 => (any::<bool>(), key.clone()).prop_map(|(on_b, key)| Op::Incr { on_b, key }),
+        2 => (any::<bool>(), key.clone(), any::<bool>()).prop_map(|(on_b, key, incr)| Op::CountApart { on_b, key, incr }),
         3 => (any::<bool>(), key.clone()).prop_map(|(on_b, key)| Op::Delete { on_b, key }),
         2 => (any::<bool>(), key, 0..3u8).prop_map(|(on_b, key, ttl)| Op::Touch { on_b, key, ttl }),
         1 => any::<bool>().prop_map(|on_b| Op::Flush { on_b }),
@@ -340,6 +373,10 @@ proptest! {
                 }
                 Op::Incr { on_b, key: k } => {
                     pick(on_b).arithmetic(&key(k), true, 1);
+                }
+                Op::CountApart { on_b, key: k, incr } => {
+                    let name = key(k);
+                    pick(on_b).arithmetic_with(&DeltaRequest { apart: true, ..DeltaRequest::new(&name, incr, 3) }, |_, _, _| {});
                 }
                 Op::Delete { on_b, key: k } => {
                     pick(on_b).delete(&key(k));
@@ -402,4 +439,155 @@ fn concurrent_claims_have_exactly_one_winner() {
     }
     // A claim the receiver already holds (the same version) is not a conflict.
     assert_eq!(apply(&a.store, &claim_of(&a.store)), Applied::Older);
+}
+
+/// Counts apart on each node: `incr` and `decr` by `delta`, which the node's own
+/// command applies to the value it sees.
+fn count_apart(node: &Node, key: &[u8], incr: bool, delta: u64) -> DeltaOutcome {
+    let request = DeltaRequest { apart: true, ..DeltaRequest::new(key, incr, delta) };
+    node.store.arithmetic_with(&request, |_, _, _| {})
+}
+
+fn value_of(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+    visible(store, key).map(|(value, _, _)| value)
+}
+
+/// Both nodes count apart on one key, each answering from what it sees; once their
+/// changes cross, both hold the sum of every change, whatever the order.
+#[test]
+fn counts_made_apart_add_up_once_they_meet() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"100"));
+    while deliver_one(&a, &b) {}
+    for _ in 0..5 {
+        clock.advance_ms(1);
+        count_apart(&a, b"hits", true, 1);
+    }
+    assert_eq!(count_apart(&b, b"hits", true, 10), DeltaOutcome::Value(110));
+    assert_eq!(count_apart(&b, b"hits", false, 3), DeltaOutcome::Value(107));
+    assert_eq!(count_apart(&a, b"hits", true, 1), DeltaOutcome::Value(106));
+    while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+    assert_eq!(value_of(&a.store, b"hits").as_deref(), Some(&b"113"[..]));
+    assert_eq!(visible(&a.store, b"hits"), visible(&b.store, b"hits"));
+    // A claim linked nodes judge counts on top, and the parts still add.
+    assert_eq!(a.store.arithmetic(b"hits", true, 1), DeltaOutcome::Value(114));
+    assert_eq!(count_apart(&b, b"hits", true, 1), DeltaOutcome::Value(114));
+    while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+    assert_eq!(value_of(&b.store, b"hits").as_deref(), Some(&b"115"[..]));
+    assert_eq!(visible(&a.store, b"hits"), visible(&b.store, b"hits"));
+}
+
+/// A `set` starts the counter again: it wins over the increments made on the value
+/// it replaced, on either node, and increments on top of it count.
+#[test]
+fn a_set_wins_over_the_counts_made_on_the_value_it_replaced() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"5"));
+    while deliver_one(&a, &b) {}
+    count_apart(&a, b"hits", true, 1);
+    clock.advance_ms(1);
+    b.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"50"));
+    clock.advance_ms(1);
+    count_apart(&a, b"hits", true, 1);
+    count_apart(&b, b"hits", true, 2);
+    while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+    assert_eq!(value_of(&a.store, b"hits").as_deref(), Some(&b"52"[..]));
+    assert_eq!(visible(&a.store, b"hits"), visible(&b.store, b"hits"));
+    // And a delete newer than every count wins over all of them.
+    clock.advance_ms(1);
+    a.store.delete(b"hits");
+    while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+    assert_eq!((value_of(&a.store, b"hits"), value_of(&b.store, b"hits")), (None, None));
+}
+
+/// A claim that loses still brings the parts its node counted apart: the winner
+/// keeps its agreed value and adds them.
+#[test]
+fn a_lost_claim_still_brings_what_its_node_counted_apart() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"0"));
+    while deliver_one(&a, &b) {}
+    count_apart(&a, b"hits", true, 7);
+    a.store.arithmetic(b"hits", true, 1);
+    clock.advance_ms(1);
+    b.store.arithmetic(b"hits", true, 1);
+    let state = |store: &Store| {
+        let mut owned = None;
+        store.key_state(b"hits", |change| {
+            let KeyState::Value { value, counter, .. } = change.state else { panic!("a value") };
+            let counter = counter.expect("a counter");
+            owned = Some((
+                change.version,
+                value.to_vec(),
+                counter.base_version,
+                counter.agreed,
+                counter.agreed_version,
+                counter.parts.to_vec(),
+            ));
+        });
+        owned.expect("the counter")
+    };
+    let (version, value, base_version, agreed, agreed_version, parts) = state(&a.store);
+    let counter = Counter { base_version, agreed, agreed_version, parts: &parts };
+    let change = KeyChange {
+        key: b"hits",
+        version,
+        state: KeyState::Value { value: &value, flags: 0, expires_at: 0, counter: Some(counter) },
+    };
+    assert_eq!(b.store.apply_remote_claim(&change), Applied::Refused);
+    assert_eq!(value_of(&b.store, b"hits").as_deref(), Some(&b"8"[..]), "b's claim and a's part");
+}
+
+/// A counter's parts travel with it through a full sync and a warm restart.
+#[test]
+fn counters_travel_whole_through_a_full_sync() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"1"));
+    count_apart(&a, b"hits", true, 2);
+    let mut cursor = SyncCursor::default();
+    while !cursor.done {
+        cursor = a.store.sync_slice(cursor, 0, 16, |change| {
+            b.store.apply_remote(&change);
+        });
+    }
+    count_apart(&b, b"hits", true, 4);
+    count_apart(&a, b"hits", true, 8);
+    while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+    assert_eq!(value_of(&a.store, b"hits").as_deref(), Some(&b"15"[..]));
+    assert_eq!(visible(&a.store, b"hits"), visible(&b.store, b"hits"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Any interleaving of counts apart and deliveries ends with both nodes at the
+    /// starting value plus every change each node's command made.
+    #[test]
+    fn every_count_made_apart_is_counted_once(ops in proptest::collection::vec((0..4u8, 1..20u64), 1..80)) {
+        let clock = ManualClock::new(START_MS);
+        let (a, b) = (node(1, &clock), node(2, &clock));
+        a.store.store(&StoreRequest::new(StoreMode::Set, b"hits", b"1000"));
+        while deliver_one(&a, &b) {}
+        let mut expected: i64 = 1000;
+        for (kind, delta) in ops {
+            let (node, incr) = match kind {
+                0 => (&a, true),
+                1 => (&b, true),
+                2 => (&a, false),
+                _ => { deliver_one(&a, &b); deliver_one(&b, &a); clock.advance_ms(delta); continue; }
+            };
+            let before = value_of(&node.store, b"hits").map(|v| String::from_utf8(v).unwrap().trim().parse::<i64>().unwrap());
+            let DeltaOutcome::Value(after) = count_apart(node, b"hits", incr, delta) else { panic!("counted") };
+            expected += after as i64 - before.unwrap();
+        }
+        while deliver_one(&a, &b) | deliver_one(&b, &a) {}
+        prop_assert_eq!(visible(&a.store, b"hits"), visible(&b.store, b"hits"));
+        // An in-place decrement pads with spaces, as memcached's does.
+        let value = value_of(&a.store, b"hits").map(|v| String::from_utf8(v).unwrap().trim_end().to_string());
+        prop_assert_eq!(value, Some(expected.to_string()));
+    }
 }

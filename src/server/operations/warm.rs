@@ -426,7 +426,7 @@ impl<W: Write> Write for Hashing<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Clock, ManualClock, StoreConfig, StoreMode, StoreRequest};
+    use crate::store::{Clock, DeltaRequest, ManualClock, StoreConfig, StoreMode, StoreRequest};
 
     fn replicated_store(node_id: u16, clock: &ManualClock) -> Store {
         let store = Store::new(StoreConfig { node_id, ..StoreConfig::default() }, Clock::Manual(clock.clone()));
@@ -440,9 +440,21 @@ mod tests {
         let clock = ManualClock::new(1_700_000_000_000);
         let first = replicated_store(7, &clock);
         first.store(&StoreRequest::new(StoreMode::Set, b"kept", b"value"));
+        first.store(&StoreRequest::new(StoreMode::Set, b"counted", b"10"));
+        let apart = DeltaRequest { apart: true, ..DeltaRequest::new(b"counted", true, 5) };
+        first.arithmetic_with(&apart, |_, _, _| {});
         first.store(&StoreRequest::new(StoreMode::Set, b"deleted", b"gone"));
         assert!(first.delete(b"deleted").is_some());
         let kept_version = first.key_state(b"kept", |change| change.version).unwrap();
+        let counter = |store: &Store| {
+            store.key_state(b"counted", |change| match change.state {
+                KeyState::Value { value, counter: Some(counter), .. } => {
+                    (value.to_vec(), counter.base_version, counter.agreed, counter.parts.to_vec())
+                }
+                _ => panic!("a counter"),
+            })
+        };
+        let counted = counter(&first);
         let deleted_version = first.key_state(b"deleted", |change| change.version).unwrap();
         let path = std::env::temp_dir().join(format!("stickless-warm-unit-{}", std::process::id()));
         let progress = vec![
@@ -451,17 +463,55 @@ mod tests {
         ];
         let position = ReplicationPosition { history: 42, last_seq: 3, progress };
         let saved = save(&first, Some(position.clone()), &path).unwrap();
-        assert_eq!(saved.items, 1);
+        assert_eq!(saved.items, 2);
 
         clock.advance_secs(10);
         let second = replicated_store(7, &clock);
         let loaded = load(&second, &path).expect("a file").unwrap();
-        assert_eq!((loaded.items, loaded.replication), (1, Some(position)));
+        assert_eq!((loaded.items, loaded.replication), (2, Some(position)));
         assert_eq!(second.key_state(b"kept", |change| change.version), Some(kept_version));
+        // A counter keeps what each node counted apart, to add to the peers' counts.
+        assert_eq!(counter(&second), counted);
+        assert_eq!(counted.as_ref().map(|(value, ..)| &value[..]), Some(&b"15"[..]));
         // The delete is still remembered, with its version, for the peer.
         let deleted = second.key_state(b"deleted", |change| (change.version, change.state == KeyState::Deleted));
         assert_eq!(deleted, Some((deleted_version, true)));
         assert_eq!(second.tombstones(), 1);
         assert!(!path.exists(), "a loaded file is used up");
+    }
+
+    /// A file an earlier build wrote (format 2: no counters after the values) is
+    /// still read: its items come back, and a counter starts again from its value.
+    #[test]
+    fn a_file_without_counters_is_still_read() {
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&FORMAT_UNCOUNTED.to_le_bytes());
+        file.extend_from_slice(&1_700_000_000u32.to_le_bytes());
+        file.extend_from_slice(&7u16.to_le_bytes());
+        for header_word in [42u64, 3, 0] {
+            file.extend_from_slice(&header_word.to_le_bytes());
+        }
+        file.extend_from_slice(&0u32.to_le_bytes());
+        file.extend_from_slice(&0u16.to_le_bytes());
+        for (key, value) in [(&b"hits"[..], &b"41"[..]), (b"page", b"html")] {
+            file.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            file.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            file.extend_from_slice(&0u32.to_le_bytes());
+            file.extend_from_slice(&0u32.to_le_bytes());
+            file.extend_from_slice(&(1u64 << 40).to_le_bytes());
+            file.extend_from_slice(key);
+            file.extend_from_slice(value);
+        }
+        file.extend_from_slice(&[0; 4]);
+        let checksum = Sha256::digest(&file);
+        file.extend_from_slice(&checksum);
+        let path = std::env::temp_dir().join(format!("stickless-warm-format2-{}", std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let clock = ManualClock::new(1_700_000_000_000);
+        let store = replicated_store(7, &clock);
+        let loaded = load(&store, &path).expect("a file").unwrap();
+        assert_eq!(loaded.items, 2);
+        assert_eq!(store.arithmetic(b"hits", true, 1), crate::store::DeltaOutcome::Value(42));
+        assert_eq!(store.key_state(b"page", |change| change.state == KeyState::Deleted), Some(false));
     }
 }
