@@ -163,12 +163,14 @@ const LOCK: &[u8] = b"lock:session";
 enum Counting {
     Idle,
     /// Its increment is change `seq`, made in `generation` of the links: a claim
-    /// linked peers judge, or counted apart (`judged` false); `made` when it only
-    /// made the key.
+    /// linked peers judge (`judged`), or not; `apart` when its node was not linked
+    /// with every peer as it counted (the oracle's own reading, which decides
+    /// that the increment must count once healed); `made` when it only made the key.
     Waiting {
         seq: u64,
         generation: u64,
         judged: bool,
+        apart: bool,
         made: bool,
     },
 }
@@ -522,6 +524,7 @@ impl Simulation {
             Counting::Idle => {
                 let incr =
                     crate::store::DeltaRequest { vivify: Some(0), ..crate::store::DeltaRequest::new(COUNTER, true, 1) };
+                let apart = !replicator.linked_with_all();
                 let written = node.node.arithmetic(&incr, |_, _, _| {});
                 let receipt = written.receipt;
                 let judged = receipt.claim != 0;
@@ -529,21 +532,28 @@ impl Simulation {
                 match written.outcome {
                     crate::store::DeltaOutcome::Value(value) => {
                         self.answers[index] = value;
-                        Counting::Waiting { seq, generation, judged, made: false }
+                        Counting::Waiting { seq, generation, judged, apart, made: false }
                     }
-                    crate::store::DeltaOutcome::Created(_) => Counting::Waiting { seq, generation, judged, made: true },
+                    crate::store::DeltaOutcome::Created(_) => {
+                        Counting::Waiting { seq, generation, judged, apart, made: true }
+                    }
                     _ => Counting::Idle,
                 }
             }
             Counting::Waiting { seq, judged: false, made, .. } if answered(seq) => {
-                // Counted apart: no verdict, it adds to the others' once they meet.
+                // No claim: it adds to the others' counts once they meet.
                 if !made {
                     self.tally.won += 1;
                 }
                 Counting::Idle
             }
-            Counting::Waiting { seq, generation: made_in, judged: true, made } if answered(seq) => {
+            Counting::Waiting { seq, generation: made_in, judged: true, apart, made } if answered(seq) => {
                 match replicator.take_claim_verdict(seq) {
+                    // Answered by a node short of a peer: it must count once healed.
+                    Some(true) if apart => {
+                        self.tally.won += u64::from(!made);
+                        Counting::Idle
+                    }
                     Some(true) => {
                         if made_in != generation || !self.all_linked() {
                             // Granted because a link went down before its verdict:
