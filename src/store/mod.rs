@@ -422,7 +422,8 @@ impl Store {
         let Some(bucket) = self.find_live(&mut shard, hash, key, &now) else {
             return Found::Miss;
         };
-        let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        let held = &mut *shard;
+        let item = held.table.get_bucket_mut(bucket).expect("live bucket");
         item.touch_access(now.secs);
         let replicated = touch.is_some() && self.replicated();
         if let Some(exptime) = touch {
@@ -430,6 +431,7 @@ impl Store {
             if replicated {
                 // A new TTL needs a new version to win on the peer (memcached keeps
                 // the CAS on touch; a replicated touch cannot).
+                self.keep_base(&mut held.ledgers, item);
                 self.stamp_cas(item, None);
             }
         }
@@ -500,7 +502,8 @@ impl Store {
                 (bucket, MetaFound::Created)
             }
         };
-        let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+        let held = &mut *shard;
+        let item = held.table.get_bucket_mut(bucket).expect("live bucket");
         let expires_before = item.expires_at();
         read(item, now.secs, found == MetaFound::Created);
         if bump {
@@ -509,6 +512,7 @@ impl Store {
         let changed = found == MetaFound::Created || item.expires_at() != expires_before;
         if changed && self.replicated() {
             if found == MetaFound::Hit {
+                self.keep_base(&mut held.ledgers, item);
                 self.stamp_cas(item, None);
             }
             drop(shard);
@@ -588,7 +592,11 @@ impl Store {
             return (DeleteOutcome::Deleted { value_len }, true);
         }
         if req.invalidate {
+            let shard = &mut *shard;
             let item = shard.table.get_bucket_mut(bucket).expect("live bucket");
+            if replicated {
+                self.keep_base(&mut shard.ledgers, item);
+            }
             if let Some(ttl) = req.ttl {
                 item.set_expires_at(expiry::deadline(ttl, now.secs));
             }

@@ -195,6 +195,18 @@ impl Store {
         Some(ledger)
     }
 
+    /// Before a touch gives `item` a new version without a new value: a number
+    /// keeps the write that made it as its base, in a ledger, so that counts made
+    /// on it elsewhere still add to it (a plain item's base is its version).
+    pub(super) fn keep_base(&self, ledgers: &mut Ledgers, item: &Item) {
+        if counter_of(ledgers, item.key()).is_some() {
+            return;
+        }
+        if let Some(value) = crate::number::parse_u64(item.value()) {
+            self.keep_ledger(ledgers, item.key(), Ledger::start(value, item.cas()));
+        }
+    }
+
     /// Keeps `ledger` as `key`'s counter, charging its memory.
     pub(super) fn keep_ledger(&self, ledgers: &mut Ledgers, key: &[u8], ledger: Ledger) {
         self.used.fetch_add(ledger.charge(key.len()), Ordering::Relaxed);
@@ -324,7 +336,10 @@ impl Store {
             _ => {
                 let buried = shard.tombstones.version(hash, key).unwrap_or(0);
                 if change.version <= local.max(buried) {
-                    return if claim && live && local > change.version { Applied::Refused } else { Applied::Older };
+                    // A claim loses to any newer state, a delete or an expiry too: the
+                    // claimer had not seen it, and it wins on every node, so the
+                    // claimer's write is gone and its command runs again.
+                    return if claim && local.max(buried) > change.version { Applied::Refused } else { Applied::Older };
                 }
                 // A newer state from the peer replaces any tombstone here: the peer
                 // holds it, and a delete applied from the peer leaves none (see
@@ -397,13 +412,22 @@ impl Store {
             incoming = incoming.parts_over(&local_layer).unwrap_or(local_layer);
         }
         let merged = counter::merge(local_layer, incoming);
-        let incoming_newer = change.version > local;
+        // A plain value that wins does so whole, with its own flags, expiry and
+        // version: its version is its base, which the item must keep to be judged
+        // by it again (a counted value's base travels in its ledger).
+        let plain_wins = match (&merged, incoming) {
+            (Merged::Local, _) => matches!(local_layer, Layer::Plain { .. }),
+            (Merged::Incoming, Layer::Plain { .. }) => true,
+            _ => false,
+        };
+        let incoming_newer = change.version > local && !plain_wins;
         if merged == Merged::Local && !incoming_newer {
             if let Some(ledger) = ledger {
                 self.keep_ledger(&mut shard.ledgers, change.key, ledger);
             }
             return Some((refused, false));
         }
+        let incoming_newer = incoming_newer || plain_wins;
         let (flags, expires_at) =
             if incoming_newer { (flags, expires_at) } else { (local_item.flags(), local_item.expires_at()) };
         let mut digits = [0u8; 20];
@@ -424,7 +448,8 @@ impl Store {
             }
             return None;
         };
-        self.put(shard, hash, Some(bucket), item, Some(change.version.max(local)));
+        let version = if plain_wins { change.version } else { change.version.max(local) };
+        self.put(shard, hash, Some(bucket), item, Some(version));
         shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
         if let Some(kept) = kept {
             self.keep_ledger(&mut shard.ledgers, change.key, kept);
