@@ -291,7 +291,7 @@ impl<T: Transport> Links<T> {
                     // Closing the old link stopped the waits on the peer; the new one
                     // restarts them when the peer asks for our changes, which it may
                     // have done already, in the read that completed the handshake.
-                    if self.links[key].session.is_sending() {
+                    if self.links[key].session.peer_judges() {
                         self.replicator.set_acking(slot, true);
                     }
                 } else {

@@ -100,6 +100,11 @@ pub struct LinkSession {
     /// value and agreed version, with its parts in `counter_parts` (reused).
     counter_base: Option<(u64, i128, u64)>,
     counter_parts: Vec<Part>,
+    /// A full sync's last change, until the peer acknowledges it. Until then the
+    /// peer does not judge our claims: a claim made meanwhile may reach it only
+    /// inside the sync, as a plain state (a link replaced by another that starts
+    /// a full sync sends the first one's claims so), which no node refuses.
+    sync_unacknowledged: Option<u64>,
 }
 
 /// How many of those versions are remembered: refusals are rare, and the claim
@@ -149,6 +154,7 @@ impl LinkSession {
             won_in_refusals: std::collections::VecDeque::new(),
             counter_base: None,
             counter_parts: Vec::new(),
+            sync_unacknowledged: None,
         };
         if dialed {
             session.send_hello(replicator, now.wall_ms);
@@ -211,6 +217,22 @@ impl LinkSession {
     /// Whether the peer has asked for our changes (after its resume).
     pub fn is_sending(&self) -> bool {
         self.is_ready() && !matches!(self.sending, Sending::AwaitResume)
+    }
+
+    /// Whether the peer judges our claims (and acknowledges for ack mode): it has
+    /// asked for our changes, and holds our full sync if it needed one.
+    pub fn peer_judges(&self) -> bool {
+        self.is_sending() && self.sync_unacknowledged.is_none()
+    }
+
+    /// The peer has applied our changes up to `applied`; a full sync it has
+    /// acknowledged makes it judge our claims from now on.
+    fn peer_applied(&mut self, replicator: &Replicator, slot: usize, applied: u64) {
+        replicator.peer_applied(slot, applied);
+        if self.sync_unacknowledged.is_some_and(|upto| applied >= upto) {
+            self.sync_unacknowledged = None;
+            replicator.set_acking(slot, true);
+        }
     }
 
     /// The link's state for `stats`.
@@ -390,11 +412,11 @@ impl LinkSession {
                 );
             }
             Frame::Ping { applied, sent_ms } => {
-                replicator.peer_applied(slot, applied);
+                self.peer_applied(replicator, slot, applied);
                 self.emit(&Frame::Pong { applied: self.ackable(), echo_ms: sent_ms, sent_ms: now_ms });
             }
             Frame::Pong { applied, echo_ms, sent_ms } => {
-                replicator.peer_applied(slot, applied);
+                self.peer_applied(replicator, slot, applied);
                 let skew = self.clock.pong(now_ms, echo_ms, sent_ms);
                 stats.rtt_ms.store(self.clock.rtt_ms.unwrap_or(0), Ordering::Relaxed);
                 stats.skew_ms.store(skew, Ordering::Relaxed);
@@ -411,7 +433,7 @@ impl LinkSession {
                 if let Some(at) = replicator.backlog().recorded_at(applied) {
                     replicator.stats.lag.record(replicator.micros().saturating_sub(at));
                 }
-                replicator.peer_applied(slot, applied);
+                self.peer_applied(replicator, slot, applied);
                 self.bytes_acked = bytes;
                 stats.lag_bytes.store(self.bytes_made.saturating_sub(bytes), Ordering::Relaxed);
             }
@@ -499,6 +521,11 @@ impl LinkSession {
                 "replication: full sync to node {} (it holds nothing of this run's changes up to {upto})",
                 self.peer_node().unwrap_or(0)
             );
+            if upto != 0 {
+                // It judges our claims once it holds the sync (`sync_unacknowledged`).
+                self.sync_unacknowledged = Some(upto);
+                return;
+            }
         }
         replicator.set_acking(slot, true);
     }
