@@ -69,7 +69,7 @@ pub enum KeyState<'a> {
         /// Unix seconds after which the item is gone (absolute, so both nodes agree);
         /// 0 for never.
         expires_at: u32,
-        /// The value's counter, once `incr` or `decr` changed it ([`counter`]).
+        /// The value's counter, once `incr` or `decr` changed it ([`Counter`]).
         counter: Option<Counter<'a>>,
     },
     Deleted,
