@@ -68,20 +68,30 @@ pub enum Frame<'a> {
     Counter { base_version: u64, agreed: i128, agreed_version: u64, parts: &'a [u8] },
 }
 
-/// Appends a `Counter` frame for `counter`.
+/// Appends a `Counter` frame for `counter` (its parts encoded straight from the
+/// store's, where [`Frame::Counter`] holds them encoded already).
 pub fn encode_counter(counter: &crate::store::Counter<'_>, out: &mut Vec<u8>) {
+    framed(out, |out| {
+        out.extend_from_slice(&counter.base_version.to_be_bytes());
+        out.extend_from_slice(&counter.agreed.to_be_bytes());
+        out.extend_from_slice(&counter.agreed_version.to_be_bytes());
+        for part in counter.parts {
+            out.extend_from_slice(&part.origin.to_be_bytes());
+            out.extend_from_slice(&part.delta.to_be_bytes());
+            out.extend_from_slice(&part.version.to_be_bytes());
+        }
+        kind::COUNTER
+    });
+}
+
+/// Appends one frame: `body` writes its body and returns its type; the header
+/// (type and body length) goes in front.
+fn framed(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>) -> u8) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    out.extend_from_slice(&counter.base_version.to_be_bytes());
-    out.extend_from_slice(&counter.agreed.to_be_bytes());
-    out.extend_from_slice(&counter.agreed_version.to_be_bytes());
-    for part in counter.parts {
-        out.extend_from_slice(&part.origin.to_be_bytes());
-        out.extend_from_slice(&part.delta.to_be_bytes());
-        out.extend_from_slice(&part.version.to_be_bytes());
-    }
+    let kind = body(out);
     let body_len = (out.len() - start - HEADER_LEN) as u32;
-    out[start] = kind::COUNTER;
+    out[start] = kind;
     out[start + 1..start + HEADER_LEN].copy_from_slice(&body_len.to_be_bytes());
 }
 
@@ -132,9 +142,7 @@ impl std::fmt::Display for WireError {
 
 /// Appends `frame` to `out`.
 pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER_LEN]);
-    let kind = match *frame {
+    framed(out, |out| match *frame {
         Frame::Hello { protocol, node, history, clock_ms, cluster, nonce } => {
             out.extend_from_slice(&protocol.to_be_bytes());
             out.extend_from_slice(&node.to_be_bytes());
@@ -218,10 +226,7 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(parts);
             kind::COUNTER
         }
-    };
-    let body_len = (out.len() - start - HEADER_LEN) as u32;
-    out[start] = kind;
-    out[start + 1..start + HEADER_LEN].copy_from_slice(&body_len.to_be_bytes());
+    });
 }
 
 /// Reads fixed-size fields off the front of a body.

@@ -296,8 +296,10 @@ impl Store {
         let hash = self.hash(key);
         let index = self.shard_index(hash);
         let fresh = match change.state {
-            KeyState::Value { value, flags, expires_at, .. } => {
-                if !self.reserve(index, Item::charge_for(key.len(), value.len().max(20), flags)) {
+            KeyState::Value { value, flags, expires_at, counter } => {
+                // A counter may merge into a value of up to 20 digits.
+                let len = if counter.is_some() { value.len().max(20) } else { value.len() };
+                if !self.reserve(index, Item::charge_for(key.len(), len, flags)) {
                     return Applied::NoMemory;
                 }
                 let meta = ItemMeta { flags, expires_at, cas: 0, now: self.clock.now_secs() };
@@ -415,21 +417,21 @@ impl Store {
         // A plain value that wins does so whole, with its own flags, expiry and
         // version: its version is its base, which the item must keep to be judged
         // by it again (a counted value's base travels in its ledger).
-        let plain_wins = match (&merged, incoming) {
-            (Merged::Local, _) => matches!(local_layer, Layer::Plain { .. }),
-            (Merged::Incoming, Layer::Plain { .. }) => true,
-            _ => false,
-        };
-        let incoming_newer = change.version > local && !plain_wins;
-        if merged == Merged::Local && !incoming_newer {
+        let local_plain_wins = merged == Merged::Local && matches!(local_layer, Layer::Plain { .. });
+        let incoming_plain_wins = merged == Merged::Incoming && matches!(incoming, Layer::Plain { .. });
+        let incoming_newer = change.version > local;
+        if merged == Merged::Local && (local_plain_wins || !incoming_newer) {
             if let Some(ledger) = ledger {
                 self.keep_ledger(&mut shard.ledgers, change.key, ledger);
             }
             return Some((refused, false));
         }
-        let incoming_newer = incoming_newer || plain_wins;
-        let (flags, expires_at) =
-            if incoming_newer { (flags, expires_at) } else { (local_item.flags(), local_item.expires_at()) };
+        // Flags and expiry are the newer version's, or the plain winner's.
+        let (flags, expires_at) = if incoming_plain_wins || incoming_newer {
+            (flags, expires_at)
+        } else {
+            (local_item.flags(), local_item.expires_at())
+        };
         let mut digits = [0u8; 20];
         let (bytes, kept) = match (merged, incoming) {
             (Merged::Local, _) => (local_item.value(), ledger.clone()),
@@ -448,7 +450,7 @@ impl Store {
             }
             return None;
         };
-        let version = if plain_wins { change.version } else { change.version.max(local) };
+        let version = if incoming_plain_wins { change.version } else { change.version.max(local) };
         self.put(shard, hash, Some(bucket), item, Some(version));
         shard.table.get_bucket_mut(bucket).expect("live bucket").clear_bit(BIT_CLIENT_CAS);
         if let Some(kept) = kept {
