@@ -464,11 +464,16 @@ impl Replicator {
         }
     }
 
-    /// Whether changes applied from a peer are passed on to the others: once a
-    /// second peer has linked, what comes from one must reach the other even while
-    /// their own link is down ([`crate::store::Store::apply_peer_change`]).
+    /// Whether changes applied from a peer are passed on to the others: with a
+    /// second peer listed, or linked unlisted, what comes from one must reach the
+    /// other even while their own link is down, and a delete applied keeps its
+    /// tombstone ([`crate::store::Store::apply_peer_change`]). A node must pass on
+    /// before it has met its other peers: one restarted while a peer is cut off
+    /// holds the only tombstone of a delete it applies, once the deleter dies,
+    /// against the older value the cut-off peer still holds (simulator seed
+    /// 1099511637860).
     pub fn passes_on(&self) -> bool {
-        self.peers_known.load(Ordering::Acquire) > 1
+        self.settings.peers.len() > 1 || self.peers_known.load(Ordering::Acquire) > 1
     }
 
     /// The peers that have taken a slot.
