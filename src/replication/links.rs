@@ -517,6 +517,14 @@ impl<T: Transport> Links<T> {
                 dialer.next_dial = 0;
             }
         } else if link.session.is_ready() {
+            // A full sync it asked for no longer holds back the others' resumes,
+            // unless the link in use asked for one too.
+            if let (Some(slot), Some(node)) = (link.session.slot(), link.session.peer_node())
+                && link.session.asked_full_sync()
+                && !self.active_to(node).is_some_and(|key| self.links[key].session.asked_full_sync())
+            {
+                self.replicator.peer(slot).stats.receiving_sync.store(false, Ordering::Relaxed);
+            }
             log::info!("replication: spare link to {} closed: {reason}", link.peer);
         } else if link.session.dialed && !link.session.met_peer() {
             log::debug!("replication: dial to {} failed: {reason}", link.peer);

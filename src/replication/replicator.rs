@@ -5,6 +5,7 @@
 
 use super::backlog::{Backlog, Recorded};
 use super::handshake::Identity;
+use super::wire::Position;
 use crate::store::{Change, Store};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -382,6 +383,10 @@ pub struct Replicator {
     synced: AtomicBool,
     /// Our claims the peer refused, until their `add`s collect the verdict.
     refused_claims: Mutex<std::collections::BTreeSet<u64>>,
+    /// Where the senders of the full syncs received stood in their other peers'
+    /// runs: this node holds those changes too, and resumes from there when it
+    /// links with those peers (one entry per node, the latest).
+    offered: Mutex<Vec<Position>>,
     pub stats: ReplStats,
     /// The origin of the backlog's timestamps (microseconds, monotonic).
     epoch: Instant,
@@ -416,6 +421,7 @@ impl Replicator {
             blocked_on_acks: AtomicUsize::new(0),
             ack_signal: (Mutex::new(()), Condvar::new()),
             refused_claims: Mutex::new(std::collections::BTreeSet::new()),
+            offered: Mutex::new(Vec::new()),
             synced: AtomicBool::new(false),
             stats,
             epoch: Instant::now(),
@@ -570,6 +576,59 @@ impl Replicator {
     /// The link is sending on its own timer: records need not wake it.
     pub fn link_batches(&self) {
         self.link_sleeping.store(false, Ordering::Release);
+    }
+
+    /// Where this node stands in each peer's run but `receiver`'s, for a full
+    /// sync to `receiver` that starts now: everything applied up to there is in
+    /// the store the sync sends (a link updates its progress after applying).
+    pub fn positions_for(&self, receiver: u16) -> Vec<Position> {
+        (self.known_peers().iter())
+            .filter_map(|peer| {
+                let node = peer.node().filter(|&node| node != receiver)?;
+                let Progress { history, applied } = *peer.progress();
+                (history != 0).then_some(Position { node, history, applied })
+            })
+            .collect()
+    }
+
+    /// A full sync received ended with its sender's `positions`: this node now
+    /// holds those peers' changes up to there.
+    pub fn offer_positions(&self, positions: impl Iterator<Item = Position>) {
+        let own = self.settings.identity.node;
+        let mut offered = self.offered.lock().unwrap_or_else(PoisonError::into_inner);
+        for position in positions.filter(|position| position.node != own) {
+            match offered.iter_mut().find(|held| held.node == position.node) {
+                Some(held) if held.history == position.history => held.applied = held.applied.max(position.applied),
+                Some(held) => *held = position,
+                None => offered.push(position),
+            }
+        }
+    }
+
+    /// What to ask the peer in `slot`, node `node` in its run `history`, to resume
+    /// from: what its links applied, or what a full sync from another peer brought,
+    /// whichever is further; `history` 0 when this node holds nothing of the run.
+    /// Kept as the peer's progress, so a warm restart resumes from it too.
+    pub fn resume_point(&self, slot: usize, node: u16, history: u64) -> Progress {
+        let mut progress = self.peers[slot].progress();
+        let held = if progress.history == history { *progress } else { Progress::default() };
+        let offered = self.offered.lock().unwrap_or_else(PoisonError::into_inner);
+        let offer = offered.iter().find(|offer| offer.node == node && offer.history == history);
+        match offer {
+            Some(offer) if offer.applied > held.applied || held.history == 0 => {
+                *progress = Progress { history, applied: offer.applied };
+                self.peers[slot].stats.applied_seq.store(offer.applied, Ordering::Relaxed);
+                *progress
+            }
+            _ => held,
+        }
+    }
+
+    /// Whether a full sync this node asked of a peer other than the one in `slot`
+    /// is still on its way.
+    pub fn syncing_besides(&self, slot: usize) -> bool {
+        let peers = self.known_peers().iter().enumerate();
+        peers.filter(|&(other, _)| other != slot).any(|(_, peer)| peer.stats.receiving_sync.load(Ordering::Relaxed))
     }
 
     /// The last sequence number recorded.

@@ -19,7 +19,7 @@ use super::heartbeat::{LinkTime, PeerClock, SKEW_WARNING_MS};
 use super::replicator::{
     LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator, applying_from,
 };
-use super::wire::{self, Frame, NONCE_LEN};
+use super::wire::{self, Frame, NONCE_LEN, Position};
 use crate::store::{Applied, Counter, KeyChange, KeyState, Part, SyncCursor};
 use std::sync::atomic::Ordering;
 
@@ -105,6 +105,14 @@ pub struct LinkSession {
     /// inside the sync, as a plain state (a link replaced by another that starts
     /// a full sync sends the first one's claims so), which no node refuses.
     sync_unacknowledged: Option<u64>,
+    /// Our resume waits for a full sync on its way from another peer (see
+    /// [`LinkSession::offer_resume`]).
+    resume_waiting: bool,
+    /// We asked the peer for a full sync, which has not ended yet.
+    asked_full_sync: bool,
+    /// Where this node stood in its other peers' runs when the full sync being
+    /// sent began, for its `SyncEnd`.
+    sync_positions: Vec<Position>,
 }
 
 /// How many of those versions are remembered: refusals are rare, and the claim
@@ -155,6 +163,9 @@ impl LinkSession {
             counter_base: None,
             counter_parts: Vec::new(),
             sync_unacknowledged: None,
+            resume_waiting: false,
+            asked_full_sync: false,
+            sync_positions: Vec::new(),
         };
         if dialed {
             session.send_hello(replicator, now.wall_ms);
@@ -239,7 +250,9 @@ impl LinkSession {
     pub fn link_state(&self) -> u8 {
         if !self.is_ready() {
             LINK_HANDSHAKE
-        } else if self.receiving_sync.is_some() || matches!(self.sending, Sending::Full { .. }) {
+        } else if self.resume_waiting || self.asked_full_sync || !self.peer_judges() {
+            // Until the peer has asked for our changes and holds our full sync, it
+            // does not judge our claims: the link is not up for them.
             LINK_SYNCING
         } else {
             LINK_UP
@@ -298,13 +311,7 @@ impl LinkSession {
                 self.run_tag = replicator.peer(slot).run_tag(slot, peer.history);
                 self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
-                let held = *replicator.peer(slot).progress();
-                let resume = if held.history == peer.history { held } else { Progress::default() };
-                if resume.history != 0 {
-                    // A run this node already holds: only the rest follows.
-                    replicator.mark_synced();
-                }
-                self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
+                self.offer_resume(replicator, slot, peer);
                 self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
@@ -387,16 +394,21 @@ impl LinkSession {
             Frame::Skip { seq } => self.applied(replicator, seq),
             Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
                 self.receiving_sync = Some(seq);
+                self.asked_full_sync = true;
                 let at = self.to_local_secs(flush_at_ms);
                 replicator.store.apply_peer_flush(flush_version, at, replicator.passes_on());
                 stats.receiving_sync.store(true, Ordering::Relaxed);
                 stats.sync_items_received.store(0, Ordering::Relaxed);
                 log::info!("replication: receiving a full sync from node {}", peer.node);
             }
-            Frame::SyncEnd { seq } => {
+            Frame::SyncEnd { seq, positions } => {
                 let Some(upto) = self.receiving_sync.take() else {
                     return Err("the peer ended a full sync it never began".into());
                 };
+                self.asked_full_sync = false;
+                // What the peer had applied of the others' runs is here now: a link
+                // to one of them resumes from there rather than taking a sync too.
+                replicator.offer_positions(wire::positions(positions));
                 // Changes after `upto` arrived live, in order, alongside the sync.
                 let applied = upto.max(seq).max(self.live_applied);
                 self.live_applied = applied;
@@ -489,6 +501,40 @@ impl LinkSession {
         self.stats(replicator).applied_seq.store(seq, Ordering::Relaxed);
     }
 
+    /// Says what we hold of the peer's changes, so that it resumes from there. A
+    /// resume that would take a full sync while another peer's is on its way
+    /// waits, and is tried again on each [`LinkSession::produce`]: that sync's
+    /// positions may spare it, so a node that comes back empty takes one full sync
+    /// and catches up from the rest.
+    fn offer_resume(&mut self, replicator: &Replicator, slot: usize, peer: PeerHello) {
+        let resume = replicator.resume_point(slot, peer.node, peer.history);
+        let full = resume.history == 0;
+        if full && replicator.syncing_besides(slot) {
+            if !self.resume_waiting {
+                self.resume_waiting = true;
+                log::info!("replication: node {} waits for the full sync on its way from another peer", peer.node);
+            }
+            return;
+        }
+        self.resume_waiting = false;
+        if full {
+            self.asked_full_sync = true;
+            replicator.peer(slot).stats.receiving_sync.store(true, Ordering::Relaxed);
+        } else {
+            // A run this node already holds: only the rest follows.
+            replicator.mark_synced();
+        }
+        // Acknowledged from the first heartbeat on: a write of the peer's that
+        // waits on us (ack mode) need not wait for a newer change to be applied.
+        self.live_applied = resume.applied;
+        self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
+    }
+
+    /// Whether we asked the peer for a full sync that has not ended.
+    pub fn asked_full_sync(&self) -> bool {
+        self.asked_full_sync
+    }
+
     /// The peer said what it holds of our changes: resume from the backlog if it
     /// covers that, else send everything.
     fn start_sending(&mut self, replicator: &Replicator, slot: usize, history: u64, applied: u64) {
@@ -509,6 +555,7 @@ impl LinkSession {
         } else {
             let upto = backlog.last_seq();
             drop(backlog);
+            self.sync_positions = self.peer_node().map(|node| replicator.positions_for(node)).unwrap_or_default();
             let (flush_version, flush_at) = replicator.store.flush_marks();
             let flush_at_ms = u64::from(flush_at) * 1000;
             self.emit(&Frame::SyncBegin { seq: upto, flush_version, flush_at_ms });
@@ -541,6 +588,11 @@ impl LinkSession {
     /// says whether there is more to send. `Err` when the peer fell behind the
     /// backlog: the link is closed and the peer gets a full sync when it returns.
     pub fn produce(&mut self, replicator: &Replicator, budget: usize) -> Result<bool, String> {
+        if self.resume_waiting
+            && let (LinkPhase::Ready(peer), Some(slot)) = (self.phase, self.slot)
+        {
+            self.offer_resume(replicator, slot, peer);
+        }
         if !self.is_ready() || matches!(self.sending, Sending::AwaitResume) {
             return Ok(false);
         }
@@ -556,7 +608,9 @@ impl LinkSession {
                 Sending::Full { cursor, upto } => {
                     let cursor = self.send_slice(replicator, cursor, upto);
                     if cursor.done {
-                        self.emit(&Frame::SyncEnd { seq: upto });
+                        let before = self.out.len();
+                        wire::encode_sync_end(upto, &self.sync_positions, &mut self.out);
+                        self.bytes_made += (self.out.len() - before) as u64;
                         self.sending = Sending::Live;
                         log::info!(
                             "replication: full sync sent to node {}, {} items",

@@ -138,8 +138,9 @@ struct SimNode {
 enum Locker {
     Idle,
     /// Its `add` stored the lock as claim `seq`; the verdict decides. `judged`:
-    /// an acknowledging link was up, so the peer judges the claim (without one,
-    /// the node decides alone, by design).
+    /// every peer was on an acknowledging link, so each judges the claim (a peer
+    /// that has not yet asked for the node's changes, or is still taking its full
+    /// sync, does not: the node decides without it, by design).
     Claiming {
         seq: u64,
         generation: u64,
@@ -477,7 +478,7 @@ impl Simulation {
                 let written = node.node.store_item(&add);
                 match written.outcome {
                     StoreOutcome::Stored { .. } => {
-                        let judged = replicator.is_acking();
+                        let judged = replicator.linked_with_all();
                         Locker::Claiming { seq: written.receipt.claim, generation, judged }
                     }
                     _ => Locker::Idle,
@@ -1103,4 +1104,43 @@ fn a_change_passed_on_never_returns_to_its_run() {
     };
     assert_eq!(received(&sim.nodes[0]), 0, "nothing came back to the writer");
     assert_eq!((received(&sim.nodes[1]), received(&sim.nodes[2])), (2 * KEYS as u64, 2 * KEYS as u64));
+}
+
+/// A node that comes back empty takes one full sync, from the first peer it
+/// links with, and resumes from the other where that sync's sender stood in its
+/// run: the mesh sends its data once, not once per peer.
+#[test]
+fn a_node_back_empty_takes_one_full_sync_and_resumes_from_the_rest() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut sim = Simulation::new(12, SyncMode::Async, 3);
+    sim.heal();
+    for k in 0..KEYS {
+        let value = [k as u8; 8];
+        let writer = &sim.nodes[k % 3].node;
+        let outcome = writer.store_item(&StoreRequest::new(StoreMode::Set, &key(k), &value)).outcome;
+        assert!(matches!(outcome, StoreOutcome::Stored { .. }));
+    }
+    for _ in 0..1000 {
+        sim.step(false);
+    }
+    // What nodes 1 and 2 have sent node 0 (node id 1) so far: (full, partial).
+    let sent_to_node_0 = |sim: &Simulation| {
+        let mut sent = (0, 0);
+        for node in &sim.nodes[1..] {
+            let replicator = &node.replicator;
+            let peer = replicator.known_peers().iter().find(|peer| peer.node() == Some(1)).expect("node 0 linked");
+            sent.0 += peer.stats.full_syncs.load(Relaxed);
+            sent.1 += peer.stats.partial_syncs.load(Relaxed);
+        }
+        sent
+    };
+    let before = sent_to_node_0(&sim);
+    sim.crash(0);
+    sim.heal();
+    let after = sent_to_node_0(&sim);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1), "one full sync, one partial");
+    for k in 0..KEYS {
+        let seen: Vec<_> = sim.nodes.iter().map(|node| visible(&node.node, &key(k))).collect();
+        assert_eq!(seen, vec![Some((vec![k as u8; 8], 0)); 3], "key {k}");
+    }
 }

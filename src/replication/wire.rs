@@ -11,9 +11,13 @@
 /// Bumped on any change to the frames; peers with another version are refused.
 /// 2: `Claim` and `Refuse`, so that two nodes never both grant one `add`.
 /// 3: `Counter`, so that increments made on both sides of a cut add up.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: `SyncEnd` carries the sender's positions in its other peers' sequences, so
+/// that a node joining takes one full sync and resumes from the rest.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Bytes of one counter part on the wire: node, net change, version.
 pub const PART_LEN: usize = 2 + 16 + 8;
+/// Bytes of one position on the wire: node, history, sequence number.
+pub const POSITION_LEN: usize = 2 + 8 + 8;
 /// Type byte and body length.
 pub const HEADER_LEN: usize = 5;
 /// Nonces and MACs are HMAC-SHA-256 sized.
@@ -50,8 +54,10 @@ pub enum Frame<'a> {
     /// A full sync starts; the sender's changes up to `seq` are in it, and so are
     /// its flush marks (a flush hides items rather than sending anything).
     SyncBegin { seq: u64, flush_version: u64, flush_at_ms: u64 },
-    /// The full sync is complete.
-    SyncEnd { seq: u64 },
+    /// The full sync is complete. `positions` ([`POSITION_LEN`] bytes each,
+    /// [`positions`]) say how far the sender had applied each of its other peers'
+    /// runs when the sync began: the receiver now holds those changes too.
+    SyncEnd { seq: u64, positions: &'a [u8] },
     /// Heartbeat: the sender's applied sequence number and its clock.
     Ping { applied: u64, sent_ms: u64 },
     /// Heartbeat answer, echoing the ping's clock for the round trip.
@@ -82,6 +88,38 @@ pub fn encode_counter(counter: &crate::store::Counter<'_>, out: &mut Vec<u8>) {
         }
         kind::COUNTER
     });
+}
+
+/// Where a node stands in a peer's sequence: that peer's run (`history`) and the
+/// last of its changes applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub node: u16,
+    pub history: u64,
+    pub applied: u64,
+}
+
+/// Appends a `SyncEnd` frame carrying `positions` (encoded straight from them,
+/// where [`Frame::SyncEnd`] holds them encoded already).
+pub fn encode_sync_end(seq: u64, positions: &[Position], out: &mut Vec<u8>) {
+    framed(out, |out| {
+        out.extend_from_slice(&seq.to_be_bytes());
+        for position in positions {
+            out.extend_from_slice(&position.node.to_be_bytes());
+            out.extend_from_slice(&position.history.to_be_bytes());
+            out.extend_from_slice(&position.applied.to_be_bytes());
+        }
+        kind::SYNC_END
+    });
+}
+
+/// The positions of a `SyncEnd` frame.
+pub fn positions(positions: &[u8]) -> impl Iterator<Item = Position> + '_ {
+    positions.chunks_exact(POSITION_LEN).map(|position| Position {
+        node: u16::from_be_bytes(position[..2].try_into().expect("two bytes")),
+        history: u64::from_be_bytes(position[2..10].try_into().expect("eight bytes")),
+        applied: u64::from_be_bytes(position[10..].try_into().expect("eight bytes")),
+    })
 }
 
 /// Appends one frame: `body` writes its body and returns its type; the header
@@ -195,8 +233,9 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             }
             kind::SYNC_BEGIN
         }
-        Frame::SyncEnd { seq } => {
+        Frame::SyncEnd { seq, positions } => {
             out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(positions);
             kind::SYNC_END
         }
         Frame::Ping { applied, sent_ms } => {
@@ -336,6 +375,14 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             frame
         }
+        kind::SYNC_END => {
+            let seq = f.u64()?;
+            let positions = f.rest();
+            if positions.len() % POSITION_LEN != 0 {
+                return Err(WireError::Malformed("a position cut short"));
+            }
+            Frame::SyncEnd { seq, positions }
+        }
         kind::COUNTER => {
             let base_version = f.u64()?;
             let agreed = i128::from_be_bytes(f.take(16)?.try_into().expect("sixteen bytes"));
@@ -346,14 +393,12 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             }
             Frame::Counter { base_version, agreed, agreed_version, parts }
         }
-        single => {
-            let n = f.u64()?;
+        kind::SKIP => {
+            let seq = f.u64()?;
             f.end()?;
-            match single {
-                kind::SYNC_END => Frame::SyncEnd { seq: n },
-                _ => Frame::Skip { seq: n },
-            }
+            Frame::Skip { seq }
         }
+        _ => unreachable!("the type is checked above"),
     };
     Ok(Some((frame, total)))
 }
@@ -388,7 +433,8 @@ mod tests {
             Frame::Delete { seq: 3, version: 4, key: b"gone" },
             Frame::Flush { seq: 4, version: 5, at_ms: 6 },
             Frame::SyncBegin { seq: 7, flush_version: 70, flush_at_ms: 700 },
-            Frame::SyncEnd { seq: 8 },
+            Frame::SyncEnd { seq: 8, positions: &[] },
+            Frame::SyncEnd { seq: 9, positions: &[1; 2 * POSITION_LEN] },
             Frame::Ping { applied: 9, sent_ms: 10 },
             Frame::Pong { applied: 11, echo_ms: 10, sent_ms: 12 },
             Frame::Ack { applied: 13, bytes: 130 },
@@ -413,6 +459,23 @@ mod tests {
         let mut cut_short = vec![kind::COUNTER, 0, 0, 0, 33];
         cut_short.extend_from_slice(&[0; 33]);
         assert_eq!(decode(&cut_short), Err(WireError::Malformed("a counter part cut short")));
+    }
+
+    #[test]
+    fn a_sync_end_carries_the_senders_positions() {
+        let sent = [
+            Position { node: 3, history: u64::MAX, applied: 17 },
+            Position { node: 4095, history: 1, applied: u64::MAX },
+        ];
+        let mut out = Vec::new();
+        encode_sync_end(99, &sent, &mut out);
+        let (frame, used) = decode(&out).unwrap().expect("a whole frame");
+        assert_eq!(used, out.len());
+        let Frame::SyncEnd { seq: 99, positions: carried } = frame else { panic!("{frame:?}") };
+        assert_eq!(positions(carried).collect::<Vec<_>>(), sent);
+        let mut cut_short = vec![kind::SYNC_END, 0, 0, 0, 8 + 17];
+        cut_short.extend_from_slice(&[0; 8 + 17]);
+        assert_eq!(decode(&cut_short), Err(WireError::Malformed("a position cut short")));
     }
 
     #[test]
