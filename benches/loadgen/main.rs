@@ -678,8 +678,8 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                 let received = loop {
                     let stat = |name| peer.stat_text("replication", name).unwrap_or_default();
                     let received: u64 = stat("repl_sync_items_received").parse().unwrap_or(0);
-                    // A third node takes a full sync from each of the pair: done once it
-                    // holds every item and neither sync runs.
+                    // A third node takes a full sync from one of the pair and resumes
+                    // from the other: done once it holds every item and no sync runs.
                     let held = if third { peer.stat("curr_items").unwrap_or(0) } else { received };
                     if held >= items && stat("repl_syncing") == "0" {
                         break received;
@@ -720,7 +720,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
         "The sender holds the items; an empty peer (on the load generator's CPU) joins. Time from starting the \
          peer to its last item applied. Meanwhile {} connections at pipeline 1 send gets to the sender for {} s; \
          its p99 is set beside the same load just before the sync. The third row: the sender has a peer \
-         already, and the empty node joins both (a full sync from each; its items received count both).\n",
+         already, and the empty node joins both (a full sync from one, then a partial resync from the other).\n",
         probe.connections,
         window.as_secs()
     );
