@@ -521,8 +521,9 @@ impl Replicator {
         self.store.observe_changes(Box::new(observer), tombstone_secs)
     }
 
-    /// Records a local change (called by the store, in the writing thread, after
-    /// the change is visible) and returns the change's sequence number, which the
+    /// Records a local change (called by the store, in the writing thread: a claim
+    /// before its shard's lock is released, so no link reads it unrecorded; any other
+    /// change once it is visible) and returns the change's sequence number, which the
     /// write's receipt carries back to its writer. The writer announces it to the
     /// link ([`Replicator::announce`]) when it chooses: a worker once per turn of its
     /// event loop, a host's thread at once.

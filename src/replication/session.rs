@@ -90,12 +90,6 @@ pub struct LinkSession {
     /// Backlog entries being sent, and their keys end to end (reused).
     batch: Vec<(u64, Pending)>,
     batch_keys: Vec<u8>,
-    /// Versions of ours that went to the peer as the winning state of a refusal.
-    /// A claim's item is visible before it is recorded, so a refusal can overtake
-    /// the claim that beat the peer's: the peer then builds on our claim (an `incr`
-    /// runs again on top of it) before our claim's own entry goes, and that entry,
-    /// finding the peer's newer state, must not count the claim as lost.
-    won_in_refusals: std::collections::VecDeque<u64>,
     /// The counter of the value frame that comes next: its base version, agreed
     /// value and agreed version, with its parts in `counter_parts` (reused).
     counter_base: Option<(u64, i128, u64)>,
@@ -114,10 +108,6 @@ pub struct LinkSession {
     /// sent began, for its `SyncEnd`.
     sync_positions: Vec<Position>,
 }
-
-/// How many of those versions are remembered: refusals are rare, and the claim
-/// each one names is sent within a batch or two.
-const WON_IN_REFUSALS_KEPT: usize = 64;
 
 /// A backlog entry copied out for sending: a key's length in `batch_keys`, or a flush.
 #[derive(Clone, Copy, Debug)]
@@ -159,7 +149,6 @@ impl LinkSession {
             out: Vec::new(),
             batch: Vec::new(),
             batch_keys: Vec::new(),
-            won_in_refusals: std::collections::VecDeque::new(),
             counter_base: None,
             counter_parts: Vec::new(),
             sync_unacknowledged: None,
@@ -650,7 +639,6 @@ impl LinkSession {
             self.refusals.pop_front();
             let before = self.out.len();
             let mut out = std::mem::take(&mut self.out);
-            let mut winner_version = None;
             replicator.store.key_state(&key, |winner| {
                 if let KeyState::Value { value, flags, expires_at, counter } = winner.state {
                     let (version, expires_ms) = (winner.version, u64::from(expires_at) * 1000);
@@ -659,15 +647,8 @@ impl LinkSession {
                         wire::encode_counter(&counter, &mut out);
                     }
                     wire::encode(&Frame::Refuse { seq, version, flags, expires_ms, key, value }, &mut out);
-                    winner_version = Some(winner.agreed_version());
                 }
             });
-            if let Some(version) = winner_version.filter(|&v| version_node(v) == replicator.store.node_id()) {
-                if self.won_in_refusals.len() == WON_IN_REFUSALS_KEPT {
-                    self.won_in_refusals.pop_front();
-                }
-                self.won_in_refusals.push_back(version);
-            }
             self.out = out;
             self.bytes_made += (self.out.len() - before) as u64;
             if self.out.len() == before {
@@ -727,13 +708,6 @@ impl LinkSession {
                         Pending::Claim(_, version) => Some(version),
                         _ => None,
                     };
-                    // A claim the peer already holds, from a refusal, won there: it goes
-                    // as a plain state, which the peer may have built on since and must
-                    // not refuse now.
-                    let claimed = claimed.filter(|&made| {
-                        let seen = self.won_in_refusals.iter().position(|&v| v == made);
-                        seen.map(|at| self.won_in_refusals.remove(at)).is_none()
-                    });
                     let sent = replicator.store.key_state_sent(key, seq, |change| {
                         // An add's claim goes as such only while the key holds what
                         // the add made. A state from this peer that replaced it since

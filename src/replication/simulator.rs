@@ -129,7 +129,52 @@ struct SimNode {
     clock: ManualClock,
     replicator: Arc<Replicator>,
     node: Node,
-    links: Links<PipeEnd>,
+    /// Shared with the client's record window ([`RECORD_WINDOW`]).
+    links: Rc<RefCell<Links<PipeEnd>>>,
+}
+
+thread_local! {
+    /// The link's turn run by the change observer of the node a client writes
+    /// through, between the write becoming visible and its record: in the daemon
+    /// the link runs on a thread of its own, and can read (and send, as the winner
+    /// of a refusal) a client's write that the client has not recorded yet.
+    static RECORD_WINDOW: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// Installs `replicator` as its store's change observer, as
+/// [`Replicator::observe`] does, with the record window ([`RECORD_WINDOW`]) run
+/// before each record.
+fn observe(replicator: &Arc<Replicator>) -> bool {
+    let weak = Arc::downgrade(replicator);
+    let observer = move |change: crate::store::Change<'_>| {
+        let Some(replicator) = weak.upgrade() else { return 0 };
+        // A change recorded under its shard's lock (a claim) has no window: no
+        // other thread reads the key before the record.
+        let key = match change {
+            crate::store::Change::Key(key) | crate::store::Change::Claim { key, .. } => Some(key),
+            crate::store::Change::Flush { .. } => None,
+        };
+        if !key.is_some_and(|key| replicator.store.key_locked(key))
+            && let Some(window) = RECORD_WINDOW.with(|window| window.borrow_mut().take())
+        {
+            window();
+        }
+        replicator.record(change)
+    };
+    replicator.store.observe_changes(Box::new(observer), replicator.settings.tombstone_secs)
+}
+
+/// Lets link `key` handle what has arrived for it and it has not read yet.
+fn read_pending(links: &mut Links<PipeEnd>, replicator: &Replicator, key: usize, now: Now) {
+    let outcome = match links.get_mut(key) {
+        Some(link) if !link.io.inbox.is_empty() => {
+            link.session.receive(replicator, &link.io.inbox, now.link).map(|used| {
+                link.io.inbox.drain(..used);
+            })
+        }
+        _ => return,
+    };
+    links.after_read(key, outcome);
 }
 
 /// Where one node's lock holder stands, as a connection running `add` then
@@ -358,10 +403,10 @@ impl Simulation {
         if let Some(position) = &resumed {
             replicator.resume(position.last_seq, &position.progress);
         }
-        assert!(replicator.observe());
+        assert!(observe(&replicator));
         let node = Node::new(store);
         assert!(node.replicate(Arc::clone(&replicator)));
-        let links = Links::new(Arc::clone(&replicator));
+        let links = Rc::new(RefCell::new(Links::new(Arc::clone(&replicator))));
         SimNode { clock, replicator, node, links }
     }
 
@@ -460,16 +505,25 @@ impl Simulation {
         self.nodes.iter().all(|node| node.replicator.stats.state.load(Relaxed) == super::replicator::LINK_UP)
     }
 
-    /// Moves node `index`'s locker one step, as its connection would. A node that
-    /// came back and is still taking its peer's sync serves no clients yet, as the
-    /// daemon waits for the sync before it listens (`--repl-wait-sync`); with the
-    /// peer out of reach it serves, and decides its claims alone.
+    /// Whether node `index` serves clients: not while it is still taking its
+    /// first sync from a linked peer, as the daemon waits for it before it
+    /// listens (`--repl-wait-sync`); with every peer out of reach it serves.
+    fn serves(&self, index: usize) -> bool {
+        let replicator = &self.nodes[index].replicator;
+        !replicator.is_acking() || replicator.wait_synced(Duration::ZERO)
+    }
+
+    /// Moves node `index`'s locker one step, as its connection would, while the
+    /// node serves; with its peers out of reach it decides its claims alone.
     fn lock_step(&mut self, index: usize) {
-        let node = &self.nodes[index];
-        let replicator = &node.replicator;
-        if replicator.is_acking() && !replicator.wait_synced(Duration::ZERO) {
+        if !self.serves(index) {
             return;
         }
+        if matches!(self.lockers[index], Locker::Idle | Locker::Holding { .. }) {
+            self.open_record_window();
+        }
+        let node = &self.nodes[index];
+        let replicator = &node.replicator;
         let answered = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
         let generation = self.generation();
         self.lockers[index] = match self.lockers[index] {
@@ -510,16 +564,20 @@ impl Simulation {
             Locker::Releasing(seq) if answered(seq) => Locker::Idle,
             waiting => waiting,
         };
+        Self::close_record_window();
         self.check_lock();
     }
 
     /// Moves node `index`'s counting client one step (as [`Simulation::lock_step`]).
     fn count_step(&mut self, index: usize) {
-        let node = &self.nodes[index];
-        let replicator = &node.replicator;
-        if replicator.is_acking() && !replicator.wait_synced(Duration::ZERO) {
+        if !self.serves(index) {
             return;
         }
+        if self.counters[index] == Counting::Idle {
+            self.open_record_window();
+        }
+        let node = &self.nodes[index];
+        let replicator = &node.replicator;
         let answered = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
         let generation = self.generation();
         self.counters[index] = match self.counters[index] {
@@ -574,6 +632,7 @@ impl Simulation {
             }
             waiting => waiting,
         };
+        Self::close_record_window();
         self.check_count();
     }
 
@@ -812,18 +871,17 @@ impl Simulation {
                     };
                     let Some(key) = key else { break };
                     let now = self.now(node);
-                    let sim_node = &mut self.nodes[node];
-                    let replicator = Arc::clone(&sim_node.replicator);
-                    let outcome = match sim_node.links.get_mut(key) {
-                        Some(link) => {
-                            link.io.inbox.extend_from_slice(&chunk);
-                            link.session.receive(&replicator, &link.io.inbox, now.link).map(|used| {
-                                link.io.inbox.drain(..used);
-                            })
-                        }
-                        None => Ok(()),
-                    };
-                    sim_node.links.after_read(key, outcome);
+                    // Mostly read at once; now and then the link's thread is late,
+                    // and a client's write may run first ([`RECORD_WINDOW`]).
+                    let late = self.rng.chance(200);
+                    let sim_node = &self.nodes[node];
+                    let mut links = sim_node.links.borrow_mut();
+                    if let Some(link) = links.get_mut(key) {
+                        link.io.inbox.extend_from_slice(&chunk);
+                    }
+                    if !late {
+                        read_pending(&mut links, &sim_node.replicator, key, now);
+                    }
                 }
             }
             // A closed wire: each end still held hears the close, after what had
@@ -836,9 +894,14 @@ impl Simulation {
             if closed {
                 for side in 0..2 {
                     if let Some(key) = keys[side] {
-                        let links = &mut self.nodes[nodes[side]].links;
+                        let now = self.now(nodes[side]);
+                        let sim_node = &self.nodes[nodes[side]];
+                        let mut links = sim_node.links.borrow_mut();
                         if links.get_mut(key).is_some_and(|link| Rc::ptr_eq(&link.io.wire, &wire)) {
-                            links.close(key, "the wire closed");
+                            read_pending(&mut links, &sim_node.replicator, key, now);
+                            if links.get_mut(key).is_some() {
+                                links.close(key, "the wire closed");
+                            }
                         }
                     }
                 }
@@ -850,11 +913,79 @@ impl Simulation {
     /// A node's turn of link decisions, and its dial when one is due.
     fn service(&mut self, index: usize) {
         let now = self.now(index);
-        self.nodes[index].links.service(now);
-        while let Some(dialer) = self.nodes[index].links.dial_due(now) {
+        let links = Rc::clone(&self.nodes[index].links);
+        let mut keys = Vec::new();
+        links.borrow().keys_into(&mut keys);
+        for key in keys {
+            // A late link's thread reads what it left within a few turns.
+            if self.rng.chance(500) {
+                read_pending(&mut links.borrow_mut(), &self.nodes[index].replicator, key, now);
+            }
+        }
+        links.borrow_mut().service(now);
+        loop {
+            let Some(dialer) = links.borrow_mut().dial_due(now) else { break };
             self.dial(index, dialer);
         }
-        self.nodes[index].links.publish_state();
+        links.borrow().publish_state();
+    }
+
+    /// Opens the record window ([`RECORD_WINDOW`]) for the next client write, now
+    /// and then: the writing thread is descheduled between its
+    /// write and its record, for up to a few round trips, while every node's link
+    /// runs (the writer's reads what has arrived and sends what it has, its
+    /// refusals among them, which may name the unrecorded write as the winner).
+    fn open_record_window(&mut self) {
+        if !self.rng.chance(300) {
+            return;
+        }
+        let round_trips = 1 + self.rng.below(4);
+        let wires = self.wires.clone();
+        let nodes: Vec<_> = (0..self.nodes.len())
+            .map(|at| (Rc::clone(&self.nodes[at].links), Arc::clone(&self.nodes[at].replicator), self.now(at)))
+            .collect();
+        let window = move || {
+            for _ in 0..2 * round_trips {
+                for wire in &wires {
+                    for side in 0..2 {
+                        let (node, key, chunks) = {
+                            let mut wire = wire.borrow_mut();
+                            let (node, key, closed) = (wire.nodes[side], wire.keys[side], wire.closed);
+                            let toward = &mut wire.toward[side];
+                            // Everything on the way arrives, but not through a stall.
+                            let stalled = toward.stalled_until > nodes[node].2.micros;
+                            let chunks: Vec<Vec<u8>> = match stalled || closed {
+                                true => Vec::new(),
+                                false => toward.in_flight.drain(..).map(|(_, bytes)| bytes).collect(),
+                            };
+                            (node, key, chunks)
+                        };
+                        let (Some(key), false) = (key, chunks.is_empty()) else { continue };
+                        let (links, replicator, now) = &nodes[node];
+                        let mut links = links.borrow_mut();
+                        if let Some(link) = links.get_mut(key) {
+                            chunks.iter().for_each(|chunk| link.io.inbox.extend_from_slice(chunk));
+                        }
+                        read_pending(&mut links, replicator, key, *now);
+                    }
+                }
+                for (links, replicator, now) in &nodes {
+                    let mut links = links.borrow_mut();
+                    let mut keys = Vec::new();
+                    links.keys_into(&mut keys);
+                    for key in keys {
+                        read_pending(&mut links, replicator, key, *now);
+                    }
+                    links.service(*now);
+                }
+            }
+        };
+        RECORD_WINDOW.with(|slot| *slot.borrow_mut() = Some(Box::new(window)));
+    }
+
+    /// Closes the record window if the write recorded nothing.
+    fn close_record_window() {
+        RECORD_WINDOW.with(|slot| slot.borrow_mut().take());
     }
 
     /// Node `from` dials its peer number `dialer` (the others, in order).
@@ -877,7 +1008,8 @@ impl Simulation {
             let now = self.now(index);
             let end = PipeEnd { wire: Rc::clone(&wire), side, inbox: Vec::new() };
             let dialed = (side == 0).then_some(dialer);
-            let key = self.nodes[index].links.adopt(end, address(wire.borrow().nodes[1 - side]), dialed, now);
+            let key =
+                self.nodes[index].links.borrow_mut().adopt(end, address(wire.borrow().nodes[1 - side]), dialed, now);
             wire.borrow_mut().keys[side] = key;
         }
         self.wires.push(wire);

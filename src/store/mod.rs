@@ -154,6 +154,13 @@ struct Shard {
     ledgers: Ledgers,
 }
 
+/// Whether a write is a claim: it depends on what the key held (add, cas, append,
+/// prepend, a compare), so with a peer, of two such writes made at once on both
+/// nodes only one may succeed; the other runs again on top of it.
+fn is_claim(req: &StoreRequest<'_>) -> bool {
+    matches!(req.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend) || req.cas_unique != 0
+}
+
 type Ledgers = hashbrown::HashMap<Box<[u8]>, counter::Ledger, ahash::RandomState>;
 
 /// Why an item is no longer visible.
@@ -304,6 +311,15 @@ impl Store {
 
     /// Locks a shard. A poisoned shard (a panic while it was held) may be half
     /// updated, so it is emptied rather than trusted.
+    /// Whether the lock of `key`'s shard is held (by this thread or another):
+    /// the simulator runs other threads' turns inside a write only where the
+    /// daemon's could, outside every lock.
+    #[cfg(test)]
+    pub fn key_locked(&self, key: &[u8]) -> bool {
+        let index = self.shard_index(self.hash(key));
+        matches!(self.shards[index].try_lock(), Err(std::sync::TryLockError::WouldBlock))
+    }
+
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
         match self.shards[index].lock() {
             Ok(guard) => guard,
@@ -656,24 +672,19 @@ impl Store {
 
     /// [`Store::store`], telling `receipt` what it recorded.
     pub(crate) fn store_noted(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
-        let outcome = self.store_locally(req);
+        let outcome = self.store_locally(req, receipt);
         if outcome == StoreOutcome::NoMemory && req.failure_discards_old {
             self.discard_noted(req.key, receipt);
         }
-        if let StoreOutcome::Stored { cas, .. } = outcome {
-            // A write that depends on what the key held (add, cas, append, prepend, a
-            // compare) is a claim: with a peer, of two such writes made at once on
-            // both nodes only one may succeed; the other runs again on top of it.
-            let conditional =
-                matches!(req.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend)
-                    || req.cas_unique != 0;
-            let change = if conditional { Change::Claim { key: req.key, version: cas } } else { Change::Key(req.key) };
-            self.note(change, receipt);
+        if matches!(outcome, StoreOutcome::Stored { .. }) && !is_claim(req) {
+            self.note(Change::Key(req.key), receipt);
         }
         outcome
     }
 
-    fn store_locally(&self, req: &StoreRequest<'_>) -> StoreOutcome {
+    /// Stores as [`Store::store_noted`] says; a claim ([`is_claim`]) is noted here,
+    /// before the shard's lock goes (see [`Store::note_claim`]).
+    fn store_locally(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
         let hash = self.hash(req.key);
         let index = self.shard_index(hash);
         let concatenate = matches!(req.mode, StoreMode::Append | StoreMode::Prepend);
@@ -760,6 +771,9 @@ impl Store {
         }
         let (expires_at, value_len) = (item.expires_at(), item.value().len());
         let cas = self.put(&mut shard, hash, existing, item, req.new_cas);
+        if is_claim(req) {
+            self.note_claim(req.key, cas, receipt);
+        }
         drop(shard);
         // A table that just doubled may have pushed usage over the limit.
         self.reserve(index, 0);
@@ -815,21 +829,18 @@ impl Store {
         changed: impl FnOnce(&mut Item, u32, bool),
         receipt: &mut Receipt,
     ) -> DeltaOutcome {
-        let mut version = 0;
         let outcome = self.arithmetic_locally(req, |item, now, created| {
-            version = item.cas();
             changed(item, now, created);
-        });
-        if matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
-            if req.apart {
-                // Counted apart: it adds to what the others count (see `counter`).
-                self.note(Change::Key(req.key), receipt);
-            } else {
+            if !req.apart {
                 // A read-modify-write: a claim, so two increments made at once on
                 // linked nodes both count (the loser's runs again on the winner's
-                // value) and answer distinct values.
-                self.note(Change::Claim { key: req.key, version }, receipt);
+                // value) and answer distinct values. Noted under the shard's lock.
+                self.note_claim(req.key, item.cas(), receipt);
             }
+        });
+        if req.apart && matches!(outcome, DeltaOutcome::Value(_) | DeltaOutcome::Created(_)) {
+            // Counted apart: it adds to what the others count (see `counter`).
+            self.note(Change::Key(req.key), receipt);
         }
         outcome
     }

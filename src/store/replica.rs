@@ -134,6 +134,18 @@ impl Store {
         self.change_observer.get().is_some()
     }
 
+    /// Notes that `key`'s write at `version` was a claim. Called with the shard's
+    /// lock still held, so that the claim is recorded before any other thread can
+    /// read it: a link that reads a key to send an older change of it, or as the
+    /// winner of a refusal, must never send a claim's state ahead of the claim (the
+    /// peer could build on it, as a plain state, before the claim arrives and
+    /// loses there: its client would run again, and an increment count twice).
+    /// The observer takes only the backlog's lock, never a shard's.
+    #[inline]
+    pub(super) fn note_claim(&self, key: &[u8], version: u64, receipt: &mut Receipt) {
+        self.note(Change::Claim { key, version }, receipt);
+    }
+
     #[inline]
     pub(super) fn note(&self, change: Change<'_>, receipt: &mut Receipt) {
         if let Some(observer) = self.change_observer.get() {
