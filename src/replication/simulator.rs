@@ -4,7 +4,10 @@
 //! pair of byte pipes that deliver in order after a random latency, and that
 //! faults cut (losing what is in flight), stall one way, or hold apart for long
 //! stretches; nodes crash and come back empty, or stop and come back from a warm
-//! restart file (the daemon's own `-e` save and load), and their clocks step.
+//! restart file (the daemon's own `-e` save and load), and their clocks step. A
+//! link's thread can be late to read what arrived, and a client's write can be
+//! descheduled between becoming visible and its record while every link runs
+//! (where the daemon holds no lock), as threads interleave in the daemon.
 //!
 //! After the faults, the network heals and the simulator checks the oracle:
 //! - every node holds the same state for every key;
