@@ -309,8 +309,6 @@ impl Store {
         if self.shards.len() == 1 { 0 } else { ((hash << 7) >> self.shard_shift) as usize }
     }
 
-    /// Locks a shard. A poisoned shard (a panic while it was held) may be half
-    /// updated, so it is emptied rather than trusted.
     /// Whether the lock of `key`'s shard is held (by this thread or another):
     /// the simulator runs other threads' turns inside a write only where the
     /// daemon's could, outside every lock.
@@ -320,6 +318,8 @@ impl Store {
         matches!(self.shards[index].try_lock(), Err(std::sync::TryLockError::WouldBlock))
     }
 
+    /// Locks a shard. A poisoned shard (a panic while it was held) may be half
+    /// updated, so it is emptied rather than trusted.
     fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
         match self.shards[index].lock() {
             Ok(guard) => guard,
