@@ -113,10 +113,6 @@ class Farm:
         self.start_node("b")
         wait_listening(self.cache_ports["a"], "stickless a")
         wait_listening(self.cache_ports["b"], "stickless b")
-        config = os.path.join(self.workdir, "haproxy.cfg")
-        with open(config, "w") as out:
-            out.write(self.haproxy_config())
-        self.start("haproxy", ["haproxy", "-db", "-f", config])
         for app, preferred in (("app1", "a"), ("app2", "b")):
             self.start(
                 app,
@@ -134,6 +130,12 @@ class Farm:
             )
         for app in self.app_ports:
             wait_listening(self.app_ports[app], app)
+        # haproxy after the app servers: a health check that finds one not yet
+        # listening marks it down, and the first requests would get 503s.
+        config = os.path.join(self.workdir, "haproxy.cfg")
+        with open(config, "w") as out:
+            out.write(self.haproxy_config())
+        self.start("haproxy", ["haproxy", "-db", "-f", config])
         wait_listening(self.web_port, "haproxy")
 
     def haproxy_config(self):
