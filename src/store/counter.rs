@@ -150,12 +150,22 @@ impl<'a> Layer<'a> {
         }
     }
 
-    /// The version of the value as linked nodes agreed it: what claims compare.
-    pub(super) fn agreed_version(&self) -> u64 {
+    /// The version of the value as linked nodes agreed it.
+    fn agreed_version(&self) -> u64 {
         match self {
             Layer::Plain { version } => *version,
             Layer::Counted(counter) => counter.agreed_version,
         }
+    }
+
+    /// Whether this state wins [`merge`] over `other` without taking anything
+    /// from it but parts counted apart: a newer base, or on one base a newer
+    /// agreed value. Two claims judge each other by it on both nodes, so the one
+    /// that loses is the one whose state the merge drops (comparing agreed
+    /// versions alone let an `incr` on an old base pass where an `append` on a
+    /// newer base won the merge: both clients told they won, one value lost).
+    pub(super) fn outranks(&self, other: &Layer<'_>) -> bool {
+        (self.base_version(), self.agreed_version()) > (other.base_version(), other.agreed_version())
     }
 
     /// This side's parts over `other`'s agreed value, when both count from one

@@ -421,7 +421,7 @@ impl Store {
             Some(counter) => Layer::Counted(counter),
             None => Layer::Plain { version: change.version },
         };
-        let refused = claim && local_layer.agreed_version() > incoming.agreed_version();
+        let refused = claim && local_layer.outranks(&incoming);
         if refused {
             incoming = incoming.parts_over(&local_layer).unwrap_or(local_layer);
         }
