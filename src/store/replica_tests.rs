@@ -441,6 +441,31 @@ fn concurrent_claims_have_exactly_one_winner() {
     assert_eq!(apply(&a.store, &claim_of(&a.store)), Applied::Older);
 }
 
+/// Two claims made at once on one value, an `incr` on one node and an `append`
+/// on the other: each node judges the other's claim, exactly one is refused, and
+/// it is the one whose state the merge drops. The `append` made a newer base, so
+/// it wins over the `incr` made later on the base it replaced.
+#[test]
+fn claims_on_different_bases_are_judged_as_they_merge() {
+    let clock = ManualClock::new(START_MS);
+    let (a, b) = (node(1, &clock), node(2, &clock));
+    a.store.store(&StoreRequest::new(StoreMode::Set, b"id", b"48"));
+    while deliver_one(&a, &b) {}
+    clock.advance_ms(1);
+    assert!(matches!(b.store.store(&StoreRequest::new(StoreMode::Append, b"id", b"x")), StoreOutcome::Stored { .. }));
+    clock.advance_ms(1);
+    assert_eq!(a.store.arithmetic(b"id", true, 1), DeltaOutcome::Value(49));
+    let judged_by = |from: &Node, to: &Node| {
+        let mut applied = None;
+        from.store.key_state(b"id", |change| applied = Some(to.store.apply_remote_claim(&change)));
+        applied.expect("a claim")
+    };
+    let (a_incr_at_b, b_append_at_a) = (judged_by(&a, &b), judged_by(&b, &a));
+    assert_eq!((a_incr_at_b, b_append_at_a), (Applied::Refused, Applied::Applied));
+    assert_eq!(value_of(&a.store, b"id").as_deref(), Some(&b"48x"[..]));
+    assert_eq!(visible(&a.store, b"id"), visible(&b.store, b"id"));
+}
+
 /// Counts apart on each node: `incr` and `decr` by `delta`, which the node's own
 /// command applies to the value it sees.
 fn count_apart(node: &Node, key: &[u8], incr: bool, delta: u64) -> DeltaOutcome {
