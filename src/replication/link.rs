@@ -345,7 +345,17 @@ impl LinkRunner {
         let mut outcome = Ok(());
         let mut taken = 0;
         socket.unread = false;
-        loop {
+        // What the read that completed the handshake left, now that the link is kept.
+        if socket.filled != 0 && link.session.is_ready() {
+            match link.session.receive(replicator, &socket.input[..socket.filled], now.link) {
+                Ok(used) => {
+                    socket.input.copy_within(used..socket.filled, 0);
+                    socket.filled -= used;
+                }
+                Err(reason) => outcome = Err(reason),
+            }
+        }
+        while outcome.is_ok() {
             // `input` keeps its length (zeroed once) and `filled` marks the data, so a
             // read does not clear the buffer first.
             if socket.input.len() - socket.filled < READ_CHUNK {
@@ -407,6 +417,11 @@ impl LinkRunner {
                     outcome = Err(reason);
                     break;
                 }
+            }
+            if link.session.just_ready {
+                // Handled once the link is kept ([`LinkSession::receive`]).
+                socket.unread = true;
+                break;
             }
             if drained {
                 break;

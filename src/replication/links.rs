@@ -216,6 +216,25 @@ impl<T: Transport> Links<T> {
         Some(index)
     }
 
+    /// Whether a dial of ours on its way may reach node `node`: one to the
+    /// address it answered at, or to an address no node has answered at yet (a
+    /// node just started knows no peer's id).
+    fn dialing(&self, node: u16) -> bool {
+        self.dialers.iter().any(|dialer| dialer.outgoing.is_some() && dialer.node.is_none_or(|at| at == node))
+    }
+
+    /// Links standing by for a dial of ours ([`LinkSession::stand_by`]) go ahead
+    /// once no dial on its way may replace them.
+    fn end_stand_bys(&mut self) {
+        for at in 0..self.active.len() {
+            let (node, key) = self.active[at];
+            if self.links[key].session.stands_by() && !self.dialing(node) {
+                self.links[key].session.go_ahead(&self.replicator);
+                self.busy = true;
+            }
+        }
+    }
+
     /// The link in use to node `node`.
     fn active_to(&self, node: u16) -> Option<usize> {
         self.active.iter().find(|&&(to, _)| to == node).map(|&(_, key)| key)
@@ -247,6 +266,8 @@ impl<T: Transport> Links<T> {
         {
             link.session.just_ready = false;
             self.handshake_done(key);
+            // A dial that reached another peer held back no link to this one.
+            self.end_stand_bys();
         }
         if let Err(reason) = outcome {
             self.close(key, &reason);
@@ -309,7 +330,14 @@ impl<T: Transport> Links<T> {
                     return;
                 }
             }
-            _ => self.active.push((peer_node, key)),
+            _ => {
+                // Our own dial to this peer, still on its way, would replace this
+                // link: no resume goes either way until it is up or has failed.
+                if !preferred(link) && self.dialing(peer_node) {
+                    self.links[key].session.stand_by();
+                }
+                self.active.push((peer_node, key));
+            }
         }
         self.note_run(peer_node, history);
         let link = &self.links[key];
@@ -484,6 +512,7 @@ impl<T: Transport> Links<T> {
     }
 
     fn tick(&mut self, now: Now) {
+        self.end_stand_bys();
         let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Err(reason) = self.links[key].session.tick(&self.replicator, now.link) {
@@ -502,12 +531,14 @@ impl<T: Transport> Links<T> {
             && dialer.outgoing == Some(key)
         {
             dialer.outgoing = None;
+            // The dial failed: a link the peer dialed may go ahead.
+            self.end_stand_bys();
         }
         if let Some(at) = self.active.iter().position(|&(_, active)| active == key) {
             let (node, _) = self.active.swap_remove(at);
             let slot = link.session.slot().expect("an active link is ready");
             self.replicator.set_acking(slot, false);
-            self.replicator.peer(slot).stats.receiving_sync.store(false, Ordering::Relaxed);
+            self.recount_sync_on_its_way(slot);
             log::warn!("replication: link to node {node} at {} down: {reason}", link.peer);
             let down = LinkEvent { peer: node, address: Some(link.peer), event: "down", detail: reason };
             self.replicator.link_event(&down);
@@ -517,13 +548,8 @@ impl<T: Transport> Links<T> {
                 dialer.next_dial = 0;
             }
         } else if link.session.is_ready() {
-            // A full sync it asked for no longer holds back the others' resumes,
-            // unless the link in use asked for one too.
-            if let (Some(slot), Some(node)) = (link.session.slot(), link.session.peer_node())
-                && link.session.asked_full_sync()
-                && !self.active_to(node).is_some_and(|key| self.links[key].session.asked_full_sync())
-            {
-                self.replicator.peer(slot).stats.receiving_sync.store(false, Ordering::Relaxed);
+            if let Some(slot) = link.session.slot() {
+                self.recount_sync_on_its_way(slot);
             }
             log::info!("replication: spare link to {} closed: {reason}", link.peer);
         } else if link.session.dialed && !link.session.met_peer() {
@@ -533,6 +559,18 @@ impl<T: Transport> Links<T> {
             log::warn!("replication: refused a connection from {}: {reason}", link.peer);
         }
         Some(link.io)
+    }
+
+    /// A link to the peer in `slot` closed: a full sync it asked for no longer
+    /// holds back the others' resumes, but one that another link to the same
+    /// peer asked for still does. Both sides dial, so a link that asked may be
+    /// replaced by one that asked too, in the read that completed its handshake:
+    /// clearing the mark then let a third peer's link ask for a full sync of its
+    /// own.
+    fn recount_sync_on_its_way(&self, slot: usize) {
+        let asked =
+            self.links.iter().any(|(_, link)| link.session.slot() == Some(slot) && link.session.asked_full_sync());
+        self.replicator.peer(slot).stats.receiving_sync.store(asked, Ordering::Relaxed);
     }
 
     /// Closes every link (the node is shutting down).

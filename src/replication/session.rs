@@ -85,6 +85,9 @@ pub struct LinkSession {
     skew_warned: bool,
     /// Set when the handshake completes; the link's event loop takes it.
     pub just_ready: bool,
+    /// The peer's resume, held while a link this node is dialing to the same peer
+    /// would replace this one ([`LinkSession::stand_by`]).
+    held_resume: Option<Option<(u64, u64)>>,
     /// Frames to write.
     pub out: Vec<u8>,
     /// Backlog entries being sent, and their keys end to end (reused).
@@ -102,6 +105,9 @@ pub struct LinkSession {
     /// Our resume waits for a full sync on its way from another peer (see
     /// [`LinkSession::offer_resume`]).
     resume_waiting: bool,
+    /// Our resume is still to be offered: at the first [`LinkSession::produce`]
+    /// after the handshake, once the link is kept and not standing by.
+    resume_due: bool,
     /// We asked the peer for a full sync, which has not ended yet.
     asked_full_sync: bool,
     /// Where this node stood in its other peers' runs when the full sync being
@@ -146,6 +152,7 @@ impl LinkSession {
             next_ping_ms: 0,
             skew_warned: false,
             just_ready: false,
+            held_resume: None,
             out: Vec::new(),
             batch: Vec::new(),
             batch_keys: Vec::new(),
@@ -153,6 +160,7 @@ impl LinkSession {
             counter_parts: Vec::new(),
             sync_unacknowledged: None,
             resume_waiting: false,
+            resume_due: false,
             asked_full_sync: false,
             sync_positions: Vec::new(),
         };
@@ -239,7 +247,7 @@ impl LinkSession {
     pub fn link_state(&self) -> u8 {
         if !self.is_ready() {
             LINK_HANDSHAKE
-        } else if self.resume_waiting || self.asked_full_sync || !self.peer_judges() {
+        } else if self.resume_due || self.asked_full_sync || !self.peer_judges() {
             // Until the peer has asked for our changes and holds our full sync, it
             // does not judge our claims: the link is not up for them.
             LINK_SYNCING
@@ -250,14 +258,23 @@ impl LinkSession {
 
     /// Handles every whole frame in `input`; returns the bytes used. An error is
     /// the reason to close the link.
+    ///
+    /// It stops after the frame that completes the handshake ([`Self::just_ready`]):
+    /// both nodes dial, and the caller first decides which of two links to one
+    /// peer stays, so that the one closed starts no full sync for a resume that
+    /// came in the same read.
     pub fn receive(&mut self, replicator: &Replicator, input: &[u8], now: LinkTime) -> Result<usize, String> {
         let mut used = 0;
         let applied_before = self.live_applied;
+        let was_ready = self.is_ready();
         while let Some((frame, n)) = wire::decode(&input[used..]).map_err(|e| e.to_string())? {
             used += n;
             self.bytes_read += n as u64;
             self.clock.heard(now.mono_ms);
             self.handle(replicator, frame, now)?;
+            if !was_ready && self.is_ready() {
+                break;
+            }
         }
         self.stats(replicator).received_bytes.fetch_add(used as u64, Ordering::Relaxed);
         if self.live_applied != applied_before
@@ -300,7 +317,7 @@ impl LinkSession {
                 self.run_tag = replicator.peer(slot).run_tag(slot, peer.history);
                 self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
-                self.offer_resume(replicator, slot, peer);
+                self.resume_due = true;
                 self.next_ping_ms = now.mono_ms;
                 Ok(())
             }
@@ -323,10 +340,14 @@ impl LinkSession {
         let stats = &replicator.peer(slot).stats;
         match frame {
             Frame::Resume { history, applied } => {
-                if !matches!(self.sending, Sending::AwaitResume) {
+                if !matches!(self.sending, Sending::AwaitResume) || self.held_resume.is_some_and(|held| held.is_some())
+                {
                     return Err("the peer sent a second resume".into());
                 }
-                self.start_sending(replicator, slot, history, applied);
+                match &mut self.held_resume {
+                    Some(held) => *held = Some((history, applied)),
+                    None => self.start_sending(replicator, slot, history, applied),
+                }
             }
             Frame::Counter { base_version, agreed, agreed_version, parts } => {
                 self.counter_parts.clear();
@@ -506,6 +527,7 @@ impl LinkSession {
             return;
         }
         self.resume_waiting = false;
+        self.resume_due = false;
         if full {
             self.asked_full_sync = true;
             replicator.peer(slot).stats.receiving_sync.store(true, Ordering::Relaxed);
@@ -517,6 +539,29 @@ impl LinkSession {
         // waits on us (ack mode) need not wait for a newer change to be applied.
         self.live_applied = resume.applied;
         self.emit(&Frame::Resume { history: resume.history, applied: resume.applied });
+    }
+
+    /// Holds both resumes, ours and the peer's, until [`LinkSession::go_ahead`]:
+    /// this node is dialing the peer too, and that link, once up, replaces this
+    /// one (the one the lower node id dialed stays). A full sync started here,
+    /// either way, would be cut off and sent again there.
+    pub fn stand_by(&mut self) {
+        self.held_resume = Some(None);
+    }
+
+    /// Whether the link stands by ([`LinkSession::stand_by`]).
+    pub fn stands_by(&self) -> bool {
+        self.held_resume.is_some()
+    }
+
+    /// The dial that would have replaced this link failed: answer the peer's
+    /// resume, if it came (ours goes at the next [`LinkSession::produce`]).
+    pub fn go_ahead(&mut self, replicator: &Replicator) {
+        if let (Some(held), Some(slot)) = (self.held_resume.take(), self.slot)
+            && let Some((history, applied)) = held
+        {
+            self.start_sending(replicator, slot, history, applied);
+        }
     }
 
     /// Whether we asked the peer for a full sync that has not ended.
@@ -577,7 +622,8 @@ impl LinkSession {
     /// says whether there is more to send. `Err` when the peer fell behind the
     /// backlog: the link is closed and the peer gets a full sync when it returns.
     pub fn produce(&mut self, replicator: &Replicator, budget: usize) -> Result<bool, String> {
-        if self.resume_waiting
+        if self.resume_due
+            && !self.stands_by()
             && let (LinkPhase::Ready(peer), Some(slot)) = (self.phase, self.slot)
         {
             self.offer_resume(replicator, slot, peer);

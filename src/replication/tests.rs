@@ -102,9 +102,14 @@ impl Pair {
             return false;
         }
         to.inbox.extend(from.session.out.drain(..n));
-        let used = to.session.receive(to_node, &to.inbox, now).expect("a well-formed link");
-        to.inbox.drain(..used);
-        true
+        // Receiving stops once after the handshake: what follows is read on.
+        loop {
+            let used = to.session.receive(to_node, &to.inbox, now).expect("a well-formed link");
+            to.inbox.drain(..used);
+            if used == 0 || to.inbox.is_empty() {
+                break true;
+            }
+        }
     }
 
     fn cut(&mut self) {
