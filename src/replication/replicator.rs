@@ -404,6 +404,9 @@ impl Replicator {
     pub fn new(store: Arc<Store>, settings: Settings, history: u64) -> Replicator {
         let backlog = Mutex::new(Backlog::new(settings.backlog));
         let stats = ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() };
+        if settings.peers.len() > 1 {
+            store.keep_every_expiry();
+        }
         Replicator {
             store,
             settings,
@@ -508,6 +511,9 @@ impl Replicator {
         peer.stats.peer_node.store(u64::from(node), Ordering::Relaxed);
         peer.node.store(u32::from(node), Ordering::Release);
         self.peers_known.store(slot + 1, Ordering::Release);
+        if self.passes_on() {
+            self.store.keep_every_expiry();
+        }
         Some(slot)
     }
 

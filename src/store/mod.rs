@@ -230,6 +230,9 @@ pub struct Store {
     /// given later, once, by [`Store::protect_prefixes`] (an embedded store served
     /// with `--protect-prefix`).
     protected_prefixes: std::sync::OnceLock<Box<[Box<[u8]>]>>,
+    /// In a mesh, an expired item leaves its version behind whichever node made
+    /// it ([`Store::keep_every_expiry`]).
+    keeps_every_expiry: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -267,6 +270,7 @@ impl Store {
             } else {
                 std::sync::OnceLock::from(config.protected_prefixes.into_boxed_slice())
             },
+            keeps_every_expiry: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -396,11 +400,12 @@ impl Store {
         };
         let (item, _) = entry.remove();
         self.take_ledger(&mut shard.ledgers, item.key());
-        if why == Liveness::Expired && self.replicated() && version::node_of(item.cas()) == self.node_id() {
+        if why == Liveness::Expired && self.keeps_expiry_of(item.cas()) {
             // The peer may have been cut off when this node wrote the item and still
             // hold an older, longer-lived state: the expired item's version keeps that
             // from winning when it arrives, and goes to the peer if this expiry is what
-            // there is to send. (A version the peer made, the peer holds and expires.)
+            // there is to send. (In a pair, a version the peer made, the peer holds
+            // and expires; see `keep_every_expiry` for a mesh.)
             let now = self.clock.now_secs();
             let hash = self.hash(item.key());
             self.bury(shard, hash, item.key(), item.cas(), now, tombstone::Burial::Expiry);

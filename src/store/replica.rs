@@ -128,6 +128,21 @@ impl Store {
         self.change_observer.set(observer).is_ok()
     }
 
+    /// The node is in a mesh: an expired item leaves a tombstone of its version
+    /// whichever node made it. A node in a mesh vouches for what it applied of a
+    /// third node's run (a full sync's positions) and passes it on, so a state
+    /// of that node's that expired here must still beat an older one that a peer
+    /// cut off from its maker holds.
+    pub fn keep_every_expiry(&self) {
+        self.keeps_every_expiry.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether an expired item of `version` leaves a tombstone here.
+    pub(super) fn keeps_expiry_of(&self, version: u64) -> bool {
+        self.replicated()
+            && (super::version::node_of(version) == self.node_id() || self.keeps_every_expiry.load(Ordering::Relaxed))
+    }
+
     /// Whether changes are reported (replication is on).
     #[inline]
     pub(super) fn replicated(&self) -> bool {

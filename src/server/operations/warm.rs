@@ -93,6 +93,12 @@ fn private_file(path: &Path) -> io::Result<File> {
 /// more (after the workers stop).
 pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path) -> io::Result<Report> {
     let started = Instant::now();
+    // Expired items go first, as the tombstones a sweep leaves while replicating:
+    // their versions must still beat an older state a peer holds, after the
+    // restart as before it.
+    for _ in 0..store.shard_count() {
+        store.sweep_step(usize::MAX);
+    }
     let temporary = temporary_path(path);
     let mut out =
         Hashing { inner: BufWriter::with_capacity(1 << 20, private_file(&temporary)?), hash: Sha256::new(), bytes: 0 };
@@ -426,7 +432,7 @@ impl<W: Write> Write for Hashing<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Clock, DeltaRequest, ManualClock, StoreConfig, StoreMode, StoreRequest};
+    use crate::store::{Applied, Clock, DeltaRequest, ManualClock, StoreConfig, StoreMode, StoreRequest};
 
     fn replicated_store(node_id: u16, clock: &ManualClock) -> Store {
         let store = Store::new(StoreConfig { node_id, ..StoreConfig::default() }, Clock::Manual(clock.clone()));
@@ -478,6 +484,31 @@ mod tests {
         assert_eq!(deleted, Some((deleted_version, true)));
         assert_eq!(second.tombstones(), 1);
         assert!(!path.exists(), "a loaded file is used up");
+    }
+
+    /// An item that expired before the save comes back as its tombstone: its
+    /// version must still beat an older state a peer holds. Only this node's
+    /// own in a pair; a peer's too in a mesh.
+    #[test]
+    fn an_expired_item_comes_back_as_its_tombstone() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let expiring = |key: &'static [u8]| StoreRequest { exptime: 1, ..StoreRequest::new(StoreMode::Set, key, b"v") };
+        let path = std::env::temp_dir().join(format!("stickless-warm-expired-{}", std::process::id()));
+        for (mesh, tombstones) in [(false, 1), (true, 2)] {
+            let (first, peer) = (replicated_store(7, &clock), replicated_store(8, &clock));
+            if mesh {
+                first.keep_every_expiry();
+            }
+            first.store(&expiring(b"own"));
+            peer.store(&expiring(b"peer's"));
+            peer.key_state(b"peer's", |change| assert_eq!(first.apply_remote(&change), Applied::Applied));
+            clock.advance_secs(2);
+            assert_eq!(save(&first, None, &path).unwrap().items, 0);
+            let second = replicated_store(7, &clock);
+            load(&second, &path).expect("a file").unwrap();
+            assert_eq!(second.tombstones(), tombstones, "mesh {mesh}");
+            assert_eq!(second.key_state(b"own", |change| change.state == KeyState::Deleted), Some(true));
+        }
     }
 
     /// A file an earlier build wrote (format 2: no counters after the values) is
