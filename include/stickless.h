@@ -114,6 +114,12 @@ typedef enum StickStatus {
    `stickless_serve` on a handle that already serves.
    */
   STICKLESS_ALREADY_SERVING = -9,
+  /*
+   A claim (`add`, `cas`, `append`, `prepend`) refused: claims need a majority of
+   the nodes (`--repl-claims majority`) and this node cannot reach one. Nothing
+   was written; try again later or on another node.
+   */
+  STICKLESS_NO_MAJORITY = -10,
 } StickStatus;
 
 /*

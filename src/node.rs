@@ -7,6 +7,8 @@
 //! have to wait for: under `--repl-sync ack` the peer's acknowledgement of
 //! `receipt.recorded`, and while a peer is linked the verdict on `receipt.claim`
 //! (an `add`, `cas` or `incr` the peer may refuse, after which the write runs again).
+//! A claim that needs a majority this node cannot reach is refused here, before
+//! the store sees it.
 //!
 //! The pattern, for the next front end:
 //!
@@ -73,9 +75,18 @@ impl Node {
         self.replicator.set(replicator).is_ok()
     }
 
-    /// set, add, replace, append, prepend and cas.
+    /// set, add, replace, append, prepend and cas. A claim
+    /// ([`StoreRequest::is_claim`]) that needs a majority of the nodes this node
+    /// cannot reach is refused untried ([`StoreOutcome::NoMajority`]).
     pub fn store_item(&self, req: &StoreRequest<'_>) -> Written<StoreOutcome> {
         let mut receipt = Receipt::default();
+        if req.is_claim()
+            && let Some(replicator) = self.replicator.get()
+            && replicator.refuses_claims()
+        {
+            replicator.refused_for_no_majority();
+            return Written { outcome: StoreOutcome::NoMajority, receipt };
+        }
         let outcome = self.store.store_noted(req, &mut receipt);
         Written { outcome, receipt }
     }
@@ -99,15 +110,25 @@ impl Node {
     }
 
     /// incr, decr and meta arithmetic; `changed` sees the item after a success.
-    /// Linked with every peer it is a claim; short of one, it is counted apart, to
-    /// be added to what the others count (`store/counter.rs`).
+    /// Linked with every peer it is a claim. Short of one, under `--repl-claims
+    /// local` it is counted apart, to be added to what the others count
+    /// (`store/counter.rs`); under `majority` it stays a claim while a majority is
+    /// reachable and is refused when none is (pecl memcache takes its session lock
+    /// when an `incr` answers 1: counted apart on both sides of a cut, two
+    /// clients would hold it).
     pub fn arithmetic(
         &self,
         req: &DeltaRequest<'_>,
         changed: impl FnOnce(&mut Item, u32, bool),
     ) -> Written<DeltaOutcome> {
         let mut receipt = Receipt::default();
-        let apart = self.replicator.get().is_some_and(|replicator| !replicator.linked_with_all());
+        if let Some(replicator) = self.replicator.get()
+            && replicator.refuses_claims()
+        {
+            replicator.refused_for_no_majority();
+            return Written { outcome: DeltaOutcome::NoMajority, receipt };
+        }
+        let apart = self.replicator.get().is_some_and(|replicator| replicator.counts_apart());
         let req = DeltaRequest { apart, ..*req };
         let outcome = self.store.arithmetic_noted(&req, changed, &mut receipt);
         Written { outcome, receipt }

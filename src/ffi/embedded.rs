@@ -190,6 +190,7 @@ impl Embedded {
             StoreOutcome::Exists => Err(STICKLESS_EXISTS),
             StoreOutcome::NotFound => Err(STICKLESS_NOT_FOUND),
             StoreOutcome::NoMemory => Err(STICKLESS_OUT_OF_MEMORY),
+            StoreOutcome::NoMajority => Err(STICKLESS_NO_MAJORITY),
         }
     }
 
@@ -253,6 +254,7 @@ impl Embedded {
             DeltaOutcome::NonNumeric => Err(STICKLESS_NON_NUMERIC),
             DeltaOutcome::NoMemory => Err(STICKLESS_OUT_OF_MEMORY),
             DeltaOutcome::Exists => Err(STICKLESS_EXISTS),
+            DeltaOutcome::NoMajority => Err(STICKLESS_NO_MAJORITY),
         }
     }
 

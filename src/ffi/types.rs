@@ -46,13 +46,17 @@ pub enum StickStatus {
     STICKLESS_BAD_CONFIG = -8,
     /// `stickless_serve` on a handle that already serves.
     STICKLESS_ALREADY_SERVING = -9,
+    /// A claim (`add`, `cas`, `append`, `prepend`) refused: claims need a majority of
+    /// the nodes (`--repl-claims majority`) and this node cannot reach one. Nothing
+    /// was written; try again later or on another node.
+    STICKLESS_NO_MAJORITY = -10,
 }
 
 use StickStatus::*;
 
 impl StickStatus {
     /// Every status, in the order of the header.
-    pub(super) const ALL: [StickStatus; 15] = [
+    pub(super) const ALL: [StickStatus; 16] = [
         STICKLESS_OK,
         STICKLESS_NOT_FOUND,
         STICKLESS_EXISTS,
@@ -68,6 +72,7 @@ impl StickStatus {
         STICKLESS_IO_ERROR,
         STICKLESS_BAD_CONFIG,
         STICKLESS_ALREADY_SERVING,
+        STICKLESS_NO_MAJORITY,
     ];
 
     /// The status's C name, NUL-terminated: the one table `stickless_result_str`
@@ -89,6 +94,7 @@ impl StickStatus {
             STICKLESS_IO_ERROR => "STICKLESS_IO_ERROR\0",
             STICKLESS_BAD_CONFIG => "STICKLESS_BAD_CONFIG\0",
             STICKLESS_ALREADY_SERVING => "STICKLESS_ALREADY_SERVING\0",
+            STICKLESS_NO_MAJORITY => "STICKLESS_NO_MAJORITY\0",
         }
     }
 }

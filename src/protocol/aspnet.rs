@@ -245,6 +245,9 @@ pub enum StateResponse<'a> {
     NotFound,
     /// Status 400: a malformed request.
     BadRequest,
+    /// Status 503: the lock cannot be taken now (this node cannot reach the
+    /// majority of nodes its locks need); the client may try another server.
+    Unavailable,
 }
 
 /// What a GET's 200 carries.
@@ -271,6 +274,7 @@ pub fn encode(response: &StateResponse<'_>, head: bool, close: bool, out: &mut V
         StateResponse::Locked { .. } => (b"HTTP/1.1 423 Locked\r\n", &[]),
         StateResponse::NotFound => (b"HTTP/1.1 404 Not Found\r\n", &[]),
         StateResponse::BadRequest => (b"HTTP/1.1 400 Bad Request\r\n", &[]),
+        StateResponse::Unavailable => (b"HTTP/1.1 503 Service Unavailable\r\n", &[]),
     };
     out.extend_from_slice(status);
     // Writing into a Vec cannot fail.
@@ -290,7 +294,7 @@ pub fn encode(response: &StateResponse<'_>, head: bool, close: bool, out: &mut V
             let date = ticks_of_unix_ms(locked_at_unix_ms);
             let _ = write!(out, "LockCookie: {lock_cookie}\r\nLockAge: {lock_age_secs}\r\nLockDate: {date}\r\n");
         }
-        StateResponse::Ok(None) | StateResponse::NotFound | StateResponse::BadRequest => {}
+        StateResponse::Ok(None) | StateResponse::NotFound | StateResponse::BadRequest | StateResponse::Unavailable => {}
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");

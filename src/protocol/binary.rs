@@ -67,11 +67,15 @@ pub mod status {
     pub const AUTH_CONTINUE: u16 = 0x21;
     pub const UNKNOWN_COMMAND: u16 = 0x81;
     pub const ENOMEM: u16 = 0x82;
+    /// "Temporary failure" (protocol_binary.h `PROTOCOL_BINARY_RESPONSE_ETMPFAIL`):
+    /// a claim this node cannot grant now, for lack of a majority of its nodes.
+    pub const ETMPFAIL: u16 = 0x86;
 
     /// The text memcached puts in the body of an error (proto_bin.c `write_bin_error`).
     pub fn message(status: u16) -> &'static [u8] {
         match status {
             ENOMEM => b"Out of memory",
+            ETMPFAIL => b"No majority of nodes reachable",
             UNKNOWN_COMMAND => b"Unknown command",
             KEY_ENOENT => b"Not found",
             EINVAL => b"Invalid arguments",

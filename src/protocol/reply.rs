@@ -18,6 +18,9 @@ pub enum ErrorReply {
     TooLarge,
     OutOfMemoryStoring,
     OutOfMemory,
+    /// A claim this node cannot grant: it cannot reach the majority of nodes that
+    /// `--repl-claims majority` needs (stickless's own).
+    NoMajority,
     DetailUsage,
     ShutdownNotEnabled,
     // Meta commands (proto_text.c `_meta_flag_preparse` and `process_m*_command`).
@@ -60,6 +63,7 @@ impl ErrorReply {
             ErrorReply::DeleteUsage => b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n",
             ErrorReply::TooLarge => b"SERVER_ERROR object too large for cache\r\n",
             ErrorReply::OutOfMemoryStoring => b"SERVER_ERROR out of memory storing object\r\n",
+            ErrorReply::NoMajority => b"SERVER_ERROR no majority of nodes reachable\r\n",
             ErrorReply::OutOfMemory => b"SERVER_ERROR out of memory\r\n",
             ErrorReply::DetailUsage => b"CLIENT_ERROR usage: stats detail on|off|dump\r\n",
             ErrorReply::ShutdownNotEnabled => b"ERROR: shutdown not enabled\r\n",

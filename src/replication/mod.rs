@@ -19,7 +19,7 @@ pub mod session;
 pub mod wire;
 
 pub use link::{LinkRunner, LinkThread};
-pub use replicator::{Replicator, Settings, SyncMode};
+pub use replicator::{ClaimRule, Replicator, Settings, SyncMode};
 
 #[cfg(test)]
 mod simulator;

@@ -33,6 +33,35 @@ impl SyncMode {
     }
 }
 
+/// Who must accept a claim (an `add`, `cas`, `append`... that depends on what its
+/// key held) before it is granted (`--repl-claims`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimRule {
+    /// Every linked peer; a node with no peer linked grants alone. A pair stays
+    /// available for locks through a link cut, and both sides may then grant one.
+    Local,
+    /// A majority of the configured nodes, this one included: a node that cannot
+    /// reach one refuses the claim, so no partition grants a lock on both sides.
+    Majority,
+}
+
+impl ClaimRule {
+    /// As `--repl-claims` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaimRule::Local => "local",
+            ClaimRule::Majority => "majority",
+        }
+    }
+
+    /// The rule a node with `peers` listed gets unless told: a majority from three
+    /// nodes on, where one exists on some side of any cut; local for a pair, which
+    /// has none once cut and so keeps granting, as it always has.
+    pub fn default_for(peers: usize) -> ClaimRule {
+        if peers >= 2 { ClaimRule::Majority } else { ClaimRule::Local }
+    }
+}
+
 /// Everything replication is configured with.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -48,6 +77,7 @@ pub struct Settings {
     pub timeout: Duration,
     pub heartbeat: Duration,
     pub mode: SyncMode,
+    pub claims: ClaimRule,
     /// How long a deleted key's tombstone outlives it.
     pub tombstone_secs: u32,
     /// Mutual TLS on the link (`--repl-tls-*`).
@@ -118,6 +148,9 @@ pub struct ReplStats {
     pub refused: AtomicU64,
     /// Connections refused because one side spoke TLS and the other did not.
     pub tls_mismatches: AtomicU64,
+    /// Claims refused at once because no majority of the nodes was reachable
+    /// (`--repl-claims majority`; the node's own figure).
+    pub claims_no_majority: AtomicU64,
     /// Ack mode with the peer down: writes are acknowledged without it.
     pub degraded: AtomicBool,
     /// Replication lag of acknowledged changes, in microseconds.
@@ -759,15 +792,50 @@ impl Replicator {
         known.len() >= self.settings.peers.len() && known.iter().all(Peer::is_acking)
     }
 
-    /// Whether the peer's verdict on our claim `seq` is in: it applied the claim (or
-    /// refused it), or no acknowledging link is up, in which case an `add` is decided
-    /// here alone (see README, "Session locks"). In either sync mode.
-    pub fn claim_settled(&self, seq: u64) -> bool {
-        self.all_acked(seq)
+    /// How many nodes the mesh has: this one, every peer listed, and any other that
+    /// linked unlisted.
+    pub fn nodes(&self) -> usize {
+        self.settings.peers.len().max(self.known_peers().len()) + 1
     }
 
-    /// Once settled, whether our claim `seq` won: false if the peer refused it. Each
-    /// verdict is collected once.
+    /// The fewest nodes, this one included, that are more than half of the mesh.
+    pub fn majority(&self) -> usize {
+        self.nodes() / 2 + 1
+    }
+
+    /// Whether this node and the peers linked and acknowledging now are a majority
+    /// of the mesh: two such sets always share a node, which judges both sides'
+    /// claims.
+    pub fn reaches_majority(&self) -> bool {
+        1 + self.known_peers().iter().filter(|peer| peer.is_acking()).count() >= self.majority()
+    }
+
+    /// Whether a claim made now is refused before it is tried: claims need a
+    /// majority (`--repl-claims majority`) and this node cannot reach one.
+    pub fn refuses_claims(&self) -> bool {
+        self.settings.claims == ClaimRule::Majority && !self.reaches_majority()
+    }
+
+    /// Whether `incr` and `decr` made now are counted apart rather than judged as
+    /// claims: under `local`, short of a peer; an increment still counts, and adds
+    /// to what the others count (`store/counter.rs`). Under `majority` they are
+    /// claims judged by the peers in reach, and refused without a majority.
+    pub fn counts_apart(&self) -> bool {
+        self.settings.claims == ClaimRule::Local && !self.linked_with_all()
+    }
+
+    /// Whether the verdict on our claim `seq` is in: every acknowledging peer applied
+    /// the claim (or refused it), or, under `local`, no acknowledging link is up, in
+    /// which case an `add` is decided here alone (see README, "Session locks"); under
+    /// `majority`, the majority was lost meanwhile. In either sync mode.
+    pub fn claim_settled(&self, seq: u64) -> bool {
+        self.all_acked(seq) || self.refuses_claims()
+    }
+
+    /// Once settled, whether our claim `seq` won: false if a peer refused it, or if
+    /// the majority it needed was lost before enough judges had accepted it (the
+    /// command then runs again, and is refused for lack of one). Each verdict is
+    /// collected once.
     pub fn take_claim_verdict(&self, seq: u64) -> Option<bool> {
         if !self.claim_settled(seq) {
             return None;
@@ -777,7 +845,20 @@ impl Replicator {
         if lost {
             self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
         }
-        Some(!lost)
+        Some(!lost && self.judged_by_enough(seq))
+    }
+
+    /// Whether enough judges accepted our claim `seq`: under `majority`, this node
+    /// and the acknowledging peers that applied it are a majority (each applied it
+    /// as judge, so none of them grants a rival made without seeing it).
+    fn judged_by_enough(&self, seq: u64) -> bool {
+        let accepted = self.known_peers().iter().filter(|peer| peer.is_acking() && peer.acked() >= seq).count();
+        self.settings.claims == ClaimRule::Local || 1 + accepted >= self.majority()
+    }
+
+    /// Counts a claim refused before it was tried, for lack of a majority.
+    pub fn refused_for_no_majority(&self) {
+        self.stats.claims_no_majority.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The peer refused our claim `seq` (before acknowledging it).
@@ -934,6 +1015,11 @@ impl Replicator {
         // Whether the link runs over TLS: a link comes up only when both sides agree.
         line("repl_link_tls", u8::from(self.settings.tls.is_some()).to_string());
         line("repl_mode", self.settings.mode.name().to_string());
+        line("repl_claims", self.settings.claims.name().to_string());
+        line("repl_nodes", self.nodes().to_string());
+        // Whether this node and the peers it reaches are a majority; under
+        // `--repl-claims majority` it grants claims only then.
+        line("repl_majority", u8::from(self.reaches_majority()).to_string());
         line("repl_degraded", u8::from(s.degraded.load(Ordering::Relaxed)).to_string());
         line("repl_rtt_ms", worst(|s| &s.rtt_ms).unwrap_or(0).to_string());
         line("repl_last_heartbeat_ms", peers.iter().map(|peer| heard(&peer.stats)).max().unwrap_or(-1).to_string());
@@ -959,6 +1045,7 @@ impl Replicator {
         line("repl_conflicts", total(|s| &s.conflicts).to_string());
         line("repl_claims_refused", total(|s| &s.claims_refused).to_string());
         line("repl_claims_lost", total(|s| &s.claims_lost).to_string());
+        line("repl_claims_no_majority", load(&s.claims_no_majority).to_string());
         line("repl_apply_failures", total(|s| &s.apply_failures).to_string());
         line("repl_partial_syncs", total(|s| &s.partial_syncs).to_string());
         line("repl_full_syncs", total(|s| &s.full_syncs).to_string());

@@ -36,7 +36,7 @@
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
 use super::links::{Links, Now, Transport};
-use super::replicator::{Replicator, Settings, SyncMode};
+use super::replicator::{ClaimRule, Replicator, Settings, SyncMode};
 use crate::node::Node;
 use crate::store::{Clock, DeleteRequest, ManualClock, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest};
 use std::cell::RefCell;
@@ -417,8 +417,10 @@ impl Simulation {
         });
         // A full mesh: each node dials every other.
         let peers = (0..self.apart.len()).filter(|&other| other != index).map(|other| address(other).to_string());
+        let peers: Vec<String> = peers.collect();
         let settings = Settings {
-            peers: peers.collect(),
+            claims: ClaimRule::default_for(peers.len()),
+            peers,
             listen: None,
             identity: Identity::new(id, b"sim", b"0123456789abcdef"),
             backlog: 1 << 20,
@@ -615,7 +617,7 @@ impl Simulation {
             Counting::Idle => {
                 let incr =
                     crate::store::DeltaRequest { vivify: Some(0), ..crate::store::DeltaRequest::new(COUNTER, true, 1) };
-                let apart = !replicator.linked_with_all();
+                let apart = replicator.counts_apart();
                 let written = node.node.arithmetic(&incr, |_, _, _| {});
                 let receipt = written.receipt;
                 let judged = receipt.claim != 0;

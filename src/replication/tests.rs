@@ -4,7 +4,7 @@
 
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
-use super::replicator::{Replicator, Settings, SyncMode};
+use super::replicator::{ClaimRule, Replicator, Settings, SyncMode};
 use super::session::LinkSession;
 use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
 use proptest::prelude::*;
@@ -30,6 +30,7 @@ pub(super) fn replicator_listening(id: u16, clock: &ManualClock, history: u64, l
         timeout: Duration::from_secs(3),
         heartbeat: Duration::from_millis(500),
         mode: SyncMode::Async,
+        claims: ClaimRule::Local,
         tombstone_secs: 3600,
         tls: None,
     };

@@ -154,13 +154,6 @@ struct Shard {
     ledgers: Ledgers,
 }
 
-/// Whether a write is a claim: it depends on what the key held (add, cas, append,
-/// prepend, a compare), so with a peer, of two such writes made at once on both
-/// nodes only one may succeed; the other runs again on top of it.
-fn is_claim(req: &StoreRequest<'_>) -> bool {
-    matches!(req.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend) || req.cas_unique != 0
-}
-
 type Ledgers = hashbrown::HashMap<Box<[u8]>, counter::Ledger, ahash::RandomState>;
 
 /// Why an item is no longer visible.
@@ -681,13 +674,13 @@ impl Store {
         if outcome == StoreOutcome::NoMemory && req.failure_discards_old {
             self.discard_noted(req.key, receipt);
         }
-        if matches!(outcome, StoreOutcome::Stored { .. }) && !is_claim(req) {
+        if matches!(outcome, StoreOutcome::Stored { .. }) && !req.is_claim() {
             self.note(Change::Key(req.key), receipt);
         }
         outcome
     }
 
-    /// Stores as [`Store::store_noted`] says; a claim ([`is_claim`]) is noted here,
+    /// Stores as [`Store::store_noted`] says; a claim ([`StoreRequest::is_claim`]) is noted here,
     /// before the shard's lock goes (see [`Store::note_claim`]).
     fn store_locally(&self, req: &StoreRequest<'_>, receipt: &mut Receipt) -> StoreOutcome {
         let hash = self.hash(req.key);
@@ -776,7 +769,7 @@ impl Store {
         }
         let (expires_at, value_len) = (item.expires_at(), item.value().len());
         let cas = self.put(&mut shard, hash, existing, item, req.new_cas);
-        if is_claim(req) {
+        if req.is_claim() {
             self.note_claim(req.key, cas, receipt);
         }
         drop(shard);

@@ -25,6 +25,9 @@ pub enum StoreOutcome {
     Exists,
     NotFound,
     NoMemory,
+    /// A claim refused untried: claims need a majority of the nodes
+    /// (`--repl-claims majority`) and this node cannot reach one.
+    NoMajority,
 }
 
 /// The result of incr/decr.
@@ -38,6 +41,9 @@ pub enum DeltaOutcome {
     NoMemory,
     /// The compare-CAS did not match.
     Exists,
+    /// Refused untried: under `--repl-claims majority` an increment is a claim,
+    /// and this node cannot reach a majority of the nodes.
+    NoMajority,
 }
 
 /// incr/decr with the meta options (memcached's `do_add_delta` plus `ma`'s flags).
@@ -156,5 +162,13 @@ impl<'a> StoreRequest<'a> {
             binary_key: false,
             failure_discards_old: false,
         }
+    }
+
+    /// Whether the write is a claim: it depends on what the key held (add, cas,
+    /// append, prepend, a compare), so with a peer, of two such writes made at once
+    /// on two nodes only one may succeed; the other runs again on top of it.
+    pub fn is_claim(&self) -> bool {
+        matches!(self.mode, StoreMode::Add | StoreMode::Cas | StoreMode::Append | StoreMode::Prepend)
+            || self.cas_unique != 0
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod mesh;
 pub mod nodes;
 pub mod pki;
 

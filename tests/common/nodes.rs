@@ -18,6 +18,8 @@ pub struct Node {
     pub child: Child,
     pub addr: SocketAddr,
     pub repl: SocketAddr,
+    /// Where `--metrics-listen` serves, when given.
+    pub metrics: Option<SocketAddr>,
     pub log: Arc<Mutex<String>>,
 }
 
@@ -49,8 +51,9 @@ impl Node {
             .expect("start the daemon");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
-        let (mut addr, mut repl) = (None, None);
-        while repl.is_none() {
+        let (mut addr, mut repl, mut metrics) = (None, None, None);
+        let wants_metrics = args.iter().any(|a| a.starts_with("--metrics-listen"));
+        while repl.is_none() || (wants_metrics && metrics.is_none()) {
             let Some(line) = lines.next() else {
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
                 panic!("the daemon exited ({status}) before listening; its log:\n{}", log.lock().unwrap());
@@ -59,6 +62,8 @@ impl Node {
             log.lock().unwrap().push_str(&format!("{line}\n"));
             if let Some(at) = line.split("replication listening on ").nth(1) {
                 repl = Some(at.trim().parse().expect("replication address"));
+            } else if let Some(at) = line.split("metrics listening on ").nth(1) {
+                metrics = Some(at.trim().parse().expect("metrics address"));
             } else if let Some(at) = line.split("listening on ").nth(1) {
                 addr = addr.or(Some(at.trim().parse().expect("listen address")));
             }
@@ -69,7 +74,7 @@ impl Node {
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), log }
+        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), metrics, log }
     }
 
     pub fn client(&self) -> Client {
@@ -87,6 +92,18 @@ impl Node {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// `GET path` on the metrics port: the status line and the body.
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        let addr = self.metrics.expect("started with --metrics-listen");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(super::EXCHANGE_DEADLINE)).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: stickless\r\n\r\n").as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a complete response");
+        (head.lines().next().unwrap().to_string(), body.to_string())
     }
 
     pub fn signal(&self, signal: i32) {

@@ -14,6 +14,7 @@ typedef enum StickStatus {
   STICKLESS_IO_ERROR = -7,
   STICKLESS_BAD_CONFIG = -8,
   STICKLESS_ALREADY_SERVING = -9,
+  STICKLESS_NO_MAJORITY = -10,
 } StickStatus;
 
 typedef enum StickOpenFlags {

@@ -8,6 +8,7 @@ use super::extended::extended_option;
 use super::file::config_file_options;
 use super::{Config, Invocation, ProtocolChoice, ReplSync};
 use crate::protocol::command::KEY_MAX_LENGTH;
+use crate::replication::ClaimRule;
 use crate::store::version::NODE_MAX;
 use crate::tls::PeerSettings;
 use std::path::PathBuf;
@@ -246,6 +247,14 @@ const FLAGS: &[Flag] = &[
         };
         set(&mut p.config.replication.sync, sync)
     }),
+    valued(NO_SHORT, "repl-claims", "a rule", |p, v| {
+        let claims = match v {
+            "majority" => Ok(ClaimRule::Majority),
+            "local" => Ok(ClaimRule::Local),
+            other => Err(format!("--repl-claims is majority or local, not '{other}'")),
+        };
+        set(&mut p.config.replication.claims, claims.map(Some))
+    }),
     valued(NO_SHORT, "repl-cluster", "a name", |p, v| set(&mut p.config.replication.cluster, Ok(v.to_string()))),
     valued(NO_SHORT, "repl-tombstone", "seconds", |p, v| {
         set(&mut p.config.replication.tombstone_secs, number(v, "tombstone time"))
@@ -393,6 +402,11 @@ stickless, a memcached-compatible session cache
     --repl-sync=<mode>    async; ack: answer a write once every linked peer
                           has it; one: once any one linked peer has it
                           (default: async)
+    --repl-claims=<rule>  who must accept an add, cas, append or prepend before
+                          it is granted: majority (of all nodes; a node that
+                          cannot reach one refuses with SERVER_ERROR) or local
+                          (every linked peer; alone, this node decides)
+                          (default: majority from 3 nodes, local for a pair)
     --repl-cluster=<name> name both peers must share (default: stickless)
     --repl-tombstone=<secs> how long a delete is remembered (default: 600)
     --repl-wait-sync=<secs> at start, listen for clients only once the peer has

@@ -64,6 +64,9 @@ pub struct ReplicationConfig {
     pub timeout: Duration,
     /// `--repl-sync`.
     pub sync: ReplSync,
+    /// `--repl-claims`: who must accept a claim; unset, a majority from three
+    /// nodes on and every linked peer for a pair.
+    pub claims: Option<crate::replication::ClaimRule>,
     /// `--repl-listen` was given: replicate (accepting the peer) even without `--peer`.
     pub listen_given: bool,
     /// Whether the node accepts its peer on `listen`. The daemon always does
@@ -118,6 +121,7 @@ impl Default for ReplicationConfig {
             // Six missed heartbeats at the default 500 ms interval.
             timeout: Duration::from_secs(3),
             sync: ReplSync::Async,
+            claims: None,
             listen_given: false,
             cluster: "stickless".into(),
             // Ten minutes: longer than a peer may stay away and still resume from

@@ -1,4 +1,5 @@
 use super::*;
+use crate::replication::ClaimRule;
 use crate::tls::{MinVersion, VerifyMode};
 use std::path::Path;
 
@@ -72,6 +73,13 @@ fn replication_flags_and_repcached_aliases() {
     assert_eq!((c.replication.backlog, c.replication.timeout), (1 << 20, Duration::from_millis(500)));
     assert_eq!(run(&["-x", "::1"]).unwrap().replication.peers, ["[::1]:11212"]);
     assert_eq!(run(&["--repl-sync", "one"]).unwrap().replication.sync, ReplSync::One);
+    // Who judges claims: unset, the rule follows the number of peers.
+    let claims = |args: &[&str]| run(args).map(|c| c.replication.claims);
+    assert_eq!(claims(&["--peer", "h:1"]).unwrap(), None);
+    assert_eq!(claims(&["--repl-claims", "majority"]).unwrap(), Some(ClaimRule::Majority));
+    assert_eq!(claims(&["--repl-claims", "local"]).unwrap(), Some(ClaimRule::Local));
+    assert_eq!(claims(&["--repl-claims", "all"]).unwrap_err(), "--repl-claims is majority or local, not 'all'");
+    assert_eq!((ClaimRule::default_for(1), ClaimRule::default_for(2)), (ClaimRule::Local, ClaimRule::Majority));
 }
 
 #[test]

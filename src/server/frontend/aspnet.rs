@@ -125,6 +125,9 @@ pub enum Answer {
     NotFound,
     /// Too many writes to this session at once to settle this one (400).
     Contended,
+    /// A lock (or a write on a lock's cookie) this node cannot grant: it cannot
+    /// reach the majority of nodes its claims need (503).
+    NoMajority,
 }
 
 /// A request's answer, and what its writes recorded (the caller waits on the
@@ -197,6 +200,7 @@ pub fn serve(
                 }
                 Answer::NotFound => StateResponse::NotFound,
                 Answer::Contended => StateResponse::BadRequest,
+                Answer::NoMajority => StateResponse::Unavailable,
             };
             aspnet::encode(&response, request.method == Method::Head, request.close, output.bytes());
             let flow = if request.close { Flow::Close } else { Flow::Continue };
@@ -220,6 +224,7 @@ fn watch(dispatch: &Dispatch<'_>, request: &StateRequest<'_>, executed: &Execute
         Answer::Locked { .. } => (423, 0),
         Answer::NotFound => (404, 0),
         Answer::Contended => (400, 0),
+        Answer::NoMajority => (503, 0),
     };
     let exclusive = match request.exclusive {
         Some(Exclusive::Acquire) => "acquire",
@@ -429,6 +434,7 @@ fn stored_answer(outcome: StoreOutcome, answer: Answer) -> Option<Answer> {
     match outcome {
         StoreOutcome::Stored { .. } => Some(answer),
         StoreOutcome::NoMemory => Some(Answer::Contended),
+        StoreOutcome::NoMajority => Some(Answer::NoMajority),
         StoreOutcome::Exists | StoreOutcome::NotFound | StoreOutcome::NotStored => None,
     }
 }

@@ -180,6 +180,7 @@ impl Dispatch<'_> {
             DeltaOutcome::NonNumeric => write_error(out, h, status::DELTA_BADVAL),
             DeltaOutcome::Exists => write_error(out, h, status::KEY_EEXISTS),
             DeltaOutcome::NoMemory => write_error(out, h, status::ENOMEM),
+            DeltaOutcome::NoMajority => write_error(out, h, status::ETMPFAIL),
         }
     }
 

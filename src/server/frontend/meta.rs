@@ -194,7 +194,7 @@ impl Dispatch<'_> {
         let cas = match outcome {
             StoreOutcome::Stored { .. } if f.quiet() => return,
             StoreOutcome::Stored { cas, .. } => cas,
-            StoreOutcome::NoMemory => {
+            StoreOutcome::NoMemory | StoreOutcome::NoMajority => {
                 out.extend_from_slice(outcome::meta_store_status(&outcome));
                 return;
             }
@@ -321,6 +321,10 @@ impl Dispatch<'_> {
             }
             DeltaOutcome::NoMemory => {
                 out.extend_from_slice(ErrorReply::OutOfMemory.line());
+                return;
+            }
+            DeltaOutcome::NoMajority => {
+                out.extend_from_slice(ErrorReply::NoMajority.line());
                 return;
             }
         };

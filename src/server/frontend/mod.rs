@@ -115,6 +115,7 @@ impl Dispatch<'_> {
             StoreOutcome::Exists => ("exists", requested, req.data.len()),
             StoreOutcome::NotFound => ("not_found", requested, req.data.len()),
             StoreOutcome::NoMemory => ("no_memory", requested, req.data.len()),
+            StoreOutcome::NoMajority => ("no_majority", requested, req.data.len()),
         };
         let cmd = req.mode.name();
         let ttl = if expires_at == 0 { 0 } else { expires_at.saturating_sub(now) };

@@ -121,6 +121,7 @@ pub fn text_store_line(outcome: &StoreOutcome) -> &'static [u8] {
         StoreOutcome::Exists => reply::EXISTS,
         StoreOutcome::NotFound => reply::NOT_FOUND,
         StoreOutcome::NoMemory => ErrorReply::OutOfMemoryStoring.line(),
+        StoreOutcome::NoMajority => ErrorReply::NoMajority.line(),
     }
 }
 
@@ -133,6 +134,7 @@ pub fn meta_store_status(outcome: &StoreOutcome) -> &'static [u8] {
         StoreOutcome::Exists => b"EX",
         StoreOutcome::NotFound => b"NF",
         StoreOutcome::NoMemory => ErrorReply::OutOfMemoryStoring.line(),
+        StoreOutcome::NoMajority => ErrorReply::NoMajority.line(),
     }
 }
 
@@ -144,6 +146,7 @@ pub fn binary_store_status(outcome: &StoreOutcome, op: Option<StoreOp>) -> u16 {
         (StoreOutcome::Stored { .. }, _) => status::SUCCESS,
         (StoreOutcome::Exists, _) => status::KEY_EEXISTS,
         (StoreOutcome::NoMemory, _) => status::ENOMEM,
+        (StoreOutcome::NoMajority, _) => status::ETMPFAIL,
         (StoreOutcome::NotFound, Some(_)) => status::KEY_ENOENT,
         (StoreOutcome::NotStored, Some(StoreOp::Add)) => status::KEY_EEXISTS,
         (StoreOutcome::NotStored, Some(StoreOp::Replace)) => status::KEY_ENOENT,

@@ -136,6 +136,7 @@ impl Dispatch<'_> {
             DeltaOutcome::NotFound => answer(out, noreply, reply::NOT_FOUND),
             DeltaOutcome::NonNumeric => answer(out, noreply, ErrorReply::NonNumeric.line()),
             DeltaOutcome::NoMemory => answer(out, noreply, ErrorReply::OutOfMemory.line()),
+            DeltaOutcome::NoMajority => answer(out, noreply, ErrorReply::NoMajority.line()),
             DeltaOutcome::Exists => answer(out, noreply, reply::EXISTS),
         }
     }

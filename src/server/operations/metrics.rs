@@ -1,6 +1,7 @@
 //! Prometheus metrics on `--metrics-listen ADDR:PORT`: `GET /metrics` in the text
 //! exposition format (version 0.0.4), names in Prometheus's conventions (a
-//! `stickless_` prefix, base units, `_total` on counters).
+//! `stickless_` prefix, base units, `_total` on counters); and `GET /health` for a
+//! load balancer's checks.
 //!
 //! A thread of its own answers, one request per connection, reading what `stats`
 //! reads: counters the workers keep anyway, so scraping adds nothing to the data
@@ -68,8 +69,8 @@ pub fn start(addr: &str, shared: Arc<Shared>) -> io::Result<(SocketAddr, JoinHan
     Ok((local, thread, waker))
 }
 
-/// Reads one request and answers it: `GET /metrics` (or `HEAD`), 404 for other
-/// paths, 405 for other methods, 400 for what is not HTTP.
+/// Reads one request and answers it: `GET /metrics` and `GET /health` (or `HEAD`),
+/// 404 for other paths, 405 for other methods, 400 for what is not HTTP.
 fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
@@ -90,7 +91,13 @@ fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 let path = path.split('?').next().unwrap_or(path);
                 break match (parsed.method.unwrap_or(""), path) {
                     ("GET" | "HEAD", "/metrics") => ("200 OK", render(shared), parsed.method == Some("HEAD")),
-                    ("GET" | "HEAD", _) => ("404 Not Found", "not found: metrics are at /metrics\n".into(), false),
+                    ("GET" | "HEAD", "/health") => {
+                        let (status, body) = health(shared);
+                        (status, body, parsed.method == Some("HEAD"))
+                    }
+                    ("GET" | "HEAD", _) => {
+                        ("404 Not Found", "not found: metrics are at /metrics, health at /health\n".into(), false)
+                    }
                     _ => ("405 Method Not Allowed", "only GET and HEAD\n".into(), false),
                 };
             }
@@ -108,6 +115,24 @@ fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         stream.write_all(body.as_bytes())?;
     }
     Ok(())
+}
+
+/// `GET /health`, for a load balancer's check (haproxy `option httpchk`, a
+/// Kubernetes readiness probe): 200 while the node serves and can grant claims,
+/// 503 while its claims need a majority of the nodes (`--repl-claims majority`)
+/// and it cannot reach one, so that clients go to a node that can.
+fn health(shared: &Shared) -> (&'static str, String) {
+    let Some(replicator) = shared.node.replicator() else {
+        return ("200 OK", "ok\n".into());
+    };
+    let reached = 1 + replicator.known_peers().iter().filter(|peer| peer.is_acking()).count();
+    let (nodes, majority) = (replicator.nodes(), replicator.majority());
+    if replicator.refuses_claims() {
+        let body = format!("no majority: {reached} of {nodes} nodes reachable, {majority} needed\n");
+        ("503 Service Unavailable", body)
+    } else {
+        ("200 OK", format!("ok: {reached} of {nodes} nodes reachable\n"))
+    }
 }
 
 /// The exposition text: one family after another, each with its help and type.
@@ -316,9 +341,20 @@ fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFig
     m.labelled(
         "replication_claims_total",
         "counter",
-        "Claims (add and the like) the peer refused, or that lost to the peer's.",
+        "Claims (add and the like) the peer refused, that lost to the peer's, or refused untried for lack of a \
+         majority.",
         "outcome",
-        &[("refused", total(|s| &s.claims_refused)), ("lost", total(|s| &s.claims_lost))],
+        &[
+            ("refused", total(|s| &s.claims_refused)),
+            ("lost", total(|s| &s.claims_lost)),
+            ("no_majority", replicator.stats.claims_no_majority.load(Ordering::Relaxed)),
+        ],
+    );
+    m.gauge(
+        "replication_majority",
+        "1 while this node and the peers it reaches are a majority of the nodes (claims need one under \
+         --repl-claims majority).",
+        u8::from(replicator.reaches_majority()),
     );
     m.counter("replication_changes_applied_total", "The peer's changes applied here.", total(|s| &s.changes_applied));
     m.counter(
