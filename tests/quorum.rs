@@ -23,7 +23,7 @@ const UNHEALTHY: &str = "HTTP/1.1 503 Service Unavailable";
 
 /// A mesh whose nodes notice a cut within a second and serve `/health`.
 fn mesh(extra: &[&str]) -> Mesh {
-    let mut args = vec!["--repl-timeout=1", "--metrics-listen=127.0.0.1:0"];
+    let mut args = vec!["--repl-timeout=1", "--metrics-listen=127.0.0.1:0", "--aspnet-listen=127.0.0.1:0"];
     args.extend_from_slice(extra);
     Mesh::start(&args)
 }
@@ -42,7 +42,10 @@ fn a_node_cut_off_from_the_majority_grants_nothing_and_says_why() {
     let mut client = mesh.node(0).client();
     assert_eq!(client.step(b"add before 0 0 1\r\nb\r\n"), b"STORED\r\n");
     assert_eq!(client.step(b"set counter 0 0 1\r\n5\r\n"), b"STORED\r\n");
-    mesh.wait_same(&keys(&["before", "counter"]));
+    let mut state = common::Client::connect(mesh.node(0).aspnet.expect("--aspnet-listen"));
+    let put = b"PUT /app/sess1 HTTP/1.1\r\nHost: x\r\nTimeout: 20\r\nContent-Length: 1\r\n\r\ns";
+    assert!(state.request(put, b"\r\n\r\n").starts_with(b"HTTP/1.1 200 OK\r\n"));
+    mesh.wait_same(&keys(&["before", "counter", "aspnet:/app/sess1"]));
 
     mesh.partition(0);
     wait_for("node 0 to know it is in the minority", CONVERGE, || mesh.node(0).http_get("/health").0 == UNHEALTHY);
@@ -64,6 +67,11 @@ fn a_node_cut_off_from_the_majority_grants_nothing_and_says_why() {
     let reply = mesh.node(0).client().binary_step(&add);
     assert_eq!(binary_status(&reply), ETMPFAIL, "{}", show(&reply));
     assert_eq!(&reply[24..], b"No majority of nodes reachable");
+    // ASP.NET's lock: 503, so the web server tries again or another node.
+    let mut state = common::Client::connect(mesh.node(0).aspnet.expect("--aspnet-listen"));
+    let acquire = b"GET /app/sess1 HTTP/1.1\r\nHost: x\r\nExclusive: acquire\r\nContent-Length: 0\r\n\r\n";
+    let reply = state.request(acquire, b"\r\n\r\n");
+    assert!(reply.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"), "{}", show(&reply));
     // Nothing of them was written.
     assert_eq!(client.step(b"mg lock v\r\n"), b"EN\r\n");
     assert_eq!(
@@ -78,10 +86,10 @@ fn a_node_cut_off_from_the_majority_grants_nothing_and_says_why() {
     let stats = mesh.node(0).stats();
     assert_eq!((stats["repl_claims"].as_str(), stats["repl_nodes"].as_str()), ("majority", "3"));
     assert_eq!(stats["repl_majority"], "0");
-    assert_eq!(stats["repl_claims_no_majority"], "9", "{stats:?}");
+    assert_eq!(stats["repl_claims_no_majority"], "10", "{stats:?}");
     let (_, metrics) = mesh.node(0).http_get("/metrics");
     assert!(metrics.contains("\nstickless_replication_majority 0\n"), "{metrics}");
-    assert!(metrics.contains("stickless_replication_claims_total{outcome=\"no_majority\"} 9\n"), "{metrics}");
+    assert!(metrics.contains("stickless_replication_claims_total{outcome=\"no_majority\"} 10\n"), "{metrics}");
 
     // The other two are a majority: they grant.
     let mut majority = mesh.node(1).client();
@@ -202,4 +210,53 @@ fn php_session_handlers_fail_cleanly_on_a_minority_node() {
         let (out, err, _) = php("php_minority.php", &[handler, &majority, &format!("sess-{handler}")]);
         assert_eq!(out, "acquired written", "{handler}: {err}");
     }
+}
+
+/// The token `ms ... ME c` returns (the lease's CAS) out of a reply `HD c<token>`.
+fn token(reply: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(reply);
+    let token = text.trim_end().strip_prefix("HD c").unwrap_or_else(|| panic!("not a granted lease: {text}"));
+    token.parse().unwrap()
+}
+
+/// Lease tokens rise across the mesh: a lease granted on any node after another
+/// ran out gets a larger token, and the old holder's token can neither release
+/// nor overwrite the new lease, on any node, through a partition and its healing.
+#[test]
+fn lease_tokens_rise_across_nodes_and_a_stale_one_cannot_release() {
+    let mesh = mesh(&[]);
+    let take = |index: usize, lease: u32| {
+        mesh.node(index).client().step(format!("ms lease 1 ME T{lease} c\r\nx\r\n").as_bytes())
+    };
+    let first = token(&take(0, 1));
+    // The lease runs out on every node (memcached's expiry is in whole seconds).
+    wait_for("the first lease to run out everywhere", CONVERGE, || {
+        (0..3).all(|index| mesh.node(index).client().step(b"mg lease v\r\n") == b"EN\r\n")
+    });
+    let second = token(&take(1, 30));
+    assert!(second > first, "{second} after {first}");
+    mesh.wait_same(&keys(&["lease"]));
+    for index in 0..3 {
+        let mut client = mesh.node(index).client();
+        assert_eq!(client.step(format!("md lease C{first}\r\n").as_bytes()), b"EX\r\n", "node {index}");
+        assert_eq!(client.step(format!("ms lease 1 C{first}\r\ny\r\n").as_bytes()), b"EX\r\n", "node {index}");
+        assert_eq!(client.step(b"ms lease 1 ME T30 c\r\nz\r\n"), b"NS c0\r\n", "node {index}: the lease is held");
+    }
+
+    // Node 0, cut off, can neither take the lease nor release it with any token.
+    mesh.partition(0);
+    wait_for("node 0 in the minority", CONVERGE, || mesh.node(0).http_get("/health").0 == UNHEALTHY);
+    assert_eq!(take(0, 30), NO_MAJORITY);
+    assert_eq!(mesh.node(2).client().step(format!("md lease C{second}\r\n").as_bytes()), b"HD\r\n");
+    let third = token(&take(2, 30));
+    assert!(third > second, "{third} after {second}");
+    mesh.heal(0);
+    wait_for("node 0 back in the majority", CONVERGE, || mesh.node(0).http_get("/health").0 == HEALTHY);
+    mesh.wait_same(&keys(&["lease"]));
+    let mut client = mesh.node(0).client();
+    assert_eq!(client.step(format!("md lease C{second}\r\n").as_bytes()), b"EX\r\n", "a released token");
+    assert_eq!(client.step(b"ms lease 1 ME T30 c\r\nz\r\n"), b"NS c0\r\n");
+    assert_eq!(client.step(format!("md lease C{third}\r\n").as_bytes()), b"HD\r\n");
+    let fourth = token(&client.step(b"ms lease 1 ME T30 c\r\nw\r\n"));
+    assert!(fourth > third, "{fourth} after {third}");
 }

@@ -171,15 +171,19 @@ impl Drop for Memcached {
 }
 
 /// A port that was free a moment ago (memcached cannot be told to pick one), and
-/// that this test process has not handed out before: the kernel picks a released
-/// port at random, so two calls in a row may name the same one, and two listeners
-/// that share a port with SO_REUSEPORT (haproxy's frontends) would both bind it.
+/// that this test process has not handed out before (two listeners that share a
+/// port with SO_REUSEPORT, haproxy's frontends, would both bind it). It is taken
+/// below Linux's ephemeral range (32768 on): a port from that range may meanwhile
+/// become the local port of some outgoing connection (a relay's, a peer's dial)
+/// before the daemon it was picked for binds it.
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let mut rng = Rng::new(u64::from(std::process::id()) << 32 | u64::from(nanos));
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
+        let port = 20_000 + rng.below(12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && HANDED_OUT.lock().unwrap().insert(port) {
             return port;
         }
     }

@@ -20,6 +20,8 @@ pub struct Node {
     pub repl: SocketAddr,
     /// Where `--metrics-listen` serves, when given.
     pub metrics: Option<SocketAddr>,
+    /// Where `--aspnet-listen` serves, when given.
+    pub aspnet: Option<SocketAddr>,
     pub log: Arc<Mutex<String>>,
 }
 
@@ -51,9 +53,10 @@ impl Node {
             .expect("start the daemon");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
-        let (mut addr, mut repl, mut metrics) = (None, None, None);
-        let wants_metrics = args.iter().any(|a| a.starts_with("--metrics-listen"));
-        while repl.is_none() || (wants_metrics && metrics.is_none()) {
+        let (mut addr, mut repl, mut metrics, mut aspnet) = (None, None, None, None);
+        let wants = |flag: &str| args.iter().any(|a| a.starts_with(flag));
+        let (wants_metrics, wants_aspnet) = (wants("--metrics-listen"), wants("--aspnet-listen"));
+        while repl.is_none() || (wants_metrics && metrics.is_none()) || (wants_aspnet && aspnet.is_none()) {
             let Some(line) = lines.next() else {
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
                 panic!("the daemon exited ({status}) before listening; its log:\n{}", log.lock().unwrap());
@@ -64,6 +67,8 @@ impl Node {
                 repl = Some(at.trim().parse().expect("replication address"));
             } else if let Some(at) = line.split("metrics listening on ").nth(1) {
                 metrics = Some(at.trim().parse().expect("metrics address"));
+            } else if let Some(at) = line.split("ASP.NET State Server listening on ").nth(1) {
+                aspnet = Some(at.trim().parse().expect("ASP.NET address"));
             } else if let Some(at) = line.split("listening on ").nth(1) {
                 addr = addr.or(Some(at.trim().parse().expect("listen address")));
             }
@@ -74,7 +79,7 @@ impl Node {
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), metrics, log }
+        Node { child, addr: addr.expect("a client address"), repl: repl.unwrap(), metrics, aspnet, log }
     }
 
     pub fn client(&self) -> Client {
