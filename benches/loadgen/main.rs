@@ -478,7 +478,8 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
 /// memcached, side by side. Row (rs) does the same with session-shaped traffic:
 /// 4 KiB values, 1:1 set:get, pipeline 1 (what a PHP session handler sends). Rows
 /// (lock-php) and (lock-pecl) run the two PHP session handlers' lock cycles, whose
-/// `add` and `incr` are claims the peer must settle in ack mode.
+/// `add` and `incr` are claims the peers must settle, on one node, a pair and a
+/// mesh of three.
 fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
     let session = Workload { data_size: 4096, sets: 1, gets: 1, ..base_workload() };
     let row = match name {
@@ -492,9 +493,13 @@ fn replication_row(name: &str, settings: &Settings, placement: &Placement) {
     };
     let attached = if name == "m" { "one replication peer, then two (a mesh of three)," } else { "a replication peer" };
     let row = Row { name: name.into(), title: format!("{}, with {attached} attached", row.title), ..row };
+    let paired = |ack, peers| Kind::Paired { ack, peers };
     let servers = if name == "m" {
-        let paired = |ack, peers| Kind::Paired { ack, peers };
         vec![Kind::Stickless, paired(false, 1), paired(false, 2), paired(true, 2), Kind::Memcached]
+    } else if name.starts_with("lock-") {
+        // A claim waits for every peer linked: one for a pair, two in a mesh of
+        // three (claims by majority there).
+        vec![Kind::Stickless, paired(false, 1), paired(true, 1), paired(false, 2), paired(true, 2), Kind::Memcached]
     } else {
         vec![
             Kind::Stickless,
