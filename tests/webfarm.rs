@@ -1,13 +1,14 @@
 //! The example farms end to end, each with a node killed with SIGKILL and restarted
 //! mid-run. examples/webfarm: haproxy round-robin over two PHP app servers whose
-//! sessions live in a stickless pair; every request still sees its session, its
-//! count never going back. examples/aspnet-farm: an ASP.NET farm's state server
+//! sessions live in a mesh of three stickless nodes, one of them also cut off from
+//! the others (haproxy's /health check takes it out); every request still sees its
+//! session, its count going up by one each time. examples/aspnet-farm: an ASP.NET farm's state server
 //! traffic through haproxy to a pair on `--aspnet-listen`.
 
 use std::process::Command;
 
 #[test]
-fn a_web_farm_keeps_every_session_through_a_killed_and_restarted_node() {
+fn a_web_farm_keeps_every_session_through_a_killed_a_restarted_and_a_cut_off_node() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/webfarm/webfarm.py");
     // Bounded: coreutils' timeout stops a run that hangs.
     let output = Command::new("timeout")

@@ -1,5 +1,5 @@
 <?php
-// The web application of the farm: PHP sessions in a stickless pair through
+// The web application of the farm: PHP sessions in a stickless mesh through
 // php-memcached's session handler (its binary protocol and locking, as shipped).
 // /login?user=NAME starts a session; every other request counts a visit in it.
 // Replies are one JSON line naming the app server that answered.

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """A web farm on one host, end to end: haproxy sends requests round-robin to two PHP
-app servers; each keeps its sessions in a stickless pair through php-memcached,
-reaching the pair through an haproxy TCP frontend that prefers one node and fails
-over to the other. The driver logs in, makes a bounded series of requests, kills a
-stickless node with SIGKILL midway, goes on, restarts it, goes on, and checks that
-every request saw the session and that its visit count never went backwards.
+app servers; each keeps its sessions in a mesh of three stickless nodes through
+php-memcached, reaching the mesh through an haproxy TCP frontend that prefers one
+node and fails over to the others. haproxy checks each node's `GET /health`, which
+answers 503 while the node cannot reach a majority of the mesh (its session locks
+would be refused there). The nodes link through relays the driver can cut. The
+driver logs in, makes a bounded series of requests, kills a stickless node with
+SIGKILL, restarts it, later cuts it off from the other two and heals it, and checks
+that every request saw the session and that its visit count went up by one each
+time.
 
     examples/webfarm/webfarm.py --stickless target/release/stickless
 
@@ -23,14 +27,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Requests in all, and when the node is killed and restarted.
-REQUESTS = 60
-KILL_AT = 20
-RESTART_AT = 40
+# Requests in all; when the node is killed and restarted, and cut off and healed.
+REQUESTS = 80
+KILL_AT = 15
+RESTART_AT = 30
+CUT_AT = 45
+HEAL_AT = 60
+NODES = ("a", "b", "c")
 # A user's pace: requests 25 ms apart, so the run spans haproxy's health checks
 # (every 100 ms) and the restarted node is back in rotation for the last third.
 PACE_SECONDS = 0.025
@@ -58,6 +67,91 @@ def free_port():
         return port
 
 
+class Relay:
+    """A TCP relay standing for the network between two nodes, which the driver cuts
+    (closing what it carries, and any connection made while cut) and restores."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.open = True
+        self.carried = []
+        self.lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = free_port()
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=1)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.carried += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.open = False
+        with self.lock:
+            carried, self.carried = self.carried, []
+        for end in carried:
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self):
+        self.open = True
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+def health(port):
+    """The status of a node's GET /health (0 when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def wait_for(what, check):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 def wait_listening(port, what):
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:
@@ -75,8 +169,11 @@ class Farm:
         self.stickless = stickless
         self.workdir = workdir
         self.processes = {}
-        self.cache_ports = {"a": free_port(), "b": free_port()}
-        self.repl_ports = {"a": free_port(), "b": free_port()}
+        self.cache_ports = {node: free_port() for node in NODES}
+        self.repl_ports = {node: free_port() for node in NODES}
+        self.metrics_ports = {node: free_port() for node in NODES}
+        # Node `x` reaches node `y` through relays[x, y].
+        self.relays = {(x, y): Relay(self.repl_ports[y]) for x in NODES for y in NODES if x != y}
         self.app_ports = {"app1": free_port(), "app2": free_port()}
         self.frontends = {"app1": free_port(), "app2": free_port()}
         self.web_port = free_port()
@@ -91,28 +188,38 @@ class Farm:
         process.wait(timeout=DEADLINE_SECONDS)
 
     def start_node(self, name):
-        other = "b" if name == "a" else "a"
+        peers = ",".join(f"127.0.0.1:{self.relays[name, other].port}" for other in NODES if other != name)
         self.start(
             name,
             [
                 self.stickless,
                 "-l", "127.0.0.1", "-p", str(self.cache_ports[name]), "-t", "2",
+                "--node-id", str(NODES.index(name) + 1),
                 "--repl-listen", f"127.0.0.1:{self.repl_ports[name]}",
-                "--peer", f"127.0.0.1:{self.repl_ports[other]}",
-                # A write's reply means the other node has it; a restarted node
+                "--peer", peers,
+                # A write's reply means the other nodes have it; a restarted node
                 # takes clients only once it holds every session; sessions are
-                # never evicted for other items.
+                # never evicted for other items; a node cut off knows it within a
+                # second, and /health says so.
                 "--repl-sync", "ack",
                 "--repl-wait-sync", "10",
                 "--protect-prefix", "memc.sess.key.",
+                "--repl-timeout", "1",
+                "--metrics-listen", f"127.0.0.1:{self.metrics_ports[name]}",
             ],
         )
 
+    def isolate(self, name, cut):
+        for (x, y), relay in self.relays.items():
+            if name in (x, y):
+                relay.cut() if cut else relay.restore()
+
     def start_all(self):
-        self.start_node("a")
-        self.start_node("b")
-        wait_listening(self.cache_ports["a"], "stickless a")
-        wait_listening(self.cache_ports["b"], "stickless b")
+        for node in NODES:
+            self.start_node(node)
+        for node in NODES:
+            wait_listening(self.cache_ports[node], f"stickless {node}")
+        wait_for("every node to reach the majority", lambda: all(health(self.metrics_ports[n]) == 200 for n in NODES))
         for app, preferred in (("app1", "a"), ("app2", "b")):
             self.start(
                 app,
@@ -139,18 +246,28 @@ class Farm:
         wait_listening(self.web_port, "haproxy")
 
     def haproxy_config(self):
-        def cache(app, first, second):
-            # One node preferred, the other a backup; a refused connection marks the
-            # node down at once and the request goes to the backup.
+        def cache(app, first, *backups):
+            # One node preferred, the others backups. The check asks the node's
+            # /health: a node that cannot reach a majority (it would refuse the
+            # session locks) answers 503 and is taken out like a dead one; a refused
+            # connection marks the node down at once and the request goes on.
+            def server(node, backup):
+                return (
+                    f"    server {node} 127.0.0.1:{self.cache_ports[node]} check port {self.metrics_ports[node]}"
+                    " inter 100ms fall 1 rise 2 observe layer4 error-limit 1 on-error mark-down"
+                    + (" backup" if backup else "") + "\n"
+                )
+
             return (
                 f"listen {app}_cache\n"
                 f"    bind 127.0.0.1:{self.frontends[app]}\n"
                 "    mode tcp\n"
                 "    option redispatch\n"
                 "    retries 3\n"
-                f"    server {first} 127.0.0.1:{self.cache_ports[first]} check inter 100ms fall 1 rise 2"
-                " observe layer4 error-limit 1 on-error mark-down\n"
-                f"    server {second} 127.0.0.1:{self.cache_ports[second]} check inter 100ms fall 1 rise 2 backup\n"
+                "    option httpchk GET /health\n"
+                "    http-check expect status 200\n"
+                + server(first, False)
+                + "".join(server(node, True) for node in backups)
             )
 
         return (
@@ -165,13 +282,15 @@ class Farm:
             "    balance roundrobin\n"
             f"    server app1 127.0.0.1:{self.app_ports['app1']} check inter 500ms\n"
             f"    server app2 127.0.0.1:{self.app_ports['app2']} check inter 500ms\n"
-            + cache("app1", "a", "b")
-            + cache("app2", "b", "a")
+            + cache("app1", "a", "b", "c")
+            + cache("app2", "b", "c", "a")
         )
 
     def stop_all(self):
         for name in list(self.processes):
-            self.stop(name, signal.SIGKILL if name in ("a", "b") else signal.SIGTERM)
+            self.stop(name, signal.SIGKILL if name in NODES else signal.SIGTERM)
+        for relay in self.relays.values():
+            relay.close()
 
 
 def stats(port):
@@ -203,7 +322,20 @@ def drive(farm):
         if request == RESTART_AT:
             farm.start_node("a")
             wait_listening(farm.cache_ports["a"], "stickless a")
+            wait_for("stickless a back in the majority", lambda: health(farm.metrics_ports["a"]) == 200)
             print(f"request {request}: restarted stickless a", flush=True)
+        if request == CUT_AT:
+            # Cut off, a cannot grant session locks: within --repl-timeout its
+            # /health answers 503 and haproxy sends app1's sessions to b. (A
+            # request in that second waits on a's lock, then fails.)
+            farm.isolate("a", True)
+            wait_for("stickless a to know it is cut off", lambda: health(farm.metrics_ports["a"]) == 503)
+            time.sleep(0.3)  # haproxy's next check (every 100 ms)
+            print(f"request {request}: cut stickless a off from b and c (/health 503)", flush=True)
+        if request == HEAL_AT:
+            farm.isolate("a", False)
+            wait_for("stickless a back in the majority", lambda: health(farm.metrics_ports["a"]) == 200)
+            print(f"request {request}: healed stickless a (/health 200)", flush=True)
         time.sleep(PACE_SECONDS)
         page = get("/")
         servers.add(page["server"])
@@ -215,7 +347,7 @@ def drive(farm):
     # The restarted node took its share again: app1's session reads went to it.
     gets = int(stats(farm.cache_ports["a"])["cmd_get"])
     assert gets > 0, "the restarted node served no session"
-    print(f"{REQUESTS} requests over {sorted(servers)}: the session held through the kill and the restart")
+    print(f"{REQUESTS} requests over {sorted(servers)}: the session held through the kill, the restart and the cut")
 
 
 def main():
