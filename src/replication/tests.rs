@@ -20,17 +20,29 @@ fn replicator(id: u16, clock: &ManualClock, history: u64) -> Arc<Replicator> {
 
 /// A node whose link (when one is built) listens on `listen`.
 pub(super) fn replicator_listening(id: u16, clock: &ManualClock, history: u64, listen: &str) -> Arc<Replicator> {
+    replicator_with(id, clock, history, listen, Vec::new(), ClaimRule::Local)
+}
+
+/// A node given `peers` to dial and judging claims by `claims`.
+fn replicator_with(
+    id: u16,
+    clock: &ManualClock,
+    history: u64,
+    listen: &str,
+    peers: Vec<String>,
+    claims: ClaimRule,
+) -> Arc<Replicator> {
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
-        peers: Vec::new(),
+        peers,
         listen: Some(listen.to_string()),
         identity: Identity::new(id, b"test", b"0123456789abcdef"),
         backlog: 1 << 20,
         timeout: Duration::from_secs(3),
         heartbeat: Duration::from_millis(500),
         mode: SyncMode::Async,
-        claims: ClaimRule::Local,
+        claims,
         tombstone_secs: 3600,
         tls: None,
     };
@@ -636,4 +648,40 @@ proptest! {
     ) {
         lock_race(SyncMode::Ack, skew_ms, steps)?;
     }
+}
+
+/// Under `majority`, a node of three tries claims only while it and its linked
+/// peers are two of the three: a claim is won once every linked peer has applied
+/// it, and one whose majority goes while it waits is lost (its command runs again,
+/// and is refused). Under `local`, a node alone decides alone.
+#[test]
+fn claims_by_majority_need_two_nodes_of_three() {
+    let clock = ManualClock::new(START_MS);
+    let peers = vec!["10.0.0.2:11212".to_string(), "10.0.0.3:11212".to_string()];
+    let node = replicator_with(1, &clock, 7, "", peers.clone(), ClaimRule::Majority);
+    assert_eq!((node.nodes(), node.majority()), (3, 2));
+    assert!(node.refuses_claims(), "no peer linked yet");
+    let (two, three) = (node.peer_slot(2).unwrap(), node.peer_slot(3).unwrap());
+    node.set_acking(two, true);
+    assert!(node.reaches_majority() && !node.refuses_claims() && !node.counts_apart());
+    assert_eq!(node.take_claim_verdict(5), None, "waits for node 2");
+    node.peer_applied(two, 5);
+    assert_eq!(node.take_claim_verdict(5), Some(true));
+    node.set_acking(three, true);
+    node.peer_applied(two, 6);
+    assert_eq!(node.take_claim_verdict(6), None, "waits for node 3 too while it is linked");
+    node.claim_refused(6);
+    node.peer_applied(three, 6);
+    assert_eq!(node.take_claim_verdict(6), Some(false), "node 3 refused it");
+    // Claim 7 waits; both peers go: the majority is lost, and so is the claim.
+    assert_eq!(node.take_claim_verdict(7), None);
+    node.set_acking(two, false);
+    assert_eq!(node.take_claim_verdict(7), None, "node 3 still judges");
+    node.set_acking(three, false);
+    assert!(node.refuses_claims());
+    assert_eq!(node.take_claim_verdict(7), Some(false));
+
+    let alone = replicator_with(1, &clock, 8, "", peers, ClaimRule::Local);
+    assert!(!alone.refuses_claims() && alone.counts_apart());
+    assert_eq!(alone.take_claim_verdict(1), Some(true), "no judge linked: decided here");
 }
