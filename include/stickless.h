@@ -115,7 +115,7 @@ typedef enum StickStatus {
    */
   STICKLESS_ALREADY_SERVING = -9,
   /*
-   A claim (`add`, `cas`, `append`, `prepend`) refused: claims need a majority of
+   A claim (`add`, `cas`, `append`, `prepend`, `incr`, `decr`) refused: claims need a majority of
    the nodes (`--repl-claims majority`) and this node cannot reach one. Nothing
    was written; try again later or on another node.
    */

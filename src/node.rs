@@ -80,11 +80,7 @@ impl Node {
     /// cannot reach is refused untried ([`StoreOutcome::NoMajority`]).
     pub fn store_item(&self, req: &StoreRequest<'_>) -> Written<StoreOutcome> {
         let mut receipt = Receipt::default();
-        if req.is_claim()
-            && let Some(replicator) = self.replicator.get()
-            && replicator.refuses_claims()
-        {
-            replicator.refused_for_no_majority();
+        if req.is_claim() && self.replicator.get().is_some_and(|replicator| replicator.refuse_claim_now()) {
             return Written { outcome: StoreOutcome::NoMajority, receipt };
         }
         let outcome = self.store.store_noted(req, &mut receipt);
@@ -122,13 +118,11 @@ impl Node {
         changed: impl FnOnce(&mut Item, u32, bool),
     ) -> Written<DeltaOutcome> {
         let mut receipt = Receipt::default();
-        if let Some(replicator) = self.replicator.get()
-            && replicator.refuses_claims()
-        {
-            replicator.refused_for_no_majority();
+        let replicator = self.replicator.get();
+        if replicator.is_some_and(|replicator| replicator.refuse_claim_now()) {
             return Written { outcome: DeltaOutcome::NoMajority, receipt };
         }
-        let apart = self.replicator.get().is_some_and(|replicator| replicator.counts_apart());
+        let apart = replicator.is_some_and(|replicator| replicator.counts_apart());
         let req = DeltaRequest { apart, ..*req };
         let outcome = self.store.arithmetic_noted(&req, changed, &mut receipt);
         Written { outcome, receipt }

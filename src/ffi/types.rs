@@ -46,7 +46,7 @@ pub enum StickStatus {
     STICKLESS_BAD_CONFIG = -8,
     /// `stickless_serve` on a handle that already serves.
     STICKLESS_ALREADY_SERVING = -9,
-    /// A claim (`add`, `cas`, `append`, `prepend`) refused: claims need a majority of
+    /// A claim (`add`, `cas`, `append`, `prepend`, `incr`, `decr`) refused: claims need a majority of
     /// the nodes (`--repl-claims majority`) and this node cannot reach one. Nothing
     /// was written; try again later or on another node.
     STICKLESS_NO_MAJORITY = -10,

@@ -803,11 +803,16 @@ impl Replicator {
         self.nodes() / 2 + 1
     }
 
+    /// This node and the peers linked and acknowledging now.
+    pub fn nodes_reached(&self) -> usize {
+        1 + self.known_peers().iter().filter(|peer| peer.is_acking()).count()
+    }
+
     /// Whether this node and the peers linked and acknowledging now are a majority
     /// of the mesh: two such sets always share a node, which judges both sides'
     /// claims.
     pub fn reaches_majority(&self) -> bool {
-        1 + self.known_peers().iter().filter(|peer| peer.is_acking()).count() >= self.majority()
+        self.nodes_reached() >= self.majority()
     }
 
     /// Whether a claim made now is refused before it is tried: claims need a
@@ -856,9 +861,14 @@ impl Replicator {
         self.settings.claims == ClaimRule::Local || 1 + accepted >= self.majority()
     }
 
-    /// Counts a claim refused before it was tried, for lack of a majority.
-    pub fn refused_for_no_majority(&self) {
-        self.stats.claims_no_majority.fetch_add(1, Ordering::Relaxed);
+    /// Whether a claim made now is refused before it is tried
+    /// ([`Replicator::refuses_claims`]); one that is, is counted.
+    pub fn refuse_claim_now(&self) -> bool {
+        let refused = self.refuses_claims();
+        if refused {
+            self.stats.claims_no_majority.fetch_add(1, Ordering::Relaxed);
+        }
+        refused
     }
 
     /// The peer refused our claim `seq` (before acknowledging it).

@@ -125,7 +125,7 @@ fn health(shared: &Shared) -> (&'static str, String) {
     let Some(replicator) = shared.node.replicator() else {
         return ("200 OK", "ok\n".into());
     };
-    let reached = 1 + replicator.known_peers().iter().filter(|peer| peer.is_acking()).count();
+    let reached = replicator.nodes_reached();
     let (nodes, majority) = (replicator.nodes(), replicator.majority());
     if replicator.refuses_claims() {
         let body = format!("no majority: {reached} of {nodes} nodes reachable, {majority} needed\n");
