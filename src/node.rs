@@ -80,8 +80,18 @@ impl Node {
     /// cannot reach is refused untried ([`StoreOutcome::NoMajority`]).
     pub fn store_item(&self, req: &StoreRequest<'_>) -> Written<StoreOutcome> {
         let mut receipt = Receipt::default();
-        if req.is_claim() && self.replicator.get().is_some_and(|replicator| replicator.refuse_claim_now()) {
-            return Written { outcome: StoreOutcome::NoMajority, receipt };
+        let replicator = self.replicator.get().filter(|_| req.is_claim());
+        if let Some(replicator) = replicator {
+            if replicator.refuse_claim_now() {
+                return Written { outcome: StoreOutcome::NoMajority, receipt };
+            }
+            if replicator.proposes() {
+                // Proposed, and applied only once a majority accepts it.
+                let req = StoreRequest { propose: true, ..*req };
+                let outcome =
+                    replicator.propose(req.key, &mut receipt, |receipt| self.store.store_noted(&req, receipt));
+                return Written { outcome, receipt };
+            }
         }
         let outcome = self.store.store_noted(req, &mut receipt);
         Written { outcome, receipt }
@@ -121,6 +131,13 @@ impl Node {
         let replicator = self.replicator.get();
         if replicator.is_some_and(|replicator| replicator.refuse_claim_now()) {
             return Written { outcome: DeltaOutcome::NoMajority, receipt };
+        }
+        if let Some(replicator) = replicator.filter(|replicator| replicator.proposes()) {
+            // Proposed, and applied only once a majority accepts it.
+            let req = DeltaRequest { propose: true, ..*req };
+            let outcome = replicator
+                .propose(req.key, &mut receipt, |receipt| self.store.arithmetic_noted(&req, changed, receipt));
+            return Written { outcome, receipt };
         }
         let apart = replicator.is_some_and(|replicator| replicator.counts_apart());
         let req = DeltaRequest { apart, ..*req };

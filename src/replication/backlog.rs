@@ -14,7 +14,7 @@
 //! twice its entries' worth), and half the keys' heap blocks, counted as malloc
 //! allocates them.
 
-use crate::store::Change;
+use crate::store::{Change, Proposal};
 use std::collections::VecDeque;
 
 /// An entry's heap block beyond its key: none for a flush.
@@ -23,7 +23,33 @@ fn heap_bytes(change: &Recorded) -> usize {
         Recorded::Key(key) | Recorded::Passed { key, .. } | Recorded::Claim { key, .. } => {
             crate::store::allocated_size(key.len())
         }
+        Recorded::Resolve { key, .. } => crate::store::allocated_size(key.len()),
+        Recorded::Propose(proposal) => {
+            crate::store::allocated_size(std::mem::size_of::<Proposed>())
+                + crate::store::allocated_size(proposal.key.len())
+                + crate::store::allocated_size(proposal.value.len())
+        }
         Recorded::Flush { .. } => 0,
+    }
+}
+
+/// A proposal as the backlog keeps it: unlike other changes, its state is nowhere
+/// in the store until it is granted, so it travels from here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposed {
+    pub key: Box<[u8]>,
+    pub value: Box<[u8]>,
+    pub version: u64,
+    pub base: u64,
+    pub absent: bool,
+    pub flags: u32,
+    pub expires_at: u32,
+}
+
+impl Proposed {
+    pub fn as_proposal(&self) -> Proposal<'_> {
+        let Proposed { ref key, ref value, version, base, absent, flags, expires_at } = *self;
+        Proposal { key, version, base, absent, value, flags, expires_at }
     }
 }
 
@@ -47,6 +73,14 @@ pub enum Recorded {
         version: u64,
         at: u32,
     },
+    /// A claim proposed to a majority (`--repl-claims majority`), with its state.
+    Propose(Box<Proposed>),
+    /// Our proposal of `version` on `key` is decided: the voters may vote again
+    /// (a granted one's state went just before, as a plain change).
+    Resolve {
+        key: Box<[u8]>,
+        version: u64,
+    },
 }
 
 impl From<Change<'_>> for Recorded {
@@ -55,6 +89,10 @@ impl From<Change<'_>> for Recorded {
             Change::Key(key) => Recorded::Key(key.into()),
             Change::Claim { key, version } => Recorded::Claim { key: key.into(), version },
             Change::Flush { version, at } => Recorded::Flush { version, at },
+            Change::Propose(Proposal { key, version, base, absent, value, flags, expires_at }) => {
+                let (key, value) = (key.into(), value.into());
+                Recorded::Propose(Box::new(Proposed { key, value, version, base, absent, flags, expires_at }))
+            }
         }
     }
 }

@@ -391,6 +391,11 @@ impl<T: Transport> Links<T> {
     /// has read what was left unread, dials after when [`Links::dial_due`] says,
     /// then publishes the state.
     pub fn service(&mut self, now: Now) {
+        // Proposals the acknowledgements just read settled: installed or dropped,
+        // and resolved, before this turn sends.
+        if self.replicator.decide_claims() {
+            self.replicator.wake_ack_waiters();
+        }
         let sent_before = self.sent_total();
         let mut keys = std::mem::take(&mut self.keys);
         self.keys_into(&mut keys);

@@ -10,6 +10,7 @@
 //! and when. It knows nothing of the client protocols or the server.
 
 pub mod backlog;
+mod claims;
 pub mod handshake;
 pub mod heartbeat;
 pub mod link;

@@ -4,9 +4,10 @@
 //! and claims wait on it), and the figures `stats replication` shows.
 
 use super::backlog::{Backlog, Recorded};
+use super::claims::{OpenClaim, OwnClaims, Standing, Vote, Votes, stands_on};
 use super::handshake::Identity;
 use super::wire::Position;
-use crate::store::{Change, Store};
+use crate::store::{Applied, Change, Proposal, Receipt, Store};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -268,6 +269,9 @@ pub struct Peer {
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
     acking: AtomicBool,
+    /// Our changes up to here reached the peer inside a full sync, not one by one:
+    /// it never voted on our proposals among them, though it acknowledges them.
+    unjudged_upto: AtomicU64,
     /// The peer's run last seen on a link, and how many runs have been seen.
     run: Mutex<(u64, u32)>,
     /// Where its link last came from or went to.
@@ -287,6 +291,7 @@ impl Peer {
             progress: Mutex::new(Progress::default()),
             acked: AtomicU64::new(0),
             acking: AtomicBool::new(false),
+            unjudged_upto: AtomicU64::new(0),
             run: Mutex::new((0, 0)),
             address: Mutex::new(None),
             stats: ReplStats { peer_node: AtomicU64::new(u64::MAX), ..ReplStats::default() },
@@ -414,8 +419,13 @@ pub struct Replicator {
     /// This run holds what the peer held when they linked: a full sync from it has
     /// ended (or this node resumed a run it already had).
     synced: AtomicBool,
-    /// Our claims the peer refused, until their `add`s collect the verdict.
-    refused_claims: Mutex<std::collections::BTreeSet<u64>>,
+    /// Our claims refused, each with the slots of the peers that refused it, until
+    /// their writers collect the verdict.
+    refused_claims: Mutex<std::collections::BTreeMap<u64, u32>>,
+    /// This node's vote on each key with a proposal undecided (`claims`).
+    votes: Votes,
+    /// Our own proposals, until decided, and their verdicts until collected.
+    claims: OwnClaims,
     /// Where the senders of the full syncs received stood in their other peers'
     /// runs: this node holds those changes too, and resumes from there when it
     /// links with those peers (one entry per node, the latest).
@@ -456,7 +466,9 @@ impl Replicator {
             awaiting_acks: OnceLock::new(),
             blocked_on_acks: AtomicUsize::new(0),
             ack_signal: (Mutex::new(()), Condvar::new()),
-            refused_claims: Mutex::new(std::collections::BTreeSet::new()),
+            refused_claims: Mutex::new(std::collections::BTreeMap::new()),
+            votes: Votes::new(),
+            claims: OwnClaims::default(),
             offered: Mutex::new(Vec::new()),
             synced: AtomicBool::new(false),
             stats,
@@ -569,12 +581,20 @@ impl Replicator {
     pub fn record(&self, change: Change<'_>) -> u64 {
         let now = self.micros();
         // Allocated before the lock, so writers hold it for a push only.
-        let claim = matches!(change, Change::Claim { .. });
+        let claim = matches!(change, Change::Claim { .. } | Change::Propose(_));
         let change = match (change, APPLYING_FROM.get()) {
             (Change::Key(key), from) if from != 0 => Recorded::Passed { key: key.into(), from },
             (change, _) => Recorded::from(change),
         };
+        let proposed = match &change {
+            Recorded::Propose(proposed) => Some(proposed.clone()),
+            _ => None,
+        };
         let seq = self.backlog().push(change, now);
+        if let Some(proposed) = proposed {
+            // Decided once its writer has cast this node's vote (`propose`).
+            self.claims.open().insert(seq, OpenClaim { proposed, voted: false, opened: false });
+        }
         if claim {
             self.urgent.store(true, Ordering::Release);
         }
@@ -829,36 +849,215 @@ impl Replicator {
         self.settings.claims == ClaimRule::Local && !self.linked_with_all()
     }
 
-    /// Whether the verdict on our claim `seq` is in: every acknowledging peer applied
-    /// the claim (or refused it), or, under `local`, no acknowledging link is up, in
-    /// which case an `add` is decided here alone (see README, "Session locks"); under
-    /// `majority`, the majority was lost meanwhile. In either sync mode.
+    /// Whether the verdict on our claim `seq` is in. Under `local`: every
+    /// acknowledging peer applied the claim (or refused it), or no acknowledging
+    /// link is up, in which case an `add` is decided here alone (see README,
+    /// "Session locks"). Under `majority`: the proposal is decided
+    /// ([`Replicator::decide_claims`]). In either sync mode.
     pub fn claim_settled(&self, seq: u64) -> bool {
+        if self.proposes() {
+            self.decide_claims();
+            return self.claims.decided().contains_key(&seq);
+        }
         self.all_acked(seq) || self.refuses_claims()
     }
 
-    /// Once settled, whether our claim `seq` won: false if a peer refused it, or if
-    /// the majority it needed was lost before enough judges had accepted it (the
-    /// command then runs again, and is refused for lack of one). Each verdict is
-    /// collected once.
+    /// Once settled, whether our claim `seq` won: under `local`, false if a peer
+    /// refused it; under `majority`, whether a majority accepted it (it is then
+    /// installed). A lost claim's command runs again. Each verdict is collected once.
     pub fn take_claim_verdict(&self, seq: u64) -> Option<bool> {
+        if self.proposes() {
+            self.decide_claims();
+            return self.claims.decided().remove(&seq);
+        }
         if !self.claim_settled(seq) {
             return None;
         }
-        let mut refused = self.refused_claims();
-        let lost = refused.remove(&seq);
+        let lost = self.refused_claims().remove(&seq).is_some();
         if lost {
             self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
         }
-        Some(!lost && self.judged_by_enough(seq))
+        Some(!lost)
     }
 
-    /// Whether enough judges accepted our claim `seq`: under `majority`, this node
-    /// and the acknowledging peers that applied it are a majority (each applied it
-    /// as judge, so none of them grants a rival made without seeing it).
-    fn judged_by_enough(&self, seq: u64) -> bool {
-        let accepted = self.known_peers().iter().filter(|peer| peer.is_acking() && peer.acked() >= seq).count();
-        self.settings.claims == ClaimRule::Local || 1 + accepted >= self.majority()
+    /// Whether claims are proposed to a majority (`--repl-claims majority`) rather
+    /// than applied at once and judged by the linked peers.
+    pub fn proposes(&self) -> bool {
+        self.settings.claims == ClaimRule::Majority
+    }
+
+    /// Runs `write`, a claim made as a proposal ([`crate::store::Proposal`]), with
+    /// this node's vote on `key`: cast for the proposal if free, else left with the
+    /// claim it holds (the proposal then needs a majority of the other nodes).
+    pub fn propose<T>(&self, key: &[u8], receipt: &mut Receipt, write: impl FnOnce(&mut Receipt) -> T) -> T {
+        let mut votes = self.votes.stripe(key);
+        let now = self.store.clock().now_secs();
+        let free = votes.get(key).is_none_or(|vote| vote.lapsed(now));
+        let outcome = write(receipt);
+        let seq = receipt.claim;
+        if seq != 0
+            && let Some(claim) = self.claims.open().get_mut(&seq)
+        {
+            claim.opened = true;
+            if free {
+                claim.voted = true;
+                let (version, expires_at) = (claim.proposed.version, claim.proposed.expires_at);
+                let claimer = self.settings.identity.node;
+                votes.insert(key.into(), Vote { claimer, version, expires_at, own: Some(seq) });
+            }
+        }
+        outcome
+    }
+
+    /// Judges peer `claimer`'s proposal: true when this node votes for it (its
+    /// vote on the key is free, or held by an own proposal older than this one and
+    /// short of a majority, which then yields; and what this node holds of the key
+    /// is not newer than what the proposal was made on); false to refuse it.
+    pub fn judge(&self, claimer: u16, proposal: &Proposal<'_>) -> bool {
+        let key = proposal.key;
+        let mut votes = self.votes.stripe(key);
+        let now = self.store.clock().now_secs();
+        let mut yielding = None;
+        if let Some(vote) = votes.get(key).filter(|vote| !vote.lapsed(now)) {
+            if vote.claimer == claimer && vote.version == proposal.version {
+                // Sent again on a new link: the vote stands.
+                return true;
+            }
+            match vote.own {
+                Some(seq) if proposal.version > vote.version && self.standing(seq, true) == Standing::Open => {
+                    yielding = Some(seq)
+                }
+                _ => return false,
+            }
+        }
+        if !stands_on(proposal, self.store.claim_state(key)) {
+            return false;
+        }
+        if let Some(seq) = yielding
+            && let Some(own) = self.claims.open().get_mut(&seq)
+        {
+            own.voted = false;
+        }
+        let (version, expires_at) = (proposal.version, proposal.expires_at);
+        votes.insert(key.into(), Vote { claimer, version, expires_at, own: None });
+        true
+    }
+
+    /// Peer `claimer` decided its proposal of `version` on `key`: this node's vote
+    /// for it is free again.
+    pub fn resolved(&self, claimer: u16, key: &[u8], version: u64) {
+        let mut votes = self.votes.stripe(key);
+        if votes.get(key).is_some_and(|vote| vote.own.is_none() && vote.claimer == claimer && vote.version == version) {
+            votes.remove(key);
+        }
+    }
+
+    /// Peer `node` is in a new run (it restarted): the proposals of its old run
+    /// will never be resolved, and its votes for them go.
+    pub fn forget_votes_of(&self, node: u16) {
+        self.votes.forget_claimer(node);
+    }
+
+    /// Votes this node holds on keys with an undecided proposal, its own included.
+    pub fn votes_held(&self) -> usize {
+        self.votes.held()
+    }
+
+    /// How our proposal `seq` stands, `voted` saying whether this node's own vote is
+    /// for it: granted once the nodes that accepted it, this one included, are a
+    /// majority; lost once the nodes that may still accept it cannot make one (a
+    /// peer that is not linked cannot, until it is back). A peer's vote counts only
+    /// while the link it came on is up: a peer that restarted may have forgotten it.
+    fn standing(&self, seq: u64, voted: bool) -> Standing {
+        let mut accepted = usize::from(voted);
+        let mut undecided = 0;
+        for (slot, peer) in self.known_peers().iter().enumerate() {
+            // The acknowledgement first: a refusal is recorded before it.
+            let acked = peer.acked() >= seq;
+            if self.refused_by(seq, slot) {
+                continue;
+            }
+            // A vote counts only from a link up since it was cast.
+            if acked && peer.is_acking() && seq > peer.unjudged_upto.load(Ordering::SeqCst) {
+                accepted += 1;
+            } else if !acked && peer.is_acking() {
+                undecided += 1;
+            }
+        }
+        let majority = self.majority();
+        if accepted >= majority {
+            Standing::Granted
+        } else if accepted + undecided < majority || self.refuses_claims() {
+            Standing::Lost
+        } else {
+            Standing::Open
+        }
+    }
+
+    /// Whether the peer in `slot` refused our claim `seq`.
+    fn refused_by(&self, seq: u64, slot: usize) -> bool {
+        self.refused_claims().get(&seq).is_some_and(|slots| slots & (1 << slot) != 0)
+    }
+
+    /// Decides every proposal of ours whose standing is settled: a granted one is
+    /// installed (and goes to the peers as a plain state), a lost one leaves
+    /// nothing; either way a `Resolve` frees the voters. Says whether it decided
+    /// any (their writers wait on the acknowledgement wakers). Any thread but one
+    /// applying a peer's changes (the install is this node's own write).
+    pub fn decide_claims(&self) -> bool {
+        if self.claims.open().is_empty() {
+            return false;
+        }
+        // Another thread deciding decides these too (and a simulated link run
+        // inside an install's record must not decide again).
+        let _deciding = match self.claims.deciding.try_lock() {
+            Ok(deciding) => deciding,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        let opened: Vec<(u64, Box<[u8]>)> = (self.claims.open().iter())
+            .filter(|(_, claim)| claim.opened)
+            .map(|(&seq, claim)| (seq, claim.proposed.key.clone()))
+            .collect();
+        let mut decided_any = false;
+        for (seq, key) in opened {
+            // Decided under the key's vote, so that no yield to a rival comes between.
+            let (claim, granted) = {
+                let _votes = self.votes.stripe(&key);
+                let Some(voted) = self.claims.open().get(&seq).map(|claim| claim.voted) else { continue };
+                let granted = match self.standing(seq, voted) {
+                    Standing::Open => continue,
+                    Standing::Granted => true,
+                    Standing::Lost => false,
+                };
+                let Some(claim) = self.claims.open().remove(&seq) else { continue };
+                (claim, granted)
+            };
+            // Until its own vote goes, this node refuses rivals: the claim is no
+            // longer open, so it cannot yield.
+            let proposed = &claim.proposed;
+            let installed = granted
+                && self.store.install_granted(&proposed.as_proposal(), &mut Receipt::default()) != Applied::NoMemory;
+            {
+                let mut votes = self.votes.stripe(&key);
+                if votes.get(&key).is_some_and(|vote| vote.own == Some(seq)) {
+                    votes.remove(&key);
+                }
+            }
+            let resolve = Recorded::Resolve { key, version: proposed.version };
+            self.backlog().push(resolve, self.micros());
+            if !installed {
+                self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
+            }
+            self.refused_claims().remove(&seq);
+            self.claims.decide(seq, installed);
+            decided_any = true;
+        }
+        if decided_any {
+            self.urgent.store(true, Ordering::Release);
+            self.announce();
+        }
+        decided_any
     }
 
     /// Whether a claim made now is refused before it is tried
@@ -871,15 +1070,23 @@ impl Replicator {
         refused
     }
 
-    /// The peer refused our claim `seq` (before acknowledging it).
-    pub fn claim_refused(&self, seq: u64) {
+    /// The peer in `slot` refused our claim `seq` (before acknowledging it).
+    pub fn claim_refused(&self, seq: u64, slot: usize) {
         let mut refused = self.refused_claims();
-        // Verdicts whose `add` went away uncollected (its client left) are dropped
-        // once far behind, so the set stays small.
-        while refused.first().is_some_and(|&oldest| oldest + REFUSED_CLAIMS_KEPT < seq) {
+        // Verdicts whose writers went away uncollected (the client left) are
+        // dropped once far behind, so the map stays small.
+        while refused.first_key_value().is_some_and(|(&oldest, _)| oldest + REFUSED_CLAIMS_KEPT < seq) {
             refused.pop_first();
         }
-        refused.insert(seq);
+        *refused.entry(seq).or_default() |= 1 << slot;
+    }
+
+    /// A link to the peer in `slot` starts sending our changes after `seq`: what it
+    /// acknowledges up to there it applied on an earlier link, or holds from a full
+    /// sync, and no vote of its on our proposals among them counts any more (it
+    /// may have restarted since, and forgotten it).
+    pub fn judges_after(&self, slot: usize, seq: u64) {
+        self.peers[slot].unjudged_upto.fetch_max(seq, Ordering::SeqCst);
     }
 
     /// The peer in `slot` has applied our changes up to `applied`.
@@ -922,7 +1129,7 @@ impl Replicator {
 
     /// Wakes whoever waits on acknowledgements: replies held in ack mode, and `add`s
     /// awaiting the verdict on their claims (in either mode).
-    fn wake_ack_waiters(&self) {
+    pub(super) fn wake_ack_waiters(&self) {
         if self.blocked_on_acks.load(Ordering::SeqCst) > 0 {
             let _guard = self.ack_signal.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.ack_signal.1.notify_all();
@@ -976,7 +1183,7 @@ impl Replicator {
 
     /// Our refused claims; a set that is inserted into and removed from whole, used
     /// as is when poisoned.
-    fn refused_claims(&self) -> MutexGuard<'_, std::collections::BTreeSet<u64>> {
+    fn refused_claims(&self) -> MutexGuard<'_, std::collections::BTreeMap<u64, u32>> {
         self.refused_claims.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

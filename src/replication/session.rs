@@ -20,7 +20,7 @@ use super::replicator::{
     LINK_HANDSHAKE, LINK_SYNCING, LINK_UP, LinkEvent, MAX_PEERS, Progress, ReplStats, Replicator, applying_from,
 };
 use super::wire::{self, Frame, NONCE_LEN, Position};
-use crate::store::{Applied, Counter, KeyChange, KeyState, Part, SyncCursor};
+use crate::store::{Applied, Counter, KeyChange, KeyState, Part, Proposal, SyncCursor};
 use std::sync::atomic::Ordering;
 
 /// Backlog entries copied out per hold of the backlog lock (writers wait for it):
@@ -93,6 +93,9 @@ pub struct LinkSession {
     /// Backlog entries being sent, and their keys end to end (reused).
     batch: Vec<(u64, Pending)>,
     batch_keys: Vec<u8>,
+    /// Frames encoded under the backlog's lock for the batch: proposals, whose
+    /// state is nowhere else, and resolutions (reused).
+    batch_frames: Vec<u8>,
     /// The counter of the value frame that comes next: its base version, agreed
     /// value and agreed version, with its parts in `counter_parts` (reused).
     counter_base: Option<(u64, i128, u64)>,
@@ -123,6 +126,8 @@ enum Pending {
     Passed(usize, u32),
     /// A key's length, and the version its `add` made.
     Claim(usize, u64),
+    /// A frame's length in `batch_frames`, encoded already.
+    Encoded(usize),
     Flush {
         version: u64,
         at: u32,
@@ -156,6 +161,7 @@ impl LinkSession {
             out: Vec::new(),
             batch: Vec::new(),
             batch_keys: Vec::new(),
+            batch_frames: Vec::new(),
             counter_base: None,
             counter_parts: Vec::new(),
             sync_unacknowledged: None,
@@ -314,6 +320,10 @@ impl LinkSession {
                     format!("node {} would be a peer over the most a node links with ({MAX_PEERS})", peer.node)
                 })?;
                 self.slot = Some(slot);
+                if replicator.peer(slot).progress().history != peer.history {
+                    // A run not seen before: what an earlier run proposed is gone with it.
+                    replicator.forget_votes_of(peer.node);
+                }
                 self.run_tag = replicator.peer(slot).run_tag(slot, peer.history);
                 self.phase = LinkPhase::Ready(peer);
                 self.just_ready = true;
@@ -392,7 +402,23 @@ impl LinkSession {
                     );
                 }
                 self.counter_parts = parts;
-                replicator.claim_refused(seq);
+                replicator.claim_refused(seq, slot);
+            }
+            Frame::Propose { seq, version, base, absent, flags, expires_ms, key, value } => {
+                let expires_at = self.to_local_secs(expires_ms);
+                let proposal = Proposal { key, version, base, absent, value, flags, expires_at };
+                if replicator.judge(peer.node, &proposal) {
+                    stats.changes_applied.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    stats.claims_refused.fetch_add(1, Ordering::Relaxed);
+                    self.refusals.push_back((seq, key.into(), replicator.last_seq()));
+                    replicator.make_urgent();
+                }
+                self.applied(replicator, seq);
+            }
+            Frame::Resolve { seq, version, key } => {
+                replicator.resolved(peer.node, key, version);
+                self.applied(replicator, seq);
             }
             Frame::Delete { seq, version, key } => {
                 self.apply(replicator, seq, &KeyChange { key, version, state: KeyState::Deleted });
@@ -578,6 +604,7 @@ impl LinkSession {
             self.next_seq = applied + 1;
             self.sending = Sending::Live;
             drop(backlog);
+            replicator.judges_after(slot, applied);
             stats.partial_syncs.fetch_add(1, Ordering::Relaxed);
             let from = format!("from change {}", applied + 1);
             self.tell(replicator, slot, "partial_sync", &from);
@@ -602,6 +629,7 @@ impl LinkSession {
                 "replication: full sync to node {} (it holds nothing of this run's changes up to {upto})",
                 self.peer_node().unwrap_or(0)
             );
+            replicator.judges_after(slot, upto);
             if upto != 0 {
                 // It judges our claims once it holds the sync (`sync_unacknowledged`).
                 self.sync_unacknowledged = Some(upto);
@@ -714,8 +742,10 @@ impl LinkSession {
     /// it is released, so writers recording changes never wait for the store.
     fn send_live(&mut self, replicator: &Replicator) -> Result<usize, Overflowed> {
         let (mut batch, mut keys) = (std::mem::take(&mut self.batch), std::mem::take(&mut self.batch_keys));
+        let mut frames = std::mem::take(&mut self.batch_frames);
         batch.clear();
         keys.clear();
+        frames.clear();
         let visited = replicator.backlog().visit_from(self.next_seq, LIVE_BATCH, |seq, change| {
             batch.push(match change {
                 Recorded::Key(key) => {
@@ -731,6 +761,19 @@ impl LinkSession {
                     (seq, Pending::Claim(key.len(), version))
                 }
                 &Recorded::Flush { version, at } => (seq, Pending::Flush { version, at }),
+                Recorded::Propose(proposed) => {
+                    let before = frames.len();
+                    let Proposal { key, version, base, absent, value, flags, expires_at } = proposed.as_proposal();
+                    let expires_ms = u64::from(expires_at) * 1000;
+                    let frame = Frame::Propose { seq, version, base, absent, flags, expires_ms, key, value };
+                    wire::encode(&frame, &mut frames);
+                    (seq, Pending::Encoded(frames.len() - before))
+                }
+                &Recorded::Resolve { ref key, version } => {
+                    let before = frames.len();
+                    wire::encode(&Frame::Resolve { seq, version, key }, &mut frames);
+                    (seq, Pending::Encoded(frames.len() - before))
+                }
             })
         });
         let mut out = std::mem::take(&mut self.out);
@@ -738,9 +781,14 @@ impl LinkSession {
         let mut last_skipped = None;
         let peer_node = self.peer_node();
         let mut lost = Vec::new();
-        let mut key_at = 0;
+        let (mut key_at, mut frame_at) = (0, 0);
         for &(seq, pending) in &batch {
             match pending {
+                Pending::Encoded(len) => {
+                    out.extend_from_slice(&frames[frame_at..frame_at + len]);
+                    frame_at += len;
+                    last_skipped = None;
+                }
                 // A state that came from this link's peer, in the run linked now: it
                 // holds it (or something newer) already.
                 Pending::Passed(len, from) if from == self.run_tag => {
@@ -786,13 +834,15 @@ impl LinkSession {
             }
         }
         // Before the frames go, so the verdicts are in when their acks come back.
-        for seq in lost {
-            replicator.claim_refused(seq);
+        if let Some(slot) = self.slot {
+            for seq in lost {
+                replicator.claim_refused(seq, slot);
+            }
         }
         self.bytes_made += (out.len() - before) as u64;
         self.out = out;
         let last = batch.last().map(|&(seq, _)| seq);
-        (self.batch, self.batch_keys) = (batch, keys);
+        (self.batch, self.batch_keys, self.batch_frames) = (batch, keys, frames);
         let visited = visited?;
         if let Some(seq) = last_skipped {
             // The peer learns it has everything up to here.

@@ -173,7 +173,9 @@ fn observe(replicator: &Arc<Replicator>) -> bool {
         // A change recorded under its shard's lock (a claim) has no window: no
         // other thread reads the key before the record.
         let key = match change {
-            crate::store::Change::Key(key) | crate::store::Change::Claim { key, .. } => Some(key),
+            crate::store::Change::Key(key)
+            | crate::store::Change::Claim { key, .. }
+            | crate::store::Change::Propose(crate::store::Proposal { key, .. }) => Some(key),
             crate::store::Change::Flush { .. } => None,
         };
         if !key.is_some_and(|key| replicator.store.key_locked(key))
@@ -736,6 +738,13 @@ impl Simulation {
         if holders.len() < 2 {
             return;
         }
+        // Under claims by majority, no fault lets two clients hold the lock at once.
+        let majority = self.nodes.iter().all(|node| node.replicator.proposes());
+        assert!(
+            !majority,
+            "seed {}: two nodes granted the lock under claims by majority: {:?}",
+            self.seed, self.lockers
+        );
         let linked_throughout = self.all_linked() && holders.iter().all(|&made_in| made_in == self.generation());
         assert!(
             !linked_throughout || self.lock_split,

@@ -6,7 +6,7 @@ use super::handshake::Identity;
 use super::heartbeat::LinkTime;
 use super::replicator::{ClaimRule, Replicator, Settings, SyncMode};
 use super::session::LinkSession;
-use crate::store::{Clock, ManualClock, Store, StoreConfig, StoreMode, StoreRequest};
+use crate::store::{Clock, ManualClock, Receipt, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest};
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -664,22 +664,49 @@ fn claims_by_majority_need_two_nodes_of_three() {
     let (two, three) = (node.peer_slot(2).unwrap(), node.peer_slot(3).unwrap());
     node.set_acking(two, true);
     assert!(node.reaches_majority() && !node.refuses_claims() && !node.counts_apart());
-    assert_eq!(node.take_claim_verdict(5), None, "waits for node 2");
-    node.peer_applied(two, 5);
-    assert_eq!(node.take_claim_verdict(5), Some(true));
+    // An add proposed: nothing is visible until it is granted.
+    let add = |key: &'static [u8]| {
+        let req = StoreRequest { propose: true, ..StoreRequest::new(StoreMode::Add, key, b"mine") };
+        let mut receipt = Receipt::default();
+        let outcome = node.propose(key, &mut receipt, |receipt| node.store.store_noted(&req, receipt));
+        assert!(matches!(outcome, StoreOutcome::Stored { .. }), "{outcome:?}");
+        receipt.claim
+    };
+    let held = |key: &[u8]| {
+        let mut value = None;
+        node.store.get(key, None, |item| value = Some(item.value().to_vec()));
+        value
+    };
+    let five = add(b"five");
+    assert_eq!(node.take_claim_verdict(five), None, "waits for node 2");
+    assert_eq!(held(b"five"), None, "invisible while proposed");
+    assert_eq!(node.votes_held(), 1, "its own vote");
+    node.peer_applied(two, five);
+    assert_eq!(node.take_claim_verdict(five), Some(true), "itself and node 2");
+    assert_eq!(held(b"five").as_deref(), Some(&b"mine"[..]), "installed once granted");
+    assert_eq!(node.votes_held(), 0, "resolved");
+    // With node 3 linked too, the first accept beyond itself is enough.
     node.set_acking(three, true);
-    node.peer_applied(two, 6);
-    assert_eq!(node.take_claim_verdict(6), None, "waits for node 3 too while it is linked");
-    node.claim_refused(6);
-    node.peer_applied(three, 6);
-    assert_eq!(node.take_claim_verdict(6), Some(false), "node 3 refused it");
-    // Claim 7 waits; both peers go: the majority is lost, and so is the claim.
-    assert_eq!(node.take_claim_verdict(7), None);
+    let six = add(b"six");
+    node.claim_refused(six, three);
+    node.peer_applied(three, six);
+    assert_eq!(node.take_claim_verdict(six), None, "node 3 refused; node 2 may still accept");
+    node.peer_applied(two, six);
+    assert_eq!(node.take_claim_verdict(six), Some(true), "a refusal from a minority does not matter");
+    let seven = add(b"seven");
+    node.claim_refused(seven, two);
+    node.claim_refused(seven, three);
+    assert_eq!(node.take_claim_verdict(seven), Some(false), "both peers refused it");
+    assert_eq!(held(b"seven"), None, "a lost claim leaves nothing");
+    // Claim eight waits; both peers go: the majority is lost, and so is the claim.
+    let eight = add(b"eight");
+    assert_eq!(node.take_claim_verdict(eight), None);
     node.set_acking(two, false);
-    assert_eq!(node.take_claim_verdict(7), None, "node 3 still judges");
+    assert_eq!(node.take_claim_verdict(eight), None, "node 3 still judges");
     node.set_acking(three, false);
     assert!(node.refuses_claims());
-    assert_eq!(node.take_claim_verdict(7), Some(false));
+    assert_eq!(node.take_claim_verdict(eight), Some(false));
+    assert_eq!((held(b"eight"), node.votes_held()), (None, 0));
 
     let alone = replicator_with(1, &clock, 8, "", peers, ClaimRule::Local);
     assert!(!alone.refuses_claims() && alone.counts_apart());

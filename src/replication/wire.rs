@@ -13,7 +13,8 @@
 /// 3: `Counter`, so that increments made on both sides of a cut add up.
 /// 4: `SyncEnd` carries the sender's positions in its other peers' sequences, so
 /// that a node joining takes one full sync and resumes from the rest.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: `Propose` and `Resolve`: claims by majority, invisible until granted.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Bytes of one counter part on the wire: node, net change, version.
 pub const PART_LEN: usize = 2 + 16 + 8;
 /// Bytes of one position on the wire: node, history, sequence number.
@@ -72,6 +73,23 @@ pub enum Frame<'a> {
     /// The counter of the value in the `Set`, `Claim` or `Refuse` that follows
     /// (`store::Counter`), its `parts` [`PART_LEN`] bytes each ([`counter_parts`]).
     Counter { base_version: u64, agreed: i128, agreed_version: u64, parts: &'a [u8] },
+    /// A claim proposed to a majority (`--repl-claims majority`): the receiver
+    /// votes for it, and acknowledges it, or answers `Refuse` first (it holds a
+    /// state newer than `base`, or its vote on the key is taken). Nothing is
+    /// applied: the state arrives as a `Set` once the claim is granted.
+    Propose {
+        seq: u64,
+        version: u64,
+        base: u64,
+        absent: bool,
+        flags: u32,
+        expires_ms: u64,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    /// The sender's proposal of `version` on `key` is decided; a granted one's
+    /// state came before it. The receiver's vote on the key is free again.
+    Resolve { seq: u64, version: u64, key: &'a [u8] },
 }
 
 /// Appends a `Counter` frame for `counter` (its parts encoded straight from the
@@ -158,6 +176,8 @@ mod kind {
     pub const CLAIM: u8 = 13;
     pub const REFUSE: u8 = 14;
     pub const COUNTER: u8 = 15;
+    pub const PROPOSE: u8 = 16;
+    pub const RESOLVE: u8 = 17;
 }
 
 /// Why the bytes are not a frame; the link is closed.
@@ -265,6 +285,23 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(parts);
             kind::COUNTER
         }
+        Frame::Propose { seq, version, base, absent, flags, expires_ms, key, value } => {
+            for n in [seq, version, base, expires_ms] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            out.extend_from_slice(&flags.to_be_bytes());
+            out.push(u8::from(absent));
+            out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+            kind::PROPOSE
+        }
+        Frame::Resolve { seq, version, key } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(key);
+            kind::RESOLVE
+        }
     });
 }
 
@@ -307,7 +344,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
         return Ok(None);
     }
     let kind = buf[0];
-    if !(kind::HELLO..=kind::COUNTER).contains(&kind) {
+    if !(kind::HELLO..=kind::RESOLVE).contains(&kind) {
         return Err(WireError::UnknownType(kind));
     }
     let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
@@ -398,6 +435,21 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             f.end()?;
             Frame::Skip { seq }
         }
+        kind::PROPOSE => {
+            let (seq, version, base, expires_ms, flags) = (f.u64()?, f.u64()?, f.u64()?, f.u64()?, f.u32()?);
+            let absent = match f.take(1)?[0] {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("a proposal's absent flag is neither 0 nor 1")),
+            };
+            let key_len = usize::from(f.u16()?);
+            let key = f.take(key_len)?;
+            Frame::Propose { seq, version, base, absent, flags, expires_ms, key, value: f.rest() }
+        }
+        kind::RESOLVE => {
+            let (seq, version) = (f.u64()?, f.u64()?);
+            Frame::Resolve { seq, version, key: f.rest() }
+        }
         _ => unreachable!("the type is checked above"),
     };
     Ok(Some((frame, total)))
@@ -440,6 +492,27 @@ mod tests {
             Frame::Ack { applied: 13, bytes: 130 },
             Frame::Skip { seq: 14 },
             Frame::Counter { base_version: 5, agreed: -10, agreed_version: 6, parts: &[0; 2 * PART_LEN] },
+            Frame::Propose {
+                seq: 15,
+                version: 16,
+                base: 14,
+                absent: true,
+                flags: 17,
+                expires_ms: 18,
+                key: b"lock:\x00",
+                value: b"owner",
+            },
+            Frame::Propose {
+                seq: 16,
+                version: 17,
+                base: 0,
+                absent: false,
+                flags: 0,
+                expires_ms: 0,
+                key: b"",
+                value: b"",
+            },
+            Frame::Resolve { seq: 19, version: 16, key: b"lock:\x00" },
         ]
     }
 

@@ -42,7 +42,7 @@ mod tombstone;
 pub mod version;
 mod view;
 
-pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Receipt, SyncCursor};
+pub use replica::{Applied, Change, ChangeObserver, KeyChange, KeyState, Proposal, Receipt, SyncCursor};
 
 pub use clock::{Clock, ManualClock};
 use counter::Ledger;
@@ -674,7 +674,7 @@ impl Store {
         if outcome == StoreOutcome::NoMemory && req.failure_discards_old {
             self.discard_noted(req.key, receipt);
         }
-        if matches!(outcome, StoreOutcome::Stored { .. }) && !req.is_claim() {
+        if matches!(outcome, StoreOutcome::Stored { .. }) && !req.is_claim() && !req.propose {
             self.note(Change::Key(req.key), receipt);
         }
         outcome
@@ -708,6 +708,12 @@ impl Store {
         let mut shard = self.lock(index);
         let now = self.now();
         let existing = self.find_live(&mut shard, hash, req.key, &now);
+        // What a proposal is made on: the live item, or else what the key's
+        // tombstone remembers (an expired item just left one).
+        let base = match existing {
+            Some(bucket) => shard.table.get_bucket(bucket).map_or(0, Item::cas),
+            None => shard.tombstones.version(hash, req.key).unwrap_or(0),
+        };
         let item = match (req.mode, existing) {
             (StoreMode::Set, _) => fresh,
             (StoreMode::Add, None) | (StoreMode::Replace, Some(_)) => fresh,
@@ -768,6 +774,15 @@ impl Store {
             item.set_bit(key_bits);
         }
         let (expires_at, value_len) = (item.expires_at(), item.value().len());
+        if req.propose {
+            // Proposed, not stored: readers see it only once it is granted.
+            let cas = self.stamp_cas(&mut item, req.new_cas);
+            let (value, flags) = (item.value(), item.flags());
+            let absent = existing.is_none();
+            let proposal = Proposal { key: req.key, version: cas, base, absent, value, flags, expires_at };
+            self.note(Change::Propose(proposal), receipt);
+            return StoreOutcome::Stored { cas, expires_at, value_len };
+        }
         let cas = self.put(&mut shard, hash, existing, item, req.new_cas);
         if req.is_claim() {
             self.note_claim(req.key, cas, receipt);
@@ -827,6 +842,9 @@ impl Store {
         changed: impl FnOnce(&mut Item, u32, bool),
         receipt: &mut Receipt,
     ) -> DeltaOutcome {
+        if req.propose {
+            return self.propose_delta(req, changed, receipt);
+        }
         let outcome = self.arithmetic_locally(req, |item, now, created| {
             changed(item, now, created);
             if !req.apart {
@@ -840,6 +858,61 @@ impl Store {
             // Counted apart: it adds to what the others count (see `counter`).
             self.note(Change::Key(req.key), receipt);
         }
+        outcome
+    }
+
+    /// incr/decr as a proposal ([`Change::Propose`]): the result is computed on the
+    /// item as it stands and proposed, and the item stays as it is until the claim
+    /// is granted. The new value is memcached's, padded as `do_add_delta` pads it.
+    fn propose_delta(
+        &self,
+        req: &DeltaRequest<'_>,
+        changed: impl FnOnce(&mut Item, u32, bool),
+        receipt: &mut Receipt,
+    ) -> DeltaOutcome {
+        let key = req.key;
+        let hash = self.hash(key);
+        let mut shard = self.lock(self.shard_index(hash));
+        let now = self.now();
+        let mut buf = [0u8; 20];
+        let (item, base, outcome) = match self.find_live(&mut shard, hash, key, &now) {
+            None => {
+                let Some(initial) = req.vivify else {
+                    return DeltaOutcome::NotFound;
+                };
+                let digits = crate::number::format_u64(&mut buf, initial);
+                let meta = ItemMeta { flags: 0, expires_at: 0, cas: 0, now: now.secs };
+                let base = shard.tombstones.version(hash, key).unwrap_or(0);
+                (Item::new(key, &[digits], meta), base, DeltaOutcome::Created(initial))
+            }
+            Some(bucket) => {
+                let old = shard.table.get_bucket_mut(bucket).expect("live bucket");
+                if old.value().is_empty() {
+                    return DeltaOutcome::NonNumeric;
+                }
+                if req.compare_cas != 0 && req.compare_cas != old.cas() {
+                    return DeltaOutcome::Exists;
+                }
+                let Some(current) = crate::number::parse_u64(old.value()) else {
+                    return DeltaOutcome::NonNumeric;
+                };
+                old.touch_update(now.secs);
+                let updated =
+                    if req.incr { current.wrapping_add(req.delta) } else { current.saturating_sub(req.delta) };
+                let digits = crate::number::format_u64(&mut buf, updated);
+                let padding = vec![b' '; old.value().len().saturating_sub(digits.len())];
+                let meta = ItemMeta { flags: old.flags(), expires_at: old.expires_at(), cas: 0, now: now.secs };
+                (Item::new(key, &[digits, &padding], meta), old.cas(), DeltaOutcome::Value(updated))
+            }
+        };
+        let Some(mut item) = item else {
+            return DeltaOutcome::NoMemory;
+        };
+        let version = self.stamp_cas(&mut item, req.new_cas);
+        changed(&mut item, now.secs, matches!(outcome, DeltaOutcome::Created(_)));
+        let absent = matches!(outcome, DeltaOutcome::Created(_));
+        let (value, flags, expires_at) = (item.value(), item.flags(), item.expires_at());
+        self.note(Change::Propose(Proposal { key, version, base, absent, value, flags, expires_at }), receipt);
         outcome
     }
 

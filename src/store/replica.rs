@@ -32,6 +32,31 @@ pub enum Change<'a> {
     /// `flush_all`: every item with a version up to `version` is gone, and with
     /// `at` (Unix seconds, 0 for none) every item last written up to that second.
     Flush { version: u64, at: u32 },
+    /// A claim made under `--repl-claims majority` and not applied: readers see
+    /// nothing of it until a majority of the nodes has accepted it
+    /// (`replication::claims`), and then it is installed ([`Store::install_granted`]).
+    Propose(Proposal<'a>),
+}
+
+/// What a claim would make of its key, proposed to the other nodes before any
+/// reader may see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposal<'a> {
+    pub key: &'a [u8],
+    /// The claim's version, which is also the CAS its client is told.
+    pub version: u64,
+    /// What the claim was made on: the version of the key's item, of its expired
+    /// item or of its tombstone, 0 for nothing. A node holding a newer state
+    /// refuses the claim: its maker had not seen that write.
+    pub base: u64,
+    /// The claim was made on an absent key (an `add`, or a write that creates
+    /// the item it misses): a node where the key is absent too may accept it over
+    /// a newer tombstone or expired item, as long as the claim is newer still.
+    pub absent: bool,
+    pub value: &'a [u8],
+    pub flags: u32,
+    /// Unix seconds, 0 for never.
+    pub expires_at: u32,
 }
 
 /// Told of every local change; set once, before traffic. It returns the number it
@@ -166,7 +191,7 @@ impl Store {
         if let Some(observer) = self.change_observer.get() {
             let number = observer(change);
             receipt.recorded = receipt.recorded.max(number);
-            if matches!(change, Change::Claim { .. }) {
+            if matches!(change, Change::Claim { .. } | Change::Propose(_)) {
                 receipt.claim = number;
             }
         }
@@ -259,6 +284,40 @@ impl Store {
     /// forgotten once the peer has applied `seq`.
     pub fn key_state_sent<R>(&self, key: &[u8], seq: u64, send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {
         self.read_state(key, Some(seq), send)
+    }
+
+    /// What a claim made on `key` here now would be made on: the version of its
+    /// state (a live item's, an expired item's or a tombstone's; 0 for nothing) and
+    /// whether that state is a live item. A node judging a peer's proposal compares
+    /// it with the proposal's base.
+    pub fn claim_state(&self, key: &[u8]) -> (u64, bool) {
+        let hash = self.hash(key);
+        let shard = self.lock(self.shard_index(hash));
+        let now = self.now();
+        let buried = shard.tombstones.version(hash, key).unwrap_or(0);
+        if let Some(item) = shard.table.find(hash, |it| it.key() == key) {
+            match now.liveness(item) {
+                Liveness::Live => return (item.cas(), true),
+                Liveness::Expired => return (item.cas().max(buried), false),
+                // A flushed item is gone wherever the flush reached.
+                Liveness::Flushed => {}
+            }
+        }
+        (buried, false)
+    }
+
+    /// Installs a claim a majority of the nodes accepted, as this node's own write
+    /// (recorded, so it goes to every peer as a plain state), unless a newer state
+    /// replaced the key meanwhile: then the claim was overwritten by a later write,
+    /// as on every node.
+    pub fn install_granted(&self, proposal: &Proposal<'_>, receipt: &mut Receipt) -> Applied {
+        let Proposal { key, version, value, flags, expires_at, .. } = *proposal;
+        let state = KeyState::Value { value, flags, expires_at, counter: None };
+        let applied = self.apply_remote_as(&KeyChange { key, version, state }, false, false);
+        if applied == Applied::Applied {
+            self.note(Change::Key(key), receipt);
+        }
+        applied
     }
 
     fn read_state<R>(&self, key: &[u8], seq: Option<u64>, send: impl FnOnce(KeyChange<'_>) -> R) -> Option<R> {

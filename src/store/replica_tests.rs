@@ -30,6 +30,7 @@ fn node(id: u16, clock: &ManualClock) -> Node {
             let outgoing = match change {
                 Change::Key(key) | Change::Claim { key, .. } => Outgoing::Key(key.to_vec()),
                 Change::Flush { version, at } => Outgoing::Flush { version, at },
+                Change::Propose(_) => unreachable!("these stores never propose"),
             };
             let mut outbox = sink.lock().unwrap();
             outbox.push_back(outgoing);

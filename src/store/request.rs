@@ -63,11 +63,14 @@ pub struct DeltaRequest<'a> {
     /// part of the key's counter, to be added to the others' once they meet, and
     /// is no claim (see `counter`). Set by the node, not by front ends.
     pub apart: bool,
+    /// A claim a majority of the nodes must accept: proposed, and applied only
+    /// once granted (see `Proposal`). Set by the node, not by front ends.
+    pub propose: bool,
 }
 
 impl<'a> DeltaRequest<'a> {
     pub fn new(key: &'a [u8], incr: bool, delta: u64) -> Self {
-        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None, apart: false }
+        DeltaRequest { key, incr, delta, compare_cas: 0, vivify: None, new_cas: None, apart: false, propose: false }
     }
 }
 
@@ -144,6 +147,9 @@ pub struct StoreRequest<'a> {
     /// failed set never leaves a stale one readable (memcached proto_text.c
     /// `process_update_command` for `set`; `process_mset_command` for every `ms`).
     pub failure_discards_old: bool,
+    /// A claim a majority of the nodes must accept: proposed, and applied only
+    /// once granted (see `Proposal`). Set by the node, not by front ends.
+    pub propose: bool,
 }
 
 impl<'a> StoreRequest<'a> {
@@ -161,6 +167,7 @@ impl<'a> StoreRequest<'a> {
             vivify: false,
             binary_key: false,
             failure_discards_old: false,
+            propose: false,
         }
     }
 

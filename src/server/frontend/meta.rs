@@ -271,6 +271,7 @@ impl Dispatch<'_> {
             vivify: f.has(b'N').then_some(f.initial),
             new_cas: f.explicit_cas(),
             apart: false,
+            propose: false,
         };
         let start = out.len();
         let written = self.shared.node.arithmetic(&delta, |item, now, created| {
