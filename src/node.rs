@@ -90,7 +90,10 @@ impl Node {
                 let req = StoreRequest { propose: true, ..*req };
                 let outcome =
                     replicator.propose(req.key, &mut receipt, |receipt| self.store.store_noted(&req, receipt));
-                return Written { outcome, receipt };
+                // Waiting for this node's vote: the answer is never sent, the
+                // command runs again once the vote is free.
+                let waiting = StoreOutcome::Stored { cas: 0, expires_at: 0, value_len: 0 };
+                return Written { outcome: outcome.unwrap_or(waiting), receipt };
             }
         }
         let outcome = self.store.store_noted(req, &mut receipt);
@@ -137,7 +140,8 @@ impl Node {
             let req = DeltaRequest { propose: true, ..*req };
             let outcome = replicator
                 .propose(req.key, &mut receipt, |receipt| self.store.arithmetic_noted(&req, changed, receipt));
-            return Written { outcome, receipt };
+            // Waiting for this node's vote: as for a store.
+            return Written { outcome: outcome.unwrap_or(DeltaOutcome::Value(0)), receipt };
         }
         let apart = replicator.is_some_and(|replicator| replicator.counts_apart());
         let req = DeltaRequest { apart, ..*req };

@@ -86,6 +86,17 @@ impl Votes {
         }
     }
 
+    /// The votes held for peer `claimer`'s proposals: its key and version each.
+    pub fn cast_for(&self, claimer: u16) -> Vec<(Box<[u8]>, u64)> {
+        let mut cast = Vec::new();
+        for stripe in self.stripes.iter() {
+            let stripe = stripe.lock().unwrap_or_else(PoisonError::into_inner);
+            let of_claimer = stripe.iter().filter(|(_, vote)| vote.own.is_none() && vote.claimer == claimer);
+            cast.extend(of_claimer.map(|(key, vote)| (key.clone(), vote.version)));
+        }
+        cast
+    }
+
     /// Votes held, for `stats`.
     pub fn held(&self) -> usize {
         self.stripes.iter().map(|stripe| stripe.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
@@ -103,16 +114,52 @@ pub(super) struct OpenClaim {
     pub opened: bool,
 }
 
-/// Our proposals until decided, and the verdicts until their writers collect them.
-#[derive(Default)]
+/// The first number of a wait for a key's vote (a claim made while this node's
+/// vote on the key was taken), apart from the backlog's sequence numbers.
+pub(super) const FIRST_WAIT: u64 = 1 << 63;
+
+/// Our proposals until decided, the verdicts until their writers collect them, and
+/// the claims waiting for this node's vote on their key.
 pub(super) struct OwnClaims {
     pub open: Mutex<BTreeMap<u64, OpenClaim>>,
     pub decided: Mutex<BTreeMap<u64, bool>>,
+    /// Each wait's key: it ends once the key's vote is free, and its claim runs
+    /// again then (a proposal made meanwhile could gather no vote here).
+    pub waiting: Mutex<BTreeMap<u64, Box<[u8]>>>,
+    pub next_wait: std::sync::atomic::AtomicU64,
     /// One thread decides at a time, so a claim is installed once.
     pub deciding: Mutex<()>,
 }
 
+impl Default for OwnClaims {
+    fn default() -> OwnClaims {
+        OwnClaims {
+            open: Mutex::default(),
+            decided: Mutex::default(),
+            waiting: Mutex::default(),
+            next_wait: std::sync::atomic::AtomicU64::new(FIRST_WAIT),
+            deciding: Mutex::default(),
+        }
+    }
+}
+
 impl OwnClaims {
+    pub fn waiting(&self) -> MutexGuard<'_, BTreeMap<u64, Box<[u8]>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new wait for `key`'s vote; its number.
+    pub fn wait_for_vote(&self, key: &[u8]) -> u64 {
+        let wait = self.next_wait.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut waiting = self.waiting();
+        // Waits whose writers went away (the client left) go once far behind.
+        while waiting.first_key_value().is_some_and(|(&oldest, _)| oldest + VERDICTS_KEPT < wait) {
+            waiting.pop_first();
+        }
+        waiting.insert(wait, key.into());
+        wait
+    }
+
     pub fn open(&self) -> MutexGuard<'_, BTreeMap<u64, OpenClaim>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -518,6 +518,10 @@ impl<T: Transport> Links<T> {
 
     fn tick(&mut self, now: Now) {
         self.end_stand_bys();
+        // A vote may lapse with nothing arriving: claims waiting for one look again.
+        if self.replicator.claims_wait_for_votes() {
+            self.replicator.wake_ack_waiters();
+        }
         let keys: Vec<usize> = self.links.iter().map(|(key, _)| key).collect();
         for key in keys {
             if let Err(reason) = self.links[key].session.tick(&self.replicator, now.link) {

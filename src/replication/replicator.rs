@@ -4,7 +4,7 @@
 //! and claims wait on it), and the figures `stats replication` shows.
 
 use super::backlog::{Backlog, Recorded};
-use super::claims::{OpenClaim, OwnClaims, Standing, Vote, Votes, stands_on};
+use super::claims::{FIRST_WAIT, OpenClaim, OwnClaims, Standing, Vote, Votes, stands_on};
 use super::handshake::Identity;
 use super::wire::Position;
 use crate::store::{Applied, Change, Proposal, Receipt, Store};
@@ -750,10 +750,12 @@ impl Replicator {
 
     /// Blocks the calling thread (not a worker) until the verdict on its claim `seq`
     /// is in, and says whether the claim won; one that is still unsettled when
-    /// `limit` runs out counts as won, as it does when the link goes down.
+    /// `limit` runs out counts as won under `local`, as it does when the link goes
+    /// down, and as lost under `majority` (it is not installed).
     pub fn wait_claim_verdict(&self, seq: u64, limit: Duration) -> bool {
         self.wait_until(limit, || self.claim_settled(seq));
-        self.take_claim_verdict(seq).unwrap_or(true)
+        // Under `majority` an undecided claim is not installed: it runs again.
+        self.take_claim_verdict(seq).unwrap_or(!self.proposes() && seq < FIRST_WAIT)
     }
 
     /// Waits on `ack_signal` until `done` holds or `limit` runs out; says which.
@@ -855,6 +857,10 @@ impl Replicator {
     /// "Session locks"). Under `majority`: the proposal is decided
     /// ([`Replicator::decide_claims`]). In either sync mode.
     pub fn claim_settled(&self, seq: u64) -> bool {
+        if seq >= FIRST_WAIT {
+            let key = self.claims.waiting().get(&seq).cloned();
+            return key.is_none_or(|key| self.vote_free(&key));
+        }
         if self.proposes() {
             self.decide_claims();
             return self.claims.decided().contains_key(&seq);
@@ -866,6 +872,13 @@ impl Replicator {
     /// refused it; under `majority`, whether a majority accepted it (it is then
     /// installed). A lost claim's command runs again. Each verdict is collected once.
     pub fn take_claim_verdict(&self, seq: u64) -> Option<bool> {
+        if seq >= FIRST_WAIT {
+            // A wait for the key's vote: the claim runs again once it is free.
+            return self.claim_settled(seq).then(|| {
+                self.claims.waiting().remove(&seq);
+                false
+            });
+        }
         if self.proposes() {
             self.decide_claims();
             return self.claims.decided().remove(&seq);
@@ -887,26 +900,50 @@ impl Replicator {
     }
 
     /// Runs `write`, a claim made as a proposal ([`crate::store::Proposal`]), with
-    /// this node's vote on `key`: cast for the proposal if free, else left with the
-    /// claim it holds (the proposal then needs a majority of the other nodes).
-    pub fn propose<T>(&self, key: &[u8], receipt: &mut Receipt, write: impl FnOnce(&mut Receipt) -> T) -> T {
+    /// this node's vote on `key`, which it casts for the proposal. While the vote
+    /// is taken (by a proposal of ours or a peer's, undecided) nothing is
+    /// proposed: `None`, and `receipt.claim` is a wait that ends once the vote is
+    /// free, after which the claim runs again (a proposal made meanwhile could not
+    /// win without this node, and would only be lost and made again at once).
+    pub fn propose<T>(&self, key: &[u8], receipt: &mut Receipt, write: impl FnOnce(&mut Receipt) -> T) -> Option<T> {
         let mut votes = self.votes.stripe(key);
         let now = self.store.clock().now_secs();
-        let free = votes.get(key).is_none_or(|vote| vote.lapsed(now));
+        if votes.get(key).is_some_and(|vote| !vote.lapsed(now)) {
+            receipt.claim = self.claims.wait_for_vote(key);
+            return None;
+        }
         let outcome = write(receipt);
         let seq = receipt.claim;
         if seq != 0
             && let Some(claim) = self.claims.open().get_mut(&seq)
         {
             claim.opened = true;
-            if free {
-                claim.voted = true;
-                let (version, expires_at) = (claim.proposed.version, claim.proposed.expires_at);
-                let claimer = self.settings.identity.node;
-                votes.insert(key.into(), Vote { claimer, version, expires_at, own: Some(seq) });
-            }
+            claim.voted = true;
+            let (version, expires_at) = (claim.proposed.version, claim.proposed.expires_at);
+            let claimer = self.settings.identity.node;
+            votes.insert(key.into(), Vote { claimer, version, expires_at, own: Some(seq) });
         }
-        outcome
+        Some(outcome)
+    }
+
+    /// Whether this node's vote on `key` is free (no undecided proposal holds it).
+    fn vote_free(&self, key: &[u8]) -> bool {
+        let now = self.store.clock().now_secs();
+        self.votes.stripe(key).get(key).is_none_or(|vote| vote.lapsed(now))
+    }
+
+    /// Whether claims wait for a vote to be free: the link's timer wakes them, as
+    /// a vote may lapse with no frame arriving.
+    pub fn claims_wait_for_votes(&self) -> bool {
+        !self.claims.waiting().is_empty()
+    }
+
+    /// The votes this node holds for peer `claimer`'s proposals, each key's and
+    /// version: a full sync from the peer starts, and once it has ended they are
+    /// resolved ([`Replicator::resolved`]): the sync holds every state they led to,
+    /// and the resolutions it replaced never come.
+    pub fn votes_cast_for(&self, claimer: u16) -> Vec<(Box<[u8]>, u64)> {
+        self.votes.cast_for(claimer)
     }
 
     /// Judges peer `claimer`'s proposal: true when this node votes for it (its
@@ -949,6 +986,11 @@ impl Replicator {
         let mut votes = self.votes.stripe(key);
         if votes.get(key).is_some_and(|vote| vote.own.is_none() && vote.claimer == claimer && vote.version == version) {
             votes.remove(key);
+            drop(votes);
+            // A claim of ours may wait for this vote.
+            if self.claims_wait_for_votes() {
+                self.wake_ack_waiters();
+            }
         }
     }
 
@@ -1263,6 +1305,9 @@ impl Replicator {
         line("repl_claims_refused", total(|s| &s.claims_refused).to_string());
         line("repl_claims_lost", total(|s| &s.claims_lost).to_string());
         line("repl_claims_no_majority", load(&s.claims_no_majority).to_string());
+        // Keys this node has voted on whose claim is not decided yet, its own included.
+        line("repl_votes", self.votes_held().to_string());
+        line("repl_claims_open", self.claims.open().len().to_string());
         line("repl_apply_failures", total(|s| &s.apply_failures).to_string());
         line("repl_partial_syncs", total(|s| &s.partial_syncs).to_string());
         line("repl_full_syncs", total(|s| &s.full_syncs).to_string());

@@ -113,6 +113,9 @@ pub struct LinkSession {
     resume_due: bool,
     /// We asked the peer for a full sync, which has not ended yet.
     asked_full_sync: bool,
+    /// The votes this node held for the peer's proposals when its full sync began,
+    /// resolved when it ends (see [`Replicator::votes_cast_for`]).
+    votes_before_sync: Vec<(Box<[u8]>, u64)>,
     /// Where this node stood in its other peers' runs when the full sync being
     /// sent began, for its `SyncEnd`.
     sync_positions: Vec<Position>,
@@ -168,6 +171,7 @@ impl LinkSession {
             resume_waiting: false,
             resume_due: false,
             asked_full_sync: false,
+            votes_before_sync: Vec::new(),
             sync_positions: Vec::new(),
         };
         if dialed {
@@ -431,6 +435,7 @@ impl LinkSession {
             Frame::SyncBegin { seq, flush_version, flush_at_ms } => {
                 self.receiving_sync = Some(seq);
                 self.asked_full_sync = true;
+                self.votes_before_sync = replicator.votes_cast_for(peer.node);
                 let at = self.to_local_secs(flush_at_ms);
                 replicator.store.apply_peer_flush(flush_version, at, replicator.passes_on());
                 stats.receiving_sync.store(true, Ordering::Relaxed);
@@ -442,6 +447,9 @@ impl LinkSession {
                     return Err("the peer ended a full sync it never began".into());
                 };
                 self.asked_full_sync = false;
+                for (key, version) in std::mem::take(&mut self.votes_before_sync) {
+                    replicator.resolved(peer.node, &key, version);
+                }
                 // What the peer had applied of the others' runs is here now: a link
                 // to one of them resumes from there rather than taking a sync too.
                 replicator.offer_positions(wire::positions(positions));

@@ -669,37 +669,42 @@ fn claims_by_majority_need_two_nodes_of_three() {
         let req = StoreRequest { propose: true, ..StoreRequest::new(StoreMode::Add, key, b"mine") };
         let mut receipt = Receipt::default();
         let outcome = node.propose(key, &mut receipt, |receipt| node.store.store_noted(&req, receipt));
-        assert!(matches!(outcome, StoreOutcome::Stored { .. }), "{outcome:?}");
-        receipt.claim
+        (matches!(outcome, Some(StoreOutcome::Stored { .. })), receipt.claim)
     };
     let held = |key: &[u8]| {
         let mut value = None;
         node.store.get(key, None, |item| value = Some(item.value().to_vec()));
         value
     };
-    let five = add(b"five");
+    let (proposed, five) = add(b"five");
+    assert!(proposed);
     assert_eq!(node.take_claim_verdict(five), None, "waits for node 2");
     assert_eq!(held(b"five"), None, "invisible while proposed");
     assert_eq!(node.votes_held(), 1, "its own vote");
+    // A second claim on the key waits for the vote, proposing nothing meanwhile.
+    let (proposed, wait) = add(b"five");
+    assert!(!proposed && wait > five);
+    assert_eq!((node.claim_settled(wait), node.take_claim_verdict(wait)), (false, None));
     node.peer_applied(two, five);
     assert_eq!(node.take_claim_verdict(five), Some(true), "itself and node 2");
+    assert_eq!(node.take_claim_verdict(wait), Some(false), "the vote is free: it runs again");
     assert_eq!(held(b"five").as_deref(), Some(&b"mine"[..]), "installed once granted");
     assert_eq!(node.votes_held(), 0, "resolved");
     // With node 3 linked too, the first accept beyond itself is enough.
     node.set_acking(three, true);
-    let six = add(b"six");
+    let (_, six) = add(b"six");
     node.claim_refused(six, three);
     node.peer_applied(three, six);
     assert_eq!(node.take_claim_verdict(six), None, "node 3 refused; node 2 may still accept");
     node.peer_applied(two, six);
     assert_eq!(node.take_claim_verdict(six), Some(true), "a refusal from a minority does not matter");
-    let seven = add(b"seven");
+    let (_, seven) = add(b"seven");
     node.claim_refused(seven, two);
     node.claim_refused(seven, three);
     assert_eq!(node.take_claim_verdict(seven), Some(false), "both peers refused it");
     assert_eq!(held(b"seven"), None, "a lost claim leaves nothing");
     // Claim eight waits; both peers go: the majority is lost, and so is the claim.
-    let eight = add(b"eight");
+    let (_, eight) = add(b"eight");
     assert_eq!(node.take_claim_verdict(eight), None);
     node.set_acking(two, false);
     assert_eq!(node.take_claim_verdict(eight), None, "node 3 still judges");
