@@ -33,6 +33,7 @@
 //! runs a campaign from a random first seed (`STICKLESS_SIM_SEEDS`,
 //! `STICKLESS_SIM_FIRST_SEED`), and a failure names its seed.
 
+use super::claims::FIRST_WAIT;
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
 use super::links::{Links, Now, Transport};
@@ -559,7 +560,9 @@ impl Simulation {
         }
         let node = &self.nodes[index];
         let replicator = &node.replicator;
-        let answered = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
+        // A wait for the node's vote on the key is no change: nothing to acknowledge.
+        let answered =
+            |seq| replicator.settings.mode == SyncMode::Async || seq >= FIRST_WAIT || replicator.acknowledged(seq);
         let generation = self.generation();
         self.lockers[index] = match self.lockers[index] {
             Locker::Idle => {
@@ -613,7 +616,9 @@ impl Simulation {
         }
         let node = &self.nodes[index];
         let replicator = &node.replicator;
-        let answered = |seq| replicator.settings.mode == SyncMode::Async || replicator.acknowledged(seq);
+        // A wait for the node's vote on the key is no change: nothing to acknowledge.
+        let answered =
+            |seq| replicator.settings.mode == SyncMode::Async || seq >= FIRST_WAIT || replicator.acknowledged(seq);
         let generation = self.generation();
         self.counters[index] = match self.counters[index] {
             Counting::Idle => {
