@@ -223,6 +223,8 @@ enum Locker {
         seq: u64,
         generation: u64,
         judged: bool,
+        /// The lock's CAS as its `add` answered it: its fencing token.
+        token: u64,
     },
     /// It holds the lock, granted in `generation` of the links, until `until` (µs).
     Holding {
@@ -343,6 +345,8 @@ struct Simulation {
     /// once every locker is idle and every node's changes, its deletes among them,
     /// have reached the others.
     lock_split: bool,
+    /// The token of the last lock granted.
+    last_token: u64,
     latency: Rc<RefCell<Rng>>,
     mode: SyncMode,
     now_us: u64,
@@ -378,6 +382,7 @@ impl Simulation {
             answers: vec![0; nodes],
             tally: Tally::default(),
             lock_split: false,
+            last_token: 0,
             latency,
             mode,
             now_us: 0,
@@ -569,17 +574,28 @@ impl Simulation {
                 let add = StoreRequest { exptime: 30, ..StoreRequest::new(StoreMode::Add, LOCK, b"me") };
                 let written = node.node.store_item(&add);
                 match written.outcome {
-                    StoreOutcome::Stored { .. } => {
+                    StoreOutcome::Stored { cas: token, .. } => {
                         let judged = replicator.linked_with_all();
-                        Locker::Claiming { seq: written.receipt.claim, generation, judged }
+                        Locker::Claiming { seq: written.receipt.claim, generation, judged, token }
                     }
                     _ => Locker::Idle,
                 }
             }
-            Locker::Claiming { seq, generation: made_in, judged } if answered(seq) => {
+            Locker::Claiming { seq, generation: made_in, judged, token } if answered(seq) => {
                 match replicator.take_claim_verdict(seq) {
                     Some(true) => {
                         self.report.grants += 1;
+                        // Under claims by majority every grant is ordered after the
+                        // last one, and its token is larger: a fencing token.
+                        if replicator.proposes() {
+                            assert!(
+                                token > self.last_token,
+                                "seed {}: a grant's token {token} is not above the last one's, {}",
+                                self.seed,
+                                self.last_token
+                            );
+                            self.last_token = token;
+                        }
                         // A grant not decided by linked nodes may leave the lock's
                         // item to the other node's write: the lock is split.
                         if !judged || made_in != generation || !self.all_linked() {
