@@ -147,6 +147,11 @@ impl Server {
             if let Kind::Paired { ack: true, .. } = kind {
                 cmd.arg("--repl-sync=ack");
             }
+            // Every node of a mesh claims by majority, as one listing its peers does
+            // by default (the measured node only listens, and would claim alone).
+            if let Kind::Paired { peers: 2.., .. } = kind {
+                cmd.arg("--repl-claims=majority");
+            }
             let aspnet = match kind {
                 Kind::Memcached => None,
                 _ if ASPNET_PORTS.load(Ordering::Relaxed) => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
@@ -235,6 +240,19 @@ impl Server {
         ack: bool,
         cpus: Option<Vec<usize>>,
     ) -> io::Result<Server> {
+        Server::peer_in(server, also, threads, memory_mb, ack, cpus, false)
+    }
+
+    /// [`Server::peer_of`], one of a mesh's peers when `mesh` (claims by majority).
+    pub fn peer_in(
+        server: &Server,
+        also: &[SocketAddr],
+        threads: usize,
+        memory_mb: usize,
+        ack: bool,
+        cpus: Option<Vec<usize>>,
+        mesh: bool,
+    ) -> io::Result<Server> {
         let repl = server.repl.ok_or_else(|| io::Error::other("not a replicating server"))?;
         let port = free_port()?;
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -245,6 +263,7 @@ impl Server {
             .args(also.iter().map(|addr| format!("--peer={addr}")))
             .arg(format!("--repl-listen={listen}"))
             .arg(if ack { "--repl-sync=ack" } else { "--repl-sync=async" })
+            .args(mesh.then_some("--repl-claims=majority"))
             .args(SERVER_TLS.get().map(TlsFiles::repl_args).into_iter().flatten())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

@@ -29,7 +29,9 @@ impl Mesh {
         let extra = extra.iter().map(ToString::to_string).collect();
         let mut mesh = Mesh { nodes: Vec::new(), relays, repl_ports, extra };
         for index in 0..NODES {
-            let node = mesh.boot(index);
+            // At first start no peer holds anything to wait for, and the later
+            // nodes are not up yet: the first would wait out --repl-wait-sync.
+            let node = mesh.boot_with(index, &["--repl-wait-sync=0"]);
             mesh.nodes.push(Some(node));
         }
         mesh.wait_linked();
@@ -40,8 +42,14 @@ impl Mesh {
     /// is its own across restarts, as one derived from a fixed port would be (the
     /// client port here is picked by the kernel, which makes a derived id random).
     pub fn boot(&self, index: usize) -> Node {
+        self.boot_with(index, &[])
+    }
+
+    /// [`Mesh::boot`] with `more` arguments.
+    fn boot_with(&self, index: usize, more: &[&str]) -> Node {
         let mut args =
             vec![format!("--repl-listen=127.0.0.1:{}", self.repl_ports[index]), format!("--node-id={}", index + 1)];
+        args.extend(more.iter().map(ToString::to_string));
         for to in (0..NODES).filter(|&to| to != index) {
             args.push(format!("--peer={}", self.relay(index, to).addr));
         }
