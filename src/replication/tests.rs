@@ -42,7 +42,7 @@ fn replicator_with(
         timeout: Duration::from_secs(3),
         heartbeat: Duration::from_millis(500),
         mode: SyncMode::Async,
-        claims,
+        claims: Some(claims),
         tombstone_secs: 3600,
         tls: None,
     };

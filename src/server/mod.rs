@@ -46,7 +46,7 @@ use crate::node::Node;
 use crate::protocol::{Limits, WatchKinds};
 use crate::replication::handshake::Identity;
 use crate::replication::heartbeat::DEFAULT_INTERVAL;
-use crate::replication::{ClaimRule, LinkRunner, LinkThread, Replicator, Settings, SyncMode};
+use crate::replication::{LinkRunner, LinkThread, Replicator, Settings, SyncMode};
 use crate::store::sweeper::Sweeper;
 use crate::store::{Store, StoreConfig};
 use crate::tls;
@@ -214,7 +214,7 @@ fn replicator(
             ReplSync::Ack => SyncMode::Ack,
             ReplSync::One => SyncMode::AckOne,
         },
-        claims: repl.claims.unwrap_or_else(|| ClaimRule::default_for(repl.peers.len())),
+        claims: repl.claims,
         tombstone_secs: repl.tombstone_secs,
         tls: repl
             .tls
