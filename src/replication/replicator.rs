@@ -1095,8 +1095,12 @@ impl Replicator {
             // Until its own vote goes, this node refuses rivals: the claim is no
             // longer open, so it cannot yield.
             let proposed = &claim.proposed;
+            // A granted claim that finds a newer state here (a write it raced, that
+            // reached this node first) did not take effect: it is reported lost, and
+            // its command runs again on that state, rather than told it holds what
+            // another write replaced.
             let installed = granted
-                && self.store.install_granted(&proposed.as_proposal(), &mut Receipt::default()) != Applied::NoMemory;
+                && self.store.install_granted(&proposed.as_proposal(), &mut Receipt::default()) == Applied::Applied;
             {
                 let mut votes = self.votes.stripe(&key);
                 if votes.get(&key).is_some_and(|vote| vote.own == Some(seq)) {

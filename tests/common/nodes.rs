@@ -166,6 +166,11 @@ impl Relay {
                 }
                 let Ok(server) = TcpStream::connect(target) else { continue };
                 let mut all = held.lock().unwrap();
+                // Cut while connecting: `cut` drains the streams under this lock
+                // once it has closed the relay, so this one would outlive it.
+                if !is_open.load(Ordering::Acquire) {
+                    continue;
+                }
                 all.push(client.try_clone().unwrap());
                 all.push(server.try_clone().unwrap());
                 for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
