@@ -1089,12 +1089,15 @@ impl Replicator {
                     Standing::Granted => true,
                     Standing::Lost => false,
                 };
-                let Some(claim) = self.claims.open().remove(&seq) else { continue };
-                (claim, granted)
+                // It stays open until its verdict is kept: a writer asking meanwhile
+                // must not take it for a claim of the older kind (judged, not
+                // proposed), whose verdict would read as won.
+                let Some(proposed) = self.claims.open().get(&seq).map(|claim| claim.proposed.clone()) else { continue };
+                (proposed, granted)
             };
-            // Until its own vote goes, this node refuses rivals: the claim is no
-            // longer open, so it cannot yield.
-            let proposed = &claim.proposed;
+            // Until its own vote goes, this node refuses rivals: its standing is
+            // settled, so it does not yield.
+            let proposed = &claim;
             // A granted claim that finds a newer state here (a write it raced, that
             // reached this node first) did not take effect: it is reported lost, and
             // its command runs again on that state, rather than told it holds what
@@ -1114,6 +1117,7 @@ impl Replicator {
             }
             self.refused_claims().remove(&seq);
             self.claims.decide(seq, installed);
+            self.claims.open().remove(&seq);
             decided_any = true;
         }
         if decided_any {
