@@ -139,6 +139,7 @@ fn frame_name(frame: &Frame<'_>) -> &'static str {
         | Frame::Counter { .. } => "a change",
         Frame::Refuse { .. } => "a refusal",
         Frame::Propose { .. } | Frame::Resolve { .. } => "a claim",
+        Frame::CaughtUp { .. } => "a sync marker",
         Frame::SyncBegin { .. } | Frame::SyncEnd { .. } => "a sync marker",
         Frame::Ping { .. } | Frame::Pong { .. } => "a heartbeat",
         Frame::Ack { .. } | Frame::Skip { .. } => "an ack",

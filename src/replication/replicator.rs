@@ -271,6 +271,10 @@ pub struct Peer {
     acked: AtomicU64,
     /// A link is up on which the peer acknowledges what it applies.
     acking: AtomicBool,
+    /// This run has caught up with the peer once: a full sync from it ended, or a
+    /// resume of a run this node already held began. Until it has with every peer,
+    /// a node proposes and votes nothing (see [`Replicator::refuses_claims`]).
+    caught_up: AtomicBool,
     /// Our changes up to here reached the peer inside a full sync, not one by one:
     /// it never voted on our proposals among them, though it acknowledges them.
     unjudged_upto: AtomicU64,
@@ -293,6 +297,7 @@ impl Peer {
             progress: Mutex::new(Progress::default()),
             acked: AtomicU64::new(0),
             acking: AtomicBool::new(false),
+            caught_up: AtomicBool::new(false),
             unjudged_upto: AtomicU64::new(0),
             run: Mutex::new((0, 0)),
             address: Mutex::new(None),
@@ -842,7 +847,25 @@ impl Replicator {
     /// Whether a claim made now is refused before it is tried: claims need a
     /// majority (`--repl-claims majority`) and this node cannot reach one.
     pub fn refuses_claims(&self) -> bool {
-        self.claim_rule() == ClaimRule::Majority && !self.reaches_majority()
+        self.claim_rule() == ClaimRule::Majority && (!self.reaches_majority() || !self.caught_up_with_all())
+    }
+
+    /// The peer in `slot` has sent this run what it holds (see [`Peer`]'s
+    /// `caught_up`).
+    pub fn caught_up_with(&self, slot: usize) {
+        self.peers[slot].caught_up.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this run has caught up with every peer, listed or known. Votes live
+    /// in memory only: a node restarted empty has forgotten the claims it voted
+    /// for, and may hold none of their states yet. Before it has heard from every
+    /// other node, which between them hold every granted claim, it could vote
+    /// for a rival of one it voted for before (simulator seed 1099511757840: a
+    /// node that crashed after voting came back synced from the one peer that had
+    /// not seen the grant, and granted the lock again with it).
+    pub fn caught_up_with_all(&self) -> bool {
+        let known = self.known_peers();
+        known.len() >= self.settings.peers.len() && known.iter().all(|peer| peer.caught_up.load(Ordering::SeqCst))
     }
 
     /// Whether `incr` and `decr` made now are counted apart rather than judged as
@@ -968,6 +991,10 @@ impl Replicator {
     /// short of a majority, which then yields; and what this node holds of the key
     /// is not newer than what the proposal was made on); false to refuse it.
     pub fn judge(&self, claimer: u16, proposal: &Proposal<'_>) -> bool {
+        if !self.caught_up_with_all() {
+            // It may have forgotten a vote (see `caught_up_with_all`).
+            return false;
+        }
         let key = proposal.key;
         let mut votes = self.votes.stripe(key);
         let now = self.store.clock().now_secs();

@@ -113,6 +113,9 @@ pub struct LinkSession {
     resume_due: bool,
     /// We asked the peer for a full sync, which has not ended yet.
     asked_full_sync: bool,
+    /// A resume sends our changes from the backlog: once those up to here (our
+    /// last when the link began) have gone, a `CaughtUp` says so.
+    catching_up_to: Option<u64>,
     /// The votes this node held for the peer's proposals when its full sync began,
     /// resolved when it ends (see [`Replicator::votes_cast_for`]).
     votes_before_sync: Vec<(Box<[u8]>, u64)>,
@@ -171,6 +174,7 @@ impl LinkSession {
             resume_waiting: false,
             resume_due: false,
             asked_full_sync: false,
+            catching_up_to: None,
             votes_before_sync: Vec::new(),
             sync_positions: Vec::new(),
         };
@@ -424,6 +428,7 @@ impl LinkSession {
                 replicator.resolved(peer.node, key, version);
                 self.applied(replicator, seq);
             }
+            Frame::CaughtUp { .. } => replicator.caught_up_with(slot),
             Frame::Delete { seq, version, key } => {
                 self.apply(replicator, seq, &KeyChange { key, version, state: KeyState::Deleted });
             }
@@ -461,6 +466,7 @@ impl LinkSession {
                 stats.receiving_sync.store(false, Ordering::Relaxed);
                 stats.applied_seq.store(applied, Ordering::Relaxed);
                 replicator.mark_synced();
+                replicator.caught_up_with(slot);
                 log::info!(
                     "replication: full sync from node {} complete, {} items",
                     peer.node,
@@ -611,6 +617,7 @@ impl LinkSession {
         if history == replicator.history && backlog.covers(applied) {
             self.next_seq = applied + 1;
             self.sending = Sending::Live;
+            self.catching_up_to = Some(backlog.last_seq());
             drop(backlog);
             replicator.judges_after(slot, applied);
             stats.partial_syncs.fetch_add(1, Ordering::Relaxed);
@@ -697,6 +704,10 @@ impl LinkSession {
             }
         }
         self.send_refusals(replicator);
+        if self.catching_up_to.is_some_and(|upto| self.next_seq > upto) {
+            let seq = self.catching_up_to.take().unwrap_or_default();
+            self.emit(&Frame::CaughtUp { seq });
+        }
         if self.bytes_made != made_before {
             self.stats(replicator).lag_bytes.store(self.bytes_made.saturating_sub(self.bytes_acked), Ordering::Relaxed);
         }

@@ -663,6 +663,10 @@ fn claims_by_majority_need_two_nodes_of_three() {
     assert!(node.refuses_claims(), "no peer linked yet");
     let (two, three) = (node.peer_slot(2).unwrap(), node.peer_slot(3).unwrap());
     node.set_acking(two, true);
+    assert!(node.reaches_majority() && node.refuses_claims(), "not yet caught up with its peers");
+    node.caught_up_with(two);
+    assert!(node.refuses_claims(), "nor with node 3, which may hold a claim it voted for before");
+    node.caught_up_with(three);
     assert!(node.reaches_majority() && !node.refuses_claims() && !node.counts_apart());
     // An add proposed: nothing is visible until it is granted.
     let add = |key: &'static [u8]| {

@@ -13,7 +13,8 @@
 /// 3: `Counter`, so that increments made on both sides of a cut add up.
 /// 4: `SyncEnd` carries the sender's positions in its other peers' sequences, so
 /// that a node joining takes one full sync and resumes from the rest.
-/// 5: `Propose` and `Resolve`: claims by majority, invisible until granted.
+/// 5: `Propose`, `Resolve` and `CaughtUp`: claims by majority, invisible until
+/// granted.
 pub const PROTOCOL_VERSION: u16 = 5;
 /// Bytes of one counter part on the wire: node, net change, version.
 pub const PART_LEN: usize = 2 + 16 + 8;
@@ -90,6 +91,11 @@ pub enum Frame<'a> {
     /// The sender's proposal of `version` on `key` is decided; a granted one's
     /// state came before it. The receiver's vote on the key is free again.
     Resolve { seq: u64, version: u64, key: &'a [u8] },
+    /// On a link that resumed rather than took a full sync: every change the
+    /// sender had recorded when the link began, up to `seq`, came before this
+    /// frame. The receiver now holds what the sender held then (see
+    /// `Replicator::caught_up_with_all`).
+    CaughtUp { seq: u64 },
 }
 
 /// Appends a `Counter` frame for `counter` (its parts encoded straight from the
@@ -178,6 +184,7 @@ mod kind {
     pub const COUNTER: u8 = 15;
     pub const PROPOSE: u8 = 16;
     pub const RESOLVE: u8 = 17;
+    pub const CAUGHT_UP: u8 = 18;
 }
 
 /// Why the bytes are not a frame; the link is closed.
@@ -302,6 +309,10 @@ pub fn encode(frame: &Frame<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(key);
             kind::RESOLVE
         }
+        Frame::CaughtUp { seq } => {
+            out.extend_from_slice(&seq.to_be_bytes());
+            kind::CAUGHT_UP
+        }
     });
 }
 
@@ -344,7 +355,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
         return Ok(None);
     }
     let kind = buf[0];
-    if !(kind::HELLO..=kind::RESOLVE).contains(&kind) {
+    if !(kind::HELLO..=kind::CAUGHT_UP).contains(&kind) {
         return Err(WireError::UnknownType(kind));
     }
     let body_len = u32::from_be_bytes(buf[1..HEADER_LEN].try_into().expect("four bytes")) as usize;
@@ -450,6 +461,11 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, WireError> {
             let (seq, version) = (f.u64()?, f.u64()?);
             Frame::Resolve { seq, version, key: f.rest() }
         }
+        kind::CAUGHT_UP => {
+            let seq = f.u64()?;
+            f.end()?;
+            Frame::CaughtUp { seq }
+        }
         _ => unreachable!("the type is checked above"),
     };
     Ok(Some((frame, total)))
@@ -513,6 +529,7 @@ mod tests {
                 value: b"",
             },
             Frame::Resolve { seq: 19, version: 16, key: b"lock:\x00" },
+            Frame::CaughtUp { seq: 20 },
         ]
     }
 
