@@ -37,7 +37,7 @@ use super::claims::FIRST_WAIT;
 use super::handshake::Identity;
 use super::heartbeat::LinkTime;
 use super::links::{Links, Now, Transport};
-use super::replicator::{ClaimRule, Replicator, Settings, SyncMode};
+use super::replicator::{Replicator, Settings, SyncMode};
 use crate::node::Node;
 use crate::store::{Clock, DeleteRequest, ManualClock, Store, StoreConfig, StoreMode, StoreOutcome, StoreRequest};
 use std::cell::RefCell;
