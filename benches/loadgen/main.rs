@@ -677,6 +677,7 @@ fn sync_row(settings: &Settings, placement: &Placement) {
                     settings.memory_mb,
                     ack,
                     placement.loadgen.clone(),
+                    false,
                 )
                 .expect("start the peer");
                 let deadline = joined + Duration::from_secs(120);
@@ -892,6 +893,7 @@ fn tombstones_row(settings: &Settings, placement: &Placement) {
             settings.memory_mb,
             false,
             placement.loadgen.clone(),
+            false,
         )
         .expect("start the peer");
         server.wait_linked().expect("link");

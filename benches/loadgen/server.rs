@@ -218,7 +218,9 @@ impl Server {
                         for _ in 0..peers {
                             // Each peer dials the server and the peers before it: a full mesh.
                             let before: Vec<SocketAddr> = server.peers.iter().filter_map(|peer| peer.repl).collect();
-                            let peer = Server::peer_of(&server, &before, threads, memory_mb, ack, peer_cpus.clone())?;
+                            let mesh = peers >= 2;
+                            let peer =
+                                Server::peer_of(&server, &before, threads, memory_mb, ack, peer_cpus.clone(), mesh)?;
                             server.peers.push(peer);
                         }
                         server.wait_linked()?;
@@ -231,20 +233,8 @@ impl Server {
     }
 
     /// Starts a stickless peer of `server` (it dials `server`'s replication port,
-    /// and `also`).
+    /// and `also`); one of a mesh's peers when `mesh` (claims by majority).
     pub fn peer_of(
-        server: &Server,
-        also: &[SocketAddr],
-        threads: usize,
-        memory_mb: usize,
-        ack: bool,
-        cpus: Option<Vec<usize>>,
-    ) -> io::Result<Server> {
-        Server::peer_in(server, also, threads, memory_mb, ack, cpus, false)
-    }
-
-    /// [`Server::peer_of`], one of a mesh's peers when `mesh` (claims by majority).
-    pub fn peer_in(
         server: &Server,
         also: &[SocketAddr],
         threads: usize,
