@@ -67,6 +67,15 @@ def free_port():
         return port
 
 
+def shut_down(*ends):
+    """Shuts both ways of each socket, which may be closed already."""
+    for end in ends:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Relay:
     """A TCP relay standing for the network between two nodes, which the driver cuts
     (closing what it carries, and any connection made while cut) and restores."""
@@ -98,6 +107,11 @@ class Relay:
                 client.close()
                 continue
             with self.lock:
+                # Cut while connecting: cut() takes the carried list under this
+                # lock once it has closed the relay, so this pair would outlive it.
+                if not self.open:
+                    shut_down(client, upstream)
+                    continue
                 self.carried += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self.pump, args=(source, sink), daemon=True).start()
@@ -109,21 +123,13 @@ class Relay:
                 sink.sendall(data)
         except OSError:
             pass
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down(source, sink)
 
     def cut(self):
         self.open = False
         with self.lock:
             carried, self.carried = self.carried, []
-        for end in carried:
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down(*carried)
 
     def restore(self):
         self.open = True
