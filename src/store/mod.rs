@@ -710,7 +710,9 @@ impl Store {
         let existing = self.find_live(&mut shard, hash, req.key, &now);
         // What a proposal is made on: the live item, or else what the key's
         // tombstone remembers (an expired item just left one).
+        // Read only for a proposal: a plain store does not look at the tombstones.
         let base = match existing {
+            _ if !req.propose => 0,
             Some(bucket) => shard.table.get_bucket(bucket).map_or(0, Item::cas),
             None => shard.tombstones.version(hash, req.key).unwrap_or(0),
         };
