@@ -21,6 +21,12 @@ fn main() {
             std::process::exit(64); // EX_USAGE
         }
     };
+    // As root, the user to become is checked before anything starts, and refused
+    // in memcached's words (no "stickless:" before them: scripts match them).
+    if let Err(refused) = service::check_identity(config.service.user.as_deref()) {
+        eprintln!("{}", refused.message);
+        std::process::exit(refused.status);
+    }
     // -d forks now, while this is the only thread; the parent returns once the
     // child listens.
     let mut detached = if config.service.daemonize {
@@ -77,9 +83,9 @@ fn main() {
     let pid_file = pid_path.map(|path| PidFile::write(&path).unwrap_or_else(|e| fail(73, e.to_string()))); // EX_CANTCREAT
     // The ports are bound: root is needed no longer.
     if let Some(user) = &user
-        && let Err(message) = service::become_user(user)
+        && let Err(refused) = service::become_user(user)
     {
-        fail(77, message); // EX_NOPERM
+        fail(refused.status, refused.message);
     }
     if let Some(detached) = detached.as_mut()
         && let Err(e) = detached.ready(verbose)

@@ -1,6 +1,7 @@
 //! The process as a service, the way memcached's start scripts run it: `-d` (detach,
-//! and return once listening), `-P` (a pid file, removed at exit), `-u` (become a
-//! user once the ports are bound), `-k` (lock memory) and `-r` (core dumps).
+//! and return once listening), `-P` (a pid file, removed at exit), `-u` (the user to
+//! become once the ports are bound: required as root, as in memcached), `-k` (lock
+//! memory) and `-r` (core dumps).
 //!
 //! Part of the `stickless` binary (`main.rs` declares it), not of the library: a
 //! host that embeds the store manages its own process.
@@ -104,28 +105,67 @@ impl Drop for PidFile {
     }
 }
 
-/// `-u USER`: when running as root, becomes that user (its group, and its
-/// supplementary groups) for good. Not root: nothing to do, as in memcached.
-pub fn become_user(name: &str) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(());
-    }
-    let c_name = CString::new(name).map_err(|_| format!("can't find the user {name} to switch to"))?;
+/// Why the process cannot take the identity it must run under: memcached's
+/// message and exit status (memcached.c, "lose root privileges").
+pub struct IdentityError {
+    pub status: i32,
+    pub message: String,
+}
+
+/// The user database's entry for `name`: its uid and gid.
+fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+    let c_name = CString::new(name).ok()?;
     // SAFETY: getpwnam reads a NUL-terminated name; its result is read at once,
     // before any other call could reuse its static buffer (no thread runs getpw*).
-    let (uid, gid) = unsafe {
+    unsafe {
         let entry = libc::getpwnam(c_name.as_ptr());
-        if entry.is_null() {
-            return Err(format!("can't find the user {name} to switch to"));
+        (!entry.is_null()).then(|| ((*entry).pw_uid, (*entry).pw_gid))
+    }
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: getuid and geteuid have no preconditions and cannot fail.
+    unsafe { libc::getuid() == 0 || libc::geteuid() == 0 }
+}
+
+/// Before anything starts: as root, a cache must be told (`-u`) which user to
+/// become, and that user must exist. memcached refuses both the same way, with
+/// EX_USAGE (64) and EX_NOUSER (67). Not root: `-u` is ignored, as in memcached.
+pub fn check_identity(user: Option<&str>) -> Result<(), IdentityError> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    match user {
+        None | Some("") => {
+            Err(IdentityError { status: 64, message: "can't run as root without the -u switch".into() })
         }
-        ((*entry).pw_uid, (*entry).pw_gid)
+        Some(name) if lookup_user(name).is_none() => {
+            Err(IdentityError { status: 67, message: format!("can't find the user {name} to switch to") })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// `-u USER`: when running as root, becomes that user (its group, and its
+/// supplementary groups) for good, once the ports are bound. Not root: nothing to
+/// do, as in memcached. Fails with EX_NOUSER or EX_OSERR, as memcached does.
+pub fn become_user(name: &str) -> Result<(), IdentityError> {
+    if !running_as_root() {
+        return Ok(());
+    }
+    let Some((uid, gid)) = lookup_user(name) else {
+        return Err(IdentityError { status: 67, message: format!("can't find the user {name} to switch to") });
     };
+    let failed = |reason: io::Error| IdentityError {
+        status: 71,
+        message: format!("failed to assume identity of user {name}: {reason}"),
+    };
+    let c_name = CString::new(name).map_err(|e| failed(io::Error::other(e)))?;
     // SAFETY: initgroups, setgid and setuid take plain values and a NUL-terminated
     // name; the group goes first, while the process may still change it.
     unsafe {
         if libc::initgroups(c_name.as_ptr(), gid) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-            return Err(format!("failed to assume the identity of {name}: {}", io::Error::last_os_error()));
+            return Err(failed(io::Error::last_os_error()));
         }
     }
     Ok(())

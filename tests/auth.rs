@@ -345,7 +345,7 @@ fn contradictory_protocol_flags_are_refused_at_start_as_memcached_refuses_them()
         memcached.env("SASL_CONF_PATH", &users.dir);
         let (memcached_status, memcached_says) = finish(memcached);
         let mut stickless = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"));
-        stickless.args(["-l", "127.0.0.1", "-p", "0", "--sasl-pwdb"]).arg(users.pwdb()).args(*flags);
+        stickless.args(["-l", "127.0.0.1", "-p", "0", "-u", "root", "--sasl-pwdb"]).arg(users.pwdb()).args(*flags);
         let (stickless_status, stickless_says) = finish(stickless);
         assert_eq!(memcached_status, Some(64), "{flags:?}: {memcached_says}");
         assert_eq!(stickless_status, memcached_status, "{flags:?}: {stickless_says}");

@@ -67,7 +67,7 @@ fn shutdown_command_needs_dash_a_and_stops_the_daemon() {
 fn start_up_log(args: &[&str]) -> String {
     use std::io::BufRead;
     let mut child = bin()
-        .args(["-p", "0", "-v"])
+        .args(["-p", "0", "-v", "-u", "root"])
         .args(args)
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
@@ -196,7 +196,7 @@ fn a_bad_replication_secret_is_a_usage_error() {
     let args = |secret: &std::path::Path| {
         let secret = secret.to_str().unwrap().to_string();
         bin()
-            .args(["-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--repl-wait-sync", "0"])
+            .args(["-u", "root", "-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--repl-wait-sync", "0"])
             .args(["--repl-secret", &secret])
             .output()
             .unwrap()
@@ -233,7 +233,7 @@ fn a_bad_replication_secret_is_a_usage_error() {
 fn a_node_waiting_for_its_peer_says_whom_and_how_long() {
     let absent = format!("127.0.0.1:{}", common::free_port());
     let mut child = bin()
-        .args(["-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--peer", &absent])
+        .args(["-u", "root", "-l", "127.0.0.1", "-p", "0", "--repl-listen", "127.0.0.1:0", "--peer", &absent])
         .args(["--repl-wait-sync", "0.3"])
         .env_remove("RUST_LOG")
         .stderr(std::process::Stdio::piped())
@@ -272,14 +272,44 @@ fn a_node_waiting_for_its_peer_says_whom_and_how_long() {
 fn a_detached_daemon_that_cannot_start_fails_in_the_foreground() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = bin().args(["-d", "-l", "127.0.0.1", "-p", &port]).output().unwrap();
+    let out = bin().args(["-u", "root", "-d", "-l", "127.0.0.1", "-p", &port]).output().unwrap();
     assert_eq!(out.status.code(), Some(71));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"), "{:?}", out);
-    let out = bin().args(["-d", "-l", "127.0.0.1", "-p", "0", "-u", "no-such-user-here"]).output().unwrap();
+}
+
+/// As root, memcached refuses to start without `-u`, or with a user that does not
+/// exist, before it binds anything; stickless refuses both with the same words and
+/// exit status (EX_USAGE, EX_NOUSER). Not root, both ignore `-u`.
+#[test]
+fn root_without_a_user_to_become_is_refused_as_memcached_refuses_it() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        assert_eq!(out.status.code(), Some(77));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("can't find the user"), "{:?}", out);
+    let root = unsafe { libc::geteuid() } == 0;
+    let refusal = |program: &str, extra: &[&str]| {
+        let port = common::free_port().to_string();
+        let out = Command::new("timeout")
+            .args(["-s", "KILL", "20", program, "-l", "127.0.0.1", "-p", &port, "-U", "0"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    if !root {
+        // Not root: -u names a user that is never looked up, in both.
+        let (status, said) = refusal(env!("CARGO_BIN_EXE_stickless"), &["-u", "no-such-user-here", "-h"]);
+        assert_eq!((status, said.as_str()), (Some(0), ""));
+        return;
+    }
+    for (extra, expected) in [
+        (&[][..], (Some(64), "can't run as root without the -u switch\n")),
+        (&["-u", ""][..], (Some(64), "can't run as root without the -u switch\n")),
+        (&["-u", "no-such-user-here"][..], (Some(67), "can't find the user no-such-user-here to switch to\n")),
+        (&["-d", "-u", "no-such-user-here"][..], (Some(67), "can't find the user no-such-user-here to switch to\n")),
+    ] {
+        let memcached = refusal("memcached", extra);
+        let stickless = refusal(env!("CARGO_BIN_EXE_stickless"), extra);
+        assert_eq!((memcached.0, memcached.1.as_str()), expected, "memcached {extra:?}");
+        assert_eq!(stickless, memcached, "stickless (left) and memcached (right), {extra:?}");
     }
 }
 

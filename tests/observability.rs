@@ -252,7 +252,7 @@ struct UnixDaemon {
 impl UnixDaemon {
     fn start(path: &Path, extra: &[&str]) -> UnixDaemon {
         let child = Command::new(env!("CARGO_BIN_EXE_stickless"))
-            .arg("-s")
+            .args(["-u", "root", "-s"])
             .arg(path)
             .args(extra)
             .stdout(Stdio::null())
@@ -332,7 +332,7 @@ fn unix_socket_with_its_mask_replacing_a_stale_one() {
 fn unix_socket_refuses_to_replace_a_file_and_disables_tcp() {
     let path = socket_path("file");
     std::fs::write(&path, b"not a socket").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_stickless")).arg("-s").arg(&path).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_stickless")).args(["-u", "root", "-s"]).arg(&path).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not a socket"), "{stderr}");

@@ -113,7 +113,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(common::EXCHANGE_DEADLINE)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
-        .args(["-l", "127.0.0.1", "-p", "0"])
+        .args(["-l", "127.0.0.1", "-p", "0", "-u", "root"])
         .env("NOTIFY_SOCKET", &socket_path)
         .spawn()
         .unwrap();

@@ -701,7 +701,7 @@ fn the_production_pair_links_over_tls_from_the_command_line_and_the_configuratio
     let cache1 = production.host("cache1");
     std::fs::write(cache1.home().join("stickless.conf"), block("pair config")).unwrap();
     cache1.run_ok("install -m 644 stickless.conf /etc/stickless/stickless.conf", Cwd::Home);
-    let from_file = cache1.spawn("stickless --config-file /etc/stickless/stickless.conf", Cwd::Home);
+    let from_file = cache1.spawn("stickless --config-file /etc/stickless/stickless.conf -u root", Cwd::Home);
     let cache2 = production.host("cache2").spawn(&node_part(&block("pair replication"), "cache2"), Cwd::Home);
     let _pair = production.wait_pair([from_file, cache2]);
     let stats = production.replication("10.0.0.1:11211").unwrap();

@@ -158,6 +158,7 @@ impl Node {
     fn start(&mut self) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
             .args(&self.args)
+            .args(["-u", "root"])
             .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", &self.clock_file)
             // Only the wall clock moves: heartbeats and timeouts keep real time.

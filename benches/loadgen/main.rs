@@ -773,7 +773,7 @@ fn warm_row(settings: &Settings, placement: &Placement) {
     // loads and its checksum thread runs beside the load.
     let start = |pinned: bool| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stickless"));
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-t", "1", "-m", &memory_mb, "-e"])
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-u", "root", "-t", "1", "-m", &memory_mb, "-e"])
             .arg(&file)
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::null())

@@ -180,13 +180,11 @@ impl Server {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
+            // memcached refuses to run as root unless told which user to be, and
+            // stickless as memcached does; elsewhere both ignore -u.
+            cmd.args(["-u", "root"]);
             if kind == Kind::Memcached {
                 cmd.args(["-U", "0"]);
-                // SAFETY: geteuid has no preconditions.
-                if unsafe { libc::geteuid() } == 0 {
-                    // memcached refuses to run as root unless told which user to be.
-                    cmd.args(["-u", "root"]);
-                }
             } else {
                 cmd.env_remove("RUST_LOG");
             }
@@ -247,7 +245,7 @@ impl Server {
         let port = free_port()?;
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(Kind::Stickless.program());
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-u", "root"])
             .args(["-t", &threads.to_string(), "-m", &memory_mb.to_string()])
             .arg(format!("--peer={repl}"))
             .args(also.iter().map(|addr| format!("--peer={addr}")))

@@ -134,6 +134,8 @@ class Farm:
             name,
             [
                 self.stickless,
+                # Run as root, a cache must be told which user to become.
+                "-u", "nobody",
                 "-l", "127.0.0.1", "-p", str(self.cache_ports[name]), "-t", "2",
                 "--aspnet-listen", f"127.0.0.1:{self.state_ports[name]}",
                 "--repl-listen", f"127.0.0.1:{self.repl_ports[name]}",

@@ -199,6 +199,8 @@ class Farm:
             name,
             [
                 self.stickless,
+                # Run as root, a cache must be told which user to become.
+                "-u", "nobody",
                 "-l", "127.0.0.1", "-p", str(self.cache_ports[name]), "-t", "2",
                 "--node-id", str(NODES.index(name) + 1),
                 "--repl-listen", f"127.0.0.1:{self.repl_ports[name]}",

@@ -89,7 +89,7 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(args: &[&str]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stickless"))
-            .args(["-l", "127.0.0.1", "-p", "0", "-v"])
+            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-u", "root"])
             .args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -44,7 +44,7 @@ impl Node {
         // Its own process group, which dropping the node ends whole.
         let mut child = command
             .process_group(0)
-            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2"])
+            .args(["-l", "127.0.0.1", "-p", "0", "-v", "-t", "2", "-u", "root"])
             .args(&args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -444,8 +444,8 @@ stickless, a memcached-compatible session cache
                           not finished by then (default: 10)
 -d, --daemon              run as a daemon (returns once listening)
 -P, --pidfile=<file>      save PID in <file> (removed at exit)
--u, --user=<user>         assume identity of <username> (only when run as root),
-                          once the ports are bound
+-u, --user=<user>         assume identity of <username> (only when run as root,
+                          where it is required), once the ports are bound
 -e, --memory-file=<file>  warm restart: save the items here on SIGTERM, SIGINT,
                           SIGUSR1 or shutdown graceful, and load them at start
 -k, --lock-memory         lock down all paged memory
