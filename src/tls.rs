@@ -142,6 +142,19 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
+/// When the first certificate of `chain` stops being valid (its `notAfter`), in
+/// seconds since the Unix epoch: the chain is only as good as its shortest-lived
+/// member. None if no certificate parses (rustls has accepted them, so that is not
+/// expected).
+pub fn chain_expiry(chain: &[CertificateDer<'_>]) -> Option<u64> {
+    use x509_cert::der::Decode;
+    chain
+        .iter()
+        .filter_map(|cert| x509_cert::Certificate::from_der(cert.as_ref()).ok())
+        .map(|cert| cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs())
+        .min()
+}
+
 /// A private key (PKCS#8, PKCS#1 or SEC1 PEM), in memcached's words when it cannot be read.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("Error loading the key: {} : {e}", path.display()))
@@ -164,8 +177,9 @@ pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, String> {
 fn build_server(
     settings: &ServerSettings,
     ticketer: &Arc<dyn rustls::server::ProducesTickets>,
-) -> Result<ServerConfig, String> {
+) -> Result<(ServerConfig, Option<u64>), String> {
     let chain = load_chain(&settings.chain_cert)?;
+    let expiry = chain_expiry(&chain);
     let key = load_key(settings.key.as_deref().unwrap_or(&settings.chain_cert))?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(settings.min_version.versions())
@@ -185,7 +199,7 @@ fn build_server(
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     config.ticketer = Arc::clone(ticketer);
     config.send_half_rtt_data = false;
-    Ok(config)
+    Ok((config, expiry))
 }
 
 /// A client port's TLS: the configuration new connections get, rebuilt from the
@@ -199,18 +213,21 @@ pub struct ServerTls {
     refreshed: RwLock<Instant>,
     /// Connections whose handshake failed or never finished (`ssl_handshake_errors`).
     pub handshake_errors: AtomicU64,
+    /// When the certificates loaded last stop being valid (Unix seconds; 0 unknown).
+    expires_at: AtomicU64,
 }
 
 impl ServerTls {
     pub fn new(settings: ServerSettings) -> Result<ServerTls, String> {
         let ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
-        let config = build_server(&settings, &ticketer)?;
+        let (config, expiry) = build_server(&settings, &ticketer)?;
         Ok(ServerTls {
             settings,
             current: RwLock::new(Arc::new(config)),
             ticketer,
             refreshed: RwLock::new(Instant::now()),
             handshake_errors: AtomicU64::new(0),
+            expires_at: AtomicU64::new(expiry.unwrap_or(0)),
         })
     }
 
@@ -221,8 +238,9 @@ impl ServerTls {
     /// Loads the certificate files again; connections made from now on use them.
     /// On failure the current ones stay.
     pub fn reload(&self) -> Result<(), String> {
-        let config = build_server(&self.settings, &self.ticketer)?;
+        let (config, expiry) = build_server(&self.settings, &self.ticketer)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.expires_at.store(expiry.unwrap_or(0), Ordering::Relaxed);
         *self.refreshed.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         Ok(())
     }
@@ -230,6 +248,11 @@ impl ServerTls {
     /// Seconds since the certificates were loaded (`time_since_server_cert_refresh`).
     pub fn since_refresh(&self) -> u64 {
         self.refreshed.read().unwrap_or_else(|e| e.into_inner()).elapsed().as_secs()
+    }
+
+    /// When the certificates in use stop being valid, in Unix seconds.
+    pub fn expires_at(&self) -> Option<u64> {
+        Some(self.expires_at.load(Ordering::Relaxed)).filter(|&at| at != 0)
     }
 
     /// Wraps an accepted socket; the handshake runs as it is read.
@@ -258,6 +281,8 @@ pub struct PeerSettings {
 pub struct PeerTls {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    /// When this node's certificate chain stops being valid, in Unix seconds.
+    expires_at: Option<u64>,
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -270,6 +295,7 @@ impl PeerTls {
     pub fn new(settings: &PeerSettings) -> Result<PeerTls, String> {
         let roots = load_roots(&settings.ca)?;
         let chain = load_chain(&settings.cert)?;
+        let expires_at = chain_expiry(&chain);
         let key = load_key(&settings.key)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
             .build()
@@ -287,7 +313,12 @@ impl PeerTls {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("Error loading the key: {} : {e}", settings.key.display()))?;
-        Ok(PeerTls { server: Arc::new(server), client: Arc::new(client) })
+        Ok(PeerTls { server: Arc::new(server), client: Arc::new(client), expires_at })
+    }
+
+    /// When this node's certificate chain stops being valid, in Unix seconds.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
     }
 
     pub fn accept(&self, sock: TcpStream) -> io::Result<TlsStream> {

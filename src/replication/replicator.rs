@@ -1291,6 +1291,11 @@ impl Replicator {
         self.store.tombstones()
     }
 
+    /// Deletes forgotten for memory before every peer applied them (`repl_tombstones_shed`).
+    pub fn tombstones_shed(&self) -> u64 {
+        self.store.tombstones_shed()
+    }
+
     /// A counter summed over the node's own figures and every peer's.
     pub fn total(&self, field: fn(&ReplStats) -> &AtomicU64) -> u64 {
         let load = |stats: &ReplStats| field(stats).load(Ordering::Relaxed);
@@ -1372,7 +1377,7 @@ impl Replicator {
         line("repl_tls_mismatches", load(&s.tls_mismatches).to_string());
         line("repl_tombstones", self.store.tombstones().to_string());
         line("repl_tombstone_bytes", self.store.tombstone_bytes().to_string());
-        line("repl_tombstones_shed", self.store.tombstones_shed().to_string());
+        line("repl_tombstones_shed", self.tombstones_shed().to_string());
         // Then each peer's own, by node id.
         for peer in peers {
             let Some(node) = peer.node() else { continue };

@@ -262,6 +262,7 @@ pub fn render(shared: &Shared) -> String {
         );
         m.gauge("tls_certificate_age_seconds", "Seconds since the certificates were loaded.", tls.since_refresh());
     }
+    certificate_expiry(&mut m, shared);
     if shared.config.aspnet.listen.is_some() {
         m.labelled(
             "aspnet_requests_total",
@@ -296,6 +297,26 @@ pub fn render(shared: &Shared) -> String {
         replication(&mut m, replicator, &backlog);
     }
     m.out
+}
+
+/// When each certificate chain in use stops being valid: the client ports' (`-Z`)
+/// and the replication link's. An expired one ends every TLS connection, and a
+/// pair's replication with it.
+fn certificate_expiry(m: &mut Exposition, shared: &Shared) {
+    let clients = shared.tls.as_ref().and_then(|tls| tls.expires_at());
+    let replication = shared.node.replicator().and_then(|r| r.settings.tls.as_ref()).and_then(|tls| tls.expires_at());
+    let samples: Vec<(&str, u64)> =
+        [("clients", clients), ("replication", replication)].into_iter().filter_map(|(u, at)| Some((u, at?))).collect();
+    if samples.is_empty() {
+        return;
+    }
+    m.labelled(
+        "tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the certificate chain in use stops being valid (the earliest notAfter in it), by what it serves.",
+        "serves",
+        &samples,
+    );
 }
 
 /// Upper bounds of the replication lag histogram's buckets, in microseconds: from
@@ -351,6 +372,12 @@ fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFig
         ],
     );
     m.gauge(
+        "replication_minority",
+        "1 while claims need a majority (--repl-claims majority) and this node cannot reach one, or has not caught up \
+         with every peer since it started: claims are refused and GET /health answers 503.",
+        u8::from(replicator.refuses_claims()),
+    );
+    m.gauge(
         "replication_majority",
         "1 while this node and the peers it reaches are a majority of the nodes (claims need one under \
          --repl-claims majority).",
@@ -377,6 +404,12 @@ fn replication(m: &mut Exposition, replicator: &Replicator, backlog: &BacklogFig
         u64::from(replicator.settings.tls.is_some()),
     );
     m.gauge("replication_tombstones", "Deleted keys remembered against late writes.", replicator.tombstones());
+    m.counter(
+        "replication_tombstones_shed_total",
+        "Deletes forgotten for memory before every peer applied them: an older write from a peer can bring such a \
+         key back.",
+        replicator.tombstones_shed(),
+    );
     m.gauge("replication_backlog_size_bytes", "Room for recent changes (--repl-backlog).", backlog.capacity);
 }
 
