@@ -136,9 +136,7 @@ pub fn check_identity(user: Option<&str>) -> Result<(), IdentityError> {
         return Ok(());
     }
     match user {
-        None | Some("") => {
-            Err(IdentityError { status: 64, message: "can't run as root without the -u switch".into() })
-        }
+        None | Some("") => Err(IdentityError { status: 64, message: "can't run as root without the -u switch".into() }),
         Some(name) if lookup_user(name).is_none() => {
             Err(IdentityError { status: 67, message: format!("can't find the user {name} to switch to") })
         }

@@ -1,7 +1,8 @@
 //! The Debian package (`scripts/deb`): its contents, its systemd unit checked by
 //! `systemd-analyze verify`, an install into a scratch root with dpkg, the
 //! installed daemon started from the installed configuration file, and the
-//! `Type=notify` readiness it sends.
+//! `Type=notify` readiness it sends; the dependencies dpkg-shlibdeps computed, and
+//! the Prometheus rules and Grafana dashboard it ships.
 
 mod common;
 
@@ -50,6 +51,9 @@ fn the_package_installs_its_files_and_its_unit_verifies() {
         "./etc/stickless/stickless.conf".into(),
         "./usr/share/man/man1/stickless.1.gz".into(),
         "./usr/share/doc/stickless/copyright".into(),
+        "./usr/share/stickless/prometheus/stickless.rules.yml".into(),
+        "./usr/share/stickless/prometheus/stickless.rules.test.yml".into(),
+        "./usr/share/stickless/grafana/stickless.json".into(),
     ];
     for file in &files {
         assert!(contents.lines().any(|line| line.ends_with(file.as_str())), "{file} missing:\n{contents}");
@@ -58,6 +62,7 @@ fn the_package_installs_its_files_and_its_unit_verifies() {
     assert_eq!(run("dpkg-deb", &["-f", package.to_str().unwrap(), "Package"]).trim(), "stickless");
     let conffiles = run("dpkg-deb", &["-I", package.to_str().unwrap(), "conffiles"]);
     assert_eq!(conffiles.trim(), "/etc/stickless/stickless.conf");
+    depends_on_what_the_binaries_link(&package, &[Path::new(env!("CARGO_BIN_EXE_stickless")), &common::built_cdylib()]);
 
     // Installed by dpkg into a scratch root with a database of its own.
     let root = dir.join("root");
@@ -86,6 +91,13 @@ fn the_package_installs_its_files_and_its_unit_verifies() {
         String::from_utf8_lossy(&verify.stderr)
     );
 
+    // The rules and their unit tests pass promtool where the package put them.
+    let rules = root.join("usr/share/stickless/prometheus");
+    let test =
+        Command::new("promtool").args(["test", "rules", "stickless.rules.test.yml"]).current_dir(&rules).output();
+    let test = test.expect("promtool (scripts/test installs Debian's prometheus package)");
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stdout));
+
     // The man page came from -h.
     let man = Command::new("zcat").arg(root.join("usr/share/man/man1/stickless.1.gz")).output().unwrap();
     let man = String::from_utf8(man.stdout).unwrap();
@@ -102,6 +114,42 @@ fn the_package_installs_its_files_and_its_unit_verifies() {
         b"STORED\r\nVALUE k 0 1\r\nv\r\nEND\r\n"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The package's Depends names, with a version, the package of every shared
+/// library the binaries link (their NEEDED entries, owned per `dpkg -S`), and
+/// nothing else: dpkg-shlibdeps computed it.
+fn depends_on_what_the_binaries_link(package: &Path, binaries: &[&Path]) {
+    let depends = run("dpkg-deb", &["-f", package.to_str().unwrap(), "Depends"]);
+    let named: std::collections::BTreeSet<&str> =
+        depends.trim().split(", ").map(|dep| dep.split(' ').next().unwrap()).collect();
+    for dep in depends.trim().split(", ") {
+        assert!(dep.contains(" (>= "), "{dep} carries the version its symbols need: {depends}");
+    }
+    let multiarch = run("dpkg-architecture", &["-qDEB_HOST_MULTIARCH"]);
+    let multiarch = multiarch.trim();
+    let mut owners = std::collections::BTreeSet::new();
+    for binary in binaries {
+        let dynamic = run("objdump", &["-p", binary.to_str().unwrap()]);
+        for soname in dynamic.lines().filter_map(|line| line.trim().strip_prefix("NEEDED")).map(str::trim) {
+            // Under merged /usr, dpkg knows a library by the path its package
+            // ships, /lib or /usr/lib: the first that `dpkg -S` names.
+            let owner =
+                [format!("/lib/{multiarch}"), format!("/usr/lib/{multiarch}"), "/lib64".into(), "/usr/lib64".into()]
+                    .iter()
+                    .map(|dir| Path::new(dir).join(soname))
+                    .filter(|path| path.exists())
+                    .find_map(|path| {
+                        // "libc6:amd64: /lib/x86_64-linux-gnu/libc.so.6"
+                        let owner = Command::new("dpkg").arg("-S").arg(&path).output().unwrap();
+                        let owner = String::from_utf8(owner.stdout).unwrap();
+                        Some(owner.split(':').next()?.trim().to_string()).filter(|owner| !owner.is_empty())
+                    })
+                    .unwrap_or_else(|| panic!("no installed package ships {soname}"));
+            owners.insert(owner);
+        }
+    }
+    assert_eq!(named, owners.iter().map(String::as_str).collect(), "Depends: {depends}");
 }
 
 /// Under systemd (`NOTIFY_SOCKET`), the daemon says READY=1 once it listens, and
