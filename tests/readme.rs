@@ -57,6 +57,7 @@ const SCENARIOS: &[&str] = &[
     "tls-clients",
     "config nutcracker",
     "config haproxy",
+    "config prometheus",
     "c-example",
     "c-build",
     "c-build output",
@@ -564,6 +565,30 @@ fn the_proxy_configurations_are_read_without_warnings() {
         let said = format!("{}{}", printed(&out.stdout), printed(&out.stderr));
         assert!(out.status.success() && !said.contains("WARNING") && !said.contains("ALERT"), "{config}: {said}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Operating's Prometheus configuration loads the rules from where the package
+/// puts them (here read from the checkout's copy), as promtool reads it.
+#[test]
+fn the_prometheus_configuration_loads_the_packaged_rules() {
+    let dir = scratch("prometheus");
+    let installed = "/usr/share/stickless/prometheus/";
+    let config = block("config prometheus");
+    assert!(config.contains(&format!("{installed}stickless.rules.yml")), "{config}");
+    let deb = std::fs::read_to_string(repo().join("scripts/deb")).unwrap();
+    assert!(deb.contains("$root/usr/share/stickless/prometheus"), "scripts/deb installs the rules there");
+    let checkout = format!("{}/", repo().join("packaging/prometheus").display());
+    std::fs::write(dir.join("prometheus.yml"), config.replace(installed, &checkout)).unwrap();
+    let out = Command::new("promtool").args(["check", "config", "prometheus.yml"]).current_dir(&dir).output();
+    let out = out.expect("promtool (scripts/test installs Debian's prometheus package)");
+    let said = format!("{}{}", printed(&out.stdout), printed(&out.stderr));
+    let rules = std::fs::read_to_string(repo().join("packaging/prometheus/stickless.rules.yml")).unwrap();
+    let count = rules
+        .lines()
+        .filter(|line| line.trim_start().starts_with("- alert:") || line.trim_start().starts_with("- record:"))
+        .count();
+    assert!(out.status.success() && said.contains(&format!("SUCCESS: {count} rules found")), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
