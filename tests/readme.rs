@@ -568,6 +568,18 @@ fn the_proxy_configurations_are_read_without_warnings() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The charts of README.md and BENCHMARKS.md are what `scripts/charts` draws from
+/// BENCHMARKS.md's Summary table, byte for byte.
+#[test]
+fn the_charts_are_drawn_from_the_benchmarks_summary() {
+    let out = Command::new(repo().join("scripts/charts")).arg("--check").output().unwrap();
+    assert!(out.status.success(), "{}{}", printed(&out.stdout), printed(&out.stderr));
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for chart in ["memcached.svg", "tls.svg", "peers.svg"] {
+        assert!(readme.contains(&format!("(benches/charts/{chart})")), "README.md shows {chart}");
+    }
+}
+
 /// Operating's Prometheus configuration loads the rules from where the package
 /// puts them (here read from the checkout's copy), as promtool reads it.
 #[test]
