@@ -13,6 +13,7 @@
 
 mod aspnet;
 mod driver;
+mod nothing;
 mod server;
 
 use driver::{KeyPattern, Outcome, Protocol, SessionLock, Workload};
@@ -38,7 +39,9 @@ options:
   --server-threads N    -t of both servers (default 1)
   --memory MB           -m of both servers (default 1024)
   --servers LIST        of stickless, memcached, paired-async, paired-ack (a stickless
-                        with a peer on the load generator's CPUs; default the first two)
+                        with a peer on the load generator's CPUs), nothing (a server that
+                        stores nothing: the ceiling, text protocol over TCP only; default
+                        the first two)
   --threads N           load generator threads (default 1)
   --no-pin              do not pin the servers and the load generator to CPUs
   --peer-nice N         start replication peers at nice N (default 0; -10 keeps a peer from
@@ -403,12 +406,17 @@ fn throughput_row(row: &Row, settings: &Settings, placement: &Placement) -> Vec<
             median_of(figures, |f| f.loadgen_us_per_op),
         );
     }
-    if let [(Kind::Stickless, ours, _), (Kind::Memcached, theirs, _)] = &results[..] {
+    let figures_of = |wanted: Kind| results.iter().find(|(kind, _, _)| *kind == wanted).map(|(_, f, _)| f);
+    for against in [Kind::Memcached, Kind::Nothing] {
+        let (Some(ours), Some(theirs)) = (figures_of(Kind::Stickless), figures_of(against)) else {
+            continue;
+        };
         // The median of the ratios of paired runs, which cancels the drift between pairs.
         let ratio =
             |pick: fn(&Figures) -> f64| median(ours.iter().zip(theirs).map(|(o, t)| pick(o) / pick(t)).collect());
         println!(
-            "| **stickless/memcached** | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | |",
+            "| **stickless/{}** | **{:.2}×** | {:.2}× | {:.2}× | {:.2}× | {:.2}× | |",
+            if against == Kind::Nothing { "ceiling" } else { "memcached" },
             ratio(|f| f.ops_per_sec),
             ratio(|f| f.p50_ms),
             ratio(|f| f.p99_ms),
@@ -1069,6 +1077,7 @@ fn parse_args(args: Vec<String>) -> (Settings, Vec<String>, Option<Workload>) {
                         "paired-ack" => Kind::Paired { ack: true, peers: 1 },
                         "mesh-async" => Kind::Paired { ack: false, peers: 2 },
                         "mesh-ack" => Kind::Paired { ack: true, peers: 2 },
+                        "nothing" => Kind::Nothing,
                         other => usage_error(&format!("unknown server {other:?}")),
                     })
                     .collect();
@@ -1253,6 +1262,11 @@ fn smoke() {
     for protocol in [Protocol::Text, Protocol::Binary] {
         let workload = Workload { protocol, ..workload.clone() };
         let row = Row { name: "smoke".into(), title: describe(&workload), workload };
+        // The store-nothing ceiling speaks the text protocol alone.
+        let mut settings = settings.clone();
+        if protocol == Protocol::Text {
+            settings.servers.push(Kind::Nothing);
+        }
         for (kind, _, outcomes) in throughput_row(&row, &settings, &placement) {
             let outcome = &outcomes[0];
             assert!(outcome.sets > 0 && outcome.gets > 0, "{} {protocol:?}: no traffic", kind.name());
@@ -1295,6 +1309,9 @@ fn smoke() {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve-nothing") {
+        nothing::serve(&args[1..]);
+    }
     // `cargo bench` passes --bench; `cargo test` does not, and gets the smoke run.
     if !args.iter().any(|a| a == "--bench") {
         smoke();

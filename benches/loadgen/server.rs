@@ -24,6 +24,9 @@ pub enum Kind {
     },
     /// stickless waiting for a peer that the benchmark starts itself (full sync).
     Replicating,
+    /// The store-nothing ceiling (`nothing.rs`): this binary, serving the text
+    /// protocol without keeping any item.
+    Nothing,
 }
 
 impl Kind {
@@ -36,13 +39,15 @@ impl Kind {
             Kind::Paired { ack: false, .. } => "stickless + 2 peers (async)",
             Kind::Paired { ack: true, .. } => "stickless + 2 peers (ack)",
             Kind::Replicating => "stickless (replicating)",
+            Kind::Nothing => "store-nothing ceiling",
         }
     }
 
-    fn program(self) -> &'static str {
+    fn program(self) -> std::path::PathBuf {
         match self {
-            Kind::Memcached => "memcached",
-            _ => env!("CARGO_BIN_EXE_stickless"),
+            Kind::Memcached => "memcached".into(),
+            Kind::Nothing => std::env::current_exe().expect("the load generator's own path"),
+            _ => env!("CARGO_BIN_EXE_stickless").into(),
         }
     }
 }
@@ -134,6 +139,9 @@ impl Server {
         loop {
             let port = free_port()?;
             let mut cmd = Command::new(kind.program());
+            if kind == Kind::Nothing {
+                cmd.arg("--serve-nothing");
+            }
             let repl = match kind {
                 Kind::Paired { .. } | Kind::Replicating => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
                 _ => None,
@@ -153,7 +161,7 @@ impl Server {
                 cmd.arg("--repl-claims=majority");
             }
             let aspnet = match kind {
-                Kind::Memcached => None,
+                Kind::Memcached | Kind::Nothing => None,
                 _ if ASPNET_PORTS.load(Ordering::Relaxed) => Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))),
                 _ => None,
             };
@@ -195,7 +203,8 @@ impl Server {
                     cmd.pre_exec(move || pin_current(&cpus));
                 }
             }
-            let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", kind.program())))?;
+            let mut child =
+                cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", kind.program().display())))?;
             loop {
                 if Instant::now() >= deadline {
                     let _ = child.kill();
