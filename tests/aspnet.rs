@@ -272,11 +272,15 @@ fn mesh(count: usize) -> Vec<(Server, SocketAddr)> {
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
+    // Every link up and acknowledging (an ack-mode write waits for each such
+    // peer), and every node caught up with the others (it takes claims only then).
     let linked = |server: &Server| {
         let node = server.shared().node.replicator().expect("replicating");
         node.known_peers().len() == count - 1
             && node.stats.state.load(std::sync::atomic::Ordering::Relaxed)
                 == stickless::replication::replicator::LINK_UP
+            && node.linked_with_all()
+            && !node.refuses_claims()
     };
     while !nodes.iter().all(|(server, _)| linked(server)) {
         assert!(Instant::now() < deadline, "the nodes did not link");

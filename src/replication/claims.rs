@@ -118,11 +118,23 @@ pub(super) struct OpenClaim {
 /// vote on the key was taken), apart from the backlog's sequence numbers.
 pub(super) const FIRST_WAIT: u64 = 1 << 63;
 
+/// The verdict on one of our proposals, kept until its writer collects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Granted, and installed here as the change recorded at this number: in ack
+    /// mode its writer is answered once the peers have that change too, as any
+    /// write's is.
+    Granted {
+        installed: u64,
+    },
+    Lost,
+}
+
 /// Our proposals until decided, the verdicts until their writers collect them, and
 /// the claims waiting for this node's vote on their key.
 pub(super) struct OwnClaims {
     pub open: Mutex<BTreeMap<u64, OpenClaim>>,
-    pub decided: Mutex<BTreeMap<u64, bool>>,
+    pub decided: Mutex<BTreeMap<u64, Verdict>>,
     /// Each wait's key: it ends once the key's vote is free, and its claim runs
     /// again then (a proposal made meanwhile could gather no vote here).
     pub waiting: Mutex<BTreeMap<u64, Box<[u8]>>>,
@@ -164,17 +176,17 @@ impl OwnClaims {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn decided(&self) -> MutexGuard<'_, BTreeMap<u64, bool>> {
+    pub fn decided(&self) -> MutexGuard<'_, BTreeMap<u64, Verdict>> {
         self.decided.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Keeps the verdict on `seq` for its writer.
-    pub fn decide(&self, seq: u64, granted: bool) {
+    pub fn decide(&self, seq: u64, verdict: Verdict) {
         let mut decided = self.decided();
         while decided.first_key_value().is_some_and(|(&oldest, _)| oldest + VERDICTS_KEPT < seq) {
             decided.pop_first();
         }
-        decided.insert(seq, granted);
+        decided.insert(seq, verdict);
     }
 }
 

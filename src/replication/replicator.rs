@@ -4,7 +4,7 @@
 //! and claims wait on it), and the figures `stats replication` shows.
 
 use super::backlog::{Backlog, Recorded};
-use super::claims::{FIRST_WAIT, OpenClaim, OwnClaims, Standing, Vote, Votes, stands_on};
+use super::claims::{FIRST_WAIT, OpenClaim, OwnClaims, Standing, Verdict, Vote, Votes, stands_on};
 use super::handshake::Identity;
 use super::wire::Position;
 use crate::store::{Applied, Change, Proposal, Receipt, Store};
@@ -888,7 +888,7 @@ impl Replicator {
         }
         if self.is_proposal(seq) {
             self.decide_claims();
-            return self.claims.decided().contains_key(&seq);
+            return self.claims.decided().get(&seq).is_some_and(|&verdict| self.verdict_answerable(verdict));
         }
         self.all_acked(seq) || self.refuses_claims()
     }
@@ -906,7 +906,13 @@ impl Replicator {
         }
         if self.is_proposal(seq) {
             self.decide_claims();
-            return self.claims.decided().remove(&seq);
+            let mut decided = self.claims.decided();
+            let verdict = *decided.get(&seq)?;
+            if !self.verdict_answerable(verdict) {
+                return None;
+            }
+            decided.remove(&seq);
+            return Some(matches!(verdict, Verdict::Granted { .. }));
         }
         if !self.claim_settled(seq) {
             return None;
@@ -916,6 +922,16 @@ impl Replicator {
             self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
         }
         Some(!lost)
+    }
+
+    /// Whether a decided proposal's writer may be answered: at once if it lost,
+    /// and once its installed change may be reported done if it was granted (in
+    /// ack mode, when the peers have it: a read on any node then finds it).
+    fn verdict_answerable(&self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Lost => true,
+            Verdict::Granted { installed } => self.acknowledged(installed),
+        }
     }
 
     /// Whether our claim `seq` is a proposal (open, or decided and uncollected),
@@ -1129,8 +1145,9 @@ impl Replicator {
             // reached this node first) did not take effect: it is reported lost, and
             // its command runs again on that state, rather than told it holds what
             // another write replaced.
-            let installed = granted
-                && self.store.install_granted(&proposed.as_proposal(), &mut Receipt::default()) == Applied::Applied;
+            let mut receipt = Receipt::default();
+            let installed =
+                granted && self.store.install_granted(&proposed.as_proposal(), &mut receipt) == Applied::Applied;
             {
                 let mut votes = self.votes.stripe(&key);
                 if votes.get(&key).is_some_and(|vote| vote.own == Some(seq)) {
@@ -1143,7 +1160,8 @@ impl Replicator {
                 self.stats.claims_lost.fetch_add(1, Ordering::Relaxed);
             }
             self.refused_claims().remove(&seq);
-            self.claims.decide(seq, installed);
+            let verdict = if installed { Verdict::Granted { installed: receipt.recorded } } else { Verdict::Lost };
+            self.claims.decide(seq, verdict);
             self.claims.open().remove(&seq);
             decided_any = true;
         }

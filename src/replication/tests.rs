@@ -32,6 +32,18 @@ fn replicator_with(
     peers: Vec<String>,
     claims: ClaimRule,
 ) -> Arc<Replicator> {
+    replicator_in_mode(id, clock, history, listen, peers, claims, SyncMode::Async)
+}
+
+fn replicator_in_mode(
+    id: u16,
+    clock: &ManualClock,
+    history: u64,
+    listen: &str,
+    peers: Vec<String>,
+    claims: ClaimRule,
+    mode: SyncMode,
+) -> Arc<Replicator> {
     let config = StoreConfig { node_id: id, ..StoreConfig::default() };
     let store = Arc::new(Store::new(config, Clock::Manual(clock.clone())));
     let settings = Settings {
@@ -41,7 +53,7 @@ fn replicator_with(
         backlog: 1 << 20,
         timeout: Duration::from_secs(3),
         heartbeat: Duration::from_millis(500),
-        mode: SyncMode::Async,
+        mode,
         claims: Some(claims),
         tombstone_secs: 3600,
         tls: None,
@@ -648,6 +660,43 @@ proptest! {
     ) {
         lock_race(SyncMode::Ack, skew_ms, steps)?;
     }
+}
+
+/// In ack mode a granted claim's writer is answered once every acknowledging peer
+/// has the change that installed it, as any write's is: a read on another node
+/// right after the reply finds the claim.
+#[test]
+fn a_granted_claim_in_ack_mode_waits_for_its_install_to_reach_every_peer() {
+    let clock = ManualClock::new(START_MS);
+    let peers = vec!["10.0.0.2:11212".to_string(), "10.0.0.3:11212".to_string()];
+    let node = replicator_in_mode(1, &clock, 7, "", peers, ClaimRule::Majority, SyncMode::Ack);
+    let (two, three) = (node.peer_slot(2).unwrap(), node.peer_slot(3).unwrap());
+    for slot in [two, three] {
+        node.set_acking(slot, true);
+        node.caught_up_with(slot);
+    }
+    let req = StoreRequest { propose: true, ..StoreRequest::new(StoreMode::Add, b"lock", b"mine") };
+    let mut receipt = Receipt::default();
+    let outcome = node.propose(b"lock", &mut receipt, |receipt| node.store.store_noted(&req, receipt));
+    assert!(matches!(outcome, Some(StoreOutcome::Stored { .. })));
+    let claim = receipt.claim;
+    node.peer_applied(two, claim);
+    assert_eq!(node.take_claim_verdict(claim), None, "granted, but no peer has its install yet");
+    let installed = claim + 1;
+    assert!(node.backlog_figures().last_seq > claim, "the install is recorded after the proposal");
+    node.peer_applied(two, installed);
+    assert!(!node.claim_settled(claim), "node 3 has not applied the install");
+    assert_eq!(node.take_claim_verdict(claim), None);
+    node.peer_applied(three, installed);
+    assert!(node.claim_settled(claim));
+    assert_eq!(node.take_claim_verdict(claim), Some(true));
+    // A lost claim is answered at once: it installed nothing to wait for.
+    let req = StoreRequest { propose: true, ..StoreRequest::new(StoreMode::Add, b"other", b"mine") };
+    let mut receipt = Receipt::default();
+    node.propose(b"other", &mut receipt, |receipt| node.store.store_noted(&req, receipt));
+    node.claim_refused(receipt.claim, two);
+    node.claim_refused(receipt.claim, three);
+    assert_eq!(node.take_claim_verdict(receipt.claim), Some(false));
 }
 
 /// Under `majority`, a node of three tries claims only while it and its linked
