@@ -671,7 +671,9 @@ impl Simulation {
                         Counting::Idle
                     }
                     Some(true) => {
-                        if made_in != generation || !self.all_linked() {
+                        // The node's own view first: it may have seen the link go
+                        // (a write that failed) before the harness counts the cut.
+                        if made_in != generation || !self.all_linked() || !replicator.linked_with_all() {
                             // Granted because a link went down before its verdict:
                             // a rival granted alike on the other side may replace it.
                             self.tally.unsure += u64::from(!made);

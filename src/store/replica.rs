@@ -570,6 +570,17 @@ impl Store {
         self.versions.node()
     }
 
+    /// The newest version this node has made or observed ([`VersionClock::newest`]).
+    pub fn newest_version(&self) -> u64 {
+        self.versions.newest()
+    }
+
+    /// Keeps this node's next versions newer than `version` (a warm restart's
+    /// saved clock).
+    pub fn observe_version(&self, version: u64) {
+        self.versions.observe(version);
+    }
+
     /// The flush marks a full sync carries: the version up to which states are
     /// flushed, and a delayed flush's time (Unix seconds, 0 for none).
     pub fn flush_marks(&self) -> (u64, u32) {

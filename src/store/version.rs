@@ -63,6 +63,13 @@ impl VersionClock {
         (hlc << NODE_BITS) | u64::from(self.node)
     }
 
+    /// The newest version this node has made or observed (with no node id): a
+    /// warm restart keeps it, so that writes after the restart stay newer than a
+    /// delete applied before it, of which no tombstone may remain.
+    pub fn newest(&self) -> u64 {
+        self.last.load(Ordering::Acquire) << NODE_BITS
+    }
+
     /// Takes note of a version made elsewhere, so that this node's next versions
     /// are newer than it.
     #[inline]

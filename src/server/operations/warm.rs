@@ -10,6 +10,7 @@
 //! history u64 | last_seq u64   (replication; 0: none)
 //! flush_version u64 | flush_at u32
 //! peer_count u16 | per peer: node u16 | history u64 | applied u64   (what this node applied of it)
+//! newest_version u64   (the newest version this node made or observed)
 //! records: key_len u16 (0 ends them) | value_len u32 | flags u32 | expires_at u32 | version u64 | key | value
 //!          | part_count u16 (0xffff: no counter) [| base_version u64 | agreed i128 | agreed_version u64
 //!          | per part: node u16 | delta i128 | version u64]
@@ -29,7 +30,14 @@
 //! peer_applied u64` after `last_seq` and no peer list; it is still read, its items
 //! and own position kept, and the peer's position dropped (that peer sends a full
 //! sync once). Format 2 had no counters after the values; it is still read, and
-//! its counters start again from their values.
+//! its counters start again from their values. Format 3 had no newest version;
+//! it is still read, and the clock starts from what the items and tombstones
+//! carry.
+//!
+//! The newest version matters when the clock is behind a peer's: a delete
+//! applied from a peer leaves no tombstone here, so without it a write made after
+//! the restart could carry an older version than that delete, win here and lose
+//! on the peer, and the two would hold different states for good.
 
 use crate::replication::replicator::{PeerProgress, Progress};
 use crate::store::{Counter, KeyChange, KeyState, Part, Store, SyncCursor};
@@ -41,11 +49,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const MAGIC: &[u8; 8] = b"STKLWARM";
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// The single-peer format this build still reads.
 const FORMAT_SINGLE_PEER: u32 = 1;
 /// The format without counters this build still reads.
 const FORMAT_UNCOUNTED: u32 = 2;
+/// The format without the newest version this build still reads.
+const FORMAT_UNCLOCKED: u32 = 3;
 /// A record's part count when its value has no counter (a counter has at most one
 /// part per node, 4096 at most).
 const NO_COUNTER: u16 = u16::MAX;
@@ -119,6 +129,7 @@ pub fn save(store: &Store, replication: Option<ReplicationPosition>, path: &Path
         header.extend_from_slice(&held.progress.history.to_le_bytes());
         header.extend_from_slice(&held.progress.applied.to_le_bytes());
     }
+    header.extend_from_slice(&store.newest_version().to_le_bytes());
     out.write_all(&header)?;
     let mut cursor = SyncCursor::default();
     let mut slice = Vec::with_capacity(1 << 20);
@@ -326,6 +337,11 @@ fn apply(store: &Store, path: &Path, refused: &AtomicBool) -> Result<Report, Str
             progress.push(PeerProgress { node, progress: Progress { history: at(2), applied: at(10) } });
         }
     }
+    if format > FORMAT_UNCLOCKED {
+        let mut newest = [0u8; 8];
+        reader.read_exact(&mut newest).map_err(|e| refuse(e.to_string()))?;
+        store.observe_version(u64::from_le_bytes(newest));
+    }
     if node_id != store.node_id() {
         log::warn!(
             "warm restart: {} was saved by node {node_id}, this is node {}: items are loaded, the replication \
@@ -489,6 +505,28 @@ mod tests {
     /// An item that expired before the save comes back as its tombstone: its
     /// version must still beat an older state a peer holds. Only this node's
     /// own in a pair; a peer's too in a mesh.
+    /// A delete applied from a peer whose clock is ahead leaves no tombstone here;
+    /// after a warm restart this node's writes of the key must still be newer than
+    /// it, or the peer would keep the delete and this node the write, for good.
+    #[test]
+    fn writes_after_a_restart_stay_newer_than_a_peers_delete_applied_before_it() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let first = replicated_store(2, &clock);
+        first.store(&StoreRequest::new(StoreMode::Set, b"k", b"v"));
+        // The peer (node 1) deleted it a second ahead of this node's clock.
+        let ahead = (1_700_000_001_000 - crate::store::version::EPOCH_UNIX_MS) << 23 | 1;
+        let delete = KeyChange { key: b"k", version: ahead, state: KeyState::Deleted };
+        assert_eq!(first.apply_remote(&delete), Applied::Applied);
+        assert_eq!(first.key_state(b"k", |change| change.version), None, "no tombstone of a peer's delete");
+        let path = std::env::temp_dir().join(format!("stickless-warm-clock-{}", std::process::id()));
+        save(&first, None, &path).unwrap();
+        let second = replicated_store(2, &clock);
+        load(&second, &path).expect("a file").unwrap();
+        second.store(&StoreRequest::new(StoreMode::Set, b"k", b"again"));
+        let version = second.key_state(b"k", |change| change.version).unwrap();
+        assert!(version > ahead, "{version:x} is not newer than the delete {ahead:x}");
+    }
+
     #[test]
     fn an_expired_item_comes_back_as_its_tombstone() {
         let clock = ManualClock::new(1_700_000_000_000);
