@@ -575,7 +575,7 @@ fn the_charts_are_drawn_from_the_benchmarks_summary() {
     let out = Command::new(repo().join("scripts/charts")).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}{}", printed(&out.stdout), printed(&out.stderr));
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    for chart in ["memcached.svg", "tls.svg", "peers.svg"] {
+    for chart in ["memcached.svg", "tls.svg", "peers.svg", "ceiling.svg"] {
         assert!(readme.contains(&format!("(benches/charts/{chart})")), "README.md shows {chart}");
     }
 }
