@@ -570,7 +570,7 @@ impl Store {
         self.versions.node()
     }
 
-    /// The newest version this node has made or observed ([`VersionClock::newest`]).
+    /// The newest version this node has made or observed ([`super::version::VersionClock::newest`]).
     pub fn newest_version(&self) -> u64 {
         self.versions.newest()
     }
