@@ -147,12 +147,38 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 /// member. None if no certificate parses (rustls has accepted them, so that is not
 /// expected).
 pub fn chain_expiry(chain: &[CertificateDer<'_>]) -> Option<u64> {
-    use x509_cert::der::Decode;
-    chain
-        .iter()
-        .filter_map(|cert| x509_cert::Certificate::from_der(cert.as_ref()).ok())
-        .map(|cert| cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs())
-        .min()
+    chain.iter().filter_map(|cert| not_after(cert.as_ref()).ok()).min()
+}
+
+/// A certificate's `notAfter`, in Unix seconds: RFC 5280, 4.1: Certificate is a
+/// SEQUENCE whose first element is TBSCertificate, a SEQUENCE of an optional
+/// `[0]` version, serialNumber, signature, issuer and validity, which is a
+/// SEQUENCE of notBefore and notAfter (UTCTime or GeneralizedTime).
+fn not_after(der_bytes: &[u8]) -> der::Result<u64> {
+    use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
+    use der::{Decode, SliceReader, Tag, Tagged};
+    let certificate = AnyRef::from_der(der_bytes)?;
+    let mut certificate = SliceReader::new(certificate.value())?;
+    let tbs = AnyRef::decode(&mut certificate)?;
+    let mut fields = SliceReader::new(tbs.value())?;
+    let mut serial = AnyRef::decode(&mut fields)?;
+    if serial.tag().is_context_specific() {
+        serial = AnyRef::decode(&mut fields)?;
+    }
+    serial.tag().assert_eq(Tag::Integer)?;
+    // signature and issuer, then validity.
+    AnyRef::decode(&mut fields)?;
+    AnyRef::decode(&mut fields)?;
+    let validity = AnyRef::decode(&mut fields)?;
+    validity.tag().assert_eq(Tag::Sequence)?;
+    let mut times = SliceReader::new(validity.value())?;
+    let _not_before = AnyRef::decode(&mut times)?;
+    let not_after = AnyRef::decode(&mut times)?;
+    let since_epoch = match not_after.tag() {
+        Tag::UtcTime => UtcTime::try_from(not_after)?.to_unix_duration(),
+        _ => GeneralizedTime::try_from(not_after)?.to_unix_duration(),
+    };
+    Ok(since_epoch.as_secs())
 }
 
 /// A private key (PKCS#8, PKCS#1 or SEC1 PEM), in memcached's words when it cannot be read.
