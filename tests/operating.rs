@@ -174,15 +174,7 @@ fn a_live_nodes_metrics_pass_promtool_and_hold_every_metric_the_rules_and_dashbo
     assert!(ok && said.trim().is_empty(), "promtool check metrics: {said}\n{exposition}");
 
     // The certificate's notAfter, as openssl reads it, for both what it serves.
-    let end = Command::new("openssl")
-        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
-        .arg(live.pki.path("server.pem"))
-        .output()
-        .unwrap();
-    let end = String::from_utf8(end.stdout).unwrap();
-    let end = end.trim().strip_prefix("notAfter=").unwrap().to_string();
-    let epoch = Command::new("date").args(["-u", "-d", &end, "+%s"]).output().unwrap();
-    let not_after: u64 = String::from_utf8(epoch.stdout).unwrap().trim().parse().unwrap();
+    let not_after = openssl_not_after(&live.pki.path("server.pem"));
     for serves in ["clients", "replication"] {
         let line = format!("stickless_tls_certificate_expiry_timestamp_seconds{{serves=\"{serves}\"}} {not_after}\n");
         assert!(exposition.contains(&line), "{line} in {exposition}");
@@ -228,6 +220,39 @@ fn a_live_nodes_metrics_pass_promtool_and_hold_every_metric_the_rules_and_dashbo
     ] {
         assert!(checked.contains(name), "{name} is named by neither the rules nor the dashboard");
     }
+}
+
+/// The certificate's notAfter, as openssl prints it, in Unix seconds.
+fn openssl_not_after(pem: &Path) -> u64 {
+    let end = Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl (scripts/test installs it)");
+    let end = String::from_utf8(end.stdout).unwrap();
+    let end = end.trim().strip_prefix("notAfter=").unwrap().to_string();
+    let epoch = Command::new("date").args(["-u", "-d", &end, "+%s"]).output().unwrap();
+    String::from_utf8(epoch.stdout).unwrap().trim().parse().unwrap()
+}
+
+/// RFC 5280 writes a notAfter up to 2049 as UTCTime and from 2050 on as
+/// GeneralizedTime: the expiry metric reads both as openssl does.
+#[test]
+fn certificate_expiry_is_read_in_both_time_encodings() {
+    let pki = Pki::new("expiry-encodings");
+    for (name, days) in [("soon", "30"), ("after-2050", "15000")] {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .args(["-keyout", &key, "-out", &pem, "-days", days, "-subj", "/CN=expiry"])
+            .current_dir(&pki.dir)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let chain = stickless::tls::load_chain(&pki.path(&pem)).unwrap();
+        assert_eq!(stickless::tls::chain_expiry(&chain), Some(openssl_not_after(&pki.path(&pem))), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&pki.dir);
 }
 
 #[test]
