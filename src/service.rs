@@ -123,6 +123,11 @@ fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
     }
 }
 
+/// memcached's refusal of a `-u` user the system does not know (EX_NOUSER).
+fn no_such_user(name: &str) -> IdentityError {
+    IdentityError { status: 67, message: format!("can't find the user {name} to switch to") }
+}
+
 fn running_as_root() -> bool {
     // SAFETY: getuid and geteuid have no preconditions and cannot fail.
     unsafe { libc::getuid() == 0 || libc::geteuid() == 0 }
@@ -137,9 +142,7 @@ pub fn check_identity(user: Option<&str>) -> Result<(), IdentityError> {
     }
     match user {
         None | Some("") => Err(IdentityError { status: 64, message: "can't run as root without the -u switch".into() }),
-        Some(name) if lookup_user(name).is_none() => {
-            Err(IdentityError { status: 67, message: format!("can't find the user {name} to switch to") })
-        }
+        Some(name) if lookup_user(name).is_none() => Err(no_such_user(name)),
         Some(_) => Ok(()),
     }
 }
@@ -152,7 +155,7 @@ pub fn become_user(name: &str) -> Result<(), IdentityError> {
         return Ok(());
     }
     let Some((uid, gid)) = lookup_user(name) else {
-        return Err(IdentityError { status: 67, message: format!("can't find the user {name} to switch to") });
+        return Err(no_such_user(name));
     };
     let failed = |reason: io::Error| IdentityError {
         status: 71,

@@ -142,10 +142,10 @@ pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-/// When the first certificate of `chain` stops being valid (its `notAfter`), in
-/// seconds since the Unix epoch: the chain is only as good as its shortest-lived
-/// member. None if no certificate parses (rustls has accepted them, so that is not
-/// expected).
+/// When `chain` stops being valid: the earliest `notAfter` of its certificates, in
+/// seconds since the Unix epoch, since the chain is only as good as its
+/// shortest-lived member. None if no certificate parses (rustls has accepted
+/// them, so that is not expected).
 pub fn chain_expiry(chain: &[CertificateDer<'_>]) -> Option<u64> {
     chain.iter().filter_map(|cert| not_after(cert.as_ref()).ok()).min()
 }

@@ -106,11 +106,10 @@ fn named_metrics(text: &str) -> Vec<(String, Vec<(String, String)>)> {
     let mut named = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find("stickless_") {
-        let preceded = text.len() - rest.len() + at;
-        let word_start = preceded == 0
-            || !text.as_bytes()[preceded - 1].is_ascii_alphanumeric()
-                && text.as_bytes()[preceded - 1] != b'_'
-                && text.as_bytes()[preceded - 1] != b':';
+        // A name of its own, not the middle of another (a recording rule's
+        // `instance:stickless_x:rate5m`).
+        let before = text[..text.len() - rest.len() + at].bytes().next_back();
+        let word_start = before.is_none_or(|b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b':'));
         let tail = &rest[at..];
         let len =
             tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());

@@ -1124,7 +1124,7 @@ impl Replicator {
         let mut decided_any = false;
         for (seq, key) in opened {
             // Decided under the key's vote, so that no yield to a rival comes between.
-            let (claim, granted) = {
+            let (proposed, granted) = {
                 let _votes = self.votes.stripe(&key);
                 let Some(voted) = self.claims.open().get(&seq).map(|claim| claim.voted) else { continue };
                 let granted = match self.standing(seq, voted) {
@@ -1140,7 +1140,6 @@ impl Replicator {
             };
             // Until its own vote goes, this node refuses rivals: its standing is
             // settled, so it does not yield.
-            let proposed = &claim;
             // A granted claim that finds a newer state here (a write it raced, that
             // reached this node first) did not take effect: it is reported lost, and
             // its command runs again on that state, rather than told it holds what

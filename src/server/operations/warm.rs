@@ -502,9 +502,6 @@ mod tests {
         assert!(!path.exists(), "a loaded file is used up");
     }
 
-    /// An item that expired before the save comes back as its tombstone: its
-    /// version must still beat an older state a peer holds. Only this node's
-    /// own in a pair; a peer's too in a mesh.
     /// A delete applied from a peer whose clock is ahead leaves no tombstone here;
     /// after a warm restart this node's writes of the key must still be newer than
     /// it, or the peer would keep the delete and this node the write, for good.
@@ -527,6 +524,9 @@ mod tests {
         assert!(version > ahead, "{version:x} is not newer than the delete {ahead:x}");
     }
 
+    /// An item that expired before the save comes back as its tombstone: its
+    /// version must still beat an older state a peer holds. Only this node's
+    /// own in a pair; a peer's too in a mesh.
     #[test]
     fn an_expired_item_comes_back_as_its_tombstone() {
         let clock = ManualClock::new(1_700_000_000_000);
